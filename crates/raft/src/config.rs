@@ -1,0 +1,91 @@
+//! Configuration of one core. Times are in logical ticks: the runtime decides how long
+//! a tick is (the server uses `tick_ms`), the simulator advances them at will.
+
+use crate::error::ConfigError;
+use crate::types::{GroupId, NO_NODE, NodeId};
+
+/// Tunables of one Raft core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// The group this core replicates.
+    pub group: GroupId,
+    /// Minimum election timeout in ticks. Each follower draws its timeout uniformly
+    /// from `[election_ticks, 2 * election_ticks)` (Raft §5.2, randomized timeouts).
+    pub election_ticks: u32,
+    /// Ticks between leader heartbeats. Must be well below `election_ticks`.
+    pub heartbeat_ticks: u32,
+    /// Run a pre-vote round before a real election (thesis §9.6), so that a node
+    /// that was partitioned away cannot disrupt the cluster by raising the term.
+    pub pre_vote: bool,
+    /// A leader steps down if it has not heard from a quorum within an election
+    /// timeout, and voters ignore vote requests while they hear from a live leader
+    /// (thesis §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// Bound on un-acknowledged AppendEntries messages to one follower.
+    pub max_inflight_msgs: usize,
+    /// Bound on un-acknowledged entry bytes to one follower.
+    pub max_inflight_bytes: u64,
+    /// Soft bound on entry bytes in one AppendEntries (at least one entry is sent).
+    pub max_msg_bytes: u64,
+    /// Bound on the bytes of proposed-but-uncommitted entries on a leader; proposals
+    /// beyond it are refused with [`crate::ProposeError::Overloaded`].
+    pub max_uncommitted_bytes: u64,
+    /// Soft bound on committed entry bytes handed out in one [`crate::Ready`].
+    pub max_apply_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: NO_NODE,
+            group: 0,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight_msgs: 256,
+            max_inflight_bytes: 32 << 20,
+            max_msg_bytes: 1 << 20,
+            max_uncommitted_bytes: 64 << 20,
+            max_apply_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the fields against each other; a core refuses to start on an error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == NO_NODE {
+            return Err(ConfigError::Invalid("id must be non-zero".into()));
+        }
+        if self.heartbeat_ticks == 0 {
+            return Err(ConfigError::Invalid(
+                "heartbeat_ticks must be at least 1".into(),
+            ));
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(ConfigError::Invalid(format!(
+                "election_ticks ({}) must be greater than heartbeat_ticks ({})",
+                self.election_ticks, self.heartbeat_ticks
+            )));
+        }
+        if self.max_inflight_msgs == 0 {
+            return Err(ConfigError::Invalid(
+                "max_inflight_msgs must be at least 1".into(),
+            ));
+        }
+        if self.max_msg_bytes == 0 || self.max_inflight_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_msg_bytes and max_inflight_bytes must be non-zero".into(),
+            ));
+        }
+        if self.max_uncommitted_bytes == 0 || self.max_apply_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_uncommitted_bytes and max_apply_bytes must be non-zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
