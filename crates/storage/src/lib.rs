@@ -1,1 +1,10 @@
-//! keel-storage (placeholder).
+//! keel's storage layer.
+//!
+//! - [`vfs`]: the filesystem abstraction ([`vfs::StdVfs`] for real disks,
+//!   [`vfs::MemVfs`] for the deterministic simulator, with crash and fault injection);
+//! - [`wal`]: the segmented write-ahead log that holds every Raft group's entries and
+//!   hard state (byte layout and recovery rules in `docs/wal-format.md`);
+//! - [`command`]: the key-value commands that Raft entries carry;
+//! - [`kv`]: the key-value state machine on redb.
+
+pub mod vfs;
