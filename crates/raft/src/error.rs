@@ -54,3 +54,31 @@ pub enum ReadIndexError {
         pending: usize,
     },
 }
+
+/// A message the core refuses to process (misrouted or malformed); nothing changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum StepError {
+    /// The message belongs to another group.
+    #[error("message for group {got} delivered to group {expected}")]
+    WrongGroup {
+        /// This core's group.
+        expected: u64,
+        /// The message's group.
+        got: u64,
+    },
+    /// The message is addressed to another node.
+    #[error("message for node {to} delivered to the wrong node")]
+    WrongRecipient {
+        /// The addressee.
+        to: NodeId,
+    },
+    /// The sender is missing or is this node itself.
+    #[error("message with invalid sender {from}")]
+    BadSender {
+        /// The claimed sender.
+        from: NodeId,
+    },
+    /// Term 0 is never valid on the wire.
+    #[error("message with term 0")]
+    ZeroTerm,
+}

@@ -1,0 +1,78 @@
+//! The receiving side of replication: AppendEntries and heartbeats (Raft §5.3).
+
+use crate::message::MessageBody;
+use crate::raft::Raft;
+use crate::types::{Entry, Index, NodeId, Term};
+
+impl Raft {
+    pub(crate) fn handle_append(
+        &mut self,
+        leader: NodeId,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: &[Entry],
+        leader_commit: Index,
+    ) {
+        let committed = self.log.committed;
+        let (prev_index, prev_term, entries) = if prev_log_index >= committed {
+            (prev_log_index, prev_log_term, entries)
+        } else {
+            // Everything up to our commit index is settled and, by leader
+            // completeness (§5.4), identical in the leader's log: skip that part.
+            let skip = (committed - prev_log_index) as usize;
+            if skip >= entries.len() {
+                self.ack_append(leader, committed);
+                return;
+            }
+            let term = self
+                .log
+                .term(committed)
+                .expect("the committed entry is in the log");
+            (committed, term, &entries[skip..])
+        };
+        match self.log.try_append(prev_index, prev_term, entries) {
+            Some(last_new) => {
+                // Only entries verified to match the leader's may be marked committed.
+                self.log.commit_to(leader_commit.min(last_new));
+                self.ack_append(leader, last_new);
+            }
+            None => {
+                let (hint_index, hint_term) = self
+                    .log
+                    .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
+                self.send(
+                    leader,
+                    MessageBody::AppendEntriesResponse {
+                        index: prev_index,
+                        reject: true,
+                        hint_index,
+                        hint_term,
+                    },
+                    false,
+                );
+            }
+        }
+    }
+
+    /// Acknowledges a match up to `index`; promises durability, so it waits for the
+    /// fsync of this Ready.
+    fn ack_append(&mut self, leader: NodeId, index: Index) {
+        self.send(
+            leader,
+            MessageBody::AppendEntriesResponse {
+                index,
+                reject: false,
+                hint_index: 0,
+                hint_term: 0,
+            },
+            true,
+        );
+    }
+
+    pub(crate) fn handle_heartbeat(&mut self, leader: NodeId, commit: Index, read_seq: u64) {
+        // The leader caps `commit` at our acknowledged match index, so every entry up
+        // to it is already the leader's.
+        self.log.commit_to(commit.min(self.log.last_index()));
+        self.send(leader, MessageBody::HeartbeatResponse { read_seq }, false);
+    }
+}

@@ -1,0 +1,243 @@
+//! The leader's view of each follower's replication (thesis §3.5, and the
+//! probe/replicate flow control of etcd-style implementations).
+
+use std::collections::VecDeque;
+
+use crate::types::Index;
+
+/// How the leader currently sends to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProgressState {
+    /// Where the follower's log matches is unknown: send one AppendEntries at a time
+    /// and wait for its answer (or a heartbeat reply) before sending the next.
+    Probe,
+    /// The follower is known to match up to `match_index`: stream entries
+    /// optimistically, bounded by the in-flight window.
+    Replicate,
+}
+
+impl ProgressState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ProgressState::Probe => "probe",
+            ProgressState::Replicate => "replicate",
+        }
+    }
+}
+
+/// A bounded window of AppendEntries sent but not yet acknowledged.
+#[derive(Clone, Debug)]
+pub(crate) struct Inflights {
+    /// (last index in the message, bytes of entries in it), oldest first.
+    window: VecDeque<(Index, u64)>,
+    bytes: u64,
+    max_count: usize,
+    max_bytes: u64,
+}
+
+impl Inflights {
+    pub(crate) fn new(max_count: usize, max_bytes: u64) -> Self {
+        Inflights {
+            window: VecDeque::new(),
+            bytes: 0,
+            max_count,
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn add(&mut self, last_index: Index, bytes: u64) {
+        debug_assert!(self.window.back().is_none_or(|&(i, _)| i < last_index));
+        self.window.push_back((last_index, bytes));
+        self.bytes += bytes;
+    }
+
+    /// Releases every message whose entries are all acknowledged up to `index`.
+    pub(crate) fn free_to(&mut self, index: Index) {
+        while let Some(&(last, bytes)) = self.window.front() {
+            if last > index {
+                break;
+            }
+            self.window.pop_front();
+            self.bytes -= bytes;
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.window.clear();
+        self.bytes = 0;
+    }
+
+    pub(crate) fn full(&self) -> bool {
+        self.window.len() >= self.max_count || self.bytes >= self.max_bytes
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.window.len()
+    }
+}
+
+/// Replication state of one peer, kept by the leader.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    /// Highest index known to be replicated on the peer (Raft Figure 2 `matchIndex`).
+    pub(crate) match_index: Index,
+    /// Next index to send (Raft Figure 2 `nextIndex`); always `> match_index`.
+    pub(crate) next_index: Index,
+    pub(crate) state: ProgressState,
+    /// In `Probe`: a probe is outstanding, wait for an answer before sending again.
+    pub(crate) probe_sent: bool,
+    pub(crate) inflights: Inflights,
+    /// Heard from since the last check-quorum round.
+    pub(crate) recent_active: bool,
+    /// `match_index` when the previous heartbeat answer arrived: no progress between
+    /// two answers means the in-flight messages were lost.
+    pub(crate) match_at_heartbeat: Index,
+    /// Highest commit index sent in an AppendEntries, so a peer that was paused when
+    /// the commit advanced still learns it without waiting for a heartbeat.
+    pub(crate) sent_commit: Index,
+}
+
+impl Progress {
+    pub(crate) fn new(next_index: Index, max_inflight: usize, max_inflight_bytes: u64) -> Self {
+        Progress {
+            match_index: 0,
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(max_inflight, max_inflight_bytes),
+            recent_active: false,
+            match_at_heartbeat: 0,
+            sent_commit: 0,
+        }
+    }
+
+    /// Whether the leader should hold back further AppendEntries to this peer.
+    pub(crate) fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.full(),
+        }
+    }
+
+    pub(crate) fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflights.reset();
+        self.next_index = self.match_index + 1;
+    }
+
+    pub(crate) fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.probe_sent = false;
+        self.inflights.reset();
+        self.next_index = self.match_index + 1;
+    }
+
+    /// Records an acknowledgement up to `index`; returns whether it was news.
+    pub(crate) fn maybe_update(&mut self, index: Index) -> bool {
+        let updated = index > self.match_index;
+        if updated {
+            self.match_index = index;
+            self.probe_sent = false;
+        }
+        self.next_index = self.next_index.max(index + 1);
+        updated
+    }
+
+    /// A rejection of the AppendEntries whose `prev_log_index` was `rejected`; the
+    /// follower suggests retrying after `next_probe`. Returns false if the rejection
+    /// is stale (answers an older message) and must be ignored.
+    pub(crate) fn maybe_decrease_to(&mut self, rejected: Index, next_probe: Index) -> bool {
+        match self.state {
+            ProgressState::Replicate => {
+                // In replicate mode everything up to `match_index` is known good; a
+                // rejection at or below it is a reordered answer to an old message.
+                if rejected <= self.match_index {
+                    return false;
+                }
+                self.become_probe();
+                self.next_index = (next_probe + 1).max(self.match_index + 1);
+                true
+            }
+            ProgressState::Probe => {
+                // Only the answer to the outstanding probe counts.
+                if self.next_index == 0 || rejected != self.next_index - 1 {
+                    return false;
+                }
+                self.next_index = (next_probe + 1).min(rejected).max(self.match_index + 1);
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+
+    /// Notes that an AppendEntries with entries up to `last` (and `bytes` of them) was
+    /// sent, advancing the optimistic cursor in replicate mode.
+    pub(crate) fn sent_entries(&mut self, last: Option<Index>, bytes: u64) {
+        match self.state {
+            ProgressState::Replicate => {
+                if let Some(last) = last {
+                    self.next_index = last + 1;
+                    self.inflights.add(last, bytes);
+                }
+            }
+            ProgressState::Probe => self.probe_sent = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflights_bound_count_and_bytes() {
+        let mut w = Inflights::new(3, 100);
+        w.add(1, 10);
+        w.add(2, 10);
+        assert!(!w.full());
+        w.add(3, 10);
+        assert!(w.full(), "count bound");
+        w.free_to(2);
+        assert_eq!(w.len(), 1);
+        assert!(!w.full());
+        w.add(10, 95);
+        assert!(w.full(), "byte bound");
+        w.free_to(100);
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn replicate_ignores_stale_rejection() {
+        let mut p = Progress::new(11, 8, 1 << 20);
+        p.maybe_update(5);
+        p.become_replicate();
+        p.sent_entries(Some(10), 50);
+        assert!(!p.maybe_decrease_to(4, 3), "rejection below match is stale");
+        assert_eq!(p.state, ProgressState::Replicate);
+        assert!(p.maybe_decrease_to(8, 6));
+        assert_eq!(p.state, ProgressState::Probe);
+        assert_eq!(p.next_index, 7);
+    }
+
+    #[test]
+    fn probe_only_accepts_answer_to_outstanding_probe() {
+        let mut p = Progress::new(11, 8, 1 << 20);
+        p.sent_entries(None, 0);
+        assert!(p.is_paused());
+        assert!(!p.maybe_decrease_to(7, 3), "answers an older probe");
+        assert!(p.maybe_decrease_to(10, 3));
+        assert_eq!(p.next_index, 4);
+        assert!(!p.is_paused());
+    }
+
+    #[test]
+    fn next_never_drops_to_or_below_match() {
+        let mut p = Progress::new(11, 8, 1 << 20);
+        p.maybe_update(6);
+        p.next_index = 11;
+        assert!(p.maybe_decrease_to(10, 0));
+        assert_eq!(p.next_index, 7);
+    }
+}

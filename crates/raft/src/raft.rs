@@ -1,0 +1,649 @@
+//! The core itself: state, public API, and the term rules every message goes through.
+//!
+//! Role-specific behaviour lives next door: `election.rs` (pre-vote, votes,
+//! becoming leader), `replication.rs` (the leader's side of log replication and
+//! commitment), `follower.rs` (the receiving side of AppendEntries and heartbeats)
+//! and `read_index.rs` (confirming leadership for linearizable reads).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::error::{ConfigError, ProposeError, ReadIndexError, StepError};
+use crate::log::RaftLog;
+use crate::message::{Message, MessageBody};
+use crate::progress::Progress;
+use crate::read_index::ReadOnly;
+use crate::ready::{Event, ReadState, Ready, Role, SoftState};
+use crate::rng::Rng;
+use crate::status::{PeerStatus, Status};
+use crate::types::{
+    ConfState, Entry, EntryKind, GroupId, HardState, Index, NO_NODE, NodeId, SnapshotMeta, Term,
+};
+
+/// What a core starts from: the state recovered from storage (all empty for a brand
+/// new node).
+#[derive(Clone, Debug, Default)]
+pub struct InitialState {
+    /// Last persisted term, vote and commit index.
+    pub hard_state: HardState,
+    /// Membership (until a snapshot or a membership entry says otherwise).
+    pub conf: ConfState,
+    /// The snapshot the log starts after, if any.
+    pub snapshot: Option<SnapshotMeta>,
+    /// Durable log entries following the snapshot, contiguous.
+    pub entries: Vec<Entry>,
+    /// Index the state machine has already applied (entries up to it are not handed
+    /// out again).
+    pub applied: Index,
+}
+
+/// One Raft core. See the crate docs and [`Ready`] for how to drive it.
+#[derive(Debug)]
+pub struct Raft {
+    pub(crate) cfg: Config,
+    pub(crate) term: Term,
+    pub(crate) vote: NodeId,
+    pub(crate) role: Role,
+    pub(crate) leader: NodeId,
+    pub(crate) log: RaftLog,
+    pub(crate) voters: BTreeSet<NodeId>,
+    pub(crate) learners: BTreeSet<NodeId>,
+    /// Leader only: replication state of every other member.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Candidate and pre-candidate only: answers received so far.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Ticks since the last election timeout reset (followers, candidates) or since
+    /// the last check-quorum round (leaders).
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) randomized_election_timeout: u32,
+    pub(crate) rng: Rng,
+    pub(crate) read_only: ReadOnly,
+    /// The leader has new entries or a new commit index to send.
+    pub(crate) append_pending: bool,
+    /// Leader only: bytes of entries appended in this term and not yet committed.
+    pub(crate) uncommitted_bytes: u64,
+
+    // Outputs collected until the next `ready()`.
+    pub(crate) msgs: Vec<Message>,
+    pub(crate) msgs_after_persist: Vec<Message>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) read_states: Vec<ReadState>,
+
+    // What the last `Ready` reported, to send only changes.
+    prev_hard_state: HardState,
+    prev_soft_state: SoftState,
+    /// Set between `ready()` and `advance()`: the last entry handed out to persist.
+    in_progress: Option<InProgress>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InProgress {
+    last_entry: Option<(Index, Term)>,
+}
+
+impl Raft {
+    /// Creates a core from recovered state. `seed` drives the election-timeout
+    /// randomness: give each node its own (the server mixes OS randomness with the
+    /// node id; the simulator derives it from the run's seed).
+    pub fn new(cfg: Config, init: InitialState, seed: u64) -> Result<Raft, ConfigError> {
+        cfg.validate()?;
+        let (offset, offset_term, conf) = match &init.snapshot {
+            Some(s) => (s.index, s.term, s.conf.clone()),
+            None => (0, 0, init.conf.clone()),
+        };
+        let conf = if init.snapshot.is_some() && !init.conf.voters.is_empty() {
+            init.conf.clone()
+        } else {
+            conf
+        };
+        if conf
+            .voters
+            .iter()
+            .chain(&conf.learners)
+            .any(|&id| id == NO_NODE)
+        {
+            return Err(ConfigError::Invalid(
+                "node id 0 in the configuration".into(),
+            ));
+        }
+        if let Some(first) = init.entries.first()
+            && first.index != offset + 1
+        {
+            return Err(ConfigError::Invalid(format!(
+                "log starts at {} but the snapshot ends at {offset}",
+                first.index
+            )));
+        }
+        let last = offset + init.entries.len() as u64;
+        if init.applied > last || init.applied < offset {
+            return Err(ConfigError::Invalid(format!(
+                "applied index {} outside the log [{offset}, {last}]",
+                init.applied
+            )));
+        }
+        let hs = init.hard_state;
+        let log = RaftLog::new(offset, offset_term, init.entries, hs.commit, init.applied);
+        let mut raft = Raft {
+            term: hs.term,
+            vote: hs.vote,
+            role: Role::Follower,
+            leader: NO_NODE,
+            log,
+            voters: conf.voters.iter().copied().collect(),
+            learners: conf.learners.iter().copied().collect(),
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_election_timeout: cfg.election_ticks,
+            rng: Rng::new(seed ^ cfg.id.rotate_left(32) ^ cfg.group),
+            read_only: ReadOnly::default(),
+            append_pending: false,
+            uncommitted_bytes: 0,
+            msgs: Vec::new(),
+            msgs_after_persist: Vec::new(),
+            events: Vec::new(),
+            read_states: Vec::new(),
+            prev_hard_state: HardState::default(),
+            prev_soft_state: SoftState {
+                leader: NO_NODE,
+                role: Role::Follower,
+            },
+            in_progress: None,
+            cfg,
+        };
+        raft.prev_hard_state = raft.hard_state();
+        raft.reset_election_timeout();
+        Ok(raft)
+    }
+
+    // ---- Inputs -------------------------------------------------------------------
+
+    /// Advances logical time by one tick: drives election timeouts, heartbeats and
+    /// check-quorum.
+    pub fn tick(&mut self) {
+        self.assert_not_in_ready();
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            _ => self.tick_election(),
+        }
+    }
+
+    /// Feeds one message from a peer.
+    pub fn step(&mut self, m: Message) -> Result<(), StepError> {
+        self.assert_not_in_ready();
+        if m.group != self.cfg.group {
+            return Err(StepError::WrongGroup {
+                expected: self.cfg.group,
+                got: m.group,
+            });
+        }
+        if m.to != self.cfg.id {
+            return Err(StepError::WrongRecipient { to: m.to });
+        }
+        if m.from == self.cfg.id || m.from == NO_NODE {
+            return Err(StepError::BadSender { from: m.from });
+        }
+        if m.term == 0 {
+            return Err(StepError::ZeroTerm);
+        }
+        if m.term > self.term && !self.accept_higher_term(&m) {
+            return Ok(());
+        }
+        if m.term < self.term {
+            self.on_lower_term(&m);
+            return Ok(());
+        }
+        self.dispatch(m);
+        Ok(())
+    }
+
+    /// Proposes a command. On the leader it is appended at once and its
+    /// `(index, term)` returned: the command is committed iff the entry applied at
+    /// `index` has `term`. Fails without side effects elsewhere.
+    pub fn propose(&mut self, data: Bytes) -> Result<(Index, Term), ProposeError> {
+        self.assert_not_in_ready();
+        self.append_as_leader(EntryKind::Normal, data)
+    }
+
+    /// Asks for a linearizable read (thesis §6.4). Once leadership is confirmed by a
+    /// quorum, a [`ReadState`] with `ctx` and the read's index appears in a `Ready`.
+    /// Only the leader serves these; the request is dropped if it steps down, which
+    /// the runtime sees as a role change in `Ready::soft_state`.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadIndexError> {
+        self.assert_not_in_ready();
+        if self.role != Role::Leader {
+            return Err(ReadIndexError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        self.queue_read(ctx)
+    }
+
+    /// Starts an election now, skipping the timeout (used by tests and, later, by
+    /// leadership transfer). A no-op for leaders and non-voters.
+    pub fn campaign(&mut self) {
+        self.assert_not_in_ready();
+        if self.role != Role::Leader && self.is_voter() {
+            self.start_election(false);
+        }
+    }
+
+    // ---- Outputs ------------------------------------------------------------------
+
+    /// Whether [`Raft::ready`] has anything to report.
+    pub fn has_ready(&self) -> bool {
+        self.in_progress.is_none()
+            && (self.log.has_unstable()
+                || self.log.has_applicable()
+                || !self.msgs.is_empty()
+                || !self.msgs_after_persist.is_empty()
+                || !self.events.is_empty()
+                || !self.read_states.is_empty()
+                || self.append_pending
+                || self.read_only.round_needed()
+                || self.hard_state() != self.prev_hard_state
+                || self.soft_state() != self.prev_soft_state)
+    }
+
+    /// Collects everything to persist, send and apply. See [`Ready`] for the contract;
+    /// call [`Raft::advance`] once it is carried out.
+    pub fn ready(&mut self) -> Ready {
+        self.assert_not_in_ready();
+        if self.role == Role::Leader {
+            self.flush_leader_sends();
+        }
+        let hs = self.hard_state();
+        let ss = self.soft_state();
+        let entries = self.log.take_unstable();
+        let committed_entries = self.log.take_applicable(self.cfg.max_apply_bytes);
+        self.in_progress = Some(InProgress {
+            last_entry: entries.last().map(|e| (e.index, e.term)),
+        });
+        let rd = Ready {
+            soft_state: (ss != self.prev_soft_state).then_some(ss),
+            hard_state: (hs != self.prev_hard_state).then_some(hs),
+            entries,
+            messages: std::mem::take(&mut self.msgs),
+            persisted_messages: std::mem::take(&mut self.msgs_after_persist),
+            committed_entries,
+            read_states: std::mem::take(&mut self.read_states),
+            events: std::mem::take(&mut self.events),
+        };
+        self.prev_hard_state = hs;
+        self.prev_soft_state = ss;
+        rd
+    }
+
+    /// Acknowledges that a [`Ready`] was carried out: its entries and hard state are
+    /// durable and its committed entries applied.
+    pub fn advance(&mut self, rd: Ready) {
+        let Some(ip) = self.in_progress.take() else {
+            panic!("advance called without a matching ready");
+        };
+        drop(rd);
+        if let Some((index, term)) = ip.last_entry {
+            self.log.stable_to(index, term);
+            if self.role == Role::Leader {
+                // Thesis §10.2.1: the leader counts itself toward the commit quorum
+                // only for entries it has made durable.
+                self.maybe_commit();
+            }
+        }
+    }
+
+    // ---- Queries ------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+    /// The group this core replicates.
+    pub fn group(&self) -> GroupId {
+        self.cfg.group
+    }
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// Known leader of the current term, or 0.
+    pub fn leader(&self) -> NodeId {
+        self.leader
+    }
+    /// Highest index known committed.
+    pub fn commit_index(&self) -> Index {
+        self.log.committed
+    }
+    /// Highest index handed out for applying.
+    pub fn applied_index(&self) -> Index {
+        self.log.applied
+    }
+    /// Index of the last entry in the log.
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+    /// Term of the entry at `index`, if held.
+    pub fn log_term(&self, index: Index) -> Option<Term> {
+        self.log.term(index)
+    }
+    /// Entries from `from` on, up to `max_bytes` (at least one): for inspection and
+    /// the simulator's checks.
+    pub fn log_entries(&self, from: Index, max_bytes: u64) -> Vec<Entry> {
+        self.log
+            .entries_from(from.max(self.log.first_index()), max_bytes)
+    }
+    /// Current voters.
+    pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().copied()
+    }
+    /// The durable part of the state.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
+    }
+    /// Role and leader.
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader: self.leader,
+            role: self.role,
+        }
+    }
+
+    /// A summary for status pages and `keel status`.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            group: self.cfg.group,
+            term: self.term,
+            vote: self.vote,
+            role: self.role,
+            leader: self.leader,
+            commit: self.log.committed,
+            applied: self.log.applied,
+            last_index: self.log.last_index(),
+            persisted: self.log.persisted,
+            peers: self
+                .progress
+                .iter()
+                .map(|(&id, p)| PeerStatus {
+                    id,
+                    match_index: p.match_index,
+                    next_index: p.next_index,
+                    state: p.state.as_str(),
+                    active: p.recent_active,
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks internal invariants, panicking with a description if one is broken.
+    /// The simulator calls it after every step.
+    pub fn validate(&self) {
+        self.log.validate();
+        match self.role {
+            Role::Leader => {
+                assert_eq!(self.leader, self.cfg.id, "leader does not know it leads");
+                assert_eq!(self.vote, self.cfg.id, "leader did not vote for itself");
+                for (id, p) in &self.progress {
+                    assert!(p.match_index < p.next_index, "peer {id}: match >= next");
+                    assert!(
+                        p.match_index <= self.log.last_index(),
+                        "peer {id}: match beyond the leader's log"
+                    );
+                }
+            }
+            Role::Candidate => {
+                assert_eq!(self.vote, self.cfg.id, "candidate did not vote for itself");
+                assert_eq!(self.leader, NO_NODE);
+            }
+            Role::PreCandidate | Role::Follower => {
+                assert!(self.progress.is_empty(), "non-leader keeps progress");
+            }
+        }
+    }
+
+    // ---- Shared helpers -------------------------------------------------------------
+
+    /// Rules for a message from a higher term (Raft §5.1: adopt it and step down),
+    /// with the pre-vote and "leader still alive" exceptions. Returns false if the
+    /// message must be dropped.
+    fn accept_higher_term(&mut self, m: &Message) -> bool {
+        if let MessageBody::RequestVote {
+            pre_vote, transfer, ..
+        } = m.body
+        {
+            // Thesis §4.2.3 / §9.6: while we hear from a live leader, a vote request
+            // from a node that lost contact (or was removed) must not disrupt us.
+            if !transfer && self.in_leader_lease() {
+                self.events.push(Event::VoteDenied {
+                    candidate: m.from,
+                    term: m.term,
+                    pre_vote,
+                    reason: "a live leader is known",
+                });
+                return false;
+            }
+            if pre_vote {
+                // A pre-vote never changes our term.
+                return true;
+            }
+        }
+        if let MessageBody::RequestVoteResponse {
+            pre_vote: true,
+            granted: true,
+        } = m.body
+        {
+            // A granted pre-vote echoes the term we would campaign in.
+            return true;
+        }
+        let leader = if m.body.is_from_leader() {
+            m.from
+        } else {
+            NO_NODE
+        };
+        if self.role != Role::Follower {
+            self.events.push(Event::SteppedDown {
+                term: m.term,
+                from: m.from,
+            });
+        }
+        self.become_follower(m.term, leader);
+        true
+    }
+
+    /// Rules for a message from an older term.
+    fn on_lower_term(&mut self, m: &Message) {
+        match m.body {
+            // A stale leader (e.g. one healed from a partition) learns our term from
+            // the reply and steps down. Without this, with pre-vote on, a partitioned
+            // node that raised its term could never rejoin.
+            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
+                if self.cfg.check_quorum || self.cfg.pre_vote =>
+            {
+                self.send(
+                    m.from,
+                    MessageBody::AppendEntriesResponse {
+                        index: 0,
+                        reject: true,
+                        hint_index: 0,
+                        hint_term: 0,
+                    },
+                    false,
+                );
+            }
+            MessageBody::RequestVote { pre_vote: true, .. } => {
+                // Tell the pre-candidate about our newer term so it stops trying.
+                self.send(
+                    m.from,
+                    MessageBody::RequestVoteResponse {
+                        granted: false,
+                        pre_vote: true,
+                    },
+                    false,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, m: Message) {
+        match m.body {
+            MessageBody::RequestVote {
+                last_log_index,
+                last_log_term,
+                pre_vote,
+                ..
+            } => self.handle_vote_request(m.from, m.term, last_log_index, last_log_term, pre_vote),
+            MessageBody::RequestVoteResponse { granted, pre_vote } => {
+                self.handle_vote_response(m.from, granted, pre_vote)
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                if self.accept_leader(m.from) {
+                    self.handle_append(
+                        m.from,
+                        prev_log_index,
+                        prev_log_term,
+                        &entries,
+                        leader_commit,
+                    );
+                }
+            }
+            MessageBody::Heartbeat { commit, read_seq } => {
+                if self.accept_leader(m.from) {
+                    self.handle_heartbeat(m.from, commit, read_seq);
+                }
+            }
+            MessageBody::AppendEntriesResponse {
+                index,
+                reject,
+                hint_index,
+                hint_term,
+            } => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(m.from, index, reject, hint_index, hint_term);
+                }
+            }
+            MessageBody::HeartbeatResponse { read_seq } => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(m.from, read_seq);
+                }
+            }
+        }
+    }
+
+    /// A message that only the leader of the current term sends arrived: follow it.
+    fn accept_leader(&mut self, from: NodeId) -> bool {
+        match self.role {
+            Role::Leader => {
+                // Two leaders in one term would break election safety (Raft §5.2);
+                // it cannot happen unless a vote was lost from storage.
+                debug_assert!(
+                    false,
+                    "node {} leads term {} but so does {from}",
+                    self.cfg.id, self.term
+                );
+                false
+            }
+            Role::Candidate | Role::PreCandidate => {
+                self.become_follower(self.term, from);
+                true
+            }
+            Role::Follower => {
+                if self.leader != from {
+                    self.leader = from;
+                    self.events.push(Event::BecameFollower {
+                        term: self.term,
+                        leader: from,
+                    });
+                }
+                self.election_elapsed = 0;
+                true
+            }
+        }
+    }
+
+    /// Whether we heard from a leader within the minimum election timeout.
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        self.cfg.check_quorum
+            && self.leader != NO_NODE
+            && self.election_elapsed < self.cfg.election_ticks
+    }
+
+    pub(crate) fn is_voter(&self) -> bool {
+        self.voters.contains(&self.cfg.id)
+    }
+
+    /// Queues a message; `after_persist` ones wait until the Ready is durable.
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody, after_persist: bool) {
+        self.send_with_term(to, self.term, body, after_persist);
+    }
+
+    pub(crate) fn send_with_term(
+        &mut self,
+        to: NodeId,
+        term: Term,
+        body: MessageBody,
+        after_persist: bool,
+    ) {
+        let m = Message {
+            group: self.cfg.group,
+            from: self.cfg.id,
+            to,
+            term,
+            body,
+        };
+        if after_persist {
+            self.msgs_after_persist.push(m);
+        } else {
+            self.msgs.push(m);
+        }
+    }
+
+    pub(crate) fn reset_election_timeout(&mut self) {
+        self.election_elapsed = 0;
+        let base = self.cfg.election_ticks;
+        self.randomized_election_timeout = base + self.rng.below(u64::from(base)) as u32;
+    }
+
+    /// Becomes follower in `term` (clearing the vote when the term is new).
+    pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        if term > self.term {
+            self.term = term;
+            self.vote = NO_NODE;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.progress.clear();
+        self.votes.clear();
+        self.read_only.clear();
+        self.append_pending = false;
+        self.heartbeat_elapsed = 0;
+        self.reset_election_timeout();
+        self.events.push(Event::BecameFollower {
+            term: self.term,
+            leader,
+        });
+    }
+
+    fn assert_not_in_ready(&self) {
+        assert!(
+            self.in_progress.is_none(),
+            "core called between ready() and advance()"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Unit tests of the core's rules, each naming the Raft paper (or thesis) section it
+//! checks. `network` is a tiny synchronous harness: messages are delivered by hand or
+//! all at once, storage is a vector, and every Ready is processed per the contract.
+
+mod election;
+mod network;
+mod read_index;
+mod replication;

@@ -1,0 +1,241 @@
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::{
+    ConfState, Config, Entry, EntryKind, Event, HardState, InitialState, Message, NodeId, Raft,
+    ReadState, Role,
+};
+
+/// Durable state of one node in the harness.
+#[derive(Default, Clone)]
+pub(crate) struct Disk {
+    pub(crate) hard_state: HardState,
+    pub(crate) entries: Vec<Entry>,
+}
+
+impl Disk {
+    fn append(&mut self, entries: &[Entry]) {
+        if let Some(first) = entries.first() {
+            self.entries.truncate((first.index - 1) as usize);
+            self.entries.extend(entries.iter().cloned());
+        }
+    }
+}
+
+pub(crate) fn config(id: NodeId) -> Config {
+    Config {
+        id,
+        group: 1,
+        election_ticks: 10,
+        heartbeat_ticks: 1,
+        ..Config::default()
+    }
+}
+
+pub(crate) struct Network {
+    pub(crate) nodes: BTreeMap<NodeId, Raft>,
+    pub(crate) disks: BTreeMap<NodeId, Disk>,
+    /// Messages sent and not yet delivered.
+    pub(crate) queue: VecDeque<Message>,
+    /// Links (from, to) that drop everything.
+    pub(crate) cut: BTreeSet<(NodeId, NodeId)>,
+    /// Entries applied by each node, in order.
+    pub(crate) applied: BTreeMap<NodeId, Vec<Entry>>,
+    pub(crate) read_states: BTreeMap<NodeId, Vec<ReadState>>,
+    pub(crate) events: BTreeMap<NodeId, Vec<Event>>,
+}
+
+impl Network {
+    pub(crate) fn new(n: u64) -> Network {
+        Self::with_config(n, config)
+    }
+
+    pub(crate) fn with_config(n: u64, cfg: impl Fn(NodeId) -> Config) -> Network {
+        let ids: Vec<NodeId> = (1..=n).collect();
+        let mut net = Network {
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            applied: BTreeMap::new(),
+            read_states: BTreeMap::new(),
+            events: BTreeMap::new(),
+        };
+        for &id in &ids {
+            let init = InitialState {
+                conf: ConfState::with_voters(ids.clone()),
+                ..InitialState::default()
+            };
+            net.nodes.insert(
+                id,
+                Raft::new(cfg(id), init, id * 7919).expect("valid config"),
+            );
+            net.disks.insert(id, Disk::default());
+        }
+        net
+    }
+
+    pub(crate) fn node(&self, id: NodeId) -> &Raft {
+        &self.nodes[&id]
+    }
+
+    pub(crate) fn node_mut(&mut self, id: NodeId) -> &mut Raft {
+        self.nodes.get_mut(&id).expect("node exists")
+    }
+
+    /// Processes one node's Ready per the contract, queueing its messages.
+    pub(crate) fn process(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("node exists");
+        while node.has_ready() {
+            let mut rd = node.ready();
+            self.queue.extend(rd.messages.drain(..));
+            let disk = self.disks.get_mut(&id).expect("disk exists");
+            disk.append(&rd.entries);
+            if let Some(hs) = rd.hard_state {
+                disk.hard_state = hs;
+            }
+            self.queue.extend(rd.persisted_messages.drain(..));
+            self.applied
+                .entry(id)
+                .or_default()
+                .extend(rd.committed_entries.iter().cloned());
+            self.read_states
+                .entry(id)
+                .or_default()
+                .extend(rd.read_states.iter().copied());
+            self.events
+                .entry(id)
+                .or_default()
+                .extend(rd.events.iter().cloned());
+            node.advance(rd);
+        }
+    }
+
+    pub(crate) fn process_all(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.process(id);
+        }
+    }
+
+    /// Delivers one message (unless its link is cut or its target is down).
+    pub(crate) fn deliver(&mut self, m: Message) {
+        if self.cut.contains(&(m.from, m.to)) {
+            return;
+        }
+        let to = m.to;
+        if let Some(node) = self.nodes.get_mut(&to) {
+            node.step(m).expect("well-formed message");
+            self.process(to);
+        }
+    }
+
+    /// Processes and delivers until nothing is left in flight.
+    pub(crate) fn stabilize(&mut self) {
+        self.process_all();
+        let mut rounds = 0;
+        while let Some(m) = self.queue.pop_front() {
+            self.deliver(m);
+            rounds += 1;
+            assert!(rounds < 1_000_000, "network does not settle");
+        }
+    }
+
+    /// Takes every queued message without delivering it.
+    pub(crate) fn take_queue(&mut self) -> Vec<Message> {
+        self.process_all();
+        self.queue.drain(..).collect()
+    }
+
+    pub(crate) fn tick(&mut self, id: NodeId, n: u32) {
+        for _ in 0..n {
+            self.node_mut(id).tick();
+        }
+        self.process(id);
+    }
+
+    /// Makes `id` campaign (skipping pre-vote timing) and settles the network.
+    pub(crate) fn elect(&mut self, id: NodeId) {
+        self.node_mut(id).campaign();
+        self.stabilize();
+        assert_eq!(
+            self.node(id).role(),
+            Role::Leader,
+            "node {id} failed to win"
+        );
+    }
+
+    /// Lets the given nodes forget they heard from a leader recently, as if an
+    /// election timeout passed (so they consider vote requests again).
+    pub(crate) fn expire_lease(&mut self, ids: &[NodeId]) {
+        for &id in ids {
+            let node = self.node_mut(id);
+            node.election_elapsed = node.cfg.election_ticks;
+        }
+    }
+
+    pub(crate) fn isolate(&mut self, id: NodeId) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for other in ids {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    pub(crate) fn propose(&mut self, id: NodeId, data: &str) -> (u64, u64) {
+        let at = self
+            .node_mut(id)
+            .propose(Bytes::from(data.to_string()))
+            .expect("leader accepts the proposal");
+        self.process(id);
+        at
+    }
+
+    /// Restarts a node from its disk, forgetting everything volatile.
+    pub(crate) fn restart(&mut self, id: NodeId) {
+        let disk = self.disks[&id].clone();
+        let voters: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let init = InitialState {
+            hard_state: disk.hard_state,
+            conf: ConfState::with_voters(voters),
+            snapshot: None,
+            entries: disk.entries,
+            applied: 0,
+        };
+        let cfg = self.nodes[&id].cfg.clone();
+        self.applied.remove(&id);
+        self.nodes.insert(
+            id,
+            Raft::new(cfg, init, id * 104_729).expect("valid config"),
+        );
+    }
+
+    /// Data of the normal entries a node applied.
+    pub(crate) fn applied_data(&self, id: NodeId) -> Vec<String> {
+        self.applied
+            .get(&id)
+            .map(|es| {
+                es.iter()
+                    .filter(|e| e.kind == EntryKind::Normal)
+                    .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term,
+        index,
+        kind: EntryKind::Normal,
+        data: Bytes::from(format!("e{index}t{term}")),
+    }
+}
