@@ -8,3 +8,4 @@
 //! - [`kv`]: the key-value state machine on redb.
 
 pub mod vfs;
+pub mod wal;

@@ -9,7 +9,7 @@
 //! handle can be shared between threads without a seek position to race on.
 
 mod mem;
-mod rng;
+pub(crate) mod rng;
 mod std_vfs;
 
 use std::fmt::Debug;
@@ -84,4 +84,25 @@ pub trait VfsFile: Send + Sync + Debug {
 
     /// Releases the lock taken by [`VfsFile::try_lock`], if held.
     fn unlock(&self) -> io::Result<()>;
+}
+
+/// Creates directory `path` and any missing parents, and makes each creation durable
+/// by syncing the parent of every directory it created. (Syncing only the immediate
+/// parent is a classic bug: a crash can then lose a freshly created grandparent and
+/// everything below it.) Existing ancestors are not touched, so no permission beyond
+/// what creation needs is required.
+pub fn create_dir_all_durable(vfs: &dyn Vfs, path: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| !vfs.exists(p))
+        .collect();
+    vfs.create_dir_all(path)?;
+    // Deepest first: by the time a parent's entry is synced, the child's is too.
+    for dir in missing {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }

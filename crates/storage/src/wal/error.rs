@@ -1,0 +1,85 @@
+//! Errors of the write-ahead log.
+
+use std::io;
+use std::path::PathBuf;
+
+use keel_raft::{GroupId, Index};
+
+/// What can go wrong with the WAL.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// A filesystem operation failed.
+    #[error("WAL I/O error: {op} {}: {source}", path.display())]
+    Io {
+        /// What the WAL was doing ("sync", "write", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The WAL is damaged before its last valid frame, so starting from it could lose
+    /// or invent acknowledged data. The node must not start; an operator has to
+    /// restore the node (e.g. wipe it and let it rejoin).
+    #[error("WAL corrupt at {}:{offset}: {reason}", file.display())]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset in that file.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+
+    /// An earlier write or fsync failed. After a failed fsync the kernel may have
+    /// dropped the dirty pages and marked them clean, so no later fsync can prove
+    /// they reached the disk: the only safe reaction is to stop the process and
+    /// recover from what is on disk.
+    #[error("WAL is unusable after an earlier write or fsync failure; the process must restart")]
+    Poisoned,
+
+    /// Another `Wal` (in this or another process) holds the directory.
+    #[error("WAL directory {} is locked by another process", dir.display())]
+    Locked {
+        /// The WAL directory.
+        dir: PathBuf,
+    },
+
+    /// An append would leave a hole in a group's log.
+    #[error("group {group}: entry index {index} does not follow last index {last}")]
+    Gap {
+        /// The group.
+        group: GroupId,
+        /// Its last index at that point of the batch.
+        last: Index,
+        /// The offending entry index.
+        index: Index,
+    },
+
+    /// An entry's payload exceeds the WAL's fixed limit.
+    #[error("group {group}: entry {index} has {bytes} bytes of data, over the {max}-byte limit")]
+    EntryTooLarge {
+        /// The group.
+        group: GroupId,
+        /// The entry index.
+        index: Index,
+        /// Its payload size.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
+
+    /// [`super::WalOptions::validate`] rejected the options.
+    #[error("invalid WAL options: {0}")]
+    InvalidOptions(String),
+}
+
+impl WalError {
+    /// Wraps an I/O error with the operation and path.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| WalError::Io { op, path, source }
+    }
+}

@@ -1,0 +1,30 @@
+//! The segmented write-ahead log shared by all Raft groups of a node.
+//!
+//! Records (entries and hard states, each tagged with its group) are buffered and
+//! written in **frames**, one frame per fsync, into preallocated **segment** files.
+//! [`Wal::open`] recovers every group's log and hard state, discarding a torn tail
+//! and refusing to start on corruption; [`inspect`] walks the log read-only for the
+//! CLI. `docs/wal-format.md` describes the byte layout and recovery rules.
+
+mod batch;
+mod error;
+mod format;
+mod inspect;
+mod log;
+mod options;
+mod record;
+mod recovery;
+mod scan;
+mod segment;
+mod writer;
+
+pub use error::WalError;
+pub use format::MAX_ENTRY_BYTES;
+pub use inspect::{InspectedRecord, Verdict, inspect};
+pub use options::{MIN_SEGMENT_BYTES, WalOptions};
+pub use record::WalRecord;
+pub use recovery::{RecoveredGroup, Recovery, TornTail};
+pub use writer::Wal;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Power failures at random points, fsync failures and a full disk.
+
+use std::io;
+use std::sync::Arc;
+
+use keel_raft::HardState;
+
+use super::*;
+use crate::vfs::rng::SplitMix64;
+use crate::wal::WalError;
+
+/// One simulated process lifetime: random appends (with overwrites) and syncs until
+/// the planned death. Returns the state of the last successful sync and, if a sync
+/// was cut short, the state it was trying to make durable.
+fn run_until_death(
+    wal: &mut Wal,
+    rng: &mut SplitMix64,
+    mut model: Model,
+) -> (Model, Option<Model>) {
+    for _ in 0..1 + rng.below(30) {
+        let mut pending = model.clone();
+        for _ in 0..1 + rng.below(3) {
+            let group = 1 + rng.below(3);
+            let last = pending.last_index(group);
+            // Mostly appends; sometimes a new leader overwrites a suffix.
+            let first = if last > 0 && rng.below(5) == 0 {
+                1 + rng.below(last)
+            } else {
+                last + 1
+            };
+            let term = 1 + rng.below(9);
+            let es: Vec<_> = (first..first + 1 + rng.below(4))
+                .map(|i| entry(term, i, &vec![i as u8; rng.below(300) as usize]))
+                .collect();
+            if wal.append_entries(group, &es).is_err() {
+                return (model, None);
+            }
+            pending.append(group, &es);
+            if rng.below(2) == 0 {
+                let hs = HardState {
+                    term,
+                    vote: rng.below(4),
+                    commit: rng.below(first),
+                };
+                if wal.set_hard_state(group, hs).is_err() {
+                    return (model, None);
+                }
+                pending.hard_state(group, hs);
+            }
+        }
+        match wal.sync() {
+            Ok(()) => model = pending,
+            Err(_) => return (model, Some(pending)),
+        }
+    }
+    (model, None)
+}
+
+#[test]
+fn random_crashes_never_lose_synced_data_and_never_fail_recovery() {
+    // How often each interesting outcome happened, to prove the loop exercises them.
+    let (mut torn, mut kept_inflight, mut lost_inflight) = (0, 0, 0);
+    for seed in 0..300u64 {
+        let mut rng = SplitMix64::new(seed);
+        let vfs = MemVfs::new();
+        let segment_bytes = [1024, 2048, 8192][rng.below(3) as usize];
+        let mut model = Model::default();
+        for life in 0..4 {
+            let what = format!("seed {seed} life {life}");
+            let (mut wal, rec) = Wal::open(Arc::new(vfs.clone()), dir(), opts(segment_bytes))
+                .unwrap_or_else(|e| panic!("{what}: recovery failed after a pure crash: {e}"));
+            assert_eq!(rec.groups, model.groups, "{what}");
+            // The process dies after a random number of disk operations, or by an
+            // fsync failure, or (rarely) not at all before the power goes.
+            match rng.below(4) {
+                0 | 1 => vfs.halt_after(Some(rng.below(60))),
+                2 => {
+                    if let Some(seg) = segment_names(&vfs).last() {
+                        vfs.fail_next_sync(&dir().join(seg)).expect("inject");
+                    }
+                }
+                _ => {}
+            }
+            let (synced, inflight) = run_until_death(&mut wal, &mut rng, model.clone());
+            drop(wal);
+            vfs.crash(rng.next_u64());
+            let (wal, rec) = Wal::open(Arc::new(vfs.clone()), dir(), opts(segment_bytes))
+                .unwrap_or_else(|e| panic!("{what}: recovery failed after a pure crash: {e}"));
+            // Everything synced survives; the interrupted batch is all or nothing.
+            torn += usize::from(rec.torn_tail.is_some());
+            model = if rec.groups == synced.groups {
+                lost_inflight += usize::from(inflight.is_some());
+                synced
+            } else if inflight.as_ref().is_some_and(|m| m.groups == rec.groups) {
+                kept_inflight += 1;
+                inflight.expect("checked")
+            } else {
+                panic!(
+                    "{what}: recovered state is neither the synced one nor the in-flight one\n\
+                     recovered {:?}\nsynced {:?}",
+                    rec.groups, synced.groups
+                );
+            };
+            drop(wal);
+        }
+    }
+    assert!(
+        torn > 20 && kept_inflight > 20 && lost_inflight > 20,
+        "too few interesting crashes: {torn} torn tails, {kept_inflight} interrupted \
+         batches kept, {lost_inflight} lost"
+    );
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_wal_for_good() {
+    let vfs = MemVfs::new();
+    let (mut wal, _) = open(&vfs, 4096);
+    wal.append_entries(1, &[entry(1, 1, b"a")]).expect("append");
+    wal.sync().expect("sync");
+    let seg = dir().join(&segment_names(&vfs)[0]);
+    vfs.fail_next_sync(&seg).expect("inject");
+    wal.append_entries(1, &[entry(1, 2, b"b")]).expect("append");
+    let first = wal.sync().expect_err("fsync fails");
+    assert!(matches!(first, WalError::Io { op: "sync", .. }), "{first}");
+    assert!(wal.is_poisoned());
+    // The next fsync would succeed on the device, but the WAL must not trust it.
+    assert!(matches!(wal.sync(), Err(WalError::Poisoned)));
+    assert!(matches!(
+        wal.append_entries(1, &[entry(1, 3, b"c")]),
+        Err(WalError::Poisoned)
+    ));
+    assert!(matches!(
+        wal.set_hard_state(1, HardState::default()),
+        Err(WalError::Poisoned)
+    ));
+}
+
+#[test]
+fn a_full_disk_at_rollover_poisons_and_recovery_keeps_everything_synced() {
+    let vfs = MemVfs::new();
+    let (mut wal, _) = open(&vfs, 1024);
+    let mut model = Model::default();
+    vfs.set_space_limit(Some(3 * 1024 + 512));
+    let mut index = 0;
+    let err = loop {
+        index += 1;
+        let es = [entry(1, index, &[7; 100])];
+        wal.append_entries(1, &es).expect("append");
+        match wal.sync() {
+            Ok(()) => model.append(1, &es),
+            Err(e) => break e,
+        }
+    };
+    match &err {
+        WalError::Io { source, .. } => assert_eq!(source.kind(), io::ErrorKind::StorageFull),
+        other => panic!("expected a StorageFull I/O error, got {other}"),
+    }
+    assert!(matches!(wal.sync(), Err(WalError::Poisoned)));
+    drop(wal);
+    vfs.crash(1);
+    vfs.set_space_limit(None);
+    let (_, rec) = open(&vfs, 1024);
+    assert_eq!(rec.groups, model.groups);
+}
