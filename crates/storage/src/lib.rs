@@ -7,5 +7,6 @@
 //! - [`command`]: the key-value commands that Raft entries carry;
 //! - [`kv`]: the key-value state machine on redb.
 
+pub mod command;
 pub mod vfs;
 pub mod wal;

@@ -1,0 +1,91 @@
+//! Human-readable form of commands, for `keel wal dump` and the event log.
+
+use std::fmt;
+
+use super::{Command, Expect};
+
+/// Writes bytes as text: printable ASCII as-is, everything else — including space,
+/// backslash and double quote, which would make the output ambiguous — as `\xNN`;
+/// empty as `""`.
+pub(crate) struct Escaped<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("\"\"");
+        }
+        for &b in self.0 {
+            if b.is_ascii_graphic() && b != b'\\' && b != b'"' {
+                write!(f, "{}", b as char)?;
+            } else {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Expect {
+    /// ` IF-ABSENT`, ` IF-VERSION=n`, or nothing for `Any` (leading space included,
+    /// so it appends to a command).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Any => Ok(()),
+            Expect::Absent => f.write_str(" IF-ABSENT"),
+            Expect::Version(v) => write!(f, " IF-VERSION={v}"),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    /// `SET key value`, `DEL key`, with a precondition appended if there is one:
+    /// `SET name1 Sam IF-VERSION=7`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Put { key, value, expect } => {
+                write!(f, "SET {} {}{expect}", Escaped(key), Escaped(value))
+            }
+            Command::Delete { key, expect } => write!(f, "DEL {}{expect}", Escaped(key)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn commands_print_like_the_dump_format() {
+        let put = Command::Put {
+            key: Bytes::from_static(b"name1"),
+            value: Bytes::from_static(b"Sam"),
+            expect: Expect::Any,
+        };
+        assert_eq!(put.to_string(), "SET name1 Sam");
+        let del = Command::Delete {
+            key: Bytes::from_static(b"name1"),
+            expect: Expect::Version(7),
+        };
+        assert_eq!(del.to_string(), "DEL name1 IF-VERSION=7");
+        let create = Command::Put {
+            key: Bytes::from_static(b"a b\\c"),
+            value: Bytes::from_static(&[0, 0xFF]),
+            expect: Expect::Absent,
+        };
+        assert_eq!(create.to_string(), "SET a\\x20b\\x5cc \\x00\\xff IF-ABSENT");
+        let empty = Command::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::new(),
+            expect: Expect::Any,
+        };
+        assert_eq!(empty.to_string(), "SET k \"\"");
+        let quotes = Command::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"\"\""),
+            expect: Expect::Any,
+        };
+        assert_eq!(quotes.to_string(), "SET k \\x22\\x22");
+    }
+}
