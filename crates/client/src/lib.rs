@@ -1,1 +1,70 @@
-//! keel-client (placeholder).
+//! The Rust client for keel.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), keel_client::Error> {
+//! use keel_client::{Client, ClientConfig, Precondition, ReadMode};
+//!
+//! let client = Client::new(ClientConfig::with_endpoints(["10.0.0.1:7001", "10.0.0.2:7001"]))?;
+//! let revision = client.put("greeting", "hello").await?;
+//! let got = client.get("greeting", ReadMode::Linearizable).await?;
+//! let version = got.kv.map(|kv| kv.version).unwrap_or(revision);
+//! // Compare-and-set: only if nobody wrote the key since we read it.
+//! client.put_with("greeting", "hello again", Precondition::Version(version)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Finding the leader
+//!
+//! Writes (and by default reads) are served by the leader. The client remembers the
+//! last leader it learned of and tries it first. A member that is not the leader
+//! answers NOT_LEADER with the leader's address, and the client goes straight there,
+//! even if that address is not among the configured endpoints. When no member knows
+//! a leader (an election is under way), or a member cannot be reached, the client
+//! tries the configured endpoints in turn, with exponential backoff and jitter.
+//!
+//! # What is retried, and why
+//!
+//! A retry must never apply a write twice. So every failed attempt is judged by what
+//! it proves:
+//!
+//! - **Reads** are retried after any failure that may be temporary (no leader, not
+//!   the leader, overloaded, shutting down, a connection that failed or timed out),
+//!   until the deadline.
+//! - **Writes** are retried only when the failure proves the write was not applied:
+//!   the server answered NOT_LEADER, NO_LEADER, OVERLOADED or SHUTTING_DOWN, or the
+//!   connection the request needed could not be established, so the request never
+//!   left this process.
+//! - A write that may have reached a member and then failed — the connection broke
+//!   mid-call, the attempt timed out, the server answered OUTCOME_UNKNOWN or
+//!   INTERNAL — is **not** retried: the call returns [`Error::OutcomeUnknown`]. The
+//!   caller decides: read to find out, or retry if applying twice is harmless.
+//! - Answers that no retry can change (CONFLICT, INVALID_ARGUMENT) end the call at
+//!   once.
+//!
+//! Every attempt is bounded by `request_timeout`, every call by its deadline
+//! (`ClientConfig::deadline`, or [`Client::with_deadline`]), so no call hangs. A call
+//! whose deadline passes returns [`Error::Unavailable`] (or [`Error::Overloaded`]),
+//! which — for writes too — means the request was definitely not applied; see
+//! [`Error::is_definite_failure`].
+
+mod address;
+mod backoff;
+mod call;
+mod client;
+mod cluster;
+mod config;
+mod error;
+mod failure;
+mod kv;
+mod pool;
+mod router;
+mod types;
+
+pub use client::Client;
+pub use config::{ClientConfig, ConfigError};
+pub use error::Error;
+pub use keel_proto::v1::{Member, MembersResponse, PeerProgress, StatusResponse};
+pub use types::{
+    DeleteResponse, GetResponse, KeyValue, Precondition, ReadMode, ScanOptions, ScanResponse,
+};

@@ -8,5 +8,6 @@
 //! - [`kv`]: the key-value state machine on redb.
 
 pub mod command;
+pub mod kv;
 pub mod vfs;
 pub mod wal;

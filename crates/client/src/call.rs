@@ -1,0 +1,278 @@
+//! The retry loop every operation runs through.
+//!
+//! One call is a sequence of attempts, each against one member, bounded by
+//! `request_timeout`, all bounded by the call's deadline. After each failed attempt,
+//! [`Failure`] says what it proves and [`Op`] says what may be retried:
+//!
+//! | failure | read | write |
+//! |---|---|---|
+//! | NOT_LEADER with the leader's address | go there at once | go there at once |
+//! | NOT_LEADER without one, NO_LEADER, SHUTTING_DOWN, connection not established | back off, next member | back off, next member |
+//! | OVERLOADED | back off, same member | back off, same member |
+//! | timeout or transport failure after connecting, OUTCOME_UNKNOWN | back off, next member | **stop**: `OutcomeUnknown` |
+//! | INTERNAL | stop: `Internal` | **stop**: `OutcomeUnknown` |
+//! | CONFLICT, INVALID_ARGUMENT, UNIMPLEMENTED | stop | stop |
+//!
+//! When the deadline passes (or the next backoff would reach it), the call returns
+//! `Unavailable` (or `Overloaded` if that was the last answer): for a write this is
+//! only reached when every attempt proved it was not applied.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::address::Address;
+use crate::backoff::Backoff;
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::failure::Failure;
+use crate::pool::Pool;
+use crate::router::Router;
+
+/// Consecutive leader hints followed without backing off. Two members that each name
+/// the other (stale hints during an election) then cost a few quick hops, not a spin.
+const MAX_IMMEDIATE_REDIRECTS: u32 = 3;
+
+/// What an operation does to the data, which decides what may be retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// No effect: safe to retry after any retryable failure.
+    Read,
+    /// Changes state: retried only after failures that prove it was not applied.
+    Write,
+}
+
+impl Op {
+    /// Whether a failure that does not prove "not applied" may be retried.
+    ///
+    /// This is the seam for exactly-once writes: once writes carry a client session
+    /// and sequence number (`PutRequest` fields 10-19), the leader discards
+    /// duplicates, and such writes may answer `true` here too.
+    fn may_retry_ambiguous(self) -> bool {
+        match self {
+            Op::Read => true,
+            Op::Write => false,
+        }
+    }
+}
+
+/// Where a call's attempts go.
+#[derive(Clone, Debug)]
+pub(crate) enum Route {
+    /// To the leader, found by following hints and rotating through endpoints.
+    Leader,
+    /// Always to this member (e.g. one node's status).
+    Fixed(Address),
+}
+
+/// The next move after a failed attempt.
+enum Next {
+    /// Follow a leader hint without waiting.
+    Redirect(Address),
+    /// Back off, then try this member.
+    Retry(Address),
+}
+
+/// Runs calls: owns the connections and the leader knowledge shared by all calls.
+pub(crate) struct Caller {
+    router: Router,
+    pool: Pool,
+    request_timeout: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+}
+
+impl Caller {
+    /// A caller for a validated configuration.
+    pub(crate) fn new(cfg: &ClientConfig, endpoints: Vec<Address>) -> Self {
+        Caller {
+            router: Router::new(endpoints),
+            pool: Pool::new(cfg),
+            request_timeout: cfg.request_timeout,
+            backoff_initial: cfg.backoff_initial,
+            backoff_max: cfg.backoff_max,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, a failure ends the call, or `deadline` passes.
+    ///
+    /// `attempt` gets a connected channel and the attempt's time budget (to forward
+    /// to the server as the gRPC timeout) and makes one RPC.
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        deadline: Duration,
+        op: Op,
+        route: Route,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline_at = Instant::now() + deadline;
+        let mut target = match &route {
+            Route::Leader => self.router.first(),
+            Route::Fixed(address) => address.clone(),
+        };
+        let mut backoff = Backoff::new(self.backoff_initial, self.backoff_max);
+        let mut attempts = 0u32;
+        let mut redirects = 0u32;
+        let mut last: Option<Failure> = None;
+        loop {
+            let remaining = deadline_at.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(gave_up(attempts, last));
+            }
+            attempts += 1;
+            let budget = remaining.min(self.request_timeout);
+            let failure = match self.attempt(&target, budget, &mut attempt).await {
+                Ok(value) => {
+                    if op == Op::Write && matches!(route, Route::Leader) {
+                        // A member that accepted a write is (or forwards to) the
+                        // leader: start there next time.
+                        self.router.set_leader(&target);
+                    }
+                    return Ok(value);
+                }
+                Err(failure) => failure,
+            };
+            tracing::debug!(
+                attempt = attempts,
+                member = %target,
+                failure = %failure.describe(),
+                "keel client attempt failed"
+            );
+            if failure.taints_connection() {
+                self.pool.evict(&target);
+            }
+            let next = self.next_move(op, &route, &target, &failure, redirects)?;
+            last = Some(failure);
+            match next {
+                Next::Redirect(leader) => {
+                    redirects += 1;
+                    target = leader;
+                }
+                Next::Retry(member) => {
+                    redirects = 0;
+                    let delay = backoff.next_delay();
+                    // Waiting into the deadline would only end in the same error later.
+                    if Instant::now() + delay >= deadline_at {
+                        return Err(gave_up(attempts, last));
+                    }
+                    tokio::time::sleep(delay).await;
+                    target = member;
+                }
+            }
+        }
+    }
+
+    /// One attempt: connect (or reuse a connection), then make the RPC, all within
+    /// `budget`.
+    async fn attempt<T, F, Fut>(
+        &self,
+        target: &Address,
+        budget: Duration,
+        rpc: &mut F,
+    ) -> Result<T, Failure>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let mut connected = false;
+        let outcome = tokio::time::timeout(budget, async {
+            // Any failure here happened before the request existed on the wire.
+            let channel = self
+                .pool
+                .channel(target)
+                .await
+                .map_err(|s| Failure::NotSent(format!("{target}: {}", s.message())))?;
+            connected = true;
+            rpc(channel, budget)
+                .await
+                .map_err(|s| Failure::from_status(&s, target))
+        })
+        .await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) if connected => Err(Failure::Ambiguous(format!(
+                "{target}: no answer within {budget:?}"
+            ))),
+            Err(_) => Err(Failure::NotSent(format!(
+                "{target}: could not connect within {budget:?}"
+            ))),
+        }
+    }
+
+    /// Decides what follows a failed attempt, or ends the call with an error.
+    fn next_move(
+        &self,
+        op: Op,
+        route: &Route,
+        target: &Address,
+        failure: &Failure,
+        redirects: u32,
+    ) -> Result<Next, Error> {
+        let elsewhere = || match route {
+            Route::Leader => self.router.after_failure(target),
+            Route::Fixed(address) => address.clone(),
+        };
+        // A write may only be retried if the failure proves it was not applied.
+        if !failure.proves_not_applied() && !op.may_retry_ambiguous() {
+            return Err(Error::OutcomeUnknown {
+                reason: failure.describe(),
+            });
+        }
+        match failure {
+            Failure::Conflict { current_version } => Err(Error::Conflict {
+                current_version: (*current_version != 0).then_some(*current_version),
+            }),
+            Failure::InvalidArgument(message) => Err(Error::InvalidArgument(message.clone())),
+            Failure::Rejected { code, message } => Err(Error::Rejected {
+                code: *code,
+                message: message.clone(),
+            }),
+            // A member failing internally is not worth hammering, even for a read.
+            Failure::Internal(message) => Err(Error::Internal(message.clone())),
+            Failure::Ambiguous(_) => Ok(Next::Retry(elsewhere())),
+            Failure::NotLeader {
+                leader: Some(leader),
+                ..
+            } if matches!(route, Route::Leader) => {
+                if leader == target {
+                    // "Not the leader; the leader is me": a confused member. Try
+                    // another one rather than trusting it.
+                    return Ok(Next::Retry(elsewhere()));
+                }
+                self.router.set_leader(leader);
+                if redirects < MAX_IMMEDIATE_REDIRECTS {
+                    Ok(Next::Redirect(leader.clone()))
+                } else {
+                    Ok(Next::Retry(leader.clone()))
+                }
+            }
+            Failure::Overloaded(_) => Ok(Next::Retry(target.clone())),
+            Failure::NotLeader { .. }
+            | Failure::NoLeader(_)
+            | Failure::ShuttingDown(_)
+            | Failure::NotSent(_) => Ok(Next::Retry(elsewhere())),
+        }
+    }
+}
+
+/// The error for a call whose deadline passed; every failure before it was retryable.
+fn gave_up(attempts: u32, last: Option<Failure>) -> Error {
+    match last {
+        Some(Failure::Overloaded(message)) => Error::Overloaded { attempts, message },
+        Some(failure) => Error::Unavailable {
+            attempts,
+            last_error: failure.describe(),
+        },
+        None => Error::Unavailable {
+            attempts,
+            last_error: "the deadline passed before the first attempt".to_owned(),
+        },
+    }
+}

@@ -1,0 +1,108 @@
+//! The client handle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_proto::v1::cluster_client::ClusterClient;
+use keel_proto::v1::kv_client::KvClient;
+use tonic::transport::Channel;
+
+use crate::address::Address;
+use crate::call::Caller;
+use crate::config::ClientConfig;
+use crate::error::Error;
+
+/// A connection to a keel cluster.
+///
+/// Cheap to clone (clones share connections and what they learned about the leader),
+/// `Send + Sync`, and usable from many tasks at once. Connections are opened lazily,
+/// on first use.
+///
+/// Every call follows the retry rules described in the crate documentation and
+/// returns within the configured deadline.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) caller: Arc<Caller>,
+    pub(crate) deadline: Duration,
+    pub(crate) max_message_bytes: usize,
+}
+
+impl Client {
+    /// A client for the cluster at `cfg.endpoints`. Validates the configuration; does
+    /// not connect.
+    pub fn new(cfg: ClientConfig) -> Result<Self, Error> {
+        cfg.validate()?;
+        let endpoints = cfg
+            .endpoints
+            .iter()
+            .map(|e| Address::parse(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client {
+            caller: Arc::new(Caller::new(&cfg, endpoints)),
+            deadline: cfg.deadline,
+            max_message_bytes: cfg.max_message_bytes,
+        })
+    }
+
+    /// A handle to the same client whose calls have a different deadline (sharing
+    /// connections and leader knowledge with this one).
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        Client {
+            deadline,
+            ..self.clone()
+        }
+    }
+
+    /// The deadline of this handle's calls.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    pub(crate) fn kv(&self, channel: Channel) -> KvClient<Channel> {
+        KvClient::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+
+    pub(crate) fn cluster(&self, channel: Channel) -> ClusterClient<Channel> {
+        ClusterClient::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request carrying the attempt's remaining time as its gRPC timeout, so that the
+/// server can give up on work nobody waits for.
+pub(crate) fn request<T>(message: T, budget: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(budget);
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_validates_and_client_is_shareable() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<Client>();
+
+        assert!(matches!(
+            Client::new(ClientConfig::with_endpoints(Vec::<String>::new())),
+            Err(Error::Config(_))
+        ));
+        let client = Client::new(ClientConfig::with_endpoints(["127.0.0.1:1"])).expect("valid");
+        let short = client.with_deadline(Duration::from_millis(5));
+        assert_eq!(short.deadline(), Duration::from_millis(5));
+        assert!(Arc::ptr_eq(&client.caller, &short.caller));
+    }
+}

@@ -1,0 +1,9 @@
+//! The client against in-process mock members: leader following, endpoint rotation,
+//! deadlines, and which failures are retried.
+
+mod mock;
+
+mod deadline;
+mod leader;
+mod operations;
+mod outcome;

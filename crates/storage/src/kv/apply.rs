@@ -1,0 +1,93 @@
+//! Executing commands inside a write transaction.
+
+use bytes::Bytes;
+use keel_raft::{Entry, EntryKind, Index};
+use redb::{ReadableTable, Table};
+
+use super::error::{KvError, engine};
+use super::outcome::ApplyOutcome;
+use super::value;
+use crate::command::{Command, Expect};
+
+/// Applies `entries` on top of `applied`; returns the outcomes and the new applied
+/// index.
+pub(super) fn apply_entries(
+    data: &mut Table<&[u8], &[u8]>,
+    mut applied: Index,
+    entries: &[Entry],
+) -> Result<(Vec<ApplyOutcome>, Index), KvError> {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if entry.index <= applied {
+            outcomes.push(ApplyOutcome::AlreadyApplied);
+            continue;
+        }
+        if entry.index != applied + 1 {
+            return Err(KvError::Gap {
+                applied,
+                index: entry.index,
+            });
+        }
+        let outcome = match entry.kind {
+            // Membership changes are the runtime's business; for the key space they
+            // only advance the index.
+            EntryKind::NoOp | EntryKind::ConfChange => ApplyOutcome::NoOp,
+            EntryKind::Normal => {
+                let command =
+                    Command::decode_bytes(&entry.data).map_err(|source| KvError::BadCommand {
+                        index: entry.index,
+                        source,
+                    })?;
+                execute(data, entry.index, &command)?
+            }
+        };
+        outcomes.push(outcome);
+        applied = entry.index;
+    }
+    Ok((outcomes, applied))
+}
+
+/// Whether `expect` holds for a key whose version is `current`.
+fn holds(expect: Expect, current: Option<u64>) -> bool {
+    match expect {
+        Expect::Any => true,
+        Expect::Absent => current.is_none(),
+        Expect::Version(v) => current == Some(v),
+    }
+}
+
+fn current_version(data: &Table<&[u8], &[u8]>, key: &Bytes) -> Result<Option<u64>, KvError> {
+    match data.get(key.as_ref()).map_err(engine)? {
+        Some(stored) => Ok(Some(value::decode(stored.value())?.0)),
+        None => Ok(None),
+    }
+}
+
+fn execute(
+    data: &mut Table<&[u8], &[u8]>,
+    index: Index,
+    command: &Command,
+) -> Result<ApplyOutcome, KvError> {
+    let current = current_version(data, command.key())?;
+    if !holds(command.expect(), current) {
+        return Ok(ApplyOutcome::Conflict {
+            current_version: current,
+        });
+    }
+    Ok(match command {
+        Command::Put { key, value, .. } => {
+            data.insert(key.as_ref(), value::encode(index, value).as_slice())
+                .map_err(engine)?;
+            ApplyOutcome::Put { revision: index }
+        }
+        Command::Delete { key, .. } => {
+            if current.is_some() {
+                data.remove(key.as_ref()).map_err(engine)?;
+            }
+            ApplyOutcome::Deleted {
+                revision: index,
+                existed: current.is_some(),
+            }
+        }
+    })
+}

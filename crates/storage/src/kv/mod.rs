@@ -1,0 +1,259 @@
+//! The key-value state machine, on redb.
+//!
+//! Raft entries are applied in batches, each in one redb write transaction that also
+//! records the last applied index, so a restart replays only the log after it.
+//! Those transactions commit without fsync ([`redb::Durability::None`]): the WAL
+//! already holds every applied entry durably, so a crash merely rolls the state
+//! machine back to its last [`KvStore::flush`] and the entries after it are applied
+//! again. The runtime calls `flush` periodically and at shutdown.
+//!
+//! The state machine is deterministic: every replica reaches the same state from the
+//! same log. It therefore enforces no configurable limits (they are checked before a
+//! command is proposed) and never rejects a committed entry.
+
+mod apply;
+mod backend;
+mod error;
+mod outcome;
+mod value;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use keel_raft::{Entry, Index};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::vfs::{Vfs, create_dir_all_durable};
+use backend::VfsBackend;
+pub use error::KvError;
+use error::engine;
+pub use outcome::ApplyOutcome;
+
+/// User data: key → version (u64 LE) followed by the value.
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// Bookkeeping: name → number.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Last applied log index.
+const APPLIED_INDEX: &str = "applied_index";
+/// Layout version of the tables above.
+const SCHEMA: &str = "schema_version";
+const SCHEMA_VERSION: u64 = 1;
+
+/// State-machine settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvOptions {
+    /// Memory redb may use to cache pages, in bytes. Default 64 MiB.
+    pub cache_bytes: usize,
+}
+
+impl Default for KvOptions {
+    fn default() -> Self {
+        KvOptions {
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A key with its value and version, as returned by [`KvStore::scan`].
+pub type KeyValue = (Bytes, Bytes, u64);
+
+/// The key-value state machine of one Raft group.
+///
+/// All methods take `&self` and the store is `Send + Sync`: one thread applies while
+/// any number of tasks read. Reads see the **applied** state (each read is a
+/// consistent snapshot of some applied index); whether that is linearizable is up
+/// to the caller (ReadIndex or a lease, then wait until applied).
+#[derive(Debug)]
+pub struct KvStore {
+    db: Database,
+    /// Cached copy of the applied index, updated after each commit.
+    applied: AtomicU64,
+}
+
+impl KvStore {
+    /// Opens or creates the state machine at `path` with default options.
+    pub fn open(vfs: Arc<dyn Vfs>, path: &Path) -> Result<KvStore, KvError> {
+        Self::open_with(vfs, path, KvOptions::default())
+    }
+
+    /// Opens or creates the state machine at `path`.
+    ///
+    /// A new database is built under a temporary name and renamed into place once
+    /// durable, so a crash during creation never leaves a half-written file that
+    /// redb would refuse to open.
+    pub fn open_with(vfs: Arc<dyn Vfs>, path: &Path, opts: KvOptions) -> Result<KvStore, KvError> {
+        let io = |source| KvError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !vfs.exists(path) {
+            create_dir_all_durable(&*vfs, dir).map_err(io)?;
+            create(&*vfs, path, dir, &opts)?;
+        }
+        let file = vfs.open(path, false).map_err(io)?;
+        let db = open_db(file, &opts)?;
+        let applied = init_tables(&db)?;
+        Ok(KvStore {
+            db,
+            applied: AtomicU64::new(applied),
+        })
+    }
+
+    /// The last applied log index (0 before anything was applied).
+    pub fn applied_index(&self) -> Index {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Applies committed entries in log order, in one transaction that also records
+    /// the new applied index. Returns one outcome per entry.
+    ///
+    /// Entries at or below the applied index are skipped (idempotent replay after a
+    /// restart). A gap, or a `Normal` entry that is not a valid command, is an error
+    /// and nothing of the batch is applied; both mean the node cannot go on.
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<ApplyOutcome>, KvError> {
+        let mut txn = self.db.begin_write().map_err(engine)?;
+        // The WAL holds these entries durably; see the module docs.
+        txn.set_durability(Durability::None).map_err(engine)?;
+        let (outcomes, applied, changed) = {
+            let mut data = txn.open_table(DATA).map_err(engine)?;
+            let mut meta = txn.open_table(META).map_err(engine)?;
+            let start = meta
+                .get(APPLIED_INDEX)
+                .map_err(engine)?
+                .map_or(0, |g| g.value());
+            let (outcomes, applied) = apply::apply_entries(&mut data, start, entries)?;
+            if applied != start {
+                meta.insert(APPLIED_INDEX, applied).map_err(engine)?;
+            }
+            (outcomes, applied, applied != start)
+        };
+        if changed {
+            txn.commit().map_err(engine)?;
+            self.applied.store(applied, Ordering::Release);
+        } else {
+            txn.abort().map_err(engine)?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Makes everything applied so far durable (a redb commit with fsync).
+    pub fn flush(&self) -> Result<(), KvError> {
+        let mut txn = self.db.begin_write().map_err(engine)?;
+        txn.set_durability(Durability::Immediate).map_err(engine)?;
+        txn.commit().map_err(engine)
+    }
+
+    /// The value and version of `key`, if present.
+    pub fn get(&self, key: &[u8]) -> Result<Option<(Bytes, u64)>, KvError> {
+        let txn = self.db.begin_read().map_err(engine)?;
+        let table = txn.open_table(DATA).map_err(engine)?;
+        let Some(stored) = table.get(key).map_err(engine)? else {
+            return Ok(None);
+        };
+        let (version, value) = value::decode(stored.value())?;
+        Ok(Some((Bytes::copy_from_slice(value), version)))
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in key order, strictly after
+    /// `start_after` if given (for paging: pass the last key of the previous page).
+    /// The flag says whether more matching keys follow.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<KeyValue>, bool), KvError> {
+        use std::ops::Bound;
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let txn = self.db.begin_read().map_err(engine)?;
+        let table = txn.open_table(DATA).map_err(engine)?;
+        let range = table
+            .range::<&[u8]>((lower, Bound::Unbounded))
+            .map_err(engine)?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in range {
+            let (key, stored) = item.map_err(engine)?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let (version, value) = value::decode(stored.value())?;
+            out.push((
+                Bytes::copy_from_slice(key),
+                Bytes::copy_from_slice(value),
+                version,
+            ));
+        }
+        Ok((out, false))
+    }
+}
+
+/// Builds an empty database at `path`, atomically: in a temporary file that is
+/// renamed into place only after its first commit is durable.
+fn create(vfs: &dyn Vfs, path: &Path, dir: &Path, opts: &KvOptions) -> Result<(), KvError> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".creating");
+    let tmp = path.with_file_name(tmp_name);
+    let io = |source| KvError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    if vfs.exists(&tmp) {
+        // Left over from a crash during an earlier creation.
+        vfs.remove_file(&tmp).map_err(io)?;
+    }
+    let file = vfs.open(&tmp, true).map_err(io)?;
+    let db = open_db(file, opts)?;
+    init_tables(&db)?;
+    drop(db);
+    vfs.rename(&tmp, path).map_err(io)?;
+    vfs.sync_dir(dir).map_err(io)
+}
+
+fn open_db(file: Arc<dyn crate::vfs::VfsFile>, opts: &KvOptions) -> Result<Database, KvError> {
+    Database::builder()
+        .set_cache_size(opts.cache_bytes)
+        .create_with_backend(VfsBackend::new(file))
+        .map_err(engine)
+}
+
+/// Creates the tables if missing, checks the schema version, and returns the applied
+/// index. Commits durably (only at open, so the cost does not matter).
+fn init_tables(db: &Database) -> Result<Index, KvError> {
+    let txn = db.begin_write().map_err(engine)?;
+    let applied = {
+        txn.open_table(DATA).map_err(engine)?;
+        let mut meta = txn.open_table(META).map_err(engine)?;
+        let schema = meta.get(SCHEMA).map_err(engine)?.map(|g| g.value());
+        match schema {
+            None => {
+                meta.insert(SCHEMA, SCHEMA_VERSION).map_err(engine)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(KvError::Corrupt(format!(
+                    "schema version {other}, this build knows {SCHEMA_VERSION}"
+                )));
+            }
+        }
+        let applied = meta.get(APPLIED_INDEX).map_err(engine)?;
+        applied.map_or(0, |g| g.value())
+    };
+    txn.commit().map_err(engine)?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests;
