@@ -24,10 +24,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::WalError;
-use super::format::{
-    FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, SEGMENT_HEADER_LEN, SegmentHeader,
-    frame_len,
-};
+use super::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN, SegmentHeader, frame_len};
+use super::probe::{probe, read};
 use super::record::{self, WalRecord};
 use super::recovery::TornTail;
 use super::segment::{self, SegmentFile};
@@ -131,22 +129,43 @@ impl Scan {
     }
 }
 
-/// Bytes read at a time while looking past a bad spot.
-const PROBE_CHUNK: u64 = 1 << 20;
-
 /// Walks every segment of `dir` without modifying anything.
 pub(crate) fn scan(vfs: &dyn Vfs, dir: &Path, visit: &mut Visitor<'_>) -> Result<Scan, WalError> {
     let mut scan = Scan {
         segments: segment::list(vfs, dir)?,
         ..Scan::default()
     };
-    if let Err(c) = walk(vfs, &mut scan, visit)? {
+    let mut walker = Walker {
+        vfs,
+        scan: &mut scan,
+        visit,
+        // No compaction exists yet, so the log starts at frame 1 of segment 1; a
+        // missing first segment would otherwise silently drop the start of every
+        // group's log.
+        expected_frame: 1,
+        ended: false,
+    };
+    if let Err(c) = walker.walk()? {
         scan.corrupt = Some(c);
     }
     Ok(scan)
 }
 
-/// Opens a segment for reading.
+/// The outer `Result` is an I/O failure, the inner one corruption.
+type Walked<T> = Result<Result<T, Corruption>, WalError>;
+
+/// The state of one walk.
+struct Walker<'a, 'v> {
+    vfs: &'a dyn Vfs,
+    scan: &'a mut Scan,
+    visit: &'a mut Visitor<'v>,
+    /// Sequence number the next valid frame must have.
+    expected_frame: u64,
+    /// Set once garbage was found: the log has ended, no later segment may hold a
+    /// frame.
+    ended: bool,
+}
+
 fn open(vfs: &dyn Vfs, seg: &SegmentFile) -> Result<(Arc<dyn VfsFile>, u64), WalError> {
     let file = vfs
         .open(&seg.path, false)
@@ -157,13 +176,6 @@ fn open(vfs: &dyn Vfs, seg: &SegmentFile) -> Result<(Arc<dyn VfsFile>, u64), Wal
     Ok((file, len))
 }
 
-fn read(file: &dyn VfsFile, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, WalError> {
-    let mut buf = vec![0u8; usize::try_from(len).expect("reads are bounded by frame limits")];
-    file.read_exact_at(offset, &mut buf)
-        .map_err(WalError::io("read segment", path))?;
-    Ok(buf)
-}
-
 fn corrupt(seg: &SegmentFile, offset: u64, reason: impl Into<String>) -> Corruption {
     Corruption {
         file: seg.path.clone(),
@@ -172,293 +184,194 @@ fn corrupt(seg: &SegmentFile, offset: u64, reason: impl Into<String>) -> Corrupt
     }
 }
 
-/// The walk proper. The outer `Result` is I/O failure, the inner one corruption.
-fn walk(
-    vfs: &dyn Vfs,
-    scan: &mut Scan,
-    visit: &mut Visitor<'_>,
-) -> Result<Result<(), Corruption>, WalError> {
-    let segments = scan.segments.clone();
-    // No compaction exists yet, so the log starts at segment 1 and frame 1; a missing
-    // first segment would otherwise silently drop the start of every group's log.
-    let mut expected_frame = 1u64;
-    // Once garbage was found, the log has ended: no later segment may hold a frame.
-    let mut ended = false;
-    for (i, seg) in segments.iter().enumerate() {
-        let want_seq = i as u64 + 1;
-        if seg.seq != want_seq {
-            return Ok(Err(corrupt(
-                seg,
-                0,
-                format!("segment {want_seq} is missing (found {} instead)", seg.seq),
-            )));
+impl Walker<'_, '_> {
+    fn walk(&mut self) -> Walked<()> {
+        let segments = self.scan.segments.clone();
+        for (i, seg) in segments.iter().enumerate() {
+            let want = i as u64 + 1;
+            if seg.seq != want {
+                let reason = format!("segment {want} is missing (found {} instead)", seg.seq);
+                return Ok(Err(corrupt(seg, 0, reason)));
+            }
+            let later = &segments[i + 1..];
+            match self.segment(i, seg, later)? {
+                Ok(true) => {}
+                Ok(false) => return Ok(Ok(())),
+                Err(c) => return Ok(Err(c)),
+            }
         }
-        let (file, len) = open(vfs, seg)?;
-        let is_last = i + 1 == segments.len();
+        Ok(Ok(()))
+    }
 
+    /// Walks segment `index`; `Ok(false)` when it was an incomplete last segment.
+    fn segment(&mut self, index: usize, seg: &SegmentFile, later: &[SegmentFile]) -> Walked<bool> {
+        let (file, len) = open(self.vfs, seg)?;
         let head = read(&*file, &seg.path, 0, len.min(SEGMENT_HEADER_LEN))?;
         match SegmentHeader::decode(&head) {
             Ok(h) if h.seq == seg.seq => {}
             Ok(h) => {
-                return Ok(Err(corrupt(
-                    seg,
-                    0,
-                    format!(
-                        "segment header says sequence {}, file name says {}",
-                        h.seq, seg.seq
-                    ),
-                )));
+                let reason = format!(
+                    "segment header says sequence {}, file name says {}",
+                    h.seq, seg.seq
+                );
+                return Ok(Err(corrupt(seg, 0, reason)));
             }
-            Err(defect) if is_last && defect.could_be_torn() => {
+            // A crash while creating the last segment; acceptable if it holds nothing.
+            Err(defect) if later.is_empty() && defect.could_be_torn() => {
                 let reason = defect.describe("segment header");
-                let probe = probe(&*file, seg, SEGMENT_HEADER_LEN, len)?;
-                if let Some(at) = probe.valid_frame {
-                    return Ok(Err(corrupt(
-                        seg,
-                        0,
-                        format!("{reason}, but a valid frame follows at offset {at}"),
-                    )));
+                if let Some(at) = probe(&*file, seg, SEGMENT_HEADER_LEN, len)?.valid_frame {
+                    let reason = format!("{reason}, but a valid frame follows at offset {at}");
+                    return Ok(Err(corrupt(seg, 0, reason)));
                 }
-                scan.incomplete = Some(Incomplete {
-                    segment: i,
+                self.scan.incomplete = Some(Incomplete {
+                    segment: index,
                     len,
                     reason,
                 });
-                return Ok(Ok(()));
+                return Ok(Ok(false));
             }
             Err(defect) => return Ok(Err(corrupt(seg, 0, defect.describe("segment header")))),
         }
 
         let mut pos = SEGMENT_HEADER_LEN;
-        let stop_reason = if ended {
+        let stop_reason = if self.ended {
             None
         } else {
-            match walk_frames(
-                &*file,
-                seg,
-                i,
-                len,
-                &mut pos,
-                &mut expected_frame,
-                scan,
-                visit,
-            )? {
+            match self.frames(&*file, seg, index, len, &mut pos)? {
                 Ok(reason) => reason,
                 Err(c) => return Ok(Err(c)),
             }
         };
 
-        // Everything from `pos` on must be free of valid frames (and is normally zero).
-        let probe = probe(&*file, seg, pos, len)?;
+        // Everything from `pos` on must be free of valid frames, and is normally zero.
+        let rest = probe(&*file, seg, pos, len)?;
         let reason = stop_reason.unwrap_or_else(|| "non-zero bytes after the last frame".into());
-        if let Some(at) = probe.valid_frame {
-            return Ok(Err(corrupt(
-                seg,
-                pos,
-                format!("{reason}, but a valid frame follows at offset {at}"),
-            )));
+        if let Some(at) = rest.valid_frame {
+            let reason = format!("{reason}, but a valid frame follows at offset {at}");
+            return Ok(Err(corrupt(seg, pos, reason)));
         }
-        if probe.nonzero_end > pos {
-            if !ended {
-                if let Some(c) = valid_frame_in_later(vfs, &segments[i + 1..], seg, pos, &reason)? {
+        if rest.nonzero_end > pos {
+            if !self.ended {
+                if let Some(c) = self.valid_frame_in(later, seg, pos, &reason)? {
                     return Ok(Err(c));
                 }
-                ended = true;
+                self.ended = true;
             }
-            scan.garbage.push(Garbage {
-                segment: i,
+            self.scan.garbage.push(Garbage {
+                segment: index,
                 from: pos,
-                to: probe.nonzero_end,
+                to: rest.nonzero_end,
                 reason,
             });
         }
+        Ok(Ok(true))
     }
-    Ok(Ok(()))
-}
 
-/// Reads the valid frames of one segment from `*pos`, advancing it past each. Returns
-/// why it stopped (`None`: no room left for a frame header).
-#[allow(clippy::too_many_arguments)] // the walk's state, threaded through one helper
-fn walk_frames(
-    file: &dyn VfsFile,
-    seg: &SegmentFile,
-    index: usize,
-    len: u64,
-    pos: &mut u64,
-    expected_frame: &mut u64,
-    scan: &mut Scan,
-    visit: &mut Visitor<'_>,
-) -> Result<Result<Option<String>, Corruption>, WalError> {
-    loop {
-        let at = *pos;
-        if at + FRAME_HEADER_LEN > len {
-            return Ok(Ok(None));
-        }
-        let head = read(file, &seg.path, at, FRAME_HEADER_LEN)?;
-        let header = match FrameHeader::decode(&head) {
-            Ok(h) => h,
-            Err(d) if d.could_be_torn() => return Ok(Ok(Some(d.describe("frame header")))),
-            Err(d) => return Ok(Err(corrupt(seg, at, d.describe("frame header")))),
-        };
-        if header.segment_seq != seg.seq {
-            return Ok(Err(corrupt(
-                seg,
-                at,
-                format!("frame claims to belong to segment {}", header.segment_seq),
-            )));
-        }
-        let flen = frame_len(header.payload_len.into());
-        if at + flen > len {
-            return Ok(Err(corrupt(
-                seg,
-                at,
-                format!("frame of {flen} bytes runs past the end of the segment ({len} bytes)"),
-            )));
-        }
-        let payload = Bytes::from(read(
-            file,
-            &seg.path,
-            at + FRAME_HEADER_LEN,
-            header.payload_len.into(),
-        )?);
-        if crc32c::crc32c(&payload) != header.payload_crc {
-            return Ok(Ok(Some("frame payload checksum mismatch".into())));
-        }
-        if header.frame_seq != *expected_frame {
-            return Ok(Err(corrupt(
-                seg,
-                at,
-                format!(
+    /// Reads the valid frames of one segment from `*pos`, advancing it past each.
+    /// Returns why it stopped (`None`: no room left for a frame header).
+    fn frames(
+        &mut self,
+        file: &dyn VfsFile,
+        seg: &SegmentFile,
+        index: usize,
+        len: u64,
+        pos: &mut u64,
+    ) -> Walked<Option<String>> {
+        loop {
+            let at = *pos;
+            if at + FRAME_HEADER_LEN > len {
+                return Ok(Ok(None));
+            }
+            let head = read(file, &seg.path, at, FRAME_HEADER_LEN)?;
+            let header = match FrameHeader::decode(&head) {
+                Ok(h) => h,
+                Err(d) if d.could_be_torn() => return Ok(Ok(Some(d.describe("frame header")))),
+                Err(d) => return Ok(Err(corrupt(seg, at, d.describe("frame header")))),
+            };
+            if header.segment_seq != seg.seq {
+                let reason = format!("frame claims to belong to segment {}", header.segment_seq);
+                return Ok(Err(corrupt(seg, at, reason)));
+            }
+            let flen = frame_len(header.payload_len.into());
+            if at + flen > len {
+                let reason =
+                    format!("frame of {flen} bytes runs past the end of the segment ({len} bytes)");
+                return Ok(Err(corrupt(seg, at, reason)));
+            }
+            let payload_at = at + FRAME_HEADER_LEN;
+            let payload = Bytes::from(read(
+                file,
+                &seg.path,
+                payload_at,
+                header.payload_len.into(),
+            )?);
+            if crc32c::crc32c(&payload) != header.payload_crc {
+                return Ok(Ok(Some("frame payload checksum mismatch".into())));
+            }
+            if header.frame_seq != self.expected_frame {
+                let reason = format!(
                     "frame sequence {}, expected {}",
-                    header.frame_seq, *expected_frame
-                ),
-            )));
+                    header.frame_seq, self.expected_frame
+                );
+                return Ok(Err(corrupt(seg, at, reason)));
+            }
+            if let Err(c) = self.records(seg, payload_at, header.frame_seq, &payload) {
+                return Ok(Err(c));
+            }
+            self.expected_frame = header.frame_seq + 1;
+            *pos = at + flen;
+            self.scan.last_frame = Some(FrameEnd {
+                segment: index,
+                offset: *pos,
+                seq: header.frame_seq,
+            });
         }
+    }
+
+    /// Decodes the records of a valid frame and hands them to the visitor.
+    fn records(
+        &mut self,
+        seg: &SegmentFile,
+        payload_at: u64,
+        frame_seq: u64,
+        payload: &Bytes,
+    ) -> Result<(), Corruption> {
         let mut rp = 0usize;
         while rp < payload.len() {
-            let offset = at + FRAME_HEADER_LEN + rp as u64;
-            let (record, next) = match record::decode(&payload, rp) {
-                Ok(r) => r,
-                Err(reason) => return Ok(Err(corrupt(seg, offset, reason))),
-            };
+            let offset = payload_at + rp as u64;
+            let (record, next) =
+                record::decode(payload, rp).map_err(|r| corrupt(seg, offset, r))?;
             let found = RecordAt {
                 file: &seg.path,
                 offset,
-                frame_seq: header.frame_seq,
+                frame_seq,
                 record,
             };
-            if let Err(reason) = visit(found) {
-                return Ok(Err(corrupt(seg, offset, reason)));
-            }
+            (self.visit)(found).map_err(|r| corrupt(seg, offset, r))?;
             rp = next;
         }
-        *expected_frame = header.frame_seq + 1;
-        *pos = at + flen;
-        scan.last_frame = Some(FrameEnd {
-            segment: index,
-            offset: *pos,
-            seq: header.frame_seq,
-        });
+        Ok(())
     }
-}
 
-/// Looks for a valid frame in `later` segments; if one exists, the garbage at
-/// `seg:pos` is corruption.
-fn valid_frame_in_later(
-    vfs: &dyn Vfs,
-    later: &[SegmentFile],
-    seg: &SegmentFile,
-    pos: u64,
-    reason: &str,
-) -> Result<Option<Corruption>, WalError> {
-    for other in later {
-        let (file, len) = open(vfs, other)?;
-        if let Some(at) = probe(&*file, other, SEGMENT_HEADER_LEN, len)?.valid_frame {
-            return Ok(Some(corrupt(
-                seg,
-                pos,
-                format!(
+    /// Looks for a valid frame in `later` segments; if one exists, the garbage at
+    /// `seg:pos` is corruption.
+    fn valid_frame_in(
+        &self,
+        later: &[SegmentFile],
+        seg: &SegmentFile,
+        pos: u64,
+        reason: &str,
+    ) -> Result<Option<Corruption>, WalError> {
+        for other in later {
+            let (file, len) = open(self.vfs, other)?;
+            if let Some(at) = probe(&*file, other, SEGMENT_HEADER_LEN, len)?.valid_frame {
+                let reason = format!(
                     "{reason}, but a valid frame follows in {}:{at}",
                     other.path.display()
-                ),
-            )));
-        }
-    }
-    Ok(None)
-}
-
-/// What [`probe`] saw in a range.
-#[derive(Debug)]
-struct Probe {
-    /// The first 8-byte-aligned offset holding a complete, checksummed frame of this
-    /// segment.
-    valid_frame: Option<u64>,
-    /// One past the last non-zero byte (`from` if all zero). Only meaningful when no
-    /// valid frame was found (the probe stops at the first one).
-    nonzero_end: u64,
-}
-
-/// Scans `[from, len)` of a segment in bounded chunks for valid frames and non-zero
-/// bytes. `from` is 8-byte aligned.
-fn probe(file: &dyn VfsFile, seg: &SegmentFile, from: u64, len: u64) -> Result<Probe, WalError> {
-    debug_assert!(from.is_multiple_of(FRAME_ALIGN));
-    let mut nonzero_end = from;
-    let mut chunk_start = from;
-    while chunk_start < len {
-        let chunk_end = (chunk_start + PROBE_CHUNK).min(len);
-        // Read a header's worth past the chunk so candidates near its end are whole.
-        let read_end = (chunk_end + FRAME_HEADER_LEN).min(len);
-        let buf = read(file, &seg.path, chunk_start, read_end - chunk_start)?;
-        let own = (chunk_end - chunk_start) as usize;
-        if let Some(last) = buf[..own].iter().rposition(|&b| b != 0) {
-            nonzero_end = chunk_start + last as u64 + 1;
-        }
-        let mut rel = 0usize;
-        while rel < own && rel + FRAME_HEADER_LEN as usize <= buf.len() {
-            if buf[rel..rel + 4] == FRAME_MAGIC {
-                let at = chunk_start + rel as u64;
-                if is_valid_frame(
-                    file,
-                    seg,
-                    at,
-                    len,
-                    &buf[rel..rel + FRAME_HEADER_LEN as usize],
-                )? {
-                    return Ok(Probe {
-                        valid_frame: Some(at),
-                        nonzero_end,
-                    });
-                }
+                );
+                return Ok(Some(corrupt(seg, pos, reason)));
             }
-            rel += FRAME_ALIGN as usize;
         }
-        chunk_start = chunk_end;
+        Ok(None)
     }
-    Ok(Probe {
-        valid_frame: None,
-        nonzero_end,
-    })
-}
-
-/// Whether a complete, checksummed frame of segment `seg` starts at `at`.
-fn is_valid_frame(
-    file: &dyn VfsFile,
-    seg: &SegmentFile,
-    at: u64,
-    len: u64,
-    head: &[u8],
-) -> Result<bool, WalError> {
-    let Ok(header) = FrameHeader::decode(head) else {
-        return Ok(false);
-    };
-    if header.segment_seq != seg.seq || at + frame_len(header.payload_len.into()) > len {
-        return Ok(false);
-    }
-    let payload = read(
-        file,
-        &seg.path,
-        at + FRAME_HEADER_LEN,
-        header.payload_len.into(),
-    )?;
-    Ok(crc32c::crc32c(&payload) == header.payload_crc)
 }

@@ -14,8 +14,9 @@ use super::format::{
 use super::log::check_next;
 use super::options::WalOptions;
 use super::record::{self, HARD_STATE_RECORD_LEN};
-use super::recovery::{Recovery, TornTail};
-use super::scan::{self, Scan};
+use super::recovery::Recovery;
+use super::repair;
+use super::scan;
 use super::segment;
 use crate::vfs::{Vfs, VfsFile, create_dir_all_durable};
 
@@ -23,8 +24,6 @@ use crate::vfs::{Vfs, VfsFile, create_dir_all_durable};
 const LOCK_FILE: &str = "LOCK";
 /// Segments sized for one oversized frame are rounded up to this.
 const OVERSIZED_ROUNDING: u64 = 4096;
-/// Zeros written at a time when discarding a torn tail.
-const ZERO_CHUNK: u64 = 1 << 20;
 
 /// The segment frames are currently appended to.
 #[derive(Debug)]
@@ -48,8 +47,8 @@ struct Active {
 /// # Failure
 ///
 /// Any I/O error during [`Wal::sync`] — a failed write, a full disk, a failed fsync
-/// — **poisons** the WAL: that call and every later one return
-/// [`WalError::Poisoned`] (the first returns the underlying error). After a failed
+/// — **poisons** the WAL: that call returns the error and every later call returns
+/// [`WalError::Poisoned`]. After a failed
 /// fsync, Linux may already have dropped the dirty pages and marked them clean, so a
 /// retry could "succeed" without the data ever reaching the disk. The caller must
 /// stop the process (fail-stop); on restart, recovery finds out what is durable.
@@ -100,7 +99,7 @@ impl Wal {
         if let Some(corruption) = scan.corrupt.clone() {
             return Err(corruption.into());
         }
-        recovery.torn_tail = repair(&*vfs, dir, &scan)?;
+        recovery.torn_tail = repair::repair(&*vfs, dir, &scan)?;
 
         let mut segments = scan.segments.clone();
         if let Some(incomplete) = &scan.incomplete {
@@ -315,31 +314,4 @@ impl Wal {
             .as_mut()
             .expect("an active segment was just ensured"))
     }
-}
-
-/// Discards what the scan found after the last valid frame, durably, and describes it.
-fn repair(vfs: &dyn Vfs, dir: &Path, scan: &Scan) -> Result<Option<TornTail>, WalError> {
-    for garbage in &scan.garbage {
-        let path = &scan.segments[garbage.segment].path;
-        let file = vfs
-            .open(path, false)
-            .map_err(WalError::io("open segment", path))?;
-        let zeros = vec![0u8; ZERO_CHUNK as usize];
-        let mut at = garbage.from;
-        while at < garbage.to {
-            let n = (garbage.to - at).min(ZERO_CHUNK);
-            file.write_all_at(at, &zeros[..n as usize])
-                .map_err(WalError::io("zero torn tail", path))?;
-            at += n;
-        }
-        file.sync_data().map_err(WalError::io("sync", path))?;
-    }
-    if let Some(incomplete) = &scan.incomplete {
-        let path = &scan.segments[incomplete.segment].path;
-        vfs.remove_file(path)
-            .map_err(WalError::io("remove incomplete segment", path))?;
-        vfs.sync_dir(dir)
-            .map_err(WalError::io("sync directory", dir))?;
-    }
-    Ok(scan.torn_tail())
 }
