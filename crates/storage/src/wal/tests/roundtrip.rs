@@ -15,6 +15,12 @@ fn payload(group: u64, index: u64, term: u64) -> Vec<u8> {
 }
 
 #[test]
+fn wal_can_move_between_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Wal>();
+}
+
+#[test]
 fn many_groups_and_batches_survive_reopen_across_segment_rollovers() {
     let vfs = MemVfs::new();
     let (mut wal, rec) = open(&vfs, 1024);
