@@ -275,7 +275,10 @@ fn crashes_roll_back_to_at_least_the_last_flush_and_replay_catches_up() {
                 .unwrap_or_else(|e| panic!("{what}: reopen after crash: {e}"));
             let applied = kv.applied_index();
             rolled_back += usize::from(applied < applied_before_crash);
-            assert!(applied <= applied_before_crash, "{what}: applied index moved forward");
+            assert!(
+                applied <= applied_before_crash,
+                "{what}: applied index moved forward"
+            );
             assert!(
                 applied >= flushed,
                 "{what}: lost flushed state ({applied} < {flushed})"
