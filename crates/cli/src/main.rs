@@ -1,2 +1,77 @@
-//! The `keel` binary.
-fn main() {}
+//! `keel`: run a node, talk to a cluster, inspect a WAL, or try the demo.
+//!
+//! Exit codes: 0 success; 1 the operation failed (and changed nothing) or the key
+//! was not found; 2 bad usage; 3 a write's outcome is unknown (it may have been
+//! applied).
+
+mod client_cmds;
+mod demo;
+mod logging;
+mod serve;
+mod status_cmd;
+mod wal_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The endpoints the demo cluster listens on, used when none are given.
+pub(crate) const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keel",
+    version,
+    about = "A Raft-replicated, strongly consistent key-value store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node.
+    Serve(serve::ServeArgs),
+    /// Start a local 3-node cluster and open an interactive shell.
+    Demo(demo::DemoArgs),
+    /// Write a key.
+    Put(client_cmds::PutArgs),
+    /// Read a key.
+    Get(client_cmds::GetArgs),
+    /// Delete a key.
+    Del(client_cmds::DelArgs),
+    /// List keys with a prefix.
+    Scan(client_cmds::ScanArgs),
+    /// Compare-and-set: write a key only if its version matches.
+    Cas(client_cmds::CasArgs),
+    /// Show every member's role, term, indexes and lag.
+    Status(status_cmd::StatusArgs),
+    /// Inspect a node's write-ahead log.
+    Wal {
+        #[command(subcommand)]
+        command: wal_cmd::WalCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Wal { command } => wal_cmd::run(command),
+        Command::Put(a) => client_cmds::run(client_cmds::Op::Put(a)),
+        Command::Get(a) => client_cmds::run(client_cmds::Op::Get(a)),
+        Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),
+        Command::Scan(a) => client_cmds::run(client_cmds::Op::Scan(a)),
+        Command::Cas(a) => client_cmds::run(client_cmds::Op::Cas(a)),
+        Command::Status(a) => status_cmd::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keel: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

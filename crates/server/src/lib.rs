@@ -1,1 +1,20 @@
-//! keel-server (placeholder).
+//! keel's node runtime.
+//!
+//! One process runs one node: a dedicated thread drives the consensus core
+//! (`node`), persisting to the WAL and applying to the state machine; tokio runs
+//! the peer transport (`transport`) and the client APIs (`api`: gRPC and
+//! HTTP/JSON). [`run`] assembles everything from a [`ServerConfig`].
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod identity;
+pub mod node;
+pub mod peers;
+mod server;
+pub mod transport;
+
+pub use config::{DefaultReadMode, MAX_KEY_BYTES, ServerConfig, parse_initial_cluster};
+pub use error::ServerError;
+pub use server::run;

@@ -1,0 +1,258 @@
+//! A cluster of real `keel serve` processes on this machine, for `keel demo`, the
+//! cluster tests and the benchmark. Each node gets its own data directory, log file
+//! and event log under one base directory; nodes can be killed (SIGKILL), stopped
+//! (SIGTERM), paused (SIGSTOP) and restarted from their data.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// Number of nodes (ids 1..=n).
+    pub nodes: u64,
+    /// Where data directories and logs go.
+    pub base_dir: PathBuf,
+    /// The `keel` binary to run.
+    pub keel_bin: PathBuf,
+    /// gRPC address of each node.
+    pub grpc: Vec<SocketAddr>,
+    /// HTTP address of each node.
+    pub http: Vec<SocketAddr>,
+    /// Extra flags for every `keel serve`.
+    pub extra_args: Vec<String>,
+}
+
+impl ClusterSpec {
+    /// `nodes` nodes on free ports of `ip` (any loopback address, e.g. a distinct
+    /// 127.x.y.z per test so parallel tests never collide).
+    pub fn on_free_ports(
+        nodes: u64,
+        ip: IpAddr,
+        base_dir: PathBuf,
+        keel_bin: PathBuf,
+    ) -> std::io::Result<Self> {
+        let grpc = free_ports(ip, nodes as usize)?;
+        let http = free_ports(ip, nodes as usize)?;
+        Ok(ClusterSpec {
+            nodes,
+            base_dir,
+            keel_bin,
+            grpc,
+            http,
+            extra_args: Vec::new(),
+        })
+    }
+
+    /// The `--initial-cluster` value.
+    pub fn initial_cluster(&self) -> String {
+        self.grpc
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Ports the OS reports free on `ip` right now (bound and released at once; a
+/// collision later is possible but unlikely, and each node reports a clear bind
+/// error if it happens).
+pub fn free_ports(ip: IpAddr, n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)))
+        .collect::<Result<_, _>>()?;
+    listeners.iter().map(TcpListener::local_addr).collect()
+}
+
+/// Whether every address can be bound now.
+pub fn ports_free(addrs: &[SocketAddr]) -> bool {
+    let held: Vec<_> = addrs.iter().map(TcpListener::bind).collect();
+    held.iter().all(Result::is_ok)
+}
+
+/// A running local cluster. Dropping it kills every node.
+#[derive(Debug)]
+pub struct LocalCluster {
+    spec: ClusterSpec,
+    children: BTreeMap<u64, Child>,
+}
+
+impl LocalCluster {
+    /// Starts every node.
+    pub fn start(spec: ClusterSpec) -> std::io::Result<Self> {
+        let mut c = LocalCluster {
+            spec,
+            children: BTreeMap::new(),
+        };
+        for id in 1..=c.spec.nodes {
+            c.spawn(id)?;
+        }
+        Ok(c)
+    }
+
+    /// The cluster's specification.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// gRPC endpoints of all nodes, in id order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.spec.grpc.iter().map(ToString::to_string).collect()
+    }
+
+    /// gRPC address of node `id`.
+    pub fn grpc_addr(&self, id: u64) -> SocketAddr {
+        self.spec.grpc[(id - 1) as usize]
+    }
+
+    /// HTTP address of node `id`.
+    pub fn http_addr(&self, id: u64) -> SocketAddr {
+        self.spec.http[(id - 1) as usize]
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.spec.base_dir.join(format!("node-{id}"))
+    }
+
+    /// Node `id`'s process log (stdout and stderr).
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.spec.base_dir.join(format!("node-{id}.log"))
+    }
+
+    /// Node `id`'s event log.
+    pub fn event_log_path(&self, id: u64) -> PathBuf {
+        self.spec.base_dir.join(format!("node-{id}.events"))
+    }
+
+    /// Starts node `id` (first start or restart from its data directory).
+    pub fn spawn(&mut self, id: u64) -> std::io::Result<()> {
+        if self.is_running(id) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.spec.base_dir)?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))?;
+        let err = log.try_clone()?;
+        let child = Command::new(&self.spec.keel_bin)
+            .arg("serve")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .args(["--listen", &self.grpc_addr(id).to_string()])
+            .args(["--http", &self.http_addr(id).to_string()])
+            .args(["--initial-cluster", &self.spec.initial_cluster()])
+            .arg("--event-log")
+            .arg(self.event_log_path(id))
+            .args(&self.spec.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()?;
+        self.children.insert(id, child);
+        Ok(())
+    }
+
+    /// Whether node `id`'s process is alive.
+    pub fn is_running(&mut self, id: u64) -> bool {
+        match self.children.get_mut(&id) {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Ids of running nodes.
+    pub fn running(&mut self) -> Vec<u64> {
+        (1..=self.spec.nodes)
+            .filter(|&id| self.is_running(id))
+            .collect()
+    }
+
+    /// SIGKILL: the node stops at once, losing nothing it had fsynced.
+    pub fn kill(&mut self, id: u64) -> std::io::Result<()> {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill();
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit (SIGKILL after).
+    pub fn stop(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let Some(mut c) = self.children.remove(&id) else {
+            return Ok(None);
+        };
+        signal(&c, Signal::TERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                return c.wait().map(Some);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGSTOP: the process freezes (as in a long GC pause) until [`Self::resume`].
+    pub fn pause(&mut self, id: u64) {
+        if let Some(c) = self.children.get(&id) {
+            signal(c, Signal::STOP);
+        }
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self, id: u64) {
+        if let Some(c) = self.children.get(&id) {
+            signal(c, Signal::CONT);
+        }
+    }
+
+    /// Kills node `id` and starts it again from its data directory.
+    pub fn restart(&mut self, id: u64) -> std::io::Result<()> {
+        self.kill(id)?;
+        self.spawn(id)
+    }
+
+    /// The last `n` lines of node `id`'s process log, for failure reports.
+    pub fn log_tail(&self, id: u64, n: usize) -> String {
+        tail(&self.log_path(id), n)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.children) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal(c: &Child, sig: Signal) {
+    if let Some(pid) = i32::try_from(c.id()).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, sig);
+    }
+}
+
+/// The last `n` lines of a text file ("" if unreadable).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,65 @@
+//! Forwarding of HTTP requests from a follower to the leader over gRPC, so that a
+//! plain `curl` works against any node. One hop only: the leader never forwards.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use keel_proto::error::{ErrorDetail, error_detail};
+use keel_proto::v1::kv_client::KvClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Cached gRPC clients to leaders, by address.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    clients: Mutex<HashMap<String, KvClient<Channel>>>,
+    max_message: usize,
+}
+
+/// Bound on cached leader connections (members come and go).
+const MAX_CACHED: usize = 16;
+
+impl Forwarder {
+    pub(crate) fn new(max_value_bytes: usize) -> Self {
+        Forwarder {
+            clients: Mutex::new(HashMap::new()),
+            max_message: max_value_bytes + (64 << 10),
+        }
+    }
+
+    /// A client for the leader at `addr` (connecting lazily).
+    pub(crate) fn client(&self, addr: &str) -> Result<KvClient<Channel>, ErrorDetail> {
+        let mut clients = self.clients.lock().expect("forwarder lock poisoned");
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ErrorDetail::internal(format!("bad leader address {addr}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        let client = KvClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(self.max_message)
+            .max_encoding_message_size(self.max_message);
+        if clients.len() >= MAX_CACHED {
+            clients.clear();
+        }
+        clients.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// The detail of a failed forwarded call. A transport failure before an answer
+/// leaves a write's outcome unknown; `is_write` says which applies.
+pub(crate) fn forwarded_error(status: &tonic::Status, is_write: bool) -> ErrorDetail {
+    if let Some(d) = error_detail(status) {
+        return d;
+    }
+    if is_write {
+        ErrorDetail::outcome_unknown(format!(
+            "forwarding to the leader failed: {}",
+            status.message()
+        ))
+    } else {
+        ErrorDetail::no_leader()
+    }
+}

@@ -1,0 +1,123 @@
+//! The gRPC services `keel.v1.Kv` and `keel.v1.Cluster`. A follower answers writes
+//! and linearizable reads with NOT_LEADER and the leader's address; the client
+//! follows it.
+
+use std::sync::Arc;
+
+use keel_proto::v1::cluster_server::Cluster;
+use keel_proto::v1::kv_server::Kv;
+use keel_proto::v1::{
+    DeleteRequest, DeleteResponse, GetRequest, GetResponse, Member, MembersRequest,
+    MembersResponse, PeerProgress, PutRequest, PutResponse, ScanRequest, ScanResponse,
+    StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::ApiContext;
+use super::ops::Forwarding;
+
+/// `keel.v1.Kv` on this node.
+#[derive(Debug, Clone)]
+pub struct KvService {
+    ctx: Arc<ApiContext>,
+}
+
+impl KvService {
+    /// A service over the shared handler state.
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        KvService { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn get(&self, r: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let out = self.ctx.get(r.into_inner(), Forwarding::Never).await?;
+        Ok(Response::new(out))
+    }
+
+    async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let out = self.ctx.put(r.into_inner(), Forwarding::Never).await?;
+        Ok(Response::new(out))
+    }
+
+    async fn delete(&self, r: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        let out = self.ctx.delete(r.into_inner(), Forwarding::Never).await?;
+        Ok(Response::new(out))
+    }
+
+    async fn scan(&self, r: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let out = self.ctx.scan(r.into_inner(), Forwarding::Never).await?;
+        Ok(Response::new(out))
+    }
+}
+
+/// `keel.v1.Cluster` on this node.
+#[derive(Debug, Clone)]
+pub struct ClusterService {
+    ctx: Arc<ApiContext>,
+}
+
+impl ClusterService {
+    /// A service over the shared handler state.
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        ClusterService { ctx }
+    }
+}
+
+/// This node's status in the wire format.
+pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
+    let s = ctx.node.status();
+    StatusResponse {
+        id: ctx.id,
+        cluster_id: ctx.cluster_id,
+        role: s.role.as_str().to_string(),
+        term: s.term,
+        leader_id: s.leader,
+        commit_index: s.commit,
+        applied_index: s.applied,
+        last_index: s.last_index,
+        address: ctx.address.clone(),
+        http_address: ctx.http_address.clone().unwrap_or_default(),
+        progress: s
+            .peers
+            .iter()
+            .map(|p| PeerProgress {
+                id: p.id,
+                match_index: p.match_index,
+                next_index: p.next_index,
+                state: p.state.to_string(),
+                active: p.active,
+            })
+            .collect(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_ms: ctx.started.elapsed().as_millis() as u64,
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(status_response(&self.ctx)))
+    }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        let members = self
+            .ctx
+            .members
+            .iter()
+            .map(|(&id, address)| Member {
+                id,
+                address: address.clone(),
+                voter: true,
+            })
+            .collect();
+        Ok(Response::new(MembersResponse {
+            members,
+            leader_id: self.ctx.node.status().leader,
+        }))
+    }
+}

@@ -1,0 +1,118 @@
+//! Client-facing APIs. `ops.rs` holds the operations, shared by the gRPC services
+//! (`grpc.rs`) and the HTTP/JSON API (`http.rs`); errors everywhere are keel's
+//! `ErrorDetail`, which says whether a write may have been applied.
+
+mod forward;
+mod grpc;
+mod http;
+mod ops;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_proto::error::ErrorDetail;
+use keel_raft::NodeId;
+
+pub use grpc::{ClusterService, KvService};
+pub use http::router;
+
+use crate::config::DefaultReadMode;
+use crate::node::{NodeError, NodeHandle};
+use forward::Forwarder;
+
+/// Limits and defaults the APIs enforce.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Largest value accepted.
+    pub max_value_bytes: usize,
+    /// Largest scan page.
+    pub max_scan_limit: u32,
+    /// How long a request may wait inside the node.
+    pub request_timeout: Duration,
+    /// Mode for reads that do not name one.
+    pub default_read_mode: DefaultReadMode,
+}
+
+/// Everything a request handler needs. Shared by all handlers.
+#[derive(Debug)]
+pub struct ApiContext {
+    /// The consensus thread and state machine.
+    pub node: NodeHandle,
+    /// This node.
+    pub id: NodeId,
+    /// Its cluster.
+    pub cluster_id: u64,
+    /// Members and their gRPC addresses.
+    pub members: BTreeMap<NodeId, String>,
+    /// This node's advertised gRPC address.
+    pub address: String,
+    /// This node's HTTP address, if served.
+    pub http_address: Option<String>,
+    /// Limits.
+    pub limits: ApiLimits,
+    /// When the node started.
+    pub started: Instant,
+    forwarder: Forwarder,
+}
+
+impl ApiContext {
+    /// Bundles the handler state.
+    pub fn new(
+        node: NodeHandle,
+        id: NodeId,
+        cluster_id: u64,
+        members: BTreeMap<NodeId, String>,
+        http_address: Option<String>,
+        limits: ApiLimits,
+    ) -> Arc<Self> {
+        let address = members.get(&id).cloned().unwrap_or_default();
+        Arc::new(ApiContext {
+            node,
+            id,
+            cluster_id,
+            members,
+            address,
+            http_address,
+            forwarder: Forwarder::new(limits.max_value_bytes),
+            limits,
+            started: Instant::now(),
+        })
+    }
+
+    /// The gRPC address of a member, or "" if unknown.
+    pub fn address_of(&self, id: NodeId) -> String {
+        self.members.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// Turns a node-level failure into the error clients see.
+    pub fn error(&self, e: NodeError) -> ErrorDetail {
+        match e {
+            NodeError::NotLeader { leader: 0 } => ErrorDetail::no_leader(),
+            NodeError::NotLeader { leader } => {
+                ErrorDetail::not_leader(leader, self.address_of(leader))
+            }
+            NodeError::Overloaded(m) => ErrorDetail::overloaded(m),
+            NodeError::Invalid(m) => ErrorDetail::invalid_argument(m),
+            NodeError::OutcomeUnknown(m) => ErrorDetail::outcome_unknown(m),
+            NodeError::Timeout(m) => {
+                // A read that timed out changed nothing; the client may retry.
+                ErrorDetail::no_leader().with_message(format!("read not confirmed: {m}"))
+            }
+            NodeError::ShuttingDown => ErrorDetail::shutting_down(),
+        }
+    }
+}
+
+/// Small conveniences on the shared error type.
+pub(crate) trait DetailExt {
+    fn with_message(self, m: String) -> Self;
+}
+
+impl DetailExt for ErrorDetail {
+    fn with_message(mut self, m: String) -> Self {
+        self.message = m;
+        self
+    }
+}

@@ -1,0 +1,249 @@
+//! Configuration of one keel node: every field documented, units in names,
+//! validated before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use keel_raft::NodeId;
+
+use crate::error::ServerError;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// How reads are served when the request does not say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DefaultReadMode {
+    /// Linearizable (ReadIndex on the leader).
+    #[default]
+    Linearizable,
+    /// This node's applied state, possibly stale.
+    Stale,
+}
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This node's id (non-zero, unique in the cluster).
+    pub id: NodeId,
+    /// Directory for the WAL, the state machine and the node's identity.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server binds (clients and peers).
+    pub listen: SocketAddr,
+    /// Address other nodes and clients use to reach `listen` (defaults to it).
+    pub advertise: String,
+    /// Address of the HTTP/JSON API, if enabled.
+    pub http: Option<SocketAddr>,
+    /// Static bootstrap membership: id → advertised gRPC address. Required on first
+    /// start; on restart it must match what the data directory recorded, or be empty.
+    pub initial_cluster: BTreeMap<NodeId, String>,
+    /// Mixed with the membership into the cluster id, so two clusters built from the
+    /// same addresses still refuse each other's messages.
+    pub cluster_token: String,
+    /// Length of one logical tick of the consensus core.
+    pub tick_ms: u64,
+    /// Minimum election timeout; each follower draws from `[t, 2t)`.
+    pub election_timeout_ms: u64,
+    /// Interval between leader heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// How long a write or read may wait inside the node before the client is told
+    /// the outcome is unknown (writes) or the request failed (reads).
+    pub request_timeout_ms: u64,
+    /// Reads that do not name a mode use this one.
+    pub default_read_mode: DefaultReadMode,
+    /// Plain-sentence event log, one event a line.
+    pub event_log: Option<PathBuf>,
+    /// WAL segment size (each segment is preallocated to it).
+    pub wal_segment_bytes: u64,
+    /// How often the state machine is made durable (the WAL covers the gap).
+    pub state_flush_interval_ms: u64,
+    /// Bound on client requests queued for the consensus thread.
+    pub max_pending_requests: usize,
+    /// Bound on messages queued to one peer before new ones are dropped.
+    pub max_peer_queue: usize,
+    /// Largest number of keys a scan returns.
+    pub max_scan_limit: u32,
+}
+
+impl ServerConfig {
+    /// A configuration with defaults for everything but identity and addresses.
+    pub fn new(id: NodeId, data_dir: PathBuf, listen: SocketAddr) -> Self {
+        ServerConfig {
+            id,
+            data_dir,
+            listen,
+            advertise: listen.to_string(),
+            http: None,
+            initial_cluster: BTreeMap::new(),
+            cluster_token: "keel".to_string(),
+            tick_ms: 10,
+            election_timeout_ms: 300,
+            heartbeat_interval_ms: 50,
+            max_value_bytes: 1 << 20,
+            request_timeout_ms: 5_000,
+            default_read_mode: DefaultReadMode::Linearizable,
+            event_log: None,
+            wal_segment_bytes: 64 << 20,
+            state_flush_interval_ms: 1_000,
+            max_pending_requests: 65_536,
+            max_peer_queue: 8_192,
+            max_scan_limit: 10_000,
+        }
+    }
+
+    /// Checks fields against each other; the node refuses to start on an error.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |msg: String| Err(ServerError::Config(msg));
+        if self.id == 0 {
+            return bad("--id must be a positive integer".into());
+        }
+        if self.tick_ms == 0 || self.tick_ms > 1_000 {
+            return bad(format!("tick_ms must be in 1..=1000, got {}", self.tick_ms));
+        }
+        if self.heartbeat_interval_ms < self.tick_ms {
+            return bad(format!(
+                "heartbeat_interval_ms ({}) must be at least tick_ms ({})",
+                self.heartbeat_interval_ms, self.tick_ms
+            ));
+        }
+        if self.election_timeout_ms < 3 * self.heartbeat_interval_ms {
+            return bad(format!(
+                "election_timeout_ms ({}) must be at least 3 × heartbeat_interval_ms ({})",
+                self.election_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
+            return bad(format!(
+                "max_value_bytes must be in 1..=64 MiB, got {}",
+                self.max_value_bytes
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return bad("request_timeout_ms must be positive".into());
+        }
+        if self.wal_segment_bytes < 1 << 20 {
+            return bad("wal_segment_bytes must be at least 1 MiB".into());
+        }
+        if !self.initial_cluster.is_empty() {
+            if self.initial_cluster.contains_key(&0) {
+                return bad("--initial-cluster: node ids must be positive".into());
+            }
+            match self.initial_cluster.get(&self.id) {
+                None => {
+                    return bad(format!(
+                        "--initial-cluster does not list this node (--id {})",
+                        self.id
+                    ));
+                }
+                Some(addr) if *addr != self.advertise => {
+                    return bad(format!(
+                        "--initial-cluster lists node {} at {addr}, but it advertises {} \
+                         (set --advertise or fix --listen)",
+                        self.id, self.advertise
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if self.max_pending_requests == 0 || self.max_peer_queue == 0 || self.max_scan_limit == 0 {
+            return bad("queue and scan limits must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Ticks per election timeout and per heartbeat, for the consensus core.
+    pub(crate) fn ticks(&self) -> (u32, u32) {
+        let election = (self.election_timeout_ms / self.tick_ms).max(2) as u32;
+        let heartbeat = (self.heartbeat_interval_ms / self.tick_ms).max(1) as u32;
+        (election, heartbeat.min(election - 1))
+    }
+}
+
+/// Parses `1=host:port,2=host:port` into a membership map.
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, ServerError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| {
+            ServerError::Config(format!(
+                "--initial-cluster entry {part:?} is not ID=HOST:PORT"
+            ))
+        })?;
+        let id: NodeId = id.trim().parse().map_err(|_| {
+            ServerError::Config(format!("--initial-cluster: {id:?} is not a node id"))
+        })?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(ServerError::Config(format!(
+                "--initial-cluster: {addr:?} is not HOST:PORT"
+            )));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(ServerError::Config(format!(
+                "--initial-cluster lists node {id} twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ServerConfig {
+        let mut c = ServerConfig::new(1, "/tmp/x".into(), "127.0.0.1:7001".parse().expect("addr"));
+        c.initial_cluster =
+            parse_initial_cluster("1=127.0.0.1:7001,2=127.0.0.1:7002").expect("valid");
+        c
+    }
+
+    #[test]
+    fn defaults_validate() {
+        cfg().validate().expect("valid");
+        assert_eq!(cfg().ticks(), (30, 5));
+    }
+
+    #[test]
+    fn parse_rejects_bad_entries() {
+        assert!(parse_initial_cluster("1=a:1,1=b:2").is_err());
+        assert!(parse_initial_cluster("x=a:1").is_err());
+        assert!(parse_initial_cluster("1=nohost").is_err());
+        assert!(parse_initial_cluster("1").is_err());
+        assert_eq!(
+            parse_initial_cluster(" 1=a:1 , 2=b:2 ")
+                .expect("valid")
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn validate_names_the_problem() {
+        let mut c = cfg();
+        c.id = 3;
+        assert!(
+            c.validate()
+                .expect_err("must be refused")
+                .to_string()
+                .contains("does not list this node")
+        );
+        let mut c = cfg();
+        c.advertise = "127.0.0.1:9999".into();
+        assert!(
+            c.validate()
+                .expect_err("must be refused")
+                .to_string()
+                .contains("advertises")
+        );
+        let mut c = cfg();
+        c.election_timeout_ms = 60;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! The operator's event log: node events as plain sentences, one a line
+//! (`Node 2 became the leader for term 5.`), written to `--event-log FILE` and to
+//! the tracing log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use keel_raft::{Event, NodeId, Role};
+
+use crate::error::ServerError;
+
+/// Writes event sentences; a no-op sink when no file was configured.
+#[derive(Debug)]
+pub struct EventLog {
+    node: NodeId,
+    out: Option<BufWriter<File>>,
+}
+
+impl EventLog {
+    /// Opens (appending to) `path`, or a log that only traces.
+    pub fn open(node: NodeId, path: Option<&Path>) -> Result<Self, ServerError> {
+        let out = match path {
+            Some(p) => Some(BufWriter::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| ServerError::Io {
+                        what: "cannot open event log",
+                        path: p.to_path_buf(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        Ok(EventLog { node, out })
+    }
+
+    /// Whether per-entry events are wanted (they cost a line per applied entry).
+    pub fn wants_entries(&self) -> bool {
+        self.out.is_some() || tracing::enabled!(tracing::Level::DEBUG)
+    }
+
+    /// Records a core event.
+    pub fn core_event(&mut self, e: &Event) {
+        let line = describe(self.node, e);
+        match e {
+            Event::VoteGranted { .. }
+            | Event::VoteDenied { .. }
+            | Event::BecamePreCandidate { .. } => {
+                tracing::debug!(target: "keel::events", "{line}")
+            }
+            _ => tracing::info!(target: "keel::events", "{line}"),
+        }
+        self.write(&line);
+    }
+
+    /// Records that this node applied a committed entry (`what` is e.g. `SET k v`).
+    pub fn committed(&mut self, role: Role, what: &str) {
+        let line = format!(
+            "Node {} ({}) committed the entry {what} to the state machine.",
+            self.node,
+            role.as_str()
+        );
+        tracing::debug!(target: "keel::events", "{line}");
+        self.write(&line);
+    }
+
+    /// Records a free-form sentence (start-up, recovery, shutdown).
+    pub fn note(&mut self, line: &str) {
+        tracing::info!(target: "keel::events", "{line}");
+        self.write(line);
+    }
+
+    fn write(&mut self, line: &str) {
+        if let Some(out) = &mut self.out {
+            // The event log is for people; failing to write it must not stop the node.
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    /// Pushes buffered lines to the file (once per loop iteration).
+    pub fn flush(&mut self) {
+        if let Some(out) = &mut self.out {
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The sentence for a core event.
+pub fn describe(node: NodeId, e: &Event) -> String {
+    match *e {
+        Event::BecameLeader { term } => format!("Node {node} became the leader for term {term}."),
+        Event::BecameFollower { term, leader: 0 } => {
+            format!("Node {node} became a follower in term {term}.")
+        }
+        Event::BecameFollower { term, leader } => {
+            format!("Node {node} is following Node {leader} in term {term}.")
+        }
+        Event::BecamePreCandidate { term } => {
+            format!("Node {node} started a pre-vote for term {term}.")
+        }
+        Event::BecameCandidate { term } => {
+            format!("Node {node} started an election for term {term}.")
+        }
+        Event::VoteGranted {
+            candidate,
+            term,
+            pre_vote: false,
+        } => format!("Vote granted for Node {candidate} in term {term}."),
+        Event::VoteGranted {
+            candidate, term, ..
+        } => {
+            format!("Pre-vote granted for Node {candidate} for term {term}.")
+        }
+        Event::VoteDenied {
+            candidate,
+            term,
+            pre_vote,
+            reason,
+        } => format!(
+            "{} denied for Node {candidate} in term {term}: {reason}.",
+            if pre_vote { "Pre-vote" } else { "Vote" }
+        ),
+        Event::LostQuorum { term } => {
+            format!("Leader {node} lost contact with a quorum in term {term}. Stepping down.")
+        }
+        Event::SteppedDown { term, from } => {
+            format!("Node {node} stepped down: Node {from} is in the newer term {term}.")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_match_the_documented_wording() {
+        assert_eq!(
+            describe(2, &Event::BecameLeader { term: 5 }),
+            "Node 2 became the leader for term 5."
+        );
+        assert_eq!(
+            describe(
+                1,
+                &Event::VoteGranted {
+                    candidate: 3,
+                    term: 4,
+                    pre_vote: false
+                }
+            ),
+            "Vote granted for Node 3 in term 4."
+        );
+    }
+
+    #[test]
+    fn file_gets_one_line_per_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.log");
+        let mut log = EventLog::open(1, Some(&path)).expect("open");
+        log.core_event(&Event::BecameLeader { term: 1 });
+        log.committed(Role::Follower, "SET k v");
+        log.flush();
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(
+            text,
+            "Node 1 became the leader for term 1.\nNode 1 (follower) committed the entry SET k v to the state machine.\n"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The node runtime: a dedicated thread owns the consensus core, the WAL and the
+//! state machine's write side (`driver.rs`); everything else talks to it through
+//! bounded channels via [`NodeHandle`].
+
+mod driver;
+mod pending;
+mod recover;
+mod requests;
+mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Sender, TrySendError};
+use keel_raft::Message;
+use keel_storage::kv::{ApplyOutcome, KvStore};
+use tokio::sync::{oneshot, watch};
+
+pub use recover::{KV_GROUP, state_path};
+pub use requests::NodeError;
+pub use status::NodeStatus;
+
+use driver::Driver;
+pub(crate) use recover::{Recovered, recover};
+use requests::Request;
+
+use crate::error::ServerError;
+use crate::events::EventLog;
+use crate::transport::Transport;
+
+/// How API handlers reach the node. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    req_tx: Sender<Request>,
+    kv: Arc<KvStore>,
+    status: watch::Receiver<NodeStatus>,
+}
+
+/// Everything the consensus thread needs, assembled by the server.
+pub(crate) struct NodeParts {
+    pub(crate) recovered: Recovered,
+    pub(crate) transport: Transport,
+    pub(crate) events: EventLog,
+    pub(crate) peer_rx: crossbeam_channel::Receiver<Message>,
+    pub(crate) tick: Duration,
+    pub(crate) flush_interval: Duration,
+    pub(crate) max_pending: usize,
+}
+
+/// A running consensus thread: how to reach it, how to stop it, and how it ended.
+pub(crate) struct RunningNode {
+    pub(crate) handle: NodeHandle,
+    /// Sending (or dropping) stops the thread.
+    pub(crate) stop: Sender<()>,
+    /// Yields an error if the thread stopped on a fatal failure.
+    pub(crate) join: std::thread::JoinHandle<Result<(), ServerError>>,
+}
+
+/// Starts the consensus thread.
+pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
+    let (req_tx, req_rx) = crossbeam_channel::bounded(parts.max_pending);
+    let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+    let id = parts.recovered.raft.id();
+    let (status_tx, status_rx) = watch::channel(NodeStatus::initial(id));
+    let kv = parts.recovered.kv.clone();
+    let hs = parts.recovered.raft.hard_state();
+    let driver = Driver {
+        raft: parts.recovered.raft,
+        wal: parts.recovered.wal,
+        kv: kv.clone(),
+        transport: parts.transport,
+        events: parts.events,
+        peer_rx: parts.peer_rx,
+        req_rx,
+        shutdown_rx,
+        status_tx,
+        tick: parts.tick,
+        flush_interval: parts.flush_interval,
+        max_pending: parts.max_pending,
+        durable_term_vote: (hs.term, hs.vote),
+    };
+    let join = std::thread::Builder::new()
+        .name(format!("keel-raft-{id}"))
+        .spawn(move || driver.run())
+        .map_err(|e| ServerError::Fatal(format!("cannot start the consensus thread: {e}")))?;
+    Ok(RunningNode {
+        handle: NodeHandle {
+            req_tx,
+            kv,
+            status: status_rx,
+        },
+        stop: shutdown_tx,
+        join,
+    })
+}
+
+impl NodeHandle {
+    /// Proposes an encoded command and waits until it is committed and applied, or
+    /// the deadline passes.
+    pub async fn write(&self, data: Bytes, timeout: Duration) -> Result<ApplyOutcome, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.submit(Request::Write {
+            data,
+            deadline,
+            reply,
+        })?;
+        match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
+            Ok(Ok(result)) => result,
+            // The consensus thread answers every request it accepted; a dropped
+            // channel means it stopped with the write possibly in the log.
+            Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
+                "the node stopped while the write was in flight".into(),
+            )),
+            Err(_) => Err(NodeError::OutcomeUnknown(
+                "no answer before the deadline".into(),
+            )),
+        }
+    }
+
+    /// Waits until a read of local state is linearizable (ReadIndex).
+    pub async fn read_barrier(&self, timeout: Duration) -> Result<u64, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.submit(Request::ReadBarrier { deadline, reply })?;
+        match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(NodeError::Timeout("no answer before the deadline".into())),
+        }
+    }
+
+    fn submit(&self, r: Request) -> Result<(), NodeError> {
+        match self.req_tx.try_send(r) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                Err(NodeError::Overloaded("request queue is full".into()))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(NodeError::ShuttingDown),
+        }
+    }
+
+    /// The state machine (reads see applied state).
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// The latest published consensus state.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that wakes on every status change.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+}

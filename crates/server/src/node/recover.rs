@@ -1,0 +1,89 @@
+//! Start-up: open the WAL (recovering it), open the state machine, and rebuild the
+//! consensus core from both.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use keel_raft::{ConfState, Config, InitialState, Raft};
+use keel_storage::kv::KvStore;
+use keel_storage::vfs::{StdVfs, Vfs};
+use keel_storage::wal::{Wal, WalOptions};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::events::EventLog;
+use crate::identity::{Identity, os_random_u64};
+
+/// The Raft group that holds the key-value data (the only one until sharding).
+pub const KV_GROUP: u64 = 1;
+
+/// What start-up produces.
+pub(crate) struct Recovered {
+    pub(crate) raft: Raft,
+    pub(crate) wal: Wal,
+    pub(crate) kv: Arc<KvStore>,
+}
+
+pub(crate) fn recover(
+    cfg: &ServerConfig,
+    identity: &Identity,
+    events: &mut EventLog,
+) -> Result<Recovered, ServerError> {
+    let vfs: Arc<dyn Vfs> = Arc::new(StdVfs::new());
+    let wal_dir = cfg.data_dir.join("wal");
+    let opts = WalOptions {
+        segment_bytes: cfg.wal_segment_bytes,
+    };
+    let (wal, mut recovery) = Wal::open(vfs.clone(), &wal_dir, opts)?;
+    if let Some(torn) = &recovery.torn_tail {
+        let line = format!(
+            "Node {} found a torn write at the end of its log ({} at offset {}, {} bytes) \
+             and truncated it; this is expected after a crash.",
+            cfg.id,
+            torn.file.display(),
+            torn.offset,
+            torn.discarded_bytes
+        );
+        tracing::warn!("{line}");
+        events.note(&line);
+    }
+    let group = recovery.groups.remove(&KV_GROUP).unwrap_or_default();
+    let kv = Arc::new(KvStore::open(vfs, &state_path(&cfg.data_dir))?);
+    let applied = kv.applied_index();
+    let last = group.entries.last().map_or(0, |e| e.index);
+    if applied > last {
+        return Err(ServerError::Recovery(format!(
+            "the state machine has applied index {applied} but the log ends at {last}: \
+             log entries the node had acknowledged are missing"
+        )));
+    }
+    let (election_ticks, heartbeat_ticks) = cfg.ticks();
+    let raft_cfg = Config {
+        id: cfg.id,
+        group: KV_GROUP,
+        election_ticks,
+        heartbeat_ticks,
+        ..Config::default()
+    };
+    let entries = group.entries.len();
+    let init = InitialState {
+        hard_state: group.hard_state,
+        conf: ConfState::with_voters(identity.members.keys().copied()),
+        snapshot: None,
+        entries: group.entries,
+        applied,
+    };
+    let raft = Raft::new(raft_cfg, init, os_random_u64())?;
+    events.note(&format!(
+        "Node {} started: term {}, {} log entries, applied through index {applied}.",
+        cfg.id,
+        raft.term(),
+        entries
+    ));
+    Ok(Recovered { raft, wal, kv })
+}
+
+/// Where the state machine lives in a data directory.
+pub fn state_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("state.redb")
+}

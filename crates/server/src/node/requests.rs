@@ -1,0 +1,63 @@
+//! What API handlers ask of the consensus thread, and the answers.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use keel_raft::{Index, NodeId};
+use keel_storage::kv::ApplyOutcome;
+use tokio::sync::oneshot;
+
+/// Why the consensus thread could not serve a request. Every variant says whether
+/// a write may have been applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// Not the leader; nothing was applied. `leader` is 0 when unknown.
+    #[error("not the leader (leader: {leader})")]
+    NotLeader {
+        /// The leader, if known.
+        leader: NodeId,
+    },
+    /// Too much queued; nothing was applied.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The request is over a limit; nothing was applied.
+    #[error("{0}")]
+    Invalid(String),
+    /// A write was proposed but its fate is not known.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// A read could not be confirmed in time; nothing to undo.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The node is stopping; nothing was applied.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// A write committed and applied: what the state machine said.
+pub type WriteResult = Result<ApplyOutcome, NodeError>;
+
+/// A confirmed read barrier: the state machine has applied at least this index, and
+/// a read of local state now is linearizable.
+pub type ReadResult = Result<Index, NodeError>;
+
+/// A request to the consensus thread.
+#[derive(Debug)]
+pub enum Request {
+    /// Propose an encoded command.
+    Write {
+        /// `Command::encode()` output.
+        data: Bytes,
+        /// When the client stops waiting.
+        deadline: Instant,
+        /// Where the result goes.
+        reply: oneshot::Sender<WriteResult>,
+    },
+    /// Confirm leadership (ReadIndex) and wait until applied far enough.
+    ReadBarrier {
+        /// When the client stops waiting.
+        deadline: Instant,
+        /// Where the result goes.
+        reply: oneshot::Sender<ReadResult>,
+    },
+}

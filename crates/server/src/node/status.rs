@@ -1,0 +1,40 @@
+//! A snapshot of the node's consensus state, published by the consensus thread for
+//! status pages and routing decisions, without a round trip to it.
+
+use keel_raft::{Index, NodeId, PeerStatus, Role, Term};
+
+/// What `keel status`, `/v1/status` and request routing need to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// Current role.
+    pub role: Role,
+    /// Current term.
+    pub term: Term,
+    /// Known leader, or 0.
+    pub leader: NodeId,
+    /// Commit index.
+    pub commit: Index,
+    /// Index applied to the state machine.
+    pub applied: Index,
+    /// Last log index.
+    pub last_index: Index,
+    /// On the leader: replication progress of each follower.
+    pub peers: Vec<PeerStatus>,
+}
+
+impl NodeStatus {
+    pub(crate) fn initial(id: NodeId) -> Self {
+        NodeStatus {
+            id,
+            role: Role::Follower,
+            term: 0,
+            leader: 0,
+            commit: 0,
+            applied: 0,
+            last_index: 0,
+            peers: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Assembles a node: identity, storage, transport, the consensus thread, and the
+//! gRPC and HTTP servers; runs until shutdown or a fatal error.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_proto::raft::raft_server::RaftServer;
+use keel_proto::v1::cluster_server::ClusterServer;
+use keel_proto::v1::kv_server::KvServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{self, ApiContext, ApiLimits, ClusterService, KvService};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::events::EventLog;
+use crate::identity::{self, lock_data_dir};
+use crate::node::{self, NodeParts};
+use crate::peers::PeerIncarnations;
+use crate::transport::{
+    LocalIdentity, MAX_PEER_MESSAGE_BYTES, RaftService, Transport, TransportStats,
+};
+
+/// Runs a node until `shutdown` resolves (returns Ok) or the node fails (Err).
+pub async fn run(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    cfg.validate()?;
+    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let (identity, created) = identity::load_or_create(
+        &cfg.data_dir,
+        cfg.id,
+        &cfg.initial_cluster,
+        &cfg.cluster_token,
+    )?;
+    let mut events = EventLog::open(cfg.id, cfg.event_log.as_deref())?;
+    if created {
+        events.note(&format!(
+            "Node {} initialised a new data directory for cluster {:016x} with members {}.",
+            cfg.id,
+            identity.cluster_id,
+            identity
+                .members
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let incarnations = Arc::new(PeerIncarnations::open(&cfg.data_dir)?);
+    // Bind before starting anything, so a port in use fails fast and clearly.
+    let grpc_listener = bind(&cfg.listen.to_string()).await?;
+    let http_listener = match cfg.http {
+        Some(addr) => Some(bind(&addr.to_string()).await?),
+        None => None,
+    };
+
+    let recovered = node::recover(&cfg, &identity, &mut events)?;
+    let stats = Arc::new(TransportStats::default());
+    let local = LocalIdentity {
+        node_id: cfg.id,
+        cluster_id: identity.cluster_id,
+        incarnation: identity.incarnation,
+    };
+    let transport = Transport::start(local, &identity.members, cfg.max_peer_queue, stats.clone());
+    let (peer_tx, peer_rx) =
+        crossbeam_channel::bounded(cfg.max_peer_queue * identity.members.len().max(1));
+    let node::RunningNode {
+        handle,
+        stop: stop_node,
+        join,
+    } = node::start(NodeParts {
+        recovered,
+        transport,
+        events,
+        peer_rx,
+        tick: Duration::from_millis(cfg.tick_ms),
+        flush_interval: Duration::from_millis(cfg.state_flush_interval_ms),
+        max_pending: cfg.max_pending_requests,
+    })?;
+
+    let limits = ApiLimits {
+        max_value_bytes: cfg.max_value_bytes,
+        max_scan_limit: cfg.max_scan_limit,
+        request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+        default_read_mode: cfg.default_read_mode,
+    };
+    let ctx = ApiContext::new(
+        handle,
+        cfg.id,
+        identity.cluster_id,
+        identity.members.clone(),
+        cfg.http.map(|a| a.to_string()),
+        limits,
+    );
+    let members: BTreeSet<u64> = identity.members.keys().copied().collect();
+    let raft_svc = RaftService::new(
+        cfg.id,
+        identity.cluster_id,
+        members,
+        incarnations,
+        peer_tx,
+        stats,
+    );
+    let max_client_message = cfg.max_value_bytes + (64 << 10);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc = {
+        let mut stop = stop_rx.clone();
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                RaftServer::new(raft_svc).max_decoding_message_size(MAX_PEER_MESSAGE_BYTES),
+            )
+            .add_service(
+                KvServer::new(KvService::new(ctx.clone()))
+                    .max_decoding_message_size(max_client_message)
+                    .max_encoding_message_size(max_client_message),
+            )
+            .add_service(ClusterServer::new(ClusterService::new(ctx.clone())));
+        tokio::spawn(async move {
+            let incoming = TcpListenerStream::new(grpc_listener);
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    let http = http_listener.map(|listener| {
+        let mut stop = stop_rx.clone();
+        let app = api::router(ctx.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    });
+    tracing::info!(
+        id = cfg.id,
+        grpc = %cfg.listen,
+        http = ?cfg.http,
+        cluster = format!("{:016x}", identity.cluster_id),
+        "node started"
+    );
+
+    // Run until asked to stop, or until the consensus thread stops on its own
+    // (which only a fatal error makes it do).
+    let mut node_done = tokio::task::spawn_blocking(move || join.join());
+    let outcome = tokio::select! {
+        _ = shutdown => {
+            let _ = stop_node.send(());
+            (&mut node_done).await
+        }
+        r = &mut node_done => r,
+    };
+    let _ = stop_tx.send(true);
+    let _ = grpc.await;
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    match outcome {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) | Err(_) => Err(ServerError::Fatal("the consensus thread panicked".into())),
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}

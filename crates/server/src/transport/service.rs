@@ -1,0 +1,140 @@
+//! The inbound side: accepts peers' streams, checks who is talking, and hands
+//! messages to the consensus thread.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use keel_proto::raft::raft_server::Raft;
+use keel_proto::raft::{MessageBatch, StreamSummary};
+use keel_raft::{Message, NodeId};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::TransportStats;
+use crate::peers::{IncarnationCheck, PeerIncarnations};
+
+/// The `keel.raft.v1.Raft` service of one node.
+#[derive(Debug)]
+pub struct RaftService {
+    node_id: NodeId,
+    cluster_id: u64,
+    members: BTreeSet<NodeId>,
+    incarnations: Arc<PeerIncarnations>,
+    inbox: crossbeam_channel::Sender<Message>,
+    stats: Arc<TransportStats>,
+}
+
+impl RaftService {
+    /// A service delivering into `inbox` (the consensus thread's peer queue).
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: u64,
+        members: BTreeSet<NodeId>,
+        incarnations: Arc<PeerIncarnations>,
+        inbox: crossbeam_channel::Sender<Message>,
+        stats: Arc<TransportStats>,
+    ) -> Self {
+        RaftService {
+            node_id,
+            cluster_id,
+            members,
+            incarnations,
+            inbox,
+            stats,
+        }
+    }
+
+    /// Decides whether a batch may be processed; the error ends the stream.
+    fn admit(&self, batch: &MessageBatch) -> Result<(), Status> {
+        if batch.cluster_id != self.cluster_id {
+            tracing::warn!(
+                from = batch.from,
+                "rejected messages from node {} of another cluster ({:016x}; this is {:016x})",
+                batch.from,
+                batch.cluster_id,
+                self.cluster_id
+            );
+            return Err(Status::permission_denied(format!(
+                "cluster id mismatch: node {} belongs to cluster {:016x}, the sender to {:016x}",
+                self.node_id, self.cluster_id, batch.cluster_id
+            )));
+        }
+        if !self.members.contains(&batch.from) || batch.from == self.node_id {
+            tracing::warn!(
+                from = batch.from,
+                "rejected messages from node {}, which is not a member",
+                batch.from
+            );
+            return Err(Status::permission_denied(format!(
+                "node {} is not a member of this cluster",
+                batch.from
+            )));
+        }
+        match self.incarnations.check(batch.from, batch.incarnation) {
+            Ok(IncarnationCheck::Ok) => Ok(()),
+            Ok(IncarnationCheck::Changed { recorded }) => {
+                tracing::warn!(
+                    from = batch.from,
+                    "rejected messages from node {}: its data directory was replaced \
+                     (incarnation {:016x}, previously {:016x}); it has forgotten its votes \
+                     and must be removed and re-added as a new member",
+                    batch.from,
+                    batch.incarnation,
+                    recorded
+                );
+                Err(Status::permission_denied(format!(
+                    "node {}'s data directory was wiped; remove it and add it back",
+                    batch.from
+                )))
+            }
+            Err(e) => {
+                tracing::error!("cannot record peer incarnation: {e}");
+                Err(Status::unavailable("cannot record peer incarnation"))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Raft for RaftService {
+    async fn stream(
+        &self,
+        request: Request<Streaming<MessageBatch>>,
+    ) -> Result<Response<StreamSummary>, Status> {
+        let mut stream = request.into_inner();
+        let mut summary = StreamSummary::default();
+        while let Some(batch) = stream.message().await? {
+            if let Err(status) = self.admit(&batch) {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(status);
+            }
+            summary.batches += 1;
+            for pm in batch.messages {
+                match Message::try_from(pm) {
+                    Ok(m) if m.from == batch.from && m.to == self.node_id => {
+                        summary.messages += 1;
+                        if self.inbox.try_send(m).is_ok() {
+                            self.stats.received.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(m) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "dropped a message claiming to be from {} to {} in a batch from {}",
+                            m.from,
+                            m.to,
+                            batch.from
+                        );
+                    }
+                    Err(e) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(from = batch.from, "dropped a malformed message: {e}");
+                    }
+                }
+            }
+        }
+        Ok(Response::new(summary))
+    }
+}
