@@ -118,7 +118,7 @@ async fn messages_from_another_cluster_are_rejected_and_logged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ours = t.cluster.grpc_addr(1);
     let ip = ours.ip();
-    let port = keel_cli::local_cluster::free_ports(ip, 1).expect("port")[0];
+    let port = keel_testkit::local_cluster::free_ports(ip, 1).expect("port")[0];
     let mut intruder = std::process::Command::new(common::keel_bin())
         .args(["serve", "--id", "2", "--data-dir"])
         .arg(dir.path())
@@ -146,7 +146,7 @@ async fn messages_from_another_cluster_are_rejected_and_logged() {
 fn restart_with_contradicting_flags_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ip = common::unique_loopback();
-    let port = keel_cli::local_cluster::free_ports(ip, 1).expect("port")[0];
+    let port = keel_testkit::local_cluster::free_ports(ip, 1).expect("port")[0];
     let spawn = |id: &str, cluster: &str| {
         std::process::Command::new(common::keel_bin())
             .args(["serve", "--id", id, "--data-dir"])

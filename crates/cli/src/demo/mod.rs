@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use keel_cli::local_cluster::{ClusterSpec, LocalCluster, ports_free};
+use keel_testkit::local_cluster::{ClusterSpec, LocalCluster, ports_free};
 use keel_client::{Client, ClientConfig};
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use keel_cli::local_cluster::{LocalCluster, tail};
+use keel_testkit::local_cluster::{LocalCluster, tail};
 use keel_client::{Client, Error, ReadMode, ScanOptions};
 
 use crate::status_cmd;

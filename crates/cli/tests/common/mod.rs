@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use keel_cli::local_cluster::{ClusterSpec, LocalCluster};
+use keel_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use keel_client::{Client, ClientConfig, ReadMode, StatusResponse};
 
 /// The binary under test.
