@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use keel_testkit::local_cluster::{ClusterSpec, LocalCluster, ports_free};
 use keel_client::{Client, ClientConfig};
+use keel_testkit::local_cluster::{ClusterSpec, LocalCluster, ports_free};
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {

@@ -5,8 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use keel_testkit::local_cluster::{LocalCluster, tail};
 use keel_client::{Client, Error, ReadMode, ScanOptions};
+use keel_testkit::local_cluster::{LocalCluster, tail};
 
 use crate::status_cmd;
 
@@ -18,6 +18,7 @@ commands:
   scan [PREFIX]     list keys
   status            every node's role, term, indexes and lag
   kill N            kill -9 node N (then watch a new leader take over)
+  kill leader       kill -9 whichever node leads now
   restart N         start node N again from its data directory
   events N          the last events of node N (elections, votes, commits)
   help              this text
@@ -120,6 +121,13 @@ pub(crate) async fn run(cluster: &mut LocalCluster, client: &Client) -> ExitCode
                 .await;
                 print!("{}", status_cmd::table(&rows));
             }
+            ["kill", "leader"] => {
+                let endpoints = cluster.endpoints();
+                match wait_for_leader(client, &endpoints, None, Duration::from_secs(5)).await {
+                    Some((id, _)) => kill(cluster, client, id).await,
+                    None => println!("no leader right now"),
+                }
+            }
             ["kill", n] => match node_id(cluster, n) {
                 Some(id) => kill(cluster, client, id).await,
                 None => println!("no node {n}"),
@@ -170,8 +178,17 @@ async fn kill(cluster: &mut LocalCluster, client: &Client, id: u64) {
     if !was_leader {
         return;
     }
-    let endpoints: Vec<String> = cluster
-        .running()
+    let running = cluster.running();
+    let nodes = cluster.spec().nodes as usize;
+    if running.len() * 2 <= nodes {
+        println!(
+            "only {} of {nodes} nodes are running: no majority, so no leader can be elected \
+             (and no write can commit) until another node is restarted",
+            running.len()
+        );
+        return;
+    }
+    let endpoints: Vec<String> = running
         .into_iter()
         .map(|n| cluster.grpc_addr(n).to_string())
         .collect();

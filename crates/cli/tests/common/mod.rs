@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use keel_testkit::local_cluster::{ClusterSpec, LocalCluster};
 use keel_client::{Client, ClientConfig, ReadMode, StatusResponse};
+use keel_testkit::local_cluster::{ClusterSpec, LocalCluster};
 
 /// The binary under test.
 pub fn keel_bin() -> PathBuf {

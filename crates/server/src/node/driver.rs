@@ -80,6 +80,8 @@ impl Driver {
         let mut next_flush = Instant::now() + self.flush_interval;
         let mut flushed_at = self.kv.applied_index();
         let mut role = self.raft.role();
+        // Show the recovered state at once, not only after the first turn.
+        self.publish_status();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             select! {
