@@ -1,0 +1,264 @@
+//! The safety checker: observes every write, fsync, commit, role change, apply and
+//! restart of every node, and reports the first broken invariant.
+//!
+//! Every check is incremental — a comparison or two per observed change, against
+//! structures that remember the whole run — so checking after every step costs no
+//! more than the step. See the submodules for the invariants and why each check is
+//! sound.
+
+mod apply;
+mod commit;
+mod durability;
+mod logs;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use keel_raft::{Entry, HardState, Index, NodeId, Role, Term};
+
+use apply::ApplyHistory;
+use commit::CommitHistory;
+use durability::DurableState;
+use logs::{LogRegistry, LogShadow};
+
+/// The properties the simulator checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invariant {
+    /// At most one leader per term (Raft §5.2).
+    ElectionSafety,
+    /// Same index and term ⇒ same log prefix (Raft §5.3).
+    LogMatching,
+    /// Committed entries are in every later leader's log (Raft §5.4).
+    LeaderCompleteness,
+    /// No two different entries applied at one index (Raft §5.4.3).
+    StateMachineSafety,
+    /// A running node's commit index never decreases.
+    MonotonicCommit,
+    /// A node's term never decreases while it runs, and never restarts below its
+    /// last fsynced term (Raft Figure 2).
+    MonotonicTerm,
+    /// The globally committed prefix never changes.
+    CommittedPrefix,
+    /// Storage gives back everything fsynced before a crash.
+    Durability,
+    /// A write the client was told "ok" for is missing from a replica after healing.
+    LostAcknowledgedWrite,
+    /// Replicas that applied the same log hold different data after healing.
+    ReplicaDivergence,
+    /// The core's own `validate()` (or another assertion in it) failed.
+    CoreInvariant,
+}
+
+impl Invariant {
+    /// Human-readable name, as printed in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::ElectionSafety => "election safety",
+            Invariant::LogMatching => "log matching",
+            Invariant::LeaderCompleteness => "leader completeness",
+            Invariant::StateMachineSafety => "state machine safety",
+            Invariant::MonotonicCommit => "monotonic commit",
+            Invariant::MonotonicTerm => "monotonic term",
+            Invariant::CommittedPrefix => "committed prefix never changes",
+            Invariant::Durability => "durability of fsynced state",
+            Invariant::LostAcknowledgedWrite => "no lost acknowledged write",
+            Invariant::ReplicaDivergence => "replica convergence",
+            Invariant::CoreInvariant => "core invariant (validate / assertion)",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which one.
+    pub invariant: Invariant,
+    /// The nodes involved, most relevant first (for the report's trace excerpt).
+    pub nodes: Vec<NodeId>,
+    /// What exactly was seen.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation of `invariant` involving `nodes`.
+    pub fn new(invariant: Invariant, nodes: Vec<NodeId>, detail: String) -> Self {
+        Violation {
+            invariant,
+            nodes,
+            detail,
+        }
+    }
+}
+
+/// What the checker tracks for one node.
+#[derive(Debug, Default)]
+struct NodeState {
+    log: LogShadow,
+    durable: DurableState,
+    /// Last commit index observed while running; `None` before the first
+    /// observation after a (re)start.
+    commit: Option<Index>,
+    last_applied: Index,
+    /// Last (role, term) observed, to look at leadership only when it changes.
+    role: Option<(Role, Term)>,
+    /// Highest term observed while running; after a crash, the last synced term
+    /// (an unsynced term bump may legitimately be lost with the process).
+    max_term: Term,
+}
+
+/// The checker of one run.
+#[derive(Debug, Default)]
+pub struct Checker {
+    nodes: BTreeMap<NodeId, NodeState>,
+    registry: LogRegistry,
+    history: CommitHistory,
+    applied: ApplyHistory,
+}
+
+impl Checker {
+    /// A checker for a cluster of nodes `1..=n`, all starting empty.
+    pub fn new(n: usize) -> Self {
+        Checker {
+            nodes: (1..=n as NodeId)
+                .map(|id| (id, NodeState::default()))
+                .collect(),
+            ..Checker::default()
+        }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut NodeState {
+        self.nodes.entry(id).or_default()
+    }
+
+    /// `node` wrote `entries` and/or `hs` to storage (not yet durable).
+    pub fn on_write(
+        &mut self,
+        node: NodeId,
+        entries: &[Entry],
+        hs: Option<HardState>,
+    ) -> Result<(), Violation> {
+        let st = self.nodes.entry(node).or_default();
+        self.registry.write(node, &mut st.log, entries)?;
+        st.durable
+            .on_write(entries.first().map(|e| e.index), hs, &st.log);
+        Ok(())
+    }
+
+    /// `node`'s fsync completed.
+    pub fn on_sync(&mut self, node: NodeId) {
+        let st = self.node(node);
+        st.durable.on_sync(&st.log);
+    }
+
+    /// `node` lost power: forget what only its process knew.
+    pub fn on_crash(&mut self, node: NodeId) {
+        let st = self.node(node);
+        st.commit = None;
+        st.role = None;
+        st.max_term = st.durable.synced_term();
+    }
+
+    /// `node`'s storage recovered `hs` and `entries` after a crash (before the
+    /// runtime hands them to the core). Checks durability and log matching.
+    pub fn on_recover(
+        &mut self,
+        node: NodeId,
+        hs: &HardState,
+        entries: &[Entry],
+    ) -> Result<(), Violation> {
+        let st = self.nodes.entry(node).or_default();
+        st.durable.check_recovery(node, hs, entries)?;
+        self.registry.recover(node, &mut st.log, entries)?;
+        st.durable = DurableState::recovered(*hs, &st.log);
+        Ok(())
+    }
+
+    /// `node` started with its state machine at `applied`.
+    pub fn on_start(&mut self, node: NodeId, applied: Index) {
+        self.node(node).last_applied = applied;
+    }
+
+    /// Observes a running core's role, term and commit index. Call after every
+    /// interaction with the core, once its new entries have been written.
+    pub fn observe(
+        &mut self,
+        node: NodeId,
+        role: Role,
+        term: Term,
+        commit: Index,
+    ) -> Result<(), Violation> {
+        let st = self.nodes.entry(node).or_default();
+        if term < st.max_term {
+            // Also what makes the leader-completeness reasoning sound: a node that
+            // learns a commit in term T learned it from a leader of a term <= T.
+            return Err(Violation::new(
+                Invariant::MonotonicTerm,
+                vec![node],
+                format!(
+                    "node {node}'s term went back from {} to {term}",
+                    st.max_term
+                ),
+            ));
+        }
+        st.max_term = term;
+        if role == Role::Leader && st.role != Some((role, term)) {
+            self.history.observe_leader(node, term, &st.log)?;
+        }
+        st.role = Some((role, term));
+        self.history
+            .observe_commit(node, term, commit, st.commit, &st.log)?;
+        st.commit = Some(commit);
+        Ok(())
+    }
+
+    /// `node` applied `entry` to its state machine.
+    pub fn on_apply(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
+        let st = self.nodes.entry(node).or_default();
+        if st.commit.is_none_or(|c| entry.index > c) {
+            return Err(Violation::new(
+                Invariant::StateMachineSafety,
+                vec![node],
+                format!(
+                    "node {node} applied index {} beyond its commit index {:?}",
+                    entry.index, st.commit
+                ),
+            ));
+        }
+        self.applied.apply(node, &mut st.last_applied, entry)
+    }
+
+    /// The node's last log index as the checker saw it written (for cross-checking
+    /// the shadow against the core).
+    pub fn last_index(&self, node: NodeId) -> Index {
+        self.nodes.get(&node).map_or(0, |s| s.log.last_index())
+    }
+
+    /// Term of `node`'s last entry as the checker saw it written (0 if none).
+    pub fn last_term(&self, node: NodeId) -> Term {
+        self.nodes.get(&node).map_or(0, |s| {
+            let last = s.log.last_index();
+            s.log.term(last).unwrap_or(0)
+        })
+    }
+
+    /// Length of the globally committed log.
+    pub fn committed_len(&self) -> Index {
+        self.history.committed_len()
+    }
+
+    /// Number of terms in which a leader was seen.
+    pub fn leader_terms(&self) -> usize {
+        self.history.leader_terms()
+    }
+
+    /// The leader observed for `term`, if any.
+    pub fn leader_of(&self, term: Term) -> Option<NodeId> {
+        self.history.leader_of(term)
+    }
+}

@@ -1,0 +1,278 @@
+//! What one simulated run is: its seed, cluster size, length, and the few knobs a
+//! person replaying a failure may want to turn. Everything else (network rates, fault
+//! mix, Raft tunables) is drawn from the seed, so that the seed alone names the run.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Simulated time, in units of 1/[`TICK`] of a nominal tick. Finer than a tick so
+/// that message delays, fsync latencies and clock drift can be fractions of one.
+pub type Time = u64;
+
+/// Time units in one nominal tick. Liveness bounds are stated in nominal ticks; each
+/// node's real tick period deviates from it by its clock drift.
+pub const TICK: Time = 100;
+
+/// Largest cluster the simulator accepts. Node ids are `1..=nodes`.
+pub const MAX_NODES: usize = 7;
+
+/// Which storage a simulated node runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageKind {
+    /// The real WAL and KV state machine of `keel-storage`, on a crash-simulating
+    /// [`keel_storage::vfs::MemVfs`]. The default: it is what the simulator is for.
+    #[default]
+    Real,
+    /// An idealised in-memory model (a crash keeps a random prefix of the unsynced
+    /// writes, nothing is ever torn). Replaying a failing seed on it tells a storage
+    /// bug from a consensus bug.
+    Model,
+}
+
+/// A bug the simulator can inject on purpose, to prove that the checker notices
+/// (a checker that never fails proves nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// A restarting node forgets whom it voted for in its current term (the runtime
+    /// loads the term but drops the vote), so it can vote twice in one term.
+    /// Expected: election safety fails (two leaders in one term).
+    ForgetVote,
+    /// A node sends its votes and append acknowledgements *before* its fsync (the
+    /// classic missing-fsync bug); crashes then lose promised entries. Expected: a
+    /// committed entry disappears (leader completeness or committed-prefix checks).
+    AckBeforeSync,
+    /// The network rewrites the payload of some entries in flight, a forged message
+    /// that still claims the original term. Expected: log matching fails.
+    CorruptEntries,
+}
+
+impl Bug {
+    /// Every injectable bug, for help texts and tests.
+    pub const ALL: [Bug; 3] = [Bug::ForgetVote, Bug::AckBeforeSync, Bug::CorruptEntries];
+
+    /// The command-line spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bug::ForgetVote => "forget-vote",
+            Bug::AckBeforeSync => "ack-before-sync",
+            Bug::CorruptEntries => "corrupt-entries",
+        }
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Bug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Bug::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Bug::ALL.iter().map(|b| b.as_str()).collect();
+                format!("unknown bug {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+impl StorageKind {
+    /// The command-line spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageKind::Real => "real",
+            StorageKind::Model => "model",
+        }
+    }
+}
+
+impl fmt::Display for StorageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StorageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "real" => Ok(StorageKind::Real),
+            "model" => Ok(StorageKind::Model),
+            _ => Err(format!("unknown storage {s:?}; expected real or model")),
+        }
+    }
+}
+
+/// How long the liveness phase may take, in nominal ticks. Defaults are derived from
+/// the minimum election timeout `E` (timeouts are drawn from `[E, 2E)`).
+///
+/// An election after healing can take several rounds: split votes, and — with
+/// pre-vote off — a node that raised its term while cut off disrupts the leader once
+/// it times out, and may win the timeout race again and again while its stale log
+/// keeps it from winning the vote. `12E` allows for about ten such rounds, far in the
+/// tail of what the seeds show (see `docs/simulation.md`). A request or the final
+/// catch-up may straddle one such re-election, so they get the same allowance; the
+/// catch-up also gets a tick per entry the slowest replica is behind, because the
+/// tightest flow-control settings ship one entry per round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessBounds {
+    /// From the moment everything is healed until a leader is established (it leads
+    /// and a majority follows it in its term).
+    pub leader_ticks: u64,
+    /// From a client request's issue until the client is told "ok".
+    pub commit_ticks: u64,
+    /// From the last acknowledgement until every replica has applied everything
+    /// committed, plus one tick per entry the slowest replica is behind.
+    pub converge_ticks: u64,
+    /// Client requests issued during the liveness phase.
+    pub requests: u32,
+}
+
+impl LivenessBounds {
+    /// Bounds for a cluster whose minimum election timeout is `election_ticks`.
+    pub fn for_election_ticks(election_ticks: u32) -> Self {
+        let e = u64::from(election_ticks);
+        LivenessBounds {
+            leader_ticks: 12 * e,
+            commit_ticks: 12 * e,
+            converge_ticks: 12 * e,
+            requests: 5,
+        }
+    }
+}
+
+/// One simulated run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Names the run: every random choice derives from it.
+    pub seed: u64,
+    /// Cluster size (`1..=MAX_NODES`).
+    pub nodes: usize,
+    /// Scheduler steps (events) in the fault phase, before healing.
+    pub steps: u64,
+    /// Storage under each node.
+    pub storage: StorageKind,
+    /// A bug to inject on purpose, if any.
+    pub bug: Option<Bug>,
+    /// Inject faults (partitions, crashes, loss, duplication). Without, the run is a
+    /// plain replication workload on a delaying, reordering network.
+    pub faults: bool,
+    /// Print every event as it happens.
+    pub verbose: bool,
+    /// Minimum election timeout of every core, in ticks.
+    pub election_ticks: u32,
+    /// Leader heartbeat interval, in ticks.
+    pub heartbeat_ticks: u32,
+    /// Liveness-phase bounds.
+    pub bounds: LivenessBounds,
+}
+
+/// Default steps in the fault phase: long enough for dozens of faults and elections,
+/// short enough that `cargo test` runs hundreds of seeds quickly.
+pub const DEFAULT_STEPS: u64 = 4_000;
+
+impl SimConfig {
+    /// The default run for `seed` on `nodes` nodes.
+    pub fn new(seed: u64, nodes: usize) -> Self {
+        let election_ticks = 10;
+        SimConfig {
+            seed,
+            nodes,
+            steps: DEFAULT_STEPS,
+            storage: StorageKind::default(),
+            bug: None,
+            faults: true,
+            verbose: false,
+            election_ticks,
+            heartbeat_ticks: 2,
+            bounds: LivenessBounds::for_election_ticks(election_ticks),
+        }
+    }
+
+    /// Checks the fields against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes == 0 || self.nodes > MAX_NODES {
+            return Err(format!(
+                "nodes must be in 1..={MAX_NODES}, got {}",
+                self.nodes
+            ));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(format!(
+                "need 0 < heartbeat_ticks ({}) < election_ticks ({})",
+                self.heartbeat_ticks, self.election_ticks
+            ));
+        }
+        Ok(())
+    }
+
+    /// The one-line command that replays this run with a full trace.
+    pub fn replay_command(&self) -> String {
+        let mut cmd = format!(
+            "cargo run -p keel-sim --release -- --seed {} --nodes {}",
+            self.seed, self.nodes
+        );
+        if self.steps != DEFAULT_STEPS {
+            cmd.push_str(&format!(" --steps {}", self.steps));
+        }
+        if self.storage != StorageKind::default() {
+            cmd.push_str(&format!(" --storage {}", self.storage));
+        }
+        if let Some(bug) = self.bug {
+            cmd.push_str(&format!(" --inject-bug {bug}"));
+        }
+        if !self.faults {
+            cmd.push_str(" --no-faults");
+        }
+        cmd.push_str(" --verbose");
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for bug in Bug::ALL {
+            assert_eq!(bug.as_str().parse::<Bug>(), Ok(bug));
+        }
+        for kind in [StorageKind::Real, StorageKind::Model] {
+            assert_eq!(kind.as_str().parse::<StorageKind>(), Ok(kind));
+        }
+        assert!("nope".parse::<Bug>().is_err());
+        assert!("nope".parse::<StorageKind>().is_err());
+    }
+
+    #[test]
+    fn replay_command_names_every_non_default_knob() {
+        let mut cfg = SimConfig::new(42, 5);
+        assert_eq!(
+            cfg.replay_command(),
+            "cargo run -p keel-sim --release -- --seed 42 --nodes 5 --verbose"
+        );
+        cfg.steps = 10;
+        cfg.storage = StorageKind::Model;
+        cfg.bug = Some(Bug::CorruptEntries);
+        cfg.faults = false;
+        assert_eq!(
+            cfg.replay_command(),
+            "cargo run -p keel-sim --release -- --seed 42 --nodes 5 --steps 10 \
+             --storage model --inject-bug corrupt-entries --no-faults --verbose"
+        );
+    }
+
+    #[test]
+    fn validate_rejects_bad_sizes_and_timeouts() {
+        assert!(SimConfig::new(1, 3).validate().is_ok());
+        assert!(SimConfig::new(1, 0).validate().is_err());
+        assert!(SimConfig::new(1, MAX_NODES + 1).validate().is_err());
+        let mut cfg = SimConfig::new(1, 3);
+        cfg.heartbeat_ticks = cfg.election_ticks;
+        assert!(cfg.validate().is_err());
+    }
+}

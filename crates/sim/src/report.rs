@@ -1,0 +1,180 @@
+//! What a run hands back: a summary when every check passed, or a [`Failure`] that
+//! says which check failed, where, what led up to it, and how to replay it.
+
+use std::fmt;
+
+use keel_raft::NodeId;
+
+use crate::checker::Invariant;
+use crate::config::{SimConfig, TICK, Time};
+
+/// Which liveness bound was exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LivenessBound {
+    /// No leader was established in time after healing.
+    Leader,
+    /// A client request was not acknowledged in time.
+    Commit,
+    /// Replicas did not all apply everything committed in time.
+    Convergence,
+}
+
+impl LivenessBound {
+    /// Human-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LivenessBound::Leader => "leader election bound",
+            LivenessBound::Commit => "request commit bound",
+            LivenessBound::Convergence => "replica convergence bound",
+        }
+    }
+}
+
+/// The category of a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A safety invariant broke.
+    Safety(Invariant),
+    /// The cluster did not make progress within a bound after healing.
+    Liveness(LivenessBound),
+    /// Storage returned an error although the only fault was a clean crash.
+    Storage,
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Safety(inv) => write!(f, "safety violation: {inv}"),
+            FailureKind::Liveness(bound) => write!(f, "liveness failure: {}", bound.name()),
+            FailureKind::Storage => write!(f, "storage error after a clean crash"),
+        }
+    }
+}
+
+/// A failed run.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The run (its seed and knobs).
+    pub config: SimConfig,
+    /// What failed.
+    pub kind: FailureKind,
+    /// Scheduler step at which it was detected.
+    pub step: u64,
+    /// Simulated time at which it was detected.
+    pub time: Time,
+    /// Nodes involved.
+    pub nodes: Vec<NodeId>,
+    /// What exactly was seen.
+    pub detail: String,
+    /// The last trace lines involving those nodes.
+    pub trace: Vec<String>,
+}
+
+impl Failure {
+    /// The one-line command that replays the run.
+    pub fn replay_command(&self) -> String {
+        self.config.replay_command()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "keel-sim FAILED: {}", self.kind)?;
+        writeln!(
+            f,
+            "  seed {}, {} nodes, step {}, t={}.{:02} ticks",
+            self.config.seed,
+            self.config.nodes,
+            self.step,
+            self.time / TICK,
+            self.time % TICK
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        if !self.trace.is_empty() {
+            let who: Vec<String> = self.nodes.iter().map(|n| n.to_string()).collect();
+            writeln!(
+                f,
+                "  last {} events involving node(s) {}:",
+                self.trace.len(),
+                if who.is_empty() {
+                    "any".to_string()
+                } else {
+                    who.join(", ")
+                }
+            )?;
+            for line in &self.trace {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        write!(f, "  replay: {}", self.replay_command())
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Counters of a run, for summaries and for tuning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Scheduler steps taken.
+    pub steps: u64,
+    /// Messages handed to the network.
+    pub messages: u64,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Crashes that hit a node with an fsync in flight.
+    pub crashes_mid_sync: u64,
+    /// Faults injected (of every kind, crashes included).
+    pub faults: u64,
+    /// Terms that had a leader.
+    pub leader_terms: u64,
+    /// Length of the committed log at the end.
+    pub committed: u64,
+    /// Proposals made / acknowledged.
+    pub proposals: u64,
+    /// Proposals acknowledged to the client.
+    pub acked: u64,
+    /// Ticks from healing until a leader was established.
+    pub ticks_to_leader: u64,
+    /// Slowest liveness request, in ticks from issue to acknowledgement.
+    pub max_request_ticks: u64,
+}
+
+/// A passed run.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run.
+    pub config: SimConfig,
+    /// Fingerprint of the whole trace: equal for equal runs.
+    pub fingerprint: u64,
+    /// Simulated time at the end.
+    pub time: Time,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        write!(
+            f,
+            "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({} crashes, \
+             {} mid-fsync), {} leader terms, {} committed, {}/{} proposals acked, leader after \
+             healing in {} ticks, slowest request {} ticks; fingerprint {:016x}",
+            self.config.seed,
+            self.config.nodes,
+            s.steps,
+            self.time / TICK,
+            s.messages,
+            s.faults,
+            s.crashes,
+            s.crashes_mid_sync,
+            s.leader_terms,
+            s.committed,
+            s.acked,
+            s.proposals,
+            s.ticks_to_leader,
+            s.max_request_ticks,
+            self.fingerprint
+        )
+    }
+}

@@ -1,0 +1,107 @@
+//! The fault phase: injecting and ending faults.
+
+use std::collections::BTreeMap;
+
+use keel_raft::NodeId;
+
+use super::{Phase, Scheduled, Simulation, Stop};
+use crate::faults::{self, ClusterView, FaultKind};
+use crate::trace::TraceEvent;
+
+/// Faults in progress.
+#[derive(Debug, Default)]
+pub(super) struct ChaosState {
+    next_id: u64,
+    active: BTreeMap<u64, FaultKind>,
+}
+
+impl Simulation {
+    /// At most this many faults at once: with a minority of the cluster's worth of
+    /// faults, stretches without a working majority stay short.
+    fn max_active_faults(&self) -> usize {
+        1 + self.cfg.nodes / 2
+    }
+
+    fn view(&self) -> ClusterView {
+        ClusterView {
+            nodes: self.ids(),
+            up: self
+                .nodes
+                .iter()
+                .filter(|n| n.is_up())
+                .map(|n| n.id)
+                .collect(),
+            leader: self.current_leader(),
+            syncing: self
+                .nodes
+                .iter()
+                .filter(|n| n.is_syncing())
+                .map(|n| n.id)
+                .collect(),
+        }
+    }
+
+    pub(super) fn on_fault_timer(&mut self) -> Result<(), Stop> {
+        if self.phase != Phase::Chaos {
+            return Ok(());
+        }
+        let gap = faults::gap(self.election_time(), &mut self.rng);
+        self.schedule(gap, Scheduled::FaultTimer);
+        if self.chaos.active.len() >= self.max_active_faults() {
+            return Ok(());
+        }
+        let view = self.view();
+        let Some((fault, duration)) = faults::plan(&view, self.election_time(), &mut self.rng)
+        else {
+            return Ok(());
+        };
+        self.chaos.next_id += 1;
+        let id = self.chaos.next_id;
+        self.stats.faults += 1;
+        self.record(TraceEvent::FaultOn(fault.describe()));
+        match &fault {
+            FaultKind::Partition { links, .. } => self.net.cut(links),
+            FaultKind::Crash(node) => self.crash(*node),
+            FaultKind::Storm { drop_ppm, dup_ppm } => {
+                self.net.start_storm(id, *drop_ppm, *dup_ppm);
+            }
+        }
+        self.chaos.active.insert(id, fault);
+        self.schedule(duration, Scheduled::FaultEnd(id));
+        Ok(())
+    }
+
+    pub(super) fn on_fault_end(&mut self, id: u64) -> Result<(), Stop> {
+        let Some(fault) = self.chaos.active.remove(&id) else {
+            // Already ended by the healing at the start of the liveness phase.
+            return Ok(());
+        };
+        self.record(TraceEvent::FaultOff(fault.describe()));
+        match fault {
+            FaultKind::Partition { links, .. } => self.net.uncut(&links),
+            FaultKind::Crash(node) => self.restart(node)?,
+            FaultKind::Storm { .. } => self.net.end_storm(id),
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, node: NodeId) -> Result<(), Stop> {
+        if self.node(node).is_up() {
+            return Ok(());
+        }
+        self.start(node)
+    }
+
+    /// Ends every fault, restarts every node that is down, and calms the network.
+    pub(super) fn heal_everything(&mut self) -> Result<(), Stop> {
+        let active: Vec<u64> = self.chaos.active.keys().copied().collect();
+        for id in active {
+            self.on_fault_end(id)?;
+        }
+        self.net.heal_all();
+        for id in self.ids() {
+            self.restart(id)?;
+        }
+        Ok(())
+    }
+}

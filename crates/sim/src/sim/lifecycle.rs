@@ -1,0 +1,117 @@
+//! Starting a node's process from its disk, and crashing it.
+
+use std::collections::VecDeque;
+
+use keel_raft::{ConfState, InitialState, NO_NODE, NodeId, Raft};
+
+use super::{Scheduled, Simulation, Stop};
+use crate::checker::{Invariant, Violation};
+use crate::config::{Bug, TICK};
+use crate::node::Process;
+use crate::trace::TraceEvent;
+
+/// Largest clock drift, in time units per tick (±5%).
+const MAX_DRIFT: u64 = TICK / 20;
+
+/// Disk operations a dying process may still complete during its last fsync: enough
+/// to cover a segment rollover (create, preallocate, header, fsync, directory fsync)
+/// plus the frame write and its fsync.
+const MAX_OPS_BEFORE_DEATH: u64 = 8;
+
+impl Simulation {
+    /// Starts node `id`'s process: opens (recovers) its storage, checks what came
+    /// back, and builds a core from it, as the server does at startup.
+    pub(super) fn start(&mut self, id: NodeId) -> Result<(), Stop> {
+        let (storage, recovered) = match self.node(id).disk.open() {
+            Ok(opened) => opened,
+            // The disk only ever went through clean power failures: storage must be
+            // able to recover from any of them.
+            Err(error) => return Err(Stop::Storage { node: id, error }),
+        };
+        self.checker
+            .on_recover(id, &recovered.hard_state, &recovered.entries)?;
+        let restarted = self.node(id).incarnation > 0;
+        let mut hard_state = recovered.hard_state;
+        if restarted && self.bug(Bug::ForgetVote) {
+            hard_state.vote = NO_NODE;
+        }
+        let last_index = recovered.entries.last().map_or(0, |e| e.index);
+        let init = InitialState {
+            hard_state,
+            conf: ConfState::with_voters(self.ids()),
+            snapshot: None,
+            entries: recovered.entries,
+            applied: recovered.applied,
+        };
+        let cfg = keel_raft::Config {
+            id,
+            ..self.raft.clone()
+        };
+        let core = Raft::new(cfg, init, self.rng.fork_seed()).map_err(|e| {
+            Violation::new(
+                Invariant::Durability,
+                vec![id],
+                format!("node {id}'s recovered state is inconsistent; the core refuses it: {e}"),
+            )
+        })?;
+        let tick_period = TICK - MAX_DRIFT + self.rng.range(0, 2 * MAX_DRIFT);
+        let first_tick = self.rng.range(1, tick_period);
+        let node = self.node_mut(id);
+        node.incarnation += 1;
+        node.tick_period = tick_period;
+        node.process = Some(Process {
+            core,
+            storage,
+            inbox: VecDeque::new(),
+            syncing: None,
+        });
+        let incarnation = node.incarnation;
+        self.record(TraceEvent::Restart {
+            node: id,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            last_index,
+            applied: recovered.applied,
+        });
+        self.checker.on_start(id, recovered.applied);
+        self.schedule(
+            first_tick,
+            Scheduled::Tick {
+                node: id,
+                incarnation,
+            },
+        );
+        self.touched.push(id);
+        self.observe(id)?;
+        self.drive(id)
+    }
+
+    /// Cuts node `id`'s power: the process and everything only it knew are gone, and
+    /// the disk keeps only what was synced, plus a random (possibly torn) part of the
+    /// rest.
+    pub(super) fn crash(&mut self, id: NodeId) {
+        let mid_sync = self.node(id).is_syncing();
+        let die_mid_write = mid_sync && self.rng.one_in(2);
+        let ops = self.rng.range(0, MAX_OPS_BEFORE_DEATH);
+        let crash_seed = self.rng.fork_seed();
+        let node = self.node_mut(id);
+        let Some(mut process) = node.process.take() else {
+            return;
+        };
+        if die_mid_write {
+            // Power fails while the fsync is writing: let the process get `ops` disk
+            // operations into it. The error it then gets is the death we arranged.
+            node.disk.die_after(ops);
+            let _ = process.storage.sync();
+        }
+        drop(process);
+        node.disk.crash(crash_seed);
+        self.stats.crashes += 1;
+        if mid_sync {
+            self.stats.crashes_mid_sync += 1;
+        }
+        self.client.on_crash(id);
+        self.checker.on_crash(id);
+        self.record(TraceEvent::Crash { node: id, mid_sync });
+    }
+}

@@ -1,0 +1,250 @@
+//! The liveness phase and the final checks.
+//!
+//! Everything is healed (partitions and storms end, downed nodes restart, the
+//! network turns calm) and no new fault starts. Then, each within its bound:
+//! 1. a leader is established (it leads and a majority follows it in its term);
+//! 2. every client request issued from then on is acknowledged;
+//! 3. every replica applies everything committed.
+//!
+//! Finally every acknowledged write — from the whole run, not only this phase — must
+//! be in every replica, and all replicas must hold the same data.
+
+use keel_raft::NodeId;
+
+use super::{Phase, Simulation, Stop};
+use crate::checker::{Invariant, Violation};
+use crate::config::TICK;
+use crate::node::Input;
+use crate::report::LivenessBound;
+use crate::trace::TraceEvent;
+
+impl Simulation {
+    pub(super) fn liveness_phase(&mut self) -> Result<(), Stop> {
+        self.phase = Phase::Liveness;
+        self.record(TraceEvent::Phase("liveness: everything healed"));
+        self.guarded(|sim| sim.heal_everything())?;
+        let bounds = self.cfg.bounds;
+        let healed = self.now;
+
+        let deadline = healed + bounds.leader_ticks * TICK;
+        while self.established_leader().is_none() {
+            if self.now > deadline {
+                return Err(self.stuck(
+                    LivenessBound::Leader,
+                    format!(
+                        "no leader established within {} ticks of healing; {}",
+                        bounds.leader_ticks,
+                        self.describe_cluster()
+                    ),
+                ));
+            }
+            self.step_once()?;
+        }
+        self.stats.ticks_to_leader = (self.now - healed) / TICK;
+        self.record(TraceEvent::Phase("liveness: leader established"));
+
+        // Requests are issued by the client events (every half tick) from now on.
+        self.requests_open = true;
+        while !self.all_requests_acked() {
+            self.check_request_bounds()?;
+            self.step_once()?;
+        }
+        for r in &self.client.requests {
+            let acked = r.acked.expect("all requests are acknowledged");
+            let ticks = (acked - r.issued) / TICK;
+            self.stats.max_request_ticks = self.stats.max_request_ticks.max(ticks);
+        }
+        self.record(TraceEvent::Phase("liveness: all requests acknowledged"));
+
+        let deadline = self.now + (bounds.converge_ticks + self.max_lag()) * TICK;
+        while !self.converged() {
+            if self.now > deadline {
+                return Err(self.stuck(
+                    LivenessBound::Convergence,
+                    format!(
+                        "replicas did not all apply everything committed within {} ticks \
+                         (+1 per entry of lag); {}",
+                        bounds.converge_ticks,
+                        self.describe_cluster()
+                    ),
+                ));
+            }
+            self.step_once()?;
+        }
+        self.record(TraceEvent::Phase("liveness: replicas converged"));
+        self.final_checks()
+    }
+
+    /// The liveness client: opens new requests up to the configured number, and
+    /// (re)tries every request that has no attempt in flight.
+    pub(super) fn liveness_client(&mut self) -> Result<(), Stop> {
+        if !self.requests_open {
+            return Ok(());
+        }
+        if self.client.requests.len() < self.cfg.bounds.requests as usize {
+            self.client.new_request(self.now);
+        }
+        for r in 0..self.client.requests.len() {
+            if !self.client.may_retry(r) {
+                continue;
+            }
+            let hint = self.client.hint;
+            let target = if hint != 0 && self.node(hint).is_up() {
+                hint
+            } else {
+                let ids = self.ids();
+                self.rng.pick(&ids).expect("a cluster has nodes")
+            };
+            let incarnation = self.node(target).incarnation;
+            let (attempt, data) = self.client.propose(target, incarnation, Some(r));
+            self.stats.proposals += 1;
+            self.feed(target, Input::Propose { attempt, data })?;
+        }
+        Ok(())
+    }
+
+    fn all_requests_acked(&self) -> bool {
+        let requests = &self.client.requests;
+        requests.len() == self.cfg.bounds.requests as usize
+            && requests.iter().all(|r| r.acked.is_some())
+    }
+
+    fn check_request_bounds(&self) -> Result<(), Stop> {
+        let bound = self.cfg.bounds.commit_ticks * TICK;
+        let late = self
+            .client
+            .requests
+            .iter()
+            .find(|r| r.acked.is_none() && self.now > r.issued + bound);
+        if let Some(r) = late {
+            let detail = format!(
+                "request for key k{:08} issued at t={} was not acknowledged within {} ticks \
+                 ({} attempts); {}",
+                r.id,
+                r.issued / TICK,
+                self.cfg.bounds.commit_ticks,
+                r.attempts,
+                self.describe_cluster()
+            );
+            return Err(self.stuck(LivenessBound::Commit, detail));
+        }
+        Ok(())
+    }
+
+    /// How many entries the slowest replica has yet to apply.
+    fn max_lag(&self) -> u64 {
+        let commits = self.nodes.iter().filter_map(|n| n.core());
+        let max_commit = commits.clone().map(|c| c.commit_index()).max().unwrap_or(0);
+        let min_applied = commits.map(|c| c.applied_index()).min().unwrap_or(0);
+        max_commit.saturating_sub(min_applied)
+    }
+
+    /// A leader that leads, in its term, a majority that knows it.
+    pub(super) fn established_leader(&self) -> Option<NodeId> {
+        let leader = self.current_leader()?;
+        let term = self.node(leader).core()?.term();
+        let following = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core())
+            .filter(|c| c.term() == term && c.leader() == leader)
+            .count();
+        (following > self.cfg.nodes / 2).then_some(leader)
+    }
+
+    /// Every node runs, is idle, and has applied everything any node knows committed.
+    fn converged(&self) -> bool {
+        let Some(max_commit) = self
+            .nodes
+            .iter()
+            .map(|n| n.core().map_or(0, |c| c.commit_index()))
+            .max()
+        else {
+            return true;
+        };
+        self.nodes.iter().all(|n| {
+            n.process.as_ref().is_some_and(|p| {
+                p.syncing.is_none()
+                    && p.core.applied_index() == max_commit
+                    && p.storage.applied_index() == max_commit
+            })
+        })
+    }
+
+    /// Every acknowledged write is in every replica; all replicas hold the same data.
+    fn final_checks(&mut self) -> Result<(), Stop> {
+        for (attempt, key, value) in self.client.acknowledged() {
+            for node in &self.nodes {
+                let p = node.process.as_ref().expect("converged nodes run");
+                let found = p.storage.get(key).map_err(|error| Stop::Storage {
+                    node: node.id,
+                    error,
+                })?;
+                if found.as_ref() != Some(value) {
+                    return Err(Violation::new(
+                        Invariant::LostAcknowledgedWrite,
+                        vec![node.id],
+                        format!(
+                            "proposal #{attempt} ({key:?} = {value:?}) was acknowledged, but node \
+                             {} holds {found:?} for it",
+                            node.id
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        let mut prints = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let p = node.process.as_ref().expect("converged nodes run");
+            let print = p.storage.fingerprint().map_err(|error| Stop::Storage {
+                node: node.id,
+                error,
+            })?;
+            prints.push((node.id, print));
+        }
+        if let Some(&(other, _)) = prints.iter().find(|(_, p)| *p != prints[0].1) {
+            return Err(Violation::new(
+                Invariant::ReplicaDivergence,
+                vec![prints[0].0, other],
+                format!(
+                    "nodes {} and {other} applied the same log but hold different data",
+                    prints[0].0
+                ),
+            )
+            .into());
+        }
+        self.record(TraceEvent::Phase("end: all checks passed"));
+        Ok(())
+    }
+
+    fn stuck(&self, bound: LivenessBound, detail: String) -> Stop {
+        Stop::Liveness {
+            bound,
+            nodes: self.ids(),
+            detail,
+        }
+    }
+
+    /// One line per node: role, term, leader, log, commit and applied indexes.
+    fn describe_cluster(&self) -> String {
+        let parts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| match n.core() {
+                Some(c) => format!(
+                    "node {}: {} term {} leader {} last {} commit {} applied {}",
+                    n.id,
+                    c.role().as_str(),
+                    c.term(),
+                    c.leader(),
+                    c.last_index(),
+                    c.commit_index(),
+                    c.applied_index()
+                ),
+                None => format!("node {}: down", n.id),
+            })
+            .collect();
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,396 @@
+//! The simulation: a discrete-event loop over one seeded world.
+//!
+//! Each *step* takes the earliest scheduled event (a node's tick, a message arrival,
+//! an fsync completion, a client request, a fault starting or ending), carries it
+//! out — driving the affected cores exactly as the `Ready` contract says — and then
+//! checks every invariant on the nodes it touched. Ties in time are broken by
+//! scheduling order, so the run is a pure function of the seed.
+//!
+//! Submodules: `drive` (one node's inputs and `Ready` handling), `lifecycle` (start,
+//! crash, restart), `chaos` (fault injection), `liveness` (healing, the liveness
+//! bounds and the final checks).
+
+mod chaos;
+mod drive;
+mod lifecycle;
+mod liveness;
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use keel_raft::{Message, NodeId, Role};
+
+use crate::checker::{Checker, Invariant, Violation};
+use crate::client::Client;
+use crate::config::{Bug, SimConfig, TICK, Time};
+use crate::network::{NetParams, Network};
+use crate::node::SimNode;
+use crate::report::{Failure, FailureKind, LivenessBound, RunSummary, Stats};
+use crate::rng::SimRng;
+use crate::storage::{Disk, StorageError};
+use crate::trace::{Trace, TraceEvent};
+
+/// Trace lines shown in a failure report.
+const REPORT_TRACE_LINES: usize = 40;
+
+/// Something scheduled to happen at a point in simulated time.
+#[derive(Debug)]
+enum Scheduled {
+    /// Node `node` (incarnation `incarnation`) ticks.
+    Tick { node: NodeId, incarnation: u32 },
+    /// A message arrives.
+    Deliver(Message),
+    /// Node `node`'s fsync completes.
+    SyncDone { node: NodeId, incarnation: u32 },
+    /// The client acts.
+    Client,
+    /// The fault planner considers a new fault.
+    FaultTimer,
+    /// Fault `id` ends.
+    FaultEnd(u64),
+}
+
+/// Why a run stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// A safety invariant broke.
+    Violation(Violation),
+    /// Storage failed outside an injected crash.
+    Storage { node: NodeId, error: StorageError },
+    /// A liveness bound was exceeded.
+    Liveness {
+        bound: LivenessBound,
+        nodes: Vec<NodeId>,
+        detail: String,
+    },
+}
+
+impl From<Violation> for Stop {
+    fn from(v: Violation) -> Self {
+        Stop::Violation(v)
+    }
+}
+
+/// Which part of the run is in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Faults are injected.
+    Chaos,
+    /// Everything is healed; progress is required.
+    Liveness,
+}
+
+/// One simulated run. Use [`run`] unless you need to look inside.
+pub struct Simulation {
+    cfg: SimConfig,
+    rng: SimRng,
+    raft: keel_raft::Config,
+    now: Time,
+    step: u64,
+    seq: u64,
+    queue: BTreeMap<(Time, u64), Scheduled>,
+    nodes: Vec<SimNode>,
+    net: Network,
+    client: Client,
+    checker: Checker,
+    chaos: chaos::ChaosState,
+    trace: Trace,
+    stats: Stats,
+    phase: Phase,
+    /// Whether the liveness client issues requests (from the moment a leader is
+    /// established after healing).
+    requests_open: bool,
+    /// Nodes whose core was called during the current step.
+    touched: Vec<NodeId>,
+}
+
+/// Runs one simulation to its end: the fault phase, then the liveness phase and the
+/// final checks.
+pub fn run(cfg: SimConfig) -> Result<RunSummary, Box<Failure>> {
+    let mut sim = Simulation::new(cfg);
+    match sim.run_to_end() {
+        Ok(()) => Ok(sim.summary()),
+        Err(stop) => Err(Box::new(sim.failure(stop))),
+    }
+}
+
+impl Simulation {
+    /// Builds the world for `cfg` (nothing runs yet).
+    ///
+    /// # Panics
+    ///
+    /// If `cfg` does not validate.
+    pub fn new(cfg: SimConfig) -> Self {
+        if let Err(e) = cfg.validate() {
+            panic!("invalid simulation config: {e}");
+        }
+        let mut rng = SimRng::new(cfg.seed);
+        let raft = random_raft_config(&cfg, &mut rng);
+        let params = if cfg.faults {
+            NetParams::random(&mut rng)
+        } else {
+            NetParams::calm()
+        };
+        let nodes = (1..=cfg.nodes as NodeId)
+            .map(|id| SimNode::new(id, Disk::new(cfg.storage)))
+            .collect();
+        Simulation {
+            rng,
+            raft,
+            now: 0,
+            step: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            net: Network::new(params),
+            client: Client::new(cfg.seed),
+            checker: Checker::new(cfg.nodes),
+            chaos: chaos::ChaosState::default(),
+            trace: Trace::new(cfg.verbose),
+            stats: Stats::default(),
+            phase: Phase::Chaos,
+            requests_open: false,
+            touched: Vec::new(),
+            cfg,
+        }
+    }
+
+    fn run_to_end(&mut self) -> Result<(), Stop> {
+        self.record(TraceEvent::Phase("start"));
+        for id in self.ids() {
+            self.guarded(|sim| sim.start(id))?;
+        }
+        let first_request = self.rng.range(1, TICK);
+        self.schedule(first_request, Scheduled::Client);
+        if self.cfg.faults {
+            let gap = crate::faults::gap(self.election_time(), &mut self.rng);
+            self.schedule(gap, Scheduled::FaultTimer);
+        }
+        while self.step < self.cfg.steps {
+            self.step_once()?;
+        }
+        self.liveness_phase()
+    }
+
+    /// Takes the earliest event, carries it out and checks the touched nodes.
+    fn step_once(&mut self) -> Result<(), Stop> {
+        let Some(((at, _), event)) = self.queue.pop_first() else {
+            // Ticks are always scheduled while any node runs; an empty queue means
+            // every node is down and nothing will restart them.
+            unreachable!("event queue ran dry at step {}", self.step);
+        };
+        debug_assert!(at >= self.now, "time went backwards");
+        self.now = at;
+        self.step += 1;
+        self.stats.steps = self.step;
+        self.guarded(|sim| {
+            sim.handle(event)?;
+            sim.check_touched()
+        })
+    }
+
+    /// Runs `f`, turning a panic (an assertion in a core, or in storage) into a
+    /// violation report rather than losing the run's trace.
+    fn guarded(&mut self, f: impl FnOnce(&mut Self) -> Result<(), Stop>) -> Result<(), Stop> {
+        self.touched.clear();
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(result) => result,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                let mut nodes = self.touched.clone();
+                nodes.dedup();
+                Err(Stop::Violation(Violation::new(
+                    Invariant::CoreInvariant,
+                    nodes,
+                    format!("panic: {msg}"),
+                )))
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Scheduled) -> Result<(), Stop> {
+        match event {
+            Scheduled::Tick { node, incarnation } => self.on_tick(node, incarnation),
+            Scheduled::Deliver(m) => self.on_deliver(m),
+            Scheduled::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
+            Scheduled::Client => self.on_client(),
+            Scheduled::FaultTimer => self.on_fault_timer(),
+            Scheduled::FaultEnd(id) => self.on_fault_end(id),
+        }
+    }
+
+    /// After every step: `validate()` every core the step touched, and check that
+    /// each one's log is exactly what it handed to storage.
+    fn check_touched(&mut self) -> Result<(), Stop> {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &id in &touched {
+            let Some(core) = self.node(id).core() else {
+                continue;
+            };
+            core.validate();
+            let (last, shadow_last) = (core.last_index(), self.checker.last_index(id));
+            let term_matches = core.log_term(last).unwrap_or(0) == self.checker.last_term(id);
+            if last != shadow_last || !term_matches {
+                return Err(Violation::new(
+                    Invariant::CoreInvariant,
+                    vec![id],
+                    format!(
+                        "node {id}'s core log ends at {last}@{:?}, but it handed storage a log \
+                         ending at {shadow_last}@{}",
+                        core.log_term(last),
+                        self.checker.last_term(id)
+                    ),
+                )
+                .into());
+            }
+        }
+        self.touched = touched;
+        Ok(())
+    }
+
+    fn on_client(&mut self) -> Result<(), Stop> {
+        match self.phase {
+            Phase::Chaos => {
+                let next = self.rng.range(TICK / 5, 2 * TICK);
+                self.schedule(next, Scheduled::Client);
+                self.chaos_proposal()
+            }
+            Phase::Liveness => {
+                self.schedule(TICK / 2, Scheduled::Client);
+                self.liveness_client()
+            }
+        }
+    }
+
+    /// A fault-phase proposal, to whoever the client believes leads.
+    fn chaos_proposal(&mut self) -> Result<(), Stop> {
+        let hint = self.client.hint;
+        let target = if hint != 0 && self.node(hint).is_up() {
+            hint
+        } else {
+            let ids = self.ids();
+            self.rng.pick(&ids).expect("a cluster has nodes")
+        };
+        if !self.node(target).is_up() {
+            // Connection refused: try someone else next time.
+            self.client.hint = 0;
+            return Ok(());
+        }
+        let incarnation = self.node(target).incarnation;
+        let (attempt, data) = self.client.propose(target, incarnation, None);
+        self.stats.proposals += 1;
+        self.feed(target, crate::node::Input::Propose { attempt, data })
+    }
+
+    // ---- Helpers ------------------------------------------------------------------
+
+    fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Minimum election timeout in time units.
+    fn election_time(&self) -> Time {
+        Time::from(self.cfg.election_ticks) * TICK
+    }
+
+    fn schedule(&mut self, after: Time, event: Scheduled) {
+        self.seq += 1;
+        self.queue.insert((self.now + after, self.seq), event);
+    }
+
+    fn record(&mut self, event: TraceEvent) {
+        self.trace.record(self.step, self.now, event);
+    }
+
+    /// The running leader with the highest term, if any.
+    fn current_leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.core())
+            .filter(|c| c.role() == Role::Leader)
+            .max_by_key(|c| c.term())
+            .map(|c| c.id())
+    }
+
+    fn summary(&self) -> RunSummary {
+        let mut stats = self.stats;
+        stats.leader_terms = self.checker.leader_terms() as u64;
+        stats.committed = self.checker.committed_len();
+        let (_, acked, _, _) = self.client.counts();
+        stats.acked = acked as u64;
+        RunSummary {
+            config: self.cfg.clone(),
+            fingerprint: self.trace.fingerprint(),
+            time: self.now,
+            stats,
+        }
+    }
+
+    fn failure(&self, stop: Stop) -> Failure {
+        let (kind, nodes, detail) = match stop {
+            Stop::Violation(v) => (FailureKind::Safety(v.invariant), v.nodes, v.detail),
+            Stop::Storage { node, error } => (
+                FailureKind::Storage,
+                vec![node],
+                format!("node {node}: {error}"),
+            ),
+            Stop::Liveness {
+                bound,
+                nodes,
+                detail,
+            } => (FailureKind::Liveness(bound), nodes, detail),
+        };
+        let trace = self
+            .trace
+            .tail_for(&nodes, REPORT_TRACE_LINES)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        Failure {
+            config: self.cfg.clone(),
+            kind,
+            step: self.step,
+            time: self.now,
+            nodes,
+            detail,
+            trace,
+        }
+    }
+
+    fn bug(&self, bug: Bug) -> bool {
+        self.cfg.bug == Some(bug)
+    }
+}
+
+/// Raft tunables for the run. Timeouts come from the config (the liveness bounds
+/// depend on them); pre-vote, check-quorum and flow-control limits are drawn from
+/// the seed, so that the runs cover the less common settings too.
+fn random_raft_config(cfg: &SimConfig, rng: &mut SimRng) -> keel_raft::Config {
+    let inflight = [1, 2, 4, 256];
+    let msg_bytes = [1, 256, 1 << 20];
+    keel_raft::Config {
+        id: 0,
+        group: crate::storage::GROUP,
+        election_ticks: cfg.election_ticks,
+        heartbeat_ticks: cfg.heartbeat_ticks,
+        pre_vote: !rng.one_in(4),
+        check_quorum: !rng.one_in(4),
+        max_inflight_msgs: rng.pick(&inflight).expect("non-empty"),
+        max_msg_bytes: rng.pick(&msg_bytes).expect("non-empty"),
+        ..keel_raft::Config::default()
+    }
+}

@@ -1,0 +1,480 @@
+//! The run's trace: what happened, in order, for failure reports, `--verbose`, and a
+//! fingerprint that proves two runs of one seed were identical.
+//!
+//! Only the last [`RING`] events are kept (a report shows the tail for the nodes
+//! involved); every event, kept or not, is folded into the fingerprint.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use keel_raft::{Index, Message, MessageBody, NodeId, Role, Term};
+
+use crate::config::{TICK, Time};
+use crate::hash::StableHasher;
+
+/// Events kept for reports.
+const RING: usize = 4096;
+
+/// A message, reduced to what a reader of the trace needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MsgSummary {
+    /// Sender.
+    pub from: NodeId,
+    /// Recipient.
+    pub to: NodeId,
+    /// Sender's term (see [`Message::term`]).
+    pub term: Term,
+    /// The RPC and its key fields.
+    pub body: BodySummary,
+}
+
+/// The key fields of each RPC.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // the fields mirror `MessageBody`'s, documented there
+pub enum BodySummary {
+    Vote {
+        pre: bool,
+        last_index: Index,
+        last_term: Term,
+    },
+    VoteResp {
+        pre: bool,
+        granted: bool,
+    },
+    Append {
+        prev_index: Index,
+        prev_term: Term,
+        entries: usize,
+        commit: Index,
+    },
+    AppendResp {
+        index: Index,
+        reject: bool,
+        hint_index: Index,
+    },
+    Heartbeat {
+        commit: Index,
+    },
+    HeartbeatResp,
+}
+
+impl MsgSummary {
+    /// Summarises `m`.
+    pub fn of(m: &Message) -> Self {
+        let body = match &m.body {
+            MessageBody::RequestVote {
+                last_log_index,
+                last_log_term,
+                pre_vote,
+                ..
+            } => BodySummary::Vote {
+                pre: *pre_vote,
+                last_index: *last_log_index,
+                last_term: *last_log_term,
+            },
+            MessageBody::RequestVoteResponse { granted, pre_vote } => BodySummary::VoteResp {
+                pre: *pre_vote,
+                granted: *granted,
+            },
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => BodySummary::Append {
+                prev_index: *prev_log_index,
+                prev_term: *prev_log_term,
+                entries: entries.len(),
+                commit: *leader_commit,
+            },
+            MessageBody::AppendEntriesResponse {
+                index,
+                reject,
+                hint_index,
+                ..
+            } => BodySummary::AppendResp {
+                index: *index,
+                reject: *reject,
+                hint_index: *hint_index,
+            },
+            MessageBody::Heartbeat { commit, .. } => BodySummary::Heartbeat { commit: *commit },
+            MessageBody::HeartbeatResponse { .. } => BodySummary::HeartbeatResp,
+        };
+        MsgSummary {
+            from: m.from,
+            to: m.to,
+            term: m.term,
+            body,
+        }
+    }
+}
+
+impl fmt::Display for MsgSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}->{} t{} ", self.from, self.to, self.term)?;
+        match &self.body {
+            BodySummary::Vote {
+                pre,
+                last_index,
+                last_term,
+            } => {
+                let name = if *pre { "PreVote" } else { "Vote" };
+                write!(f, "{name}(last {last_index}@{last_term})")
+            }
+            BodySummary::VoteResp { pre, granted } => {
+                let name = if *pre { "PreVoteResp" } else { "VoteResp" };
+                let answer = if *granted { "granted" } else { "denied" };
+                write!(f, "{name}({answer})")
+            }
+            BodySummary::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => write!(
+                f,
+                "Append(prev {prev_index}@{prev_term}, {entries} entries, commit {commit})"
+            ),
+            BodySummary::AppendResp {
+                index,
+                reject,
+                hint_index,
+            } => {
+                if *reject {
+                    write!(f, "AppendResp(reject {index}, hint {hint_index})")
+                } else {
+                    write!(f, "AppendResp(ok {index})")
+                }
+            }
+            BodySummary::Heartbeat { commit } => write!(f, "Heartbeat(commit {commit})"),
+            BodySummary::HeartbeatResp => write!(f, "HeartbeatResp"),
+        }
+    }
+}
+
+/// Something that happened in the run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TraceEvent {
+    /// A phase of the run began.
+    Phase(&'static str),
+    /// A node's clock ticked.
+    Tick(NodeId),
+    /// A message was handed to the network; `copies` is 0 if it was dropped at once
+    /// and 2 if it was duplicated.
+    Send {
+        /// The message.
+        msg: MsgSummary,
+        /// Copies scheduled for delivery.
+        copies: u8,
+    },
+    /// A message reached its recipient.
+    Deliver(MsgSummary),
+    /// A message in flight was lost because of a cut link or a down recipient.
+    Lost {
+        /// The message.
+        msg: MsgSummary,
+        /// Why.
+        why: &'static str,
+    },
+    /// A client proposal reached a node.
+    Propose {
+        /// The node asked.
+        node: NodeId,
+        /// The proposal's id.
+        proposal: u64,
+        /// `(index, term)` if accepted.
+        accepted: Option<(Index, Term)>,
+    },
+    /// A client was told "ok".
+    Ack {
+        /// The node that answered.
+        node: NodeId,
+        /// The proposal.
+        proposal: u64,
+        /// Where it committed.
+        index: Index,
+    },
+    /// A node's role, term or known leader changed.
+    Role {
+        /// The node.
+        node: NodeId,
+        /// Its new role.
+        role: Role,
+        /// Its term.
+        term: Term,
+        /// The leader it knows of (0 if none).
+        leader: NodeId,
+    },
+    /// A node wrote entries and/or its hard state (not yet durable).
+    Write {
+        /// The node.
+        node: NodeId,
+        /// First and last entry index written, if any.
+        entries: Option<(Index, Index)>,
+        /// `(term, vote, commit)` written, if any.
+        hard_state: Option<(Term, NodeId, Index)>,
+    },
+    /// A node's fsync completed.
+    Synced(NodeId),
+    /// A node applied committed entries `first..=last`.
+    Apply {
+        /// The node.
+        node: NodeId,
+        /// First applied index.
+        first: Index,
+        /// Last applied index.
+        last: Index,
+    },
+    /// A node lost power.
+    Crash {
+        /// The node.
+        node: NodeId,
+        /// Whether an fsync was in flight.
+        mid_sync: bool,
+    },
+    /// A node restarted from its disk.
+    Restart {
+        /// The node.
+        node: NodeId,
+        /// Recovered term.
+        term: Term,
+        /// Recovered vote.
+        vote: NodeId,
+        /// Recovered last log index.
+        last_index: Index,
+        /// State machine's applied index.
+        applied: Index,
+    },
+    /// A fault began.
+    FaultOn(String),
+    /// A fault ended.
+    FaultOff(String),
+}
+
+impl TraceEvent {
+    /// Whether the event concerns `node` (faults and phases concern everyone).
+    pub fn involves(&self, node: NodeId) -> bool {
+        match self {
+            TraceEvent::Phase(_) | TraceEvent::FaultOn(_) | TraceEvent::FaultOff(_) => true,
+            TraceEvent::Tick(n) | TraceEvent::Synced(n) => *n == node,
+            TraceEvent::Send { msg, .. } | TraceEvent::Lost { msg, .. } => {
+                msg.from == node || msg.to == node
+            }
+            TraceEvent::Deliver(msg) => msg.from == node || msg.to == node,
+            TraceEvent::Propose { node: n, .. }
+            | TraceEvent::Ack { node: n, .. }
+            | TraceEvent::Role { node: n, .. }
+            | TraceEvent::Write { node: n, .. }
+            | TraceEvent::Apply { node: n, .. }
+            | TraceEvent::Crash { node: n, .. }
+            | TraceEvent::Restart { node: n, .. } => *n == node,
+        }
+    }
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceEvent::Phase(name) => write!(f, "=== {name} ==="),
+            TraceEvent::Tick(n) => write!(f, "tick {n}"),
+            TraceEvent::Send { msg, copies } => match copies {
+                0 => write!(f, "send {msg} [dropped]"),
+                1 => write!(f, "send {msg}"),
+                c => write!(f, "send {msg} [x{c}]"),
+            },
+            TraceEvent::Deliver(msg) => write!(f, "deliver {msg}"),
+            TraceEvent::Lost { msg, why } => write!(f, "lost {msg} ({why})"),
+            TraceEvent::Propose {
+                node,
+                proposal,
+                accepted,
+            } => match accepted {
+                Some((i, t)) => write!(f, "propose #{proposal} at {node}: accepted {i}@{t}"),
+                None => write!(f, "propose #{proposal} at {node}: refused"),
+            },
+            TraceEvent::Ack {
+                node,
+                proposal,
+                index,
+            } => write!(f, "ack #{proposal} by {node} at index {index}"),
+            TraceEvent::Role {
+                node,
+                role,
+                term,
+                leader,
+            } => write!(
+                f,
+                "node {node} is {} in term {term} (leader {leader})",
+                role.as_str()
+            ),
+            TraceEvent::Write {
+                node,
+                entries,
+                hard_state,
+            } => {
+                write!(f, "node {node} writes")?;
+                if let Some((a, b)) = entries {
+                    write!(f, " entries {a}..={b}")?;
+                }
+                if let Some((t, v, c)) = hard_state {
+                    write!(f, " hard state (term {t}, vote {v}, commit {c})")?;
+                }
+                Ok(())
+            }
+            TraceEvent::Synced(n) => write!(f, "node {n} fsync done"),
+            TraceEvent::Apply { node, first, last } => {
+                write!(f, "node {node} applies {first}..={last}")
+            }
+            TraceEvent::Crash { node, mid_sync } => {
+                let during = if *mid_sync { " during an fsync" } else { "" };
+                write!(f, "node {node} CRASHES{during}")
+            }
+            TraceEvent::Restart {
+                node,
+                term,
+                vote,
+                last_index,
+                applied,
+            } => write!(
+                f,
+                "node {node} RESTARTS: term {term}, vote {vote}, last index {last_index}, applied {applied}"
+            ),
+            TraceEvent::FaultOn(what) => write!(f, "FAULT {what}"),
+            TraceEvent::FaultOff(what) => write!(f, "HEAL {what}"),
+        }
+    }
+}
+
+/// One trace line: when, and what.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Scheduler step.
+    pub step: u64,
+    /// Simulated time.
+    pub time: Time,
+    /// What happened.
+    pub event: TraceEvent,
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[step {:>6} t={:>5}.{:02}] {}",
+            self.step,
+            self.time / TICK,
+            self.time % TICK,
+            self.event
+        )
+    }
+}
+
+/// The trace of one run.
+#[derive(Debug)]
+pub struct Trace {
+    ring: VecDeque<Record>,
+    fingerprint: StableHasher,
+    verbose: bool,
+    events: u64,
+}
+
+impl Trace {
+    /// An empty trace; with `verbose`, every event is printed as it is recorded.
+    pub fn new(verbose: bool) -> Self {
+        Trace {
+            ring: VecDeque::with_capacity(RING),
+            fingerprint: StableHasher::default(),
+            verbose,
+            events: 0,
+        }
+    }
+
+    /// Records an event.
+    pub fn record(&mut self, step: u64, time: Time, event: TraceEvent) {
+        step.hash(&mut self.fingerprint);
+        time.hash(&mut self.fingerprint);
+        event.hash(&mut self.fingerprint);
+        self.events += 1;
+        let rec = Record { step, time, event };
+        if self.verbose {
+            println!("{rec}");
+        }
+        if self.ring.len() == RING {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(rec);
+    }
+
+    /// A fingerprint of every event recorded so far: equal for two runs iff (up to
+    /// hash collisions) they did the same things in the same order.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint.finish()
+    }
+
+    /// Events recorded so far.
+    pub fn len(&self) -> u64 {
+        self.events
+    }
+
+    /// Whether nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// The last `n` kept events that involve any of `nodes` (all events if `nodes`
+    /// is empty), oldest first. Ticks are left out: they would crowd out the
+    /// interesting lines.
+    pub fn tail_for(&self, nodes: &[NodeId], n: usize) -> Vec<&Record> {
+        let mut out: Vec<&Record> = self
+            .ring
+            .iter()
+            .rev()
+            .filter(|r| !matches!(r.event, TraceEvent::Tick(_)))
+            .filter(|r| nodes.is_empty() || nodes.iter().any(|&id| r.event.involves(id)))
+            .take(n)
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_covers_every_event_and_tail_filters_by_node() {
+        let mut a = Trace::new(false);
+        let mut b = Trace::new(false);
+        for t in [&mut a, &mut b] {
+            t.record(1, 10, TraceEvent::Tick(1));
+            t.record(2, 20, TraceEvent::Synced(2));
+        }
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.record(3, 30, TraceEvent::Synced(3));
+        assert_ne!(a.fingerprint(), b.fingerprint());
+
+        let tail = b.tail_for(&[3], 10);
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].event, TraceEvent::Synced(3));
+        assert_eq!(b.tail_for(&[], 10).len(), 2, "ticks are left out of tails");
+        assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn records_render_readably() {
+        let rec = Record {
+            step: 7,
+            time: 1234,
+            event: TraceEvent::Crash {
+                node: 2,
+                mid_sync: true,
+            },
+        };
+        assert_eq!(
+            rec.to_string(),
+            "[step      7 t=   12.34] node 2 CRASHES during an fsync"
+        );
+    }
+}
