@@ -2,6 +2,7 @@
 
 use crate::message::MessageBody;
 use crate::raft::Raft;
+use crate::ready::Event;
 use crate::types::{Entry, Index, NodeId, Term};
 
 impl Raft {
@@ -13,6 +14,15 @@ impl Raft {
         entries: &[Entry],
         leader_commit: Index,
     ) {
+        if !entries_follow(prev_log_index, entries) {
+            // Malformed: entries must continue from prev_log_index without gaps.
+            // Dropping it is safe; the leader retransmits.
+            self.events.push(Event::DroppedMalformed {
+                from: leader,
+                what: "AppendEntries with non-contiguous entries",
+            });
+            return;
+        }
         let committed = self.log.committed;
         let (prev_index, prev_term, entries) = if prev_log_index >= committed {
             (prev_log_index, prev_log_term, entries)
@@ -75,4 +85,13 @@ impl Raft {
         self.log.commit_to(commit.min(self.log.last_index()));
         self.send(leader, MessageBody::HeartbeatResponse { read_seq }, false);
     }
+}
+
+/// Whether `entries` are `prev + 1, prev + 2, ...` with non-decreasing terms.
+fn entries_follow(prev: Index, entries: &[Entry]) -> bool {
+    entries
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.index == prev + 1 + i as u64)
+        && entries.windows(2).all(|w| w[0].term <= w[1].term)
 }

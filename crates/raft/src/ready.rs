@@ -99,6 +99,13 @@ pub enum Event {
         /// The term it led.
         term: Term,
     },
+    /// A message that cannot come from a correct peer was dropped (nothing changed).
+    DroppedMalformed {
+        /// The sender.
+        from: NodeId,
+        /// What was wrong.
+        what: &'static str,
+    },
     /// Learned of a newer term from another node and stepped down to follower.
     SteppedDown {
         /// The newer term.

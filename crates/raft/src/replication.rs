@@ -172,6 +172,14 @@ impl Raft {
         } else {
             hint_index
         };
+        if !reject && index > self.log.last_index() {
+            // A peer cannot hold entries we never had in this term: malformed.
+            self.events.push(Event::DroppedMalformed {
+                from,
+                what: "AppendEntriesResponse beyond the leader's log",
+            });
+            return;
+        }
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };

@@ -126,6 +126,9 @@ pub fn describe(node: NodeId, e: &Event) -> String {
         Event::LostQuorum { term } => {
             format!("Leader {node} lost contact with a quorum in term {term}. Stepping down.")
         }
+        Event::DroppedMalformed { from, what } => {
+            format!("Node {node} dropped a malformed message from Node {from}: {what}.")
+        }
         Event::SteppedDown { term, from } => {
             format!("Node {node} stepped down: Node {from} is in the newer term {term}.")
         }

@@ -452,3 +452,50 @@ fn conf_with_zero_id_is_rejected() {
     };
     assert!(crate::Raft::new(config(1), init, 0).is_err());
 }
+
+#[test]
+fn malformed_append_entries_are_dropped() {
+    // Entries that do not continue from prev_log_index would corrupt the log.
+    let mut net = Network::new(3);
+    net.elect(1);
+    let term = net.node(1).term();
+    let before = net.node(2).log_entries(1, u64::MAX);
+    for entries in [
+        vec![entry(5, term)],
+        vec![entry(2, term), entry(4, term)],
+        vec![entry(2, term), entry(3, term - 1)],
+    ] {
+        let m = Message {
+            group: 1,
+            from: 1,
+            to: 2,
+            term,
+            body: MessageBody::AppendEntries {
+                prev_log_index: 1,
+                prev_log_term: term,
+                entries,
+                leader_commit: 1,
+            },
+        };
+        net.node_mut(2).step(m).expect("valid routing");
+        net.process(2);
+        net.node(2).validate();
+    }
+    assert_eq!(net.node(2).log_entries(1, u64::MAX), before);
+}
+
+#[test]
+fn response_beyond_the_leaders_log_is_dropped() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    let term = net.node(1).term();
+    net.node_mut(1)
+        .step(response(2, 1, term, 1_000))
+        .expect("valid routing");
+    net.node_mut(1)
+        .step(response(3, 1, term, 1_000))
+        .expect("valid routing");
+    net.process(1);
+    net.node(1).validate();
+    assert_eq!(net.node(1).commit_index(), 1);
+}

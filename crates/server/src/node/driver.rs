@@ -154,7 +154,9 @@ impl Driver {
                 deadline,
                 reply,
             } => match self.raft.propose(data) {
-                Ok((index, term)) => pending.add_write(index, term, deadline, reply),
+                Ok((index, term)) => {
+                    pending.add_write(index, term, deadline, reply, self.raft.id())
+                }
                 Err(e) => {
                     let err = match e {
                         ProposeError::NotLeader { leader } => NodeError::NotLeader { leader },

@@ -40,14 +40,17 @@ impl Pending {
         self.writes.len() + self.reads_unconfirmed.len() + self.reads_confirmed.len()
     }
 
+    /// Registers a write proposed at `index` in `term`. `leader` is this node (the
+    /// leader that proposed it), for the answer to an older write at that index.
     pub(crate) fn add_write(
         &mut self,
         index: Index,
         term: Term,
         deadline: Instant,
         reply: oneshot::Sender<WriteResult>,
+        leader: NodeId,
     ) {
-        self.writes.insert(
+        let old = self.writes.insert(
             index,
             PendingWrite {
                 term,
@@ -55,6 +58,11 @@ impl Pending {
                 reply,
             },
         );
+        if let Some(old) = old {
+            // A newer term reused the index: the older entry was truncated from our
+            // log before it committed, so that write was definitely not applied.
+            let _ = old.reply.send(Err(NodeError::NotLeader { leader }));
+        }
     }
 
     /// Registers a read and returns the context to pass to `read_index`.
