@@ -25,8 +25,10 @@ pub(crate) const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.
     about = "A Raft-replicated, strongly consistent key-value store"
 )]
 struct Cli {
+    /// What to do; without a command, `keel` runs the demo (a local 3-node cluster
+    /// and a shell).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,7 +58,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let command = cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default()));
+    let result = match command {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Wal { command } => wal_cmd::run(command),

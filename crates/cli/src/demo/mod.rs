@@ -25,6 +25,15 @@ pub(crate) struct DemoArgs {
     nodes: u64,
 }
 
+impl Default for DemoArgs {
+    fn default() -> Self {
+        DemoArgs {
+            data_dir: None,
+            nodes: 3,
+        }
+    }
+}
+
 /// The demo's preferred ports, which the CLI's default endpoints point at.
 fn preferred_spec(nodes: u64, base: PathBuf, bin: PathBuf) -> std::io::Result<ClusterSpec> {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
