@@ -54,16 +54,21 @@ impl Driver {
     pub(crate) fn run(mut self) -> Result<(), ServerError> {
         let mut pending = Pending::default();
         let result = self.main_loop(&mut pending);
-        let err = match &result {
-            Ok(()) => NodeError::ShuttingDown,
-            Err(e) => {
-                tracing::error!("node stopping: {e}");
-                self.events
-                    .note(&format!("Node {} stopped: {e}", self.raft.id()));
-                NodeError::ShuttingDown
+        if let Err(e) = &result {
+            tracing::error!("node stopping: {e}");
+            self.events
+                .note(&format!("Node {} stopped: {e}", self.raft.id()));
+        }
+        pending.fail_all();
+        // Requests still queued were never proposed: they definitely did not apply.
+        while let Ok(r) = self.req_rx.try_recv() {
+            match r {
+                Request::Write { reply, .. } => drop(reply.send(Err(NodeError::ShuttingDown))),
+                Request::ReadBarrier { reply, .. } => {
+                    drop(reply.send(Err(NodeError::ShuttingDown)))
+                }
             }
-        };
-        pending.fail_all(err);
+        }
         if result.is_ok() {
             if let Err(e) = self.kv.flush() {
                 tracing::error!("could not flush the state machine at shutdown: {e}");

@@ -175,16 +175,20 @@ impl Pending {
         self.reads_confirmed = kept;
     }
 
-    /// Answers everything with `err` (shutdown).
-    pub(crate) fn fail_all(&mut self, err: NodeError) {
-        for (_, w) in std::mem::take(&mut self.writes) {
-            let _ = w.reply.send(Err(err.clone()));
+    /// Answers everything because the node is stopping. Proposed writes may still
+    /// be committed by the other nodes, so their outcome is unknown; reads changed
+    /// nothing.
+    pub(crate) fn fail_all(&mut self) {
+        for (index, w) in std::mem::take(&mut self.writes) {
+            let _ = w.reply.send(Err(NodeError::OutcomeUnknown(format!(
+                "the node stopped after proposing the write at index {index}"
+            ))));
         }
         for (_, r) in std::mem::take(&mut self.reads_unconfirmed) {
-            let _ = r.reply.send(Err(err.clone()));
+            let _ = r.reply.send(Err(NodeError::ShuttingDown));
         }
         for (_, r) in std::mem::take(&mut self.reads_confirmed) {
-            let _ = r.reply.send(Err(err.clone()));
+            let _ = r.reply.send(Err(NodeError::ShuttingDown));
         }
     }
 }
