@@ -49,6 +49,8 @@ enum Command {
     Cas(client_cmds::CasArgs),
     /// Show every member's role, term, indexes and lag.
     Status(status_cmd::StatusArgs),
+    /// Load-test a cluster (and optionally etcd, side by side).
+    Bench(keel_bench::BenchArgs),
     /// Inspect a node's write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -58,7 +60,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default()));
+    let command = cli
+        .command
+        .unwrap_or(Command::Demo(demo::DemoArgs::default()));
     let result = match command {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => client_cmds::run(client_cmds::Op::Scan(a)),
         Command::Cas(a) => client_cmds::run(client_cmds::Op::Cas(a)),
         Command::Status(a) => status_cmd::run(a),
+        Command::Bench(a) => keel_bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -170,6 +170,13 @@ impl LocalCluster {
         }
     }
 
+    /// Process id of node `id`, while it runs (for reading its CPU time and memory
+    /// from `/proc`).
+    pub fn pid(&mut self, id: u64) -> Option<u32> {
+        let child = self.children.get_mut(&id)?;
+        matches!(child.try_wait(), Ok(None)).then(|| child.id())
+    }
+
     /// Ids of running nodes.
     pub fn running(&mut self) -> Vec<u64> {
         (1..=self.spec.nodes)
