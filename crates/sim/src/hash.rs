@@ -19,7 +19,7 @@ pub fn mix(state: u64, value: u64) -> u64 {
 
 /// Hashes a byte string, length included (so `"ab" + "c"` and `"a" + "bc"` differ
 /// when folded in sequence).
-pub fn bytes(state: u64, data: &[u8]) -> u64 {
+pub fn mix_bytes(state: u64, data: &[u8]) -> u64 {
     let mut h = mix(state, data.len() as u64);
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
@@ -50,7 +50,7 @@ impl Hasher for StableHasher {
     }
 
     fn write(&mut self, data: &[u8]) {
-        self.state = bytes(self.state, data);
+        self.state = mix_bytes(self.state, data);
     }
 
     fn write_u8(&mut self, v: u8) {
@@ -81,9 +81,12 @@ mod tests {
 
     #[test]
     fn hash_depends_on_content_and_split() {
-        assert_ne!(bytes(0, b"abc"), bytes(0, b"abd"));
-        assert_ne!(bytes(bytes(0, b"ab"), b"c"), bytes(bytes(0, b"a"), b"bc"));
-        assert_eq!(bytes(5, b"0123456789"), bytes(5, b"0123456789"));
+        assert_ne!(mix_bytes(0, b"abc"), mix_bytes(0, b"abd"));
+        assert_ne!(
+            mix_bytes(mix_bytes(0, b"ab"), b"c"),
+            mix_bytes(mix_bytes(0, b"a"), b"bc")
+        );
+        assert_eq!(mix_bytes(5, b"0123456789"), mix_bytes(5, b"0123456789"));
     }
 
     #[test]

@@ -37,4 +37,4 @@ mod sim;
 pub use checker::{Invariant, Violation};
 pub use config::{Bug, DEFAULT_STEPS, LivenessBounds, SimConfig, StorageKind, TICK, Time};
 pub use report::{Failure, FailureKind, LivenessBound, RunSummary, Stats};
-pub use sim::{Simulation, run};
+pub use sim::run;

@@ -123,6 +123,8 @@ pub struct Stats {
     pub crashes: u64,
     /// Crashes that hit a node with an fsync in flight.
     pub crashes_mid_sync: u64,
+    /// Restarts at which WAL recovery discarded a torn tail.
+    pub torn_tails: u64,
     /// Faults injected (of every kind, crashes included).
     pub faults: u64,
     /// Terms that had a leader.
@@ -158,8 +160,9 @@ impl fmt::Display for RunSummary {
         write!(
             f,
             "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({} crashes, \
-             {} mid-fsync), {} leader terms, {} committed, {}/{} proposals acked, leader after \
-             healing in {} ticks, slowest request {} ticks; fingerprint {:016x}",
+             {} mid-fsync, {} torn WAL tails), {} leader terms, {} committed, {}/{} proposals \
+             acked, leader after healing in {} ticks, slowest request {} ticks; fingerprint \
+             {:016x}",
             self.config.seed,
             self.config.nodes,
             s.steps,
@@ -168,6 +171,7 @@ impl fmt::Display for RunSummary {
             s.faults,
             s.crashes,
             s.crashes_mid_sync,
+            s.torn_tails,
             s.leader_terms,
             s.committed,
             s.acked,

@@ -397,7 +397,8 @@ impl Trace {
         event.hash(&mut self.fingerprint);
         self.events += 1;
         let rec = Record { step, time, event };
-        if self.verbose {
+        // Ticks would be most of the output and say little; the fingerprint has them.
+        if self.verbose && !matches!(rec.event, TraceEvent::Tick(_)) {
             println!("{rec}");
         }
         if self.ring.len() == RING {

@@ -5,24 +5,25 @@
 
 use keel_sim::{Bug, FailureKind, Invariant, LivenessBound, SimConfig, run};
 
-/// The first seed in `seeds` whose run with `bug` fails in one of `expected` ways.
+/// Asserts that some seed in `seeds`, run with `bug`, fails in one of the `expected`
+/// ways, with a report that names the seed and the command replaying it.
 fn first_caught(bug: Bug, nodes: usize, seeds: std::ops::Range<u64>, expected: &[FailureKind]) {
     for seed in seeds.clone() {
         let cfg = SimConfig {
             bug: Some(bug),
             ..SimConfig::new(seed, nodes)
         };
-        if let Err(failure) = run(cfg) {
-            if expected.contains(&failure.kind) {
-                let report = failure.to_string();
-                let replay = format!(
-                    "replay: cargo run -p keel-sim --release -- --seed {seed} --nodes {nodes} \
-                     --inject-bug {bug} --verbose"
-                );
-                assert!(report.contains(&replay), "no replay line in:\n{report}");
-                assert!(report.contains(&format!("seed {seed},")), "{report}");
-                return;
-            }
+        if let Err(failure) = run(cfg)
+            && expected.contains(&failure.kind)
+        {
+            let report = failure.to_string();
+            let replay = format!(
+                "replay: cargo run -p keel-sim --release -- --seed {seed} --nodes {nodes} \
+                 --inject-bug {bug} --verbose"
+            );
+            assert!(report.contains(&replay), "no replay line in:\n{report}");
+            assert!(report.contains(&format!("seed {seed},")), "{report}");
+            return;
         }
     }
     panic!("bug {bug} was never reported as one of {expected:?} in seeds {seeds:?}");

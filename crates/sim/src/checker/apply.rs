@@ -24,7 +24,7 @@ pub struct ApplyHistory {
 
 fn entry_hash(e: &Entry) -> u64 {
     let h = hash::mix(e.term, u64::from(e.kind.to_code()));
-    hash::bytes(h, &e.data)
+    hash::mix_bytes(h, &e.data)
 }
 
 impl ApplyHistory {

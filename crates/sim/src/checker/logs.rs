@@ -20,7 +20,7 @@ pub fn prefix_hash(prev: u64, e: &Entry) -> u64 {
     let h = hash::mix(prev, e.index);
     let h = hash::mix(h, e.term);
     let h = hash::mix(h, u64::from(e.kind.to_code()));
-    hash::bytes(h, &e.data)
+    hash::mix_bytes(h, &e.data)
 }
 
 /// One node's log as the checker sees it: the term and prefix hash of every entry.

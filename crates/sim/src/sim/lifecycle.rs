@@ -30,6 +30,9 @@ impl Simulation {
         };
         self.checker
             .on_recover(id, &recovered.hard_state, &recovered.entries)?;
+        if recovered.torn_tail {
+            self.stats.torn_tails += 1;
+        }
         let restarted = self.node(id).incarnation > 0;
         let mut hard_state = recovered.hard_state;
         if restarted && self.bug(Bug::ForgetVote) {
@@ -91,8 +94,16 @@ impl Simulation {
     /// rest.
     pub(super) fn crash(&mut self, id: NodeId) {
         let mid_sync = self.node(id).is_syncing();
-        let die_mid_write = mid_sync && self.rng.one_in(2);
-        let ops = self.rng.range(0, MAX_OPS_BEFORE_DEATH);
+        // Most crashes during an fsync strike while its data is being written: let
+        // the process get one disk operation in (the frame is written, its fsync never
+        // happens, so the crash may tear it), or sometimes any number up to the end
+        // of a segment rollover. Otherwise the batch dies in the process's memory.
+        let die_mid_write = mid_sync && !self.rng.one_in(4);
+        let ops = if self.rng.one_in(4) {
+            self.rng.range(0, MAX_OPS_BEFORE_DEATH)
+        } else {
+            1
+        };
         let crash_seed = self.rng.fork_seed();
         let node = self.node_mut(id);
         let Some(mut process) = node.process.take() else {

@@ -80,8 +80,8 @@ enum Phase {
     Liveness,
 }
 
-/// One simulated run. Use [`run`] unless you need to look inside.
-pub struct Simulation {
+/// One simulated run; [`run`] builds and runs one.
+pub(crate) struct Simulation {
     cfg: SimConfig,
     rng: SimRng,
     raft: keel_raft::Config,
@@ -106,6 +106,10 @@ pub struct Simulation {
 
 /// Runs one simulation to its end: the fault phase, then the liveness phase and the
 /// final checks.
+///
+/// # Panics
+///
+/// If `cfg` does not validate ([`SimConfig::validate`]).
 pub fn run(cfg: SimConfig) -> Result<RunSummary, Box<Failure>> {
     let mut sim = Simulation::new(cfg);
     match sim.run_to_end() {
@@ -120,7 +124,7 @@ impl Simulation {
     /// # Panics
     ///
     /// If `cfg` does not validate.
-    pub fn new(cfg: SimConfig) -> Self {
+    pub(crate) fn new(cfg: SimConfig) -> Self {
         if let Err(e) = cfg.validate() {
             panic!("invalid simulation config: {e}");
         }
@@ -175,8 +179,7 @@ impl Simulation {
     /// Takes the earliest event, carries it out and checks the touched nodes.
     fn step_once(&mut self) -> Result<(), Stop> {
         let Some(((at, _), event)) = self.queue.pop_first() else {
-            // Ticks are always scheduled while any node runs; an empty queue means
-            // every node is down and nothing will restart them.
+            // The client event reschedules itself forever, so the queue never empties.
             unreachable!("event queue ran dry at step {}", self.step);
         };
         debug_assert!(at >= self.now, "time went backwards");

@@ -49,6 +49,9 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
     /// The state machine's applied index.
     pub applied: Index,
+    /// Whether recovery discarded a torn write at the end of the log (expected after
+    /// a crash in the middle of a write; counted to show the runs exercise it).
+    pub torn_tail: bool,
 }
 
 /// The storage one incarnation of a node's process has open.

@@ -65,6 +65,7 @@ impl ModelDisk {
             hard_state: st.hard_state,
             entries: st.log.clone(),
             applied: st.kv.applied,
+            torn_tail: false,
         };
         let storage = ModelStorage {
             disk: self.clone(),
@@ -209,7 +210,7 @@ impl KvModel {
     pub fn fingerprint(&self) -> u64 {
         self.data
             .iter()
-            .fold(0, |h, (k, v)| hash::bytes(hash::bytes(h, k), v))
+            .fold(0, |h, (k, v)| hash::mix_bytes(hash::mix_bytes(h, k), v))
     }
 }
 

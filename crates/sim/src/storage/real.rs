@@ -49,6 +49,7 @@ impl RealDisk {
             hard_state: group.hard_state,
             entries: group.entries,
             applied: kv.applied_index(),
+            torn_tail: recovery.torn_tail.is_some(),
         };
         Ok((Box::new(RealStorage { wal, kv }), recovered))
     }
@@ -123,7 +124,7 @@ impl NodeStorage for RealStorage {
         let (all, more) = self.kv.scan(b"", None, usize::MAX)?;
         debug_assert!(!more, "an unlimited scan returns everything");
         Ok(all.iter().fold(0, |h, (k, v, version)| {
-            hash::mix(hash::bytes(hash::bytes(h, k), v), *version)
+            hash::mix(hash::mix_bytes(hash::mix_bytes(h, k), v), *version)
         }))
     }
 }
