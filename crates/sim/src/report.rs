@@ -182,3 +182,39 @@ impl fmt::Display for RunSummary {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_report_names_kind_place_detail_trace_and_replay() {
+        let failure = Failure {
+            config: SimConfig::new(9, 5),
+            kind: FailureKind::Storage,
+            step: 12,
+            time: 345,
+            nodes: vec![2],
+            detail: "node 2: WAL: corrupt".to_string(),
+            trace: vec!["[step 11] node 2 CRASHES".to_string()],
+        };
+        let text = failure.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "keel-sim FAILED: storage error after a clean crash"
+        );
+        assert_eq!(lines[1], "  seed 9, 5 nodes, step 12, t=3.45 ticks");
+        assert_eq!(lines[2], "  node 2: WAL: corrupt");
+        assert_eq!(lines[3], "  last 1 events involving node(s) 2:");
+        assert_eq!(lines[4], "    [step 11] node 2 CRASHES");
+        assert_eq!(
+            lines[5],
+            "  replay: cargo run -p keel-sim --release -- --seed 9 --nodes 5 --verbose"
+        );
+        assert_eq!(
+            FailureKind::Liveness(LivenessBound::Leader).to_string(),
+            "liveness failure: leader election bound"
+        );
+    }
+}

@@ -13,9 +13,9 @@ use crate::trace::TraceEvent;
 /// Largest clock drift, in time units per tick (±5%).
 const MAX_DRIFT: u64 = TICK / 20;
 
-/// Disk operations a dying process may still complete during its last fsync: enough
-/// to cover a segment rollover (create, preallocate, header, fsync, directory fsync)
-/// plus the frame write and its fsync.
+/// Disk operations a dying process may still complete during its last fsync or
+/// flush: enough to cover a WAL segment rollover (create, preallocate, header,
+/// fsync, directory fsync) plus the frame write and its fsync, or a redb commit.
 const MAX_OPS_BEFORE_DEATH: u64 = 8;
 
 impl Simulation {
@@ -104,16 +104,23 @@ impl Simulation {
         } else {
             1
         };
+        // Otherwise, sometimes strike in the middle of a state machine flush (a redb
+        // durable commit: page writes, fsync, header, fsync).
+        let die_mid_flush = !die_mid_write && self.rng.one_in(4);
+        let flush_ops = self.rng.range(0, MAX_OPS_BEFORE_DEATH);
         let crash_seed = self.rng.fork_seed();
         let node = self.node_mut(id);
         let Some(mut process) = node.process.take() else {
             return;
         };
+        // In both cases the process gets some disk operations in, then every call
+        // fails: the error it gets is the death we arranged, so it is ignored.
         if die_mid_write {
-            // Power fails while the fsync is writing: let the process get `ops` disk
-            // operations into it. The error it then gets is the death we arranged.
             node.disk.die_after(ops);
             let _ = process.storage.sync();
+        } else if die_mid_flush {
+            node.disk.die_after(flush_ops);
+            let _ = process.storage.flush();
         }
         drop(process);
         node.disk.crash(crash_seed);

@@ -205,6 +205,7 @@ impl Simulation {
                     .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
                     .unwrap_or_else(|| "non-string panic payload".to_string());
                 let mut nodes = self.touched.clone();
+                nodes.sort_unstable();
                 nodes.dedup();
                 Err(Stop::Violation(Violation::new(
                     Invariant::CoreInvariant,
