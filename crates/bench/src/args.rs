@@ -94,6 +94,18 @@ pub struct BenchArgs {
     /// The keel binary for `--cluster local` (default: this executable).
     #[arg(long)]
     pub keel_bin: Option<PathBuf>,
+    /// Keep the started clusters' directory (data, process logs, event logs) after
+    /// the run instead of removing it.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Give the started keel nodes `--event-log` files (off by default: the event
+    /// log writes a line per committed entry, which a production node need not do).
+    #[arg(long)]
+    pub keel_event_logs: bool,
+    /// An extra flag for every started `keel serve`, e.g. `--keel-arg=--tick-ms=5`
+    /// (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    pub keel_arg: Vec<String>,
     /// The etcd binary for `--against etcd` (default: `etcd` on PATH, else
     /// /usr/bin/etcd).
     #[arg(long)]

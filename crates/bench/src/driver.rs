@@ -56,6 +56,8 @@ pub struct RunOutcome {
     pub measured: Duration,
     /// Each watched node's CPU time and peak memory over the window.
     pub usage: Vec<NodeUsage>,
+    /// CPU time of this process (the load generator) over the window, if readable.
+    pub client_cpu_seconds: Option<f64>,
 }
 
 /// The window every client checks.
@@ -136,6 +138,7 @@ pub async fn run(
 
     tokio::time::sleep_until(start).await;
     let usage_start = probe.start();
+    let own_cpu_start = own_cpu_seconds();
     let mut recorder = Recorder::default();
     let mut last_end = start;
     for client in clients {
@@ -146,6 +149,9 @@ pub async fn run(
         last_end = last_end.max(end);
     }
     let usage = probe.finish(&usage_start);
+    let client_cpu_seconds = own_cpu_seconds()
+        .zip(own_cpu_start)
+        .map(|(end, start)| end - start);
     progress.finish();
 
     let measured = match window.end {
@@ -156,7 +162,14 @@ pub async fn run(
         recorder,
         measured,
         usage,
+        client_cpu_seconds,
     }
+}
+
+fn own_cpu_seconds() -> Option<f64> {
+    keel_testkit::proc_usage::cpu_time(std::process::id())
+        .ok()
+        .map(|d| d.as_secs_f64())
 }
 
 /// One client: returns its records and when its last measured operation ended.

@@ -20,6 +20,10 @@ pub enum SystemPlan {
         nodes: u64,
         /// The `keel` binary.
         bin: PathBuf,
+        /// Whether nodes write event logs.
+        event_logs: bool,
+        /// Extra flags for every `keel serve`.
+        extra_args: Vec<String>,
     },
     /// An etcd cluster the bench starts.
     Etcd {
@@ -55,6 +59,8 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     /// Parent of the started clusters' data directories.
     pub work_dir: PathBuf,
+    /// Keep the started clusters' directory after the run.
+    pub keep_data: bool,
 }
 
 /// A command line that cannot be run.
@@ -108,6 +114,8 @@ impl BenchArgs {
                         std::env::current_exe().map_err(|e| PlanError::KeelBinary(e.to_string()))?
                     }
                 },
+                event_logs: self.keel_event_logs,
+                extra_args: self.keel_arg.clone(),
             },
             None => {
                 let endpoints: Vec<String> = self
@@ -165,6 +173,7 @@ impl BenchArgs {
             progress: !self.quiet,
             json: self.json.clone(),
             work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            keep_data: self.keep_data,
         })
     }
 }
@@ -217,7 +226,7 @@ mod tests {
     fn sweep_local_cluster_against_etcd() {
         let plan = args(
             "--cluster local --keel-bin /bin/keel --against etcd --sweep-clients 1,16,64,256 \
-             --duration 15s --warmup 3s --value-size 100",
+             --duration 15s --warmup 3s --value-size 100 --keel-arg=--tick-ms=5",
         )
         .plan(|| Some(PathBuf::from("/opt/etcd")))
         .expect("plan");
@@ -226,7 +235,9 @@ mod tests {
             [
                 SystemPlan::KeelLocal {
                     nodes: 3,
-                    bin: "/bin/keel".into()
+                    bin: "/bin/keel".into(),
+                    event_logs: false,
+                    extra_args: vec!["--tick-ms=5".into()],
                 },
                 SystemPlan::Etcd {
                     members: 3,

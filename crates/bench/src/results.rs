@@ -23,6 +23,9 @@ pub struct PointResult {
     /// Each node's CPU time and peak memory in the window (empty if the bench did not
     /// start the cluster).
     pub nodes: Vec<NodeUsage>,
+    /// CPU time of the load generator itself in the window (seconds): it shares the
+    /// machine with the cluster.
+    pub client_cpu_seconds: Option<f64>,
     /// Elections during the run, warm-up included (see
     /// `System::election_counter`), if they could be counted.
     pub elections: Option<u64>,
@@ -46,6 +49,7 @@ impl PointResult {
             reads: (read_fraction > 0.0).then(|| summary(OpKind::Read)),
             writes: (read_fraction < 1.0).then(|| summary(OpKind::Write)),
             nodes: outcome.usage.clone(),
+            client_cpu_seconds: outcome.client_cpu_seconds,
             elections,
         }
     }

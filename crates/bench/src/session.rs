@@ -13,20 +13,28 @@ use crate::plan::{Plan, SystemPlan};
 use crate::preload::preload;
 use crate::results::{PointResult, clients_text};
 use crate::stats::OpSummary;
-use crate::systems::{EtcdSystem, KeelSystem, System};
+use crate::systems::{EtcdSystem, KeelSystem, LocalOptions, System};
 use crate::workload::OpKind;
 
 /// Runs the whole plan; returns one result per system and client count, in the
 /// order measured.
 pub async fn execute(plan: &Plan) -> anyhow::Result<Vec<PointResult>> {
-    let dir = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix("keel-bench-")
         .tempdir_in(&plan.work_dir)
         .with_context(|| format!("cannot create a directory in {}", plan.work_dir.display()))?;
+    // With --keep-data the directory outlives the run, failed runs included.
+    let (dir, _removed_at_end) = if plan.keep_data {
+        let dir = temp.keep();
+        eprintln!("The clusters' data and logs stay in {}.", dir.display());
+        (dir, None)
+    } else {
+        (temp.path().to_path_buf(), Some(temp))
+    };
     eprintln!("{}", describe(plan));
     let mut results = Vec::new();
     for system in &plan.systems {
-        let mut system = start(system, dir.path()).await?;
+        let mut system = start(system, &dir).await?;
         results.extend(measure(&mut system, plan).await?);
         eprintln!("Stopping {}.", system.name());
     }
@@ -58,13 +66,25 @@ async fn start(plan: &SystemPlan, dir: &Path) -> anyhow::Result<System> {
             eprintln!("Using the keel cluster at {} ...", endpoints.join(","));
             System::Keel(KeelSystem::external(endpoints.clone()).await?)
         }
-        SystemPlan::KeelLocal { nodes, bin } => {
+        SystemPlan::KeelLocal {
+            nodes,
+            bin,
+            event_logs,
+            extra_args,
+        } => {
             let base = dir.join("keel");
             eprintln!(
                 "Starting a {nodes}-node keel cluster in {} ...",
                 base.display()
             );
-            System::Keel(KeelSystem::start_local(*nodes, bin, base).await?)
+            let options = LocalOptions {
+                nodes: *nodes,
+                bin: bin.clone(),
+                base_dir: base,
+                event_logs: *event_logs,
+                extra_args: extra_args.clone(),
+            };
+            System::Keel(KeelSystem::start_local(options).await?)
         }
         SystemPlan::Etcd { members, bin } => {
             let base = dir.join("etcd");

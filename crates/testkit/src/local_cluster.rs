@@ -82,14 +82,24 @@ pub fn ports_free(addrs: &[SocketAddr]) -> bool {
 pub struct LocalCluster {
     spec: ClusterSpec,
     children: BTreeMap<u64, Child>,
+    /// Whether nodes get `--event-log`.
+    event_logs: bool,
 }
 
 impl LocalCluster {
     /// Starts every node.
     pub fn start(spec: ClusterSpec) -> std::io::Result<Self> {
+        Self::start_with_event_logs(spec, true)
+    }
+
+    /// Starts every node, with or without `--event-log`. The event log records every
+    /// committed entry, which costs a formatted line and a write per batch; a
+    /// benchmark leaves it off, as a production node would.
+    pub fn start_with_event_logs(spec: ClusterSpec, event_logs: bool) -> std::io::Result<Self> {
         let mut c = LocalCluster {
             spec,
             children: BTreeMap::new(),
+            event_logs,
         };
         for id in 1..=c.spec.nodes {
             c.spawn(id)?;
@@ -143,16 +153,19 @@ impl LocalCluster {
             .append(true)
             .open(self.log_path(id))?;
         let err = log.try_clone()?;
-        let child = Command::new(&self.spec.keel_bin)
+        let mut command = Command::new(&self.spec.keel_bin);
+        command
             .arg("serve")
             .args(["--id", &id.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(["--listen", &self.grpc_addr(id).to_string()])
             .args(["--http", &self.http_addr(id).to_string()])
-            .args(["--initial-cluster", &self.spec.initial_cluster()])
-            .arg("--event-log")
-            .arg(self.event_log_path(id))
+            .args(["--initial-cluster", &self.spec.initial_cluster()]);
+        if self.event_logs {
+            command.arg("--event-log").arg(self.event_log_path(id));
+        }
+        let child = command
             .args(&self.spec.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

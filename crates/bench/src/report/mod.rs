@@ -24,6 +24,7 @@ const COLUMNS: &[(&str, Align)] = &[
     ("cpu s per node", Align::Right),
     ("cpu us/op", Align::Right),
     ("peak rss MiB", Align::Right),
+    ("bench cpu s", Align::Right),
 ];
 
 /// The tables (writes, then reads) and notes on errors and elections.
@@ -91,6 +92,9 @@ fn row(r: &PointResult, s: &OpSummary) -> Vec<String> {
         peak_rss_mib(r)
             .map(|m| format!("{m:.0}"))
             .unwrap_or_default(),
+        r.client_cpu_seconds
+            .map(|s| format!("{s:.2}"))
+            .unwrap_or_default(),
     ]
 }
 
@@ -114,6 +118,7 @@ fn ratio_row(keel: &PointResult, etcd: &PointResult, kind: OpKind) -> Option<Vec
         String::new(),
         opt(keel.cpu_us_per_op(), etcd.cpu_us_per_op()),
         opt(peak_rss_mib(keel), peak_rss_mib(etcd)),
+        String::new(),
     ])
 }
 
@@ -214,6 +219,7 @@ mod tests {
                     peak_rss_bytes: 32 << 20,
                 },
             ],
+            client_cpu_seconds: Some(4.0),
             elections: Some(0),
         }
     }
@@ -243,7 +249,7 @@ mod tests {
         assert_eq!(&ratio_64[..4], ["keel/etcd", "64", "3.00x", "0.33x"]);
         // cpu per node, cpu per op (7.5 s over 20,000 ops), peak rss.
         let keel_1: Vec<&str> = lines[3].split_whitespace().collect();
-        assert_eq!(&keel_1[9..], ["5.00/2.50", "375", "64"]);
+        assert_eq!(&keel_1[9..], ["5.00/2.50", "375", "64", "4.00"]);
         assert!(!text.contains("reads\n"));
     }
 

@@ -1,7 +1,7 @@
 //! keel under test: a local cluster of `keel serve` processes that the bench starts
 //! (and stops), or a cluster already running at given endpoints.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -16,6 +16,21 @@ const ELECTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Deadline of one status call.
 const STATUS_DEADLINE: Duration = Duration::from_millis(500);
 
+/// How to start a local keel cluster.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    /// Nodes.
+    pub nodes: u64,
+    /// The `keel` binary.
+    pub bin: PathBuf,
+    /// Parent of the nodes' data directories and logs.
+    pub base_dir: PathBuf,
+    /// Whether nodes write event logs.
+    pub event_logs: bool,
+    /// Extra flags for every `keel serve`.
+    pub extra_args: Vec<String>,
+}
+
 /// A keel cluster under test.
 pub struct KeelSystem {
     endpoints: Vec<String>,
@@ -25,22 +40,18 @@ pub struct KeelSystem {
 }
 
 impl KeelSystem {
-    /// Starts `nodes` nodes of `keel_bin` on free loopback ports, with their data
-    /// under `base_dir`, and waits for a leader.
-    pub async fn start_local(
-        nodes: u64,
-        keel_bin: &Path,
-        base_dir: PathBuf,
-    ) -> anyhow::Result<Self> {
-        let spec = ClusterSpec::on_free_ports(
-            nodes,
+    /// Starts a local cluster as `options` say and waits for a leader.
+    pub async fn start_local(options: LocalOptions) -> anyhow::Result<Self> {
+        let mut spec = ClusterSpec::on_free_ports(
+            options.nodes,
             std::net::Ipv4Addr::LOCALHOST.into(),
-            base_dir,
-            keel_bin.to_path_buf(),
+            options.base_dir,
+            options.bin.clone(),
         )
         .context("cannot find free ports")?;
-        let cluster = LocalCluster::start(spec)
-            .with_context(|| format!("cannot start {}", keel_bin.display()))?;
+        spec.extra_args = options.extra_args;
+        let cluster = LocalCluster::start_with_event_logs(spec, options.event_logs)
+            .with_context(|| format!("cannot start {}", options.bin.display()))?;
         let system = KeelSystem::new(cluster.endpoints(), Some(cluster))?;
         system.wait_for_leader().await?;
         Ok(system)

@@ -5,7 +5,7 @@ mod etcd;
 mod keel;
 
 pub use etcd::EtcdSystem;
-pub use keel::KeelSystem;
+pub use keel::{KeelSystem, LocalOptions};
 
 use crate::target::{ReadConsistency, Target};
 use crate::usage::UsageProbe;
