@@ -161,8 +161,15 @@ impl Progress {
                 true
             }
             ProgressState::Probe => {
-                // Only the answer to the outstanding probe counts.
-                if self.next_index == 0 || rejected != self.next_index - 1 {
+                // Only the answer to the outstanding probe counts. A rejection at or
+                // below the match index cannot come from a correct follower (it
+                // acknowledged those entries durably); answering it at once would
+                // ping-pong as fast as the network allows, so it waits for the next
+                // heartbeat like any unanswered probe.
+                if self.next_index == 0
+                    || rejected != self.next_index - 1
+                    || rejected <= self.match_index
+                {
                     return false;
                 }
                 self.next_index = (next_probe + 1).min(rejected).max(self.match_index + 1);
@@ -230,6 +237,16 @@ mod tests {
         assert!(p.maybe_decrease_to(10, 3));
         assert_eq!(p.next_index, 4);
         assert!(!p.is_paused());
+    }
+
+    #[test]
+    fn probe_ignores_rejection_at_or_below_match() {
+        let mut p = Progress::new(11, 8, 1 << 20);
+        p.maybe_update(6);
+        p.next_index = 7;
+        p.sent_entries(None, 0);
+        assert!(!p.maybe_decrease_to(6, 0), "the follower acknowledged 6 before");
+        assert!(p.is_paused(), "the probe stays outstanding until a heartbeat");
     }
 
     #[test]
