@@ -32,6 +32,7 @@ pub use error::{ConfigError, ProposeError, ReadIndexError, StepError};
 pub use message::{Message, MessageBody};
 pub use raft::{InitialState, Raft};
 pub use ready::{Event, ReadState, Ready, Role, SoftState};
+pub use rng::SplitMix64;
 pub use status::{PeerStatus, Status};
 pub use types::{
     ConfState, Entry, EntryKind, GroupId, HardState, Index, NO_NODE, NodeId, SnapshotMeta, Term,

@@ -245,8 +245,14 @@ mod tests {
         p.maybe_update(6);
         p.next_index = 7;
         p.sent_entries(None, 0);
-        assert!(!p.maybe_decrease_to(6, 0), "the follower acknowledged 6 before");
-        assert!(p.is_paused(), "the probe stays outstanding until a heartbeat");
+        assert!(
+            !p.maybe_decrease_to(6, 0),
+            "the follower acknowledged 6 before"
+        );
+        assert!(
+            p.is_paused(),
+            "the probe stays outstanding until a heartbeat"
+        );
     }
 
     #[test]

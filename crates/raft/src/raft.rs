@@ -16,7 +16,7 @@ use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::read_index::ReadOnly;
 use crate::ready::{Event, ReadState, Ready, Role, SoftState};
-use crate::rng::Rng;
+use crate::rng::SplitMix64;
 use crate::status::{PeerStatus, Status};
 use crate::types::{
     ConfState, Entry, EntryKind, GroupId, HardState, Index, NO_NODE, NodeId, SnapshotMeta, Term,
@@ -59,7 +59,7 @@ pub struct Raft {
     pub(crate) election_elapsed: u32,
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) randomized_election_timeout: u32,
-    pub(crate) rng: Rng,
+    pub(crate) rng: SplitMix64,
     pub(crate) read_only: ReadOnly,
     /// The leader has new entries or a new commit index to send.
     pub(crate) append_pending: bool,
@@ -139,7 +139,7 @@ impl Raft {
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: cfg.election_ticks,
-            rng: Rng::new(seed ^ cfg.id.rotate_left(32) ^ cfg.group),
+            rng: SplitMix64::new(seed ^ cfg.id.rotate_left(32) ^ cfg.group),
             read_only: ReadOnly::default(),
             append_pending: false,
             uncommitted_bytes: 0,

@@ -1,20 +1,25 @@
 //! A tiny seeded pseudo-random generator (SplitMix64).
 //!
 //! The core needs randomness only to spread election timeouts; taking the seed from
-//! the caller keeps every run reproducible in the simulator.
+//! the caller keeps every run reproducible in the simulator. keel's other
+//! deterministic components (the crash-simulating disk, the simulator's seed
+//! expansion) use the same generator rather than copies of it.
 
-/// SplitMix64: small, fast, and good enough to decorrelate election timeouts.
+/// SplitMix64 (Steele, Lea, Flood 2014): one word of state, full period, and a
+/// stream wholly determined by its seed.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng {
+pub struct SplitMix64 {
     state: u64,
 }
 
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng { state: seed }
+impl SplitMix64 {
+    /// A generator whose whole output is determined by `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -22,11 +27,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A value in `[0, n)`; `n` must be non-zero.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n > 0);
-        // The modulo bias is irrelevant for election timeouts of a few dozen ticks.
-        self.next_u64() % n
+    /// A value in `[0, n)` (`n > 0`). The modulo bias is irrelevant for election
+    /// timeouts of a few dozen ticks and for choosing simulated faults.
+    pub fn below(&mut self, n: u64) -> u64 {
+        debug_assert!(n > 0, "below(0) has no valid result");
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -36,8 +41,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence() {
-        let mut a = Rng::new(42);
-        let mut b = Rng::new(42);
+        let mut a = SplitMix64::new(42);
+        let mut b = SplitMix64::new(42);
         for _ in 0..100 {
             assert_eq!(a.next_u64(), b.next_u64());
         }
@@ -45,7 +50,7 @@ mod tests {
 
     #[test]
     fn below_stays_in_range_and_varies() {
-        let mut r = Rng::new(7);
+        let mut r = SplitMix64::new(7);
         let draws: Vec<u64> = (0..1000).map(|_| r.below(10)).collect();
         assert!(draws.iter().all(|&d| d < 10));
         for v in 0..10 {

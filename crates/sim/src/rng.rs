@@ -14,24 +14,15 @@ pub struct SimRng {
     s: [u64; 4],
 }
 
-/// One step of SplitMix64; used only to expand seeds.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl SimRng {
     /// A generator whose whole output is determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        let mut st = seed;
+        let mut expand = keel_raft::SplitMix64::new(seed);
         let s = [
-            splitmix(&mut st),
-            splitmix(&mut st),
-            splitmix(&mut st),
-            splitmix(&mut st),
+            expand.next_u64(),
+            expand.next_u64(),
+            expand.next_u64(),
+            expand.next_u64(),
         ];
         // SplitMix64 never yields four zeros in a row, the one state xoshiro must avoid.
         SimRng { s }

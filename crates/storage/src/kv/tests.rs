@@ -9,8 +9,8 @@ use keel_raft::{Entry, EntryKind};
 
 use super::*;
 use crate::command::{Command, Expect};
-use crate::vfs::rng::SplitMix64;
 use crate::vfs::{MemVfs, StdVfs};
+use keel_raft::SplitMix64;
 
 const PATH: &str = "/node/state/kv.redb";
 

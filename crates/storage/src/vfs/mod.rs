@@ -9,7 +9,6 @@
 //! handle can be shared between threads without a seek position to race on.
 
 mod mem;
-pub(crate) mod rng;
 mod std_vfs;
 
 use std::fmt::Debug;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::state::{MemState, Node, Pending, apply_write, is_root, resize, to_usize};
-use crate::vfs::rng::SplitMix64;
+use keel_raft::SplitMix64;
 
 /// Disk sector size: the unit a torn write loses or keeps.
 const SECTOR: u64 = 512;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use keel_raft::HardState;
 
 use super::*;
-use crate::vfs::rng::SplitMix64;
 use crate::wal::WalError;
+use keel_raft::SplitMix64;
 
 /// One simulated process lifetime: random appends (with overwrites) and syncs until
 /// the planned death. Returns the state of the last successful sync and, if a sync
