@@ -61,7 +61,7 @@ pub struct Raft {
     pub(crate) randomized_election_timeout: u32,
     pub(crate) rng: SplitMix64,
     pub(crate) read_only: ReadOnly,
-    /// The leader has new entries or a new commit index to send.
+    /// The leader has new entries to send.
     pub(crate) append_pending: bool,
     /// Leader only: bytes of entries appended in this term and not yet committed.
     pub(crate) uncommitted_bytes: u64,

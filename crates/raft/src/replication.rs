@@ -76,14 +76,30 @@ impl Raft {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
+        self.send_commit_updates();
     }
 
-    /// Sends what `propose`, commit advances and read requests left pending.
+    /// Tells every follower that has not heard it the current commit index, with an
+    /// empty AppendEntries (bounded to one per follower per tick).
+    fn send_commit_updates(&mut self) {
+        let committed = self.log.committed;
+        let stale: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| p.sent_commit < committed && !p.is_paused())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            self.send_append(id, true);
+        }
+    }
+
+    /// Sends what proposals and read requests left pending.
     pub(crate) fn flush_leader_sends(&mut self) {
         if std::mem::take(&mut self.append_pending) {
             let peers: Vec<NodeId> = self.progress.keys().copied().collect();
             for id in peers {
-                self.send_pending(id);
+                self.send_entries(id);
             }
         }
         if self.read_only.start_round() {
@@ -91,21 +107,9 @@ impl Raft {
         }
     }
 
-    /// Streams new entries to `to` while the window allows; if none went out but the
-    /// peer has not been told the current commit index, an empty AppendEntries
-    /// carries it.
-    fn send_pending(&mut self, to: NodeId) {
-        let mut sent = false;
-        while self.send_append(to, false) {
-            sent = true;
-        }
-        let stale_commit = self
-            .progress
-            .get(&to)
-            .is_some_and(|p| p.sent_commit < self.log.committed);
-        if !sent && stale_commit {
-            self.send_append(to, true);
-        }
+    /// Streams new entries to `to` while the window allows.
+    fn send_entries(&mut self, to: NodeId) {
+        while self.send_append(to, false) {}
     }
 
     /// Sends one AppendEntries to `to` unless its progress is paused. With
@@ -200,7 +204,7 @@ impl Raft {
             pr.inflights.free_to(index);
         }
         self.maybe_commit();
-        self.send_pending(from);
+        self.send_entries(from);
     }
 
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, read_seq: u64) {
@@ -245,7 +249,9 @@ impl Raft {
         let newly = self.log.bytes_between(self.log.committed, index);
         self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
         self.log.commit_to(index);
-        self.append_pending = true;
+        // Followers learn the new commit index from the next AppendEntries, or at
+        // the next tick (`send_commit_updates`): sending it at once would double
+        // the messages (and acknowledgements) of every write at low load.
         self.on_commit_in_term();
         true
     }

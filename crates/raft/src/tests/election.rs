@@ -78,6 +78,10 @@ fn candidate_with_majority_becomes_leader_and_appends_noop() {
     // NO-OP of its term, which commits.
     let mut net = Network::new(3);
     net.elect(1);
+    // Followers learn the commit index with the next message, at the latest on
+    // the next tick.
+    net.tick(1, 1);
+    net.stabilize();
     let leader = net.node(1);
     assert_eq!(leader.term(), 1);
     assert_eq!(leader.last_index(), 1);

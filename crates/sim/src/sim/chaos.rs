@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use keel_raft::NodeId;
 
 use super::{Phase, Scheduled, Simulation, Stop};
+use crate::config::{TICK, Time};
 use crate::faults::{self, ClusterView, FaultKind};
 use crate::trace::TraceEvent;
 
@@ -55,6 +56,26 @@ impl Simulation {
         else {
             return Ok(());
         };
+        self.inject(fault, duration);
+        Ok(())
+    }
+
+    /// A node just made a granted vote durable and sent it. Sometimes crash it right
+    /// there and restart it a moment later, while the election it voted in is still
+    /// running: the moment a lost vote would let it vote twice in one term.
+    pub(super) fn maybe_crash_after_vote(&mut self, node: NodeId) {
+        if self.phase != Phase::Chaos
+            || !self.cfg.faults
+            || self.chaos.active.len() >= self.max_active_faults()
+            || !self.rng.one_in(3)
+        {
+            return;
+        }
+        let downtime = self.rng.range(TICK / 10, 2 * TICK);
+        self.inject(FaultKind::Crash(node), downtime);
+    }
+
+    fn inject(&mut self, fault: FaultKind, duration: Time) {
         self.chaos.next_id += 1;
         let id = self.chaos.next_id;
         self.stats.faults += 1;
@@ -68,7 +89,6 @@ impl Simulation {
         }
         self.chaos.active.insert(id, fault);
         self.schedule(duration, Scheduled::FaultEnd(id));
-        Ok(())
     }
 
     pub(super) fn on_fault_end(&mut self, id: u64) -> Result<(), Stop> {

@@ -12,7 +12,7 @@
 //! The checker observes every write, fsync, apply and every change of role, term or
 //! commit index as it happens.
 
-use keel_raft::{Message, NodeId, ProposeError, Ready};
+use keel_raft::{Message, MessageBody, NodeId, ProposeError, Ready};
 
 use super::{Scheduled, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
@@ -200,7 +200,19 @@ impl Simulation {
         }
         self.checker.on_sync(id);
         self.record(TraceEvent::Synced(id));
+        let voted = rd.persisted_messages.iter().any(|m| {
+            matches!(
+                m.body,
+                MessageBody::RequestVoteResponse {
+                    granted: true,
+                    pre_vote: false
+                }
+            )
+        });
         self.finish(id, rd)?;
+        if voted {
+            self.maybe_crash_after_vote(id);
+        }
         self.drain(id)
     }
 
