@@ -13,6 +13,12 @@ mod wal_cmd;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the write path allocates many small,
+/// short-lived buffers across threads, where glibc's arenas showed up at about a
+/// fifth of a busy node's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// The endpoints the demo cluster listens on, used when none are given.
