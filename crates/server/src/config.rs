@@ -62,7 +62,9 @@ pub struct ServerConfig {
     pub state_flush_interval_ms: u64,
     /// Bound on client requests queued for the consensus thread.
     pub max_pending_requests: usize,
-    /// Bound on messages queued to one peer before new ones are dropped.
+    /// Bound on message batches queued to one peer before new ones are dropped
+    /// (their bytes are bounded by the core's in-flight window per follower), and,
+    /// times the member count, on messages queued for the consensus thread.
     pub max_peer_queue: usize,
     /// Largest number of keys a scan returns.
     pub max_scan_limit: u32,
@@ -89,7 +91,7 @@ impl ServerConfig {
             wal_segment_bytes: 64 << 20,
             state_flush_interval_ms: 1_000,
             max_pending_requests: 65_536,
-            max_peer_queue: 8_192,
+            max_peer_queue: 1_024,
             max_scan_limit: 10_000,
         }
     }

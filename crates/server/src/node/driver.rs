@@ -189,9 +189,7 @@ impl Driver {
         while self.raft.has_ready() {
             let mut rd = self.raft.ready();
             // 1. The leader replicates in parallel with its own fsync.
-            for m in rd.messages.drain(..) {
-                self.transport.send(m);
-            }
+            self.transport.send_all(&mut rd.messages);
             // 2. Persist. Only entries and term/vote need the fsync; a commit-index
             //    change rides along with the next one.
             let mut must_sync = !rd.entries.is_empty();
@@ -215,9 +213,7 @@ impl Driver {
                 self.durable_term_vote = (hs.term, hs.vote);
             }
             // 3. Messages that promise durability.
-            for m in rd.persisted_messages.drain(..) {
-                self.transport.send(m);
-            }
+            self.transport.send_all(&mut rd.persisted_messages);
             if let Some(ss) = rd.soft_state {
                 if *role == Role::Leader && ss.role != Role::Leader {
                     pending.leadership_lost(ss.leader);

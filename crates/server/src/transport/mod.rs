@@ -1,10 +1,12 @@
 //! Node-to-node transport over gRPC.
 //!
 //! Each node keeps one outbound stream per peer (`sender.rs`) and serves one
-//! inbound service (`service.rs`). Messages for any number of groups travel in
-//! batches; every batch names the cluster and the sender's incarnation. Queues are
-//! bounded everywhere: when a peer is slow or unreachable, messages are dropped,
-//! which Raft tolerates (it retransmits what matters).
+//! inbound service (`service.rs`). The consensus thread groups each `Ready`'s
+//! messages by peer and hands one batch per peer straight to the channel the gRPC
+//! request stream reads, so a message crosses no other thread on its way out.
+//! Every batch names the cluster and the sender's incarnation. Queues are bounded
+//! everywhere: when a peer is slow or unreachable, batches are dropped, which Raft
+//! tolerates (it retransmits what matters).
 
 mod sender;
 mod service;
@@ -13,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use keel_proto::raft::{MessageBatch, RaftMessage};
 use keel_raft::{Message, NodeId};
 use tokio::sync::mpsc;
 
@@ -20,9 +23,8 @@ pub use service::RaftService;
 
 /// Largest gRPC message a node accepts from a peer (a batch of AppendEntries).
 pub const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
-/// A batch is closed once it holds this many messages...
-const MAX_BATCH_MESSAGES: usize = 4096;
-/// ...or this many bytes of entries.
+/// A batch is closed once it holds this many bytes of entries (the rest goes in
+/// the next batch), keeping every batch well under [`MAX_PEER_MESSAGE_BYTES`].
 const MAX_BATCH_BYTES: u64 = 8 << 20;
 
 /// Counters exported on the status page and, later, as metrics.
@@ -38,11 +40,11 @@ pub struct TransportStats {
     pub rejected: AtomicU64,
 }
 
-/// Sends Raft messages to peers. Cheap to call from the consensus thread: `send`
-/// never blocks.
+/// Sends Raft messages to peers. Called from the consensus thread: never blocks.
 #[derive(Debug)]
 pub struct Transport {
-    peers: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    local: LocalIdentity,
+    peers: BTreeMap<NodeId, mpsc::Sender<MessageBatch>>,
     stats: Arc<TransportStats>,
 }
 
@@ -58,11 +60,12 @@ pub struct LocalIdentity {
 }
 
 impl Transport {
-    /// Starts one sender task per peer on the current tokio runtime.
+    /// Starts one connection task per peer on the current tokio runtime.
+    /// `queue_batches` bounds the batches waiting for each peer.
     pub fn start(
         local: LocalIdentity,
         peers: &BTreeMap<NodeId, String>,
-        queue_len: usize,
+        queue_batches: usize,
         stats: Arc<TransportStats>,
     ) -> Transport {
         let mut senders = BTreeMap::new();
@@ -70,25 +73,66 @@ impl Transport {
             if id == local.node_id {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(queue_len);
-            tokio::spawn(sender::run(local, id, addr.clone(), rx, stats.clone()));
+            let (tx, rx) = mpsc::channel(queue_batches);
+            tokio::spawn(sender::run(id, addr.clone(), rx, stats.clone()));
             senders.insert(id, tx);
         }
         Transport {
+            local,
             peers: senders,
             stats,
         }
     }
 
-    /// Queues a message for its recipient; drops it if the queue is full.
-    pub fn send(&self, m: Message) {
-        let Some(tx) = self.peers.get(&m.to) else {
-            tracing::debug!(to = m.to, "no route to node; message dropped");
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Sends `messages` (taking them), one batch per recipient.
+    pub fn send_all(&self, messages: &mut Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut by_peer: BTreeMap<NodeId, (Vec<RaftMessage>, u64)> = BTreeMap::new();
+        for m in messages.drain(..) {
+            let bytes = message_bytes(&m);
+            let (batch, batch_bytes) = by_peer.entry(m.to).or_default();
+            if *batch_bytes + bytes > MAX_BATCH_BYTES && !batch.is_empty() {
+                let full = std::mem::take(batch);
+                *batch_bytes = 0;
+                self.send_batch(m.to, full);
+            }
+            batch.push(RaftMessage::from(&m));
+            *batch_bytes += bytes;
+        }
+        for (to, (batch, _)) in by_peer {
+            self.send_batch(to, batch);
+        }
+    }
+
+    fn send_batch(&self, to: NodeId, messages: Vec<RaftMessage>) {
+        let n = messages.len() as u64;
+        let Some(tx) = self.peers.get(&to) else {
+            tracing::debug!(to, "no route to node; messages dropped");
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
             return;
         };
-        if tx.try_send(m).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let batch = MessageBatch {
+            cluster_id: self.local.cluster_id,
+            from: self.local.node_id,
+            incarnation: self.local.incarnation,
+            messages,
+        };
+        if tx.try_send(batch).is_ok() {
+            self.stats.sent.fetch_add(n, Ordering::Relaxed);
+        } else {
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
         }
+    }
+}
+
+/// Approximate encoded size of a message, for batch limits.
+fn message_bytes(m: &Message) -> u64 {
+    match &m.body {
+        keel_raft::MessageBody::AppendEntries { entries, .. } => {
+            entries.iter().map(keel_raft::Entry::size).sum::<u64>() + 64
+        }
+        _ => 64,
     }
 }

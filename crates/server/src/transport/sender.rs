@@ -1,35 +1,30 @@
 //! One outbound stream to one peer, reconnecting with backoff.
+//!
+//! The request stream reads the peer's batch queue directly (through a shared
+//! handle, so that the queue outlives each connection): batches go from the
+//! consensus thread to the gRPC stream with no task in between.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use keel_proto::raft::MessageBatch;
 use keel_proto::raft::raft_client::RaftClient;
-use keel_proto::raft::{MessageBatch, RaftMessage};
-use keel_raft::{Message, NodeId};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use keel_raft::NodeId;
+use tokio::sync::{Mutex, mpsc};
 use tonic::transport::Endpoint;
 
-use super::{
-    LocalIdentity, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_PEER_MESSAGE_BYTES, TransportStats,
-};
+use super::{MAX_PEER_MESSAGE_BYTES, TransportStats};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
-/// Batches buffered toward the gRPC stream before we stop reading the queue.
-const STREAM_BUFFER: usize = 64;
 
-/// Runs until the queue's sender side is dropped (node shutdown).
-pub(super) async fn run(
-    local: LocalIdentity,
-    peer: NodeId,
-    addr: String,
-    mut queue: mpsc::Receiver<Message>,
-    stats: Arc<TransportStats>,
-) {
-    let mut backoff = BACKOFF_MIN;
+type Queue = Arc<Mutex<mpsc::Receiver<MessageBatch>>>;
+
+/// Runs until the queue's sending side is dropped (node shutdown).
+pub(super) async fn run(peer: NodeId, addr: String, queue: mpsc::Receiver<MessageBatch>, stats: Arc<TransportStats>) {
+    let queue: Queue = Arc::new(Mutex::new(queue));
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
             .connect_timeout(CONNECT_TIMEOUT)
@@ -41,25 +36,26 @@ pub(super) async fn run(
             return;
         }
     };
+    let mut backoff = BACKOFF_MIN;
     loop {
         match endpoint.connect().await {
             Ok(channel) => {
                 backoff = BACKOFF_MIN;
                 tracing::debug!(peer, %addr, "connected to peer");
-                let client =
-                    RaftClient::new(channel).max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-                if !stream_batches(local, peer, client, &mut queue, &stats).await {
-                    return;
+                let mut client = RaftClient::new(channel).max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+                match client.stream(batches(queue.clone())).await {
+                    Ok(_) => {}
+                    Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                        tracing::warn!(peer, "peer refused our stream: {}", status.message());
+                    }
+                    Err(status) => tracing::debug!(peer, "stream to peer ended: {}", status.message()),
                 }
-                tracing::debug!(peer, %addr, "stream to peer ended; reconnecting");
             }
-            Err(e) => {
-                tracing::debug!(peer, %addr, "cannot connect to peer: {e}");
-            }
+            Err(e) => tracing::debug!(peer, %addr, "cannot connect to peer: {e}"),
         }
-        // Messages queued while the peer was unreachable are stale by now; Raft
+        // Batches queued while the peer was unreachable are stale by now; Raft
         // resends what still matters.
-        if !drain_stale(&mut queue, &stats) {
+        if !drain_stale(&queue, &stats).await {
             return;
         }
         tokio::time::sleep(backoff).await;
@@ -67,69 +63,24 @@ pub(super) async fn run(
     }
 }
 
+/// The request stream: the peer's queue, until it closes or the call ends.
+fn batches(queue: Queue) -> impl futures::Stream<Item = MessageBatch> {
+    futures::stream::unfold(queue, |queue| async move {
+        let next = queue.lock().await.recv().await;
+        next.map(|batch| (batch, queue))
+    })
+}
+
 /// Drops everything queued; returns false once the queue is closed.
-fn drain_stale(queue: &mut mpsc::Receiver<Message>, stats: &TransportStats) -> bool {
+async fn drain_stale(queue: &Queue, stats: &TransportStats) -> bool {
+    let mut rx = queue.lock().await;
     loop {
-        match queue.try_recv() {
-            Ok(_) => {
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
+        match rx.try_recv() {
+            Ok(batch) => {
+                stats.dropped.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
             }
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
-    }
-}
-
-/// Sends batches over one stream until it fails (returns true: reconnect) or the
-/// queue closes (returns false: shut down).
-async fn stream_batches(
-    local: LocalIdentity,
-    peer: NodeId,
-    mut client: RaftClient<tonic::transport::Channel>,
-    queue: &mut mpsc::Receiver<Message>,
-    stats: &TransportStats,
-) -> bool {
-    let (tx, rx) = mpsc::channel::<MessageBatch>(STREAM_BUFFER);
-    let call = tokio::spawn(async move { client.stream(ReceiverStream::new(rx)).await });
-    loop {
-        let Some(first) = queue.recv().await else {
-            call.abort();
-            return false;
-        };
-        let mut messages: Vec<RaftMessage> = vec![RaftMessage::from(&first)];
-        let mut bytes = message_bytes(&first);
-        while messages.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(m) => {
-                    bytes += message_bytes(&m);
-                    messages.push(RaftMessage::from(&m));
-                }
-                Err(_) => break,
-            }
-        }
-        let n = messages.len() as u64;
-        let batch = MessageBatch {
-            cluster_id: local.cluster_id,
-            from: local.node_id,
-            incarnation: local.incarnation,
-            messages,
-        };
-        if tx.send(batch).await.is_err() {
-            stats.dropped.fetch_add(n, Ordering::Relaxed);
-            if let Ok(Err(status)) = call.await {
-                tracing::warn!(peer, code = ?status.code(), "peer refused our stream: {}", status.message());
-            }
-            return true;
-        }
-        stats.sent.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-fn message_bytes(m: &Message) -> u64 {
-    match &m.body {
-        keel_raft::MessageBody::AppendEntries { entries, .. } => {
-            entries.iter().map(keel_raft::Entry::size).sum::<u64>() + 64
-        }
-        _ => 64,
     }
 }
