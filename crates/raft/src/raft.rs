@@ -80,9 +80,7 @@ pub struct Raft {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct InProgress {
-    last_entry: Option<(Index, Term)>,
-}
+struct InProgress;
 
 impl Raft {
     /// Creates a core from recovered state. `seed` drives the election-timeout
@@ -260,9 +258,7 @@ impl Raft {
         let ss = self.soft_state();
         let entries = self.log.take_unstable();
         let committed_entries = self.log.take_applicable(self.cfg.max_apply_bytes);
-        self.in_progress = Some(InProgress {
-            last_entry: entries.last().map(|e| (e.index, e.term)),
-        });
+        self.in_progress = Some(InProgress);
         let rd = Ready {
             soft_state: (ss != self.prev_soft_state).then_some(ss),
             hard_state: (hs != self.prev_hard_state).then_some(hs),
@@ -278,20 +274,39 @@ impl Raft {
         rd
     }
 
-    /// Acknowledges that a [`Ready`] was carried out: its entries and hard state are
-    /// durable and its committed entries applied.
+    /// Acknowledges that a [`Ready`] was carried out synchronously: its entries and
+    /// hard state are durable and its committed entries applied. Equivalent to
+    /// [`Raft::advance_async`] followed by [`Raft::on_persisted`] for its last entry.
     pub fn advance(&mut self, rd: Ready) {
-        let Some(ip) = self.in_progress.take() else {
-            panic!("advance called without a matching ready");
-        };
+        let last = rd.entries.last().map(|e| (e.index, e.term));
+        self.advance_async(rd);
+        if let Some((index, term)) = last {
+            self.on_persisted(index, term);
+        }
+    }
+
+    /// Acknowledges that a [`Ready`] was handed to storage, which will make it
+    /// durable later (asynchronous persistence, see [`Ready`]). The core may be
+    /// stepped again at once; it counts none of the Ready's entries as durable until
+    /// [`Raft::on_persisted`] says so.
+    pub fn advance_async(&mut self, rd: Ready) {
+        assert!(
+            self.in_progress.take().is_some(),
+            "advance called without a matching ready"
+        );
         drop(rd);
-        if let Some((index, term)) = ip.last_entry {
-            self.log.stable_to(index, term);
-            if self.role == Role::Leader {
-                // Thesis §10.2.1: the leader counts itself toward the commit quorum
-                // only for entries it has made durable.
-                self.maybe_commit();
-            }
+    }
+
+    /// Storage has made the log durable through `index`, whose entry has `term`
+    /// (the last entry of a Ready handed over earlier). Stale reports — the entry at
+    /// `index` was since replaced — are ignored. On the leader this may commit: the
+    /// leader counts its own log toward a quorum only from here (thesis §10.2.1).
+    pub fn on_persisted(&mut self, index: Index, term: Term) {
+        self.assert_not_in_ready();
+        let before = self.log.persisted;
+        self.log.stable_to(index, term);
+        if self.role == Role::Leader && self.log.persisted > before {
+            self.maybe_commit();
         }
     }
 

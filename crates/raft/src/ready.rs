@@ -126,17 +126,27 @@ pub enum Event {
 /// 2. append `entries` to stable storage — an entry whose index is at or below the
 ///    last stored index replaces the stored entry at that index and every entry
 ///    after it — and store `hard_state` if present; then make both durable (fsync).
-///    An fsync error must stop the node: the core must never see `advance` for
-///    data that is not durable;
-/// 3. only then send `persisted_messages` (votes and append acknowledgements promise
-///    durability, Raft Figure 2);
+///    An fsync error must stop the node: the core must never hear that data is
+///    durable when it is not;
+/// 3. only once this Ready's and every earlier Ready's writes are durable, send
+///    `persisted_messages` (votes and append acknowledgements promise durability,
+///    Raft Figure 2);
 /// 4. apply `committed_entries` to the state machine, in order (they are always
 ///    already durable locally), and serve `read_states` once applied far enough;
-/// 5. call [`crate::Raft::advance`] with this `Ready`.
+/// 5. tell the core.
 ///
-/// The leader counts its own log toward a commit quorum only from `advance`, i.e.
-/// only after its own fsync. No other core method may be called between `ready`
-/// and `advance`.
+/// Step 5 comes in two forms. **Synchronous:** carry out steps 1-4, then call
+/// [`crate::Raft::advance`]; no other core method may be called between `ready`
+/// and `advance`. **Asynchronous:** after step 1, hand steps 2-4 to other threads
+/// (in order: storage writes in Ready order, applies in Ready order) and call
+/// [`crate::Raft::advance_async`] at once; the core may then be stepped, ticked
+/// and asked for more Readys while the writes are in flight. When storage has made
+/// a Ready durable, call [`crate::Raft::on_persisted`] with its last entry's index
+/// and term (if it had entries), and send its `persisted_messages`.
+///
+/// Either way the leader counts its own log toward a commit quorum only once the
+/// core knows it is durable, and hands out committed entries for applying only up
+/// to what is durable locally.
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be processed and passed to advance"]
 pub struct Ready {

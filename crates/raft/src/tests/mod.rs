@@ -2,6 +2,7 @@
 //! checks. `network` is a tiny synchronous harness: messages are delivered by hand or
 //! all at once, storage is a vector, and every Ready is processed per the contract.
 
+mod async_persistence;
 mod election;
 mod network;
 mod read_index;

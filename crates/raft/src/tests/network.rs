@@ -44,6 +44,17 @@ pub(crate) struct Network {
     pub(crate) applied: BTreeMap<NodeId, Vec<Entry>>,
     pub(crate) read_states: BTreeMap<NodeId, Vec<ReadState>>,
     pub(crate) events: BTreeMap<NodeId, Vec<Event>>,
+    /// Nodes that persist asynchronously: their writes wait in `in_flight` until
+    /// `persist` makes them durable.
+    pub(crate) async_nodes: BTreeSet<NodeId>,
+    pub(crate) in_flight: BTreeMap<NodeId, VecDeque<InFlightWrite>>,
+}
+
+/// A Ready's storage work handed off by an asynchronous node.
+pub(crate) struct InFlightWrite {
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+    persisted_messages: Vec<Message>,
 }
 
 impl Network {
@@ -61,6 +72,8 @@ impl Network {
             applied: BTreeMap::new(),
             read_states: BTreeMap::new(),
             events: BTreeMap::new(),
+            async_nodes: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
         };
         for &id in &ids {
             let init = InitialState {
@@ -84,18 +97,14 @@ impl Network {
         self.nodes.get_mut(&id).expect("node exists")
     }
 
-    /// Processes one node's Ready per the contract, queueing its messages.
+    /// Processes one node's Ready per the contract, queueing its messages. An
+    /// asynchronous node hands its writes to `in_flight` instead of persisting.
     pub(crate) fn process(&mut self, id: NodeId) {
+        let asynchronous = self.async_nodes.contains(&id);
         let node = self.nodes.get_mut(&id).expect("node exists");
         while node.has_ready() {
             let mut rd = node.ready();
             self.queue.extend(rd.messages.drain(..));
-            let disk = self.disks.get_mut(&id).expect("disk exists");
-            disk.append(&rd.entries);
-            if let Some(hs) = rd.hard_state {
-                disk.hard_state = hs;
-            }
-            self.queue.extend(rd.persisted_messages.drain(..));
             self.applied
                 .entry(id)
                 .or_default()
@@ -108,8 +117,45 @@ impl Network {
                 .entry(id)
                 .or_default()
                 .extend(rd.events.iter().cloned());
+            if asynchronous {
+                self.in_flight
+                    .entry(id)
+                    .or_default()
+                    .push_back(InFlightWrite {
+                        entries: std::mem::take(&mut rd.entries),
+                        hard_state: rd.hard_state,
+                        persisted_messages: std::mem::take(&mut rd.persisted_messages),
+                    });
+                node.advance_async(rd);
+                continue;
+            }
+            let disk = self.disks.get_mut(&id).expect("disk exists");
+            disk.append(&rd.entries);
+            if let Some(hs) = rd.hard_state {
+                disk.hard_state = hs;
+            }
+            self.queue.extend(rd.persisted_messages.drain(..));
             node.advance(rd);
         }
+    }
+
+    /// Makes every in-flight write of an asynchronous node durable, in order,
+    /// reporting each to the core and releasing its persisted messages.
+    pub(crate) fn persist(&mut self, id: NodeId) {
+        let writes: Vec<InFlightWrite> = self.in_flight.entry(id).or_default().drain(..).collect();
+        for w in writes {
+            let disk = self.disks.get_mut(&id).expect("disk exists");
+            disk.append(&w.entries);
+            if let Some(hs) = w.hard_state {
+                disk.hard_state = hs;
+            }
+            self.queue.extend(w.persisted_messages);
+            if let Some(last) = w.entries.last() {
+                let (index, term) = (last.index, last.term);
+                self.node_mut(id).on_persisted(index, term);
+            }
+        }
+        self.process(id);
     }
 
     pub(crate) fn process_all(&mut self) {
