@@ -29,6 +29,53 @@ pub enum StorageKind {
     Model,
 }
 
+/// How the nodes' runtimes drive the `Ready` contract (see `keel_raft::Ready`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Persistence {
+    /// Every node, in every incarnation, persists synchronously: the core waits for
+    /// each `Ready`'s fsync before `advance`.
+    Sync,
+    /// Every node persists asynchronously: a storage thread fsyncs while the core
+    /// keeps stepping (`advance_async` / `on_persisted`).
+    Async,
+    /// Each incarnation of each node draws one of the two forms from the seed (half
+    /// each), so clusters mix them and a node switches form across restarts. The
+    /// default: both forms are valid uses of the core and must interoperate.
+    #[default]
+    Mixed,
+}
+
+impl Persistence {
+    /// The command-line spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Persistence::Sync => "sync",
+            Persistence::Async => "async",
+            Persistence::Mixed => "mixed",
+        }
+    }
+}
+
+impl fmt::Display for Persistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Persistence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sync" => Ok(Persistence::Sync),
+            "async" => Ok(Persistence::Async),
+            "mixed" => Ok(Persistence::Mixed),
+            _ => Err(format!(
+                "unknown persistence {s:?}; expected sync, async or mixed"
+            )),
+        }
+    }
+}
+
 /// A bug the simulator can inject on purpose, to prove that the checker notices
 /// (a checker that never fails proves nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +91,22 @@ pub enum Bug {
     /// The network rewrites the payload of some entries in flight, a forged message
     /// that still claims the original term. Expected: log matching fails.
     CorruptEntries,
+    /// An asynchronous runtime calls `on_persisted` when it hands a `Ready`'s
+    /// entries to the storage thread instead of when their fsync completes: the core
+    /// then counts (and applies, and on a leader commits with) entries that a crash
+    /// can still lose. Expected: the local durability check fails. Synchronous
+    /// nodes are unaffected.
+    PersistBeforeSync,
 }
 
 impl Bug {
     /// Every injectable bug, for help texts and tests.
-    pub const ALL: [Bug; 3] = [Bug::ForgetVote, Bug::AckBeforeSync, Bug::CorruptEntries];
+    pub const ALL: [Bug; 4] = [
+        Bug::ForgetVote,
+        Bug::AckBeforeSync,
+        Bug::CorruptEntries,
+        Bug::PersistBeforeSync,
+    ];
 
     /// The command-line spelling.
     pub fn as_str(self) -> &'static str {
@@ -56,6 +114,7 @@ impl Bug {
             Bug::ForgetVote => "forget-vote",
             Bug::AckBeforeSync => "ack-before-sync",
             Bug::CorruptEntries => "corrupt-entries",
+            Bug::PersistBeforeSync => "persist-before-sync",
         }
     }
 }
@@ -158,6 +217,8 @@ pub struct SimConfig {
     pub steps: u64,
     /// Storage under each node.
     pub storage: StorageKind,
+    /// Which form of the `Ready` contract the nodes' runtimes use.
+    pub persistence: Persistence,
     /// A bug to inject on purpose, if any.
     pub bug: Option<Bug>,
     /// Inject faults (partitions, crashes, loss, duplication). Without, the run is a
@@ -186,6 +247,7 @@ impl SimConfig {
             nodes,
             steps: DEFAULT_STEPS,
             storage: StorageKind::default(),
+            persistence: Persistence::default(),
             bug: None,
             faults: true,
             verbose: false,
@@ -224,6 +286,9 @@ impl SimConfig {
         if self.storage != StorageKind::default() {
             cmd.push_str(&format!(" --storage {}", self.storage));
         }
+        if self.persistence != Persistence::default() {
+            cmd.push_str(&format!(" --persistence {}", self.persistence));
+        }
         if let Some(bug) = self.bug {
             cmd.push_str(&format!(" --inject-bug {bug}"));
         }
@@ -247,7 +312,11 @@ mod tests {
         for kind in [StorageKind::Real, StorageKind::Model] {
             assert_eq!(kind.as_str().parse::<StorageKind>(), Ok(kind));
         }
+        for mode in [Persistence::Sync, Persistence::Async, Persistence::Mixed] {
+            assert_eq!(mode.as_str().parse::<Persistence>(), Ok(mode));
+        }
         assert!("nope".parse::<Bug>().is_err());
+        assert!("nope".parse::<Persistence>().is_err());
         assert!("nope".parse::<StorageKind>().is_err());
     }
 
@@ -260,12 +329,14 @@ mod tests {
         );
         cfg.steps = 10;
         cfg.storage = StorageKind::Model;
+        cfg.persistence = Persistence::Async;
         cfg.bug = Some(Bug::CorruptEntries);
         cfg.faults = false;
         assert_eq!(
             cfg.replay_command(),
             "cargo run -p keel-sim --release -- --seed 42 --nodes 5 --steps 10 \
-             --storage model --inject-bug corrupt-entries --no-faults --verbose"
+             --storage model --persistence async --inject-bug corrupt-entries --no-faults \
+             --verbose"
         );
     }
 

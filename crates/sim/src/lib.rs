@@ -35,6 +35,8 @@ pub mod workload;
 mod sim;
 
 pub use checker::{Invariant, Violation};
-pub use config::{Bug, DEFAULT_STEPS, LivenessBounds, SimConfig, StorageKind, TICK, Time};
+pub use config::{
+    Bug, DEFAULT_STEPS, LivenessBounds, Persistence, SimConfig, StorageKind, TICK, Time,
+};
 pub use report::{Failure, FailureKind, LivenessBound, RunSummary, Stats};
 pub use sim::run;

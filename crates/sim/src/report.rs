@@ -123,6 +123,15 @@ pub struct Stats {
     pub crashes: u64,
     /// Crashes that hit a node with an fsync in flight.
     pub crashes_mid_sync: u64,
+    /// Crashes that hit a node with more than one `Ready` handed out but not yet
+    /// durable (asynchronous nodes only).
+    pub crashes_many_in_flight: u64,
+    /// Process starts (first starts and restarts).
+    pub starts: u64,
+    /// Process starts that drive the core asynchronously.
+    pub async_starts: u64,
+    /// Fsyncs that covered more than one `Ready` (group commits).
+    pub group_commits: u64,
     /// Restarts at which WAL recovery discarded a torn tail.
     pub torn_tails: u64,
     /// Faults injected (of every kind, crashes included).
@@ -160,9 +169,9 @@ impl fmt::Display for RunSummary {
         write!(
             f,
             "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({} crashes, \
-             {} mid-fsync, {} torn WAL tails), {} leader terms, {} committed, {}/{} proposals \
-             acked, leader after healing in {} ticks, slowest request {} ticks; fingerprint \
-             {:016x}",
+             {} mid-fsync, {} with several Readys in flight, {} torn WAL tails), {}/{} starts \
+             async, {} group commits, {} leader terms, {} committed, {}/{} proposals acked, \
+             leader after healing in {} ticks, slowest request {} ticks; fingerprint {:016x}",
             self.config.seed,
             self.config.nodes,
             s.steps,
@@ -171,7 +180,11 @@ impl fmt::Display for RunSummary {
             s.faults,
             s.crashes,
             s.crashes_mid_sync,
+            s.crashes_many_in_flight,
             s.torn_tails,
+            s.async_starts,
+            s.starts,
+            s.group_commits,
             s.leader_terms,
             s.committed,
             s.acked,

@@ -1,24 +1,37 @@
 //! A checker that never fails proves nothing: inject known bugs through the
 //! simulator's knobs and check that the matching violation is reported — with a
-//! replay command — for some seed of a small range. And a liveness bound that cannot
-//! be met must be reported as such.
+//! replay command — for some seed of a small range, under each form of the `Ready`
+//! contract the bug applies to. And a liveness bound that cannot be met must be
+//! reported as such.
 
-use keel_sim::{Bug, FailureKind, Invariant, LivenessBound, SimConfig, run};
+use keel_sim::{Bug, FailureKind, Invariant, LivenessBound, Persistence, SimConfig, run};
 
-/// Asserts that some seed in `seeds`, run with `bug`, fails in one of the `expected`
-/// ways, with a report that names the seed and the command replaying it.
-fn first_caught(bug: Bug, nodes: usize, seeds: std::ops::Range<u64>, expected: &[FailureKind]) {
+/// Asserts that some seed in `seeds`, run with `bug` and `persistence`, fails in one
+/// of the `expected` ways, with a report that names the seed and the command
+/// replaying it.
+fn first_caught(
+    bug: Bug,
+    persistence: Persistence,
+    seeds: std::ops::Range<u64>,
+    expected: &[FailureKind],
+) {
+    let nodes = 3;
     for seed in seeds.clone() {
         let cfg = SimConfig {
             bug: Some(bug),
+            persistence,
             ..SimConfig::new(seed, nodes)
         };
         if let Err(failure) = run(cfg)
             && expected.contains(&failure.kind)
         {
             let report = failure.to_string();
+            let mode = match persistence {
+                Persistence::Mixed => String::new(),
+                other => format!(" --persistence {other}"),
+            };
             let replay = format!(
-                "replay: cargo run -p keel-sim --release -- --seed {seed} --nodes {nodes} \
+                "replay: cargo run -p keel-sim --release -- --seed {seed} --nodes {nodes}{mode} \
                  --inject-bug {bug} --verbose"
             );
             assert!(report.contains(&replay), "no replay line in:\n{report}");
@@ -26,14 +39,26 @@ fn first_caught(bug: Bug, nodes: usize, seeds: std::ops::Range<u64>, expected: &
             return;
         }
     }
-    panic!("bug {bug} was never reported as one of {expected:?} in seeds {seeds:?}");
+    panic!(
+        "bug {bug} ({persistence} persistence) was never reported as one of {expected:?} in \
+         seeds {seeds:?}"
+    );
 }
+
+/// How a node that promised entries it had not made durable shows up once a crash
+/// loses them.
+const LOST_PROMISES: [FailureKind; 4] = [
+    FailureKind::Safety(Invariant::LeaderCompleteness),
+    FailureKind::Safety(Invariant::CommittedPrefix),
+    FailureKind::Safety(Invariant::StateMachineSafety),
+    FailureKind::Safety(Invariant::LostAcknowledgedWrite),
+];
 
 #[test]
 fn forged_entries_break_log_matching() {
     first_caught(
         Bug::CorruptEntries,
-        3,
+        Persistence::Mixed,
         0..20,
         &[FailureKind::Safety(Invariant::LogMatching)],
     );
@@ -43,24 +68,39 @@ fn forged_entries_break_log_matching() {
 fn forgetting_the_vote_breaks_election_safety() {
     first_caught(
         Bug::ForgetVote,
-        3,
+        Persistence::Mixed,
         0..400,
         &[FailureKind::Safety(Invariant::ElectionSafety)],
     );
 }
 
 #[test]
-fn acknowledging_before_fsync_loses_committed_entries() {
+fn acknowledging_before_fsync_loses_committed_entries_synchronously() {
     first_caught(
         Bug::AckBeforeSync,
-        3,
+        Persistence::Sync,
         0..400,
-        &[
-            FailureKind::Safety(Invariant::LeaderCompleteness),
-            FailureKind::Safety(Invariant::CommittedPrefix),
-            FailureKind::Safety(Invariant::StateMachineSafety),
-            FailureKind::Safety(Invariant::LostAcknowledgedWrite),
-        ],
+        &LOST_PROMISES,
+    );
+}
+
+#[test]
+fn acknowledging_before_fsync_loses_committed_entries_asynchronously() {
+    first_caught(
+        Bug::AckBeforeSync,
+        Persistence::Async,
+        0..400,
+        &LOST_PROMISES,
+    );
+}
+
+#[test]
+fn reporting_persistence_before_fsync_is_caught() {
+    first_caught(
+        Bug::PersistBeforeSync,
+        Persistence::Async,
+        0..20,
+        &[FailureKind::Safety(Invariant::LocalDurability)],
     );
 }
 

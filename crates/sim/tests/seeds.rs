@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use keel_sim::{SimConfig, run};
+use keel_sim::{Persistence, SimConfig, run};
 
 /// Seeds per cluster size in a plain `cargo test` (500 in all across 3 and 5 nodes).
 const DEFAULT_SEEDS: u64 = 250;
@@ -21,13 +21,18 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
-/// Runs `count` seeds from `base` on `nodes` nodes; fails with every failing seed's
-/// report (the first in full) and its one-line replay command.
-fn sweep(nodes: usize, base: u64, count: u64) {
+/// Runs `count` seeds from `base` on `nodes` nodes with the given form of the
+/// `Ready` contract; fails with every failing seed's report (the first in full) and
+/// its one-line replay command.
+fn sweep(nodes: usize, persistence: Persistence, base: u64, count: u64) {
     let started = Instant::now();
     let mut failures = Vec::new();
     for seed in base..base + count {
-        if let Err(failure) = run(SimConfig::new(seed, nodes)) {
+        let cfg = SimConfig {
+            persistence,
+            ..SimConfig::new(seed, nodes)
+        };
+        if let Err(failure) = run(cfg) {
             if failures.is_empty() {
                 eprintln!("{failure}");
             }
@@ -51,21 +56,35 @@ fn sweep(nodes: usize, base: u64, count: u64) {
 #[test]
 fn three_node_clusters_stay_safe_and_live() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS);
-    sweep(3, env_u64("KEEL_SIM_SEED_BASE", 0), count);
+    sweep(
+        3,
+        Persistence::Mixed,
+        env_u64("KEEL_SIM_SEED_BASE", 0),
+        count,
+    );
 }
 
 #[test]
 fn five_node_clusters_stay_safe_and_live() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS);
     // A different range than the 3-node sweep, so the two sizes never share a seed.
-    sweep(5, env_u64("KEEL_SIM_SEED_BASE", 0) + 1_000_000, count);
+    sweep(
+        5,
+        Persistence::Mixed,
+        env_u64("KEEL_SIM_SEED_BASE", 0) + 1_000_000,
+        count,
+    );
 }
 
 #[test]
 fn single_node_clusters_survive_crashes() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS) / 10;
+    // Synchronous only until the core bug in `tests/core_bugs.rs` is fixed: a
+    // single voter leads before its term is durable, which asynchronous nodes expose
+    // (about 1 seed in 150 fails log matching).
     sweep(
         1,
+        Persistence::Sync,
         env_u64("KEEL_SIM_SEED_BASE", 0) + 2_000_000,
         count.max(1),
     );

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use keel_sim::{Bug, DEFAULT_STEPS, SimConfig, Stats, StorageKind};
+use keel_sim::{Bug, DEFAULT_STEPS, Persistence, SimConfig, Stats, StorageKind};
 
 /// Deterministic simulation of keel clusters: real Raft cores and storage on a
 /// seeded faulty network and disk.
@@ -32,8 +32,13 @@ struct Args {
     /// `model` (an idealised model, to tell storage bugs from consensus bugs).
     #[arg(long, default_value = "real")]
     storage: StorageKind,
+    /// Form of the Ready contract the nodes use: `sync` (advance after each fsync),
+    /// `async` (a storage thread fsyncs while the core keeps going), or `mixed`
+    /// (drawn per node and incarnation from the seed).
+    #[arg(long, default_value = "mixed")]
+    persistence: Persistence,
     /// Inject a known bug to see the checker catch it: forget-vote,
-    /// ack-before-sync or corrupt-entries.
+    /// ack-before-sync, corrupt-entries or persist-before-sync.
     #[arg(long)]
     inject_bug: Option<Bug>,
     /// Run without faults (a calm, reordering network; no crashes).
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         let cfg = SimConfig {
             steps: args.steps,
             storage: args.storage,
+            persistence: args.persistence,
             bug: args.inject_bug,
             faults: !args.no_faults,
             verbose: args.verbose,
@@ -84,10 +90,12 @@ fn main() -> ExitCode {
     let elapsed = started.elapsed().as_secs_f64();
     if args.seeds > 1 {
         println!(
-            "{} seed(s) from {} on {} nodes in {elapsed:.1}s ({:.1} seeds/s), {} failed",
+            "{} seed(s) from {} on {} nodes ({} persistence) in {elapsed:.1}s ({:.1} seeds/s), \
+             {} failed",
             args.seeds,
             args.seed,
             args.nodes,
+            args.persistence,
             args.seeds as f64 / elapsed.max(1e-9),
             failures.len()
         );
@@ -113,7 +121,11 @@ struct Totals {
     faults: u64,
     crashes: u64,
     crashes_mid_sync: u64,
+    crashes_many_in_flight: u64,
     torn_tails: u64,
+    starts: u64,
+    async_starts: u64,
+    group_commits: u64,
     acked: u64,
     max_ticks_to_leader: u64,
     max_request_ticks: u64,
@@ -126,7 +138,11 @@ impl Totals {
         self.faults += s.faults;
         self.crashes += s.crashes;
         self.crashes_mid_sync += s.crashes_mid_sync;
+        self.crashes_many_in_flight += s.crashes_many_in_flight;
         self.torn_tails += s.torn_tails;
+        self.starts += s.starts;
+        self.async_starts += s.async_starts;
+        self.group_commits += s.group_commits;
         self.acked += s.acked;
         self.max_ticks_to_leader = self.max_ticks_to_leader.max(s.ticks_to_leader);
         self.max_request_ticks = self.max_request_ticks.max(s.max_request_ticks);
@@ -137,15 +153,20 @@ impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} runs, {} steps, {} faults, {} crashes ({} during an fsync, {} torn WAL tails \
-             recovered), {} writes acknowledged; worst liveness: leader {} ticks after \
-             healing, request acknowledged after {} ticks",
+            "{} runs, {} steps, {} faults, {} crashes ({} during an fsync, {} with several \
+             Readys not yet durable, {} torn WAL tails recovered), {} of {} process starts \
+             asynchronous, {} group commits, {} writes acknowledged; worst liveness: leader \
+             {} ticks after healing, request acknowledged after {} ticks",
             self.runs,
             self.steps,
             self.faults,
             self.crashes,
             self.crashes_mid_sync,
+            self.crashes_many_in_flight,
             self.torn_tails,
+            self.async_starts,
+            self.starts,
+            self.group_commits,
             self.acked,
             self.max_ticks_to_leader,
             self.max_request_ticks

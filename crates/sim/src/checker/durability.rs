@@ -1,10 +1,20 @@
-//! Durability: after a crash, storage gives back at least what was fsynced.
+//! Durability: after a crash, storage gives back at least what was fsynced; and
+//! nothing counts as durable on a node before it is.
 //!
-//! This checks the storage layer rather than Raft: the consensus invariants assume
-//! that a synced vote, term or entry survives a power failure. A write made after the
-//! last fsync may legitimately survive or not — including one that replaced a synced
-//! suffix of the log — so the synced log only has to survive up to the lowest index
-//! any later write touched.
+//! The first part checks the storage layer rather than Raft: the consensus
+//! invariants assume that a synced vote, term or entry survives a power failure. A
+//! write made after the last fsync may legitimately survive or not — including one
+//! that replaced a synced suffix of the log — so the synced log only has to survive
+//! up to the lowest index any later write touched (the *floor*).
+//!
+//! The second part checks the core against the same floor: an entry it hands out for
+//! applying, or counts as persisted, must be durable at that moment. Under the
+//! synchronous contract this holds by construction; under the asynchronous one the
+//! core's log runs ahead of storage, and only `on_persisted` may close the gap.
+//!
+//! The log tracked here is the one *storage* was given, which under the asynchronous
+//! contract lags the core's own log (the checker's main shadow): writes wait for the
+//! storage thread.
 
 use keel_raft::{Entry, HardState, Index, NodeId, Term};
 
@@ -12,27 +22,27 @@ use super::logs::{LogShadow, prefix_hash};
 use super::{Invariant, Violation};
 
 /// What one node has made durable, as far as the checker knows.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DurableState {
     /// Hard state written most recently (synced or not).
     written_hs: HardState,
     /// Hard state as of the last completed fsync.
     synced_hs: HardState,
-    /// The log is durable up to here (with `floor_hash`): everything up to the last
-    /// fsync, cut back by any later unsynced write that replaced entries.
+    /// The log as storage was given it, synced or not.
+    stored: LogShadow,
+    /// `stored` is durable up to here: everything up to the last fsync, cut back by
+    /// any later unsynced write that replaced entries.
     floor: Index,
-    floor_hash: u64,
 }
 
 impl DurableState {
     /// Starts from a recovered state (all of it durable).
     pub fn recovered(hs: HardState, shadow: &LogShadow) -> Self {
-        let floor = shadow.last_index();
         DurableState {
             written_hs: hs,
             synced_hs: hs,
-            floor,
-            floor_hash: shadow.hash_at(floor).unwrap_or(0),
+            stored: shadow.clone(),
+            floor: shadow.last_index(),
         }
     }
 
@@ -41,29 +51,34 @@ impl DurableState {
         self.synced_hs.term
     }
 
-    /// Entries starting at `first_index` and/or `hs` were written, not yet synced.
-    pub fn on_write(
-        &mut self,
-        first_index: Option<Index>,
-        hs: Option<HardState>,
-        shadow: &LogShadow,
-    ) {
-        if let Some(first) = first_index
-            && first <= self.floor
+    /// Storage was given `entries` and/or `hs`, not yet synced.
+    pub fn on_write(&mut self, entries: &[Entry], hs: Option<HardState>) {
+        if let Some(first) = entries.first()
+            && first.index <= self.floor
         {
-            self.floor = first - 1;
-            self.floor_hash = shadow.hash_at(self.floor).unwrap_or(0);
+            self.floor = first.index - 1;
         }
+        self.stored.write(entries);
         if let Some(hs) = hs {
             self.written_hs = hs;
         }
     }
 
-    /// Everything written so far is now durable.
-    pub fn on_sync(&mut self, shadow: &LogShadow) {
+    /// Everything storage was given so far is now durable.
+    pub fn on_sync(&mut self) {
         self.synced_hs = self.written_hs;
-        self.floor = shadow.last_index();
-        self.floor_hash = shadow.hash_at(self.floor).unwrap_or(0);
+        self.floor = self.stored.last_index();
+    }
+
+    /// Whether the log up to `index` is durable and has prefix hash `hash` there.
+    pub fn holds_prefix(&self, index: Index, hash: Option<u64>) -> bool {
+        index <= self.floor && hash.is_some() && self.stored.hash_at(index) == hash
+    }
+
+    /// Whether `e` is durable at its index.
+    pub fn holds(&self, e: &Entry) -> bool {
+        let before = self.stored.hash_at(e.index - 1).unwrap_or(0);
+        self.holds_prefix(e.index, Some(prefix_hash(before, e)))
     }
 
     /// Checks what `node`'s storage recovered after a crash.
@@ -90,7 +105,7 @@ impl DurableState {
         for e in entries.iter().take(self.floor as usize) {
             h = prefix_hash(h, e);
         }
-        if recovered_last < self.floor || h != self.floor_hash {
+        if recovered_last < self.floor || Some(h) != self.stored.hash_at(self.floor) {
             return Err(Violation::new(
                 Invariant::Durability,
                 vec![node],
@@ -112,7 +127,6 @@ impl DurableState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::logs::LogRegistry;
     use bytes::Bytes;
     use keel_raft::EntryKind;
 
@@ -131,21 +145,16 @@ mod tests {
 
     #[test]
     fn synced_state_must_survive_unsynced_may_not() {
-        let mut reg = LogRegistry::default();
-        let mut shadow = LogShadow::default();
         let mut d = DurableState::default();
         let hs = HardState {
             term: 2,
             vote: 1,
             commit: 0,
         };
-        reg.write(1, &mut shadow, &log(&[1, 1])).expect("write");
-        d.on_write(Some(1), Some(hs), &shadow);
-        d.on_sync(&shadow);
+        d.on_write(&log(&[1, 1]), Some(hs));
+        d.on_sync();
         // Unsynced: entry 3, and a newer term.
-        reg.write(1, &mut shadow, &log(&[1, 1, 2])[2..])
-            .expect("write");
-        d.on_write(Some(3), Some(HardState { term: 3, ..hs }), &shadow);
+        d.on_write(&log(&[1, 1, 2])[2..], Some(HardState { term: 3, ..hs }));
 
         d.check_recovery(1, &hs, &log(&[1, 1]))
             .expect("synced part survived");
@@ -161,18 +170,33 @@ mod tests {
 
     #[test]
     fn an_unsynced_overwrite_lowers_the_floor() {
-        let mut reg = LogRegistry::default();
-        let mut shadow = LogShadow::default();
         let mut d = DurableState::default();
-        reg.write(1, &mut shadow, &log(&[1, 1, 1])).expect("write");
-        d.on_sync(&shadow);
+        d.on_write(&log(&[1, 1, 1]), None);
+        d.on_sync();
         // A new leader's entry replaces index 2 (unsynced); after a crash the log may
         // be the old one, or end at 1, or hold the new entry 2.
-        reg.write(1, &mut shadow, &log(&[1, 2])[1..])
-            .expect("write");
-        d.on_write(Some(2), None, &shadow);
+        d.on_write(&log(&[1, 2])[1..], None);
         d.check_recovery(1, &HardState::default(), &log(&[1]))
             .expect("the overwrite may have half-happened");
         assert!(d.check_recovery(1, &HardState::default(), &[]).is_err());
+    }
+
+    #[test]
+    fn only_synced_entries_count_as_held() {
+        let mut d = DurableState::default();
+        let entries = log(&[1, 1, 2]);
+        d.on_write(&entries[..2], None);
+        assert!(!d.holds(&entries[0]), "written, not synced");
+        d.on_sync();
+        d.on_write(&entries[2..], None);
+        assert!(d.holds(&entries[1]));
+        assert!(!d.holds(&entries[2]), "written after the fsync");
+        let other = log(&[1, 3]);
+        assert!(!d.holds(&other[1]), "another entry at a synced index");
+        // Replacing entry 2 (unsynced) means entry 2 is no longer surely durable.
+        d.on_write(&other[1..], None);
+        assert!(!d.holds(&entries[1]));
+        assert!(d.holds(&entries[0]));
+        assert!(d.holds_prefix(0, Some(0)), "the empty prefix always is");
     }
 }

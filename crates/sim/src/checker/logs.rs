@@ -59,7 +59,7 @@ impl LogShadow {
     /// Writes `entries` with the Raft storage rule (the first one replaces the entry
     /// at its index and everything after). Returns the new `(index, term, hash)`s.
     /// The caller guarantees contiguity (the WAL rejects gaps; so must the model).
-    fn write(&mut self, entries: &[Entry]) -> Vec<(Index, Term, u64)> {
+    pub(super) fn write(&mut self, entries: &[Entry]) -> Vec<(Index, Term, u64)> {
         let Some(first) = entries.first() else {
             return Vec::new();
         };

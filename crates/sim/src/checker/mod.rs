@@ -1,6 +1,14 @@
 //! The safety checker: observes every write, fsync, commit, role change, apply and
 //! restart of every node, and reports the first broken invariant.
 //!
+//! It keeps two views of each node's log. The *core's* log — what the core handed
+//! out in `Ready::entries` — is what elections, commits and log matching are about.
+//! The *stored* log — what storage was given, and up to where it was fsynced — is
+//! what survives a crash. Under the synchronous contract the two move together;
+//! under the asynchronous one the core's log runs ahead while the storage thread
+//! catches up, and the checker requires that the core never counts (applies, or
+//! reports as persisted) anything the stored log does not durably hold.
+//!
 //! Every check is incremental — a comparison or two per observed change, against
 //! structures that remember the whole run — so checking after every step costs no
 //! more than the step. See the submodules for the invariants and why each check is
@@ -41,6 +49,9 @@ pub enum Invariant {
     CommittedPrefix,
     /// Storage gives back everything fsynced before a crash.
     Durability,
+    /// A node applies, or its core counts as persisted, only entries durable in its
+    /// own storage (the `Ready` contract's promise, in both of its forms).
+    LocalDurability,
     /// A write the client was told "ok" for is missing from a replica after healing.
     LostAcknowledgedWrite,
     /// Replicas that applied the same log hold different data after healing.
@@ -61,6 +72,7 @@ impl Invariant {
             Invariant::MonotonicTerm => "monotonic term",
             Invariant::CommittedPrefix => "committed prefix never changes",
             Invariant::Durability => "durability of fsynced state",
+            Invariant::LocalDurability => "nothing counted durable before its fsync",
             Invariant::LostAcknowledgedWrite => "no lost acknowledged write",
             Invariant::ReplicaDivergence => "replica convergence",
             Invariant::CoreInvariant => "core invariant (validate / assertion)",
@@ -99,7 +111,9 @@ impl Violation {
 /// What the checker tracks for one node.
 #[derive(Debug, Default)]
 struct NodeState {
+    /// The core's log, as handed out.
     log: LogShadow,
+    /// What storage holds, and how much of it is durable.
     durable: DurableState,
     /// Last commit index observed while running; `None` before the first
     /// observation after a (re)start.
@@ -136,24 +150,45 @@ impl Checker {
         self.nodes.entry(id).or_default()
     }
 
-    /// `node` wrote `entries` and/or `hs` to storage (not yet durable).
-    pub fn on_write(
-        &mut self,
-        node: NodeId,
-        entries: &[Entry],
-        hs: Option<HardState>,
-    ) -> Result<(), Violation> {
+    /// `node`'s core handed out `entries` to persist: its log now holds them (the
+    /// first one replaces the entry at its index and everything after it). Checks
+    /// log matching.
+    pub fn on_log(&mut self, node: NodeId, entries: &[Entry]) -> Result<(), Violation> {
         let st = self.nodes.entry(node).or_default();
-        self.registry.write(node, &mut st.log, entries)?;
-        st.durable
-            .on_write(entries.first().map(|e| e.index), hs, &st.log);
-        Ok(())
+        self.registry.write(node, &mut st.log, entries)
     }
 
-    /// `node`'s fsync completed.
+    /// `node`'s storage was given `entries` and/or `hs` (not yet durable). They were
+    /// handed out by the core before, in the same order.
+    pub fn on_write(&mut self, node: NodeId, entries: &[Entry], hs: Option<HardState>) {
+        self.node(node).durable.on_write(entries, hs);
+    }
+
+    /// `node`'s fsync completed: everything its storage was given is durable.
     pub fn on_sync(&mut self, node: NodeId) {
-        let st = self.node(node);
-        st.durable.on_sync(&st.log);
+        self.node(node).durable.on_sync();
+    }
+
+    /// Checks that `node`'s core, which counts its log as durable up to `persisted`,
+    /// is right: its storage durably holds that prefix of the core's log.
+    pub fn check_persisted(&self, node: NodeId, persisted: Index) -> Result<(), Violation> {
+        let Some(st) = self.nodes.get(&node) else {
+            return Ok(());
+        };
+        if st
+            .durable
+            .holds_prefix(persisted, st.log.hash_at(persisted))
+        {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Invariant::LocalDurability,
+            vec![node],
+            format!(
+                "node {node}'s core counts its log as durable up to index {persisted}, but \
+                 its storage does not durably hold that prefix (a crash now could lose it)"
+            ),
+        ))
     }
 
     /// `node` lost power: forget what only its process knew.
@@ -220,6 +255,18 @@ impl Checker {
     /// `node` applied `entry` to its state machine.
     pub fn on_apply(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
         let st = self.nodes.entry(node).or_default();
+        if !st.durable.holds(entry) {
+            // The state machine may be flushed at any time: an entry applied before
+            // it is durable in the log can outlive it in a crash.
+            return Err(Violation::new(
+                Invariant::LocalDurability,
+                vec![node],
+                format!(
+                    "node {node} applied entry {}@{} before its own storage durably held it",
+                    entry.index, entry.term
+                ),
+            ));
+        }
         if st.commit.is_none_or(|c| entry.index > c) {
             return Err(Violation::new(
                 Invariant::StateMachineSafety,

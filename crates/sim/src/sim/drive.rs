@@ -1,28 +1,24 @@
-//! Driving one node: feeding it inputs and carrying out each `Ready` exactly as its
-//! ordering contract says.
+//! Driving one node: feeding it inputs, and the part of carrying out a `Ready` that
+//! both forms of the contract share (`sync_driver` and `async_driver` do the rest).
 //!
-//! 1. send `messages` at once;
-//! 2. write `entries` and `hard_state` to storage, and start the fsync — which takes
-//!    simulated time, during which new inputs wait in the node's inbox (the core
-//!    must not be called between `ready` and `advance`) and a crash may strike;
-//! 3. when the fsync completes, send `persisted_messages`;
-//! 4. apply `committed_entries`;
-//! 5. `advance`, then work through the inputs that queued up meanwhile.
+//! Shared: take the `Ready`, send its `messages` at once (step 1), record what the
+//! core's log now holds, apply committed entries in `Ready` order (step 4), and
+//! show the checker the core's role, term and commit index after every call.
 //!
 //! The checker observes every write, fsync, apply and every change of role, term or
 //! commit index as it happens.
 
-use keel_raft::{Message, MessageBody, NodeId, ProposeError, Ready};
+use keel_raft::{Entry, Message, NodeId, ProposeError, Ready};
 
-use super::{Scheduled, Simulation, Stop};
+use super::{Simulation, Stop};
 use crate::checker::{Invariant, Violation};
 use crate::config::{Bug, TICK};
 use crate::network::{self, CUT};
-use crate::node::{Input, Process};
+use crate::node::{Driver, Input, Process};
 use crate::trace::{MsgSummary, TraceEvent};
 
 impl Simulation {
-    fn process_mut(&mut self, id: NodeId) -> Option<&mut Process> {
+    pub(super) fn process_mut(&mut self, id: NodeId) -> Option<&mut Process> {
         self.node_mut(id).process.as_mut()
     }
 
@@ -35,7 +31,7 @@ impl Simulation {
         let period = node.tick_period;
         self.schedule(
             period,
-            Scheduled::Tick {
+            super::Scheduled::Tick {
                 node: id,
                 incarnation,
             },
@@ -63,13 +59,16 @@ impl Simulation {
         self.feed(m.to, Input::Message(m))
     }
 
-    /// Hands `input` to node `id`: at once, or after its fsync in flight.
+    /// Hands `input` to node `id`: at once, or — for a synchronous node with an
+    /// fsync in flight — after it.
     pub(super) fn feed(&mut self, id: NodeId, input: Input) -> Result<(), Stop> {
         let Some(p) = self.process_mut(id) else {
             return Ok(());
         };
-        if p.syncing.is_some() {
-            p.inbox.push_back(input);
+        if let Driver::Sync(d) = &mut p.driver
+            && d.syncing.is_some()
+        {
+            d.inbox.push_back(input);
             return Ok(());
         }
         self.input(id, input)?;
@@ -77,7 +76,7 @@ impl Simulation {
     }
 
     /// Calls the core with one input.
-    fn input(&mut self, id: NodeId, input: Input) -> Result<(), Stop> {
+    pub(super) fn input(&mut self, id: NodeId, input: Input) -> Result<(), Stop> {
         self.touched.push(id);
         let Some(p) = self.process_mut(id) else {
             return Ok(());
@@ -113,168 +112,144 @@ impl Simulation {
         Ok(())
     }
 
-    /// Takes and carries out `Ready`s until the core has none, or one needs an fsync.
+    /// Takes and carries out `Ready`s as far as the node's form of the contract
+    /// allows.
     pub(super) fn drive(&mut self, id: NodeId) -> Result<(), Stop> {
-        loop {
-            let Some(p) = self.process_mut(id) else {
-                return Ok(());
-            };
-            if p.syncing.is_some() || !p.core.has_ready() {
-                return Ok(());
-            }
-            let mut rd = p.core.ready();
-            let term = p.core.term();
-            self.touched.push(id);
-            if let Some(ss) = rd.soft_state {
-                self.record(TraceEvent::Role {
-                    node: id,
-                    role: ss.role,
-                    term,
-                    leader: ss.leader,
-                });
-            }
-            for m in std::mem::take(&mut rd.messages) {
-                self.send(m);
-            }
-            self.write(id, &rd)?;
-            if !rd.must_sync() {
-                self.finish(id, rd)?;
-                continue;
-            }
-            if self.bug(Bug::AckBeforeSync) {
-                for m in std::mem::take(&mut rd.persisted_messages) {
-                    self.send(m);
-                }
-            }
-            let latency = self.rng.range(1, TICK / 5);
-            let incarnation = self.node(id).incarnation;
-            if let Some(p) = self.process_mut(id) {
-                p.syncing = Some(rd);
-            }
-            self.schedule(
-                latency,
-                Scheduled::SyncDone {
-                    node: id,
-                    incarnation,
-                },
-            );
-            return Ok(());
+        match self.node(id).process.as_ref().map(|p| &p.driver) {
+            None => Ok(()),
+            Some(Driver::Sync(_)) => self.drive_sync(id),
+            Some(Driver::Async(_)) => self.drive_async(id),
         }
     }
 
-    /// Step 2 of the contract, minus the fsync.
-    fn write(&mut self, id: NodeId, rd: &Ready) -> Result<(), Stop> {
-        if !rd.must_sync() {
-            return self.observe(id);
-        }
-        let p = self.process_mut(id).expect("driven nodes run");
-        if let Err(error) = p.storage.write(&rd.entries, rd.hard_state) {
-            return Err(Stop::Storage { node: id, error });
-        }
-        self.record(TraceEvent::Write {
-            node: id,
-            entries: rd
-                .entries
-                .first()
-                .zip(rd.entries.last())
-                .map(|(a, b)| (a.index, b.index)),
-            hard_state: rd.hard_state.map(|hs| (hs.term, hs.vote, hs.commit)),
-        });
-        self.checker.on_write(id, &rd.entries, rd.hard_state)?;
-        self.client.on_write(id, &rd.entries);
-        self.observe(id)
-    }
-
+    /// An fsync completed (if it belongs to the current incarnation).
     pub(super) fn on_sync_done(&mut self, id: NodeId, incarnation: u32) -> Result<(), Stop> {
         if self.node(id).incarnation != incarnation {
             return Ok(());
         }
+        match self.node(id).process.as_ref().map(|p| &p.driver) {
+            None => Ok(()),
+            Some(Driver::Sync(_)) => self.sync_done(id),
+            Some(Driver::Async(_)) => self.async_fsync_done(id),
+        }
+    }
+
+    /// Takes the core's next `Ready`, if it has one, and does what both forms of the
+    /// contract do first: record role changes, send `messages` (step 1), and show the
+    /// checker and the client the core's log as it now stands.
+    pub(super) fn take_ready(&mut self, id: NodeId) -> Result<Option<Ready>, Stop> {
         let Some(p) = self.process_mut(id) else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(rd) = p.syncing.take() else {
-            return Ok(());
-        };
+        if !p.core.has_ready() {
+            return Ok(None);
+        }
+        let mut rd = p.core.ready();
+        let term = p.core.term();
+        self.touched.push(id);
+        if let Some(ss) = rd.soft_state {
+            self.record(TraceEvent::Role {
+                node: id,
+                role: ss.role,
+                term,
+                leader: ss.leader,
+            });
+        }
+        for m in std::mem::take(&mut rd.messages) {
+            self.send(m);
+        }
+        self.checker.on_log(id, &rd.entries)?;
+        self.client.on_write(id, &rd.entries);
+        self.observe(id)?;
+        Ok(Some(rd))
+    }
+
+    /// Gives storage one `Ready`'s writes (not yet durable).
+    pub(super) fn write(
+        &mut self,
+        id: NodeId,
+        entries: &[Entry],
+        hard_state: Option<keel_raft::HardState>,
+    ) -> Result<(), Stop> {
+        let p = self.process_mut(id).expect("driven nodes run");
+        if let Err(error) = p.storage.write(entries, hard_state) {
+            return Err(Stop::Storage { node: id, error });
+        }
+        self.record(TraceEvent::Write {
+            node: id,
+            entries: entries
+                .first()
+                .zip(entries.last())
+                .map(|(a, b)| (a.index, b.index)),
+            hard_state: hard_state.map(|hs| (hs.term, hs.vote, hs.commit)),
+        });
+        self.checker.on_write(id, entries, hard_state);
+        Ok(())
+    }
+
+    /// Fsyncs storage: everything it was given becomes durable. `readys` is how many
+    /// `Ready`s the fsync covers (for the trace).
+    pub(super) fn fsync(&mut self, id: NodeId, readys: usize) -> Result<(), Stop> {
+        let p = self.process_mut(id).expect("driven nodes run");
         if let Err(error) = p.storage.sync() {
             return Err(Stop::Storage { node: id, error });
         }
         self.checker.on_sync(id);
-        self.record(TraceEvent::Synced(id));
-        let voted = rd.persisted_messages.iter().any(|m| {
-            matches!(
-                m.body,
-                MessageBody::RequestVoteResponse {
-                    granted: true,
-                    pre_vote: false
-                }
-            )
-        });
-        self.finish(id, rd)?;
-        if voted {
-            self.maybe_crash_after_vote(id);
-        }
-        self.drain(id)
+        self.record(TraceEvent::Synced { node: id, readys });
+        Ok(())
     }
 
-    /// Steps 3 to 5 of the contract, once the `Ready`'s writes are durable.
-    fn finish(&mut self, id: NodeId, mut rd: Ready) -> Result<(), Stop> {
-        for m in std::mem::take(&mut rd.persisted_messages) {
-            self.send(m);
-        }
-        let committed = std::mem::take(&mut rd.committed_entries);
-        if let (Some(first), Some(last)) = (committed.first(), committed.last()) {
-            // The server flushes the state machine periodically; flushing after a
-            // random eighth of the batches leaves crashes both just before and long
-            // after a flush (and keeps redb's fsync copies from dominating the run).
-            let flush = self.rng.one_in(8);
-            let p = self.process_mut(id).expect("driven nodes run");
-            let applied = p.storage.apply(&committed);
-            let flushed = match applied {
-                Ok(()) if flush => p.storage.flush(),
-                other => other,
-            };
-            if let Err(error) = flushed {
-                return Err(Stop::Storage { node: id, error });
-            }
-            self.record(TraceEvent::Apply {
-                node: id,
-                first: first.index,
-                last: last.index,
-            });
-            let incarnation = self.node(id).incarnation;
-            for e in &committed {
-                self.checker.on_apply(id, e)?;
-                if let Some(attempt) = self.client.on_apply(id, incarnation, e, self.now)? {
-                    self.record(TraceEvent::Ack {
-                        node: id,
-                        proposal: attempt,
-                        index: e.index,
-                    });
-                }
-            }
+    /// A random fsync latency for node `id`'s disk.
+    pub(super) fn fsync_latency(&mut self, id: NodeId) -> crate::config::Time {
+        let max = self
+            .node(id)
+            .process
+            .as_ref()
+            .map_or(TICK / 5, |p| p.fsync_max);
+        self.rng.range(1, max)
+    }
+
+    /// Step 4 of the contract: applies committed entries, in order, and tells the
+    /// client about those it was waiting for.
+    pub(super) fn apply(&mut self, id: NodeId, committed: Vec<Entry>) -> Result<(), Stop> {
+        let (Some(first), Some(last)) = (committed.first(), committed.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.index, last.index);
+        // The server flushes the state machine periodically; flushing after a
+        // random eighth of the batches leaves crashes both just before and long
+        // after a flush (and keeps redb's fsync copies from dominating the run).
+        let flush = self.rng.one_in(8);
+        let incarnation = self.node(id).incarnation;
+        // The checker first: an entry that is not durable yet must be reported before
+        // a flush could make the state machine outlive it.
+        for e in &committed {
+            self.checker.on_apply(id, e)?;
         }
         let p = self.process_mut(id).expect("driven nodes run");
-        p.core.advance(rd);
-        self.touched.push(id);
-        self.observe(id)
-    }
-
-    /// Works through inputs that queued up during an fsync, until the node has none
-    /// left or starts another fsync.
-    fn drain(&mut self, id: NodeId) -> Result<(), Stop> {
-        loop {
-            self.drive(id)?;
-            let Some(p) = self.process_mut(id) else {
-                return Ok(());
-            };
-            if p.syncing.is_some() {
-                return Ok(());
-            }
-            let Some(input) = p.inbox.pop_front() else {
-                return Ok(());
-            };
-            self.input(id, input)?;
+        let applied = p.storage.apply(&committed);
+        let flushed = match applied {
+            Ok(()) if flush => p.storage.flush(),
+            other => other,
+        };
+        if let Err(error) = flushed {
+            return Err(Stop::Storage { node: id, error });
         }
+        self.record(TraceEvent::Apply {
+            node: id,
+            first,
+            last,
+        });
+        for e in &committed {
+            if let Some(attempt) = self.client.on_apply(id, incarnation, e, self.now)? {
+                self.record(TraceEvent::Ack {
+                    node: id,
+                    proposal: attempt,
+                    index: e.index,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Shows the checker the core's role, term and commit index.
@@ -300,7 +275,7 @@ impl Simulation {
             if self.bug(Bug::CorruptEntries) {
                 network::corrupt(&mut copy, &mut self.rng);
             }
-            self.schedule(delay, Scheduled::Deliver(copy));
+            self.schedule(delay, super::Scheduled::Deliver(copy));
         }
     }
 }

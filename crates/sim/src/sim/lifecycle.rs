@@ -1,13 +1,11 @@
 //! Starting a node's process from its disk, and crashing it.
 
-use std::collections::VecDeque;
-
 use keel_raft::{ConfState, InitialState, NO_NODE, NodeId, Raft};
 
 use super::{Scheduled, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
-use crate::config::{Bug, TICK};
-use crate::node::Process;
+use crate::config::{Bug, Persistence, TICK, Time};
+use crate::node::{Driver, Process, StorageThread, SyncDriver};
 use crate::trace::TraceEvent;
 
 /// Largest clock drift, in time units per tick (±5%).
@@ -17,6 +15,12 @@ const MAX_DRIFT: u64 = TICK / 20;
 /// flush: enough to cover a WAL segment rollover (create, preallocate, header,
 /// fsync, directory fsync) plus the frame write and its fsync, or a redb commit.
 const MAX_OPS_BEFORE_DEATH: u64 = 8;
+
+/// Longest fsync of a usual disk, and of a slow one (a quarter of the incarnations):
+/// a slow disk keeps several `Ready`s in flight on an asynchronous node, and a long
+/// inbox on a synchronous one.
+const FSYNC_MAX: Time = TICK / 5;
+const SLOW_FSYNC_MAX: Time = TICK;
 
 impl Simulation {
     /// Starts node `id`'s process: opens (recovers) its storage, checks what came
@@ -59,18 +63,39 @@ impl Simulation {
         })?;
         let tick_period = TICK - MAX_DRIFT + self.rng.range(0, 2 * MAX_DRIFT);
         let first_tick = self.rng.range(1, tick_period);
+        // Drawn whatever the mode, so that forcing one changes only this choice.
+        let coin = self.rng.one_in(2);
+        let asynchronous = match self.cfg.persistence {
+            Persistence::Sync => false,
+            Persistence::Async => true,
+            Persistence::Mixed => coin,
+        };
+        let driver = if asynchronous {
+            self.stats.async_starts += 1;
+            Driver::Async(StorageThread::default())
+        } else {
+            Driver::Sync(SyncDriver::default())
+        };
+        let fsync_max = if self.rng.one_in(4) {
+            SLOW_FSYNC_MAX
+        } else {
+            FSYNC_MAX
+        };
+        self.stats.starts += 1;
         let node = self.node_mut(id);
         node.incarnation += 1;
         node.tick_period = tick_period;
+        let driver_name = driver.name();
         node.process = Some(Process {
             core,
             storage,
-            inbox: VecDeque::new(),
-            syncing: None,
+            driver,
+            fsync_max,
         });
         let incarnation = node.incarnation;
         self.record(TraceEvent::Restart {
             node: id,
+            driver: driver_name,
             term: hard_state.term,
             vote: hard_state.vote,
             last_index,
@@ -94,6 +119,11 @@ impl Simulation {
     /// rest.
     pub(super) fn crash(&mut self, id: NodeId) {
         let mid_sync = self.node(id).is_syncing();
+        let not_durable = self
+            .node(id)
+            .process
+            .as_ref()
+            .map_or(0, Process::not_durable);
         // Most crashes during an fsync strike while its data is being written: let
         // the process get one disk operation in (the frame is written, its fsync never
         // happens, so the crash may tear it), or sometimes any number up to the end
@@ -127,6 +157,9 @@ impl Simulation {
         self.stats.crashes += 1;
         if mid_sync {
             self.stats.crashes_mid_sync += 1;
+        }
+        if not_durable > 1 {
+            self.stats.crashes_many_in_flight += 1;
         }
         self.client.on_crash(id);
         self.checker.on_crash(id);

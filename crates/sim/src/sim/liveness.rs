@@ -164,7 +164,7 @@ impl Simulation {
         };
         self.nodes.iter().all(|n| {
             n.process.as_ref().is_some_and(|p| {
-                p.syncing.is_none()
+                p.is_idle()
                     && p.core.applied_index() == max_commit
                     && p.storage.applied_index() == max_commit
             })

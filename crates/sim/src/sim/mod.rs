@@ -6,19 +6,22 @@
 //! checks every invariant on the nodes it touched. Ties in time are broken by
 //! scheduling order, so the run is a pure function of the seed.
 //!
-//! Submodules: `drive` (one node's inputs and `Ready` handling), `lifecycle` (start,
-//! crash, restart), `chaos` (fault injection), `liveness` (healing, the liveness
-//! bounds and the final checks).
+//! Submodules: `drive` (one node's inputs and the `Ready` handling both forms of the
+//! contract share), `sync_driver` and `async_driver` (the two forms), `lifecycle`
+//! (start, crash, restart), `chaos` (fault injection), `liveness` (healing, the
+//! liveness bounds and the final checks).
 
+mod async_driver;
 mod chaos;
 mod drive;
 mod lifecycle;
 mod liveness;
+mod sync_driver;
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use keel_raft::{Message, NodeId, Role};
+use keel_raft::{Message, MessageBody, NodeId, Role};
 
 use crate::checker::{Checker, Invariant, Violation};
 use crate::client::Client;
@@ -40,7 +43,7 @@ enum Scheduled {
     Tick { node: NodeId, incarnation: u32 },
     /// A message arrives.
     Deliver(Message),
-    /// Node `node`'s fsync completes.
+    /// Node `node`'s fsync (of either form) completes.
     SyncDone { node: NodeId, incarnation: u32 },
     /// The client acts.
     Client,
@@ -227,8 +230,9 @@ impl Simulation {
         }
     }
 
-    /// After every step: `validate()` every core the step touched, and check that
-    /// each one's log is exactly what it handed to storage.
+    /// After every step: `validate()` every core the step touched, check that each
+    /// one's log is exactly what it handed out to persist, and that what it counts
+    /// as durable is.
     fn check_touched(&mut self) -> Result<(), Stop> {
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
@@ -253,6 +257,7 @@ impl Simulation {
                 )
                 .into());
             }
+            self.checker.check_persisted(id, core.status().persisted)?;
         }
         self.touched = touched;
         Ok(())
@@ -378,6 +383,19 @@ impl Simulation {
     fn bug(&self, bug: Bug) -> bool {
         self.cfg.bug == Some(bug)
     }
+}
+
+/// Whether `messages` include a granted (real) vote.
+fn grants_vote(messages: &[Message]) -> bool {
+    messages.iter().any(|m| {
+        matches!(
+            m.body,
+            MessageBody::RequestVoteResponse {
+                granted: true,
+                pre_vote: false
+            }
+        )
+    })
 }
 
 /// Raft tunables for the run. Timeouts come from the config (the liveness bounds

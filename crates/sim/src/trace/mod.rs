@@ -73,7 +73,7 @@ pub enum TraceEvent {
         /// The leader it knows of (0 if none).
         leader: NodeId,
     },
-    /// A node wrote entries and/or its hard state (not yet durable).
+    /// A node's storage was given entries and/or its hard state (not yet durable).
     Write {
         /// The node.
         node: NodeId,
@@ -83,7 +83,21 @@ pub enum TraceEvent {
         hard_state: Option<(Term, NodeId, Index)>,
     },
     /// A node's fsync completed.
-    Synced(NodeId),
+    Synced {
+        /// The node.
+        node: NodeId,
+        /// How many `Ready`s it covered (more than one: group commit).
+        readys: usize,
+    },
+    /// An asynchronous node's core was told that its log is durable up to an entry.
+    Persisted {
+        /// The node.
+        node: NodeId,
+        /// The entry's index.
+        index: Index,
+        /// The entry's term.
+        term: Term,
+    },
     /// A node applied committed entries `first..=last`.
     Apply {
         /// The node.
@@ -104,6 +118,8 @@ pub enum TraceEvent {
     Restart {
         /// The node.
         node: NodeId,
+        /// The form of the `Ready` contract this incarnation uses.
+        driver: &'static str,
         /// Recovered term.
         term: Term,
         /// Recovered vote.
@@ -124,7 +140,7 @@ impl TraceEvent {
     pub fn involves(&self, node: NodeId) -> bool {
         match self {
             TraceEvent::Phase(_) | TraceEvent::FaultOn(_) | TraceEvent::FaultOff(_) => true,
-            TraceEvent::Tick(n) | TraceEvent::Synced(n) => *n == node,
+            TraceEvent::Tick(n) => *n == node,
             TraceEvent::Send { msg, .. } | TraceEvent::Lost { msg, .. } => {
                 msg.from == node || msg.to == node
             }
@@ -133,6 +149,8 @@ impl TraceEvent {
             | TraceEvent::Ack { node: n, .. }
             | TraceEvent::Role { node: n, .. }
             | TraceEvent::Write { node: n, .. }
+            | TraceEvent::Synced { node: n, .. }
+            | TraceEvent::Persisted { node: n, .. }
             | TraceEvent::Apply { node: n, .. }
             | TraceEvent::Crash { node: n, .. }
             | TraceEvent::Restart { node: n, .. } => *n == node,
@@ -189,7 +207,13 @@ impl fmt::Display for TraceEvent {
                 }
                 Ok(())
             }
-            TraceEvent::Synced(n) => write!(f, "node {n} fsync done"),
+            TraceEvent::Synced { node, readys } => match readys {
+                1 => write!(f, "node {node} fsync done"),
+                n => write!(f, "node {node} fsync done ({n} Readys)"),
+            },
+            TraceEvent::Persisted { node, index, term } => {
+                write!(f, "node {node} told: durable through {index}@{term}")
+            }
             TraceEvent::Apply { node, first, last } => {
                 write!(f, "node {node} applies {first}..={last}")
             }
@@ -199,13 +223,15 @@ impl fmt::Display for TraceEvent {
             }
             TraceEvent::Restart {
                 node,
+                driver,
                 term,
                 vote,
                 last_index,
                 applied,
             } => write!(
                 f,
-                "node {node} RESTARTS: term {term}, vote {vote}, last index {last_index}, applied {applied}"
+                "node {node} RESTARTS ({driver}): term {term}, vote {vote}, last index \
+                 {last_index}, applied {applied}"
             ),
             TraceEvent::FaultOn(what) => write!(f, "FAULT {what}"),
             TraceEvent::FaultOff(what) => write!(f, "HEAL {what}"),
@@ -317,15 +343,16 @@ mod tests {
         let mut b = Trace::new(false);
         for t in [&mut a, &mut b] {
             t.record(1, 10, TraceEvent::Tick(1));
-            t.record(2, 20, TraceEvent::Synced(2));
+            t.record(2, 20, TraceEvent::Synced { node: 2, readys: 1 });
         }
         assert_eq!(a.fingerprint(), b.fingerprint());
-        b.record(3, 30, TraceEvent::Synced(3));
+        b.record(3, 30, TraceEvent::Synced { node: 3, readys: 2 });
         assert_ne!(a.fingerprint(), b.fingerprint());
 
         let tail = b.tail_for(&[3], 10);
         assert_eq!(tail.len(), 1);
-        assert_eq!(tail[0].event, TraceEvent::Synced(3));
+        assert_eq!(tail[0].event, TraceEvent::Synced { node: 3, readys: 2 });
+        assert_eq!(tail[0].event.to_string(), "node 3 fsync done (2 Readys)");
         assert_eq!(b.tail_for(&[], 10).len(), 2, "ticks are left out of tails");
         assert_eq!(b.len(), 3);
     }
