@@ -1,23 +1,31 @@
-//! The consensus thread: the one place the core runs.
+//! The consensus thread: the one place the core runs, and the WAL's writer.
 //!
-//! Each turn of the loop collects inputs (peer messages, client requests, ticks),
-//! steps the core, then carries out every `Ready` in the order its contract states:
-//! send, persist with one fsync for everything collected, send what needed the
-//! fsync, apply, answer clients, advance. Requests that arrive during an fsync wait
-//! in the channel and are batched into the next turn, which is what makes the WAL
-//! commit in groups under load.
+//! Each turn collects inputs (peer messages, client requests, ticks), steps the
+//! core, and carries out every `Ready`: messages go out at once (the leader
+//! replicates while its own fsync runs); entries and hard state are appended to the
+//! WAL with one fsync for the whole turn; then the messages that promised
+//! durability go out; committed entries and confirmed reads go to the apply thread
+//! (`apply.rs`), which answers clients and owns the state machine's slow flushes.
+//! Requests that arrive during an fsync wait in the channel and are proposed
+//! together in the next turn, which makes the WAL commit in groups under load.
+//!
+//! (A separate WAL thread was measured too: overlapping the leader's fsync with
+//! the followers' did not pay for the extra hand-offs per Ready on this hardware;
+//! see BENCHMARKS.md.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, select};
-use keel_raft::{EntryKind, Message, ProposeError, Raft, ReadIndexError, Role};
-use keel_storage::command::Command;
+use crossbeam_channel::{Receiver, Sender, select};
+use keel_raft::{Message, ProposeError, Raft, ReadIndexError, Role};
 use keel_storage::kv::KvStore;
-use keel_storage::wal::Wal;
 use tokio::sync::watch;
 
-use super::pending::Pending;
+use keel_storage::wal::Wal;
+
+use super::apply::ApplyJob;
+use super::reads::UnconfirmedReads;
 use super::recover::KV_GROUP;
 use super::requests::{NodeError, Request};
 use super::status::NodeStatus;
@@ -25,8 +33,8 @@ use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::transport::Transport;
 
-/// Inputs handled per turn before the core's output is processed, so that ticks and
-/// fsyncs are not starved by a flood.
+/// Inputs handled per turn before the core's output is processed, so that ticks are
+/// not starved by a flood.
 const MAX_INPUTS_PER_TURN: usize = 4096;
 /// Ticks replayed at most after the thread was paused (e.g. SIGSTOP): enough to
 /// time out an election, without spinning through hours of missed ticks.
@@ -34,32 +42,33 @@ const MAX_CATCH_UP_TICKS: u32 = 1000;
 
 pub(crate) struct Driver {
     pub(crate) raft: Raft,
-    pub(crate) wal: Wal,
     pub(crate) kv: Arc<KvStore>,
     pub(crate) transport: Transport,
-    pub(crate) events: EventLog,
+    pub(crate) events: Arc<std::sync::Mutex<EventLog>>,
     pub(crate) peer_rx: Receiver<Message>,
     pub(crate) req_rx: Receiver<Request>,
+    /// The apply thread, if it stopped on an error, says why here.
+    pub(crate) fatal_rx: Receiver<String>,
     pub(crate) shutdown_rx: Receiver<()>,
+    pub(crate) wal: Wal,
+    /// Term and vote as last made durable: only changes to them (and entries) need
+    /// an fsync; a commit-index change rides along with the next one.
+    pub(crate) durable_term_vote: (u64, u64),
+    pub(crate) apply_tx: Sender<ApplyJob>,
     pub(crate) status_tx: watch::Sender<NodeStatus>,
     pub(crate) tick: Duration,
-    pub(crate) flush_interval: Duration,
     pub(crate) max_pending: usize,
-    /// Term and vote as last made durable.
-    pub(crate) durable_term_vote: (u64, u64),
+    pub(crate) writes_in_flight: Arc<AtomicUsize>,
+    pub(crate) reads: UnconfirmedReads,
+    pub(crate) role: Role,
 }
 
 impl Driver {
-    /// Runs until shutdown (Ok) or a fatal error (the node must stop).
+    /// Runs until shutdown (Ok) or a fatal error (the node must stop). Dropping the
+    /// driver hangs up on the apply thread, which then finishes its queue.
     pub(crate) fn run(mut self) -> Result<(), ServerError> {
-        let mut pending = Pending::default();
-        let result = self.main_loop(&mut pending);
-        if let Err(e) = &result {
-            tracing::error!("node stopping: {e}");
-            self.events
-                .note(&format!("Node {} stopped: {e}", self.raft.id()));
-        }
-        pending.fail_all();
+        let result = self.main_loop();
+        self.reads.fail_all();
         // Requests still queued were never proposed: they definitely did not apply.
         while let Ok(r) = self.req_rx.try_recv() {
             match r {
@@ -69,22 +78,11 @@ impl Driver {
                 }
             }
         }
-        if result.is_ok() {
-            if let Err(e) = self.kv.flush() {
-                tracing::error!("could not flush the state machine at shutdown: {e}");
-            }
-            self.events
-                .note(&format!("Node {} shut down cleanly.", self.raft.id()));
-        }
-        self.events.flush();
         result
     }
 
-    fn main_loop(&mut self, pending: &mut Pending) -> Result<(), ServerError> {
+    fn main_loop(&mut self) -> Result<(), ServerError> {
         let mut next_tick = Instant::now() + self.tick;
-        let mut next_flush = Instant::now() + self.flush_interval;
-        let mut flushed_at = self.kv.applied_index();
-        let mut role = self.raft.role();
         // Show the recovered state at once, not only after the first turn.
         self.publish_status();
         loop {
@@ -94,7 +92,10 @@ impl Driver {
                     if let Ok(m) = m { self.step(m) }
                 }
                 recv(self.req_rx) -> r => {
-                    if let Ok(r) = r { self.handle_request(r, pending) }
+                    if let Ok(r) = r { self.handle_request(r)? }
+                }
+                recv(self.fatal_rx) -> e => {
+                    return Err(ServerError::Fatal(e.unwrap_or_else(|_| "the apply thread stopped".into())));
                 }
                 recv(self.shutdown_rx) -> _ => return Ok(()),
                 default(wait) => {}
@@ -106,7 +107,7 @@ impl Driver {
                     idle = false;
                 }
                 if let Ok(r) = self.req_rx.try_recv() {
-                    self.handle_request(r, pending);
+                    self.handle_request(r)?;
                     idle = false;
                 }
                 if idle {
@@ -122,19 +123,9 @@ impl Driver {
                 }
                 next_tick += self.tick;
             }
-            self.process_ready(pending, &mut role)?;
-            pending.serve_reads(self.kv.applied_index());
-            pending.expire(now);
-            if now >= next_flush {
-                next_flush = now + self.flush_interval;
-                let applied = self.kv.applied_index();
-                if applied != flushed_at {
-                    self.kv.flush()?;
-                    flushed_at = applied;
-                }
-            }
+            self.process_ready()?;
+            self.reads.expire(now);
             self.publish_status();
-            self.events.flush();
         }
     }
 
@@ -144,14 +135,15 @@ impl Driver {
         }
     }
 
-    fn handle_request(&mut self, r: Request, pending: &mut Pending) {
-        if pending.len() >= self.max_pending {
-            let err = NodeError::Overloaded(format!("{} requests in flight", pending.len()));
+    fn handle_request(&mut self, r: Request) -> Result<(), ServerError> {
+        let in_flight = self.writes_in_flight.load(Ordering::Relaxed) + self.reads.len();
+        if in_flight >= self.max_pending {
+            let err = NodeError::Overloaded(format!("{in_flight} requests in flight"));
             match r {
                 Request::Write { reply, .. } => drop(reply.send(Err(err))),
                 Request::ReadBarrier { reply, .. } => drop(reply.send(Err(err))),
             }
-            return;
+            return Ok(());
         }
         match r {
             Request::Write {
@@ -160,7 +152,16 @@ impl Driver {
                 reply,
             } => match self.raft.propose(data) {
                 Ok((index, term)) => {
-                    pending.add_write(index, term, deadline, reply, self.raft.id())
+                    // Counted here, so a burst within one turn is bounded too; the
+                    // apply thread recounts as it answers.
+                    self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
+                    self.to_apply(ApplyJob::Register {
+                        index,
+                        term,
+                        leader: self.raft.id(),
+                        deadline,
+                        reply,
+                    })?;
                 }
                 Err(e) => {
                     let err = match e {
@@ -172,24 +173,39 @@ impl Driver {
                 }
             },
             Request::ReadBarrier { deadline, reply } => {
-                let ctx = pending.add_read(deadline, reply);
+                let ctx = self.reads.add(deadline, reply);
                 if let Err(e) = self.raft.read_index(ctx) {
                     let err = match e {
                         ReadIndexError::NotLeader { leader } => NodeError::NotLeader { leader },
                         ReadIndexError::Overloaded { .. } => NodeError::Overloaded(e.to_string()),
                     };
-                    pending.fail_read(ctx, err);
+                    self.reads.fail(ctx, err);
                 }
             }
         }
+        Ok(())
     }
 
-    /// Carries out every Ready per the contract documented on `keel_raft::Ready`.
-    fn process_ready(&mut self, pending: &mut Pending, role: &mut Role) -> Result<(), ServerError> {
+    /// Carries out every Ready per the contract documented on `keel_raft::Ready`
+    /// (synchronous persistence, asynchronous applying).
+    fn process_ready(&mut self) -> Result<(), ServerError> {
         while self.raft.has_ready() {
             let mut rd = self.raft.ready();
             // 1. The leader replicates in parallel with its own fsync.
             self.transport.send_all(&mut rd.messages);
+            if let Some(ss) = rd.soft_state {
+                if self.role == Role::Leader && ss.role != Role::Leader {
+                    self.reads.leadership_lost(ss.leader);
+                }
+                self.role = ss.role;
+            }
+            if !rd.events.is_empty() {
+                let mut events = self.events.lock().expect("event log lock poisoned");
+                for e in rd.events.drain(..) {
+                    events.core_event(&e);
+                }
+                events.flush();
+            }
             // 2. Persist. Only entries and term/vote need the fsync; a commit-index
             //    change rides along with the next one.
             let mut must_sync = !rd.entries.is_empty();
@@ -197,13 +213,11 @@ impl Driver {
                 self.wal.append_entries(KV_GROUP, &rd.entries)?;
             }
             if let Some(hs) = rd.hard_state {
-                // Term and vote must be durable before any message depending on them
-                // leaves; a commit-index change alone need not be.
                 must_sync |= (hs.term, hs.vote) != self.durable_term_vote;
                 self.wal.set_hard_state(KV_GROUP, hs)?;
             }
             if must_sync {
-                // An fsync failure poisons the WAL; returning stops the node.
+                // A failed fsync poisons the WAL; returning stops the node.
                 self.wal.sync().map_err(|e| {
                     ServerError::Fatal(format!(
                         "WAL fsync failed, stopping to protect the log: {e}"
@@ -214,37 +228,38 @@ impl Driver {
             }
             // 3. Messages that promise durability.
             self.transport.send_all(&mut rd.persisted_messages);
-            if let Some(ss) = rd.soft_state {
-                if *role == Role::Leader && ss.role != Role::Leader {
-                    pending.leadership_lost(ss.leader);
-                }
-                *role = ss.role;
-            }
-            for e in rd.events.drain(..) {
-                self.events.core_event(&e);
-            }
-            // 4. Apply, then answer the writes that became these entries.
+            // 4. Applies and confirmed reads, in Ready order, on the apply thread.
             if !rd.committed_entries.is_empty() {
-                let outcomes = self.kv.apply(&rd.committed_entries)?;
-                // Publish before answering, so a client that saw its write
-                // acknowledged never then reads an older status.
-                self.publish_status();
-                let leader = self.raft.leader();
-                let log_entries = self.events.wants_entries();
-                for (entry, outcome) in rd.committed_entries.iter().zip(&outcomes) {
-                    pending.applied(entry, outcome, leader);
-                    if log_entries {
-                        self.events.committed(*role, &describe_entry(entry));
-                    }
-                }
+                self.to_apply(ApplyJob::Entries {
+                    entries: std::mem::take(&mut rd.committed_entries),
+                    leader: self.raft.leader(),
+                    role: self.role,
+                })?;
             }
             for rs in rd.read_states.drain(..) {
-                pending.confirm_read(rs.ctx, rs.index);
+                if let Some(r) = self.reads.confirm(rs.ctx) {
+                    self.to_apply(ApplyJob::Read {
+                        index: rs.index,
+                        deadline: r.deadline,
+                        reply: r.reply,
+                    })?;
+                }
             }
-            // 5. Done.
+            // 5. Done: the entries are durable; applying continues on its thread.
             self.raft.advance(rd);
         }
         Ok(())
+    }
+
+    fn to_apply(&self, job: ApplyJob) -> Result<(), ServerError> {
+        self.apply_tx.send(job).map_err(|_| {
+            // The apply thread hung up: its own report says why, if it sent one.
+            ServerError::Fatal(
+                self.fatal_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| "the apply thread stopped unexpectedly".into()),
+            )
+        })
     }
 
     fn publish_status(&self) {
@@ -268,17 +283,5 @@ impl Driver {
                 true
             }
         });
-    }
-}
-
-/// `SET k v`, `DEL k` or `NO-OP`, for the event log.
-fn describe_entry(e: &keel_raft::Entry) -> String {
-    match e.kind {
-        EntryKind::NoOp => "NO-OP".to_string(),
-        EntryKind::ConfChange => "CONFIG-CHANGE".to_string(),
-        EntryKind::Normal => match Command::decode(&e.data) {
-            Ok(c) => c.to_string(),
-            Err(_) => "<undecodable entry>".to_string(),
-        },
     }
 }

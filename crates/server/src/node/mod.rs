@@ -1,12 +1,15 @@
-//! The node runtime: a dedicated thread owns the consensus core, the WAL and the
-//! state machine's write side (`driver.rs`); everything else talks to it through
-//! bounded channels via [`NodeHandle`].
+//! The node runtime: two dedicated threads. The consensus thread owns the core and
+//! writes the WAL (`driver.rs`); the apply thread owns the state machine's write
+//! side, answers clients and flushes the state machine (`apply.rs`). Everything
+//! else talks to the consensus thread through bounded channels via [`NodeHandle`].
 
+mod apply;
 mod driver;
-mod pending;
+mod reads;
 mod recover;
 mod requests;
 mod status;
+mod waiters;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +24,9 @@ pub use recover::{KV_GROUP, state_path};
 pub use requests::NodeError;
 pub use status::NodeStatus;
 
+use apply::Applier;
 use driver::Driver;
+use reads::UnconfirmedReads;
 pub(crate) use recover::{Recovered, recover};
 use requests::Request;
 
@@ -37,7 +42,12 @@ pub struct NodeHandle {
     status: watch::Receiver<NodeStatus>,
 }
 
-/// Everything the consensus thread needs, assembled by the server.
+/// Bound on work queued for the apply thread (one job per proposed write, per
+/// Ready's committed entries, per confirmed read): room for a slow state-machine
+/// flush at full speed without stalling the consensus thread.
+const MAX_QUEUED_APPLY_JOBS: usize = 65_536;
+
+/// Everything the node's threads need, assembled by the server.
 pub(crate) struct NodeParts {
     pub(crate) recovered: Recovered,
     pub(crate) transport: Transport,
@@ -57,32 +67,70 @@ pub(crate) struct RunningNode {
     pub(crate) join: std::thread::JoinHandle<Result<(), ServerError>>,
 }
 
-/// Starts the consensus thread.
+/// Starts the node's threads. The returned join handle covers both: it yields once
+/// they have stopped, with the first fatal error if any.
 pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let (req_tx, req_rx) = crossbeam_channel::bounded(parts.max_pending);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+    let (apply_tx, apply_rx) = crossbeam_channel::bounded(MAX_QUEUED_APPLY_JOBS);
+    let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let id = parts.recovered.raft.id();
     let (status_tx, status_rx) = watch::channel(NodeStatus::initial(id));
     let kv = parts.recovered.kv.clone();
     let hs = parts.recovered.raft.hard_state();
+    let role = parts.recovered.raft.role();
+    let events = Arc::new(std::sync::Mutex::new(parts.events));
+    let writes_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    let applier = Applier {
+        kv: kv.clone(),
+        jobs: apply_rx,
+        events: events.clone(),
+        flush_interval: parts.flush_interval,
+        writes_in_flight: writes_in_flight.clone(),
+        tick: parts.tick,
+    };
     let driver = Driver {
         raft: parts.recovered.raft,
-        wal: parts.recovered.wal,
         kv: kv.clone(),
         transport: parts.transport,
-        events: parts.events,
+        events: events.clone(),
         peer_rx: parts.peer_rx,
         req_rx,
+        fatal_rx,
         shutdown_rx,
+        wal: parts.recovered.wal,
+        durable_term_vote: (hs.term, hs.vote),
+        apply_tx,
         status_tx,
         tick: parts.tick,
-        flush_interval: parts.flush_interval,
         max_pending: parts.max_pending,
-        durable_term_vote: (hs.term, hs.vote),
+        writes_in_flight,
+        reads: UnconfirmedReads::default(),
+        role,
     };
+    let apply = spawn(format!("keel-apply-{id}"), fatal_tx, move || applier.run())?;
     let join = std::thread::Builder::new()
         .name(format!("keel-raft-{id}"))
-        .spawn(move || driver.run())
+        .spawn(move || {
+            // The driver hangs up on the apply thread when it returns; it finishes
+            // its queue (applies done, the state machine flushed) before it stops.
+            let result = driver.run();
+            let apply = apply
+                .join()
+                .unwrap_or_else(|_| Err(ServerError::Fatal("the apply thread panicked".into())));
+            let result = result.and(apply);
+            let mut events = events.lock().expect("event log lock poisoned");
+            match &result {
+                Ok(()) => events.note(&format!("Node {id} shut down cleanly.")),
+                Err(e) => {
+                    tracing::error!("node stopping: {e}");
+                    events.note(&format!("Node {id} stopped: {e}"));
+                }
+            }
+            events.flush();
+            result
+        })
         .map_err(|e| ServerError::Fatal(format!("cannot start the consensus thread: {e}")))?;
     Ok(RunningNode {
         handle: NodeHandle {
@@ -93,6 +141,25 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         stop: shutdown_tx,
         join,
     })
+}
+
+/// Spawns a helper thread that reports a fatal error to the consensus thread
+/// before returning it.
+fn spawn(
+    name: String,
+    fatal: Sender<String>,
+    run: impl FnOnce() -> Result<(), ServerError> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<(), ServerError>>, ServerError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let result = run();
+            if let Err(e) = &result {
+                let _ = fatal.send(e.to_string());
+            }
+            result
+        })
+        .map_err(|e| ServerError::Fatal(format!("cannot start {name}: {e}")))
 }
 
 impl NodeHandle {

@@ -23,7 +23,12 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 type Queue = Arc<Mutex<mpsc::Receiver<MessageBatch>>>;
 
 /// Runs until the queue's sending side is dropped (node shutdown).
-pub(super) async fn run(peer: NodeId, addr: String, queue: mpsc::Receiver<MessageBatch>, stats: Arc<TransportStats>) {
+pub(super) async fn run(
+    peer: NodeId,
+    addr: String,
+    queue: mpsc::Receiver<MessageBatch>,
+    stats: Arc<TransportStats>,
+) {
     let queue: Queue = Arc::new(Mutex::new(queue));
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
@@ -42,13 +47,16 @@ pub(super) async fn run(peer: NodeId, addr: String, queue: mpsc::Receiver<Messag
             Ok(channel) => {
                 backoff = BACKOFF_MIN;
                 tracing::debug!(peer, %addr, "connected to peer");
-                let mut client = RaftClient::new(channel).max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+                let mut client =
+                    RaftClient::new(channel).max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
                 match client.stream(batches(queue.clone())).await {
                     Ok(_) => {}
                     Err(status) if status.code() == tonic::Code::PermissionDenied => {
                         tracing::warn!(peer, "peer refused our stream: {}", status.message());
                     }
-                    Err(status) => tracing::debug!(peer, "stream to peer ended: {}", status.message()),
+                    Err(status) => {
+                        tracing::debug!(peer, "stream to peer ended: {}", status.message())
+                    }
                 }
             }
             Err(e) => tracing::debug!(peer, %addr, "cannot connect to peer: {e}"),
@@ -77,7 +85,9 @@ async fn drain_stale(queue: &Queue, stats: &TransportStats) -> bool {
     loop {
         match rx.try_recv() {
             Ok(batch) => {
-                stats.dropped.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+                stats
+                    .dropped
+                    .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
             }
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,

@@ -1,5 +1,5 @@
-//! Requests waiting inside the consensus thread: writes until their entry applies,
-//! reads until leadership is confirmed and the state machine caught up.
+//! Requests waiting on the apply thread: writes until their entry applies, and
+//! confirmed reads until the state machine has applied far enough.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -23,21 +23,19 @@ struct PendingRead {
     reply: oneshot::Sender<ReadResult>,
 }
 
-/// All requests in flight on one node.
+/// Writes and confirmed reads waiting for the state machine.
 #[derive(Debug, Default)]
-pub(crate) struct Pending {
+pub(crate) struct Waiters {
     /// By log index: the entry a write became.
     writes: BTreeMap<Index, PendingWrite>,
-    /// By ReadIndex context: reads waiting for leadership confirmation.
-    reads_unconfirmed: BTreeMap<u64, PendingRead>,
     /// Confirmed reads waiting for the state machine to reach their index.
     reads_confirmed: Vec<(Index, PendingRead)>,
-    next_read_ctx: u64,
 }
 
-impl Pending {
-    pub(crate) fn len(&self) -> usize {
-        self.writes.len() + self.reads_unconfirmed.len() + self.reads_confirmed.len()
+impl Waiters {
+    /// Writes waiting.
+    pub(crate) fn writes(&self) -> usize {
+        self.writes.len()
     }
 
     /// Registers a write proposed at `index` in `term`. `leader` is this node (the
@@ -65,32 +63,6 @@ impl Pending {
         }
     }
 
-    /// Registers a read and returns the context to pass to `read_index`.
-    pub(crate) fn add_read(
-        &mut self,
-        deadline: Instant,
-        reply: oneshot::Sender<ReadResult>,
-    ) -> u64 {
-        self.next_read_ctx += 1;
-        self.reads_unconfirmed
-            .insert(self.next_read_ctx, PendingRead { deadline, reply });
-        self.next_read_ctx
-    }
-
-    /// Fails a read that `read_index` refused.
-    pub(crate) fn fail_read(&mut self, ctx: u64, err: NodeError) {
-        if let Some(r) = self.reads_unconfirmed.remove(&ctx) {
-            let _ = r.reply.send(Err(err));
-        }
-    }
-
-    /// Leadership for the read `ctx` was confirmed at `index`.
-    pub(crate) fn confirm_read(&mut self, ctx: u64, index: Index) {
-        if let Some(r) = self.reads_unconfirmed.remove(&ctx) {
-            self.reads_confirmed.push((index, r));
-        }
-    }
-
     /// An entry was applied with `outcome`: answer the write that became it. If
     /// the entry at that index is from another term, the write was overwritten by a
     /// newer leader and definitely not applied.
@@ -112,6 +84,17 @@ impl Pending {
         }
     }
 
+    /// Registers a read whose leadership confirmation came at `index`.
+    pub(crate) fn add_read(
+        &mut self,
+        index: Index,
+        deadline: Instant,
+        reply: oneshot::Sender<ReadResult>,
+    ) {
+        self.reads_confirmed
+            .push((index, PendingRead { deadline, reply }));
+    }
+
     /// Answers every confirmed read whose index the state machine has reached.
     pub(crate) fn serve_reads(&mut self, applied: Index) {
         if self.reads_confirmed.is_empty() {
@@ -125,13 +108,6 @@ impl Pending {
             } else {
                 i += 1;
             }
-        }
-    }
-
-    /// Leadership was lost: reads waiting for confirmation will never get it.
-    pub(crate) fn leadership_lost(&mut self, leader: NodeId) {
-        for (_, r) in std::mem::take(&mut self.reads_unconfirmed) {
-            let _ = r.reply.send(Err(NodeError::NotLeader { leader }));
         }
     }
 
@@ -149,18 +125,6 @@ impl Pending {
                     "the write was proposed at index {index} but did not commit before the deadline"
                 ))));
             }
-        }
-        let expired: Vec<u64> = self
-            .reads_unconfirmed
-            .iter()
-            .filter(|(_, r)| r.deadline <= now)
-            .map(|(&ctx, _)| ctx)
-            .collect();
-        for ctx in expired {
-            self.fail_read(
-                ctx,
-                NodeError::Timeout("leadership was not confirmed before the deadline".into()),
-            );
         }
         let mut kept = Vec::with_capacity(self.reads_confirmed.len());
         for (index, r) in std::mem::take(&mut self.reads_confirmed) {
@@ -183,9 +147,6 @@ impl Pending {
             let _ = w.reply.send(Err(NodeError::OutcomeUnknown(format!(
                 "the node stopped after proposing the write at index {index}"
             ))));
-        }
-        for (_, r) in std::mem::take(&mut self.reads_unconfirmed) {
-            let _ = r.reply.send(Err(NodeError::ShuttingDown));
         }
         for (_, r) in std::mem::take(&mut self.reads_confirmed) {
             let _ = r.reply.send(Err(NodeError::ShuttingDown));
