@@ -66,9 +66,6 @@ impl Simulation {
         for (entries, hard_state) in writes {
             self.write(id, &entries, hard_state)?;
         }
-        if covered > 1 {
-            self.stats.group_commits += 1;
-        }
         let latency = self.fsync_latency(id);
         let incarnation = self.node(id).incarnation;
         self.schedule(
@@ -78,6 +75,10 @@ impl Simulation {
                 incarnation,
             },
         );
+        if covered > 1 {
+            self.stats.group_commits += 1;
+            self.maybe_crash_during_group_commit(id, latency);
+        }
         // A crash check may need the storage thread's view right away.
         self.touched.push(id);
         Ok(())

@@ -75,6 +75,33 @@ impl Simulation {
         self.inject(FaultKind::Crash(node), downtime);
     }
 
+    /// An asynchronous node's storage thread just started an fsync covering several
+    /// `Ready`s, which takes `latency`. A quarter of the time, plan a crash at a
+    /// random moment before it completes: the moment the most handed-out work is not
+    /// durable yet (the timed faults rarely land there).
+    pub(super) fn maybe_crash_during_group_commit(&mut self, node: NodeId, latency: Time) {
+        if self.phase != Phase::Chaos || !self.cfg.faults || !self.rng.one_in(4) {
+            return;
+        }
+        let at = self.rng.range(0, latency - 1);
+        let incarnation = self.node(node).incarnation;
+        self.schedule(at, Scheduled::CrashMidFsync { node, incarnation });
+    }
+
+    /// A planned crash during a group commit is due: strike if the fsync is still in
+    /// flight in the same incarnation and the fault budget allows.
+    pub(super) fn on_crash_mid_fsync(&mut self, node: NodeId, incarnation: u32) {
+        if self.phase != Phase::Chaos
+            || self.node(node).incarnation != incarnation
+            || !self.node(node).is_syncing()
+            || self.chaos.active.len() >= self.max_active_faults()
+        {
+            return;
+        }
+        let downtime = self.rng.range(TICK / 10, 2 * TICK);
+        self.inject(FaultKind::Crash(node), downtime);
+    }
+
     fn inject(&mut self, fault: FaultKind, duration: Time) {
         self.chaos.next_id += 1;
         let id = self.chaos.next_id;

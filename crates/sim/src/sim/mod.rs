@@ -45,6 +45,8 @@ enum Scheduled {
     Deliver(Message),
     /// Node `node`'s fsync (of either form) completes.
     SyncDone { node: NodeId, incarnation: u32 },
+    /// Node `node` crashes if its group commit is still in flight.
+    CrashMidFsync { node: NodeId, incarnation: u32 },
     /// The client acts.
     Client,
     /// The fault planner considers a new fault.
@@ -224,6 +226,10 @@ impl Simulation {
             Scheduled::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Scheduled::Deliver(m) => self.on_deliver(m),
             Scheduled::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
+            Scheduled::CrashMidFsync { node, incarnation } => {
+                self.on_crash_mid_fsync(node, incarnation);
+                Ok(())
+            }
             Scheduled::Client => self.on_client(),
             Scheduled::FaultTimer => self.on_fault_timer(),
             Scheduled::FaultEnd(id) => self.on_fault_end(id),
