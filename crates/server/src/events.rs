@@ -56,8 +56,10 @@ impl EventLog {
         self.write(&line);
     }
 
-    /// Records that this node applied a committed entry (`what` is e.g. `SET k v`).
+    /// Records that this node applied a committed entry (`what` is e.g. `SET k v`;
+    /// long ones are cut, so a 1 MiB value does not become a 1 MiB line).
     pub fn committed(&mut self, role: Role, what: &str) {
+        let what = shorten(what, MAX_ENTRY_CHARS);
         let line = format!(
             "Node {} ({}) committed the entry {what} to the state machine.",
             self.node,
@@ -84,6 +86,19 @@ impl EventLog {
     pub fn flush(&mut self) {
         if let Some(out) = &mut self.out {
             let _ = out.flush();
+        }
+    }
+}
+
+/// Longest entry description in the event log, in characters.
+const MAX_ENTRY_CHARS: usize = 120;
+
+/// `text`, cut to `max` characters with a note of the full length.
+fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => {
+            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len()))
         }
     }
 }
@@ -156,6 +171,16 @@ mod tests {
             ),
             "Vote granted for Node 3 in term 4."
         );
+    }
+
+    #[test]
+    fn long_entries_are_cut() {
+        assert_eq!(shorten("SET k v", 120), "SET k v");
+        let long = format!("SET k {}", "x".repeat(500));
+        let cut = shorten(&long, 120);
+        assert!(cut.starts_with("SET k xxx"));
+        assert!(cut.ends_with("… (506 bytes)"), "{cut}");
+        assert!(cut.chars().count() < 140);
     }
 
     #[test]
