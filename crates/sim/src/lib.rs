@@ -3,8 +3,12 @@
 //! Runs clusters of real keel Raft cores ([`keel_raft::Raft`]) over the real storage
 //! code (`keel-storage`'s WAL on a crash-simulating `MemVfs`), on a simulated network
 //! that drops, delays, reorders and duplicates messages, with symmetric and one-way
-//! partitions and power failures that lose whatever was not fsynced. One seeded RNG
-//! drives everything, so a seed names a run and replays it exactly.
+//! partitions and power failures that lose whatever was not fsynced. Each node drives
+//! its core through the `Ready` contract in one of its two forms — synchronous
+//! (`advance` after each fsync) or asynchronous (`advance_async`, with a storage thread
+//! that group-commits and reports back with `on_persisted`) — drawn per process
+//! incarnation. One seeded RNG drives everything, so a seed names a run and replays
+//! it exactly.
 //!
 //! After every step the [`checker`] verifies election safety, log matching, leader
 //! completeness, state machine safety, monotonic commit and the durability of synced

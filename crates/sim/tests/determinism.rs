@@ -1,7 +1,7 @@
 //! A seed names a run: the same seed gives the identical run (same trace, event for
 //! event), and different seeds give different runs.
 
-use keel_sim::{SimConfig, StorageKind, run};
+use keel_sim::{Persistence, SimConfig, StorageKind, run};
 
 fn fingerprint(cfg: SimConfig) -> (u64, keel_sim::Stats) {
     let summary = run(cfg).unwrap_or_else(|f| panic!("{f}"));
@@ -37,4 +37,16 @@ fn runs_do_real_work() {
     assert!(s.committed >= 50, "{s:?}");
     assert!(s.crashes >= 1 && s.faults >= 5, "{s:?}");
     assert!(s.acked >= 20, "{s:?}");
+    // Both forms of the Ready contract, and several Readys per fsync.
+    assert!(s.async_starts > 0 && s.async_starts < s.starts, "{s:?}");
+    assert!(s.group_commits >= 5, "{s:?}");
+}
+
+#[test]
+fn asynchronous_runs_are_deterministic_too() {
+    let cfg = SimConfig {
+        persistence: Persistence::Async,
+        ..SimConfig::new(6, 5)
+    };
+    assert_eq!(fingerprint(cfg.clone()), fingerprint(cfg));
 }

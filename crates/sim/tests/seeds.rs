@@ -81,7 +81,7 @@ fn single_node_clusters_survive_crashes() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS) / 10;
     // Synchronous only until the core bug in `tests/core_bugs.rs` is fixed: a
     // single voter leads before its term is durable, which asynchronous nodes expose
-    // (about 1 seed in 150 fails log matching).
+    // (about 1 seed in 100 fails log matching).
     sweep(
         1,
         Persistence::Sync,

@@ -12,7 +12,7 @@
 //! 4. when the fsync completes, for each covered `Ready` in order: send its
 //!    `persisted_messages`, then `on_persisted(index, term)` of its last entry.
 
-use keel_raft::NodeId;
+use keel_raft::{Index, NodeId, Term};
 
 use super::{Scheduled, Simulation, Stop};
 use crate::config::Bug;
@@ -118,7 +118,8 @@ impl Simulation {
         }
     }
 
-    fn persisted(&mut self, id: NodeId, index: keel_raft::Index, term: keel_raft::Term) {
+    /// Tells node `id`'s core that its log is durable through `index`@`term`.
+    fn persisted(&mut self, id: NodeId, index: Index, term: Term) {
         let Some(p) = self.process_mut(id) else {
             return;
         };

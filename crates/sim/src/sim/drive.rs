@@ -12,7 +12,7 @@ use keel_raft::{Entry, Message, NodeId, ProposeError, Ready};
 
 use super::{Simulation, Stop};
 use crate::checker::{Invariant, Violation};
-use crate::config::{Bug, TICK};
+use crate::config::{Bug, Time};
 use crate::network::{self, CUT};
 use crate::node::{Driver, Input, Process};
 use crate::trace::{MsgSummary, TraceEvent};
@@ -200,12 +200,12 @@ impl Simulation {
     }
 
     /// A random fsync latency for node `id`'s disk.
-    pub(super) fn fsync_latency(&mut self, id: NodeId) -> crate::config::Time {
+    pub(super) fn fsync_latency(&mut self, id: NodeId) -> Time {
         let max = self
             .node(id)
             .process
             .as_ref()
-            .map_or(TICK / 5, |p| p.fsync_max);
+            .map_or(super::lifecycle::FSYNC_MAX, |p| p.fsync_max);
         self.rng.range(1, max)
     }
 

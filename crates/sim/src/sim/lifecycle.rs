@@ -19,7 +19,7 @@ const MAX_OPS_BEFORE_DEATH: u64 = 8;
 /// Longest fsync of a usual disk, and of a slow one (a quarter of the incarnations):
 /// a slow disk keeps several `Ready`s in flight on an asynchronous node, and a long
 /// inbox on a synchronous one.
-const FSYNC_MAX: Time = TICK / 5;
+pub(super) const FSYNC_MAX: Time = TICK / 5;
 const SLOW_FSYNC_MAX: Time = TICK;
 
 impl Simulation {

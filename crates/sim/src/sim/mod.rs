@@ -36,6 +36,9 @@ use crate::trace::{Trace, TraceEvent};
 /// Trace lines shown in a failure report.
 const REPORT_TRACE_LINES: usize = 40;
 
+/// Most proposals in one client burst.
+const MAX_BURST: u64 = 6;
+
 /// Something scheduled to happen at a point in simulated time.
 #[derive(Debug)]
 enum Scheduled {
@@ -284,6 +287,9 @@ impl Simulation {
     }
 
     /// A fault-phase proposal, to whoever the client believes leads.
+    /// A quarter of the time it is a burst of several proposals, as from clients
+    /// writing concurrently: what makes an asynchronous node's storage thread cover
+    /// several `Ready`s with one fsync (group commit).
     fn chaos_proposal(&mut self) -> Result<(), Stop> {
         let hint = self.client.hint;
         let target = if hint != 0 && self.node(hint).is_up() {
@@ -297,10 +303,18 @@ impl Simulation {
             self.client.hint = 0;
             return Ok(());
         }
+        let burst = if self.rng.one_in(4) {
+            self.rng.range(2, MAX_BURST)
+        } else {
+            1
+        };
         let incarnation = self.node(target).incarnation;
-        let (attempt, data) = self.client.propose(target, incarnation, None);
-        self.stats.proposals += 1;
-        self.feed(target, crate::node::Input::Propose { attempt, data })
+        for _ in 0..burst {
+            let (attempt, data) = self.client.propose(target, incarnation, None);
+            self.stats.proposals += 1;
+            self.feed(target, crate::node::Input::Propose { attempt, data })?;
+        }
+        Ok(())
     }
 
     // ---- Helpers ------------------------------------------------------------------
