@@ -61,6 +61,9 @@ pub struct Proposal {
 pub struct Request {
     /// When it was issued.
     pub issued: Time,
+    /// Entries that had to be replicated before it could commit, when it was
+    /// issued: the liveness bound allows a tick for each.
+    pub backlog: u64,
     /// The id whose key and value every attempt writes.
     pub id: u64,
     /// When it was acknowledged.
@@ -133,12 +136,14 @@ impl Client {
         (attempt_id, data)
     }
 
-    /// Issues a liveness request (its first attempt is made by the caller).
-    pub fn new_request(&mut self, now: Time) -> usize {
+    /// Issues a liveness request (its first attempt is made by the caller) while
+    /// `backlog` entries wait to be replicated before it.
+    pub fn new_request(&mut self, now: Time, backlog: u64) -> usize {
         let id = self.next_id;
         self.next_id += 1;
         self.requests.push(Request {
             issued: now,
+            backlog,
             id,
             acked: None,
             attempt: None,
@@ -360,7 +365,7 @@ mod tests {
     #[test]
     fn requests_retry_after_failure_but_not_after_a_crash() {
         let mut c = Client::new(1);
-        let r = c.new_request(0);
+        let r = c.new_request(0, 0);
         let (a, _) = c.propose(1, 0, Some(r));
         assert!(!c.may_retry(r), "attempt in flight");
         c.on_proposed(a, Err(3));

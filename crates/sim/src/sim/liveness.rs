@@ -82,7 +82,8 @@ impl Simulation {
             return Ok(());
         }
         if self.client.requests.len() < self.cfg.bounds.requests as usize {
-            self.client.new_request(self.now);
+            let backlog = self.backlog();
+            self.client.new_request(self.now, backlog);
         }
         for r in 0..self.client.requests.len() {
             if !self.client.may_retry(r) {
@@ -109,26 +110,41 @@ impl Simulation {
             && requests.iter().all(|r| r.acked.is_some())
     }
 
+    /// A request must be acknowledged within the bound plus one tick per entry of
+    /// the backlog it was issued behind (see [`Simulation::backlog`]).
     fn check_request_bounds(&self) -> Result<(), Stop> {
-        let bound = self.cfg.bounds.commit_ticks * TICK;
+        let bound = self.cfg.bounds.commit_ticks;
         let late = self
             .client
             .requests
             .iter()
-            .find(|r| r.acked.is_none() && self.now > r.issued + bound);
+            .find(|r| r.acked.is_none() && self.now > r.issued + (bound + r.backlog) * TICK);
         if let Some(r) = late {
             let detail = format!(
                 "request for key k{:08} issued at t={} was not acknowledged within {} ticks \
-                 ({} attempts); {}",
+                 (+{} for the entries ahead of it; {} attempts); {}",
                 r.id,
                 r.issued / TICK,
-                self.cfg.bounds.commit_ticks,
+                bound,
+                r.backlog,
                 r.attempts,
                 self.describe_cluster()
             );
             return Err(self.stuck(LivenessBound::Commit, detail));
         }
         Ok(())
+    }
+
+    /// Entries that must be replicated before a request issued now can commit, at
+    /// most: from the lowest commit index of a running node to the longest log. A
+    /// leader that accepted proposals while cut off must ship them all first — one
+    /// per round trip under the tightest flow control — which the request bound
+    /// allows for as the catch-up bound does.
+    fn backlog(&self) -> u64 {
+        let cores = self.nodes.iter().filter_map(|n| n.core());
+        let longest = cores.clone().map(|c| c.last_index()).max().unwrap_or(0);
+        let lowest_commit = cores.map(|c| c.commit_index()).min().unwrap_or(0);
+        longest.saturating_sub(lowest_commit)
     }
 
     /// How many entries the slowest replica has yet to apply.
