@@ -29,11 +29,14 @@ impl Raft {
             self.become_candidate();
             self.term
         };
-        self.votes.insert(self.cfg.id, true);
-        if quorum::vote_result(&self.voters, &self.votes) == VoteResult::Won {
-            // A single-voter group wins at once.
-            self.on_election_won(pre_vote);
-            return;
+        if pre_vote {
+            // A pre-vote binds nothing, so our own counts at once.
+            self.votes.insert(self.cfg.id, true);
+            if quorum::vote_result(&self.voters, &self.votes) == VoteResult::Won {
+                // A single-voter group wins at once.
+                self.on_election_won(true);
+                return;
+            }
         }
         let peers: Vec<NodeId> = self
             .voters
@@ -150,10 +153,28 @@ impl Raft {
             return;
         }
         self.votes.insert(from, granted);
+        self.tally(pre_vote);
+    }
+
+    fn tally(&mut self, pre_vote: bool) {
         match quorum::vote_result(&self.voters, &self.votes) {
             VoteResult::Won => self.on_election_won(pre_vote),
             VoteResult::Lost => self.become_follower(self.term, NO_NODE),
             VoteResult::Pending => {}
+        }
+    }
+
+    /// A candidate's own vote counts only once its new term and vote are durable:
+    /// a node that won on a vote it could still forget (a crash before the fsync)
+    /// could campaign for the same term again, win again, and lead one term twice.
+    /// Other voters' votes are durable before they are sent, by the Ready contract.
+    pub(crate) fn count_durable_self_vote(&mut self) {
+        if self.role == Role::Candidate
+            && !self.votes.contains_key(&self.cfg.id)
+            && self.durable_term_vote == (self.term, self.cfg.id)
+        {
+            self.votes.insert(self.cfg.id, true);
+            self.tally(false);
         }
     }
 

@@ -193,9 +193,16 @@ impl RaftLog {
         out
     }
 
-    /// The runtime made entries up to `index` (with `term`) durable.
-    pub(crate) fn stable_to(&mut self, index: Index, term: Term) {
-        if self.matches(index, term) && index > self.persisted {
+    /// First index not yet handed out for persisting (entries at or after it are
+    /// not durable, whatever storage holds at those indexes).
+    pub(crate) fn unstable_from(&self) -> Index {
+        self.unstable
+    }
+
+    /// Storage holds this log durably through `index`.
+    pub(crate) fn persisted_to(&mut self, index: Index) {
+        debug_assert!(index <= self.last_index());
+        if index > self.persisted {
             self.persisted = index;
         }
     }
@@ -383,7 +390,7 @@ mod tests {
         assert_eq!(got, vec![1, 2, 3]);
         assert!(!log.has_applicable());
         let _ = log.take_unstable();
-        log.stable_to(4, 1);
+        log.persisted_to(4);
         assert_eq!(log.take_applicable(u64::MAX).len(), 1);
     }
 
@@ -402,16 +409,5 @@ mod tests {
         assert_eq!(log.find_conflict_by_term(6, 5), (6, 5));
         assert_eq!(log.find_conflict_by_term(3, 1), (2, 1));
         assert_eq!(log.find_conflict_by_term(100, 0), (0, 0));
-    }
-
-    #[test]
-    fn stable_to_ignores_stale_term() {
-        let mut log = log_of(&[1]);
-        log.append([ent(2, 2)]);
-        let _ = log.take_unstable();
-        log.stable_to(2, 1);
-        assert_eq!(log.persisted, 1);
-        log.stable_to(2, 2);
-        assert_eq!(log.persisted, 2);
     }
 }

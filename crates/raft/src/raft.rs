@@ -75,12 +75,26 @@ pub struct Raft {
     // What the last `Ready` reported, to send only changes.
     prev_hard_state: HardState,
     prev_soft_state: SoftState,
-    /// Set between `ready()` and `advance()`: the last entry handed out to persist.
+    /// Set between `ready()` and `advance()`.
     in_progress: Option<InProgress>,
+    /// Number of the last Ready taken.
+    ready_number: u64,
+    /// Readys handed to storage whose writes are not known durable yet, oldest
+    /// first (only those that write something).
+    pending_writes: std::collections::VecDeque<InProgress>,
+    /// Term and vote as storage has made them durable.
+    pub(crate) durable_term_vote: (Term, NodeId),
 }
 
+/// Storage work of a Ready taken with `ready()`.
 #[derive(Debug, Clone, Copy)]
-struct InProgress;
+struct InProgress {
+    number: u64,
+    /// Indexes of the first and last entry it writes.
+    entries: Option<(Index, Index)>,
+    /// The term and vote it makes durable, if it changes them.
+    term_vote: Option<(Term, NodeId)>,
+}
 
 impl Raft {
     /// Creates a core from recovered state. `seed` drives the election-timeout
@@ -151,6 +165,9 @@ impl Raft {
                 role: Role::Follower,
             },
             in_progress: None,
+            ready_number: 0,
+            pending_writes: std::collections::VecDeque::new(),
+            durable_term_vote: (hs.term, hs.vote),
             cfg,
         };
         raft.prev_hard_state = raft.hard_state();
@@ -258,8 +275,19 @@ impl Raft {
         let ss = self.soft_state();
         let entries = self.log.take_unstable();
         let committed_entries = self.log.take_applicable(self.cfg.max_apply_bytes);
-        self.in_progress = Some(InProgress);
+        self.ready_number += 1;
+        let term_vote = (hs.term, hs.vote);
+        self.in_progress = Some(InProgress {
+            number: self.ready_number,
+            entries: entries
+                .first()
+                .zip(entries.last())
+                .map(|(f, l)| (f.index, l.index)),
+            term_vote: (term_vote != (self.prev_hard_state.term, self.prev_hard_state.vote))
+                .then_some(term_vote),
+        });
         let rd = Ready {
+            number: self.ready_number,
             soft_state: (ss != self.prev_soft_state).then_some(ss),
             hard_state: (hs != self.prev_hard_state).then_some(hs),
             entries,
@@ -276,38 +304,70 @@ impl Raft {
 
     /// Acknowledges that a [`Ready`] was carried out synchronously: its entries and
     /// hard state are durable and its committed entries applied. Equivalent to
-    /// [`Raft::advance_async`] followed by [`Raft::on_persisted`] for its last entry.
+    /// [`Raft::advance_async`] followed by [`Raft::on_persisted`] with its number.
     pub fn advance(&mut self, rd: Ready) {
-        let last = rd.entries.last().map(|e| (e.index, e.term));
+        let number = rd.number;
         self.advance_async(rd);
-        if let Some((index, term)) = last {
-            self.on_persisted(index, term);
-        }
+        self.on_persisted(number);
     }
 
     /// Acknowledges that a [`Ready`] was handed to storage, which will make it
     /// durable later (asynchronous persistence, see [`Ready`]). The core may be
-    /// stepped again at once; it counts none of the Ready's entries as durable until
+    /// stepped again at once; it counts none of the Ready's writes as durable until
     /// [`Raft::on_persisted`] says so.
     pub fn advance_async(&mut self, rd: Ready) {
-        assert!(
-            self.in_progress.take().is_some(),
-            "advance called without a matching ready"
-        );
+        let ip = self
+            .in_progress
+            .take()
+            .expect("advance called without a matching ready");
+        debug_assert_eq!(ip.number, rd.number, "advance with another Ready");
         drop(rd);
+        if ip.entries.is_some() || ip.term_vote.is_some() {
+            self.pending_writes.push_back(ip);
+        }
     }
 
-    /// Storage has made the log durable through `index`, whose entry has `term`
-    /// (the last entry of a Ready handed over earlier). Stale reports — the entry at
-    /// `index` was since replaced — are ignored. On the leader this may commit: the
-    /// leader counts its own log toward a quorum only from here (thesis §10.2.1).
-    pub fn on_persisted(&mut self, index: Index, term: Term) {
+    /// Storage has made every Ready up to number `number` durable (storage writes
+    /// in order). On the leader this may commit: the leader counts its own log
+    /// toward a quorum only from here (thesis §10.2.1); a candidate counts its own
+    /// vote only from here.
+    pub fn on_persisted(&mut self, number: u64) {
         self.assert_not_in_ready();
-        let before = self.log.persisted;
-        self.log.stable_to(index, term);
-        if self.role == Role::Leader && self.log.persisted > before {
-            self.maybe_commit();
+        let mut last_written = None;
+        while let Some(w) = self.pending_writes.front() {
+            if w.number > number {
+                break;
+            }
+            let w = self.pending_writes.pop_front().expect("checked non-empty");
+            if let Some((_, last)) = w.entries {
+                // Each write replaces everything after its first entry, so the
+                // durable log ends where the latest durable write ends.
+                last_written = Some(last);
+            }
+            if let Some(tv) = w.term_vote {
+                self.durable_term_vote = tv;
+            }
         }
+        if let Some(last) = last_written {
+            // Of the current log, durable is what no later, still pending write
+            // (nor an in-memory truncation not handed out yet) has replaced.
+            let replaced_from = self
+                .pending_writes
+                .iter()
+                .filter_map(|w| w.entries.map(|(first, _)| first))
+                .chain(std::iter::once(self.log.unstable_from()))
+                .min()
+                .unwrap_or(Index::MAX);
+            let durable = last
+                .min(replaced_from.saturating_sub(1))
+                .min(self.log.last_index());
+            let before = self.log.persisted;
+            self.log.persisted_to(durable);
+            if self.role == Role::Leader && self.log.persisted > before {
+                self.maybe_commit();
+            }
+        }
+        self.count_durable_self_vote();
     }
 
     // ---- Queries ------------------------------------------------------------------

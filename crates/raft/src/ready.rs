@@ -141,15 +141,18 @@ pub enum Event {
 /// (in order: storage writes in Ready order, applies in Ready order) and call
 /// [`crate::Raft::advance_async`] at once; the core may then be stepped, ticked
 /// and asked for more Readys while the writes are in flight. When storage has made
-/// a Ready durable, call [`crate::Raft::on_persisted`] with its last entry's index
-/// and term (if it had entries), and send its `persisted_messages`.
+/// a Ready (and so every earlier one) durable, send its `persisted_messages` and
+/// call [`crate::Raft::on_persisted`] with its `number`.
 ///
 /// Either way the leader counts its own log toward a commit quorum only once the
-/// core knows it is durable, and hands out committed entries for applying only up
-/// to what is durable locally.
+/// core knows it is durable, a candidate counts its own vote only once its new
+/// term and vote are durable, and committed entries are handed out for applying
+/// only up to what is durable locally.
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be processed and passed to advance"]
 pub struct Ready {
+    /// Sequence number of this Ready (1, 2, ...), for [`crate::Raft::on_persisted`].
+    pub number: u64,
     /// Changed role or leader, if any.
     pub soft_state: Option<SoftState>,
     /// Term/vote/commit to persist, if changed.

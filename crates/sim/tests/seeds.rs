@@ -79,12 +79,9 @@ fn five_node_clusters_stay_safe_and_live() {
 #[test]
 fn single_node_clusters_survive_crashes() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS) / 10;
-    // Synchronous only until the core bug in `tests/core_bugs.rs` is fixed: a
-    // single voter leads before its term is durable, which asynchronous nodes expose
-    // (about 1 seed in 100 fails log matching).
     sweep(
         1,
-        Persistence::Sync,
+        Persistence::Mixed,
         env_u64("KEEL_SIM_SEED_BASE", 0) + 2_000_000,
         count.max(1),
     );

@@ -52,6 +52,7 @@ pub(crate) struct Network {
 
 /// A Ready's storage work handed off by an asynchronous node.
 pub(crate) struct InFlightWrite {
+    number: u64,
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
     persisted_messages: Vec<Message>,
@@ -122,6 +123,7 @@ impl Network {
                     .entry(id)
                     .or_default()
                     .push_back(InFlightWrite {
+                        number: rd.number,
                         entries: std::mem::take(&mut rd.entries),
                         hard_state: rd.hard_state,
                         persisted_messages: std::mem::take(&mut rd.persisted_messages),
@@ -150,10 +152,7 @@ impl Network {
                 disk.hard_state = hs;
             }
             self.queue.extend(w.persisted_messages);
-            if let Some(last) = w.entries.last() {
-                let (index, term) = (last.index, last.term);
-                self.node_mut(id).on_persisted(index, term);
-            }
+            self.node_mut(id).on_persisted(w.number);
         }
         self.process(id);
     }

@@ -25,7 +25,9 @@ pub struct Handover {
     writes: bool,
     /// Sent once this and every earlier handover is durable.
     pub persisted_messages: Vec<Message>,
-    /// The `Ready`'s last entry, reported with `on_persisted` once durable.
+    /// The `Ready`'s number, reported with `on_persisted` once durable.
+    pub number: u64,
+    /// The `Ready`'s last entry (for the trace).
     pub last: Option<(Index, Term)>,
 }
 
@@ -34,6 +36,7 @@ impl Handover {
     pub fn take_from(rd: &mut Ready) -> Self {
         Handover {
             writes: rd.must_sync(),
+            number: rd.number,
             last: rd.entries.last().map(|e| (e.index, e.term)),
             entries: std::mem::take(&mut rd.entries),
             hard_state: rd.hard_state,

@@ -10,9 +10,9 @@
 //!    one batch and fsyncs once (group commit), which takes simulated time during
 //!    which a crash may strike;
 //! 4. when the fsync completes, for each covered `Ready` in order: send its
-//!    `persisted_messages`, then `on_persisted(index, term)` of its last entry.
+//!    `persisted_messages`, then `on_persisted` with its number.
 
-use keel_raft::{Index, NodeId, Term};
+use keel_raft::NodeId;
 
 use super::{Scheduled, Simulation, Stop};
 use crate::config::Bug;
@@ -39,12 +39,13 @@ impl Simulation {
             }
             let committed = std::mem::take(&mut rd.committed_entries);
             self.apply(id, committed)?;
+            let persist_early = self.bug(Bug::PersistBeforeSync);
             let p = self.process_mut(id).expect("driven nodes run");
             p.core.advance_async(rd);
-            if self.bug(Bug::PersistBeforeSync)
-                && let Some((index, term)) = handover.last.take()
-            {
-                self.persisted(id, index, term);
+            if persist_early {
+                // The bug: tell the core at hand-over that the Ready is durable.
+                p.core.on_persisted(handover.number);
+                self.touched.push(id);
             }
             if !handover.is_empty()
                 && let Some(t) = self.storage_thread(id)
@@ -108,27 +109,22 @@ impl Simulation {
     }
 
     /// Reports one durable handover: its persisted messages go out, then the core
-    /// hears that its last entry is durable.
+    /// hears that it (and every earlier one) is durable.
     fn report(&mut self, id: NodeId, h: Handover) {
         for m in h.persisted_messages {
             self.send(m);
         }
-        if let Some((index, term)) = h.last {
-            self.persisted(id, index, term);
-        }
-    }
-
-    /// Tells node `id`'s core that its log is durable through `index`@`term`.
-    fn persisted(&mut self, id: NodeId, index: Index, term: Term) {
         let Some(p) = self.process_mut(id) else {
             return;
         };
-        p.core.on_persisted(index, term);
+        p.core.on_persisted(h.number);
         self.touched.push(id);
-        self.record(TraceEvent::Persisted {
-            node: id,
-            index,
-            term,
-        });
+        if let Some((index, term)) = h.last {
+            self.record(TraceEvent::Persisted {
+                node: id,
+                index,
+                term,
+            });
+        }
     }
 }
