@@ -27,13 +27,21 @@ fn main() {
                         value: value.clone(),
                         expect: Expect::Any,
                     };
-                    Entry { term: 1, index, kind: EntryKind::Normal, data: cmd.encode() }
+                    Entry {
+                        term: 1,
+                        index,
+                        kind: EntryKind::Normal,
+                        data: cmd.encode(),
+                    }
                 })
                 .collect();
             kv.apply(&entries).expect("apply");
         }
         let per_txn = start.elapsed() / n as u32;
-        println!("batch {batch:>2}: {per_txn:?} per transaction, {:?} per entry", per_txn / batch as u32);
+        println!(
+            "batch {batch:>2}: {per_txn:?} per transaction, {:?} per entry",
+            per_txn / batch as u32
+        );
     }
     let start = Instant::now();
     kv.flush().expect("flush");
