@@ -1,13 +1,18 @@
-//! The apply thread: applies committed entries to the state machine off the
-//! consensus thread, answers the writes that became them and the reads that wait
-//! for them, and makes the state machine durable periodically (a flush may take a
-//! while; here it delays applies and answers, never heartbeats or elections).
+//! Applying committed entries, answering the writes that became them and the reads
+//! that wait for them, and making the state machine durable.
+//!
+//! The state machine's apply side sits behind a mutex ([`ApplyState`]). The
+//! consensus thread applies inline when it can take the lock and nothing is queued
+//! (the common case: no thread hand-off on a write's path); while the apply thread
+//! holds the lock — above all during a flush, a durable redb commit that can take
+//! 100 ms under load — work is queued to it instead, in order. So a slow flush
+//! delays answers, never heartbeats or elections.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use keel_raft::{Entry, EntryKind, Index, NodeId, Role, Term};
 use keel_storage::command::Command;
 use keel_storage::kv::KvStore;
@@ -21,7 +26,7 @@ use crate::events::EventLog;
 /// Jobs taken per state-machine transaction at most.
 const MAX_JOBS_PER_BATCH: usize = 4096;
 
-/// Work for the apply thread, in the order the consensus thread produced it.
+/// Work for the apply side, in the order the consensus thread produced it.
 #[derive(Debug)]
 pub(crate) enum ApplyJob {
     /// A write was proposed at `index` in `term` by `leader` (this node); answer it
@@ -47,70 +52,21 @@ pub(crate) enum ApplyJob {
     },
 }
 
-pub(crate) struct Applier {
+/// The state machine's apply side and everything waiting on it.
+pub(crate) struct ApplyState {
     pub(crate) kv: Arc<KvStore>,
-    pub(crate) jobs: Receiver<ApplyJob>,
-    pub(crate) events: Arc<std::sync::Mutex<EventLog>>,
-    pub(crate) flush_interval: Duration,
-    /// Writes waiting here, for the consensus thread's overload check.
+    pub(crate) waiters: Waiters,
+    pub(crate) events: Arc<Mutex<EventLog>>,
+    /// Writes waiting, for the consensus thread's overload check.
     pub(crate) writes_in_flight: Arc<AtomicUsize>,
-    /// How often to expire deadlines when idle.
-    pub(crate) tick: Duration,
 }
 
-impl Applier {
-    /// Runs until the consensus thread hangs up (then applies what is queued, flushes
-    /// and answers the rest), or a state machine error (the node must stop).
-    pub(crate) fn run(self) -> Result<(), ServerError> {
-        let mut waiters = Waiters::default();
-        let result = self.main_loop(&mut waiters);
-        // Proposed writes may still commit elsewhere: their outcome is unknown.
-        waiters.fail_all();
-        self.writes_in_flight.store(0, Ordering::Relaxed);
-        if result.is_ok() {
-            self.kv.flush()?;
-        }
-        result
-    }
-
-    fn main_loop(&self, waiters: &mut Waiters) -> Result<(), ServerError> {
-        let mut next_flush = Instant::now() + self.flush_interval;
-        let mut flushed_at = self.kv.applied_index();
-        let mut jobs = Vec::new();
-        loop {
-            match self.jobs.recv_timeout(self.tick) {
-                Ok(job) => jobs.push(job),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            while jobs.len() < MAX_JOBS_PER_BATCH {
-                match self.jobs.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.handle(&mut jobs, waiters)?;
-            let now = Instant::now();
-            waiters.serve_reads(self.kv.applied_index());
-            waiters.expire(now);
-            self.writes_in_flight
-                .store(waiters.writes(), Ordering::Relaxed);
-            if now >= next_flush {
-                next_flush = now + self.flush_interval;
-                let applied = self.kv.applied_index();
-                if applied != flushed_at {
-                    self.kv.flush()?;
-                    flushed_at = applied;
-                }
-            }
-        }
-    }
-
-    /// Handles a batch of jobs, applying all their entries in one state-machine
+impl ApplyState {
+    /// Handles jobs in order, applying all their entries in one state-machine
     /// transaction. Registrations only need to precede the entries that answer
     /// them, and reads are answered after applying, so taking the batch's
     /// registrations and reads first keeps every ordering that matters.
-    fn handle(&self, jobs: &mut Vec<ApplyJob>, waiters: &mut Waiters) -> Result<(), ServerError> {
+    fn handle(&mut self, jobs: &mut Vec<ApplyJob>) -> Result<(), ServerError> {
         let mut entries: Vec<Entry> = Vec::new();
         // Where each handed-out batch ends in `entries`, with who led and our role.
         let mut batches: Vec<(usize, NodeId, Role)> = Vec::new();
@@ -122,12 +78,12 @@ impl Applier {
                     leader,
                     deadline,
                     reply,
-                } => waiters.add_write(index, term, deadline, reply, leader),
+                } => self.waiters.add_write(index, term, deadline, reply, leader),
                 ApplyJob::Read {
                     index,
                     deadline,
                     reply,
-                } => waiters.add_read(index, deadline, reply),
+                } => self.waiters.add_read(index, deadline, reply),
                 ApplyJob::Entries {
                     entries: mut batch,
                     leader,
@@ -138,24 +94,161 @@ impl Applier {
                 }
             }
         }
-        if entries.is_empty() {
-            return Ok(());
+        if !entries.is_empty() {
+            let outcomes = self.kv.apply(&entries)?;
+            let mut events = self.events.lock().expect("event log lock poisoned");
+            let log_entries = events.wants_entries();
+            let mut start = 0;
+            for (end, leader, role) in batches {
+                for (entry, outcome) in entries[start..end].iter().zip(&outcomes[start..end]) {
+                    self.waiters.applied(entry, outcome, leader);
+                    if log_entries {
+                        events.committed(role, &describe_entry(entry));
+                    }
+                }
+                start = end;
+            }
+            events.flush();
         }
-        let outcomes = self.kv.apply(&entries)?;
-        let mut events = self.events.lock().expect("event log lock poisoned");
-        let log_entries = events.wants_entries();
-        let mut start = 0;
-        for (end, leader, role) in batches {
-            for (entry, outcome) in entries[start..end].iter().zip(&outcomes[start..end]) {
-                waiters.applied(entry, outcome, leader);
-                if log_entries {
-                    events.committed(role, &describe_entry(entry));
+        self.waiters.serve_reads(self.kv.applied_index());
+        self.writes_in_flight
+            .store(self.waiters.writes(), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The consensus thread's side: apply inline when possible, else queue.
+pub(crate) struct ApplyHandle {
+    state: Arc<Mutex<ApplyState>>,
+    tx: Sender<ApplyJob>,
+    /// Jobs sent to the apply thread and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    scratch: Vec<ApplyJob>,
+}
+
+impl ApplyHandle {
+    /// Hands `job` on. Fails only if the apply side failed (the node must stop).
+    pub(crate) fn submit(&mut self, job: ApplyJob) -> Result<(), ServerError> {
+        // The consensus thread is the only producer, so with the lock held and the
+        // queue empty, nothing submitted earlier is still pending: applying now
+        // keeps the order.
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(mut state) = self.state.try_lock()
+            && self.queued.load(Ordering::Acquire) == 0
+        {
+            self.scratch.push(job);
+            return state.handle(&mut self.scratch);
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx
+            .send(job)
+            .map_err(|_| ServerError::Fatal("the apply thread stopped unexpectedly".into()))
+    }
+}
+
+/// The apply thread: takes queued work while the consensus thread cannot apply
+/// inline, expires deadlines, and flushes the state machine periodically.
+pub(crate) struct Applier {
+    state: Arc<Mutex<ApplyState>>,
+    jobs: Receiver<ApplyJob>,
+    queued: Arc<AtomicUsize>,
+    flush_interval: Duration,
+    /// How often to expire deadlines when idle.
+    tick: Duration,
+}
+
+/// Bound on work queued for the apply thread (one job per proposed write, per
+/// Ready's committed entries, per confirmed read): room for a slow flush at full
+/// speed without stalling the consensus thread.
+const MAX_QUEUED_APPLY_JOBS: usize = 65_536;
+
+/// Builds both sides around one state.
+pub(crate) fn apply_side(
+    state: ApplyState,
+    flush_interval: Duration,
+    tick: Duration,
+) -> (ApplyHandle, Applier) {
+    let state = Arc::new(Mutex::new(state));
+    let (tx, rx) = crossbeam_channel::bounded(MAX_QUEUED_APPLY_JOBS);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        ApplyHandle {
+            state: state.clone(),
+            tx,
+            queued: queued.clone(),
+            scratch: Vec::new(),
+        },
+        Applier {
+            state,
+            jobs: rx,
+            queued,
+            flush_interval,
+            tick,
+        },
+    )
+}
+
+impl Applier {
+    /// Runs until the consensus thread hangs up (then takes what is queued,
+    /// flushes and answers the rest), or a state machine error (the node must
+    /// stop).
+    pub(crate) fn run(self) -> Result<(), ServerError> {
+        let result = self.main_loop();
+        let mut state = self.state.lock().expect("apply state lock poisoned");
+        // Proposed writes may still commit elsewhere: their outcome is unknown.
+        state.waiters.fail_all();
+        state.writes_in_flight.store(0, Ordering::Relaxed);
+        if result.is_ok() {
+            state.kv.flush()?;
+        }
+        result
+    }
+
+    fn main_loop(&self) -> Result<(), ServerError> {
+        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut flushed_at = self
+            .state
+            .lock()
+            .expect("apply state lock poisoned")
+            .kv
+            .applied_index();
+        let mut jobs = Vec::new();
+        loop {
+            let hung_up = match self.jobs.recv_timeout(self.tick) {
+                Ok(job) => {
+                    jobs.push(job);
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let mut state = self.state.lock().expect("apply state lock poisoned");
+            // Take everything queued, under the lock, so that the consensus thread
+            // sees a non-zero count until this batch is handled.
+            while jobs.len() < MAX_JOBS_PER_BATCH {
+                match self.jobs.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
                 }
             }
-            start = end;
+            let taken = jobs.len();
+            state.handle(&mut jobs)?;
+            self.queued.fetch_sub(taken, Ordering::AcqRel);
+            let now = Instant::now();
+            state.waiters.expire(now);
+            if now >= next_flush {
+                next_flush = now + self.flush_interval;
+                let applied = state.kv.applied_index();
+                if applied != flushed_at {
+                    state.kv.flush()?;
+                    flushed_at = applied;
+                }
+            }
+            drop(state);
+            if hung_up {
+                return Ok(());
+            }
         }
-        events.flush();
-        Ok(())
     }
 }
 

@@ -4,8 +4,9 @@
 //! core, and carries out every `Ready`: messages go out at once (the leader
 //! replicates while its own fsync runs); entries and hard state are appended to the
 //! WAL with one fsync for the whole turn; then the messages that promised
-//! durability go out; committed entries and confirmed reads go to the apply thread
-//! (`apply.rs`), which answers clients and owns the state machine's slow flushes.
+//! durability go out; committed entries and confirmed reads are applied and
+//! answered inline, or queued to the apply thread while it holds the state machine
+//! (`apply.rs`: it owns the state machine's slow flushes).
 //! Requests that arrive during an fsync wait in the channel and are proposed
 //! together in the next turn, which makes the WAL commit in groups under load.
 //!
@@ -17,14 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 use keel_raft::{Message, ProposeError, Raft, ReadIndexError, Role};
 use keel_storage::kv::KvStore;
 use tokio::sync::watch;
 
 use keel_storage::wal::Wal;
 
-use super::apply::ApplyJob;
+use super::apply::{ApplyHandle, ApplyJob};
 use super::reads::UnconfirmedReads;
 use super::recover::KV_GROUP;
 use super::requests::{NodeError, Request};
@@ -54,7 +55,7 @@ pub(crate) struct Driver {
     /// Term and vote as last made durable: only changes to them (and entries) need
     /// an fsync; a commit-index change rides along with the next one.
     pub(crate) durable_term_vote: (u64, u64),
-    pub(crate) apply_tx: Sender<ApplyJob>,
+    pub(crate) apply: ApplyHandle,
     pub(crate) status_tx: watch::Sender<NodeStatus>,
     pub(crate) tick: Duration,
     pub(crate) max_pending: usize,
@@ -155,7 +156,7 @@ impl Driver {
                     // Counted here, so a burst within one turn is bounded too; the
                     // apply thread recounts as it answers.
                     self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
-                    self.to_apply(ApplyJob::Register {
+                    self.hand_to_apply(ApplyJob::Register {
                         index,
                         term,
                         leader: self.raft.id(),
@@ -228,9 +229,10 @@ impl Driver {
             }
             // 3. Messages that promise durability.
             self.transport.send_all(&mut rd.persisted_messages);
-            // 4. Applies and confirmed reads, in Ready order, on the apply thread.
+            // 4. Applies and confirmed reads, in Ready order (inline, or queued to
+            //    the apply thread while it holds the state machine).
             if !rd.committed_entries.is_empty() {
-                self.to_apply(ApplyJob::Entries {
+                self.hand_to_apply(ApplyJob::Entries {
                     entries: std::mem::take(&mut rd.committed_entries),
                     leader: self.raft.leader(),
                     role: self.role,
@@ -238,27 +240,26 @@ impl Driver {
             }
             for rs in rd.read_states.drain(..) {
                 if let Some(r) = self.reads.confirm(rs.ctx) {
-                    self.to_apply(ApplyJob::Read {
+                    self.hand_to_apply(ApplyJob::Read {
                         index: rs.index,
                         deadline: r.deadline,
                         reply: r.reply,
                     })?;
                 }
             }
-            // 5. Done: the entries are durable; applying continues on its thread.
+            // 5. Done: the entries are durable and handed to the apply side.
             self.raft.advance(rd);
         }
         Ok(())
     }
 
-    fn to_apply(&self, job: ApplyJob) -> Result<(), ServerError> {
-        self.apply_tx.send(job).map_err(|_| {
-            // The apply thread hung up: its own report says why, if it sent one.
-            ServerError::Fatal(
-                self.fatal_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| "the apply thread stopped unexpectedly".into()),
-            )
+    fn hand_to_apply(&mut self, job: ApplyJob) -> Result<(), ServerError> {
+        self.apply.submit(job).map_err(|e| {
+            // If the apply thread stopped, its own report says why.
+            match self.fatal_rx.try_recv() {
+                Ok(reason) => ServerError::Fatal(reason),
+                Err(_) => e,
+            }
         })
     }
 

@@ -1,7 +1,8 @@
 //! The node runtime: two dedicated threads. The consensus thread owns the core and
-//! writes the WAL (`driver.rs`); the apply thread owns the state machine's write
-//! side, answers clients and flushes the state machine (`apply.rs`). Everything
-//! else talks to the consensus thread through bounded channels via [`NodeHandle`].
+//! writes the WAL (`driver.rs`), and applies committed entries inline when it can;
+//! the apply thread takes over while the state machine is busy, and flushes it
+//! (`apply.rs`). Everything else talks to the consensus thread through bounded
+//! channels via [`NodeHandle`].
 
 mod apply;
 mod driver;
@@ -24,7 +25,7 @@ pub use recover::{KV_GROUP, state_path};
 pub use requests::NodeError;
 pub use status::NodeStatus;
 
-use apply::Applier;
+use apply::{ApplyState, apply_side};
 use driver::Driver;
 use reads::UnconfirmedReads;
 pub(crate) use recover::{Recovered, recover};
@@ -41,11 +42,6 @@ pub struct NodeHandle {
     kv: Arc<KvStore>,
     status: watch::Receiver<NodeStatus>,
 }
-
-/// Bound on work queued for the apply thread (one job per proposed write, per
-/// Ready's committed entries, per confirmed read): room for a slow state-machine
-/// flush at full speed without stalling the consensus thread.
-const MAX_QUEUED_APPLY_JOBS: usize = 65_536;
 
 /// Everything the node's threads need, assembled by the server.
 pub(crate) struct NodeParts {
@@ -72,7 +68,6 @@ pub(crate) struct RunningNode {
 pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let (req_tx, req_rx) = crossbeam_channel::bounded(parts.max_pending);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
-    let (apply_tx, apply_rx) = crossbeam_channel::bounded(MAX_QUEUED_APPLY_JOBS);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let id = parts.recovered.raft.id();
     let (status_tx, status_rx) = watch::channel(NodeStatus::initial(id));
@@ -82,14 +77,16 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let events = Arc::new(std::sync::Mutex::new(parts.events));
     let writes_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
-    let applier = Applier {
-        kv: kv.clone(),
-        jobs: apply_rx,
-        events: events.clone(),
-        flush_interval: parts.flush_interval,
-        writes_in_flight: writes_in_flight.clone(),
-        tick: parts.tick,
-    };
+    let (apply, applier) = apply_side(
+        ApplyState {
+            kv: kv.clone(),
+            waiters: waiters::Waiters::default(),
+            events: events.clone(),
+            writes_in_flight: writes_in_flight.clone(),
+        },
+        parts.flush_interval,
+        parts.tick,
+    );
     let driver = Driver {
         raft: parts.recovered.raft,
         kv: kv.clone(),
@@ -101,7 +98,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         shutdown_rx,
         wal: parts.recovered.wal,
         durable_term_vote: (hs.term, hs.vote),
-        apply_tx,
+        apply,
         status_tx,
         tick: parts.tick,
         max_pending: parts.max_pending,
