@@ -72,6 +72,11 @@ pub(crate) struct ServeArgs {
     /// WAL segment size (bytes).
     #[arg(long, env = "KEEL_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
     wal_segment_bytes: u64,
+    /// Threads for network I/O (gRPC, HTTP); consensus and apply have their own.
+    /// Default: one per core. Fewer wake-ups cost less when several nodes share a
+    /// machine's cores (see BENCHMARKS.md).
+    #[arg(long, env = "KEEL_IO_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    io_threads: Option<u16>,
     /// Log format.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -107,8 +112,13 @@ impl ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format, &args.log_level);
+    let io_threads = args.io_threads;
     let cfg = args.into_config()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = io_threads {
+        builder.worker_threads(usize::from(n));
+    }
+    let rt = builder
         .enable_all()
         .thread_name("keel-io")
         .build()
