@@ -1,28 +1,28 @@
 //! A small, seedable pseudo-random generator for choosing keys and operations.
 //!
-//! SplitMix64: fast, good enough statistically for load generation, and
-//! reproducible from a seed, so that two systems see the same sequence of
-//! operations.
+//! The consensus core's SplitMix64: fast, good enough statistically for load
+//! generation, and reproducible from a seed, so that two systems see the same
+//! sequence of operations.
 
-/// A SplitMix64 generator.
+use keel_raft::SplitMix64;
+
+/// A seeded generator.
 #[derive(Clone, Debug)]
 pub struct Rng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl Rng {
     /// A generator whose sequence is fully determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng { state: seed }
+        Rng {
+            inner: SplitMix64::new(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A number in `[0, 1)`, from the top 53 bits.
@@ -30,10 +30,9 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// A number in `[0, n)` (`n > 0`), by Lemire's multiply-shift (bias below
-    /// `n / 2^64`, irrelevant here).
+    /// A number in `[0, n)` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        self.inner.below(n)
     }
 }
 
