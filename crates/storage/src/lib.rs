@@ -5,9 +5,11 @@
 //! - [`wal`]: the segmented write-ahead log that holds every Raft group's entries and
 //!   hard state (byte layout and recovery rules in `docs/wal-format.md`);
 //! - [`command`]: the key-value commands that Raft entries carry;
-//! - [`kv`]: the key-value state machine on redb.
+//! - [`kv`]: the key-value state machine on redb;
+//! - [`snapshot`]: snapshot files of the state machine, their transfer and install.
 
 pub mod command;
 pub mod kv;
+pub mod snapshot;
 pub mod vfs;
 pub mod wal;

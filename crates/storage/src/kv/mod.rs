@@ -13,13 +13,16 @@
 
 mod apply;
 mod backend;
+mod digest;
 mod error;
+pub(crate) mod install;
 mod outcome;
-mod value;
+pub(crate) mod value;
+mod view;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use keel_raft::{Entry, Index};
@@ -27,16 +30,21 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::vfs::{Vfs, create_dir_all_durable};
 use backend::VfsBackend;
+pub use digest::KvDigest;
 pub use error::KvError;
 use error::engine;
 pub use outcome::ApplyOutcome;
+pub use view::KvReadView;
 
 /// User data: key → version (u64 LE) followed by the value.
-const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+pub(crate) const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 /// Bookkeeping: name → number.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Last applied log index.
-const APPLIED_INDEX: &str = "applied_index";
+pub(crate) const APPLIED_INDEX: &str = "applied_index";
+/// Term of the entry at the applied index (0 if unknown: written by a build that did
+/// not record it, or nothing applied yet). Snapshots need it for their metadata.
+pub(crate) const APPLIED_TERM: &str = "applied_term";
 /// Layout version of the tables above.
 const SCHEMA: &str = "schema_version";
 const SCHEMA_VERSION: u64 = 1;
@@ -65,11 +73,23 @@ pub type KeyValue = (Bytes, Bytes, u64);
 /// any number of tasks read. Reads see the **applied** state (each read is a
 /// consistent snapshot of some applied index); whether that is linearizable is up
 /// to the caller (ReadIndex or a lease, then wait until applied).
+///
+/// Installing a snapshot ([`KvStore::install_snapshot`]) replaces the whole database
+/// file; readers keep using the old one until the swap and the new one after it.
 #[derive(Debug)]
 pub struct KvStore {
-    db: Database,
+    /// The database; swapped as a whole when a snapshot is installed. Readers clone
+    /// the `Arc` under a short read lock and then work without any lock, so a swap
+    /// never waits for a long scan and a scan never sees half of each.
+    db: RwLock<Arc<Database>>,
     /// Cached copy of the applied index, updated after each commit.
     applied: AtomicU64,
+    /// Serialises the writers of the state (apply, flush, install): an install must
+    /// not race an apply that would land in the database being replaced.
+    writer: Mutex<()>,
+    vfs: Arc<dyn Vfs>,
+    path: PathBuf,
+    opts: KvOptions,
 }
 
 impl KvStore {
@@ -96,13 +116,38 @@ impl KvStore {
             create_dir_all_durable(&*vfs, dir).map_err(io)?;
             create(&*vfs, path, dir, &opts)?;
         }
+        // An install interrupted by a crash left its half-built database behind; the
+        // live file was never replaced, so it is simply discarded.
+        install::remove_leftover(&*vfs, path, dir)?;
         let file = vfs.open(path, false).map_err(io)?;
         let db = open_db(file, &opts)?;
         let applied = init_tables(&db)?;
         Ok(KvStore {
-            db,
+            db: RwLock::new(Arc::new(db)),
             applied: AtomicU64::new(applied),
+            writer: Mutex::new(()),
+            vfs,
+            path: path.to_path_buf(),
+            opts,
         })
+    }
+
+    /// The current database. The lock is held only to clone the `Arc`.
+    pub(crate) fn db(&self) -> Arc<Database> {
+        let guard = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+
+    /// Takes the writer lock (see the field docs). A panic while holding it cannot
+    /// leave the database inconsistent (redb aborts the transaction), so poison is
+    /// ignored.
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The last applied log index (0 before anything was applied).
@@ -117,7 +162,9 @@ impl KvStore {
     /// restart). A gap, or a `Normal` entry that is not a valid command, is an error
     /// and nothing of the batch is applied; both mean the node cannot go on.
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<ApplyOutcome>, KvError> {
-        let mut txn = self.db.begin_write().map_err(engine)?;
+        let _writer = self.lock_writer();
+        let db = self.db();
+        let mut txn = db.begin_write().map_err(engine)?;
         // The WAL holds these entries durably; see the module docs.
         txn.set_durability(Durability::None).map_err(engine)?;
         let (outcomes, applied, changed) = {
@@ -130,6 +177,11 @@ impl KvStore {
             let (outcomes, applied) = apply::apply_entries(&mut data, start, entries)?;
             if applied != start {
                 meta.insert(APPLIED_INDEX, applied).map_err(engine)?;
+                let term = entries
+                    .iter()
+                    .find(|e| e.index == applied)
+                    .map_or(0, |e| e.term);
+                meta.insert(APPLIED_TERM, term).map_err(engine)?;
             }
             (outcomes, applied, applied != start)
         };
@@ -144,14 +196,18 @@ impl KvStore {
 
     /// Makes everything applied so far durable (a redb commit with fsync).
     pub fn flush(&self) -> Result<(), KvError> {
-        let mut txn = self.db.begin_write().map_err(engine)?;
+        let _writer = self.lock_writer();
+        let db = self.db();
+        let mut txn = db.begin_write().map_err(engine)?;
         txn.set_durability(Durability::Immediate).map_err(engine)?;
         txn.commit().map_err(engine)
     }
 
     /// The value and version of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Result<Option<(Bytes, u64)>, KvError> {
-        let txn = self.db.begin_read().map_err(engine)?;
+        // Hold the database for the whole read: an install may swap it meanwhile.
+        let db = self.db();
+        let txn = db.begin_read().map_err(engine)?;
         let table = txn.open_table(DATA).map_err(engine)?;
         let Some(stored) = table.get(key).map_err(engine)? else {
             return Ok(None);
@@ -174,7 +230,9 @@ impl KvStore {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let txn = self.db.begin_read().map_err(engine)?;
+        // Hold the database for the whole read: an install may swap it meanwhile.
+        let db = self.db();
+        let txn = db.begin_read().map_err(engine)?;
         let table = txn.open_table(DATA).map_err(engine)?;
         let range = table
             .range::<&[u8]>((lower, Bound::Unbounded))
@@ -222,7 +280,10 @@ fn create(vfs: &dyn Vfs, path: &Path, dir: &Path, opts: &KvOptions) -> Result<()
     vfs.sync_dir(dir).map_err(io)
 }
 
-fn open_db(file: Arc<dyn crate::vfs::VfsFile>, opts: &KvOptions) -> Result<Database, KvError> {
+pub(crate) fn open_db(
+    file: Arc<dyn crate::vfs::VfsFile>,
+    opts: &KvOptions,
+) -> Result<Database, KvError> {
     Database::builder()
         .set_cache_size(opts.cache_bytes)
         .create_with_backend(VfsBackend::new(file))
@@ -231,7 +292,7 @@ fn open_db(file: Arc<dyn crate::vfs::VfsFile>, opts: &KvOptions) -> Result<Datab
 
 /// Creates the tables if missing, checks the schema version, and returns the applied
 /// index. Commits durably (only at open, so the cost does not matter).
-fn init_tables(db: &Database) -> Result<Index, KvError> {
+pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
     let txn = db.begin_write().map_err(engine)?;
     let applied = {
         txn.open_table(DATA).map_err(engine)?;

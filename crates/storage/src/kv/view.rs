@@ -1,0 +1,123 @@
+//! A consistent, read-only view of the state machine at one applied index.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use keel_raft::{Index, Term};
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+
+use super::error::{KvError, engine};
+use super::{APPLIED_INDEX, APPLIED_TERM, DATA, KvStore, META, value};
+
+/// A frozen view of the whole key space as of one applied index: a redb read
+/// transaction. Applies keep committing while it is alive (redb is multi-version),
+/// and it can be moved to another thread, so a snapshot is written from it in the
+/// background without blocking writes.
+///
+/// While a view is alive, redb cannot reuse the pages it references, so the database
+/// file grows by whatever is overwritten meanwhile; drop it when done.
+pub struct KvReadView {
+    // The table keeps the transaction's pages alive itself; the transaction is held
+    // too so that its lifetime is explicit.
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    _txn: ReadTransaction,
+    /// Keeps the database open even if an install swaps it out meanwhile (dropped
+    /// last: fields drop in order).
+    _db: Arc<Database>,
+    applied_index: Index,
+    applied_term: Term,
+}
+
+impl std::fmt::Debug for KvReadView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvReadView")
+            .field("applied_index", &self.applied_index)
+            .field("applied_term", &self.applied_term)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvStore {
+    /// A consistent read view of the current applied state. Cheap to take; see
+    /// [`KvReadView`] for what holding it costs.
+    pub fn read_view(&self) -> Result<KvReadView, KvError> {
+        let db = self.db();
+        let txn = db.begin_read().map_err(engine)?;
+        let table = txn.open_table(DATA).map_err(engine)?;
+        let meta = txn.open_table(META).map_err(engine)?;
+        let get = |name| -> Result<u64, KvError> {
+            Ok(meta.get(name).map_err(engine)?.map_or(0, |g| g.value()))
+        };
+        let applied_index = get(APPLIED_INDEX)?;
+        let applied_term = get(APPLIED_TERM)?;
+        Ok(KvReadView {
+            table,
+            _txn: txn,
+            _db: db,
+            applied_index,
+            applied_term,
+        })
+    }
+
+    /// Term of the entry at the applied index, as recorded by the last apply or
+    /// install (0 if unknown).
+    pub fn applied_term(&self) -> Result<Term, KvError> {
+        Ok(self.read_view()?.applied_term())
+    }
+}
+
+impl KvReadView {
+    /// The applied index this view shows the state of.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// Term of the entry at [`KvReadView::applied_index`] (0 if unknown).
+    pub fn applied_term(&self) -> Term {
+        self.applied_term
+    }
+
+    /// Calls `f` for every key in key order, strictly after `start_after` if given,
+    /// with borrowed key and value bytes (nothing is collected: memory stays bounded
+    /// by redb's page cache). `f` returns `false` to stop early.
+    pub fn for_each(
+        &self,
+        start_after: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], u64, &[u8]) -> Result<bool, KvError>,
+    ) -> Result<(), KvError> {
+        let lower = start_after.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = self
+            .table
+            .range::<&[u8]>((lower, Bound::Unbounded))
+            .map_err(engine)?;
+        for item in range {
+            let (key, stored) = item.map_err(engine)?;
+            let (version, value) = value::decode(stored.value())?;
+            if !f(key.value(), version, value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of keys in the view.
+    pub fn len(&self) -> Result<u64, KvError> {
+        self.table.len().map_err(engine)
+    }
+
+    /// Whether the view holds no key.
+    pub fn is_empty(&self) -> Result<bool, KvError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_is_send() {
+        fn check<T: Send>() {}
+        check::<KvReadView>();
+    }
+}

@@ -1,0 +1,70 @@
+//! Installing a snapshot file into the state machine.
+
+use super::error::SnapshotError;
+use super::reader::{SnapshotInfo, SnapshotReader};
+use super::store::{SnapshotFile, SnapshotStore};
+use crate::kv::KvStore;
+
+impl SnapshotStore {
+    /// Replaces the whole contents of `kv` with the snapshot `file`, atomically and
+    /// in bounded memory: afterwards `kv` holds exactly the snapshot's keys, values
+    /// and versions, and its applied index and term are the snapshot's.
+    ///
+    /// The file is read once: records go into a staging database while every
+    /// checksum is verified, and the staging database replaces the live one only if
+    /// the whole file verified (a damaged file changes nothing and the error names
+    /// file and offset). Applies are held off for the duration (they would land in
+    /// the database being replaced); reads continue on the old state until the swap.
+    ///
+    /// A snapshot at or below the applied index is refused ([`SnapshotError::Stale`]):
+    /// going back would lose applied entries the log may no longer hold.
+    ///
+    /// If the final swap fails (an I/O error after the new file was renamed into
+    /// place), the node must stop: the disk may already hold the new state.
+    pub fn install(
+        &self,
+        kv: &KvStore,
+        file: &SnapshotFile,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        let mut reader = SnapshotReader::open(&**self.vfs(), &file.path)?;
+        let header = reader.header().clone();
+        if header.group != self.group() || header.index != file.index || header.term != file.term {
+            return Err(SnapshotError::Mismatch {
+                file: file.path.clone(),
+                group: self.group(),
+                index: file.index,
+                term: file.term,
+                found_group: header.group,
+                found_index: header.index,
+                found_term: header.term,
+            });
+        }
+        let _writer = kv.lock_writer();
+        let applied = kv.applied_index();
+        if header.index <= applied && applied > 0 {
+            return Err(SnapshotError::Stale {
+                applied,
+                index: header.index,
+            });
+        }
+        let mut staging = kv.begin_install()?;
+        let built = (|| {
+            while let Some(r) = reader.next_record()? {
+                staging.insert(r.key, r.version, r.value)?;
+            }
+            Ok::<(), SnapshotError>(())
+        })();
+        if let Err(e) = built {
+            staging.discard(&**kv.vfs());
+            return Err(e);
+        }
+        let (db, staging_path) = staging.finish(header.index, header.term)?;
+        kv.swap_in(db, &staging_path)?;
+        Ok(SnapshotInfo {
+            path: file.path.clone(),
+            header,
+            records: reader.records(),
+            len: reader.len(),
+        })
+    }
+}
