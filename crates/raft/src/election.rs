@@ -16,12 +16,14 @@ impl Raft {
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.randomized_election_timeout && self.is_voter() {
-            self.start_election(self.cfg.pre_vote);
+            self.start_election(self.cfg.pre_vote, false);
         }
     }
 
-    /// Begins a pre-vote round, or a real election in a new term.
-    pub(crate) fn start_election(&mut self, pre_vote: bool) {
+    /// Begins a pre-vote round, or a real election in a new term. `transfer` marks
+    /// an election the leader asked for (thesis §3.10): its vote requests pass the
+    /// voters' "live leader" check.
+    pub(crate) fn start_election(&mut self, pre_vote: bool, transfer: bool) {
         let term = if pre_vote {
             self.become_pre_candidate();
             self.term + 1
@@ -55,7 +57,7 @@ impl Raft {
                     last_log_index,
                     last_log_term,
                     pre_vote,
-                    transfer: false,
+                    transfer,
                 },
                 !pre_vote,
             );
@@ -180,7 +182,7 @@ impl Raft {
 
     fn on_election_won(&mut self, pre_vote: bool) {
         if pre_vote {
-            self.start_election(false);
+            self.start_election(false, false);
         } else {
             self.become_leader();
         }

@@ -1,6 +1,6 @@
 //! Errors returned by the core's API.
 
-use crate::types::NodeId;
+use crate::types::{Index, NodeId, Term};
 
 /// A configuration the core cannot run with.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,6 +35,152 @@ pub enum ProposeError {
         size: u64,
         /// The configured limit.
         limit: u64,
+    },
+    /// The leader is handing leadership over to `to` (thesis §3.10) and accepts no
+    /// proposals meanwhile: retry shortly, at the new leader.
+    #[error("leadership is being transferred to node {to}")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
+}
+
+/// Why a membership change was refused. Nothing was appended.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum ConfChangeError {
+    /// This node is not the leader; `leader` is the last known leader (0 if none).
+    #[error("not the leader (leader hint: {leader})")]
+    NotLeader {
+        /// Last known leader, or 0.
+        leader: NodeId,
+    },
+    /// Another membership change (at `index`) is not committed yet: only one may be
+    /// in flight (thesis §4.1).
+    #[error("membership change at index {index} is still in progress")]
+    InProgress {
+        /// Index of the uncommitted change.
+        index: Index,
+    },
+    /// The leader has not committed an entry of its own term yet, so a change from
+    /// an earlier term might still be in flight unseen: retry shortly.
+    #[error("the leader has not committed an entry in term {term} yet")]
+    NotCommittedInTerm {
+        /// The leader's term.
+        term: Term,
+    },
+    /// A leadership transfer is in progress.
+    #[error("leadership is being transferred to node {to}")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
+    /// Node id 0 is reserved.
+    #[error("node id 0 is not a valid member")]
+    ZeroNode,
+    /// The node is already a voter or learner.
+    #[error("node {id} is already a member")]
+    AlreadyMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node is not a member.
+    #[error("node {id} is not a member")]
+    UnknownNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// Only learners can be promoted.
+    #[error("node {id} is not a learner")]
+    NotLearner {
+        /// The node.
+        id: NodeId,
+    },
+    /// Removing the only voter would leave a group nobody can lead.
+    #[error("node {id} is the last voter")]
+    LastVoter {
+        /// The node.
+        id: NodeId,
+    },
+    /// The entry itself was refused (e.g. the uncommitted log is over its limit).
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+}
+
+/// Why a membership-change payload does not decode.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum ConfChangeDecodeError {
+    /// Not the length of any encoded change.
+    #[error("membership change of {len} bytes (expected 10)")]
+    Length {
+        /// The payload's length.
+        len: usize,
+    },
+    /// An unknown encoding version.
+    #[error("unknown membership change encoding version {version}")]
+    Version {
+        /// The version byte.
+        version: u8,
+    },
+    /// An unknown operation code.
+    #[error("unknown membership change operation {op}")]
+    Operation {
+        /// The operation byte.
+        op: u8,
+    },
+    /// Node id 0.
+    #[error("membership change names node 0")]
+    ZeroNode,
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum TransferError {
+    /// This node is not the leader; `leader` is the last known leader (0 if none).
+    #[error("not the leader (leader hint: {leader})")]
+    NotLeader {
+        /// Last known leader, or 0.
+        leader: NodeId,
+    },
+    /// The target is this node.
+    #[error("node {id} already leads")]
+    ToSelf {
+        /// This node.
+        id: NodeId,
+    },
+    /// The target is not a voter (unknown, or a learner, which cannot lead).
+    #[error("node {id} is not a voter")]
+    NotVoter {
+        /// The target.
+        id: NodeId,
+    },
+}
+
+/// Why [`crate::Raft::compact`] or [`crate::Raft::snapshot_meta`] refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum CompactError {
+    /// A snapshot may only cover entries the state machine has applied.
+    #[error("index {index} is not applied yet (applied {applied})")]
+    NotApplied {
+        /// The requested index.
+        index: Index,
+        /// The applied index.
+        applied: Index,
+    },
+    /// The index is compacted away already (or beyond the log).
+    #[error("index {index} is not in the log")]
+    Unavailable {
+        /// The requested index.
+        index: Index,
+    },
+    /// The snapshot's term is not the term of the entry at its index.
+    #[error("snapshot claims term {claimed} at index {index}, the log has {actual:?}")]
+    TermMismatch {
+        /// The snapshot index.
+        index: Index,
+        /// Its claimed term.
+        claimed: Term,
+        /// The log's term there.
+        actual: Option<Term>,
     },
 }
 

@@ -40,7 +40,12 @@ impl Raft {
                 .expect("the committed entry is in the log");
             (committed, term, &entries[skip..])
         };
-        match self.log.try_append(prev_index, prev_term, entries) {
+        let appended = self.log.try_append(prev_index, prev_term, entries);
+        if let Some(from) = self.log.take_written_from() {
+            // New entries may carry (or truncation may undo) membership changes.
+            self.on_log_appended(from);
+        }
+        match appended {
             Some(last_new) => {
                 // Only entries verified to match the leader's may be marked committed.
                 self.log.commit_to(leader_commit.min(last_new));
@@ -66,7 +71,7 @@ impl Raft {
 
     /// Acknowledges a match up to `index`; promises durability, so it waits for the
     /// fsync of this Ready.
-    fn ack_append(&mut self, leader: NodeId, index: Index) {
+    pub(crate) fn ack_append(&mut self, leader: NodeId, index: Index) {
         self.send(
             leader,
             MessageBody::AppendEntriesResponse {

@@ -8,14 +8,16 @@
 //! Implemented: leader election with randomized timeouts, pre-vote and
 //! check-quorum; log replication with the consistency check, fast conflict
 //! back-off and pipelined sends under a bounded window; commitment by majority of
-//! current-term entries only; ReadIndex for linearizable reads. Snapshots,
-//! membership changes and leases plug in through the same structures.
+//! current-term entries only; ReadIndex for linearizable reads; snapshots and log
+//! compaction (the core keeps only snapshot metadata, the runtime moves the data);
+//! single-server membership changes with learners; leadership transfer.
 
 mod config;
 mod election;
 mod error;
 mod follower;
 mod log;
+mod membership;
 mod message;
 mod progress;
 mod quorum;
@@ -24,13 +26,19 @@ mod read_index;
 mod ready;
 mod replication;
 mod rng;
+mod snapshot;
 mod status;
+mod transfer;
 mod types;
 
 pub use config::Config;
-pub use error::{ConfigError, ProposeError, ReadIndexError, StepError};
+pub use error::{
+    CompactError, ConfChangeDecodeError, ConfChangeError, ConfigError, ProposeError,
+    ReadIndexError, StepError, TransferError,
+};
+pub use membership::ConfChange;
 pub use message::{Message, MessageBody};
-pub use raft::{InitialState, Raft};
+pub use raft::{InitialState, InjectedBug, Raft};
 pub use ready::{Event, ReadState, Ready, Role, SoftState};
 pub use rng::SplitMix64;
 pub use status::{PeerStatus, Status};

@@ -25,6 +25,9 @@ pub(crate) struct RaftLog {
     pub(crate) persisted: Index,
     /// First index not yet handed out in `Ready::entries`.
     unstable: Index,
+    /// Lowest index written since the last [`RaftLog::take_written_from`], so the
+    /// core can update what depends on the log's contents (the configuration).
+    written_from: Option<Index>,
 }
 
 impl RaftLog {
@@ -56,7 +59,59 @@ impl RaftLog {
             applied,
             persisted: last,
             unstable: last + 1,
+            written_from: None,
         }
+    }
+
+    /// Index of the last compacted entry (the log holds `offset + 1 ..`).
+    pub(crate) fn offset(&self) -> Index {
+        self.offset
+    }
+
+    /// Drops the entries up to and including `index`, which must be durable and
+    /// applied (only what a snapshot covers may go).
+    pub(crate) fn compact_to(&mut self, index: Index) {
+        if index <= self.offset {
+            return;
+        }
+        assert!(
+            index <= self.applied && index <= self.persisted,
+            "compaction to {index} beyond applied {} / persisted {}",
+            self.applied,
+            self.persisted
+        );
+        let term = self.term(index).expect("index is in the log");
+        self.entries.drain(..(index - self.offset) as usize);
+        self.offset = index;
+        self.offset_term = term;
+    }
+
+    /// Replaces the whole log by a snapshot ending at `index` (term `term`): every
+    /// entry is dropped, and everything up to `index` counts as committed and
+    /// applied. Nothing of the new log counts as durable until the runtime says
+    /// the snapshot is (`persisted` drops to 0, which `applicable` respects).
+    pub(crate) fn restore(&mut self, index: Index, term: Term) {
+        debug_assert!(
+            index > self.committed,
+            "restoring a snapshot already covered"
+        );
+        self.entries.clear();
+        self.offset = index;
+        self.offset_term = term;
+        self.committed = index;
+        self.applied = index;
+        self.persisted = 0;
+        self.unstable = index + 1;
+        self.written_from = Some(0);
+    }
+
+    /// Lowest index written since the last call (0 after a restore), if any.
+    pub(crate) fn take_written_from(&mut self) -> Option<Index> {
+        self.written_from.take()
+    }
+
+    fn note_written(&mut self, from: Index) {
+        self.written_from = Some(self.written_from.map_or(from, |w| w.min(from)));
     }
 
     pub(crate) fn first_index(&self) -> Index {
@@ -103,6 +158,7 @@ impl RaftLog {
     pub(crate) fn append(&mut self, entries: impl IntoIterator<Item = Entry>) {
         for e in entries {
             assert_eq!(e.index, self.last_index() + 1, "leader append out of order");
+            self.note_written(e.index);
             self.entries.push_back(e);
         }
     }
@@ -134,6 +190,7 @@ impl RaftLog {
                 self.committed
             );
             self.truncate_from(from);
+            self.note_written(from);
             self.entries.extend(new.iter().cloned());
         }
         Some(last_new)
@@ -290,6 +347,10 @@ impl RaftLog {
         assert!(
             self.applied <= self.persisted.max(self.offset),
             "applied undurable entries"
+        );
+        assert!(
+            self.offset <= self.committed,
+            "compacted uncommitted entries"
         );
     }
 }

@@ -4,7 +4,7 @@
 //! runtime delivers them, in any order, possibly more than once, possibly never. Every
 //! handler tolerates loss, duplication and reordering.
 
-use crate::types::{Entry, GroupId, Index, NodeId, Term};
+use crate::types::{Entry, GroupId, Index, NodeId, SnapshotMeta, Term};
 
 /// A message from one core to another core of the same group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +84,19 @@ pub enum MessageBody {
         /// Echoes the heartbeat's `read_seq`.
         read_seq: u64,
     },
+    /// InstallSnapshot (Raft §7): the follower needs entries the leader compacted
+    /// away. Only the snapshot's metadata travels here; the runtime streams the
+    /// data itself (from the leader's snapshot at `meta.index`) outside the core and
+    /// steps this message into the follower's core once the data is received and
+    /// verified (staged, not yet applied). The follower answers with an
+    /// [`MessageBody::AppendEntriesResponse`].
+    InstallSnapshot {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+    },
+    /// Leadership transfer (thesis §3.10): the leader tells a caught-up voter to
+    /// campaign at once.
+    TimeoutNow,
 }
 
 impl MessageBody {
@@ -98,6 +111,8 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::TimeoutNow => "TimeoutNow",
         }
     }
 
@@ -105,7 +120,10 @@ impl MessageBody {
     pub fn is_from_leader(&self) -> bool {
         matches!(
             self,
-            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::TimeoutNow
         )
     }
 }

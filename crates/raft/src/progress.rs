@@ -14,6 +14,10 @@ pub(crate) enum ProgressState {
     /// The follower is known to match up to `match_index`: stream entries
     /// optimistically, bounded by the in-flight window.
     Replicate,
+    /// The follower needs entries the leader compacted away: a snapshot is being
+    /// sent by the runtime; nothing else is sent until it reports the outcome or
+    /// the follower acknowledges the snapshot's index (Raft §7).
+    Snapshot,
 }
 
 impl ProgressState {
@@ -21,6 +25,7 @@ impl ProgressState {
         match self {
             ProgressState::Probe => "probe",
             ProgressState::Replicate => "replicate",
+            ProgressState::Snapshot => "snapshot",
         }
     }
 }
@@ -96,6 +101,10 @@ pub(crate) struct Progress {
     /// Highest commit index sent in an AppendEntries, so a peer that was paused when
     /// the commit advanced still learns it without waiting for a heartbeat.
     pub(crate) sent_commit: Index,
+    /// `recent_active` as of the end of the previous check-quorum round.
+    pub(crate) was_active: bool,
+    /// In `Snapshot`: index of the snapshot being sent.
+    pub(crate) pending_snapshot: Index,
 }
 
 impl Progress {
@@ -109,6 +118,36 @@ impl Progress {
             recent_active: false,
             match_at_heartbeat: 0,
             sent_commit: 0,
+            was_active: false,
+            pending_snapshot: 0,
+        }
+    }
+
+    /// Heard from within the last one to two election timeouts.
+    pub(crate) fn is_active(&self) -> bool {
+        self.recent_active || self.was_active
+    }
+
+    /// A snapshot ending at `index` is being sent: hold everything else back.
+    pub(crate) fn become_snapshot(&mut self, index: Index) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflights.reset();
+        self.pending_snapshot = index;
+    }
+
+    /// The runtime reports the snapshot transfer's outcome. On success the follower
+    /// holds everything up to the snapshot: probe right after it. On failure, probe
+    /// from what it is known to hold, once the next heartbeat answer shows it is
+    /// reachable (`probe_sent` makes the probe wait for one).
+    pub(crate) fn snapshot_done(&mut self, success: bool) {
+        let pending = self.pending_snapshot;
+        self.become_probe();
+        self.pending_snapshot = 0;
+        if success {
+            self.next_index = self.next_index.max(pending + 1);
+        } else {
+            self.probe_sent = true;
         }
     }
 
@@ -117,6 +156,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.full(),
+            ProgressState::Snapshot => true,
         }
     }
 
@@ -150,6 +190,8 @@ impl Progress {
     /// is stale (answers an older message) and must be ignored.
     pub(crate) fn maybe_decrease_to(&mut self, rejected: Index, next_probe: Index) -> bool {
         match self.state {
+            // Rejections answer AppendEntries sent before the snapshot: stale.
+            ProgressState::Snapshot => false,
             ProgressState::Replicate => {
                 // In replicate mode everything up to `match_index` is known good; a
                 // rejection at or below it is a reordered answer to an old message.
@@ -190,6 +232,7 @@ impl Progress {
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
         }
     }
 }

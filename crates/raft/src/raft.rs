@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError, ReadIndexError, StepError};
 use crate::log::RaftLog;
+use crate::membership::ConfHistory;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::read_index::ReadOnly;
@@ -28,9 +29,11 @@ use crate::types::{
 pub struct InitialState {
     /// Last persisted term, vote and commit index.
     pub hard_state: HardState,
-    /// Membership (until a snapshot or a membership entry says otherwise).
+    /// The bootstrap membership: used when there is no snapshot. Membership-change
+    /// entries in `entries` apply on top of it (or of the snapshot's).
     pub conf: ConfState,
-    /// The snapshot the log starts after, if any.
+    /// The snapshot the log starts after, if any; its `conf` is the membership as
+    /// of its index (and takes precedence over `conf`).
     pub snapshot: Option<SnapshotMeta>,
     /// Durable log entries following the snapshot, contiguous.
     pub entries: Vec<Entry>,
@@ -48,8 +51,23 @@ pub struct Raft {
     pub(crate) role: Role,
     pub(crate) leader: NodeId,
     pub(crate) log: RaftLog,
+    /// Voters and learners of the configuration in force (`conf.current()`).
     pub(crate) voters: BTreeSet<NodeId>,
     pub(crate) learners: BTreeSet<NodeId>,
+    /// Every configuration the log implies (thesis §4.1: the latest one rules).
+    pub(crate) conf: ConfHistory,
+    /// Membership changes are reported as committed up to here.
+    pub(crate) conf_reported: Index,
+    /// The newest snapshot known (taken locally or from a leader); index 0 if none.
+    pub(crate) snapshot: SnapshotMeta,
+    /// A leader's snapshot taken and not yet handed out in a Ready.
+    pub(crate) pending_snapshot: Option<SnapshotMeta>,
+    /// Leader only: the target of a leadership transfer in progress, or 0.
+    pub(crate) lead_transferee: NodeId,
+    /// Ticks since the transfer started.
+    pub(crate) transfer_elapsed: u32,
+    /// A bug switched on by the simulator's "checks can fail" tests.
+    pub(crate) injected_bug: Option<InjectedBug>,
     /// Leader only: replication state of every other member.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Candidate and pre-candidate only: answers received so far.
@@ -94,6 +112,20 @@ struct InProgress {
     entries: Option<(Index, Index)>,
     /// The term and vote it makes durable, if it changes them.
     term_vote: Option<(Term, NodeId)>,
+    /// The snapshot it installs, if any: it replaces the whole log, so it counts
+    /// as a write of entries `1..=index`.
+    snapshot: Option<Index>,
+}
+
+/// Bugs the simulator can switch on in a core to show that its checks catch them
+/// (see `keel-sim`'s "checks can fail" tests). Never set outside such tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedBug {
+    /// The leader accepts a membership change while another is uncommitted.
+    ConcurrentConfChanges,
+    /// A follower taking a snapshot checks only that it has an entry at the
+    /// snapshot's index, not that its term matches, and keeps its own log.
+    SnapshotIgnoresTerm,
 }
 
 impl Raft {
@@ -105,11 +137,6 @@ impl Raft {
         let (offset, offset_term, conf) = match &init.snapshot {
             Some(s) => (s.index, s.term, s.conf.clone()),
             None => (0, 0, init.conf.clone()),
-        };
-        let conf = if init.snapshot.is_some() && !init.conf.voters.is_empty() {
-            init.conf.clone()
-        } else {
-            conf
         };
         if conf
             .voters
@@ -137,15 +164,26 @@ impl Raft {
             )));
         }
         let hs = init.hard_state;
+        let mut conf_history = ConfHistory::new(conf.clone(), offset);
+        conf_history.append(&init.entries);
+        let current = conf_history.current().clone();
         let log = RaftLog::new(offset, offset_term, init.entries, hs.commit, init.applied);
+        let conf_reported = log.committed;
         let mut raft = Raft {
             term: hs.term,
             vote: hs.vote,
             role: Role::Follower,
             leader: NO_NODE,
             log,
-            voters: conf.voters.iter().copied().collect(),
-            learners: conf.learners.iter().copied().collect(),
+            voters: current.voters.iter().copied().collect(),
+            learners: current.learners.iter().copied().collect(),
+            conf: conf_history,
+            conf_reported,
+            snapshot: init.snapshot.clone().unwrap_or_default(),
+            pending_snapshot: None,
+            lead_transferee: NO_NODE,
+            transfer_elapsed: 0,
+            injected_bug: None,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             election_elapsed: 0,
@@ -221,6 +259,11 @@ impl Raft {
     /// `index` has `term`. Fails without side effects elsewhere.
     pub fn propose(&mut self, data: Bytes) -> Result<(Index, Term), ProposeError> {
         self.assert_not_in_ready();
+        if self.role == Role::Leader && self.lead_transferee != NO_NODE {
+            return Err(ProposeError::TransferInProgress {
+                to: self.lead_transferee,
+            });
+        }
         self.append_as_leader(EntryKind::Normal, data)
     }
 
@@ -238,13 +281,23 @@ impl Raft {
         self.queue_read(ctx)
     }
 
-    /// Starts an election now, skipping the timeout (used by tests and, later, by
-    /// leadership transfer). A no-op for leaders and non-voters.
+    /// Starts an election now, skipping the timeout and pre-vote (used by tests;
+    /// leadership transfer uses [`Raft::transfer_leader`]). A no-op for leaders and
+    /// non-voters.
     pub fn campaign(&mut self) {
         self.assert_not_in_ready();
         if self.role != Role::Leader && self.is_voter() {
-            self.start_election(false);
+            self.start_election(false, false);
         }
+    }
+
+    /// Switches on a bug on purpose, for the simulator's "checks can fail" tests.
+    pub fn inject_bug(&mut self, bug: Option<InjectedBug>) {
+        self.injected_bug = bug;
+    }
+
+    pub(crate) fn injected(&self, bug: InjectedBug) -> bool {
+        self.injected_bug == Some(bug)
     }
 
     // ---- Outputs ------------------------------------------------------------------
@@ -253,6 +306,7 @@ impl Raft {
     pub fn has_ready(&self) -> bool {
         self.in_progress.is_none()
             && (self.log.has_unstable()
+                || self.pending_snapshot.is_some()
                 || self.log.has_applicable()
                 || !self.msgs.is_empty()
                 || !self.msgs_after_persist.is_empty()
@@ -268,9 +322,11 @@ impl Raft {
     /// call [`Raft::advance`] once it is carried out.
     pub fn ready(&mut self) -> Ready {
         self.assert_not_in_ready();
+        self.on_conf_committed();
         if self.role == Role::Leader {
             self.flush_leader_sends();
         }
+        let snapshot = self.pending_snapshot.take();
         let hs = self.hard_state();
         let ss = self.soft_state();
         let entries = self.log.take_unstable();
@@ -279,10 +335,15 @@ impl Raft {
         let term_vote = (hs.term, hs.vote);
         self.in_progress = Some(InProgress {
             number: self.ready_number,
-            entries: entries
-                .first()
-                .zip(entries.last())
-                .map(|(f, l)| (f.index, l.index)),
+            // A snapshot replaces the whole log: a write from index 1.
+            entries: match &snapshot {
+                Some(s) => Some((1, entries.last().map_or(s.index, |e| e.index))),
+                None => entries
+                    .first()
+                    .zip(entries.last())
+                    .map(|(f, l)| (f.index, l.index)),
+            },
+            snapshot: snapshot.as_ref().map(|s| s.index),
             term_vote: (term_vote != (self.prev_hard_state.term, self.prev_hard_state.vote))
                 .then_some(term_vote),
         });
@@ -290,6 +351,7 @@ impl Raft {
             number: self.ready_number,
             soft_state: (ss != self.prev_soft_state).then_some(ss),
             hard_state: (hs != self.prev_hard_state).then_some(hs),
+            snapshot,
             entries,
             messages: std::mem::take(&mut self.msgs),
             persisted_messages: std::mem::take(&mut self.msgs_after_persist),
@@ -322,7 +384,7 @@ impl Raft {
             .expect("advance called without a matching ready");
         debug_assert_eq!(ip.number, rd.number, "advance with another Ready");
         drop(rd);
-        if ip.entries.is_some() || ip.term_vote.is_some() {
+        if ip.entries.is_some() || ip.term_vote.is_some() || ip.snapshot.is_some() {
             self.pending_writes.push_back(ip);
         }
     }
@@ -339,6 +401,14 @@ impl Raft {
                 break;
             }
             let w = self.pending_writes.pop_front().expect("checked non-empty");
+            if let Some(index) = w.snapshot
+                && index == self.log.offset()
+                && self.log.persisted < index
+            {
+                // The snapshot the log now starts from is durable: so is
+                // everything it covers.
+                self.log.persisted_to(index);
+            }
             if let Some((_, last)) = w.entries {
                 // Each write replaces everything after its first entry, so the
                 // durable log ends where the latest durable write ends.
@@ -418,6 +488,10 @@ impl Raft {
     pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.voters.iter().copied()
     }
+    /// Current learners.
+    pub fn learners(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.learners.iter().copied()
+    }
     /// The durable part of the state.
     pub fn hard_state(&self) -> HardState {
         HardState {
@@ -447,6 +521,11 @@ impl Raft {
             applied: self.log.applied,
             last_index: self.log.last_index(),
             persisted: self.log.persisted,
+            first_index: self.log.first_index(),
+            snapshot_index: self.snapshot.index,
+            conf: self.conf_state(),
+            pending_conf_index: self.pending_conf_index(),
+            lead_transferee: self.lead_transferee,
             peers: self
                 .progress
                 .iter()
@@ -455,7 +534,8 @@ impl Raft {
                     match_index: p.match_index,
                     next_index: p.next_index,
                     state: p.state.as_str(),
-                    active: p.recent_active,
+                    active: p.is_active(),
+                    learner: self.learners.contains(&id),
                 })
                 .collect(),
         }
@@ -469,6 +549,22 @@ impl Raft {
             Role::Leader => {
                 assert_eq!(self.leader, self.cfg.id, "leader does not know it leads");
                 assert_eq!(self.vote, self.cfg.id, "leader did not vote for itself");
+                let members: BTreeSet<NodeId> = self
+                    .voters
+                    .iter()
+                    .chain(&self.learners)
+                    .copied()
+                    .filter(|&id| id != self.cfg.id)
+                    .collect();
+                assert!(
+                    self.progress.keys().copied().eq(members.iter().copied()),
+                    "leader tracks {:?} but the configuration has {members:?}",
+                    self.progress.keys().collect::<Vec<_>>()
+                );
+                assert!(
+                    self.lead_transferee == NO_NODE || self.voters.contains(&self.lead_transferee),
+                    "transfer to a non-voter"
+                );
                 for (id, p) in &self.progress {
                     assert!(p.match_index < p.next_index, "peer {id}: match >= next");
                     assert!(
@@ -479,12 +575,32 @@ impl Raft {
             }
             Role::Candidate => {
                 assert_eq!(self.vote, self.cfg.id, "candidate did not vote for itself");
+                assert!(self.is_voter(), "a non-voter campaigns");
                 assert_eq!(self.leader, NO_NODE);
             }
             Role::PreCandidate | Role::Follower => {
                 assert!(self.progress.is_empty(), "non-leader keeps progress");
+                assert_eq!(self.lead_transferee, NO_NODE, "non-leader transfers");
             }
         }
+        let conf = self.conf.current();
+        assert!(
+            self.voters.iter().copied().eq(conf.voters.iter().copied())
+                && self
+                    .learners
+                    .iter()
+                    .copied()
+                    .eq(conf.learners.iter().copied()),
+            "voter/learner sets differ from the configuration in the log"
+        );
+        assert!(
+            self.conf.last_change_index() <= self.log.last_index(),
+            "configuration from an entry beyond the log"
+        );
+        assert!(
+            self.snapshot.index >= self.log.offset(),
+            "log compacted beyond the snapshot"
+        );
     }
 
     // ---- Shared helpers -------------------------------------------------------------
@@ -618,6 +734,16 @@ impl Raft {
                     self.handle_heartbeat_response(m.from, read_seq);
                 }
             }
+            MessageBody::InstallSnapshot { meta } => {
+                if self.accept_leader(m.from) {
+                    self.handle_install_snapshot(m.from, meta);
+                }
+            }
+            MessageBody::TimeoutNow => {
+                if self.accept_leader(m.from) {
+                    self.handle_timeout_now();
+                }
+            }
         }
     }
 
@@ -708,6 +834,8 @@ impl Raft {
         self.read_only.clear();
         self.append_pending = false;
         self.heartbeat_elapsed = 0;
+        self.lead_transferee = NO_NODE;
+        self.transfer_elapsed = 0;
         self.reset_election_timeout();
         self.events.push(Event::BecameFollower {
             term: self.term,
@@ -715,7 +843,7 @@ impl Raft {
         });
     }
 
-    fn assert_not_in_ready(&self) {
+    pub(crate) fn assert_not_in_ready(&self) {
         assert!(
             self.in_progress.is_none(),
             "core called between ready() and advance()"

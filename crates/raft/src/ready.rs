@@ -1,7 +1,8 @@
 //! The output of the core: what the runtime must persist, send and apply.
 
+use crate::membership::ConfChange;
 use crate::message::Message;
-use crate::types::{Entry, HardState, Index, NodeId, Term};
+use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term};
 
 /// The role a core currently plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +114,71 @@ pub enum Event {
         /// Who told us.
         from: NodeId,
     },
+    /// A membership change entered this node's log and its configuration (it is
+    /// in force from now on, committed or not; a log truncation may undo it).
+    ConfChangeAppended {
+        /// Index of the entry.
+        index: Index,
+        /// The change.
+        change: ConfChange,
+    },
+    /// A member was added (the change is committed).
+    MemberAdded {
+        /// The new member.
+        id: NodeId,
+        /// Whether it joined as a learner.
+        learner: bool,
+        /// Index of the change.
+        index: Index,
+    },
+    /// A learner became a voter (the change is committed).
+    MemberPromoted {
+        /// The member.
+        id: NodeId,
+        /// Index of the change.
+        index: Index,
+    },
+    /// A member was removed (the change is committed).
+    MemberRemoved {
+        /// The former member.
+        id: NodeId,
+        /// Index of the change.
+        index: Index,
+    },
+    /// This leader was removed from the configuration and stepped down once the
+    /// removal committed (thesis §4.2.2).
+    SteppedDownRemoved {
+        /// The term it led.
+        term: Term,
+    },
+    /// Asked the runtime to send a snapshot to a follower that needs compacted
+    /// entries (an [`crate::MessageBody::InstallSnapshot`] is in `messages`).
+    SnapshotSent {
+        /// The follower.
+        to: NodeId,
+        /// The snapshot's index.
+        index: Index,
+    },
+    /// Took a leader's snapshot: the log now starts after it (see
+    /// [`Ready::snapshot`]).
+    SnapshotRestored {
+        /// The snapshot's index.
+        index: Index,
+        /// Its term.
+        term: Term,
+    },
+    /// Started handing leadership to `to` (thesis §3.10).
+    TransferStarted {
+        /// The target.
+        to: NodeId,
+    },
+    /// A leadership transfer ended without the target taking over.
+    TransferAborted {
+        /// The target.
+        to: NodeId,
+        /// Why, in a few words.
+        reason: &'static str,
+    },
 }
 
 /// Everything the runtime must do, in the order this contract states.
@@ -148,6 +214,32 @@ pub enum Event {
 /// core knows it is durable, a candidate counts its own vote only once its new
 /// term and vote are durable, and committed entries are handed out for applying
 /// only up to what is durable locally.
+///
+/// # Snapshots
+///
+/// When `snapshot` is `Some(meta)`, the core took a leader's snapshot (a
+/// [`crate::MessageBody::InstallSnapshot`] stepped in after the runtime received
+/// and verified the data): its log now starts after `meta.index`, its commit index
+/// is `meta.index`, and its configuration is `meta.conf`. In step 2, *before*
+/// writing this Ready's `entries` and `hard_state`, the runtime must:
+///
+/// - install the staged snapshot data as the state machine's contents, with
+///   applied index `meta.index` (replacing everything it held);
+/// - make the log start after `meta.index`: discard every stored entry (they are
+///   all replaced; `entries`, if any, continue at `meta.index + 1`) and record
+///   `meta` as the log's starting point, so that a restart passes it as
+///   [`crate::InitialState::snapshot`];
+///
+/// and make all of it durable with the same fsync (or before it). Only then may it
+/// send `persisted_messages` (they acknowledge the snapshot) and report the Ready
+/// persisted. `committed_entries` of this Ready are empty; later ones continue at
+/// `meta.index + 1`. A crash before the fsync must leave the old state (the
+/// snapshot not installed) or the new one, never a mix: install the state machine
+/// atomically (new file, fsync, rename).
+///
+/// A leader never produces `snapshot`; it asks for snapshots to be *sent* with
+/// `InstallSnapshot` messages in `messages`, and the runtime reports each
+/// transfer's outcome with [`crate::Raft::report_snapshot`].
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be processed and passed to advance"]
 pub struct Ready {
@@ -157,6 +249,9 @@ pub struct Ready {
     pub soft_state: Option<SoftState>,
     /// Term/vote/commit to persist, if changed.
     pub hard_state: Option<HardState>,
+    /// A leader's snapshot to install before anything else in this Ready (see
+    /// "Snapshots" above).
+    pub snapshot: Option<SnapshotMeta>,
     /// Entries to append to stable storage.
     pub entries: Vec<Entry>,
     /// Messages that may be sent immediately.
@@ -174,6 +269,6 @@ pub struct Ready {
 impl Ready {
     /// Whether the runtime must fsync before sending `persisted_messages`.
     pub fn must_sync(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty()
+        self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
     }
 }

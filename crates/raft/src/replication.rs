@@ -47,6 +47,9 @@ impl Raft {
         self.uncommitted_bytes += size;
         self.log.append([entry]);
         self.append_pending = true;
+        if let Some(from) = self.log.take_written_from() {
+            self.on_log_appended(from);
+        }
         Ok(at)
     }
 
@@ -54,22 +57,24 @@ impl Raft {
     pub(crate) fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        self.tick_transfer();
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
-            if self.cfg.check_quorum {
-                let me = self.cfg.id;
-                let progress = &self.progress;
-                let ok = quorum::has_quorum(&self.voters, |id| {
-                    id == me || progress.get(&id).is_some_and(|p| p.recent_active)
-                });
-                for p in self.progress.values_mut() {
-                    p.recent_active = false;
-                }
-                if !ok {
-                    self.events.push(Event::LostQuorum { term: self.term });
-                    self.become_follower(self.term, NO_NODE);
-                    return;
-                }
+            let me = self.cfg.id;
+            let progress = &self.progress;
+            let ok = quorum::has_quorum(&self.voters, |id| {
+                id == me || progress.get(&id).is_some_and(|p| p.recent_active)
+            });
+            // The activity bookkeeping runs whether or not check-quorum acts on
+            // it: the runtime uses it to refuse changes that would lose quorum.
+            for p in self.progress.values_mut() {
+                p.was_active = p.recent_active;
+                p.recent_active = false;
+            }
+            if self.cfg.check_quorum && !ok {
+                self.events.push(Event::LostQuorum { term: self.term });
+                self.become_follower(self.term, NO_NODE);
+                return;
             }
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
@@ -124,8 +129,8 @@ impl Raft {
         let next = pr.next_index;
         let prev_log_index = next - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            // Compacted away: the follower needs a snapshot (not yet supported).
-            return false;
+            // Compacted away: the follower needs a snapshot (Raft §7).
+            return self.send_snapshot(to);
         };
         let entries = self.log.entries_from(next, self.cfg.max_msg_bytes);
         if entries.is_empty() && !allow_empty {
@@ -194,16 +199,19 @@ impl Raft {
             }
             return;
         }
-        let was_probe = pr.state == ProgressState::Probe;
+        let state = pr.state;
         if !pr.maybe_update(index) {
             return;
         }
-        if was_probe {
-            pr.become_replicate();
-        } else {
-            pr.inflights.free_to(index);
+        match state {
+            ProgressState::Probe => pr.become_replicate(),
+            ProgressState::Replicate => pr.inflights.free_to(index),
+            // The follower holds the snapshot (or caught up past it another way).
+            ProgressState::Snapshot if index >= pr.pending_snapshot => pr.become_replicate(),
+            ProgressState::Snapshot => {}
         }
         self.maybe_commit();
+        self.maybe_finish_transfer(from);
         self.send_entries(from);
     }
 
@@ -246,6 +254,7 @@ impl Raft {
         if index <= self.log.committed || self.log.term(index) != Some(self.term) {
             return false;
         }
+        let committed_before = self.log.committed;
         let newly = self.log.bytes_between(self.log.committed, index);
         self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
         self.log.commit_to(index);
@@ -253,6 +262,10 @@ impl Raft {
         // the next tick (`send_commit_updates`): sending it at once would double
         // the messages (and acknowledgements) of every write at low load.
         self.on_commit_in_term();
+        if self.conf.last_change_index() > committed_before {
+            // A membership change may have committed: a removed leader steps down.
+            self.on_conf_committed();
+        }
         true
     }
 }

@@ -1,7 +1,7 @@
 //! A read-only summary of a core, for status pages and `keel status`.
 
 use crate::ready::Role;
-use crate::types::{GroupId, Index, NodeId, Term};
+use crate::types::{ConfState, GroupId, Index, NodeId, Term};
 
 /// Snapshot of a core's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +26,18 @@ pub struct Status {
     pub last_index: Index,
     /// Highest durable log index.
     pub persisted: Index,
-    /// Leader only: each follower's replication progress.
+    /// First index still in the in-memory log (earlier ones are compacted).
+    pub first_index: Index,
+    /// Index of the newest snapshot known (0 if none).
+    pub snapshot_index: Index,
+    /// The configuration in force (the latest in the log, thesis §4.1).
+    pub conf: ConfState,
+    /// Index of an uncommitted membership change, or 0.
+    pub pending_conf_index: Index,
+    /// Leader only: target of a leadership transfer in progress, or 0.
+    pub lead_transferee: NodeId,
+    /// Leader only: each member's replication progress (voters and learners); a
+    /// runtime promotes a learner once its `match_index` is close to `last_index`.
     pub peers: Vec<PeerStatus>,
 }
 
@@ -39,8 +50,10 @@ pub struct PeerStatus {
     pub match_index: Index,
     /// Next index to send.
     pub next_index: Index,
-    /// "probe" or "replicate".
+    /// "probe", "replicate" or "snapshot".
     pub state: &'static str,
-    /// Heard from within the current check-quorum window.
+    /// Heard from within the last one to two election timeouts (check-quorum).
     pub active: bool,
+    /// Whether it is a learner.
+    pub learner: bool,
 }

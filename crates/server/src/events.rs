@@ -147,6 +147,38 @@ pub fn describe(node: NodeId, e: &Event) -> String {
         Event::SteppedDown { term, from } => {
             format!("Node {node} stepped down: Node {from} is in the newer term {term}.")
         }
+        Event::ConfChangeAppended { index, change } => {
+            format!("Node {node} appended the membership change {change:?} at index {index}.")
+        }
+        Event::MemberAdded {
+            id,
+            learner: true,
+            index,
+        } => format!("Node {id} was added as a learner (index {index})."),
+        Event::MemberAdded { id, index, .. } => {
+            format!("Node {id} was added as a voter (index {index}).")
+        }
+        Event::MemberPromoted { id, index } => {
+            format!("Node {id} was promoted to voter (index {index}).")
+        }
+        Event::MemberRemoved { id, index } => {
+            format!("Node {id} was removed from the cluster (index {index}).")
+        }
+        Event::SteppedDownRemoved { term } => {
+            format!("Leader {node} was removed from the cluster in term {term}. Stepping down.")
+        }
+        Event::SnapshotSent { to, index } => {
+            format!("Node {node} is sending its snapshot at index {index} to Node {to}.")
+        }
+        Event::SnapshotRestored { index, term } => {
+            format!("Node {node} installed a snapshot at index {index} (term {term}).")
+        }
+        Event::TransferStarted { to } => {
+            format!("Leader {node} is handing leadership to Node {to}.")
+        }
+        Event::TransferAborted { to, reason } => {
+            format!("Leader {node} abandoned the transfer to Node {to}: {reason}.")
+        }
     }
 }
 

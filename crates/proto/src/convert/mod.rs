@@ -14,7 +14,9 @@ mod tests;
 
 pub use error::ConvertError;
 
-use keel_raft::{Entry, EntryKind, Index, Message, MessageBody, NO_NODE, Term};
+use keel_raft::{
+    ConfState, Entry, EntryKind, Index, Message, MessageBody, NO_NODE, SnapshotMeta, Term,
+};
 
 use crate::raft::{self, raft_message::Body};
 
@@ -129,6 +131,13 @@ fn body_to_wire(body: &MessageBody) -> Body {
         MessageBody::HeartbeatResponse { read_seq } => {
             Body::HeartbeatResponse(raft::HeartbeatResponse { read_seq })
         }
+        MessageBody::InstallSnapshot { ref meta } => Body::InstallSnapshot(raft::InstallSnapshot {
+            index: meta.index,
+            term: meta.term,
+            voters: meta.conf.voters.clone(),
+            learners: meta.conf.learners.clone(),
+        }),
+        MessageBody::TimeoutNow => Body::TimeoutNow(raft::TimeoutNow {}),
     }
 }
 
@@ -171,6 +180,19 @@ fn body_from_wire(body: Body, term: Term) -> Result<MessageBody, ConvertError> {
         Body::HeartbeatResponse(h) => MessageBody::HeartbeatResponse {
             read_seq: h.read_seq,
         },
+        // TODO(issue 3): server integration — validate the configuration (no id 0,
+        // no duplicates) once the runtime handles snapshots.
+        Body::InstallSnapshot(s) => MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: s.index,
+                term: s.term,
+                conf: ConfState {
+                    voters: s.voters,
+                    learners: s.learners,
+                },
+            },
+        },
+        Body::TimeoutNow(_) => MessageBody::TimeoutNow,
     })
 }
 

@@ -4,6 +4,9 @@
 
 mod async_persistence;
 mod election;
+mod membership;
 mod network;
 mod read_index;
 mod replication;
+mod snapshot;
+mod transfer;

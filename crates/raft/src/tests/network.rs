@@ -3,23 +3,37 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use crate::{
-    ConfState, Config, Entry, EntryKind, Event, HardState, InitialState, Message, NodeId, Raft,
-    ReadState, Role,
+    ConfState, Config, Entry, EntryKind, Event, HardState, InitialState, Message, MessageBody,
+    NodeId, Raft, ReadState, Role, SnapshotMeta,
 };
 
 /// Durable state of one node in the harness.
 #[derive(Default, Clone)]
 pub(crate) struct Disk {
     pub(crate) hard_state: HardState,
+    /// The snapshot the stored log starts after, if any.
+    pub(crate) snapshot: Option<SnapshotMeta>,
     pub(crate) entries: Vec<Entry>,
 }
 
 impl Disk {
+    fn offset(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.index)
+    }
+
     fn append(&mut self, entries: &[Entry]) {
         if let Some(first) = entries.first() {
-            self.entries.truncate((first.index - 1) as usize);
+            let keep = (first.index - 1 - self.offset()) as usize;
+            assert!(keep <= self.entries.len(), "gap in the stored log");
+            self.entries.truncate(keep);
             self.entries.extend(entries.iter().cloned());
         }
+    }
+
+    /// The Ready contract for a snapshot: the log starts after it, nothing before.
+    fn install(&mut self, meta: &SnapshotMeta) {
+        self.entries.clear();
+        self.snapshot = Some(meta.clone());
     }
 }
 
@@ -48,6 +62,14 @@ pub(crate) struct Network {
     /// `persist` makes them durable.
     pub(crate) async_nodes: BTreeSet<NodeId>,
     pub(crate) in_flight: BTreeMap<NodeId, VecDeque<InFlightWrite>>,
+    /// The group's bootstrap configuration (what a restarted or new node starts
+    /// from, with its log's membership changes on top).
+    pub(crate) bootstrap: ConfState,
+    /// Snapshots each node installed from a leader, in order.
+    pub(crate) installed: BTreeMap<NodeId, Vec<SnapshotMeta>>,
+    /// Report every delivered InstallSnapshot to its sender as a success (as a
+    /// runtime whose stream completed would).
+    pub(crate) auto_report_snapshots: bool,
 }
 
 /// A Ready's storage work handed off by an asynchronous node.
@@ -55,6 +77,7 @@ pub(crate) struct InFlightWrite {
     number: u64,
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
+    snapshot: Option<SnapshotMeta>,
     persisted_messages: Vec<Message>,
 }
 
@@ -75,6 +98,9 @@ impl Network {
             events: BTreeMap::new(),
             async_nodes: BTreeSet::new(),
             in_flight: BTreeMap::new(),
+            bootstrap: ConfState::with_voters(ids.clone()),
+            installed: BTreeMap::new(),
+            auto_report_snapshots: true,
         };
         for &id in &ids {
             let init = InitialState {
@@ -126,12 +152,17 @@ impl Network {
                         number: rd.number,
                         entries: std::mem::take(&mut rd.entries),
                         hard_state: rd.hard_state,
+                        snapshot: rd.snapshot.take(),
                         persisted_messages: std::mem::take(&mut rd.persisted_messages),
                     });
                 node.advance_async(rd);
                 continue;
             }
             let disk = self.disks.get_mut(&id).expect("disk exists");
+            if let Some(meta) = &rd.snapshot {
+                disk.install(meta);
+                self.installed.entry(id).or_default().push(meta.clone());
+            }
             disk.append(&rd.entries);
             if let Some(hs) = rd.hard_state {
                 disk.hard_state = hs;
@@ -147,6 +178,10 @@ impl Network {
         let writes: Vec<InFlightWrite> = self.in_flight.entry(id).or_default().drain(..).collect();
         for w in writes {
             let disk = self.disks.get_mut(&id).expect("disk exists");
+            if let Some(meta) = &w.snapshot {
+                disk.install(meta);
+                self.installed.entry(id).or_default().push(meta.clone());
+            }
             disk.append(&w.entries);
             if let Some(hs) = w.hard_state {
                 disk.hard_state = hs;
@@ -170,9 +205,17 @@ impl Network {
             return;
         }
         let to = m.to;
+        let snapshot_from = matches!(m.body, MessageBody::InstallSnapshot { .. }).then_some(m.from);
         if let Some(node) = self.nodes.get_mut(&to) {
             node.step(m).expect("well-formed message");
             self.process(to);
+            if let Some(leader) = snapshot_from
+                && self.auto_report_snapshots
+                && let Some(l) = self.nodes.get_mut(&leader)
+            {
+                l.report_snapshot(to, true);
+                self.process(leader);
+            }
         }
     }
 
@@ -246,13 +289,13 @@ impl Network {
     /// Restarts a node from its disk, forgetting everything volatile.
     pub(crate) fn restart(&mut self, id: NodeId) {
         let disk = self.disks[&id].clone();
-        let voters: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let applied = disk.snapshot.as_ref().map_or(0, |s| s.index);
         let init = InitialState {
             hard_state: disk.hard_state,
-            conf: ConfState::with_voters(voters),
-            snapshot: None,
+            conf: self.bootstrap.clone(),
+            snapshot: disk.snapshot,
             entries: disk.entries,
-            applied: 0,
+            applied,
         };
         let cfg = self.nodes[&id].cfg.clone();
         self.applied.remove(&id);
@@ -260,6 +303,38 @@ impl Network {
             id,
             Raft::new(cfg, init, id * 104_729).expect("valid config"),
         );
+    }
+
+    /// Adds node `id` with an empty disk, starting from the bootstrap
+    /// configuration (as a node joining an existing group must).
+    pub(crate) fn add_node(&mut self, id: NodeId) {
+        let init = InitialState {
+            conf: self.bootstrap.clone(),
+            ..InitialState::default()
+        };
+        let cfg = self.nodes[&1].cfg.clone();
+        self.nodes.insert(
+            id,
+            Raft::new(Config { id, ..cfg }, init, id * 7919).expect("valid config"),
+        );
+        self.disks.insert(id, Disk::default());
+    }
+
+    /// Events of one node so far.
+    pub(crate) fn events_of(&self, id: NodeId) -> &[Event] {
+        self.events.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Lets a node take a snapshot of everything it applied and compact its log,
+    /// keeping entries from `keep_from` on.
+    pub(crate) fn compact(&mut self, id: NodeId, keep_from: u64) -> SnapshotMeta {
+        let node = self.node_mut(id);
+        let meta = node
+            .snapshot_meta(node.applied_index())
+            .expect("applied index is in the log");
+        node.compact(meta.clone(), keep_from)
+            .expect("valid snapshot");
+        meta
     }
 
     /// Data of the normal entries a node applied.

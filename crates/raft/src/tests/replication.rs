@@ -53,6 +53,7 @@ fn consistency_check_rejects_and_leader_repairs_divergent_logs() {
                 vote: 0,
                 commit: 0,
             },
+            snapshot: None,
             entries: vec![entry(1, 1), entry(2, 1), entry(3, 3), entry(4, 3)],
         },
     );
@@ -65,6 +66,7 @@ fn consistency_check_rejects_and_leader_repairs_divergent_logs() {
                 vote: 0,
                 commit: 0,
             },
+            snapshot: None,
             entries: vec![entry(1, 1)],
         },
     );
@@ -76,6 +78,7 @@ fn consistency_check_rejects_and_leader_repairs_divergent_logs() {
                 vote: 0,
                 commit: 0,
             },
+            snapshot: None,
             entries: vec![
                 entry(1, 1),
                 entry(2, 1),
@@ -119,6 +122,7 @@ fn fast_backoff_skips_whole_conflicting_terms() {
                 vote: 0,
                 commit: 0,
             },
+            snapshot: None,
             entries: long_old,
         },
     );
@@ -133,6 +137,7 @@ fn fast_backoff_skips_whole_conflicting_terms() {
                     vote: 0,
                     commit: 0,
                 },
+                snapshot: None,
                 entries: leader_log.clone(),
             },
         );
@@ -173,6 +178,7 @@ fn old_term_entries_are_not_committed_by_counting_replicas() {
                 vote: 0,
                 commit: 0,
             },
+            snapshot: None,
             entries: vec![entry(1, 1), entry(2, 2)],
         },
     );

@@ -45,6 +45,11 @@ pub enum BodySummary {
         commit: Index,
     },
     HeartbeatResp,
+    Snapshot {
+        index: Index,
+        term: Term,
+    },
+    TimeoutNow,
 }
 
 impl MsgSummary {
@@ -88,6 +93,11 @@ impl MsgSummary {
             },
             MessageBody::Heartbeat { commit, .. } => BodySummary::Heartbeat { commit: *commit },
             MessageBody::HeartbeatResponse { .. } => BodySummary::HeartbeatResp,
+            MessageBody::InstallSnapshot { meta } => BodySummary::Snapshot {
+                index: meta.index,
+                term: meta.term,
+            },
+            MessageBody::TimeoutNow => BodySummary::TimeoutNow,
         };
         MsgSummary {
             from: m.from,
@@ -137,6 +147,8 @@ impl fmt::Display for MsgSummary {
             }
             BodySummary::Heartbeat { commit } => write!(f, "Heartbeat(commit {commit})"),
             BodySummary::HeartbeatResp => write!(f, "HeartbeatResp"),
+            BodySummary::Snapshot { index, term } => write!(f, "InstallSnapshot({index}@{term})"),
+            BodySummary::TimeoutNow => write!(f, "TimeoutNow"),
         }
     }
 }
