@@ -208,7 +208,42 @@ async fn http_api_on_leader_and_followers() {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert!(v["revision"].as_u64().is_some());
     }
+
+    // Metrics: the leader counted the proposals and fsyncs; the follower timed
+    // the requests it served, by outcome.
+    let (code, head, body) = http(t.cluster.http_addr(leader), "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200);
+    assert!(head.to_ascii_lowercase().contains("openmetrics"), "{head}");
+    let leader_metrics = String::from_utf8_lossy(&body);
+    for needle in ["keel_is_leader 1", "keel_wal_fsync_seconds_count", "# EOF"] {
+        assert!(
+            leader_metrics.contains(needle),
+            "{needle}: {leader_metrics}"
+        );
+    }
+    let proposals = metric_value(&leader_metrics, "keel_proposals_total");
+    assert!(proposals >= 6.0, "{proposals} proposals: {leader_metrics}");
+    let (_, _, body) = http(f, "GET", "/metrics", &[], b"");
+    let follower_metrics = String::from_utf8_lossy(&body);
+    for needle in [
+        "keel_is_leader 0",
+        "keel_client_request_seconds_count{op=\"Put\",outcome=\"ok\"}",
+        "keel_client_request_seconds_count{op=\"Put\",outcome=\"conflict\"} 2",
+        "keel_client_request_seconds_count{op=\"Get\",outcome=\"ok\"}",
+    ] {
+        assert!(
+            follower_metrics.contains(needle),
+            "{needle}: {follower_metrics}"
+        );
+    }
     t.assert_no_panics();
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

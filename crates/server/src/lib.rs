@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 mod server;

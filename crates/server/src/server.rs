@@ -17,6 +17,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::identity::{self, lock_data_dir};
+use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
 use crate::transport::{
@@ -59,6 +60,7 @@ pub async fn run(
     };
 
     let recovered = node::recover(&cfg, &identity, &mut events)?;
+    let metrics = Arc::new(Metrics::new());
     let stats = Arc::new(TransportStats::default());
     let local = LocalIdentity {
         node_id: cfg.id,
@@ -80,6 +82,7 @@ pub async fn run(
         tick: Duration::from_millis(cfg.tick_ms),
         flush_interval: Duration::from_millis(cfg.state_flush_interval_ms),
         max_pending: cfg.max_pending_requests,
+        metrics: metrics.clone(),
     })?;
 
     let limits = ApiLimits {
@@ -95,6 +98,7 @@ pub async fn run(
         identity.members.clone(),
         cfg.http.map(|a| a.to_string()),
         limits,
+        metrics,
     );
     let members: BTreeSet<u64> = identity.members.keys().copied().collect();
     let raft_svc = RaftService::new(

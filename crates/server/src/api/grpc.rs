@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::ApiContext;
 use super::ops::Forwarding;
+use crate::metrics::ClientOp;
 
 /// `keel.v1.Kv` on this node.
 #[derive(Debug, Clone)]
@@ -32,22 +33,46 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, r: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let out = self.ctx.get(r.into_inner(), Forwarding::Never).await?;
+        let out = self
+            .ctx
+            .timed(
+                ClientOp::Get,
+                self.ctx.get(r.into_inner(), Forwarding::Never),
+            )
+            .await?;
         Ok(Response::new(out))
     }
 
     async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let out = self.ctx.put(r.into_inner(), Forwarding::Never).await?;
+        let out = self
+            .ctx
+            .timed(
+                ClientOp::Put,
+                self.ctx.put(r.into_inner(), Forwarding::Never),
+            )
+            .await?;
         Ok(Response::new(out))
     }
 
     async fn delete(&self, r: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
-        let out = self.ctx.delete(r.into_inner(), Forwarding::Never).await?;
+        let out = self
+            .ctx
+            .timed(
+                ClientOp::Delete,
+                self.ctx.delete(r.into_inner(), Forwarding::Never),
+            )
+            .await?;
         Ok(Response::new(out))
     }
 
     async fn scan(&self, r: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
-        let out = self.ctx.scan(r.into_inner(), Forwarding::Never).await?;
+        let out = self
+            .ctx
+            .timed(
+                ClientOp::Scan,
+                self.ctx.scan(r.into_inner(), Forwarding::Never),
+            )
+            .await?;
         Ok(Response::new(out))
     }
 }

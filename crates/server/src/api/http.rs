@@ -25,6 +25,7 @@ use serde_json::{Value as Json, json};
 use super::ApiContext;
 use super::grpc::status_response;
 use super::ops::Forwarding;
+use crate::metrics::ClientOp;
 
 type Ctx = State<Arc<ApiContext>>;
 
@@ -44,9 +45,21 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         )
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(ctx)
+}
+
+/// `GET /metrics`: Prometheus text exposition (OpenMetrics).
+async fn metrics(State(ctx): Ctx) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ctx.metrics.encode(),
+    )
 }
 
 /// An error response: an HTTP status and keel's error detail as JSON.
@@ -185,7 +198,9 @@ async fn get_key(
         key: Bytes::from(key.clone()),
         read_mode: read_mode(&params)? as i32,
     };
-    let resp = ctx.get(req, Forwarding::Allowed).await?;
+    let resp = ctx
+        .timed(ClientOp::Get, ctx.get(req, Forwarding::Allowed))
+        .await?;
     let Some(kv) = resp.kv else {
         let body = json!({"error": format!("key {key:?} not found"), "kind": "not_found", "revision": resp.revision});
         return Ok((StatusCode::NOT_FOUND, axum::Json(body)).into_response());
@@ -275,7 +290,9 @@ async fn put_key(
         value,
         precondition: precondition_of(&headers)?,
     };
-    let resp = ctx.put(req, Forwarding::Allowed).await?;
+    let resp = ctx
+        .timed(ClientOp::Put, ctx.put(req, Forwarding::Allowed))
+        .await?;
     Ok(axum::Json(json!({"revision": resp.revision, "version": resp.revision})).into_response())
 }
 
@@ -293,7 +310,10 @@ async fn create_key(
             condition: Some(precondition::Condition::Absent(true)),
         }),
     };
-    match ctx.put(req, Forwarding::Allowed).await {
+    match ctx
+        .timed(ClientOp::Put, ctx.put(req, Forwarding::Allowed))
+        .await
+    {
         Ok(resp) => Ok((
             StatusCode::CREATED,
             axum::Json(json!({"revision": resp.revision, "version": resp.revision})),
@@ -320,7 +340,9 @@ async fn delete_key(
         key: Bytes::from(key),
         precondition: precondition_of(&headers)?,
     };
-    let resp = ctx.delete(req, Forwarding::Allowed).await?;
+    let resp = ctx
+        .timed(ClientOp::Delete, ctx.delete(req, Forwarding::Allowed))
+        .await?;
     Ok(axum::Json(json!({"revision": resp.revision, "deleted": resp.deleted})).into_response())
 }
 
@@ -338,7 +360,9 @@ async fn scan(State(ctx): Ctx, RawQuery(q): RawQuery) -> Result<Response, HttpEr
         read_mode: read_mode(&params)? as i32,
         start_after: Bytes::from(param(&params, "start_after").unwrap_or("").to_string()),
     };
-    let resp = ctx.scan(req, Forwarding::Allowed).await?;
+    let resp = ctx
+        .timed(ClientOp::Scan, ctx.scan(req, Forwarding::Allowed))
+        .await?;
     let items: Vec<Json> = resp
         .kvs
         .iter()
@@ -404,7 +428,7 @@ async fn healthz(State(ctx): Ctx) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/status, /healthz", "kind": "not_found"})),
+        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/status, /healthz, /metrics", "kind": "not_found"})),
     )
         .into_response()
 }

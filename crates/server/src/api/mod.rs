@@ -19,6 +19,7 @@ pub use grpc::{ClusterService, KvService};
 pub use http::router;
 
 use crate::config::DefaultReadMode;
+use crate::metrics::{ClientOp, Metrics};
 use crate::node::{NodeError, NodeHandle};
 use forward::Forwarder;
 
@@ -54,6 +55,8 @@ pub struct ApiContext {
     pub limits: ApiLimits,
     /// When the node started.
     pub started: Instant,
+    /// The node's metrics, also served at `/metrics`.
+    pub metrics: Arc<Metrics>,
     forwarder: Forwarder,
 }
 
@@ -66,6 +69,7 @@ impl ApiContext {
         members: BTreeMap<NodeId, String>,
         http_address: Option<String>,
         limits: ApiLimits,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let address = members.get(&id).cloned().unwrap_or_default();
         Arc::new(ApiContext {
@@ -78,7 +82,21 @@ impl ApiContext {
             forwarder: Forwarder::new(limits.max_value_bytes),
             limits,
             started: Instant::now(),
+            metrics,
         })
+    }
+
+    /// Runs a client operation, recording its latency and outcome.
+    pub(crate) async fn timed<T>(
+        &self,
+        op: ClientOp,
+        f: impl Future<Output = Result<T, ErrorDetail>>,
+    ) -> Result<T, ErrorDetail> {
+        let started = Instant::now();
+        let result = f.await;
+        let outcome = result.as_ref().err().map(|e| e.kind().as_str_name());
+        self.metrics.client_request(op, started, outcome);
+        result
     }
 
     /// The gRPC address of a member, or "" if unknown.

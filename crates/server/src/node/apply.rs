@@ -22,6 +22,7 @@ use super::requests::{ReadResult, WriteResult};
 use super::waiters::Waiters;
 use crate::error::ServerError;
 use crate::events::EventLog;
+use crate::metrics::{Metrics, gauge_value};
 
 /// Jobs taken per state-machine transaction at most.
 const MAX_JOBS_PER_BATCH: usize = 4096;
@@ -59,6 +60,7 @@ pub(crate) struct ApplyState {
     pub(crate) events: Arc<Mutex<EventLog>>,
     /// Writes waiting, for the consensus thread's overload check.
     pub(crate) writes_in_flight: Arc<AtomicUsize>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl ApplyState {
@@ -95,7 +97,15 @@ impl ApplyState {
             }
         }
         if !entries.is_empty() {
+            let started = Instant::now();
             let outcomes = self.kv.apply(&entries)?;
+            self.metrics
+                .apply_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.applied_entries.inc_by(entries.len() as u64);
+            self.metrics
+                .applied_index
+                .set(gauge_value(self.kv.applied_index()));
             let mut events = self.events.lock().expect("event log lock poisoned");
             let log_entries = events.wants_entries();
             let mut start = 0;
@@ -240,7 +250,12 @@ impl Applier {
                 next_flush = now + self.flush_interval;
                 let applied = state.kv.applied_index();
                 if applied != flushed_at {
+                    let started = Instant::now();
                     state.kv.flush()?;
+                    state
+                        .metrics
+                        .state_flush_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     flushed_at = applied;
                 }
             }

@@ -14,12 +14,13 @@
 //! the followers' did not pay for the extra hand-offs per Ready on this hardware;
 //! see BENCHMARKS.md.)
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use keel_raft::{Message, ProposeError, Raft, ReadIndexError, Role};
+use keel_raft::{Message, MessageBody, NodeId, ProposeError, Raft, ReadIndexError, Role};
 use keel_storage::kv::KvStore;
 use tokio::sync::watch;
 
@@ -32,6 +33,7 @@ use super::requests::{NodeError, Request};
 use super::status::NodeStatus;
 use crate::error::ServerError;
 use crate::events::EventLog;
+use crate::metrics::{Metrics, gauge_value};
 use crate::transport::Transport;
 
 /// Inputs handled per turn before the core's output is processed, so that ticks are
@@ -62,6 +64,12 @@ pub(crate) struct Driver {
     pub(crate) writes_in_flight: Arc<AtomicUsize>,
     pub(crate) reads: UnconfirmedReads,
     pub(crate) role: Role,
+    pub(crate) metrics: Arc<Metrics>,
+    /// When the oldest unanswered heartbeat to each peer went out, for the
+    /// round-trip metric.
+    pub(crate) heartbeats_out: BTreeMap<NodeId, Instant>,
+    /// The leader as last reported by the core, to count leader changes.
+    pub(crate) last_leader: NodeId,
 }
 
 impl Driver {
@@ -131,6 +139,11 @@ impl Driver {
     }
 
     fn step(&mut self, m: Message) {
+        if let MessageBody::HeartbeatResponse { .. } = m.body
+            && let Some(sent) = self.heartbeats_out.remove(&m.from)
+        {
+            self.metrics.peer_round_trip(m.from, sent.elapsed());
+        }
         if let Err(e) = self.raft.step(m) {
             tracing::warn!("dropped a peer message: {e}");
         }
@@ -153,6 +166,7 @@ impl Driver {
                 reply,
             } => match self.raft.propose(data) {
                 Ok((index, term)) => {
+                    self.metrics.proposals.inc();
                     // Counted here, so a burst within one turn is bounded too; the
                     // apply thread recounts as it answers.
                     self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
@@ -165,11 +179,18 @@ impl Driver {
                     })?;
                 }
                 Err(e) => {
-                    let err = match e {
-                        ProposeError::NotLeader { leader } => NodeError::NotLeader { leader },
-                        ProposeError::Overloaded { .. } => NodeError::Overloaded(e.to_string()),
-                        ProposeError::TooLarge { .. } => NodeError::Invalid(e.to_string()),
+                    let (err, reason) = match e {
+                        ProposeError::NotLeader { leader } => {
+                            (NodeError::NotLeader { leader }, "not_leader")
+                        }
+                        ProposeError::Overloaded { .. } => {
+                            (NodeError::Overloaded(e.to_string()), "overloaded")
+                        }
+                        ProposeError::TooLarge { .. } => {
+                            (NodeError::Invalid(e.to_string()), "too_large")
+                        }
                     };
+                    self.metrics.refused(reason);
                     let _ = reply.send(Err(err));
                 }
             },
@@ -193,8 +214,13 @@ impl Driver {
         while self.raft.has_ready() {
             let mut rd = self.raft.ready();
             // 1. The leader replicates in parallel with its own fsync.
+            self.note_heartbeats(&rd.messages);
             self.transport.send_all(&mut rd.messages);
             if let Some(ss) = rd.soft_state {
+                if ss.leader != self.last_leader && ss.leader != keel_raft::NO_NODE {
+                    self.metrics.leader_changes.inc();
+                }
+                self.last_leader = ss.leader;
                 if self.role == Role::Leader && ss.role != Role::Leader {
                     self.reads.leadership_lost(ss.leader);
                 }
@@ -209,6 +235,7 @@ impl Driver {
             }
             // 2. Persist. Only entries and term/vote need the fsync; a commit-index
             //    change rides along with the next one.
+            let persist_started = Instant::now();
             let mut must_sync = !rd.entries.is_empty();
             if !rd.entries.is_empty() {
                 self.wal.append_entries(KV_GROUP, &rd.entries)?;
@@ -219,11 +246,19 @@ impl Driver {
             }
             if must_sync {
                 // A failed fsync poisons the WAL; returning stops the node.
+                let sync_started = Instant::now();
                 self.wal.sync().map_err(|e| {
                     ServerError::Fatal(format!(
                         "WAL fsync failed, stopping to protect the log: {e}"
                     ))
                 })?;
+                let now = Instant::now();
+                self.metrics
+                    .wal_fsync_seconds
+                    .observe((now - sync_started).as_secs_f64());
+                self.metrics
+                    .wal_append_seconds
+                    .observe((now - persist_started).as_secs_f64());
                 let hs = self.raft.hard_state();
                 self.durable_term_vote = (hs.term, hs.vote);
             }
@@ -263,9 +298,36 @@ impl Driver {
         })
     }
 
+    /// Notes when the oldest unanswered heartbeat to each peer went out.
+    fn note_heartbeats(&mut self, messages: &[Message]) {
+        let now = Instant::now();
+        for m in messages {
+            if let MessageBody::Heartbeat { .. } = m.body {
+                let sent = self.heartbeats_out.entry(m.to).or_insert(now);
+                // A heartbeat or its answer was lost: start over rather than
+                // report the gap as a round trip.
+                if now.duration_since(*sent) > Duration::from_secs(1) {
+                    *sent = now;
+                }
+            }
+        }
+    }
+
     fn publish_status(&self) {
         let s = self.raft.status();
         let applied = self.kv.applied_index();
+        let m = &self.metrics;
+        m.term.set(gauge_value(s.term));
+        m.commit_index.set(gauge_value(s.commit));
+        m.is_leader.set(i64::from(s.role == Role::Leader));
+        m.queued_requests.set(gauge_value(self.req_rx.len() as u64));
+        m.queued_peer_messages
+            .set(gauge_value(self.peer_rx.len() as u64));
+        m.writes_in_flight.set(gauge_value(
+            self.writes_in_flight.load(Ordering::Relaxed) as u64
+        ));
+        m.reads_unconfirmed
+            .set(gauge_value(self.reads.len() as u64));
         self.status_tx.send_if_modified(|cur| {
             let next = NodeStatus {
                 id: s.id,

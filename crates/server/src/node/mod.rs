@@ -52,6 +52,7 @@ pub(crate) struct NodeParts {
     pub(crate) tick: Duration,
     pub(crate) flush_interval: Duration,
     pub(crate) max_pending: usize,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
@@ -76,6 +77,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let role = parts.recovered.raft.role();
     let events = Arc::new(std::sync::Mutex::new(parts.events));
     let writes_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let metrics = parts.metrics;
 
     let (apply, applier) = apply_side(
         ApplyState {
@@ -83,6 +85,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
             waiters: waiters::Waiters::default(),
             events: events.clone(),
             writes_in_flight: writes_in_flight.clone(),
+            metrics: metrics.clone(),
         },
         parts.flush_interval,
         parts.tick,
@@ -105,6 +108,9 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         writes_in_flight,
         reads: UnconfirmedReads::default(),
         role,
+        metrics,
+        heartbeats_out: std::collections::BTreeMap::new(),
+        last_leader: keel_raft::NO_NODE,
     };
     let apply = spawn(format!("keel-apply-{id}"), fatal_tx, move || applier.run())?;
     let join = std::thread::Builder::new()

@@ -1,0 +1,301 @@
+//! Prometheus metrics of one node, served at `/metrics` on the HTTP port.
+//!
+//! Everything is an atomic updated where the event happens (the consensus thread,
+//! the apply side, the API handlers); a scrape only reads. Names carry units
+//! (`_seconds`, `_bytes`); counters get the `_total` suffix from the encoder.
+
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// A client operation, for the request latency metric.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ClientOp {
+    /// Read one key.
+    Get,
+    /// Write one key.
+    Put,
+    /// Delete one key.
+    Delete,
+    /// Read a prefix.
+    Scan,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    op: ClientOp,
+    /// `ok`, or the error kind in lower case (`not_leader`, `conflict`, ...).
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: u64,
+}
+
+/// Why the consensus thread refused a proposal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+/// All metrics of a node.
+pub struct Metrics {
+    registry: Registry,
+    /// Client writes proposed to the core.
+    pub proposals: Counter,
+    refused: Family<RefusalLabels, Counter>,
+    /// Times this node saw a new leader (including itself).
+    pub leader_changes: Counter,
+    /// Current term.
+    pub term: Gauge,
+    /// Highest index known committed.
+    pub commit_index: Gauge,
+    /// Highest index applied to the state machine.
+    pub applied_index: Gauge,
+    /// 1 while this node leads, else 0.
+    pub is_leader: Gauge,
+    /// Entries applied to the state machine.
+    pub applied_entries: Counter,
+    /// Duration of each WAL fsync.
+    pub wal_fsync_seconds: Histogram,
+    /// Duration of each WAL append (write and fsync of one Ready).
+    pub wal_append_seconds: Histogram,
+    /// Duration of applying one batch of committed entries.
+    pub apply_seconds: Histogram,
+    /// Duration of each durable state machine flush.
+    pub state_flush_seconds: Histogram,
+    /// Snapshot bytes sent to followers.
+    pub snapshot_sent_bytes: Counter,
+    /// Snapshot bytes received from a leader.
+    pub snapshot_received_bytes: Counter,
+    peer_rtt: Family<PeerLabels, Histogram>,
+    requests: Family<RequestLabels, Histogram>,
+    /// Client requests waiting for the consensus thread.
+    pub queued_requests: Gauge,
+    /// Peer messages waiting for the consensus thread.
+    pub queued_peer_messages: Gauge,
+    /// Writes proposed and not yet answered.
+    pub writes_in_flight: Gauge,
+    /// Linearizable reads waiting for their heartbeat round.
+    pub reads_unconfirmed: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+/// 50 µs .. ~1.6 s: fsyncs, applies and local round trips.
+fn short_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// 100 µs .. ~13 s: client requests, which include retries and forwarding.
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
+
+impl Metrics {
+    /// A fresh set, registered under the `keel_` prefix.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("keel");
+        let m = Metrics {
+            proposals: Counter::default(),
+            refused: Family::default(),
+            leader_changes: Counter::default(),
+            term: Gauge::default(),
+            commit_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            is_leader: Gauge::default(),
+            applied_entries: Counter::default(),
+            wal_fsync_seconds: short_buckets(),
+            wal_append_seconds: short_buckets(),
+            apply_seconds: short_buckets(),
+            state_flush_seconds: short_buckets(),
+            snapshot_sent_bytes: Counter::default(),
+            snapshot_received_bytes: Counter::default(),
+            peer_rtt: Family::new_with_constructor(short_buckets),
+            requests: Family::new_with_constructor(request_buckets),
+            queued_requests: Gauge::default(),
+            queued_peer_messages: Gauge::default(),
+            writes_in_flight: Gauge::default(),
+            reads_unconfirmed: Gauge::default(),
+            registry: Registry::default(),
+        };
+        r.register("proposals", "Client writes proposed", m.proposals.clone());
+        r.register(
+            "proposals_refused",
+            "Client writes the core refused, by reason",
+            m.refused.clone(),
+        );
+        r.register(
+            "leader_changes",
+            "Times this node saw a new leader",
+            m.leader_changes.clone(),
+        );
+        r.register("term", "Current term", m.term.clone());
+        r.register(
+            "commit_index",
+            "Highest committed index",
+            m.commit_index.clone(),
+        );
+        r.register(
+            "applied_index",
+            "Highest applied index",
+            m.applied_index.clone(),
+        );
+        r.register("is_leader", "1 while this node leads", m.is_leader.clone());
+        r.register(
+            "applied_entries",
+            "Entries applied to the state machine",
+            m.applied_entries.clone(),
+        );
+        r.register_with_unit(
+            "wal_fsync",
+            "Duration of each WAL fsync",
+            Unit::Seconds,
+            m.wal_fsync_seconds.clone(),
+        );
+        r.register_with_unit(
+            "wal_append",
+            "Duration of each WAL append: write and fsync of one batch",
+            Unit::Seconds,
+            m.wal_append_seconds.clone(),
+        );
+        r.register_with_unit(
+            "apply",
+            "Duration of applying one batch of committed entries",
+            Unit::Seconds,
+            m.apply_seconds.clone(),
+        );
+        r.register_with_unit(
+            "state_flush",
+            "Duration of each durable state machine flush",
+            Unit::Seconds,
+            m.state_flush_seconds.clone(),
+        );
+        r.register_with_unit(
+            "snapshot_sent",
+            "Snapshot bytes sent to followers",
+            Unit::Bytes,
+            m.snapshot_sent_bytes.clone(),
+        );
+        r.register_with_unit(
+            "snapshot_received",
+            "Snapshot bytes received from a leader",
+            Unit::Bytes,
+            m.snapshot_received_bytes.clone(),
+        );
+        r.register_with_unit(
+            "peer_round_trip",
+            "Heartbeat round trip to each peer",
+            Unit::Seconds,
+            m.peer_rtt.clone(),
+        );
+        r.register_with_unit(
+            "client_request",
+            "Client request latency by operation and outcome",
+            Unit::Seconds,
+            m.requests.clone(),
+        );
+        r.register(
+            "queued_requests",
+            "Client requests waiting for the consensus thread",
+            m.queued_requests.clone(),
+        );
+        r.register(
+            "queued_peer_messages",
+            "Peer messages waiting for the consensus thread",
+            m.queued_peer_messages.clone(),
+        );
+        r.register(
+            "writes_in_flight",
+            "Writes proposed and not yet answered",
+            m.writes_in_flight.clone(),
+        );
+        r.register(
+            "reads_unconfirmed",
+            "Linearizable reads waiting for their heartbeat round",
+            m.reads_unconfirmed.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// Counts a proposal the core refused.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// Records a heartbeat round trip to `peer`.
+    pub fn peer_round_trip(&self, peer: u64, rtt: Duration) {
+        self.peer_rtt
+            .get_or_create(&PeerLabels { peer })
+            .observe(rtt.as_secs_f64());
+    }
+
+    /// Records a finished client request; `outcome` is `None` for success, else
+    /// the error kind's name.
+    pub fn client_request(&self, op: ClientOp, started: Instant, outcome: Option<&str>) {
+        let outcome = outcome.map_or_else(|| "ok".to_string(), str::to_ascii_lowercase);
+        self.requests
+            .get_or_create(&RequestLabels { op, outcome })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The text exposition format (OpenMetrics), for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An index or count as a gauge value, saturating.
+pub(crate) fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exposed_with_units() {
+        let m = Metrics::new();
+        m.proposals.inc();
+        m.term.set(7);
+        m.wal_fsync_seconds.observe(0.000_2);
+        m.peer_round_trip(2, Duration::from_micros(300));
+        m.client_request(ClientOp::Put, Instant::now(), None);
+        m.client_request(ClientOp::Get, Instant::now(), Some("NOT_LEADER"));
+        m.refused("overloaded");
+        let text = m.encode();
+        for needle in [
+            "keel_proposals_total 1",
+            "keel_term 7",
+            "keel_wal_fsync_seconds_count 1",
+            "keel_peer_round_trip_seconds_count{peer=\"2\"} 1",
+            "keel_client_request_seconds_count{op=\"Put\",outcome=\"ok\"} 1",
+            "keel_client_request_seconds_count{op=\"Get\",outcome=\"not_leader\"} 1",
+            "keel_proposals_refused_total{reason=\"overloaded\"} 1",
+            "keel_snapshot_sent_bytes_total 0",
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+}
