@@ -189,6 +189,10 @@ impl Driver {
                         ProposeError::TooLarge { .. } => {
                             (NodeError::Invalid(e.to_string()), "too_large")
                         }
+                        // The target is about to lead: send the client there.
+                        ProposeError::TransferInProgress { to } => {
+                            (NodeError::NotLeader { leader: to }, "transfer")
+                        }
                     };
                     self.metrics.refused(reason);
                     let _ = reply.send(Err(err));
