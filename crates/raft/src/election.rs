@@ -15,7 +15,7 @@ impl Raft {
     /// passes without hearing from a leader (Raft §5.2).
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_timeout && self.is_voter() {
+        if self.election_elapsed >= self.randomized_election_timeout && self.can_campaign() {
             self.start_election(self.cfg.pre_vote, false);
         }
     }

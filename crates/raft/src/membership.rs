@@ -294,6 +294,22 @@ impl Raft {
         crate::quorum::has_quorum(&voters, |id| active.contains(&id))
     }
 
+    /// Whether this node may start an election: it is a voter of the configuration
+    /// in force — or it was one in the committed configuration and the change that
+    /// removed it is not committed yet. Thesis §4.2.2: such a node can still be
+    /// needed to elect a leader (its log may be the most up to date, so the others
+    /// cannot win without it), and it is safe for it to win with a majority of the
+    /// new configuration, not counting itself, since majorities of configurations
+    /// one change apart overlap. Once the removal is committed, it never campaigns.
+    pub(crate) fn can_campaign(&self) -> bool {
+        self.is_voter()
+            || (self.conf.last_change_index() > self.log.committed
+                && self
+                    .conf
+                    .at(self.log.committed)
+                    .is_some_and(|c| c.voters.contains(&self.cfg.id)))
+    }
+
     /// Brings the voter/learner sets and, on a leader, the progress map in line with
     /// the configuration in force. Called after every change to the log.
     pub(crate) fn sync_conf(&mut self) {
@@ -334,7 +350,8 @@ impl Raft {
             }
             // Fewer voters may mean a smaller majority already holds more.
             self.maybe_commit();
-        } else if matches!(self.role, Role::Candidate | Role::PreCandidate) && !self.is_voter() {
+        } else if matches!(self.role, Role::Candidate | Role::PreCandidate) && !self.can_campaign()
+        {
             // A candidate that learns it is no longer a voter stops campaigning.
             self.become_follower(self.term, NO_NODE);
         }

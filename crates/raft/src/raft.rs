@@ -286,7 +286,7 @@ impl Raft {
     /// non-voters.
     pub fn campaign(&mut self) {
         self.assert_not_in_ready();
-        if self.role != Role::Leader && self.is_voter() {
+        if self.role != Role::Leader && self.can_campaign() {
             self.start_election(false, false);
         }
     }
@@ -575,7 +575,6 @@ impl Raft {
             }
             Role::Candidate => {
                 assert_eq!(self.vote, self.cfg.id, "candidate did not vote for itself");
-                assert!(self.is_voter(), "a non-voter campaigns");
                 assert_eq!(self.leader, NO_NODE);
             }
             Role::PreCandidate | Role::Follower => {

@@ -97,15 +97,22 @@ pub enum Bug {
     /// can still lose. Expected: the local durability check fails. Synchronous
     /// nodes are unaffected.
     PersistBeforeSync,
+    /// The leader's core accepts a membership change while another is still
+    /// uncommitted (the core's one-change-in-flight rule is off), and the operator
+    /// makes use of it: two voters join at once. Expected: two leaders in one term
+    /// (election safety), as majorities of configurations two changes apart need
+    /// not overlap (thesis §4.1), or another safety check.
+    ConcurrentConfChanges,
 }
 
 impl Bug {
     /// Every injectable bug, for help texts and tests.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::CorruptEntries,
         Bug::PersistBeforeSync,
+        Bug::ConcurrentConfChanges,
     ];
 
     /// The command-line spelling.
@@ -115,6 +122,7 @@ impl Bug {
             Bug::AckBeforeSync => "ack-before-sync",
             Bug::CorruptEntries => "corrupt-entries",
             Bug::PersistBeforeSync => "persist-before-sync",
+            Bug::ConcurrentConfChanges => "concurrent-conf-changes",
         }
     }
 }

@@ -148,6 +148,10 @@ pub struct Stats {
     pub ticks_to_leader: u64,
     /// Slowest liveness request, in ticks from issue to acknowledgement.
     pub max_request_ticks: u64,
+    /// Membership changes appended by a leader.
+    pub conf_changes: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
 }
 
 /// A passed run.
@@ -171,7 +175,8 @@ impl fmt::Display for RunSummary {
             "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({} crashes, \
              {} mid-fsync, {} with several Readys in flight, {} torn WAL tails), {}/{} starts \
              async, {} group commits, {} leader terms, {} committed, {}/{} proposals acked, \
-             leader after healing in {} ticks, slowest request {} ticks; fingerprint {:016x}",
+             {} membership changes, {} transfers, leader after healing in {} ticks, slowest \
+             request {} ticks; fingerprint {:016x}",
             self.config.seed,
             self.config.nodes,
             s.steps,
@@ -189,6 +194,8 @@ impl fmt::Display for RunSummary {
             s.committed,
             s.acked,
             s.proposals,
+            s.conf_changes,
+            s.transfers,
             s.ticks_to_leader,
             s.max_request_ticks,
             self.fingerprint

@@ -356,3 +356,36 @@ fn status_exposes_recent_activity_for_quorum_checks() {
     );
     assert!(net.node(1).change_keeps_quorum(ConfChange::Remove(3)));
 }
+
+#[test]
+fn node_removed_by_an_uncommitted_change_may_still_be_elected() {
+    // Thesis §4.2.2: a server not in its latest configuration may still have to
+    // lead (here its log is the most up to date); it wins with a majority of the
+    // new configuration, not counting itself, and steps down once the removal
+    // commits. A node whose removal is committed never campaigns.
+    let mut net = Network::new(3);
+    net.elect(1);
+    settle(&mut net, 1);
+    net.isolate(3);
+    let index = change(&mut net, 1, ConfChange::Remove(1));
+    settle(&mut net, 1);
+    assert!(net.node(1).commit_index() < index, "needs node 3");
+    net.restart(1);
+    assert_eq!(net.node(1).conf_state().voters, vec![2, 3]);
+    net.heal();
+    net.expire_lease(&[2, 3]);
+    net.node_mut(1).campaign();
+    net.stabilize();
+    assert!(
+        net.events_of(1)
+            .iter()
+            .any(|e| matches!(e, Event::BecameLeader { term: 2 })),
+        "{:?}",
+        net.events_of(1)
+    );
+    settle(&mut net, 1);
+    assert_eq!(net.node(1).role(), Role::Follower);
+    assert!(net.node(1).commit_index() >= index, "the removal committed");
+    net.node_mut(1).campaign();
+    assert_eq!(net.node(1).role(), Role::Follower, "removal committed");
+}

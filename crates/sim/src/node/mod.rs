@@ -7,7 +7,7 @@ mod storage_thread;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use keel_raft::{Message, NodeId, Raft, Ready};
+use keel_raft::{ConfChange, Message, NodeId, Raft, Ready};
 
 use crate::config::Time;
 use crate::storage::{Disk, NodeStorage};
@@ -28,6 +28,10 @@ pub enum Input {
         /// The entry payload.
         data: Bytes,
     },
+    /// An operator's membership change.
+    ConfChange(ConfChange),
+    /// An operator's leadership transfer.
+    Transfer(NodeId),
 }
 
 /// The synchronous form of the contract: the core must not be called between
@@ -46,7 +50,7 @@ pub struct SyncDriver {
 #[derive(Debug)]
 pub enum Driver {
     /// `advance` after each `Ready`'s fsync.
-    Sync(SyncDriver),
+    Sync(Box<SyncDriver>),
     /// `advance_async` at once; a storage thread fsyncs and reports back with
     /// `on_persisted`.
     Async(StorageThread),

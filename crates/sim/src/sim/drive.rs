@@ -108,6 +108,30 @@ impl Simulation {
                 });
                 self.client.on_proposed(attempt, result);
             }
+            Input::ConfChange(change) => {
+                let outcome = match p.core.propose_conf_change(change) {
+                    Ok((index, term)) => format!("appended at {index}@{term}"),
+                    Err(e) => format!("refused: {e}"),
+                };
+                self.stats.conf_changes += u64::from(outcome.starts_with("appended"));
+                self.record(TraceEvent::Admin {
+                    node: id,
+                    what: format!("{change:?}"),
+                    outcome,
+                });
+            }
+            Input::Transfer(to) => {
+                let outcome = match p.core.transfer_leader(to) {
+                    Ok(()) => "started".to_string(),
+                    Err(e) => format!("refused: {e}"),
+                };
+                self.stats.transfers += u64::from(outcome == "started");
+                self.record(TraceEvent::Admin {
+                    node: id,
+                    what: format!("transfer leadership to {to}"),
+                    outcome,
+                });
+            }
         }
         Ok(())
     }

@@ -54,13 +54,16 @@ impl Simulation {
             id,
             ..self.raft.clone()
         };
-        let core = Raft::new(cfg, init, self.rng.fork_seed()).map_err(|e| {
+        let mut core = Raft::new(cfg, init, self.rng.fork_seed()).map_err(|e| {
             Violation::new(
                 Invariant::Durability,
                 vec![id],
                 format!("node {id}'s recovered state is inconsistent; the core refuses it: {e}"),
             )
         })?;
+        if self.bug(Bug::ConcurrentConfChanges) {
+            core.inject_bug(Some(keel_raft::InjectedBug::ConcurrentConfChanges));
+        }
         let tick_period = TICK - MAX_DRIFT + self.rng.range(0, 2 * MAX_DRIFT);
         let first_tick = self.rng.range(1, tick_period);
         // Drawn whatever the mode, so that forcing one changes only this choice.
@@ -74,7 +77,7 @@ impl Simulation {
             self.stats.async_starts += 1;
             Driver::Async(StorageThread::default())
         } else {
-            Driver::Sync(SyncDriver::default())
+            Driver::Sync(Box::<SyncDriver>::default())
         };
         let fsync_max = if self.rng.one_in(4) {
             SLOW_FSYNC_MAX

@@ -40,6 +40,24 @@ impl Simulation {
             }
             self.step_once()?;
         }
+        if self.admin_enabled() {
+            // Put every removed node back (within the same bound as electing a
+            // leader: each change needs one commit round).
+            self.schedule(0, super::Scheduled::Admin);
+            while !self.membership_restored() {
+                if self.now > deadline + bounds.leader_ticks * TICK {
+                    return Err(self.stuck(
+                        LivenessBound::Leader,
+                        format!(
+                            "membership not restored within {} ticks of a leader; {}",
+                            bounds.leader_ticks,
+                            self.describe_cluster()
+                        ),
+                    ));
+                }
+                self.step_once()?;
+            }
+        }
         self.stats.ticks_to_leader = (self.now - healed) / TICK;
         self.record(TraceEvent::Phase("liveness: leader established"));
 
@@ -141,7 +159,14 @@ impl Simulation {
     /// per round trip under the tightest flow control — which the request bound
     /// allows for as the catch-up bound does.
     fn backlog(&self) -> u64 {
-        let cores = self.nodes.iter().filter_map(|n| n.core());
+        // Nodes that only just came back (a re-added member still catching up)
+        // hold up no commit: count those that kept following.
+        let members = self.members();
+        let cores = self
+            .nodes
+            .iter()
+            .filter(|n| members.contains(&n.id))
+            .filter_map(|n| n.core());
         let longest = cores.clone().map(|c| c.last_index()).max().unwrap_or(0);
         let lowest_commit = cores.map(|c| c.commit_index()).min().unwrap_or(0);
         longest.saturating_sub(lowest_commit)
@@ -149,26 +174,52 @@ impl Simulation {
 
     /// How many entries the slowest replica has yet to apply.
     fn max_lag(&self) -> u64 {
-        let commits = self.nodes.iter().filter_map(|n| n.core());
+        let members = self.members();
+        let commits = self
+            .nodes
+            .iter()
+            .filter(|n| members.contains(&n.id))
+            .filter_map(|n| n.core());
         let max_commit = commits.clone().map(|c| c.commit_index()).max().unwrap_or(0);
         let min_applied = commits.map(|c| c.applied_index()).min().unwrap_or(0);
         max_commit.saturating_sub(min_applied)
     }
 
-    /// A leader that leads, in its term, a majority that knows it.
+    /// A leader that leads, in its term, a majority of its configuration's voters
+    /// that knows it.
     pub(super) fn established_leader(&self) -> Option<NodeId> {
         let leader = self.current_leader()?;
-        let term = self.node(leader).core()?.term();
-        let following = self
+        let core = self.node(leader).core()?;
+        let (term, voters) = (core.term(), core.conf_state().voters);
+        let following = voters
+            .iter()
+            .filter_map(|&v| self.node(v).core())
+            .filter(|c| c.term() == term && c.leader() == leader)
+            .count();
+        (following > voters.len() / 2).then_some(leader)
+    }
+
+    /// The members (voters and learners) of the configuration of the node with the
+    /// highest commit index: the replicas that must converge. Nodes removed from the
+    /// group no longer receive its log.
+    pub(super) fn members(&self) -> Vec<NodeId> {
+        let Some(conf) = self
             .nodes
             .iter()
             .filter_map(|n| n.core())
-            .filter(|c| c.term() == term && c.leader() == leader)
-            .count();
-        (following > self.cfg.nodes / 2).then_some(leader)
+            .max_by_key(|c| (c.commit_index(), c.term()))
+            .map(|c| c.conf_state())
+        else {
+            return self.ids();
+        };
+        self.ids()
+            .into_iter()
+            .filter(|&id| conf.contains(id))
+            .collect()
     }
 
-    /// Every node runs, is idle, and has applied everything any node knows committed.
+    /// Every member runs, is idle, and has applied everything any node knows
+    /// committed.
     fn converged(&self) -> bool {
         let Some(max_commit) = self
             .nodes
@@ -178,19 +229,25 @@ impl Simulation {
         else {
             return true;
         };
-        self.nodes.iter().all(|n| {
-            n.process.as_ref().is_some_and(|p| {
-                p.is_idle()
-                    && p.core.applied_index() == max_commit
-                    && p.storage.applied_index() == max_commit
+        let members = self.members();
+        self.nodes
+            .iter()
+            .filter(|n| members.contains(&n.id))
+            .all(|n| {
+                n.process.as_ref().is_some_and(|p| {
+                    p.is_idle()
+                        && p.core.applied_index() == max_commit
+                        && p.storage.applied_index() == max_commit
+                })
             })
-        })
     }
 
-    /// Every acknowledged write is in every replica; all replicas hold the same data.
+    /// Every acknowledged write is in every member's replica; all of them hold
+    /// the same data.
     fn final_checks(&mut self) -> Result<(), Stop> {
+        let members = self.members();
         for (attempt, key, value) in self.client.acknowledged() {
-            for node in &self.nodes {
+            for node in self.nodes.iter().filter(|n| members.contains(&n.id)) {
                 let p = node.process.as_ref().expect("converged nodes run");
                 let found = p.storage.get(key).map_err(|error| Stop::Storage {
                     node: node.id,
@@ -211,7 +268,7 @@ impl Simulation {
             }
         }
         let mut prints = Vec::with_capacity(self.nodes.len());
-        for node in &self.nodes {
+        for node in self.nodes.iter().filter(|n| members.contains(&n.id)) {
             let p = node.process.as_ref().expect("converged nodes run");
             let print = p.storage.fingerprint().map_err(|error| Stop::Storage {
                 node: node.id,

@@ -11,6 +11,7 @@
 //! (start, crash, restart), `chaos` (fault injection), `liveness` (healing, the
 //! liveness bounds and the final checks).
 
+mod admin;
 mod async_driver;
 mod chaos;
 mod drive;
@@ -54,6 +55,8 @@ enum Scheduled {
     Client,
     /// The fault planner considers a new fault.
     FaultTimer,
+    /// The operator considers a membership change or a leadership transfer.
+    Admin,
     /// Fault `id` ends.
     FaultEnd(u64),
 }
@@ -178,6 +181,10 @@ impl Simulation {
             let gap = crate::faults::gap(self.election_time(), &mut self.rng);
             self.schedule(gap, Scheduled::FaultTimer);
         }
+        if self.admin_enabled() {
+            let gap = self.admin_gap();
+            self.schedule(gap, Scheduled::Admin);
+        }
         while self.step < self.cfg.steps {
             self.step_once()?;
         }
@@ -235,6 +242,7 @@ impl Simulation {
             }
             Scheduled::Client => self.on_client(),
             Scheduled::FaultTimer => self.on_fault_timer(),
+            Scheduled::Admin => self.on_admin(),
             Scheduled::FaultEnd(id) => self.on_fault_end(id),
         }
     }

@@ -53,6 +53,16 @@ pub enum TraceEvent {
         /// `(index, term)` if accepted.
         accepted: Option<(Index, Term)>,
     },
+    /// An operator's request (membership change or leadership transfer) reached
+    /// a node.
+    Admin {
+        /// The node asked.
+        node: NodeId,
+        /// What was asked.
+        what: String,
+        /// The answer: `Ok` or the refusal.
+        outcome: String,
+    },
     /// A client was told "ok".
     Ack {
         /// The node that answered.
@@ -146,6 +156,7 @@ impl TraceEvent {
             }
             TraceEvent::Deliver(msg) => msg.from == node || msg.to == node,
             TraceEvent::Propose { node: n, .. }
+            | TraceEvent::Admin { node: n, .. }
             | TraceEvent::Ack { node: n, .. }
             | TraceEvent::Role { node: n, .. }
             | TraceEvent::Write { node: n, .. }
@@ -183,6 +194,11 @@ impl fmt::Display for TraceEvent {
                 proposal,
                 index,
             } => write!(f, "ack #{proposal} by {node} at index {index}"),
+            TraceEvent::Admin {
+                node,
+                what,
+                outcome,
+            } => write!(f, "admin at {node}: {what}: {outcome}"),
             TraceEvent::Role {
                 node,
                 role,
