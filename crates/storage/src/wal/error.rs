@@ -58,6 +58,30 @@ pub enum WalError {
         index: Index,
     },
 
+    /// An append at or below the group's log start (those indexes are covered by a
+    /// snapshot and can no longer change).
+    #[error("group {group}: entry index {index} is at or below the log start {start}")]
+    BeforeLogStart {
+        /// The group.
+        group: GroupId,
+        /// Its log start.
+        start: Index,
+        /// The offending entry index.
+        index: Index,
+    },
+
+    /// A log start that goes back before the current one (or restates its index
+    /// with another term).
+    #[error("group {group}: log start {index} does not follow the current log start {current}")]
+    LogStartBackwards {
+        /// The group.
+        group: GroupId,
+        /// The current log start.
+        current: Index,
+        /// The refused one.
+        index: Index,
+    },
+
     /// An entry's payload exceeds the WAL's fixed limit.
     #[error("group {group}: entry {index} has {bytes} bytes of data, over the {max}-byte limit")]
     EntryTooLarge {

@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use keel_raft::{GroupId, Index};
+use keel_raft::GroupId;
 
 use super::error::WalError;
-use super::log::check_next;
-use super::record::WalRecord;
+use super::first;
+use super::log::{LogStart, LogTrack};
+use super::record::{ScanRecord, WalRecord};
 use super::recovery::TornTail;
 use super::scan;
 use crate::vfs::Vfs;
@@ -23,6 +24,26 @@ pub struct InspectedRecord<'a> {
     pub frame_seq: u64,
     /// The record.
     pub record: WalRecord,
+}
+
+/// Anything [`inspect_all`] finds: a [`WalRecord`] or a log-start record.
+#[derive(Debug)]
+pub enum InspectedItem<'a> {
+    /// An entry or a hard state.
+    Record(InspectedRecord<'a>),
+    /// A log start: `group`'s log now begins after `start.index`.
+    LogStart {
+        /// The segment file.
+        file: &'a Path,
+        /// Byte offset of the record in that file.
+        offset: u64,
+        /// Sequence number of the frame holding it.
+        frame_seq: u64,
+        /// The group.
+        group: GroupId,
+        /// Where its log starts.
+        start: LogStart,
+    },
 }
 
 /// The state of a WAL as [`inspect`] found it; the same judgement
@@ -44,38 +65,104 @@ pub enum Verdict {
     },
 }
 
-/// Walks every segment in `dir` in log order, calling `on_record` for each record,
-/// and returns the verdict. Changes nothing and takes no lock, so it may run beside
-/// a live node (whose newest frame may then look torn). Memory stays bounded by one
-/// frame plus one index per group. Records before a corruption are still reported.
-/// `Err` only for I/O failures (e.g. a missing directory).
+/// Walks every segment in `dir` in log order, calling `on_record` for each entry and
+/// hard-state record, and returns the verdict. Log-start records (written by
+/// compaction and snapshot installs) are checked but not reported; use
+/// [`inspect_all`] to see them. Changes nothing and takes no lock, so it may run
+/// beside a live node (whose newest frame may then look torn). Memory stays bounded
+/// by one frame plus a few numbers per group. Records before a corruption are still
+/// reported. `Err` only for I/O failures (e.g. a missing directory).
 pub fn inspect(
     vfs: &dyn Vfs,
     dir: &Path,
     mut on_record: impl FnMut(&InspectedRecord<'_>),
 ) -> Result<Verdict, WalError> {
-    let mut last: BTreeMap<GroupId, Index> = BTreeMap::new();
-    let scan = scan::scan(vfs, dir, &mut |found| {
-        if let WalRecord::Entry { group, entry } = &found.record {
-            let last = last.entry(*group).or_default();
-            check_next(*last, entry.index).map_err(|r| format!("group {group}: {r}"))?;
-            *last = entry.index;
+    inspect_all(vfs, dir, |item| {
+        if let InspectedItem::Record(r) = item {
+            on_record(r);
         }
-        on_record(&InspectedRecord {
-            file: found.file,
-            offset: found.offset,
-            frame_seq: found.frame_seq,
-            record: found.record,
-        });
+    })
+}
+
+/// Like [`inspect`], reporting log-start records too.
+pub fn inspect_all(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    mut on_item: impl FnMut(&InspectedItem<'_>),
+) -> Result<Verdict, WalError> {
+    let first_seq = match first::read(vfs, dir) {
+        Ok(seq) => seq,
+        Err(WalError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            return Ok(Verdict::Corrupt {
+                file,
+                offset,
+                reason,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let mut groups: BTreeMap<GroupId, (LogTrack, PathBuf, u64)> = BTreeMap::new();
+    let scan = scan::scan(vfs, dir, first_seq, &mut |found| {
+        let group = match &found.record {
+            ScanRecord::Wal(WalRecord::Entry { group, .. })
+            | ScanRecord::Wal(WalRecord::HardState { group, .. })
+            | ScanRecord::LogStart { group, .. } => *group,
+        };
+        let (track, _, _) = groups
+            .entry(group)
+            .or_insert_with(|| (LogTrack::default(), found.file.to_path_buf(), found.offset));
+        let item = match found.record {
+            ScanRecord::Wal(record) => {
+                if let WalRecord::Entry { entry, .. } = &record {
+                    track
+                        .on_entry(entry.index)
+                        .map_err(|r| format!("group {group}: {r}"))?;
+                }
+                InspectedItem::Record(InspectedRecord {
+                    file: found.file,
+                    offset: found.offset,
+                    frame_seq: found.frame_seq,
+                    record,
+                })
+            }
+            ScanRecord::LogStart { group, start } => {
+                track
+                    .on_start(start)
+                    .map_err(|r| format!("group {group}: {r}"))?;
+                InspectedItem::LogStart {
+                    file: found.file,
+                    offset: found.offset,
+                    frame_seq: found.frame_seq,
+                    group,
+                    start,
+                }
+            }
+        };
+        on_item(&item);
         Ok(())
     })?;
-    Ok(match (&scan.corrupt, scan.torn_tail()) {
-        (Some(c), _) => Verdict::Corrupt {
+    if let Some(c) = &scan.corrupt {
+        return Ok(Verdict::Corrupt {
             file: c.file.clone(),
             offset: c.offset,
             reason: c.reason.clone(),
-        },
-        (None, Some(torn)) => Verdict::TornTail(torn),
-        (None, None) => Verdict::Ok,
+        });
+    }
+    for (group, (track, file, offset)) in &groups {
+        if let Err(reason) = track.check_anchored() {
+            return Ok(Verdict::Corrupt {
+                file: file.clone(),
+                offset: *offset,
+                reason: format!("group {group}: {reason}"),
+            });
+        }
+    }
+    Ok(match scan.torn_tail() {
+        Some(torn) => Verdict::TornTail(torn),
+        None => Verdict::Ok,
     })
 }

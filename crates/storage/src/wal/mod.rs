@@ -8,6 +8,7 @@
 
 mod batch;
 mod error;
+mod first;
 mod format;
 mod inspect;
 mod log;
@@ -22,11 +23,12 @@ mod writer;
 
 pub use error::WalError;
 pub use format::MAX_ENTRY_BYTES;
-pub use inspect::{InspectedRecord, Verdict, inspect};
+pub use inspect::{InspectedItem, InspectedRecord, Verdict, inspect, inspect_all};
+pub use log::{LogStart, LogStartKind};
 pub use options::{MIN_SEGMENT_BYTES, WalOptions};
 pub use record::WalRecord;
 pub use recovery::{RecoveredGroup, Recovery, TornTail};
-pub use writer::Wal;
+pub use writer::{Compaction, Wal};
 
 #[cfg(test)]
 mod tests;

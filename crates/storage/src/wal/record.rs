@@ -4,6 +4,7 @@
 //! record  = length:u32 crc:u32 body          (length = bytes of body; crc = CRC-32C of body)
 //! body    = 0x01 group:u64 term:u64 index:u64 kind:u8 data...     an entry
 //!         | 0x02 group:u64 term:u64 vote:u64 commit:u64           a hard state
+//!         | 0x03 group:u64 index:u64 term:u64 kind:u8             a log start
 //! ```
 //!
 //! The frame checksum already covers the records; the per-record length and checksum
@@ -13,9 +14,15 @@ use bytes::Bytes;
 use keel_raft::{Entry, EntryKind, GroupId, HardState};
 
 use super::format::MAX_ENTRY_BYTES;
+use super::log::{LogStart, LogStartKind};
 
 const TYPE_ENTRY: u8 = 1;
 const TYPE_HARD_STATE: u8 = 2;
+const TYPE_LOG_START: u8 = 3;
+/// Log start body: type, group, index, term, kind.
+const LOG_START_LEN: usize = 1 + 8 + 8 + 8 + 1;
+/// Encoded size of a log-start record.
+pub(crate) const LOG_START_RECORD_LEN: usize = RECORD_HEADER_LEN + LOG_START_LEN;
 
 /// Bytes before a record's body: length and checksum.
 pub(crate) const RECORD_HEADER_LEN: usize = 8;
@@ -45,6 +52,29 @@ pub enum WalRecord {
         /// The state.
         hard_state: HardState,
     },
+}
+
+/// A record as the scan reads it: one of the public [`WalRecord`]s, or a log start
+/// (kept out of `WalRecord` so that code matching on it exhaustively keeps
+/// compiling).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ScanRecord {
+    Wal(WalRecord),
+    LogStart { group: GroupId, start: LogStart },
+}
+
+/// Appends the log-start record of `group` to `buf`.
+pub(crate) fn encode_log_start(buf: &mut Vec<u8>, group: GroupId, ls: &LogStart) {
+    let start = begin(buf, LOG_START_LEN);
+    buf.push(TYPE_LOG_START);
+    buf.extend_from_slice(&group.to_le_bytes());
+    buf.extend_from_slice(&ls.index.to_le_bytes());
+    buf.extend_from_slice(&ls.term.to_le_bytes());
+    buf.push(match ls.kind {
+        LogStartKind::Compacted => 0,
+        LogStartKind::Installed => 1,
+    });
+    finish(buf, start);
 }
 
 /// Encoded size of an entry record.
@@ -102,7 +132,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Decodes the record at `pos` of a frame payload; returns it and where the next
 /// record starts. Entry data is a zero-copy slice of `payload`. The error is a reason
 /// for a corruption report.
-pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(WalRecord, usize), String> {
+pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(ScanRecord, usize), String> {
     let rest = &payload[pos..];
     if rest.len() < RECORD_HEADER_LEN {
         return Err(format!(
@@ -133,7 +163,7 @@ pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(WalRecord, usize), 
             let code = body[25];
             let kind =
                 EntryKind::from_code(code).ok_or_else(|| format!("unknown entry kind {code}"))?;
-            WalRecord::Entry {
+            ScanRecord::Wal(WalRecord::Entry {
                 group: u64_at(body, 1),
                 entry: Entry {
                     term: u64_at(body, 9),
@@ -141,7 +171,7 @@ pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(WalRecord, usize), 
                     kind,
                     data: payload.slice(body_start + ENTRY_FIXED_LEN..body_start + body_len),
                 },
-            }
+            })
         }
         Some(&TYPE_HARD_STATE) => {
             if body.len() != HARD_STATE_LEN {
@@ -150,12 +180,33 @@ pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(WalRecord, usize), 
                     body.len()
                 ));
             }
-            WalRecord::HardState {
+            ScanRecord::Wal(WalRecord::HardState {
                 group: u64_at(body, 1),
                 hard_state: HardState {
                     term: u64_at(body, 9),
                     vote: u64_at(body, 17),
                     commit: u64_at(body, 25),
+                },
+            })
+        }
+        Some(&TYPE_LOG_START) => {
+            if body.len() != LOG_START_LEN {
+                return Err(format!(
+                    "log start record of {} bytes, expected {LOG_START_LEN}",
+                    body.len()
+                ));
+            }
+            let kind = match body[25] {
+                0 => LogStartKind::Compacted,
+                1 => LogStartKind::Installed,
+                other => return Err(format!("unknown log start kind {other}")),
+            };
+            ScanRecord::LogStart {
+                group: u64_at(body, 1),
+                start: LogStart {
+                    index: u64_at(body, 9),
+                    term: u64_at(body, 17),
+                    kind,
                 },
             }
         }
@@ -197,20 +248,36 @@ mod tests {
         let (r1, next) = decode(&payload, 0).expect("entry");
         assert_eq!(
             r1,
-            WalRecord::Entry {
+            ScanRecord::Wal(WalRecord::Entry {
                 group: 7,
                 entry: entry(5, b"hello")
-            }
+            })
         );
         let (r2, end) = decode(&payload, next).expect("hard state");
         assert_eq!(
             r2,
-            WalRecord::HardState {
+            ScanRecord::Wal(WalRecord::HardState {
                 group: 9,
                 hard_state: hs
-            }
+            })
         );
         assert_eq!(end, payload.len());
+        let mut buf = Vec::new();
+        let ls = LogStart {
+            index: 40,
+            term: 3,
+            kind: LogStartKind::Installed,
+        };
+        encode_log_start(&mut buf, 2, &ls);
+        assert_eq!(buf.len(), LOG_START_RECORD_LEN);
+        let (r3, _) = decode(&Bytes::from(buf), 0).expect("log start");
+        assert_eq!(
+            r3,
+            ScanRecord::LogStart {
+                group: 2,
+                start: ls
+            }
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use keel_raft::{Entry, GroupId, HardState, Index};
 
-use super::log::check_next;
-use super::record::WalRecord;
+use super::log::{LogStart, LogTrack, StartEffect};
+use super::record::{ScanRecord, WalRecord};
 
 /// Everything the WAL held when it was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,24 +25,58 @@ pub struct Recovery {
 pub struct RecoveredGroup {
     /// The last hard state written (the default if none was).
     pub hard_state: HardState,
-    /// The log, contiguous from index 1, with every overwrite applied.
+    /// The log, contiguous, with every overwrite applied: from index 1, or from
+    /// right after `log_start`. Entries at or below the log start are gone.
     pub entries: Vec<Entry>,
+    /// Where the log starts after compaction or a snapshot install (`None`: at 1).
+    pub log_start: Option<LogStart>,
+    /// The rules' bookkeeping.
+    track: LogTrack,
 }
 
 impl RecoveredGroup {
-    /// Index of the last entry, 0 if none.
+    /// Index of the last entry, or the log start's index if there is no entry after
+    /// it, or 0.
     pub fn last_index(&self) -> Index {
-        self.entries.last().map_or(0, |e| e.index)
+        self.track.last
+    }
+
+    /// Index of the first entry the log holds (`last_index() + 1` if none).
+    pub fn first_index(&self) -> Index {
+        self.entries
+            .first()
+            .map_or(self.track.last + 1, |e| e.index)
     }
 
     /// Adds `entry` by the WAL's rule; `Err` is a corruption reason.
     pub(crate) fn push(&mut self, entry: Entry) -> Result<(), String> {
-        check_next(self.last_index(), entry.index)?;
-        // The log starts at 1 and stays contiguous, so index i sits at position i - 1.
-        let keep = usize::try_from(entry.index - 1).expect("index bounded by log length");
-        self.entries.truncate(keep);
+        self.track.on_entry(entry.index)?;
+        // The log stays contiguous, so index i sits at position i - first.
+        match self.entries.first().map(|e| e.index) {
+            Some(first) if entry.index >= first => {
+                let keep = usize::try_from(entry.index - first).expect("bounded by log length");
+                self.entries.truncate(keep);
+            }
+            _ => self.entries.clear(),
+        }
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Applies a log-start record; `Err` is a corruption reason.
+    pub(crate) fn start(&mut self, ls: LogStart) -> Result<(), String> {
+        match self.track.on_start(ls)? {
+            StartEffect::None => {}
+            StartEffect::DropAll => self.entries.clear(),
+            StartEffect::DropUpTo(index) => self.entries.retain(|e| e.index > index),
+        }
+        self.log_start = self.track.start;
+        Ok(())
+    }
+
+    /// `Err` if the log does not start at 1 or right after its log start.
+    pub(crate) fn check_anchored(&self) -> Result<(), String> {
+        self.track.check_anchored()
     }
 }
 
@@ -74,15 +108,21 @@ impl fmt::Display for TornTail {
 
 impl Recovery {
     /// Folds one record into the state; `Err` is a corruption reason.
-    pub(crate) fn apply(&mut self, record: WalRecord) -> Result<(), String> {
+    pub(crate) fn apply(&mut self, record: ScanRecord) -> Result<(), String> {
         match record {
-            WalRecord::Entry { group, entry } => self
+            ScanRecord::LogStart { group, start } => self
+                .groups
+                .entry(group)
+                .or_default()
+                .start(start)
+                .map_err(|reason| format!("group {group}: {reason}")),
+            ScanRecord::Wal(WalRecord::Entry { group, entry }) => self
                 .groups
                 .entry(group)
                 .or_default()
                 .push(entry)
                 .map_err(|reason| format!("group {group}: {reason}")),
-            WalRecord::HardState { group, hard_state } => {
+            ScanRecord::Wal(WalRecord::HardState { group, hard_state }) => {
                 self.groups.entry(group).or_default().hard_state = hard_state;
                 Ok(())
             }

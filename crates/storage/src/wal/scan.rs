@@ -26,7 +26,7 @@ use bytes::Bytes;
 use super::error::WalError;
 use super::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN, SegmentHeader, frame_len};
 use super::probe::{probe, read};
-use super::record::{self, WalRecord};
+use super::record::{self, ScanRecord};
 use super::recovery::TornTail;
 use super::segment::{self, SegmentFile};
 use crate::vfs::{Vfs, VfsFile};
@@ -37,7 +37,7 @@ pub(crate) struct RecordAt<'a> {
     pub(crate) file: &'a Path,
     pub(crate) offset: u64,
     pub(crate) frame_seq: u64,
-    pub(crate) record: WalRecord,
+    pub(crate) record: ScanRecord,
 }
 
 /// Called for every record in log order; an `Err` is a reason to call the WAL corrupt
@@ -129,20 +129,29 @@ impl Scan {
     }
 }
 
-/// Walks every segment of `dir` without modifying anything.
-pub(crate) fn scan(vfs: &dyn Vfs, dir: &Path, visit: &mut Visitor<'_>) -> Result<Scan, WalError> {
+/// Walks the segments of `dir` from `first_seq` on without modifying anything
+/// (segments below it are compaction leftovers awaiting deletion and are skipped).
+pub(crate) fn scan(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    first_seq: u64,
+    visit: &mut Visitor<'_>,
+) -> Result<Scan, WalError> {
+    let mut segments = segment::list(vfs, dir)?;
+    segments.retain(|s| s.seq >= first_seq);
     let mut scan = Scan {
-        segments: segment::list(vfs, dir)?,
+        segments,
         ..Scan::default()
     };
     let mut walker = Walker {
         vfs,
         scan: &mut scan,
         visit,
-        // No compaction exists yet, so the log starts at frame 1 of segment 1; a
-        // missing first segment would otherwise silently drop the start of every
-        // group's log.
-        expected_frame: 1,
+        first_seq,
+        // An uncompacted log starts at frame 1 of segment 1; a missing first segment
+        // would otherwise silently drop the start of every group's log. After
+        // compaction the first surviving frame may have any number.
+        expected_frame: (first_seq == 1).then_some(1),
         ended: false,
     };
     if let Err(c) = walker.walk()? {
@@ -159,8 +168,11 @@ struct Walker<'a, 'v> {
     vfs: &'a dyn Vfs,
     scan: &'a mut Scan,
     visit: &'a mut Visitor<'v>,
-    /// Sequence number the next valid frame must have.
-    expected_frame: u64,
+    /// The first segment's sequence number.
+    first_seq: u64,
+    /// Sequence number the next valid frame must have (`None`: any, for the first
+    /// frame of a compacted log).
+    expected_frame: Option<u64>,
     /// Set once garbage was found: the log has ended, no later segment may hold a
     /// frame.
     ended: bool,
@@ -188,7 +200,7 @@ impl Walker<'_, '_> {
     fn walk(&mut self) -> Walked<()> {
         let segments = self.scan.segments.clone();
         for (i, seg) in segments.iter().enumerate() {
-            let want = i as u64 + 1;
+            let want = self.first_seq + i as u64;
             if seg.seq != want {
                 let reason = format!("segment {want} is missing (found {} instead)", seg.seq);
                 return Ok(Err(corrupt(seg, 0, reason)));
@@ -308,17 +320,16 @@ impl Walker<'_, '_> {
             if crc32c::crc32c(&payload) != header.payload_crc {
                 return Ok(Ok(Some("frame payload checksum mismatch".into())));
             }
-            if header.frame_seq != self.expected_frame {
-                let reason = format!(
-                    "frame sequence {}, expected {}",
-                    header.frame_seq, self.expected_frame
-                );
+            if let Some(expected) = self.expected_frame
+                && header.frame_seq != expected
+            {
+                let reason = format!("frame sequence {}, expected {expected}", header.frame_seq);
                 return Ok(Err(corrupt(seg, at, reason)));
             }
             if let Err(c) = self.records(seg, payload_at, header.frame_seq, &payload) {
                 return Ok(Err(c));
             }
-            self.expected_frame = header.frame_seq + 1;
+            self.expected_frame = Some(header.frame_seq + 1);
             *pos = at + flen;
             self.scan.last_frame = Some(FrameEnd {
                 segment: index,

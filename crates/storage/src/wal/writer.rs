@@ -8,12 +8,13 @@ use keel_raft::{Entry, GroupId, HardState, Index};
 
 use super::batch::Batch;
 use super::error::WalError;
+use super::first;
 use super::format::{
     FRAME_HEADER_LEN, FrameHeader, MAX_ENTRY_BYTES, SEGMENT_HEADER_LEN, frame_len,
 };
-use super::log::check_next;
+use super::log::{LogStart, LogStartKind, check_next};
 use super::options::WalOptions;
-use super::record::{self, HARD_STATE_RECORD_LEN};
+use super::record::{self, HARD_STATE_RECORD_LEN, LOG_START_RECORD_LEN, ScanRecord, WalRecord};
 use super::recovery::Recovery;
 use super::repair;
 use super::scan;
@@ -66,8 +67,29 @@ pub struct Wal {
     next_frame_seq: u64,
     /// Last index of each group's log, counting buffered appends.
     last_index: BTreeMap<GroupId, Index>,
+    /// Each group's log start, counting buffered ones.
+    log_start: BTreeMap<GroupId, LogStart>,
+    /// Each group's last hard state, counting buffered ones; restated by
+    /// [`Wal::compact`] so that deleting old segments never loses one.
+    hard_states: BTreeMap<GroupId, HardState>,
+    /// Per segment, the highest entry index of each group written into it (an upper
+    /// bound: what decides whether compaction may delete the segment).
+    segment_max: BTreeMap<u64, BTreeMap<GroupId, Index>>,
+    /// Highest entry index per group in the buffered batch.
+    pending_max: BTreeMap<GroupId, Index>,
+    /// Oldest segment kept (1 until the first compaction).
+    first_seq: u64,
     batch: Batch,
     poisoned: bool,
+}
+
+/// What [`Wal::compact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// The segment files deleted, oldest first.
+    pub removed: Vec<PathBuf>,
+    /// Sequence number of the oldest segment kept.
+    pub first_segment: u64,
 }
 
 impl Wal {
@@ -94,10 +116,48 @@ impl Wal {
             });
         }
 
+        let first_seq = first::read(&*vfs, dir)?;
+        remove_below(&*vfs, dir, first_seq)?;
         let mut recovery = Recovery::default();
-        let scan = scan::scan(&*vfs, dir, &mut |found| recovery.apply(found.record))?;
+        let mut segment_max: BTreeMap<u64, BTreeMap<GroupId, Index>> = BTreeMap::new();
+        let mut first_at: BTreeMap<GroupId, (PathBuf, u64)> = BTreeMap::new();
+        let scan = scan::scan(&*vfs, dir, first_seq, &mut |found| {
+            let group = match &found.record {
+                ScanRecord::Wal(WalRecord::Entry { group, .. })
+                | ScanRecord::Wal(WalRecord::HardState { group, .. })
+                | ScanRecord::LogStart { group, .. } => *group,
+            };
+            first_at
+                .entry(group)
+                .or_insert_with(|| (found.file.to_path_buf(), found.offset));
+            if let ScanRecord::Wal(WalRecord::Entry { entry, .. }) = &found.record {
+                let seq = found
+                    .file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(segment::parse_name)
+                    .unwrap_or(u64::MAX);
+                let max = segment_max
+                    .entry(seq)
+                    .or_default()
+                    .entry(group)
+                    .or_default();
+                *max = (*max).max(entry.index);
+            }
+            recovery.apply(found.record)
+        })?;
         if let Some(corruption) = scan.corrupt.clone() {
             return Err(corruption.into());
+        }
+        for (group, rg) in &recovery.groups {
+            if let Err(reason) = rg.check_anchored() {
+                let (file, offset) = first_at.get(group).cloned().unwrap_or_default();
+                return Err(WalError::Corrupt {
+                    file,
+                    offset,
+                    reason: format!("group {group}: {reason}"),
+                });
+            }
         }
         recovery.torn_tail = repair::repair(&*vfs, dir, &scan)?;
 
@@ -137,6 +197,19 @@ impl Wal {
                 .iter()
                 .map(|(&g, rg)| (g, rg.last_index()))
                 .collect(),
+            log_start: recovery
+                .groups
+                .iter()
+                .filter_map(|(&g, rg)| rg.log_start.map(|ls| (g, ls)))
+                .collect(),
+            hard_states: recovery
+                .groups
+                .iter()
+                .map(|(&g, rg)| (g, rg.hard_state))
+                .collect(),
+            segment_max,
+            pending_max: BTreeMap::new(),
+            first_seq,
             vfs,
             dir: dir.to_path_buf(),
             opts,
@@ -172,7 +245,15 @@ impl Wal {
     pub fn append_entries(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), WalError> {
         self.check_usable()?;
         let mut last = self.last_index(group);
+        let start = self.log_start(group).map_or(0, |s| s.index);
         for e in entries {
+            if e.index != 0 && e.index <= start {
+                return Err(WalError::BeforeLogStart {
+                    group,
+                    start,
+                    index: e.index,
+                });
+            }
             check_next(last, e.index).map_err(|_| WalError::Gap {
                 group,
                 last,
@@ -195,14 +276,139 @@ impl Wal {
         }
         if !entries.is_empty() {
             self.last_index.insert(group, last);
+            let max = self.pending_max.entry(group).or_default();
+            *max = (*max).max(entries.iter().map(|e| e.index).max().unwrap_or(0));
         }
         Ok(())
+    }
+
+    /// Where `group`'s log starts (its last log-start record, buffered or durable).
+    pub fn log_start(&self, group: GroupId) -> Option<LogStart> {
+        self.log_start.get(&group).copied()
+    }
+
+    /// Buffers a log-start record for the next [`Wal::sync`]: `group`'s log now
+    /// begins after `start.index` (see [`LogStartKind`] for what happens to the
+    /// entries after it). Write it only once the snapshot covering `start.index` is
+    /// durable (a snapshot file, or an installed state machine): after the sync,
+    /// recovery no longer returns the entries it covers.
+    ///
+    /// Refused ([`WalError::LogStartBackwards`]) if it goes back before the current
+    /// start, or restates its index with another term.
+    pub fn set_log_start(&mut self, group: GroupId, start: LogStart) -> Result<(), WalError> {
+        self.check_usable()?;
+        if let Some(cur) = self.log_start(group)
+            && (start.index < cur.index || (start.index == cur.index && start.term != cur.term))
+        {
+            return Err(WalError::LogStartBackwards {
+                group,
+                current: cur.index,
+                index: start.index,
+            });
+        }
+        self.push_log_start(group, start);
+        let last = self.last_index(group);
+        let last = match start.kind {
+            LogStartKind::Installed => start.index,
+            LogStartKind::Compacted => last.max(start.index),
+        };
+        self.last_index.insert(group, last);
+        Ok(())
+    }
+
+    fn push_log_start(&mut self, group: GroupId, start: LogStart) {
+        self.batch.push(LOG_START_RECORD_LEN, |buf| {
+            record::encode_log_start(buf, group, &start);
+        });
+        self.log_start.insert(group, start);
+    }
+
+    /// Deletes the oldest segments whose entries are all covered: a segment goes if,
+    /// for every group with entries in it, its highest entry index is at or below
+    /// both `up_to(group)` (the caller's choice, e.g. the snapshot index minus a
+    /// trailing window kept for slow followers) and the group's durable log start
+    /// (entries no snapshot covers are never deleted). Only a prefix of the log is
+    /// deleted, never the active segment.
+    ///
+    /// Steps, each durable before the next: sync anything buffered; restate every
+    /// group's hard state and log start in the active segment (so nothing that only
+    /// a deleted segment held is lost); write the `FIRST` file naming the oldest kept
+    /// segment; delete the segments, oldest first, and sync the directory. A crash
+    /// at any point recovers the same logs (see `docs/wal-format.md`). An I/O error
+    /// poisons the WAL, as in [`Wal::sync`].
+    pub fn compact(&mut self, up_to: impl Fn(GroupId) -> Index) -> Result<Compaction, WalError> {
+        self.check_usable()?;
+        self.sync()?;
+        // No active segment means no segment at all: nothing to delete.
+        let Some(active) = self.active.as_ref().map(|a| a.seq) else {
+            return Ok(Compaction {
+                removed: Vec::new(),
+                first_segment: self.first_seq,
+            });
+        };
+        let empty = BTreeMap::new();
+        let mut first_kept = self.first_seq;
+        // A segment with no entry (only hard states) has no summary and is covered:
+        // its hard states are restated below before it goes.
+        while first_kept < active {
+            let groups = self.segment_max.get(&first_kept).unwrap_or(&empty);
+            let covered = groups.iter().all(|(&g, &max)| {
+                let start = self.log_start(g).map_or(0, |s| s.index);
+                max <= up_to(g).min(start)
+            });
+            if !covered {
+                break;
+            }
+            first_kept += 1;
+        }
+        if first_kept == self.first_seq {
+            return Ok(Compaction {
+                removed: Vec::new(),
+                first_segment: self.first_seq,
+            });
+        }
+        let result = self.delete_before(first_kept);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn delete_before(&mut self, first_kept: u64) -> Result<Compaction, WalError> {
+        let hard_states: Vec<(GroupId, HardState)> =
+            self.hard_states.iter().map(|(&g, &h)| (g, h)).collect();
+        for (g, hs) in hard_states {
+            self.set_hard_state(g, hs)?;
+        }
+        let starts: Vec<(GroupId, LogStart)> =
+            self.log_start.iter().map(|(&g, &s)| (g, s)).collect();
+        for (g, s) in starts {
+            // A restatement must never drop entries written after the original, so
+            // it is always of the keep-the-rest kind.
+            self.push_log_start(
+                g,
+                LogStart {
+                    kind: LogStartKind::Compacted,
+                    ..s
+                },
+            );
+        }
+        self.sync()?;
+        first::write(&*self.vfs, &self.dir, first_kept)?;
+        self.first_seq = first_kept;
+        let removed = remove_below(&*self.vfs, &self.dir, first_kept)?;
+        self.segment_max = self.segment_max.split_off(&first_kept);
+        Ok(Compaction {
+            removed,
+            first_segment: first_kept,
+        })
     }
 
     /// Buffers `group`'s hard state for the next [`Wal::sync`]; the last one written
     /// wins on recovery.
     pub fn set_hard_state(&mut self, group: GroupId, hs: HardState) -> Result<(), WalError> {
         self.check_usable()?;
+        self.hard_states.insert(group, hs);
         self.batch.push(HARD_STATE_RECORD_LEN, |buf| {
             record::encode_hard_state(buf, group, &hs);
         });
@@ -260,11 +466,20 @@ impl Wal {
                 .file
                 .write_all_at(active.pos, &buf)
                 .map_err(WalError::io("write", &active.path))?;
+            let seq = active.seq;
             active.pos += len;
             active.dirty = true;
             self.next_frame_seq += 1;
+            // Every frame of the batch is charged with the whole batch's maxima: an
+            // over-estimate, which only ever keeps a segment longer.
+            let summary = self.segment_max.entry(seq).or_default();
+            for (&g, &max) in &self.pending_max {
+                let m = summary.entry(g).or_default();
+                *m = (*m).max(max);
+            }
             self.batch.recycle(buf);
         }
+        self.pending_max.clear();
         self.sync_active()
     }
 
@@ -314,4 +529,24 @@ impl Wal {
             .as_mut()
             .expect("an active segment was just ensured"))
     }
+}
+
+/// Removes the segments numbered below `first` (a finished or interrupted
+/// compaction), oldest first, then syncs the directory once: a crash part-way leaves
+/// some of them, which the next open removes since `FIRST` already excludes them.
+fn remove_below(vfs: &dyn Vfs, dir: &Path, first: u64) -> Result<Vec<PathBuf>, WalError> {
+    let mut removed = Vec::new();
+    for seg in segment::list(vfs, dir)? {
+        if seg.seq >= first {
+            break;
+        }
+        vfs.remove_file(&seg.path)
+            .map_err(WalError::io("remove compacted segment", &seg.path))?;
+        removed.push(seg.path);
+    }
+    if !removed.is_empty() {
+        vfs.sync_dir(dir)
+            .map_err(WalError::io("sync directory", dir))?;
+    }
+    Ok(removed)
 }

@@ -62,7 +62,7 @@ fn inspect_yields_every_record_in_order_with_its_location() {
     let data = vfs.read_file(file).expect("read");
     let payload = bytes::Bytes::copy_from_slice(&data[*offset as usize..]);
     let (decoded, _) = crate::wal::record::decode(&payload, 0).expect("decode at offset");
-    assert_eq!(&decoded, record);
+    assert_eq!(decoded, crate::wal::record::ScanRecord::Wal(record.clone()));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! WAL tests on the simulated disk (and one on the real one). Helpers live here.
 
+mod compaction;
 mod corruption;
 mod crash;
 mod inspect;
