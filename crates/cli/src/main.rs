@@ -6,6 +6,7 @@
 
 mod client_cmds;
 mod demo;
+mod leader_cmd;
 mod logging;
 mod serve;
 mod status_cmd;
@@ -57,6 +58,11 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Load-test a cluster (and optionally etcd, side by side).
     Bench(keel_bench::BenchArgs),
+    /// Leadership: `keel leader transfer --to ID`.
+    Leader {
+        #[command(subcommand)]
+        command: leader_cmd::LeaderCommand,
+    },
     /// Inspect a node's write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Wal { command } => wal_cmd::run(command),
+        Command::Leader { command } => leader_cmd::run(command),
         Command::Put(a) => client_cmds::run(client_cmds::Op::Put(a)),
         Command::Get(a) => client_cmds::run(client_cmds::Op::Get(a)),
         Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),

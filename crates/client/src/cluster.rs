@@ -32,6 +32,21 @@ impl Client {
             .into_inner())
     }
 
+    /// Hands leadership to voter `to` (0: the most caught-up active voter) and
+    /// returns the node that leads afterwards. Sent to the leader, wherever it is.
+    pub async fn transfer_leader(&self, to: u64) -> Result<u64, Error> {
+        Ok(self
+            .caller
+            .call(self.deadline, Op::Read, Route::Leader, |channel, budget| {
+                let mut cluster = self.cluster(channel);
+                let request = request(v1::TransferLeaderRequest { to }, budget);
+                async move { cluster.transfer_leader(request).await }
+            })
+            .await?
+            .into_inner()
+            .leader_id)
+    }
+
     /// The cluster's members and the current leader's id (0 if none is known).
     pub async fn members(&self) -> Result<MembersResponse, Error> {
         Ok(self

@@ -167,19 +167,47 @@ pub async fn run(
     let mut node_done = tokio::task::spawn_blocking(move || join.join());
     let outcome = tokio::select! {
         _ = shutdown => {
+            hand_off_leadership(&ctx, Duration::from_millis(2 * cfg.election_timeout_ms)).await;
             let _ = stop_node.send(());
             (&mut node_done).await
         }
         r = &mut node_done => r,
     };
     let _ = stop_tx.send(true);
-    let _ = grpc.await;
+    // Every request the node accepted has been answered by now. A graceful server
+    // shutdown would still wait for every connection to close, and peers' streams
+    // never do: give responses in flight a moment to be written, then close.
+    drain(grpc, SERVER_DRAIN).await;
     if let Some(h) = http {
-        let _ = h.await;
+        drain(h, SERVER_DRAIN).await;
     }
     match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(_)) | Err(_) => Err(ServerError::Fatal("the consensus thread panicked".into())),
+    }
+}
+
+/// How long the servers may take to finish writing responses at shutdown.
+const SERVER_DRAIN: Duration = Duration::from_secs(1);
+
+/// Waits up to `limit` for a server task to end, then aborts it.
+async fn drain<T>(mut task: tokio::task::JoinHandle<T>, limit: Duration) {
+    if tokio::time::timeout(limit, &mut task).await.is_err() {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+/// A leader that stops gracefully first hands leadership to the most caught-up
+/// voter, so the cluster does not wait out an election timeout (thesis §3.10).
+async fn hand_off_leadership(ctx: &ApiContext, timeout: Duration) {
+    let status = ctx.node.status();
+    if status.role != keel_raft::Role::Leader || ctx.members.len() < 2 {
+        return;
+    }
+    match ctx.node.transfer_leader(0, timeout).await {
+        Ok(leader) => tracing::info!("handed leadership to node {leader} before shutting down"),
+        Err(e) => tracing::warn!("could not hand leadership over before shutting down: {e}"),
     }
 }
 

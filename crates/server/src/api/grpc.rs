@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
     DeleteRequest, DeleteResponse, GetRequest, GetResponse, Member, MembersRequest,
     MembersResponse, PeerProgress, PutRequest, PutResponse, ScanRequest, ScanResponse,
-    StatusRequest, StatusResponse,
+    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -124,6 +125,23 @@ pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
 impl Cluster for ClusterService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(status_response(&self.ctx)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        r: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let to = r.into_inner().to;
+        if to != 0 && !self.ctx.members.contains_key(&to) {
+            return Err(ErrorDetail::invalid_argument(format!("node {to} is not a member")).into());
+        }
+        let leader_id = self
+            .ctx
+            .node
+            .transfer_leader(to, self.ctx.limits.request_timeout)
+            .await
+            .map_err(|e| self.ctx.error(e))?;
+        Ok(Response::new(TransferLeaderResponse { leader_id }))
     }
 
     async fn members(

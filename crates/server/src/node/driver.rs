@@ -85,6 +85,9 @@ impl Driver {
                 Request::ReadBarrier { reply, .. } => {
                     drop(reply.send(Err(NodeError::ShuttingDown)))
                 }
+                Request::TransferLeader { reply, .. } => {
+                    drop(reply.send(Err(NodeError::ShuttingDown)))
+                }
             }
         }
         result
@@ -150,12 +153,21 @@ impl Driver {
     }
 
     fn handle_request(&mut self, r: Request) -> Result<(), ServerError> {
+        // Control requests are few and must get through even under load.
+        let r = match r {
+            Request::TransferLeader { to, reply } => {
+                self.transfer_leader(to, reply);
+                return Ok(());
+            }
+            r => r,
+        };
         let in_flight = self.writes_in_flight.load(Ordering::Relaxed) + self.reads.len();
         if in_flight >= self.max_pending {
             let err = NodeError::Overloaded(format!("{in_flight} requests in flight"));
             match r {
                 Request::Write { reply, .. } => drop(reply.send(Err(err))),
                 Request::ReadBarrier { reply, .. } => drop(reply.send(Err(err))),
+                Request::TransferLeader { reply, .. } => drop(reply.send(Err(err))),
             }
             return Ok(());
         }
@@ -208,6 +220,7 @@ impl Driver {
                     self.reads.fail(ctx, err);
                 }
             }
+            Request::TransferLeader { to, reply } => self.transfer_leader(to, reply),
         }
         Ok(())
     }

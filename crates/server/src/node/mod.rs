@@ -6,6 +6,7 @@
 
 mod apply;
 mod driver;
+mod leadership;
 mod reads;
 mod recover;
 mod requests;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
-use keel_raft::Message;
+use keel_raft::{Message, NodeId, Role};
 use keel_storage::kv::{ApplyOutcome, KvStore};
 use tokio::sync::{oneshot, watch};
 
@@ -198,6 +199,28 @@ impl NodeHandle {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(NodeError::ShuttingDown),
             Err(_) => Err(NodeError::Timeout("no answer before the deadline".into())),
+        }
+    }
+
+    /// Hands leadership to voter `to` (0: the most caught-up active voter) and
+    /// waits until another node leads, or `timeout` passes. Returns the new leader.
+    pub async fn transfer_leader(
+        &self,
+        to: NodeId,
+        timeout: Duration,
+    ) -> Result<NodeId, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        let mut status = self.status.clone();
+        self.submit(Request::TransferLeader { to, reply })?;
+        let target = rx.await.map_err(|_| NodeError::ShuttingDown)??;
+        let me = self.status.borrow().id;
+        let done = status.wait_for(|s| s.leader != me && s.leader != 0 && s.role != Role::Leader);
+        match tokio::time::timeout(timeout, done).await {
+            Ok(Ok(s)) => Ok(s.leader),
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(NodeError::Timeout(format!(
+                "node {target} did not take over within {timeout:?}; this node still leads"
+            ))),
         }
     }
 

@@ -60,4 +60,11 @@ pub enum Request {
         /// Where the result goes.
         reply: oneshot::Sender<ReadResult>,
     },
+    /// Hand leadership to voter `to` (0: the most caught-up active voter).
+    TransferLeader {
+        /// The target, or 0.
+        to: NodeId,
+        /// The chosen target once the transfer started.
+        reply: oneshot::Sender<Result<NodeId, NodeError>>,
+    },
 }
