@@ -256,6 +256,16 @@ impl Cluster for Service {
             leader_id: self.0.id,
         }))
     }
+
+    async fn transfer_leader(
+        &self,
+        _req: Request<v1::TransferLeaderRequest>,
+    ) -> Result<Response<v1::TransferLeaderResponse>, Status> {
+        self.begin("transfer_leader").await?;
+        Ok(Response::new(v1::TransferLeaderResponse {
+            leader_id: self.0.id,
+        }))
+    }
 }
 
 /// A TCP server that accepts HTTP/2 connections, reads until a request containing
