@@ -626,3 +626,11 @@ fn real_filesystem_round_trip() {
     assert_eq!(target.digest().expect("d"), kv.digest().expect("d"));
     drop(target);
 }
+
+#[test]
+fn receiver_and_views_can_move_to_other_threads() {
+    fn check<T: Send + 'static>() {}
+    check::<SnapshotReceiver>();
+    check::<SnapshotChunks>();
+    check::<crate::kv::KvReadView>();
+}

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use keel_raft::{Index, Term};
+use keel_raft::{GroupId, Index, Term};
 
 use super::error::SnapshotError;
 use super::format::{FOOTER_LEN, HEADER_FIXED_LEN, PARTIAL_SUFFIX, file_name};
 use super::reader::{SnapshotInfo, validate};
 use super::store::{MAX_CHUNK_BYTES, SnapshotStore};
-use crate::vfs::VfsFile;
+use crate::vfs::{Vfs, VfsFile};
 
 /// Largest snapshot file a receiver accepts (1 TiB): a bound on what a peer can make
 /// this node write, far beyond any real state machine.
@@ -91,9 +91,14 @@ impl Iterator for SnapshotChunks {
 /// staging file outlives the receiver value: [`SnapshotStore::receive`] for the same
 /// snapshot picks up where it ends. [`SnapshotReceiver::finish`] verifies the whole
 /// file, fsyncs and renames it into place.
+///
+/// It owns everything it needs (no borrow of the store), so a network task can
+/// keep it across awaits and reconnects.
 #[derive(Debug)]
-pub struct SnapshotReceiver<'s> {
-    store: &'s SnapshotStore,
+pub struct SnapshotReceiver {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    group: GroupId,
     file: Arc<dyn VfsFile>,
     staging: PathBuf,
     term: Term,
@@ -147,7 +152,7 @@ impl SnapshotStore {
         term: Term,
         index: Index,
         total: u64,
-    ) -> Result<SnapshotReceiver<'_>, SnapshotError> {
+    ) -> Result<SnapshotReceiver, SnapshotError> {
         let min = HEADER_FIXED_LEN + 4 + FOOTER_LEN;
         if !(min..=MAX_SNAPSHOT_BYTES).contains(&total) {
             return Err(SnapshotError::Limit(format!(
@@ -171,7 +176,9 @@ impl SnapshotStore {
             received = 0;
         }
         Ok(SnapshotReceiver {
-            store: self,
+            vfs: Arc::clone(self.vfs()),
+            dir: self.dir().to_path_buf(),
+            group: self.group(),
             file,
             staging,
             term,
@@ -182,7 +189,7 @@ impl SnapshotStore {
     }
 }
 
-impl SnapshotReceiver<'_> {
+impl SnapshotReceiver {
     /// The offset the next chunk must start at (= bytes received so far).
     pub fn offset(&self) -> u64 {
         self.received
@@ -242,22 +249,21 @@ impl SnapshotReceiver<'_> {
                 total: self.total,
             });
         }
-        let store = self.store;
-        let info = match validate(&**store.vfs(), &self.staging) {
+        let info = match validate(&*self.vfs, &self.staging) {
             Ok(info) => info,
             Err(e) => {
                 if e.is_damage() {
-                    let _ = store.vfs().remove_file(&self.staging);
+                    let _ = self.vfs.remove_file(&self.staging);
                 }
                 return Err(e);
             }
         };
         let h = &info.header;
-        if h.group != store.group() || h.index != self.index || h.term != self.term {
-            let _ = store.vfs().remove_file(&self.staging);
+        if h.group != self.group || h.index != self.index || h.term != self.term {
+            let _ = self.vfs.remove_file(&self.staging);
             return Err(SnapshotError::Mismatch {
                 file: self.staging.clone(),
-                group: store.group(),
+                group: self.group,
                 index: self.index,
                 term: self.term,
                 found_group: h.group,
@@ -268,15 +274,19 @@ impl SnapshotReceiver<'_> {
         self.file
             .sync_data()
             .map_err(SnapshotError::io("sync staging file", &self.staging))?;
-        let path = store.path_of(self.term, self.index);
-        store.publish(&self.staging, &path)?;
+        let path = self.dir.join(file_name(self.term, self.index));
+        self.vfs
+            .rename(&self.staging, &path)
+            .map_err(SnapshotError::io("rename snapshot", &self.staging))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(SnapshotError::io("sync snapshot directory", &self.dir))?;
         Ok(SnapshotInfo { path, ..info })
     }
 
     /// Gives up on this transfer and removes the staging file.
     pub fn abort(self) -> Result<(), SnapshotError> {
-        self.store
-            .vfs()
+        self.vfs
             .remove_file(&self.staging)
             .map_err(SnapshotError::io("remove staging file", &self.staging))
     }
