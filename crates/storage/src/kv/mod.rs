@@ -74,7 +74,7 @@ pub type KeyValue = (Bytes, Bytes, u64);
 /// consistent snapshot of some applied index); whether that is linearizable is up
 /// to the caller (ReadIndex or a lease, then wait until applied).
 ///
-/// Installing a snapshot ([`KvStore::install_snapshot`]) replaces the whole database
+/// Installing a snapshot ([`crate::snapshot::SnapshotStore::install`]) replaces the whole database
 /// file; readers keep using the old one until the swap and the new one after it.
 #[derive(Debug)]
 pub struct KvStore {
