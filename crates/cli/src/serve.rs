@@ -72,6 +72,14 @@ pub(crate) struct ServeArgs {
     /// WAL segment size (bytes).
     #[arg(long, env = "KEEL_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
     wal_segment_bytes: u64,
+    /// Take a snapshot of the state machine (in the background) after this many
+    /// entries were applied since the last one, then compact the log; 0 never does.
+    #[arg(long, env = "KEEL_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
+    snapshot_entries: u64,
+    /// Entries kept behind a new snapshot for followers that lag a little (they get
+    /// entries instead of a whole snapshot).
+    #[arg(long, env = "KEEL_SNAPSHOT_TRAILING_ENTRIES", default_value_t = 1_000)]
+    snapshot_trailing_entries: u64,
     /// Threads for network I/O (gRPC, HTTP); consensus and apply have their own.
     /// Default: one per core. Fewer wake-ups cost less when several nodes share a
     /// machine's cores (see BENCHMARKS.md).
@@ -105,6 +113,8 @@ impl ServeArgs {
             ReadModeArg::Stale => DefaultReadMode::Stale,
         };
         cfg.wal_segment_bytes = self.wal_segment_bytes;
+        cfg.snapshot_entries = self.snapshot_entries;
+        cfg.snapshot_trailing_entries = self.snapshot_trailing_entries;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -68,6 +68,13 @@ pub struct ServerConfig {
     pub max_peer_queue: usize,
     /// Largest number of keys a scan returns.
     pub max_scan_limit: u32,
+    /// A snapshot of the state machine is written (in the background) once this
+    /// many entries were applied since the last one; 0 never takes one.
+    pub snapshot_entries: u64,
+    /// Entries kept in memory (and at least as many in the WAL) behind a new
+    /// snapshot, so that slightly lagging followers get entries instead of a
+    /// whole snapshot.
+    pub snapshot_trailing_entries: u64,
 }
 
 impl ServerConfig {
@@ -93,6 +100,8 @@ impl ServerConfig {
             max_pending_requests: 65_536,
             max_peer_queue: 1_024,
             max_scan_limit: 10_000,
+            snapshot_entries: 10_000,
+            snapshot_trailing_entries: 1_000,
         }
     }
 
@@ -152,6 +161,18 @@ impl ServerConfig {
         }
         if self.max_pending_requests == 0 || self.max_peer_queue == 0 || self.max_scan_limit == 0 {
             return bad("queue and scan limits must be positive".into());
+        }
+        if self.snapshot_entries != 0 && !(10..=1_000_000_000).contains(&self.snapshot_entries) {
+            return bad(format!(
+                "snapshot_entries must be 0 (never) or in 10..=1000000000, got {}",
+                self.snapshot_entries
+            ));
+        }
+        if self.snapshot_trailing_entries > 100_000_000 {
+            return bad(format!(
+                "snapshot_trailing_entries must be at most 100000000, got {}",
+                self.snapshot_trailing_entries
+            ));
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
 use crate::transport::{
-    LocalIdentity, MAX_PEER_MESSAGE_BYTES, RaftService, Transport, TransportStats,
+    LocalIdentity, MAX_PEER_MESSAGE_BYTES, RaftService, SnapshotInbox, Transport, TransportStats,
 };
 
 /// Runs a node until `shutdown` resolves (returns Ok) or the node fails (Err).
@@ -60,7 +60,9 @@ pub async fn run(
     };
 
     let recovered = node::recover(&cfg, &identity, &mut events)?;
+    let snapshot_store = recovered.snapshots.store.clone();
     let metrics = Arc::new(Metrics::new());
+    let snapshot_metrics = metrics.clone();
     let stats = Arc::new(TransportStats::default());
     let local = LocalIdentity {
         node_id: cfg.id,
@@ -83,6 +85,8 @@ pub async fn run(
         flush_interval: Duration::from_millis(cfg.state_flush_interval_ms),
         max_pending: cfg.max_pending_requests,
         metrics: metrics.clone(),
+        snapshot_entries: cfg.snapshot_entries,
+        snapshot_trailing_entries: cfg.snapshot_trailing_entries,
     })?;
 
     let limits = ApiLimits {
@@ -106,9 +110,15 @@ pub async fn run(
         identity.cluster_id,
         members,
         incarnations,
-        peer_tx,
+        peer_tx.clone(),
         stats,
-    );
+    )
+    .with_snapshots(SnapshotInbox::new(
+        cfg.id,
+        snapshot_store,
+        peer_tx,
+        snapshot_metrics,
+    ));
     let max_client_message = cfg.max_value_bytes + (64 << 10);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -51,6 +51,9 @@ pub(crate) enum ApplyJob {
         deadline: Instant,
         reply: oneshot::Sender<ReadResult>,
     },
+    /// A leader's snapshot replaced the state machine (applied index `index`):
+    /// reads waiting for it are answered (`snapshots.rs`).
+    SnapshotInstalled { index: Index },
 }
 
 /// The state machine's apply side and everything waiting on it.
@@ -61,6 +64,9 @@ pub(crate) struct ApplyState {
     /// Writes waiting, for the consensus thread's overload check.
     pub(crate) writes_in_flight: Arc<AtomicUsize>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The state machine's applied index as of its last flush: WAL compaction
+    /// waits for it (`snapshots.rs`).
+    pub(crate) durable_applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ApplyState {
@@ -93,6 +99,9 @@ impl ApplyState {
                 } => {
                     entries.append(&mut batch);
                     batches.push((entries.len(), leader, role));
+                }
+                ApplyJob::SnapshotInstalled { index } => {
+                    tracing::debug!("state machine replaced by a snapshot at index {index}");
                 }
             }
         }
@@ -252,6 +261,7 @@ impl Applier {
                 if applied != flushed_at {
                     let started = Instant::now();
                     state.kv.flush()?;
+                    state.durable_applied.fetch_max(applied, Ordering::AcqRel);
                     state
                         .metrics
                         .state_flush_seconds

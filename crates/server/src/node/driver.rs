@@ -70,6 +70,8 @@ pub(crate) struct Driver {
     pub(crate) heartbeats_out: BTreeMap<NodeId, Instant>,
     /// The leader as last reported by the core, to count leader changes.
     pub(crate) last_leader: NodeId,
+    /// Snapshots: taking, sending, installing (`snapshots.rs`).
+    pub(crate) snapshots: super::snapshots::Snapshots,
 }
 
 impl Driver {
@@ -135,6 +137,7 @@ impl Driver {
                 }
                 next_tick += self.tick;
             }
+            self.snapshot_turn()?;
             self.process_ready()?;
             self.reads.expire(now);
             self.publish_status();
@@ -232,6 +235,7 @@ impl Driver {
             let mut rd = self.raft.ready();
             // 1. The leader replicates in parallel with its own fsync.
             self.note_heartbeats(&rd.messages);
+            self.divert_snapshot_messages(&mut rd.messages);
             self.transport.send_all(&mut rd.messages);
             if let Some(ss) = rd.soft_state {
                 if ss.leader != self.last_leader && ss.leader != keel_raft::NO_NODE {
@@ -253,6 +257,10 @@ impl Driver {
             // 2. Persist. Only entries and term/vote need the fsync; a commit-index
             //    change rides along with the next one.
             let persist_started = Instant::now();
+            if let Some(meta) = rd.snapshot.take() {
+                // Installed and made durable before this Ready's entries.
+                self.install_snapshot(meta)?;
+            }
             let mut must_sync = !rd.entries.is_empty();
             if !rd.entries.is_empty() {
                 self.wal.append_entries(KV_GROUP, &rd.entries)?;
@@ -305,7 +313,7 @@ impl Driver {
         Ok(())
     }
 
-    fn hand_to_apply(&mut self, job: ApplyJob) -> Result<(), ServerError> {
+    pub(super) fn hand_to_apply(&mut self, job: ApplyJob) -> Result<(), ServerError> {
         self.apply.submit(job).map_err(|e| {
             // If the apply thread stopped, its own report says why.
             match self.fatal_rx.try_recv() {

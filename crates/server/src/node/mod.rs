@@ -10,6 +10,7 @@ mod leadership;
 mod reads;
 mod recover;
 mod requests;
+mod snapshots;
 mod status;
 mod waiters;
 
@@ -24,6 +25,8 @@ use tokio::sync::{oneshot, watch};
 
 pub use recover::{KV_GROUP, state_path};
 pub use requests::NodeError;
+pub(crate) use snapshots::decode_conf;
+pub use snapshots::snapshot_dir;
 pub use status::NodeStatus;
 
 use apply::{ApplyState, apply_side};
@@ -54,6 +57,9 @@ pub(crate) struct NodeParts {
     pub(crate) flush_interval: Duration,
     pub(crate) max_pending: usize,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Entries applied between snapshots (0: never), and kept behind one.
+    pub(crate) snapshot_entries: u64,
+    pub(crate) snapshot_trailing_entries: u64,
 }
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
@@ -87,11 +93,32 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
             events: events.clone(),
             writes_in_flight: writes_in_flight.clone(),
             metrics: metrics.clone(),
+            durable_applied: parts.recovered.snapshots.durable_applied.clone(),
         },
         parts.flush_interval,
         parts.tick,
     );
+    let snapshots = {
+        // One transfer per peer at a time: this bounds the outcomes in flight.
+        let (done, outcomes) = crossbeam_channel::bounded(256);
+        let outbox = crate::transport::SnapshotOutbox {
+            local: parts.transport.local(),
+            group: recover::KV_GROUP,
+            store: parts.recovered.snapshots.store.clone(),
+            metrics: metrics.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            done,
+        };
+        snapshots::Snapshots::new(
+            parts.recovered.snapshots,
+            parts.snapshot_entries,
+            parts.snapshot_trailing_entries,
+            outbox,
+            outcomes,
+        )
+    };
     let driver = Driver {
+        snapshots,
         raft: parts.recovered.raft,
         kv: kv.clone(),
         transport: parts.transport,

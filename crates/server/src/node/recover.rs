@@ -22,6 +22,8 @@ pub(crate) struct Recovered {
     pub(crate) raft: Raft,
     pub(crate) wal: Wal,
     pub(crate) kv: Arc<KvStore>,
+    /// Snapshot files and what is known of them.
+    pub(crate) snapshots: super::snapshots::SnapshotState,
 }
 
 pub(crate) fn recover(
@@ -34,7 +36,7 @@ pub(crate) fn recover(
     let opts = WalOptions {
         segment_bytes: cfg.wal_segment_bytes,
     };
-    let (wal, mut recovery) = Wal::open(vfs.clone(), &wal_dir, opts)?;
+    let (mut wal, mut recovery) = Wal::open(vfs.clone(), &wal_dir, opts)?;
     if let Some(torn) = &recovery.torn_tail {
         let line = format!(
             "Node {} found a torn write at the end of its log ({} at offset {}, {} bytes) \
@@ -48,15 +50,11 @@ pub(crate) fn recover(
         events.note(&line);
     }
     let group = recovery.groups.remove(&KV_GROUP).unwrap_or_default();
-    let kv = Arc::new(KvStore::open(vfs, &state_path(&cfg.data_dir))?);
-    let applied = kv.applied_index();
-    let last = group.entries.last().map_or(0, |e| e.index);
-    if applied > last {
-        return Err(ServerError::Recovery(format!(
-            "the state machine has applied index {applied} but the log ends at {last}: \
-             log entries the node had acknowledged are missing"
-        )));
-    }
+    let kv = Arc::new(KvStore::open(vfs.clone(), &state_path(&cfg.data_dir))?);
+    // Snapshots: the newest valid one, installed if the state machine is behind it,
+    // and the log cut to what follows it (`snapshots.rs`).
+    let boot = super::snapshots::boot(cfg, vfs, &kv, &mut wal, group, events)?;
+    let applied = boot.applied;
     let (election_ticks, heartbeat_ticks) = cfg.ticks();
     let raft_cfg = Config {
         id: cfg.id,
@@ -65,12 +63,12 @@ pub(crate) fn recover(
         heartbeat_ticks,
         ..Config::default()
     };
-    let entries = group.entries.len();
+    let entries = boot.entries.len();
     let init = InitialState {
-        hard_state: group.hard_state,
+        hard_state: boot.hard_state,
         conf: ConfState::with_voters(identity.members.keys().copied()),
-        snapshot: None,
-        entries: group.entries,
+        snapshot: boot.snapshot,
+        entries: boot.entries,
         applied,
     };
     let raft = Raft::new(raft_cfg, init, os_random_u64())?;
@@ -80,7 +78,12 @@ pub(crate) fn recover(
         raft.term(),
         entries
     ));
-    Ok(Recovered { raft, wal, kv })
+    Ok(Recovered {
+        raft,
+        wal,
+        kv,
+        snapshots: boot.state,
+    })
 }
 
 /// Where the state machine lives in a data directory.

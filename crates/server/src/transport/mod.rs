@@ -10,6 +10,7 @@
 
 mod sender;
 mod service;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use keel_raft::{Message, NodeId};
 use tokio::sync::mpsc;
 
 pub use service::RaftService;
+pub use snapshot::SnapshotInbox;
+pub(crate) use snapshot::{SnapshotOutbox, TransferOutcome};
 
 /// Largest gRPC message a node accepts from a peer (a batch of AppendEntries).
 pub const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
@@ -45,6 +48,8 @@ pub struct TransportStats {
 pub struct Transport {
     local: LocalIdentity,
     peers: BTreeMap<NodeId, mpsc::Sender<MessageBatch>>,
+    /// Peer addresses, for connections besides the message streams (snapshots).
+    addrs: BTreeMap<NodeId, String>,
     stats: Arc<TransportStats>,
 }
 
@@ -80,8 +85,19 @@ impl Transport {
         Transport {
             local,
             peers: senders,
+            addrs: peers.clone(),
             stats,
         }
+    }
+
+    /// This node's identity on the wire.
+    pub(crate) fn local(&self) -> LocalIdentity {
+        self.local
+    }
+
+    /// The address of `peer`, if known.
+    pub(crate) fn peer_addr(&self, peer: NodeId) -> Option<&str> {
+        self.addrs.get(&peer).map(String::as_str)
     }
 
     /// Sends `messages` (taking them), one batch per recipient.

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use keel_proto::raft::raft_server::Raft;
-use keel_proto::raft::{MessageBatch, StreamSummary};
-use keel_raft::{Message, NodeId};
+use keel_proto::raft::{
+    MessageBatch, SnapshotChunk, SnapshotOffer, SnapshotOfferReply, SnapshotSendReply,
+    StreamSummary,
+};
+use keel_raft::{Message, MessageBody, NodeId};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::TransportStats;
+use super::snapshot::SnapshotInbox;
 use crate::peers::{IncarnationCheck, PeerIncarnations};
 
 /// The `keel.raft.v1.Raft` service of one node.
@@ -22,6 +26,8 @@ pub struct RaftService {
     incarnations: Arc<PeerIncarnations>,
     inbox: crossbeam_channel::Sender<Message>,
     stats: Arc<TransportStats>,
+    /// Receives snapshot files (`snapshot.rs`); without it, offers are refused.
+    snapshots: Option<Arc<SnapshotInbox>>,
 }
 
 impl RaftService {
@@ -41,7 +47,31 @@ impl RaftService {
             incarnations,
             inbox,
             stats,
+            snapshots: None,
         }
+    }
+
+    /// Accepts snapshot transfers into `inbox`.
+    pub fn with_snapshots(mut self, inbox: SnapshotInbox) -> Self {
+        self.snapshots = Some(Arc::new(inbox));
+        self
+    }
+
+    /// A snapshot offer passes the same checks as a batch of messages.
+    fn admit_offer(&self, offer: &SnapshotOffer) -> Result<&SnapshotInbox, Status> {
+        let as_batch = MessageBatch {
+            cluster_id: offer.cluster_id,
+            from: offer.from,
+            incarnation: offer.incarnation,
+            messages: Vec::new(),
+        };
+        if let Err(status) = self.admit(&as_batch) {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(status);
+        }
+        self.snapshots
+            .as_deref()
+            .ok_or_else(|| Status::unimplemented("this node does not receive snapshots"))
     }
 
     /// Decides whether a batch may be processed; the error ends the stream.
@@ -111,6 +141,15 @@ impl Raft for RaftService {
             summary.batches += 1;
             for pm in batch.messages {
                 match Message::try_from(pm) {
+                    // Stepping one tells the core that the snapshot's data is here
+                    // and verified: only the snapshot receiver may produce it.
+                    Ok(m) if matches!(m.body, MessageBody::InstallSnapshot { .. }) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "dropped an InstallSnapshot from {} that came without its data",
+                            batch.from
+                        );
+                    }
                     Ok(m) if m.from == batch.from && m.to == self.node_id => {
                         summary.messages += 1;
                         if self.inbox.try_send(m).is_ok() {
@@ -136,5 +175,29 @@ impl Raft for RaftService {
             }
         }
         Ok(Response::new(summary))
+    }
+
+    async fn snapshot_offer(
+        &self,
+        request: Request<SnapshotOffer>,
+    ) -> Result<Response<SnapshotOfferReply>, Status> {
+        let offer = request.into_inner();
+        let inbox = self.admit_offer(&offer)?;
+        inbox.offer(offer).await.map(Response::new)
+    }
+
+    async fn snapshot_send(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotSendReply>, Status> {
+        let mut stream = request.into_inner();
+        let Some(mut first) = stream.message().await? else {
+            return Err(Status::invalid_argument("empty snapshot stream"));
+        };
+        let offer = first.offer.take().ok_or_else(|| {
+            Status::invalid_argument("the first snapshot chunk must carry the offer")
+        })?;
+        let inbox = self.admit_offer(&offer)?;
+        inbox.receive(offer, first, stream).await.map(Response::new)
     }
 }

@@ -1,0 +1,304 @@
+//! Snapshots with real processes: a follower that was down across several
+//! snapshots catches up by one; kill -9 while a snapshot is sent and installed; a
+//! damaged snapshot file is refused at start-up. Every test ends by comparing the
+//! replicas' state-machine digests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestCluster, eventually};
+use futures::future::join_all;
+use keel_client::ReadMode;
+use keel_storage::kv::{KvDigest, KvStore};
+use keel_storage::vfs::StdVfs;
+
+const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const CATCH_UP: Duration = Duration::from_secs(15);
+
+/// Small thresholds, so a few hundred writes make several snapshots and leave a
+/// stopped follower behind the leader's log.
+const SNAPSHOT_FLAGS: &[&str] = &[
+    "--snapshot-entries",
+    "200",
+    "--snapshot-trailing-entries",
+    "20",
+    "--wal-segment-bytes",
+    "1048576",
+];
+
+fn value(i: usize, size: usize) -> String {
+    format!("{i:08}-{}", "v".repeat(size))
+}
+
+/// Writes keys `prefix{from..to}` in waves of `width`, retrying a put whose
+/// outcome is unknown (a node was killed under it); every key ends acknowledged.
+async fn write_keys(t: &TestCluster, prefix: &str, range: std::ops::Range<usize>, size: usize) {
+    let keys: Vec<usize> = range.collect();
+    for wave in keys.chunks(32) {
+        let writes = wave.iter().map(|&i| {
+            let c = t.client.clone();
+            let key = format!("{prefix}{i}");
+            async move {
+                let mut tries = 0;
+                loop {
+                    match c.put(key.clone(), value(i, size)).await {
+                        Ok(_) => return,
+                        Err(_) if tries < 20 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("write {key} failed: {e}"),
+                    }
+                }
+            }
+        });
+        join_all(writes).await;
+    }
+}
+
+async fn assert_keys(t: &TestCluster, prefix: &str, range: std::ops::Range<usize>, size: usize) {
+    for i in range {
+        let r = t
+            .client
+            .get(format!("{prefix}{i}"), ReadMode::Linearizable)
+            .await
+            .expect("read");
+        let kv =
+            r.kv.unwrap_or_else(|| panic!("acknowledged key {prefix}{i} lost"));
+        assert_eq!(kv.value, value(i, size).as_bytes(), "{prefix}{i}");
+    }
+}
+
+fn events(t: &TestCluster, id: u64) -> String {
+    std::fs::read_to_string(t.cluster.event_log_path(id)).unwrap_or_default()
+}
+
+fn count(t: &TestCluster, id: u64, needle: &str) -> usize {
+    events(t, id).matches(needle).count()
+}
+
+async fn wait_for_event(t: &TestCluster, id: u64, needle: &str, n: usize, timeout: Duration) {
+    eventually(
+        timeout,
+        &format!("{n}× {needle:?} in node {id}'s event log"),
+        || {
+            let found = count(t, id, needle) >= n;
+            async move { found.then_some(()) }
+        },
+    )
+    .await
+}
+
+fn snap_dir(t: &TestCluster, id: u64) -> PathBuf {
+    keel_server::node::snapshot_dir(&t.cluster.data_dir(id))
+}
+
+/// Finished snapshot files of node `id`, oldest first.
+fn snapshot_files(t: &TestCluster, id: u64) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(snap_dir(t, id))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "keel"));
+    files.sort();
+    files
+}
+
+fn has_partial(t: &TestCluster, id: u64) -> bool {
+    std::fs::read_dir(snap_dir(t, id))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".keel.partial"))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until every running node has applied at least the leader's commit index.
+async fn wait_converged(t: &mut TestCluster) {
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let target = t.status(leader).await.expect("leader status").commit_index;
+    let ids = t.cluster.running();
+    for id in ids {
+        eventually(
+            CATCH_UP,
+            &format!("node {id} applies index {target}"),
+            || {
+                let s = t.status(id);
+                async move { (s.await?.applied_index >= target).then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+fn digest(dir: &Path) -> KvDigest {
+    let kv = KvStore::open(Arc::new(StdVfs::new()), &keel_server::node::state_path(dir))
+        .expect("open state machine");
+    kv.digest().expect("digest")
+}
+
+/// Stops every node cleanly and compares the digests of their state machines
+/// (keys, values and versions; the applied index may differ by a no-op).
+fn assert_same_digests(t: &mut TestCluster, expected_keys: u64) {
+    for id in 1..=t.cluster.spec().nodes {
+        t.cluster.stop(id, Duration::from_secs(10)).expect("stop");
+    }
+    let digests: Vec<KvDigest> = (1..=t.cluster.spec().nodes)
+        .map(|id| digest(&t.cluster.data_dir(id)))
+        .collect();
+    for (i, d) in digests.iter().enumerate() {
+        assert_eq!(
+            d.keys,
+            expected_keys,
+            "node {} key count: {digests:?}",
+            i + 1
+        );
+        assert_eq!(
+            d.hash,
+            digests[0].hash,
+            "node {} diverged: {digests:?}",
+            i + 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_down_across_snapshots_catches_up_by_snapshot() {
+    let started = Instant::now();
+    let mut t = TestCluster::start_with(3, SNAPSHOT_FLAGS);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    t.cluster.kill(follower).expect("kill follower");
+    // ~3 thresholds of writes while it is down.
+    write_keys(&t, "k", 0..650, 512).await;
+    wait_for_event(&t, leader, "took a snapshot at index", 2, CATCH_UP).await;
+    t.cluster.spawn(follower).expect("restart follower");
+    wait_for_event(&t, follower, "installed the leader's snapshot", 1, CATCH_UP).await;
+    wait_for_event(&t, leader, "sent its snapshot at index", 1, CATCH_UP).await;
+    write_keys(&t, "after", 0..10, 16).await;
+    wait_converged(&mut t).await;
+    assert_keys(&t, "k", 0..650, 512).await;
+    let follower_client = t.node_client(follower);
+    let r = follower_client
+        .get("k0".to_string(), ReadMode::Stale)
+        .await
+        .expect("local read");
+    assert!(r.kv.is_some(), "the follower's own state has k0");
+    t.assert_no_panics();
+    assert_same_digests(&mut t, 660);
+    eprintln!("took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_snapshot_install_and_send_then_converge() {
+    let started = Instant::now();
+    let mut t = TestCluster::start_with(3, SNAPSHOT_FLAGS);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    t.cluster.kill(follower).expect("kill follower");
+    // Big enough values that the transfer takes a while (several MiB).
+    write_keys(&t, "k", 0..900, 8 << 10).await;
+    wait_for_event(&t, leader, "took a snapshot at index", 2, CATCH_UP).await;
+
+    // 1. The follower dies while receiving or installing.
+    t.cluster.spawn(follower).expect("restart follower");
+    let deadline = Instant::now() + CATCH_UP;
+    while !has_partial(&t, follower)
+        && count(&t, follower, "installed the leader's snapshot") == 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    t.cluster
+        .kill(follower)
+        .expect("kill -9 follower during the transfer");
+    let hit_install = count(&t, follower, "installed the leader's snapshot") > 0;
+    eprintln!(
+        "killed the follower {}",
+        if hit_install {
+            "after its install"
+        } else {
+            "while it received"
+        }
+    );
+
+    // 2. The leader dies while sending.
+    t.cluster.spawn(follower).expect("restart follower");
+    let deadline = Instant::now() + CATCH_UP;
+    while !has_partial(&t, follower)
+        && count(&t, follower, "installed the leader's snapshot") == 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    t.cluster
+        .kill(leader)
+        .expect("kill -9 leader during the transfer");
+    let new_leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    assert_ne!(new_leader, leader);
+    write_keys(&t, "after", 0..50, 16).await;
+    t.cluster.spawn(leader).expect("restart old leader");
+    wait_converged(&mut t).await;
+    assert_keys(&t, "k", 0..900, 8 << 10).await;
+    assert_keys(&t, "after", 0..50, 16).await;
+    t.assert_no_panics();
+    assert_same_digests(&mut t, 950);
+    eprintln!("took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_snapshot_is_refused_at_start_and_the_node_falls_back() {
+    let started = Instant::now();
+    let mut t = TestCluster::start_with(3, SNAPSHOT_FLAGS);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let victim = (1..=3).find(|&id| id != leader).expect("a follower");
+    write_keys(&t, "k", 0..500, 256).await;
+    eventually(CATCH_UP, "two snapshot files on the follower", || {
+        let n = snapshot_files(&t, victim).len();
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    t.cluster
+        .stop(victim, Duration::from_secs(10))
+        .expect("stop follower");
+    let newest = snapshot_files(&t, victim).pop().expect("a snapshot");
+    // Flip bytes in the middle of the file: a data chunk's checksum fails.
+    let mut bytes = std::fs::read(&newest).expect("read snapshot");
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&newest, &bytes).expect("corrupt snapshot");
+
+    t.cluster.spawn(victim).expect("restart follower");
+    wait_for_event(&t, victim, "refused a damaged snapshot", 1, CATCH_UP).await;
+    let line = events(&t, victim)
+        .lines()
+        .find(|l| l.contains("refused a damaged snapshot"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    let name = newest
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(line.contains(&name), "the refusal names the file: {line}");
+    assert!(
+        line.contains("offset"),
+        "the refusal names the offset: {line}"
+    );
+    assert!(
+        !newest.exists(),
+        "the damaged file was set aside so it is never loaded or sent"
+    );
+    write_keys(&t, "after", 0..20, 16).await;
+    t.wait_for_value_on(victim, "after19", &value(19, 16), CATCH_UP)
+        .await;
+    wait_converged(&mut t).await;
+    assert_keys(&t, "k", 0..500, 256).await;
+    t.assert_no_panics();
+    assert_same_digests(&mut t, 520);
+    eprintln!("took {:?}", started.elapsed());
+}
