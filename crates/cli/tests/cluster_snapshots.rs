@@ -179,6 +179,18 @@ async fn a_follower_down_across_snapshots_catches_up_by_snapshot() {
     wait_for_event(&t, leader, "sent its snapshot at index", 1, CATCH_UP).await;
     write_keys(&t, "after", 0..10, 16).await;
     wait_converged(&mut t).await;
+    // The leader's log on disk was cut behind its previous snapshot once its state
+    // machine was durable that far (flushed every second).
+    wait_for_event(&t, leader, "compacted its log", 1, CATCH_UP).await;
+    let metric = |id: u64, name: &str| -> u64 {
+        let (_, _, body) = common::http(t.cluster.http_addr(id), "GET", "/metrics", &[], b"");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(metric(leader, "keel_snapshot_sent_bytes_total ") > 0);
+    assert!(metric(follower, "keel_snapshot_received_bytes_total ") > 0);
     assert_keys(&t, "k", 0..650, 512).await;
     let follower_client = t.node_client(follower);
     let r = follower_client

@@ -26,6 +26,8 @@ use tokio::sync::{oneshot, watch};
 pub use recover::{KV_GROUP, state_path};
 pub use requests::NodeError;
 pub(crate) use snapshots::decode_conf;
+#[cfg(test)]
+pub(crate) use snapshots::encode_conf;
 pub use snapshots::snapshot_dir;
 pub use status::NodeStatus;
 

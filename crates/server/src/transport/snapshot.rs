@@ -504,3 +504,219 @@ fn remove_other_partials(store: &SnapshotStore, term: Term, index: Index) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use keel_proto::raft::raft_server::RaftServer;
+    use keel_raft::{ConfState, Entry, EntryKind};
+    use keel_storage::command::{Command, Expect};
+    use keel_storage::kv::KvStore;
+    use keel_storage::snapshot::{SnapshotInfo, SnapshotOptions};
+    use tonic::transport::server::TcpIncoming;
+
+    use super::*;
+    use crate::node::encode_conf;
+    use crate::peers::PeerIncarnations;
+    use crate::transport::{RaftService, TransportStats};
+
+    const CLUSTER: u64 = 0xc1;
+
+    fn store(dir: &Path) -> Arc<SnapshotStore> {
+        let (s, _) =
+            SnapshotStore::open(Arc::new(StdVfs::new()), dir, 1, SnapshotOptions::default())
+                .expect("open store");
+        Arc::new(s)
+    }
+
+    /// A snapshot of ~1.2 MiB (several transfer chunks) at index 300, term 1.
+    fn make_snapshot(dir: &Path) -> (Arc<SnapshotStore>, SnapshotInfo) {
+        let kv = KvStore::open(Arc::new(StdVfs::new()), &dir.join("state.redb")).expect("kv");
+        let entries: Vec<Entry> = (1..=300)
+            .map(|i| Entry {
+                term: 1,
+                index: i,
+                kind: EntryKind::Normal,
+                data: Command::Put {
+                    key: format!("key-{i:04}").into(),
+                    value: vec![b'x'; 4096].into(),
+                    expect: Expect::Any,
+                }
+                .encode(),
+            })
+            .collect();
+        kv.apply(&entries).expect("apply");
+        let s = store(&dir.join("snap"));
+        let view = kv.read_view().expect("view");
+        let info = s
+            .write(&view, encode_conf(&ConfState::with_voters([1, 2, 3])))
+            .expect("write snapshot");
+        (s, info)
+    }
+
+    /// A receiving node 2 on a loopback port.
+    async fn receiver(
+        dir: &Path,
+    ) -> (
+        String,
+        crossbeam_channel::Receiver<Message>,
+        Arc<SnapshotStore>,
+    ) {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let snaps = store(&dir.join("snap"));
+        let svc = RaftService::new(
+            2,
+            CLUSTER,
+            BTreeSet::from([1, 2, 3]),
+            Arc::new(PeerIncarnations::open(dir).expect("peers")),
+            tx.clone(),
+            Arc::new(TransportStats::default()),
+        )
+        .with_snapshots(SnapshotInbox::new(
+            2,
+            snaps.clone(),
+            tx,
+            Arc::new(Metrics::new()),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftServer::new(svc))
+                .serve_with_incoming(TcpIncoming::from(listener)),
+        );
+        (addr, rx, snaps)
+    }
+
+    fn chunks(
+        s: &SnapshotStore,
+        info: &SnapshotInfo,
+        offer: SnapshotOffer,
+        from: u64,
+        n: usize,
+    ) -> Vec<SnapshotChunk> {
+        let mut out: Vec<SnapshotChunk> = s
+            .chunks(&info.path, from, CHUNK_BYTES)
+            .expect("chunks")
+            .take(n)
+            .map(|c| {
+                let c = c.expect("chunk");
+                SnapshotChunk {
+                    offer: None,
+                    offset: c.offset,
+                    data: c.data,
+                }
+            })
+            .collect();
+        out[0].offer = Some(offer);
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_transfer_resumes_where_the_receiver_stands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sender, info) = make_snapshot(&dir.path().join("a"));
+        let (addr, inbox, _) = receiver(&dir.path().join("b")).await;
+        let mut client = RaftClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        let offer = SnapshotOffer {
+            cluster_id: CLUSTER,
+            from: 1,
+            incarnation: 7,
+            group: 1,
+            leader_term: 2,
+            index: info.header.index,
+            term: info.header.term,
+            total: info.len,
+        };
+        assert!(info.len > 3 * CHUNK_BYTES as u64, "several chunks");
+        let at = |r: Result<tonic::Response<SnapshotOfferReply>, Status>| {
+            r.expect("offer").into_inner().offset
+        };
+        assert_eq!(at(client.snapshot_offer(offer).await), 0);
+
+        // Two chunks, then the stream ends as if the connection broke.
+        let part = chunks(&sender, &info, offer, 0, 2);
+        let reply = client
+            .snapshot_send(futures::stream::iter(part))
+            .await
+            .expect("send")
+            .into_inner();
+        assert!(!reply.complete);
+        assert_eq!(reply.received, 2 * CHUNK_BYTES as u64);
+        assert!(inbox.try_recv().is_err(), "nothing handed over yet");
+
+        // The next offer names the offset held; the rest completes the file.
+        let offset = at(client.snapshot_offer(offer).await);
+        assert_eq!(offset, 2 * CHUNK_BYTES as u64);
+        let rest = chunks(&sender, &info, offer, offset, usize::MAX);
+        let reply = client
+            .snapshot_send(futures::stream::iter(rest))
+            .await
+            .expect("send")
+            .into_inner();
+        assert!(reply.complete);
+        let m = inbox.try_recv().expect("InstallSnapshot handed over");
+        assert_eq!((m.from, m.to, m.term), (1, 2, 2));
+        let MessageBody::InstallSnapshot { meta } = m.body else {
+            panic!("not an InstallSnapshot: {m:?}");
+        };
+        assert_eq!((meta.index, meta.term), (300, 1));
+        assert_eq!(meta.conf, ConfState::with_voters([1, 2, 3]));
+
+        // Another cluster is refused.
+        let foreign = SnapshotOffer {
+            cluster_id: 0xdead,
+            ..offer
+        };
+        let status = client
+            .snapshot_offer(foreign)
+            .await
+            .expect_err("foreign cluster");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_outbox_sends_the_newest_file_and_reports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sender, info) = make_snapshot(&dir.path().join("a"));
+        let (addr, inbox, received) = receiver(&dir.path().join("b")).await;
+        let metrics = Arc::new(Metrics::new());
+        let (done, outcomes) = crossbeam_channel::bounded(4);
+        let outbox = SnapshotOutbox {
+            local: LocalIdentity {
+                node_id: 1,
+                cluster_id: CLUSTER,
+                incarnation: 7,
+            },
+            group: 1,
+            store: sender,
+            metrics: metrics.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            done,
+        };
+        // The core asked for an older snapshot: the newest file goes.
+        outbox.start(2, addr, 3, 100);
+        let outcome =
+            tokio::task::spawn_blocking(move || outcomes.recv_timeout(Duration::from_secs(10)))
+                .await
+                .expect("join")
+                .expect("an outcome");
+        assert_eq!(outcome.peer, 2);
+        assert_eq!(outcome.index, 300);
+        outcome.result.expect("sent");
+        assert_eq!(outcome.bytes, info.len);
+        assert_eq!(metrics.snapshot_sent_bytes.get(), info.len);
+        let m = inbox.try_recv().expect("handed over");
+        assert_eq!(m.term, 3);
+        assert!(
+            received.path_of(1, 300).exists(),
+            "published on the receiver"
+        );
+    }
+}
