@@ -7,7 +7,7 @@ use clap::Subcommand;
 use keel_raft::EntryKind;
 use keel_storage::command::Command;
 use keel_storage::vfs::StdVfs;
-use keel_storage::wal::{Verdict, WalRecord, inspect};
+use keel_storage::wal::{InspectedItem, LogStartKind, Verdict, WalRecord, inspect, inspect_all};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum WalCommand {
@@ -51,22 +51,34 @@ pub(crate) fn run(cmd: WalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         WalCommand::Dump { data_dir, verbose } => {
             let dir = wal_dir(data_dir);
-            let verdict = inspect(&vfs, &dir, |r| match &r.record {
-                WalRecord::Entry { group, entry } => {
-                    let text = entry_text(entry.kind, &entry.data);
-                    if verbose {
-                        println!("g{group} #{} {text} {}", entry.index, entry.term);
-                    } else {
-                        println!("{text} {}", entry.term);
-                    }
-                }
-                WalRecord::HardState { group, hard_state } if verbose => {
+            let verdict = inspect_all(&vfs, &dir, |item| match item {
+                InspectedItem::LogStart { group, start, .. } => {
+                    let why = match start.kind {
+                        LogStartKind::Compacted => "compacted after a snapshot",
+                        LogStartKind::Installed => "a leader's snapshot was installed",
+                    };
                     println!(
-                        "# g{group} hard state: term {} vote {} commit {}",
-                        hard_state.term, hard_state.vote, hard_state.commit
+                        "# g{group} log starts after index {} (term {}): {why}",
+                        start.index, start.term
                     );
                 }
-                WalRecord::HardState { .. } => {}
+                InspectedItem::Record(r) => match &r.record {
+                    WalRecord::Entry { group, entry } => {
+                        let text = entry_text(entry.kind, &entry.data);
+                        if verbose {
+                            println!("g{group} #{} {text} {}", entry.index, entry.term);
+                        } else {
+                            println!("{text} {}", entry.term);
+                        }
+                    }
+                    WalRecord::HardState { group, hard_state } if verbose => {
+                        println!(
+                            "# g{group} hard state: term {} vote {} commit {}",
+                            hard_state.term, hard_state.vote, hard_state.commit
+                        );
+                    }
+                    WalRecord::HardState { .. } => {}
+                },
             })?;
             Ok(report(&verdict))
         }
