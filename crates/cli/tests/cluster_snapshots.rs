@@ -72,6 +72,18 @@ async fn assert_keys(t: &TestCluster, prefix: &str, range: std::ops::Range<usize
     }
 }
 
+/// Polls (up to `CATCH_UP`) until `id` has started receiving a snapshot or has
+/// installed one, so that a kill lands during the transfer.
+async fn wait_for_transfer(t: &TestCluster, id: u64) {
+    let deadline = Instant::now() + CATCH_UP;
+    while !has_partial(t, id)
+        && count(t, id, "installed the leader's snapshot") == 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 fn events(t: &TestCluster, id: u64) -> String {
     std::fs::read_to_string(t.cluster.event_log_path(id)).unwrap_or_default()
 }
@@ -216,13 +228,7 @@ async fn kill_during_snapshot_install_and_send_then_converge() {
 
     // 1. The follower dies while receiving or installing.
     t.cluster.spawn(follower).expect("restart follower");
-    let deadline = Instant::now() + CATCH_UP;
-    while !has_partial(&t, follower)
-        && count(&t, follower, "installed the leader's snapshot") == 0
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_transfer(&t, follower).await;
     t.cluster
         .kill(follower)
         .expect("kill -9 follower during the transfer");
@@ -238,13 +244,7 @@ async fn kill_during_snapshot_install_and_send_then_converge() {
 
     // 2. The leader dies while sending.
     t.cluster.spawn(follower).expect("restart follower");
-    let deadline = Instant::now() + CATCH_UP;
-    while !has_partial(&t, follower)
-        && count(&t, follower, "installed the leader's snapshot") == 0
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_transfer(&t, follower).await;
     t.cluster
         .kill(leader)
         .expect("kill -9 leader during the transfer");
