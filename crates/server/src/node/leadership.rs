@@ -47,8 +47,7 @@ impl Driver {
         status
             .peers
             .iter()
-            .filter(|p| p.active && !p.learner && p.id != status.id)
-            .filter(|p| status.conf.voters.contains(&p.id))
+            .filter(|p| p.active && p.id != status.id && status.conf.voters.contains(&p.id))
             .max_by_key(|p| (p.match_index, std::cmp::Reverse(p.id)))
             .map(|p| p.id)
     }
