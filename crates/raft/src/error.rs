@@ -101,6 +101,14 @@ pub enum ConfChangeError {
         /// The node.
         id: NodeId,
     },
+    /// The change's context is larger than a change may carry.
+    #[error("membership change context of {len} bytes (at most {max})")]
+    ContextTooLarge {
+        /// The context's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The entry itself was refused (e.g. the uncommitted log is over its limit).
     #[error(transparent)]
     Propose(#[from] ProposeError),
@@ -110,7 +118,7 @@ pub enum ConfChangeError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum ConfChangeDecodeError {
     /// Not the length of any encoded change.
-    #[error("membership change of {len} bytes (expected 10)")]
+    #[error("membership change of {len} bytes is malformed")]
     Length {
         /// The payload's length.
         len: usize,

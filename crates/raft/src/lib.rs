@@ -36,7 +36,7 @@ pub use error::{
     CompactError, ConfChangeDecodeError, ConfChangeError, ConfigError, ProposeError,
     ReadIndexError, StepError, TransferError,
 };
-pub use membership::ConfChange;
+pub use membership::{ConfChange, MAX_CONF_CONTEXT_BYTES};
 pub use message::{Message, MessageBody};
 pub use raft::{InitialState, InjectedBug, Raft};
 pub use ready::{Event, ReadState, Ready, Role, SoftState};

@@ -28,12 +28,21 @@ use crate::raft::Raft;
 use crate::ready::{Event, Role};
 use crate::types::{ConfState, Entry, EntryKind, Index, NO_NODE, NodeId};
 
-/// Version byte of the [`ConfChange`] encoding.
+/// Version byte of a [`ConfChange`] encoded without a context.
 const ENCODING_VERSION: u8 = 1;
-/// Bytes of an encoded change: version, operation, node id (little-endian).
+/// Version byte of a [`ConfChange`] encoded with a context.
+const ENCODING_VERSION_WITH_CONTEXT: u8 = 2;
+/// Bytes of an encoded change without context: version, operation, node id.
 const ENCODED_LEN: usize = 1 + 1 + 8;
+/// Largest context a change may carry (a server keeps e.g. an address in it).
+pub const MAX_CONF_CONTEXT_BYTES: usize = 4096;
 
 /// One membership change, carried by an [`EntryKind::ConfChange`] entry.
+///
+/// The entry may also carry an opaque *context* (see
+/// [`ConfChange::encode_with_context`]): the core ignores it; a server uses it for
+/// what every replica must learn together with the change, such as the new
+/// member's network address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfChange {
     /// Adds a node that receives the log but does not vote.
@@ -54,41 +63,84 @@ impl ConfChange {
         }
     }
 
-    /// The entry payload: `[version = 1][op][node id, u64 little-endian]`.
-    /// Exactly one encoding per change, so replicas compare entries byte for byte.
-    pub fn encode(self) -> bytes::Bytes {
-        let op = match self {
-            ConfChange::AddLearner(_) => 1u8,
+    fn op_code(self) -> u8 {
+        match self {
+            ConfChange::AddLearner(_) => 1,
             ConfChange::PromoteLearner(_) => 2,
             ConfChange::Remove(_) => 3,
-        };
+        }
+    }
+
+    /// The entry payload without context: `[version = 1][op][node id, u64 LE]`.
+    /// Exactly one encoding per change (and context), so replicas compare entries
+    /// byte for byte.
+    pub fn encode(self) -> bytes::Bytes {
         let mut out = Vec::with_capacity(ENCODED_LEN);
         out.push(ENCODING_VERSION);
-        out.push(op);
+        out.push(self.op_code());
         out.extend_from_slice(&self.node().to_le_bytes());
         out.into()
     }
 
-    /// Inverse of [`ConfChange::encode`]; any other input is an error, never a panic.
+    /// The entry payload with an opaque context of at most
+    /// [`MAX_CONF_CONTEXT_BYTES`]: `[version = 2][op][node id, u64 LE]
+    /// [context length, u16 LE][context]`.
+    pub fn encode_with_context(self, context: &[u8]) -> Result<bytes::Bytes, ConfChangeError> {
+        if context.len() > MAX_CONF_CONTEXT_BYTES {
+            return Err(ConfChangeError::ContextTooLarge {
+                len: context.len(),
+                max: MAX_CONF_CONTEXT_BYTES,
+            });
+        }
+        let mut out = Vec::with_capacity(ENCODED_LEN + 2 + context.len());
+        out.push(ENCODING_VERSION_WITH_CONTEXT);
+        out.push(self.op_code());
+        out.extend_from_slice(&self.node().to_le_bytes());
+        out.extend_from_slice(&(context.len() as u16).to_le_bytes());
+        out.extend_from_slice(context);
+        Ok(out.into())
+    }
+
+    /// Inverse of [`ConfChange::encode`] and [`ConfChange::encode_with_context`]
+    /// (the context is dropped); any other input is an error, never a panic.
     pub fn decode(data: &[u8]) -> Result<ConfChange, ConfChangeDecodeError> {
-        if data.len() != ENCODED_LEN {
+        Self::decode_with_context(data).map(|(c, _)| c)
+    }
+
+    /// Like [`ConfChange::decode`], also returning the context (empty if none).
+    pub fn decode_with_context(data: &[u8]) -> Result<(ConfChange, &[u8]), ConfChangeDecodeError> {
+        if data.len() < ENCODED_LEN {
             return Err(ConfChangeDecodeError::Length { len: data.len() });
         }
-        if data[0] != ENCODING_VERSION {
-            return Err(ConfChangeDecodeError::Version { version: data[0] });
-        }
+        let context = match data[0] {
+            ENCODING_VERSION if data.len() == ENCODED_LEN => &data[ENCODED_LEN..],
+            ENCODING_VERSION => return Err(ConfChangeDecodeError::Length { len: data.len() }),
+            ENCODING_VERSION_WITH_CONTEXT => {
+                let rest = &data[ENCODED_LEN..];
+                let declared = match rest {
+                    [a, b, ..] => usize::from(u16::from_le_bytes([*a, *b])),
+                    _ => return Err(ConfChangeDecodeError::Length { len: data.len() }),
+                };
+                if declared > MAX_CONF_CONTEXT_BYTES || rest.len() != 2 + declared {
+                    return Err(ConfChangeDecodeError::Length { len: data.len() });
+                }
+                &rest[2..]
+            }
+            version => return Err(ConfChangeDecodeError::Version { version }),
+        };
         let mut id = [0u8; 8];
-        id.copy_from_slice(&data[2..]);
+        id.copy_from_slice(&data[2..ENCODED_LEN]);
         let id = u64::from_le_bytes(id);
         if id == NO_NODE {
             return Err(ConfChangeDecodeError::ZeroNode);
         }
-        match data[1] {
-            1 => Ok(ConfChange::AddLearner(id)),
-            2 => Ok(ConfChange::PromoteLearner(id)),
-            3 => Ok(ConfChange::Remove(id)),
-            op => Err(ConfChangeDecodeError::Operation { op }),
-        }
+        let change = match data[1] {
+            1 => ConfChange::AddLearner(id),
+            2 => ConfChange::PromoteLearner(id),
+            3 => ConfChange::Remove(id),
+            op => return Err(ConfChangeDecodeError::Operation { op }),
+        };
+        Ok((change, context))
     }
 
     /// The configuration after this change, or why it does not apply to `conf`.
@@ -228,6 +280,17 @@ impl Raft {
         &mut self,
         change: ConfChange,
     ) -> Result<(Index, crate::types::Term), ConfChangeError> {
+        self.propose_conf_change_with_context(change, &[])
+    }
+
+    /// [`Raft::propose_conf_change`] with an opaque context carried in the entry
+    /// (see [`ConfChange::encode_with_context`]); an empty context encodes exactly
+    /// like a change without one.
+    pub fn propose_conf_change_with_context(
+        &mut self,
+        change: ConfChange,
+        context: &[u8],
+    ) -> Result<(Index, crate::types::Term), ConfChangeError> {
         self.assert_not_in_ready();
         if self.role != Role::Leader {
             return Err(ConfChangeError::NotLeader {
@@ -248,7 +311,12 @@ impl Raft {
             return Err(ConfChangeError::NotCommittedInTerm { term: self.term });
         }
         change.apply_to(self.conf.current())?;
-        Ok(self.append_as_leader(EntryKind::ConfChange, change.encode())?)
+        let data = if context.is_empty() {
+            change.encode()
+        } else {
+            change.encode_with_context(context)?
+        };
+        Ok(self.append_as_leader(EntryKind::ConfChange, data)?)
     }
 
     /// The configuration in force (the latest in the log).
@@ -450,10 +518,10 @@ mod tests {
         long.push(0);
         assert!(ConfChange::decode(&long).is_err(), "trailing byte");
         let mut v = good.clone();
-        v[0] = 2;
+        v[0] = 3;
         assert_eq!(
             ConfChange::decode(&v),
-            Err(ConfChangeDecodeError::Version { version: 2 })
+            Err(ConfChangeDecodeError::Version { version: 3 })
         );
         let mut op = good.clone();
         op[1] = 9;
@@ -470,13 +538,49 @@ mod tests {
     }
 
     #[test]
+    fn context_round_trips_and_is_bounded() {
+        let c = ConfChange::AddLearner(4);
+        let data = c
+            .encode_with_context(b"10.0.0.4:7000")
+            .expect("small context");
+        assert_eq!(
+            ConfChange::decode_with_context(&data),
+            Ok((c, &b"10.0.0.4:7000"[..]))
+        );
+        assert_eq!(ConfChange::decode(&data), Ok(c));
+        assert_eq!(
+            ConfChange::decode_with_context(&c.encode()),
+            Ok((c, &b""[..]))
+        );
+        let mut short = data.to_vec();
+        short.pop();
+        assert!(ConfChange::decode(&short).is_err(), "context cut short");
+        let mut long = data.to_vec();
+        long.push(b'x');
+        assert!(
+            ConfChange::decode(&long).is_err(),
+            "bytes after the context"
+        );
+        let big = vec![0u8; MAX_CONF_CONTEXT_BYTES + 1];
+        assert!(matches!(
+            c.encode_with_context(&big),
+            Err(ConfChangeError::ContextTooLarge { .. })
+        ));
+    }
+
+    #[test]
     fn decode_never_panics_on_arbitrary_bytes() {
         let mut rng = crate::SplitMix64::new(7);
         for len in 0..24 {
             for _ in 0..200 {
                 let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-                if let Ok(c) = ConfChange::decode(&data) {
-                    assert_eq!(c.encode().as_ref(), &data[..], "one encoding per change");
+                if let Ok((c, ctx)) = ConfChange::decode_with_context(&data) {
+                    let again = if data[0] == ENCODING_VERSION {
+                        c.encode()
+                    } else {
+                        c.encode_with_context(ctx).expect("context within bounds")
+                    };
+                    assert_eq!(again.as_ref(), &data[..], "one encoding per change");
                 }
             }
         }
