@@ -8,6 +8,7 @@ mod client_cmds;
 mod demo;
 mod leader_cmd;
 mod logging;
+mod member_cmd;
 mod serve;
 mod status_cmd;
 mod wal_cmd;
@@ -58,6 +59,11 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Load-test a cluster (and optionally etcd, side by side).
     Bench(keel_bench::BenchArgs),
+    /// Membership: `keel member list|add|remove|promote`.
+    Member {
+        #[command(subcommand)]
+        command: member_cmd::MemberCommand,
+    },
     /// Leadership: `keel leader transfer --to ID`.
     Leader {
         #[command(subcommand)]
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Wal { command } => wal_cmd::run(command),
         Command::Leader { command } => leader_cmd::run(command),
+        Command::Member { command } => member_cmd::run(command),
         Command::Put(a) => client_cmds::run(client_cmds::Op::Put(a)),
         Command::Get(a) => client_cmds::run(client_cmds::Op::Get(a)),
         Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),

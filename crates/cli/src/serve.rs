@@ -40,6 +40,23 @@ pub(crate) struct ServeArgs {
     /// first start; on restart it may be omitted and must otherwise match.
     #[arg(long, env = "KEEL_INITIAL_CLUSTER", default_value = "")]
     initial_cluster: String,
+    /// Join a running cluster through any member's gRPC address (`HOST:PORT`),
+    /// instead of bootstrapping one. Only used when the data directory is empty:
+    /// the node is added as a learner, receives a snapshot and the log, and is
+    /// promoted to voter once caught up. Excludes --initial-cluster.
+    #[arg(long, env = "KEEL_JOIN")]
+    join: Option<String>,
+    /// With --join: stay a learner (receive the log, never vote).
+    #[arg(long, env = "KEEL_LEARNER")]
+    learner: bool,
+    /// On SIGTERM or SIGINT, leave the cluster (remove this node from the
+    /// configuration) before stopping; a leader hands leadership over first.
+    #[arg(long, env = "KEEL_LEAVE_ON_SHUTDOWN")]
+    leave_on_shutdown: bool,
+    /// The leader promotes a learner to voter once it is within this many entries
+    /// of the leader's log.
+    #[arg(long, env = "KEEL_PROMOTE_LAG_ENTRIES", default_value_t = 1_000)]
+    promote_lag_entries: u64,
     /// Distinguishes clusters built from the same addresses.
     #[arg(long, env = "KEEL_CLUSTER_TOKEN", default_value = "keel")]
     cluster_token: String,
@@ -115,6 +132,13 @@ impl ServeArgs {
         cfg.wal_segment_bytes = self.wal_segment_bytes;
         cfg.snapshot_entries = self.snapshot_entries;
         cfg.snapshot_trailing_entries = self.snapshot_trailing_entries;
+        cfg.join = self.join;
+        cfg.learner = self.learner;
+        cfg.leave_on_shutdown = self.leave_on_shutdown;
+        cfg.promote_lag_entries = self.promote_lag_entries;
+        if cfg.learner && cfg.join.is_none() {
+            anyhow::bail!("--learner only applies with --join");
+        }
         cfg.validate()?;
         Ok(cfg)
     }

@@ -5,103 +5,23 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::workload::{
+    CATCH_UP, LEADER_TIMEOUT, SNAPSHOT_FLAGS, assert_keys, assert_same_digests, count, events,
+    poll_until, value, wait_converged, wait_for_event, write_keys,
+};
 use common::{TestCluster, eventually};
-use futures::future::join_all;
 use keel_client::ReadMode;
-use keel_storage::kv::{KvDigest, KvStore};
-use keel_storage::vfs::StdVfs;
-
-const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const CATCH_UP: Duration = Duration::from_secs(15);
-
-/// Small thresholds, so a few hundred writes make several snapshots and leave a
-/// stopped follower behind the leader's log.
-const SNAPSHOT_FLAGS: &[&str] = &[
-    "--snapshot-entries",
-    "200",
-    "--snapshot-trailing-entries",
-    "20",
-    "--wal-segment-bytes",
-    "1048576",
-];
-
-fn value(i: usize, size: usize) -> String {
-    format!("{i:08}-{}", "v".repeat(size))
-}
-
-/// Writes keys `prefix{from..to}` in waves of `width`, retrying a put whose
-/// outcome is unknown (a node was killed under it); every key ends acknowledged.
-async fn write_keys(t: &TestCluster, prefix: &str, range: std::ops::Range<usize>, size: usize) {
-    let keys: Vec<usize> = range.collect();
-    for wave in keys.chunks(32) {
-        let writes = wave.iter().map(|&i| {
-            let c = t.client.clone();
-            let key = format!("{prefix}{i}");
-            async move {
-                let mut tries = 0;
-                loop {
-                    match c.put(key.clone(), value(i, size)).await {
-                        Ok(_) => return,
-                        Err(_) if tries < 20 => {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Err(e) => panic!("write {key} failed: {e}"),
-                    }
-                }
-            }
-        });
-        join_all(writes).await;
-    }
-}
-
-async fn assert_keys(t: &TestCluster, prefix: &str, range: std::ops::Range<usize>, size: usize) {
-    for i in range {
-        let r = t
-            .client
-            .get(format!("{prefix}{i}"), ReadMode::Linearizable)
-            .await
-            .expect("read");
-        let kv =
-            r.kv.unwrap_or_else(|| panic!("acknowledged key {prefix}{i} lost"));
-        assert_eq!(kv.value, value(i, size).as_bytes(), "{prefix}{i}");
-    }
-}
 
 /// Polls (up to `CATCH_UP`) until `id` has started receiving a snapshot or has
 /// installed one, so that a kill lands during the transfer.
 async fn wait_for_transfer(t: &TestCluster, id: u64) {
-    let deadline = Instant::now() + CATCH_UP;
-    while !has_partial(t, id)
-        && count(t, id, "installed the leader's snapshot") == 0
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn events(t: &TestCluster, id: u64) -> String {
-    std::fs::read_to_string(t.cluster.event_log_path(id)).unwrap_or_default()
-}
-
-fn count(t: &TestCluster, id: u64, needle: &str) -> usize {
-    events(t, id).matches(needle).count()
-}
-
-async fn wait_for_event(t: &TestCluster, id: u64, needle: &str, n: usize, timeout: Duration) {
-    eventually(
-        timeout,
-        &format!("{n}× {needle:?} in node {id}'s event log"),
-        || {
-            let found = count(t, id, needle) >= n;
-            async move { found.then_some(()) }
-        },
-    )
-    .await
+    poll_until(CATCH_UP, || {
+        has_partial(t, id) || count(t, id, "installed the leader's snapshot") > 0
+    })
+    .await;
 }
 
 fn snap_dir(t: &TestCluster, id: u64) -> PathBuf {
@@ -125,55 +45,6 @@ fn has_partial(t: &TestCluster, id: u64) -> bool {
                 .any(|e| e.file_name().to_string_lossy().ends_with(".keel.partial"))
         })
         .unwrap_or(false)
-}
-
-/// Waits until every running node has applied at least the leader's commit index.
-async fn wait_converged(t: &mut TestCluster) {
-    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
-    let target = t.status(leader).await.expect("leader status").commit_index;
-    let ids = t.cluster.running();
-    for id in ids {
-        eventually(
-            CATCH_UP,
-            &format!("node {id} applies index {target}"),
-            || {
-                let s = t.status(id);
-                async move { (s.await?.applied_index >= target).then_some(()) }
-            },
-        )
-        .await;
-    }
-}
-
-fn digest(dir: &Path) -> KvDigest {
-    let kv = KvStore::open(Arc::new(StdVfs::new()), &keel_server::node::state_path(dir))
-        .expect("open state machine");
-    kv.digest().expect("digest")
-}
-
-/// Stops every node cleanly and compares the digests of their state machines
-/// (keys, values and versions; the applied index may differ by a no-op).
-fn assert_same_digests(t: &mut TestCluster, expected_keys: u64) {
-    for id in 1..=t.cluster.spec().nodes {
-        t.cluster.stop(id, Duration::from_secs(10)).expect("stop");
-    }
-    let digests: Vec<KvDigest> = (1..=t.cluster.spec().nodes)
-        .map(|id| digest(&t.cluster.data_dir(id)))
-        .collect();
-    for (i, d) in digests.iter().enumerate() {
-        assert_eq!(
-            d.keys,
-            expected_keys,
-            "node {} key count: {digests:?}",
-            i + 1
-        );
-        assert_eq!(
-            d.hash,
-            digests[0].hash,
-            "node {} diverged: {digests:?}",
-            i + 1
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,6 +230,7 @@ impl Caller {
                 current_version: (*current_version != 0).then_some(*current_version),
             }),
             Failure::InvalidArgument(message) => Err(Error::InvalidArgument(message.clone())),
+            Failure::Refused(message) => Err(Error::Refused(message.clone())),
             Failure::Rejected { code, message } => Err(Error::Rejected {
                 code: *code,
                 message: message.clone(),

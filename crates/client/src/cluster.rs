@@ -1,6 +1,12 @@
 //! Cluster operations: status and membership.
 
-use keel_proto::v1::{self, MembersResponse, StatusResponse};
+use keel_proto::v1::{
+    self, AddMemberResponse, DigestResponse, MembersResponse, PromoteMemberResponse,
+    RemoveMemberResponse, StatusResponse,
+};
+
+use keel_proto::v1::cluster_client::ClusterClient;
+use tonic::transport::Channel;
 
 use crate::address::Address;
 use crate::call::{Op, Route};
@@ -55,6 +61,87 @@ impl Client {
                 let mut cluster = self.cluster(channel);
                 let request = request(v1::MembersRequest {}, budget);
                 async move { cluster.members(request).await }
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Adds member `id` at gRPC `address` as a learner; the leader promotes it to
+    /// voter once it has caught up, unless `learner` is set. Idempotent: adding a
+    /// member that is already in the configuration at the same address succeeds.
+    ///
+    /// A change whose outcome is unknown (the leader failed mid-way) is reported as
+    /// [`Error::OutcomeUnknown`]; check with [`Client::members`] and retry.
+    pub async fn add_member(
+        &self,
+        id: u64,
+        address: &str,
+        learner: bool,
+    ) -> Result<AddMemberResponse, Error> {
+        let message = v1::AddMemberRequest {
+            id,
+            address: address.to_string(),
+            learner,
+        };
+        self.cluster_call(Op::Write, Route::Leader, message, |mut c, r| async move {
+            c.add_member(r).await
+        })
+        .await
+    }
+
+    /// Removes member `id` (voter or learner). Removing the leader hands
+    /// leadership to another voter first. Refused ([`Error::Refused`]) when the
+    /// voters left would not include a reachable quorum, or while another change
+    /// is in flight.
+    pub async fn remove_member(&self, id: u64) -> Result<RemoveMemberResponse, Error> {
+        let message = v1::RemoveMemberRequest { id };
+        self.cluster_call(Op::Write, Route::Leader, message, |mut c, r| async move {
+            c.remove_member(r).await
+        })
+        .await
+    }
+
+    /// Makes learner `id` a voter.
+    pub async fn promote_member(&self, id: u64) -> Result<PromoteMemberResponse, Error> {
+        let message = v1::PromoteMemberRequest { id };
+        self.cluster_call(Op::Write, Route::Leader, message, |mut c, r| async move {
+            c.promote_member(r).await
+        })
+        .await
+    }
+
+    /// A fingerprint of the state machine of the member at `endpoint`, to compare
+    /// replicas (equal at equal applied indexes).
+    pub async fn digest(&self, endpoint: &str) -> Result<DigestResponse, Error> {
+        let address =
+            Address::parse(endpoint).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.cluster_call(
+            Op::Read,
+            Route::Fixed(address),
+            v1::DigestRequest {},
+            |mut c, r| async move { c.digest(r).await },
+        )
+        .await
+    }
+
+    /// One `keel.v1.Cluster` call through the retry loop: `call` sends `message`
+    /// (with the attempt's deadline) on the attempt's connection.
+    async fn cluster_call<M, T, F, Fut>(
+        &self,
+        op: Op,
+        route: Route,
+        message: M,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        M: Clone,
+        F: Fn(ClusterClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        Ok(self
+            .caller
+            .call(self.deadline, op, route, |channel, budget| {
+                call(self.cluster(channel), request(message.clone(), budget))
             })
             .await?
             .into_inner())

@@ -28,6 +28,12 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// The cluster's state forbids the request right now — e.g. a membership change
+    /// that would lose quorum, or one while another is in flight; the message says
+    /// why. Nothing changed.
+    #[error("refused: {0}")]
+    Refused(String),
+
     /// The server refused the request without executing it for a reason keel's error
     /// convention does not cover (e.g. a method this server does not implement);
     /// nothing changed.
@@ -112,6 +118,7 @@ mod tests {
                 current_version: Some(3),
             },
             Error::InvalidArgument("key too long".into()),
+            Error::Refused("would lose quorum".into()),
             Error::Rejected {
                 code: tonic::Code::Unimplemented,
                 message: "no such method".into(),

@@ -51,6 +51,9 @@ pub(crate) enum Failure {
     },
     /// Malformed or over a limit. Not applied; final.
     InvalidArgument(String),
+    /// The cluster's state forbids the request now (the message says why). Not
+    /// applied; final.
+    Refused(String),
     /// Refused for a reason outside keel's convention. Not applied; final.
     Rejected {
         /// The gRPC code.
@@ -86,6 +89,7 @@ impl Failure {
                     };
                 }
                 Kind::InvalidArgument => return Failure::InvalidArgument(detail.message),
+                Kind::Refused => return Failure::Refused(detail.message),
                 Kind::OutcomeUnknown => return Failure::Ambiguous(message()),
                 Kind::Internal => return Failure::Internal(message()),
                 // A kind newer than this client: fall back to the code, like a status
@@ -138,6 +142,7 @@ impl Failure {
                 format!("conflict (current version {current_version})")
             }
             Failure::InvalidArgument(m) => format!("invalid argument: {m}"),
+            Failure::Refused(m) => format!("refused: {m}"),
             Failure::Rejected { code, message } => format!("rejected ({code}): {message}"),
             Failure::Internal(m) => format!("internal error: {m}"),
             Failure::Ambiguous(m) => m.clone(),

@@ -29,7 +29,7 @@ pub const ERROR_METADATA_KEY: &str = "keel-error-bin";
 pub fn code_for(kind: Kind) -> Code {
     match kind {
         Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown => Code::Unavailable,
-        Kind::Conflict => Code::FailedPrecondition,
+        Kind::Conflict | Kind::Refused => Code::FailedPrecondition,
         Kind::InvalidArgument => Code::InvalidArgument,
         Kind::Overloaded => Code::ResourceExhausted,
         Kind::OutcomeUnknown => Code::Unknown,
@@ -75,6 +75,12 @@ impl ErrorDetail {
     /// The request is malformed or over a limit; nothing changed.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         ErrorDetail::new(Kind::InvalidArgument, message)
+    }
+
+    /// The cluster's state forbids the request right now (the message says why);
+    /// nothing changed.
+    pub fn refused(message: impl Into<String>) -> Self {
+        ErrorDetail::new(Kind::Refused, message)
     }
 
     /// The node is overloaded; the request was not applied.

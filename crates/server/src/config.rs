@@ -75,6 +75,16 @@ pub struct ServerConfig {
     /// snapshot, so that slightly lagging followers get entries instead of a
     /// whole snapshot.
     pub snapshot_trailing_entries: u64,
+    /// On first start with an empty data directory: the gRPC address of any member
+    /// of a running cluster to join, instead of bootstrapping one.
+    pub join: Option<String>,
+    /// When joining: stay a learner (never promoted automatically).
+    pub learner: bool,
+    /// On a graceful stop (SIGTERM), remove this node from the cluster first.
+    pub leave_on_shutdown: bool,
+    /// The leader promotes a learner to voter once the learner holds all but at
+    /// most this many of the leader's log entries.
+    pub promote_lag_entries: u64,
 }
 
 impl ServerConfig {
@@ -102,6 +112,10 @@ impl ServerConfig {
             max_scan_limit: 10_000,
             snapshot_entries: 10_000,
             snapshot_trailing_entries: 1_000,
+            join: None,
+            learner: false,
+            leave_on_shutdown: false,
+            promote_lag_entries: 1_000,
         }
     }
 
@@ -159,6 +173,19 @@ impl ServerConfig {
                 Some(_) => {}
             }
         }
+        if let Some(join) = &self.join {
+            if !self.initial_cluster.is_empty() {
+                return bad(
+                    "--join and --initial-cluster exclude each other: a node either \
+                     bootstraps a cluster or joins one"
+                        .into(),
+                );
+            }
+            crate::members::validate_address(join)
+                .map_err(|e| ServerError::Config(format!("--join: {e}")))?;
+        }
+        crate::members::validate_address(&self.advertise)
+            .map_err(|e| ServerError::Config(format!("--advertise: {e}")))?;
         if self.max_pending_requests == 0 || self.max_peer_queue == 0 || self.max_scan_limit == 0 {
             return bad("queue and scan limits must be positive".into());
         }
@@ -267,6 +294,18 @@ mod tests {
         );
         let mut c = cfg();
         c.election_timeout_ms = 60;
+        assert!(c.validate().is_err());
+        let mut c = cfg();
+        c.join = Some("127.0.0.1:7002".into());
+        assert!(
+            c.validate()
+                .expect_err("must be refused")
+                .to_string()
+                .contains("exclude each other")
+        );
+        c.initial_cluster.clear();
+        c.validate().expect("joining is valid");
+        c.join = Some("no-port".into());
         assert!(c.validate().is_err());
     }
 }

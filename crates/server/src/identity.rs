@@ -155,7 +155,8 @@ pub fn load_or_create(
     }
     if members.is_empty() {
         return Err(ServerError::Config(format!(
-            "data directory {} is empty: pass --initial-cluster to bootstrap a new cluster",
+            "data directory {} is empty: pass --initial-cluster to bootstrap a new cluster, \
+             or --join to join a running one",
             dir.display()
         )));
     }
@@ -169,6 +170,33 @@ pub fn load_or_create(
     let text = serde_json::to_string_pretty(&id).expect("identity serializes");
     write_atomically(&path, text.as_bytes())?;
     Ok((id, true))
+}
+
+/// Whether the data directory holds an identity (the node was initialised).
+pub fn is_initialised(dir: &Path) -> bool {
+    dir.join(IDENTITY_FILE).exists()
+}
+
+/// Records the identity of a node that joined a running cluster: its cluster id
+/// and the cluster's bootstrap membership, which its log starts from like every
+/// member's.
+pub fn create_joined(
+    dir: &Path,
+    node_id: NodeId,
+    cluster_id: u64,
+    bootstrap: &BTreeMap<NodeId, String>,
+) -> Result<Identity, ServerError> {
+    let path = dir.join(IDENTITY_FILE);
+    let id = Identity {
+        format: FORMAT,
+        node_id,
+        cluster_id,
+        incarnation: os_random_u64().max(1),
+        members: bootstrap.clone(),
+    };
+    let text = serde_json::to_string_pretty(&id).expect("identity serializes");
+    write_atomically(&path, text.as_bytes())?;
+    Ok(id)
 }
 
 fn fmt_members(m: &BTreeMap<NodeId, String>) -> String {
@@ -226,6 +254,18 @@ mod tests {
         let err =
             load_or_create(dir.path(), 1, &members(), "other-token").expect_err("must be refused");
         assert!(err.to_string().contains("cluster-token"), "{err}");
+    }
+
+    #[test]
+    fn joined_identity_reloads_without_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(!is_initialised(dir.path()));
+        let made = create_joined(dir.path(), 4, 99, &members()).expect("create");
+        assert!(is_initialised(dir.path()));
+        let (back, created) = load_or_create(dir.path(), 4, &BTreeMap::new(), "t").expect("reload");
+        assert!(!created);
+        assert_eq!(made, back);
+        assert_eq!(back.cluster_id, 99);
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod identity;
+mod join;
+pub mod members;
 pub mod metrics;
 pub mod node;
 pub mod peers;

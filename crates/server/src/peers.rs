@@ -73,6 +73,17 @@ impl PeerIncarnations {
             }
         }
     }
+
+    /// Forgets `peer`'s incarnation: it is being added as a new member, possibly
+    /// with a fresh data directory, and its first message records the new one.
+    pub fn forget(&self, peer: NodeId) -> Result<(), ServerError> {
+        let mut known = self.known.lock().expect("peer map lock poisoned");
+        if known.remove(&peer).is_none() {
+            return Ok(());
+        }
+        let text = serde_json::to_string_pretty(&*known).expect("map serializes");
+        write_atomically(&self.path, text.as_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +101,15 @@ mod tests {
         assert_eq!(
             p.check(2, 78).expect("check"),
             IncarnationCheck::Changed { recorded: 77 }
+        );
+        // Re-added as a new member: the new incarnation is accepted, durably.
+        p.forget(2).expect("forget");
+        drop(p);
+        let p = PeerIncarnations::open(dir.path()).expect("reopen");
+        assert_eq!(p.check(2, 78).expect("check"), IncarnationCheck::Ok);
+        assert_eq!(
+            p.check(2, 77).expect("check"),
+            IncarnationCheck::Changed { recorded: 78 }
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Assembles a node: identity, storage, transport, the consensus thread, and the
 //! gRPC and HTTP servers; runs until shutdown or a fatal error.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,13 @@ use keel_proto::v1::kv_server::KvServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::{self, ApiContext, ApiLimits, ClusterService, KvService};
+use crate::api::{self, ApiContext, ApiIdentity, ApiLimits, ClusterService, KvService};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::identity::{self, lock_data_dir};
+use crate::join;
+use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
@@ -31,35 +33,68 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     cfg.validate()?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
-    let (identity, created) = identity::load_or_create(
-        &cfg.data_dir,
-        cfg.id,
-        &cfg.initial_cluster,
-        &cfg.cluster_token,
-    )?;
-    let mut events = EventLog::open(cfg.id, cfg.event_log.as_deref())?;
-    if created {
-        events.note(&format!(
-            "Node {} initialised a new data directory for cluster {:016x} with members {}.",
-            cfg.id,
-            identity.cluster_id,
-            identity
-                .members
-                .keys()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let incarnations = Arc::new(PeerIncarnations::open(&cfg.data_dir)?);
-    // Bind before starting anything, so a port in use fails fast and clearly.
+    // Bind before anything else (joining included), so a port in use fails fast
+    // and clearly.
     let grpc_listener = bind(&cfg.listen.to_string()).await?;
     let http_listener = match cfg.http {
         Some(addr) => Some(bind(&addr.to_string()).await?),
         None => None,
     };
+    let mut events = EventLog::open(cfg.id, cfg.event_log.as_deref())?;
+    let mut joined_members = BTreeMap::new();
+    let identity = match &cfg.join {
+        Some(seed) if !identity::is_initialised(&cfg.data_dir) => {
+            let joined = join::join(&cfg).await?;
+            let identity = identity::create_joined(
+                &cfg.data_dir,
+                cfg.id,
+                joined.cluster_id,
+                &joined.bootstrap,
+            )?;
+            events.note(&format!(
+                "Node {} joined cluster {:016x} through {seed} as a learner{}; members: {}.",
+                cfg.id,
+                identity.cluster_id,
+                if cfg.learner { " (kept a learner)" } else { "" },
+                fmt_ids(joined.members.keys())
+            ));
+            joined_members = joined.members;
+            identity
+        }
+        _ => {
+            let (identity, created) = identity::load_or_create(
+                &cfg.data_dir,
+                cfg.id,
+                &cfg.initial_cluster,
+                &cfg.cluster_token,
+            )?;
+            if created {
+                events.note(&format!(
+                    "Node {} initialised a new data directory for cluster {:016x} with members {}.",
+                    cfg.id,
+                    identity.cluster_id,
+                    fmt_ids(identity.members.keys())
+                ));
+            }
+            identity
+        }
+    };
+    let incarnations = Arc::new(PeerIncarnations::open(&cfg.data_dir)?);
 
     let recovered = node::recover(&cfg, &identity, &mut events)?;
+    let book = recovered.book.clone();
+    // A node that just joined knows the current members before its log does.
+    for (id, address) in joined_members {
+        if !book.knows(id) {
+            book.record(
+                id,
+                MemberInfo {
+                    address,
+                    promote: false,
+                },
+            );
+        }
+    }
     let snapshot_store = recovered.snapshots.store.clone();
     let metrics = Arc::new(Metrics::new());
     let snapshot_metrics = metrics.clone();
@@ -69,9 +104,15 @@ pub async fn run(
         cluster_id: identity.cluster_id,
         incarnation: identity.incarnation,
     };
-    let transport = Transport::start(local, &identity.members, cfg.max_peer_queue, stats.clone());
-    let (peer_tx, peer_rx) =
-        crossbeam_channel::bounded(cfg.max_peer_queue * identity.members.len().max(1));
+    let peers: BTreeMap<_, _> = book
+        .members()
+        .into_iter()
+        .filter(|m| !m.address.is_empty())
+        .map(|m| (m.id, m.address))
+        .collect();
+    let transport = Transport::start(local, &peers, cfg.max_peer_queue, stats.clone());
+    // Sized for the largest cluster this node is likely to see (it may grow).
+    let (peer_tx, peer_rx) = crossbeam_channel::bounded(cfg.max_peer_queue * peers.len().max(5));
     let node::RunningNode {
         handle,
         stop: stop_node,
@@ -87,6 +128,8 @@ pub async fn run(
         metrics: metrics.clone(),
         snapshot_entries: cfg.snapshot_entries,
         snapshot_trailing_entries: cfg.snapshot_trailing_entries,
+        incarnations: incarnations.clone(),
+        promote_lag_entries: cfg.promote_lag_entries,
     })?;
 
     let limits = ApiLimits {
@@ -95,20 +138,17 @@ pub async fn run(
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
         default_read_mode: cfg.default_read_mode,
     };
-    let ctx = ApiContext::new(
-        handle,
-        cfg.id,
-        identity.cluster_id,
-        identity.members.clone(),
-        cfg.http.map(|a| a.to_string()),
-        limits,
-        metrics,
-    );
-    let members: BTreeSet<u64> = identity.members.keys().copied().collect();
+    let who = ApiIdentity {
+        id: cfg.id,
+        cluster_id: identity.cluster_id,
+        address: cfg.advertise.clone(),
+        http_address: cfg.http.map(|a| a.to_string()),
+    };
+    let ctx = ApiContext::new(handle, who, book.clone(), limits, metrics);
     let raft_svc = RaftService::new(
         cfg.id,
         identity.cluster_id,
-        members,
+        book.clone(),
         incarnations,
         peer_tx.clone(),
         stats,
@@ -178,6 +218,9 @@ pub async fn run(
     let outcome = tokio::select! {
         _ = shutdown => {
             hand_off_leadership(&ctx, Duration::from_millis(2 * cfg.election_timeout_ms)).await;
+            if cfg.leave_on_shutdown {
+                leave_cluster(&ctx, Duration::from_millis(cfg.request_timeout_ms)).await;
+            }
             let _ = stop_node.send(());
             (&mut node_done).await
         }
@@ -212,13 +255,31 @@ async fn drain<T>(mut task: tokio::task::JoinHandle<T>, limit: Duration) {
 /// voter, so the cluster does not wait out an election timeout (thesis §3.10).
 async fn hand_off_leadership(ctx: &ApiContext, timeout: Duration) {
     let status = ctx.node.status();
-    if status.role != keel_raft::Role::Leader || ctx.members.len() < 2 {
+    if status.role != keel_raft::Role::Leader || ctx.members.conf().voters.len() < 2 {
         return;
     }
     match ctx.node.transfer_leader(0, timeout).await {
         Ok(leader) => tracing::info!("handed leadership to node {leader} before shutting down"),
         Err(e) => tracing::warn!("could not hand leadership over before shutting down: {e}"),
     }
+}
+
+/// `--leave-on-shutdown`: asks the (new) leader to remove this node, so the
+/// cluster's quorum no longer counts it.
+async fn leave_cluster(ctx: &ApiContext, timeout: Duration) {
+    let others: Vec<String> = ctx
+        .members
+        .members()
+        .into_iter()
+        .filter(|m| m.id != ctx.id && !m.address.is_empty())
+        .map(|m| m.address)
+        .collect();
+    let line = join::leave(ctx.id, others, timeout).await;
+    tracing::info!("{line}");
+}
+
+fn fmt_ids<'a>(ids: impl Iterator<Item = &'a u64>) -> String {
+    ids.map(u64::to_string).collect::<Vec<_>>().join(", ")
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {

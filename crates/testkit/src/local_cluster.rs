@@ -84,6 +84,9 @@ pub struct LocalCluster {
     children: BTreeMap<u64, Child>,
     /// Whether nodes get `--event-log`.
     event_logs: bool,
+    /// Nodes added after the start: they join (`--join ...` and their own flags)
+    /// rather than bootstrap.
+    joiners: BTreeMap<u64, Vec<String>>,
 }
 
 impl LocalCluster {
@@ -100,6 +103,7 @@ impl LocalCluster {
             spec,
             children: BTreeMap::new(),
             event_logs,
+            joiners: BTreeMap::new(),
         };
         for id in 1..=c.spec.nodes {
             c.spawn(id)?;
@@ -160,8 +164,11 @@ impl LocalCluster {
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(["--listen", &self.grpc_addr(id).to_string()])
-            .args(["--http", &self.http_addr(id).to_string()])
-            .args(["--initial-cluster", &self.spec.initial_cluster()]);
+            .args(["--http", &self.http_addr(id).to_string()]);
+        match self.joiners.get(&id) {
+            Some(args) => command.args(args),
+            None => command.args(["--initial-cluster", &self.initial_cluster()]),
+        };
         if self.event_logs {
             command.arg("--event-log").arg(self.event_log_path(id));
         }
@@ -173,6 +180,37 @@ impl LocalCluster {
             .spawn()?;
         self.children.insert(id, child);
         Ok(())
+    }
+
+    /// Adds a node with a fresh id and free ports, started with
+    /// `--join <via's gRPC address>` and `extra` flags (e.g. `--learner`), and
+    /// returns its id. The cluster's existing members are not told: the node asks
+    /// to be added itself. Restarts keep the same flags (a node whose data
+    /// directory is initialised ignores `--join`).
+    pub fn add_node(&mut self, via: u64, extra: &[&str]) -> std::io::Result<u64> {
+        let ip = self.spec.grpc[0].ip();
+        let grpc = free_ports(ip, 1)?[0];
+        let http = free_ports(ip, 1)?[0];
+        self.spec.grpc.push(grpc);
+        self.spec.http.push(http);
+        self.spec.nodes += 1;
+        let id = self.spec.nodes;
+        let mut args = vec!["--join".to_string(), self.grpc_addr(via).to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.joiners.insert(id, args);
+        self.spawn(id)?;
+        Ok(id)
+    }
+
+    /// The `--initial-cluster` value of the bootstrap members (not the joiners).
+    fn initial_cluster(&self) -> String {
+        let bootstrap = self.spec.nodes as usize - self.joiners.len();
+        self.spec.grpc[..bootstrap]
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Whether node `id`'s process is alive.

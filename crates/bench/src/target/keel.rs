@@ -86,6 +86,7 @@ fn kind(e: &Error) -> &'static str {
         Error::Config(_) => "config",
         Error::Conflict { .. } => "conflict",
         Error::InvalidArgument(_) => "invalid_argument",
+        Error::Refused(_) => "refused",
         Error::Rejected { .. } => "rejected",
         Error::Unavailable { .. } => "unavailable",
         Error::Overloaded { .. } => "overloaded",

@@ -252,8 +252,10 @@ impl Cluster for Service {
                 id: self.0.id,
                 address: self.0.address.clone(),
                 voter: true,
+                ..Default::default()
             }],
             leader_id: self.0.id,
+            ..Default::default()
         }))
     }
 
@@ -265,6 +267,38 @@ impl Cluster for Service {
         Ok(Response::new(v1::TransferLeaderResponse {
             leader_id: self.0.id,
         }))
+    }
+
+    async fn add_member(
+        &self,
+        _req: Request<v1::AddMemberRequest>,
+    ) -> Result<Response<v1::AddMemberResponse>, Status> {
+        self.begin("add_member").await?;
+        Ok(Response::new(v1::AddMemberResponse::default()))
+    }
+
+    async fn remove_member(
+        &self,
+        _req: Request<v1::RemoveMemberRequest>,
+    ) -> Result<Response<v1::RemoveMemberResponse>, Status> {
+        self.begin("remove_member").await?;
+        Ok(Response::new(v1::RemoveMemberResponse::default()))
+    }
+
+    async fn promote_member(
+        &self,
+        _req: Request<v1::PromoteMemberRequest>,
+    ) -> Result<Response<v1::PromoteMemberResponse>, Status> {
+        self.begin("promote_member").await?;
+        Ok(Response::new(v1::PromoteMemberResponse::default()))
+    }
+
+    async fn digest(
+        &self,
+        _req: Request<v1::DigestRequest>,
+    ) -> Result<Response<v1::DigestResponse>, Status> {
+        self.begin("digest").await?;
+        Ok(Response::new(v1::DigestResponse::default()))
     }
 }
 

@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use keel_proto::error::{ErrorDetail, error_detail};
+use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
 use tonic::transport::{Channel, Endpoint};
 
-/// Cached gRPC clients to leaders, by address.
+/// Cached gRPC connections to leaders, by address.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    clients: Mutex<HashMap<String, KvClient<Channel>>>,
+    channels: Mutex<HashMap<String, Channel>>,
     max_message: usize,
 }
 
@@ -22,29 +23,39 @@ const MAX_CACHED: usize = 16;
 impl Forwarder {
     pub(crate) fn new(max_value_bytes: usize) -> Self {
         Forwarder {
-            clients: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
             max_message: max_value_bytes + (64 << 10),
         }
     }
 
-    /// A client for the leader at `addr` (connecting lazily).
-    pub(crate) fn client(&self, addr: &str) -> Result<KvClient<Channel>, ErrorDetail> {
-        let mut clients = self.clients.lock().expect("forwarder lock poisoned");
-        if let Some(c) = clients.get(addr) {
+    /// A connection to the leader at `addr` (connecting lazily).
+    fn channel(&self, addr: &str) -> Result<Channel, ErrorDetail> {
+        let mut channels = self.channels.lock().expect("forwarder lock poisoned");
+        if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| ErrorDetail::internal(format!("bad leader address {addr}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true);
-        let client = KvClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(self.max_message)
-            .max_encoding_message_size(self.max_message);
-        if clients.len() >= MAX_CACHED {
-            clients.clear();
+        let channel = endpoint.connect_lazy();
+        if channels.len() >= MAX_CACHED {
+            channels.clear();
         }
-        clients.insert(addr.to_string(), client.clone());
-        Ok(client)
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A key-value client for the leader at `addr`.
+    pub(crate) fn client(&self, addr: &str) -> Result<KvClient<Channel>, ErrorDetail> {
+        Ok(KvClient::new(self.channel(addr)?)
+            .max_decoding_message_size(self.max_message)
+            .max_encoding_message_size(self.max_message))
+    }
+
+    /// A cluster client for the leader at `addr`.
+    pub(crate) fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, ErrorDetail> {
+        Ok(ClusterClient::new(self.channel(addr)?))
     }
 }
 

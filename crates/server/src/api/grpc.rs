@@ -8,9 +8,11 @@ use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
-    DeleteRequest, DeleteResponse, GetRequest, GetResponse, Member, MembersRequest,
-    MembersResponse, PeerProgress, PutRequest, PutResponse, ScanRequest, ScanResponse,
-    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddMemberRequest, AddMemberResponse, DeleteRequest, DeleteResponse, DigestRequest,
+    DigestResponse, GetRequest, GetResponse, MembersRequest, MembersResponse, PeerProgress,
+    PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest,
+    RemoveMemberResponse, ScanRequest, ScanResponse, StatusRequest, StatusResponse,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -132,8 +134,14 @@ impl Cluster for ClusterService {
         r: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         let to = r.into_inner().to;
-        if to != 0 && !self.ctx.members.contains_key(&to) {
-            return Err(ErrorDetail::invalid_argument(format!("node {to} is not a member")).into());
+        let conf = self.ctx.members.conf();
+        if to != 0 && !conf.voters.contains(&to) {
+            let why = if conf.learners.contains(&to) {
+                format!("node {to} is a learner: only a voter can lead")
+            } else {
+                format!("node {to} is not a member")
+            };
+            return Err(ErrorDetail::invalid_argument(why).into());
         }
         let leader_id = self
             .ctx
@@ -148,19 +156,43 @@ impl Cluster for ClusterService {
         &self,
         _: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
-        let members = self
+        Ok(Response::new(self.ctx.member_list()))
+    }
+
+    async fn add_member(
+        &self,
+        r: Request<AddMemberRequest>,
+    ) -> Result<Response<AddMemberResponse>, Status> {
+        let out = self
             .ctx
-            .members
-            .iter()
-            .map(|(&id, address)| Member {
-                id,
-                address: address.clone(),
-                voter: true,
-            })
-            .collect();
-        Ok(Response::new(MembersResponse {
-            members,
-            leader_id: self.ctx.node.status().leader,
-        }))
+            .add_member(r.into_inner(), Forwarding::Never)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn remove_member(
+        &self,
+        r: Request<RemoveMemberRequest>,
+    ) -> Result<Response<RemoveMemberResponse>, Status> {
+        let out = self
+            .ctx
+            .remove_member(r.into_inner(), Forwarding::Never)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn promote_member(
+        &self,
+        r: Request<PromoteMemberRequest>,
+    ) -> Result<Response<PromoteMemberResponse>, Status> {
+        let out = self
+            .ctx
+            .promote_member(r.into_inner(), Forwarding::Never)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn digest(&self, _: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
+        Ok(Response::new(self.ctx.digest().await?))
     }
 }

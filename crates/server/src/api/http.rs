@@ -1,5 +1,6 @@
 //! The HTTP/JSON API (design.md): `/v1/kv/{key}` with GET/PUT/POST/DELETE and
-//! If-Match, `/v1/kv?prefix=&limit=`, `/v1/status`, `/healthz`.
+//! If-Match, `/v1/kv?prefix=&limit=`, `/v1/status`, `/healthz`; membership routes
+//! are in `http_members.rs`.
 //!
 //! Any node serves every route: a follower forwards writes and linearizable reads
 //! to the leader. Values travel as the raw request body (or `{"value": "..."}` with
@@ -27,7 +28,7 @@ use super::grpc::status_response;
 use super::ops::Forwarding;
 use crate::metrics::ClientOp;
 
-type Ctx = State<Arc<ApiContext>>;
+pub(super) type Ctx = State<Arc<ApiContext>>;
 
 /// The router for one node's HTTP API.
 pub fn router(ctx: Arc<ApiContext>) -> Router {
@@ -44,6 +45,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
                 .delete(delete_key),
         )
         .route("/v1/status", get(status))
+        .merge(super::http_members::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -64,7 +66,7 @@ async fn metrics(State(ctx): Ctx) -> impl IntoResponse {
 
 /// An error response: an HTTP status and keel's error detail as JSON.
 #[derive(Debug)]
-struct HttpError(StatusCode, ErrorDetail);
+pub(super) struct HttpError(pub(super) StatusCode, pub(super) ErrorDetail);
 
 impl From<ErrorDetail> for HttpError {
     fn from(d: ErrorDetail) -> Self {
@@ -73,6 +75,7 @@ impl From<ErrorDetail> for HttpError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Kind::Conflict => StatusCode::PRECONDITION_FAILED,
+            Kind::Refused => StatusCode::CONFLICT,
             Kind::InvalidArgument => StatusCode::BAD_REQUEST,
             Kind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Kind::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
@@ -105,6 +108,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::NotLeader => "not_leader",
         Kind::NoLeader => "no_leader",
         Kind::Conflict => "conflict",
+        Kind::Refused => "refused",
         Kind::InvalidArgument => "invalid_argument",
         Kind::Overloaded => "overloaded",
         Kind::OutcomeUnknown => "outcome_unknown",
@@ -114,7 +118,7 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-fn bad_request(msg: impl Into<String>) -> HttpError {
+pub(super) fn bad_request(msg: impl Into<String>) -> HttpError {
     HttpError(StatusCode::BAD_REQUEST, ErrorDetail::invalid_argument(msg))
 }
 
@@ -428,7 +432,7 @@ async fn healthz(State(ctx): Ctx) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/status, /healthz, /metrics", "kind": "not_found"})),
+        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/members, /v1/status, /healthz, /metrics", "kind": "not_found"})),
     )
         .into_response()
 }

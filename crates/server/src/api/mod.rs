@@ -5,10 +5,11 @@
 mod forward;
 mod grpc;
 mod http;
+mod http_members;
+mod members;
 mod ops;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ pub use grpc::{ClusterService, KvService};
 pub use http::router;
 
 use crate::config::DefaultReadMode;
+use crate::members::MemberBook;
 use crate::metrics::{ClientOp, Metrics};
 use crate::node::{NodeError, NodeHandle};
 use forward::Forwarder;
@@ -36,6 +38,19 @@ pub struct ApiLimits {
     pub default_read_mode: DefaultReadMode,
 }
 
+/// Who this node is, as the APIs report it.
+#[derive(Clone, Debug)]
+pub struct ApiIdentity {
+    /// This node.
+    pub id: NodeId,
+    /// Its cluster.
+    pub cluster_id: u64,
+    /// Its advertised gRPC address.
+    pub address: String,
+    /// Its HTTP address, if served.
+    pub http_address: Option<String>,
+}
+
 /// Everything a request handler needs. Shared by all handlers.
 #[derive(Debug)]
 pub struct ApiContext {
@@ -46,7 +61,7 @@ pub struct ApiContext {
     /// Its cluster.
     pub cluster_id: u64,
     /// Members and their gRPC addresses.
-    pub members: BTreeMap<NodeId, String>,
+    pub members: Arc<MemberBook>,
     /// This node's advertised gRPC address.
     pub address: String,
     /// This node's HTTP address, if served.
@@ -64,21 +79,18 @@ impl ApiContext {
     /// Bundles the handler state.
     pub fn new(
         node: NodeHandle,
-        id: NodeId,
-        cluster_id: u64,
-        members: BTreeMap<NodeId, String>,
-        http_address: Option<String>,
+        who: ApiIdentity,
+        members: Arc<MemberBook>,
         limits: ApiLimits,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let address = members.get(&id).cloned().unwrap_or_default();
         Arc::new(ApiContext {
             node,
-            id,
-            cluster_id,
+            id: who.id,
+            cluster_id: who.cluster_id,
             members,
-            address,
-            http_address,
+            address: who.address,
+            http_address: who.http_address,
             forwarder: Forwarder::new(limits.max_value_bytes),
             limits,
             started: Instant::now(),
@@ -101,7 +113,10 @@ impl ApiContext {
 
     /// The gRPC address of a member, or "" if unknown.
     pub fn address_of(&self, id: NodeId) -> String {
-        self.members.get(&id).cloned().unwrap_or_default()
+        if id == self.id {
+            return self.address.clone();
+        }
+        self.members.address(id).unwrap_or_default()
     }
 
     /// Turns a node-level failure into the error clients see.
@@ -119,6 +134,7 @@ impl ApiContext {
                 ErrorDetail::no_leader().with_message(format!("read not confirmed: {m}"))
             }
             NodeError::ShuttingDown => ErrorDetail::shutting_down(),
+            NodeError::Refused(m) => ErrorDetail::refused(m),
         }
     }
 }

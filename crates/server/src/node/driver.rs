@@ -72,6 +72,8 @@ pub(crate) struct Driver {
     pub(crate) last_leader: NodeId,
     /// Snapshots: taking, sending, installing (`snapshots.rs`).
     pub(crate) snapshots: super::snapshots::Snapshots,
+    /// Member book, promotions, operators' changes (`membership.rs`).
+    pub(crate) membership: super::membership::Membership,
 }
 
 impl Driver {
@@ -80,6 +82,7 @@ impl Driver {
     pub(crate) fn run(mut self) -> Result<(), ServerError> {
         let result = self.main_loop();
         self.reads.fail_all();
+        self.fail_deferred_changes();
         // Requests still queued were never proposed: they definitely did not apply.
         while let Ok(r) = self.req_rx.try_recv() {
             match r {
@@ -90,6 +93,9 @@ impl Driver {
                 Request::TransferLeader { reply, .. } => {
                     drop(reply.send(Err(NodeError::ShuttingDown)))
                 }
+                Request::ChangeMembers { reply, .. } => {
+                    drop(reply.send(Err(NodeError::ShuttingDown)))
+                }
             }
         }
         result
@@ -98,7 +104,9 @@ impl Driver {
     fn main_loop(&mut self) -> Result<(), ServerError> {
         let mut next_tick = Instant::now() + self.tick;
         // Show the recovered state at once, not only after the first turn.
-        self.publish_status();
+        let status = self.raft.status();
+        self.membership_turn(&status)?;
+        self.publish_status(status);
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             select! {
@@ -140,7 +148,9 @@ impl Driver {
             self.snapshot_turn()?;
             self.process_ready()?;
             self.reads.expire(now);
-            self.publish_status();
+            let status = self.raft.status();
+            self.membership_turn(&status)?;
+            self.publish_status(status);
         }
     }
 
@@ -162,6 +172,11 @@ impl Driver {
                 self.transfer_leader(to, reply);
                 return Ok(());
             }
+            Request::ChangeMembers {
+                change,
+                deadline,
+                reply,
+            } => return self.change_members(change, deadline, reply),
             r => r,
         };
         let in_flight = self.writes_in_flight.load(Ordering::Relaxed) + self.reads.len();
@@ -171,6 +186,7 @@ impl Driver {
                 Request::Write { reply, .. } => drop(reply.send(Err(err))),
                 Request::ReadBarrier { reply, .. } => drop(reply.send(Err(err))),
                 Request::TransferLeader { reply, .. } => drop(reply.send(Err(err))),
+                Request::ChangeMembers { reply, .. } => drop(reply.send(Err(err))),
             }
             return Ok(());
         }
@@ -224,6 +240,11 @@ impl Driver {
                 }
             }
             Request::TransferLeader { to, reply } => self.transfer_leader(to, reply),
+            Request::ChangeMembers {
+                change,
+                deadline,
+                reply,
+            } => return self.change_members(change, deadline, reply),
         }
         Ok(())
     }
@@ -235,6 +256,8 @@ impl Driver {
             let mut rd = self.raft.ready();
             // 1. The leader replicates in parallel with its own fsync.
             self.note_heartbeats(&rd.messages);
+            // New members' addresses first: messages to them may be in this Ready.
+            self.note_conf_entries(&rd.entries);
             self.divert_snapshot_messages(&mut rd.messages);
             self.transport.send_all(&mut rd.messages);
             if let Some(ss) = rd.soft_state {
@@ -338,8 +361,7 @@ impl Driver {
         }
     }
 
-    fn publish_status(&self) {
-        let s = self.raft.status();
+    fn publish_status(&self, s: keel_raft::Status) {
         let applied = self.kv.applied_index();
         let m = &self.metrics;
         m.term.set(gauge_value(s.term));
@@ -362,7 +384,7 @@ impl Driver {
                 commit: s.commit,
                 applied,
                 last_index: s.last_index,
-                peers: s.peers.clone(),
+                peers: s.peers,
             };
             if *cur == next {
                 false

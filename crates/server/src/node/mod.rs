@@ -7,6 +7,7 @@
 mod apply;
 mod driver;
 mod leadership;
+mod membership;
 mod reads;
 mod recover;
 mod requests;
@@ -24,10 +25,7 @@ use keel_storage::kv::{ApplyOutcome, KvStore};
 use tokio::sync::{oneshot, watch};
 
 pub use recover::{KV_GROUP, state_path};
-pub use requests::NodeError;
-pub(crate) use snapshots::decode_conf;
-#[cfg(test)]
-pub(crate) use snapshots::encode_conf;
+pub use requests::{ChangeProposed, MemberChange, NodeError};
 pub use snapshots::snapshot_dir;
 pub use status::NodeStatus;
 
@@ -62,6 +60,10 @@ pub(crate) struct NodeParts {
     /// Entries applied between snapshots (0: never), and kept behind one.
     pub(crate) snapshot_entries: u64,
     pub(crate) snapshot_trailing_entries: u64,
+    /// Peer incarnations (a re-added member's old one is forgotten).
+    pub(crate) incarnations: Arc<crate::peers::PeerIncarnations>,
+    /// A learner is promoted once within this many entries of the leader's log.
+    pub(crate) promote_lag_entries: u64,
 }
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
@@ -119,7 +121,14 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
             outcomes,
         )
     };
+    let membership = membership::Membership::new(
+        parts.recovered.book.clone(),
+        parts.incarnations,
+        parts.promote_lag_entries,
+        parts.recovered.conf_index,
+    );
     let driver = Driver {
+        membership,
         snapshots,
         raft: parts.recovered.raft,
         kv: kv.clone(),
@@ -228,6 +237,38 @@ impl NodeHandle {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(NodeError::ShuttingDown),
             Err(_) => Err(NodeError::Timeout("no answer before the deadline".into())),
+        }
+    }
+
+    /// Changes the membership (on the leader) and waits until the change is
+    /// applied here, or `timeout` passes. Returns the change's log index.
+    pub async fn change_members(
+        &self,
+        change: MemberChange,
+        timeout: Duration,
+    ) -> Result<u64, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.submit(Request::ChangeMembers {
+            change,
+            deadline,
+            reply,
+        })?;
+        let proposed = rx.await.map_err(|_| NodeError::ShuttingDown)??;
+        let Some(applied) = proposed.applied else {
+            return Ok(proposed.index);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left + Duration::from_millis(100), applied).await {
+            Ok(Ok(Ok(_))) => Ok(proposed.index),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
+                "the node stopped while the change was in flight".into(),
+            )),
+            Err(_) => Err(NodeError::OutcomeUnknown(format!(
+                "the change at log index {} was not applied before the deadline",
+                proposed.index
+            ))),
         }
     }
 

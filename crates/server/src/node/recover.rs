@@ -13,6 +13,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::identity::{Identity, os_random_u64};
+use crate::members::MemberBook;
 
 /// The Raft group that holds the key-value data (the only one until sharding).
 pub const KV_GROUP: u64 = 1;
@@ -24,6 +25,10 @@ pub(crate) struct Recovered {
     pub(crate) kv: Arc<KvStore>,
     /// Snapshot files and what is known of them.
     pub(crate) snapshots: super::snapshots::SnapshotState,
+    /// Members' addresses as of the recovered log.
+    pub(crate) book: Arc<MemberBook>,
+    /// Index of the newest membership change in the recovered log (0: none).
+    pub(crate) conf_index: u64,
 }
 
 pub(crate) fn recover(
@@ -63,6 +68,20 @@ pub(crate) fn recover(
         heartbeat_ticks,
         ..Config::default()
     };
+    // The member book: bootstrap, then the snapshot's, then the log's changes.
+    let book = Arc::new(MemberBook::new(&identity.members));
+    for (id, info) in boot.book {
+        book.record(id, info);
+    }
+    let mut conf_index = 0;
+    for e in &boot.entries {
+        if e.kind == keel_raft::EntryKind::ConfChange {
+            conf_index = e.index;
+        }
+        if let Some((id, info)) = super::membership::member_of_entry(e) {
+            book.record(id, info);
+        }
+    }
     let entries = boot.entries.len();
     let init = InitialState {
         hard_state: boot.hard_state,
@@ -83,6 +102,8 @@ pub(crate) fn recover(
         wal,
         kv,
         snapshots: boot.state,
+        book,
+        conf_index,
     })
 }
 

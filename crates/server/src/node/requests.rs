@@ -32,6 +32,10 @@ pub enum NodeError {
     /// The node is stopping; nothing was applied.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The cluster's state forbids the request now (the message says why);
+    /// nothing was applied.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// A write committed and applied: what the state machine said.
@@ -40,6 +44,35 @@ pub type WriteResult = Result<ApplyOutcome, NodeError>;
 /// A confirmed read barrier: the state machine has applied at least this index, and
 /// a read of local state now is linearizable.
 pub type ReadResult = Result<Index, NodeError>;
+
+/// A membership change an operator asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add `id` at `address` as a learner, promoted once caught up if `promote`.
+    Add {
+        /// The new member.
+        id: NodeId,
+        /// Its advertised gRPC address.
+        address: String,
+        /// Promote it automatically once it has caught up.
+        promote: bool,
+    },
+    /// Make learner `id` a voter.
+    Promote(NodeId),
+    /// Remove voter or learner `id`.
+    Remove(NodeId),
+}
+
+/// A membership change accepted by the leader: its log index, and where the
+/// outcome arrives once that index is applied (`None`: nothing to do, the
+/// configuration already had it).
+#[derive(Debug)]
+pub struct ChangeProposed {
+    /// Log index of the change.
+    pub index: Index,
+    /// Answered when the change is applied (or its fate becomes unknown).
+    pub applied: Option<oneshot::Receiver<WriteResult>>,
+}
 
 /// A request to the consensus thread.
 #[derive(Debug)]
@@ -59,6 +92,15 @@ pub enum Request {
         deadline: Instant,
         /// Where the result goes.
         reply: oneshot::Sender<ReadResult>,
+    },
+    /// Change the membership (leader only).
+    ChangeMembers {
+        /// What to change.
+        change: MemberChange,
+        /// When the client stops waiting.
+        deadline: Instant,
+        /// The proposal, or why there is none.
+        reply: oneshot::Sender<Result<ChangeProposed, NodeError>>,
     },
     /// Hand leadership to voter `to` (0: the most caught-up active voter).
     TransferLeader {

@@ -34,11 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, TryRecvError};
-use keel_raft::{
-    ConfState, Entry, HardState, Index, Message, MessageBody, NodeId, SnapshotMeta, Term,
-};
+use keel_raft::{Entry, HardState, Index, Message, MessageBody, NodeId, SnapshotMeta, Term};
 use keel_storage::kv::KvStore;
 use keel_storage::snapshot::{
     SnapshotError, SnapshotFile, SnapshotInfo, SnapshotOptions, SnapshotStore,
@@ -52,80 +49,36 @@ use super::recover::KV_GROUP;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
+use crate::members::{MemberInfo, decode_conf, encode_conf};
 use crate::transport::{SnapshotOutbox, TransferOutcome};
 
-/// Version byte of the membership blob in snapshot headers.
-const CONF_VERSION: u8 = 1;
-/// Most members a membership blob may list (a bound for decoding garbage).
-const MAX_CONF_MEMBERS: usize = 1024;
 /// After a failed snapshot write, wait this long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 /// Snapshots remembered as valid (the newest `SnapshotOptions::keep` exist).
 const KNOWN_SNAPSHOTS: usize = 2;
 
-/// The membership as stored in a snapshot header: a version byte, then the voters
-/// and the learners, each a `u32` count and that many `u64` ids (little-endian).
-pub(crate) fn encode_conf(conf: &ConfState) -> Bytes {
-    let mut b = BytesMut::with_capacity(9 + 8 * (conf.voters.len() + conf.learners.len()));
-    b.put_u8(CONF_VERSION);
-    for list in [&conf.voters, &conf.learners] {
-        b.put_u32_le(list.len() as u32);
-        for &id in list {
-            b.put_u64_le(id);
-        }
-    }
-    b.freeze()
-}
-
-/// Reads what [`encode_conf`] wrote.
-pub(crate) fn decode_conf(mut b: &[u8]) -> Result<ConfState, String> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-        if b.len() < n {
-            return Err("membership blob is truncated".into());
-        }
-        let (head, rest) = b.split_at(n);
-        *b = rest;
-        Ok(head)
-    }
-    let version = take(&mut b, 1)?[0];
-    if version != CONF_VERSION {
-        return Err(format!("membership blob version {version} is unknown"));
-    }
-    let mut lists = [Vec::new(), Vec::new()];
-    for list in &mut lists {
-        let n = u32::from_le_bytes(take(&mut b, 4)?.try_into().map_err(|_| "length")?) as usize;
-        if n > MAX_CONF_MEMBERS {
-            return Err(format!("membership blob lists {n} members"));
-        }
-        for _ in 0..n {
-            let id = u64::from_le_bytes(take(&mut b, 8)?.try_into().map_err(|_| "id")?);
-            if id == 0 {
-                return Err("membership blob lists node 0".into());
-            }
-            list.push(id);
-        }
-    }
-    if !b.is_empty() {
-        return Err("membership blob has trailing bytes".into());
-    }
-    let [voters, learners] = lists;
-    Ok(ConfState { voters, learners })
-}
-
-/// The core's metadata for a verified snapshot file.
-fn meta_of(info: &SnapshotInfo) -> Result<SnapshotMeta, String> {
-    Ok(SnapshotMeta {
+/// The core's metadata for a verified snapshot file, and the member book it
+/// carries.
+fn meta_of(info: &SnapshotInfo) -> Result<(SnapshotMeta, SnapshotBook), String> {
+    let (conf, book) = decode_conf(&info.header.conf)
+        .map_err(|e| format!("snapshot {}: {e}", info.path.display()))?;
+    let meta = SnapshotMeta {
         index: info.header.index,
         term: info.header.term,
-        conf: decode_conf(&info.header.conf)
-            .map_err(|e| format!("snapshot {}: {e}", info.path.display()))?,
-    })
+        conf,
+    };
+    Ok((meta, book))
 }
+
+/// Member book entries recorded in a snapshot.
+pub(crate) type SnapshotBook = Vec<(NodeId, MemberInfo)>;
 
 /// What start-up hands the core, after reconciling snapshots, WAL and state machine.
 pub(crate) struct SnapshotBoot {
     /// The snapshot the log starts after, if any.
     pub(crate) snapshot: Option<SnapshotMeta>,
+    /// The member book it records.
+    pub(crate) book: SnapshotBook,
     /// Log entries after it.
     pub(crate) entries: Vec<Entry>,
     /// The state machine's applied index (at least the snapshot's).
@@ -194,6 +147,7 @@ pub(crate) fn boot(
     let mut entries = group.entries;
     let mut applied = kv.applied_index();
     let mut known = Vec::new();
+    let mut book = Vec::new();
     let snapshot = match found.snapshot {
         None => {
             if let Some(ls) = log_start {
@@ -208,7 +162,8 @@ pub(crate) fn boot(
             None
         }
         Some(info) => {
-            let meta = meta_of(&info).map_err(ServerError::Recovery)?;
+            let (meta, snapshot_book) = meta_of(&info).map_err(ServerError::Recovery)?;
+            book = snapshot_book;
             if let Some(ls) = log_start
                 && ls.index > meta.index
             {
@@ -290,6 +245,7 @@ pub(crate) fn boot(
     hard_state.commit = hard_state.commit.max(applied).min(last);
     Ok(SnapshotBoot {
         snapshot,
+        book,
         entries,
         applied,
         hard_state,
@@ -462,7 +418,7 @@ impl Driver {
                 return;
             }
         };
-        let conf = encode_conf(&meta.conf);
+        let conf = encode_conf(&meta.conf, &self.membership.book.entries_for(&meta.conf));
         let store = self.snapshots.store.clone();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
@@ -664,6 +620,10 @@ impl Driver {
             .durable_applied
             .fetch_max(self.kv.applied_index(), Ordering::AcqRel);
         if let Some(info) = installed {
+            match decode_conf(&info.header.conf) {
+                Ok((_, entries)) => self.learn_members(entries),
+                Err(e) => tracing::warn!("the installed snapshot's member book is unreadable: {e}"),
+            }
             self.note(&format!(
                 "Node {id} installed the leader's snapshot at index {} (term {}): {} keys, \
                  {} bytes, in {} ms.",
@@ -676,42 +636,5 @@ impl Driver {
         }
         // Reads waiting for an index the snapshot covers are answered now.
         self.hand_to_apply(ApplyJob::SnapshotInstalled { index: meta.index })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conf_round_trips() {
-        let conf = ConfState {
-            voters: vec![1, 2, 3],
-            learners: vec![7],
-        };
-        let b = encode_conf(&conf);
-        assert_eq!(decode_conf(&b).expect("decodes"), conf);
-        let empty = ConfState::default();
-        assert_eq!(decode_conf(&encode_conf(&empty)).expect("decodes"), empty);
-    }
-
-    #[test]
-    fn garbage_conf_is_refused() {
-        let b = encode_conf(&ConfState::with_voters([1, 2]));
-        assert!(decode_conf(&b[..b.len() - 1]).is_err(), "truncated");
-        let mut extra = b.to_vec();
-        extra.push(0);
-        assert!(decode_conf(&extra).is_err(), "trailing");
-        let mut version = b.to_vec();
-        version[0] = 9;
-        assert!(decode_conf(&version).is_err(), "version");
-        let mut zero = vec![1, 1, 0, 0, 0];
-        zero.extend_from_slice(&0u64.to_le_bytes());
-        zero.extend_from_slice(&0u32.to_le_bytes());
-        assert!(decode_conf(&zero).is_err(), "node 0");
-        assert!(
-            decode_conf(&[1, 0xff, 0xff, 0xff, 0xff]).is_err(),
-            "huge count"
-        );
     }
 }

@@ -41,9 +41,19 @@ pub struct TransportStats {
     pub received: AtomicU64,
     /// Messages or batches refused (foreign cluster, wiped peer, malformed).
     pub rejected: AtomicU64,
+    /// Streams of ours that a peer refused because this node is not a member
+    /// (it was removed): how a removed node that never received its removal
+    /// learns of it.
+    pub refused_as_non_member: AtomicU64,
 }
 
+/// The phrase a node's refusal of a non-member's stream carries.
+pub(crate) const NOT_A_MEMBER: &str = "is not a member of this cluster";
+
 /// Sends Raft messages to peers. Called from the consensus thread: never blocks.
+///
+/// Peers come and go with membership changes ([`Transport::set_peer`],
+/// [`Transport::retain_peers`]); each has one connection task on the runtime.
 #[derive(Debug)]
 pub struct Transport {
     local: LocalIdentity,
@@ -51,6 +61,8 @@ pub struct Transport {
     /// Peer addresses, for connections besides the message streams (snapshots).
     addrs: BTreeMap<NodeId, String>,
     stats: Arc<TransportStats>,
+    queue_batches: usize,
+    runtime: tokio::runtime::Handle,
 }
 
 /// What identifies this node on every batch it sends.
@@ -73,21 +85,49 @@ impl Transport {
         queue_batches: usize,
         stats: Arc<TransportStats>,
     ) -> Transport {
-        let mut senders = BTreeMap::new();
-        for (&id, addr) in peers {
-            if id == local.node_id {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(queue_batches);
-            tokio::spawn(sender::run(id, addr.clone(), rx, stats.clone()));
-            senders.insert(id, tx);
-        }
-        Transport {
+        let mut t = Transport {
             local,
-            peers: senders,
-            addrs: peers.clone(),
+            peers: BTreeMap::new(),
+            addrs: BTreeMap::new(),
             stats,
+            queue_batches,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        for (&id, addr) in peers {
+            t.set_peer(id, addr);
         }
+        t
+    }
+
+    /// Makes sure messages to `peer` go to `addr`: starts a connection task if
+    /// there is none, or replaces it if the address changed.
+    pub fn set_peer(&mut self, peer: NodeId, addr: &str) {
+        if peer == self.local.node_id
+            || (self.addrs.get(&peer).is_some_and(|a| a == addr) && self.peers.contains_key(&peer))
+        {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.queue_batches);
+        // Dropping the old sender (if any) ends its task.
+        self.runtime
+            .spawn(sender::run(peer, addr.to_string(), rx, self.stats.clone()));
+        self.peers.insert(peer, tx);
+        self.addrs.insert(peer, addr.to_string());
+    }
+
+    /// Closes the connections to peers `keep` rejects (members that left).
+    pub fn retain_peers(&mut self, keep: impl Fn(NodeId) -> bool) {
+        self.peers.retain(|&id, _| keep(id));
+    }
+
+    /// How many times peers refused this node's streams as a non-member's.
+    pub(crate) fn refused_as_non_member(&self) -> u64 {
+        self.stats.refused_as_non_member.load(Ordering::Relaxed)
+    }
+
+    /// Peers with a connection task.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.keys().copied()
     }
 
     /// This node's identity on the wire.

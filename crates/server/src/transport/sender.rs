@@ -52,6 +52,9 @@ pub(super) async fn run(
                 match client.stream(batches(queue.clone())).await {
                     Ok(_) => {}
                     Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                        if status.message().contains(super::NOT_A_MEMBER) {
+                            stats.refused_as_non_member.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::warn!(peer, "peer refused our stream: {}", status.message());
                     }
                     Err(status) => {

@@ -1,7 +1,6 @@
 //! The inbound side: accepts peers' streams, checks who is talking, and hands
 //! messages to the consensus thread.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,8 +12,9 @@ use keel_proto::raft::{
 use keel_raft::{Message, MessageBody, NodeId};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::TransportStats;
 use super::snapshot::SnapshotInbox;
+use super::{NOT_A_MEMBER, TransportStats};
+use crate::members::MemberBook;
 use crate::peers::{IncarnationCheck, PeerIncarnations};
 
 /// The `keel.raft.v1.Raft` service of one node.
@@ -22,7 +22,7 @@ use crate::peers::{IncarnationCheck, PeerIncarnations};
 pub struct RaftService {
     node_id: NodeId,
     cluster_id: u64,
-    members: BTreeSet<NodeId>,
+    members: Arc<MemberBook>,
     incarnations: Arc<PeerIncarnations>,
     inbox: crossbeam_channel::Sender<Message>,
     stats: Arc<TransportStats>,
@@ -35,7 +35,7 @@ impl RaftService {
     pub fn new(
         node_id: NodeId,
         cluster_id: u64,
-        members: BTreeSet<NodeId>,
+        members: Arc<MemberBook>,
         incarnations: Arc<PeerIncarnations>,
         inbox: crossbeam_channel::Sender<Message>,
         stats: Arc<TransportStats>,
@@ -89,14 +89,14 @@ impl RaftService {
                 self.node_id, self.cluster_id, batch.cluster_id
             )));
         }
-        if !self.members.contains(&batch.from) || batch.from == self.node_id {
-            tracing::warn!(
+        if !self.members.admits(batch.from) || batch.from == self.node_id {
+            tracing::debug!(
                 from = batch.from,
                 "rejected messages from node {}, which is not a member",
                 batch.from
             );
             return Err(Status::permission_denied(format!(
-                "node {} is not a member of this cluster",
+                "node {} {NOT_A_MEMBER}",
                 batch.from
             )));
         }

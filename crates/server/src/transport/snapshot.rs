@@ -26,8 +26,8 @@ use tonic::transport::Endpoint;
 use tonic::{Status, Streaming};
 
 use super::{LocalIdentity, MAX_PEER_MESSAGE_BYTES};
+use crate::members::decode_conf;
 use crate::metrics::Metrics;
-use crate::node::decode_conf;
 
 /// Bytes per chunk on the wire.
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -435,7 +435,7 @@ impl SnapshotInbox {
                 complete: false,
             });
         };
-        let conf = decode_conf(&header.conf).map_err(|e| {
+        let (conf, _) = decode_conf(&header.conf).map_err(|e| {
             Status::data_loss(format!(
                 "snapshot {index} carries an unreadable membership: {e}"
             ))
@@ -507,7 +507,7 @@ fn remove_other_partials(store: &SnapshotStore, term: Term, index: Index) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     use keel_proto::raft::raft_server::RaftServer;
@@ -518,7 +518,7 @@ mod tests {
     use tonic::transport::server::TcpIncoming;
 
     use super::*;
-    use crate::node::encode_conf;
+    use crate::members::encode_conf;
     use crate::peers::PeerIncarnations;
     use crate::transport::{RaftService, TransportStats};
 
@@ -551,7 +551,7 @@ mod tests {
         let s = store(&dir.join("snap"));
         let view = kv.read_view().expect("view");
         let info = s
-            .write(&view, encode_conf(&ConfState::with_voters([1, 2, 3])))
+            .write(&view, encode_conf(&ConfState::with_voters([1, 2, 3]), &[]))
             .expect("write snapshot");
         (s, info)
     }
@@ -569,7 +569,11 @@ mod tests {
         let svc = RaftService::new(
             2,
             CLUSTER,
-            BTreeSet::from([1, 2, 3]),
+            Arc::new(crate::members::MemberBook::new(&BTreeMap::from([
+                (1, "127.0.0.1:1".to_string()),
+                (2, "127.0.0.1:2".to_string()),
+                (3, "127.0.0.1:3".to_string()),
+            ]))),
             Arc::new(PeerIncarnations::open(dir).expect("peers")),
             tx.clone(),
             Arc::new(TransportStats::default()),
