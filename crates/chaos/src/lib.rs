@@ -3,6 +3,20 @@
 //!
 //! - [`history`]: the JSON-lines history format.
 //! - [`checker`]: per-key linearizability (Wing–Gong/Lowe search) and cheap checks.
+//! - [`nodes`], [`proxy`], [`nemesis`]: the cluster, its links, and the faults.
+//! - [`workload`]: the clients that make the history.
+//! - [`run`]: one whole run; [`report`]: its summary and violation timelines.
+//!
+//! See `docs/chaos.md`.
 
+pub mod binary;
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod nodes;
+pub mod proxy;
+pub mod report;
+pub mod rng;
+pub mod run;
+pub mod workload;

@@ -57,6 +57,19 @@ pub enum AnomalyKind {
     VersionMismatch,
 }
 
+impl AnomalyKind {
+    /// Its name in reports and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::NotLinearizable => "not-linearizable",
+            AnomalyKind::LostWrite => "lost-write",
+            AnomalyKind::Phantom => "phantom",
+            AnomalyKind::AbortedRead => "aborted-read",
+            AnomalyKind::VersionMismatch => "version-mismatch",
+        }
+    }
+}
+
 /// One violation, with the operations that show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Anomaly {

@@ -1,0 +1,178 @@
+//! `keel-chaos`: run keel under faults and check the history, or check a history
+//! recorded before. See `docs/chaos.md`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use keel_chaos::checker::{self, CheckOptions};
+use keel_chaos::nemesis::{Nemesis, Schedule};
+use keel_chaos::run::{RunConfig, run};
+use keel_chaos::workload::WorkloadConfig;
+use keel_chaos::{binary, history, report};
+
+/// Runs a keel cluster under faults with concurrent clients, records every
+/// operation, and checks the history for linearizability and lost writes.
+#[derive(Parser, Debug)]
+#[command(name = "keel-chaos", version)]
+struct Args {
+    /// Faults to inject, comma-separated: kill, pause, partition, delay, loss (or
+    /// "all", or "none").
+    #[arg(long, default_value = "kill,pause,partition")]
+    nemesis: String,
+    /// How long the workload runs, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Cluster size.
+    #[arg(long, default_value_t = 5)]
+    nodes: u64,
+    /// Seed of every random choice (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output directory (default: chaos-out/seed-N).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 12)]
+    workers: usize,
+    /// Keys in use at once.
+    #[arg(long, default_value_t = 8)]
+    keys: usize,
+    /// Operations per key before it is replaced by a fresh key.
+    #[arg(long, default_value_t = 150)]
+    ops_per_key: u32,
+    /// Search nodes per key before the checker gives up on it.
+    #[arg(long, default_value_t = 1_000_000)]
+    budget: u64,
+    /// Loopback address for nodes and proxies.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// The keel binary (default: $KEEL_BIN, else built with cargo).
+    #[arg(long)]
+    keel_bin: Option<PathBuf>,
+    /// Extra flag for every `keel serve` (repeatable), e.g. --keel-arg=--snapshot-entries=500.
+    #[arg(long = "keel-arg", allow_hyphen_values = true)]
+    keel_args: Vec<String>,
+    /// Do not run anything: check this JSON-lines history and print the verdict.
+    #[arg(long, value_name = "HISTORY")]
+    check: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("bad duration {s:?}: use ms, s, m or h")),
+    })
+}
+
+fn parse_nemeses(s: &str) -> Result<Vec<Nemesis>, String> {
+    match s {
+        "all" => Ok(Nemesis::ALL.to_vec()),
+        "none" | "" => Ok(Vec::new()),
+        _ => s.split(',').map(|n| n.trim().parse()).collect(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match real_main(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("keel-chaos: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(args: Args) -> anyhow::Result<bool> {
+    let check = CheckOptions {
+        budget_per_key: args.budget,
+        ..CheckOptions::default()
+    };
+    if let Some(path) = &args.check {
+        let ops = history::read_history_file(path).map_err(anyhow::Error::msg)?;
+        let report = checker::check(&ops, &check);
+        for a in &report.anomalies {
+            println!("{} on {:?}: {}", a.kind.name(), a.key, a.message);
+        }
+        println!(
+            "{} operations, {} keys, checked in {:.2} s: {}",
+            ops.len(),
+            report.keys.len(),
+            report.elapsed.as_secs_f64(),
+            report.verdict()
+        );
+        return Ok(report.ok());
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000)
+    });
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("chaos-out/seed-{seed}")));
+    let keel_bin = match args.keel_bin {
+        Some(b) => b,
+        None => binary::keel_bin().map_err(anyhow::Error::msg)?,
+    };
+    let cfg = RunConfig {
+        nodes: args.nodes,
+        duration: args.duration,
+        seed,
+        nemeses: parse_nemeses(&args.nemesis).map_err(anyhow::Error::msg)?,
+        out: out.clone(),
+        keel_bin,
+        ip: args.ip,
+        workload: WorkloadConfig {
+            workers: args.workers,
+            active_keys: args.keys,
+            ops_per_key: args.ops_per_key,
+            ..WorkloadConfig::default()
+        },
+        schedule: Schedule::default(),
+        check,
+        keel_args: args.keel_args,
+    };
+    eprintln!(
+        "keel-chaos: seed {seed}, {} nodes, {:?}, nemeses {:?}, output in {}",
+        cfg.nodes,
+        cfg.duration,
+        cfg.nemeses,
+        out.display()
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (summary, report) = runtime.block_on(run(&cfg))?;
+    print!("{}", report::summary_table(&summary, &report));
+    println!("results: {}", out.display());
+    Ok(summary.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_nemeses_parse() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(
+            parse_nemeses("kill,pause"),
+            Ok(vec![Nemesis::Kill, Nemesis::Pause])
+        );
+        assert_eq!(parse_nemeses("all").map(|n| n.len()), Ok(5));
+        assert!(parse_nemeses("kill,bogus").is_err());
+    }
+}
