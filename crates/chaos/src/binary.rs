@@ -1,6 +1,10 @@
-//! Finding the `keel` binary to run: `$KEEL_BIN`, else the workspace's own build,
-//! brought up to date with `cargo build -p keel-cli` in the same target directory
-//! and profile as the running executable (a no-op when it is current).
+//! Finding the `keel` binary to run: `$KEEL_BIN`, else the workspace's own build
+//! in the same target directory and profile as the running executable. That
+//! binary is used as it is when it is newer than every source file of the
+//! workspace (as after `cargo test --workspace`, which builds it); otherwise it
+//! is brought up to date with `cargo build -p keel-cli`. (Always running cargo
+//! would be simpler, but a build of keel-cli alone unifies features differently
+//! from a workspace build and so can rebuild much of the dependency tree.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +28,9 @@ pub fn keel_bin() -> Result<PathBuf, String> {
         .and_then(|p| p.to_str())
         .unwrap_or("debug");
     let candidate = profile_dir.join("keel");
+    if is_fresh(&candidate) {
+        return Ok(candidate);
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
@@ -51,4 +58,42 @@ pub fn keel_bin() -> Result<PathBuf, String> {
             "cannot run cargo ({e}); set KEEL_BIN to the keel binary"
         )),
     }
+}
+
+/// Whether `bin` exists and is newer than every file under the workspace's
+/// crates (this one aside, since `keel` does not depend on it) and every
+/// `Cargo.toml` (the lock file too).
+fn is_fresh(bin: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut newest = None;
+    let mut visit = vec![workspace.join("crates")];
+    for top in ["Cargo.toml", "Cargo.lock"] {
+        newest = newest.max(modified(&workspace.join(top)));
+    }
+    while let Some(dir) = visit.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let skipped = ["target", "tests", "benches", "chaos"];
+            if path.is_dir() && !skipped.iter().any(|s| name == *s) {
+                visit.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "proto" || e == "toml")
+            {
+                newest = newest.max(modified(&path));
+            }
+        }
+    }
+    newest.is_some_and(|n| n <= built)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use keel_chaos::checker::{self, CheckOptions};
-use keel_chaos::nemesis::{Nemesis, Schedule};
+use keel_chaos::nemesis::{FaultEvent, Nemesis, Schedule};
 use keel_chaos::run::{RunConfig, run};
 use keel_chaos::workload::WorkloadConfig;
 use keel_chaos::{binary, history, report};
+use keel_client::ReadMode;
 
 /// Runs a keel cluster under faults with concurrent clients, records every
 /// operation, and checks the history for linearizability and lost writes.
@@ -31,7 +32,8 @@ struct Args {
     /// Seed of every random choice (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// Output directory (default: chaos-out/seed-N).
+    /// Output directory (default: chaos-out/seed-N). With --check: where to write
+    /// the timelines of the anomalies found.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Concurrent clients.
@@ -55,6 +57,11 @@ struct Args {
     /// Extra flag for every `keel serve` (repeatable), e.g. --keel-arg=--snapshot-entries=500.
     #[arg(long = "keel-arg", allow_hyphen_values = true)]
     keel_args: Vec<String>,
+    /// How the workload reads: linearizable, or "stale" — a deliberately broken
+    /// workload (reads served from whatever the contacted node has applied), to
+    /// see the checker catch stale reads.
+    #[arg(long, default_value = "linearizable", value_parser = parse_read_mode)]
+    read_mode: ReadMode,
     /// Do not run anything: check this JSON-lines history and print the verdict.
     #[arg(long, value_name = "HISTORY")]
     check: Option<PathBuf>,
@@ -72,6 +79,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(n * 3600),
         _ => return Err(format!("bad duration {s:?}: use ms, s, m or h")),
     })
+}
+
+fn parse_read_mode(s: &str) -> Result<ReadMode, String> {
+    match s {
+        "linearizable" => Ok(ReadMode::Linearizable),
+        "stale" => Ok(ReadMode::Stale),
+        _ => Err(format!(
+            "unknown read mode {s:?}: use linearizable or stale"
+        )),
+    }
 }
 
 fn parse_nemeses(s: &str) -> Result<Vec<Nemesis>, String> {
@@ -104,6 +121,22 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
         let report = checker::check(&ops, &check);
         for a in &report.anomalies {
             println!("{} on {:?}: {}", a.kind.name(), a.key, a.message);
+        }
+        if let Some(out) = &args.out {
+            // Faults recorded beside the history are drawn too.
+            let faults: Vec<FaultEvent> = path
+                .parent()
+                .and_then(|d| std::fs::read_to_string(d.join("faults.jsonl")).ok())
+                .map(|t| {
+                    t.lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            std::fs::create_dir_all(out)?;
+            for file in report::write_timelines(out, &ops, &report.anomalies, &faults, 20)? {
+                println!("timeline: {}", file.display());
+            }
         }
         println!(
             "{} operations, {} keys, checked in {:.2} s: {}",
@@ -138,6 +171,7 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
             workers: args.workers,
             active_keys: args.keys,
             ops_per_key: args.ops_per_key,
+            read_mode: args.read_mode,
             ..WorkloadConfig::default()
         },
         schedule: Schedule::default(),

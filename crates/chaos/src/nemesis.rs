@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_client::Client;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster;
 use crate::nodes::Nodes;
@@ -15,7 +15,7 @@ use crate::proxy::{Proxy, Rules};
 use crate::rng::Rng;
 
 /// A kind of fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Nemesis {
     /// SIGKILL a node (the leader half the time), restart it later.
@@ -69,7 +69,7 @@ impl FromStr for Nemesis {
 }
 
 /// One fault, as injected.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultEvent {
     /// Its kind.
     pub nemesis: Nemesis,

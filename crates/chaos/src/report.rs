@@ -97,8 +97,13 @@ fn label(op: &Op) -> String {
 pub fn timeline_html(history: &[Op], anomaly: &Anomaly, faults: &[FaultEvent]) -> String {
     let ops: Vec<&Op> = history.iter().filter(|o| o.key == anomaly.key).collect();
     let t0 = ops.iter().map(|o| o.invoke_ns).min().unwrap_or(0);
+    // The window ends with the last answer that matters: unknown outcomes (drawn to
+    // the end) and final reads long after the workload would otherwise squeeze
+    // everything else to the left edge.
     let t1 = ops
         .iter()
+        .filter(|o| o.outcome != Outcome::Unknown)
+        .filter(|o| !o.final_read || anomaly.ops.contains(&o.id))
         .map(|o| o.complete_ns)
         .max()
         .unwrap_or(t0)
@@ -120,7 +125,7 @@ pub fn timeline_html(history: &[Op], anomaly: &Anomaly, faults: &[FaultEvent]) -
             escape(&f.detail)
         );
     }
-    for o in &ops {
+    for o in ops.iter().filter(|o| o.invoke_ns <= t1) {
         let lane = lanes[&o.client];
         let end = if o.outcome == Outcome::Unknown {
             t1
@@ -220,4 +225,26 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; }}
         span = (t1 - t0) as f64 / 1e6,
         lane2 = lane_px * 2,
     )
+}
+
+/// Writes the timelines of the first `limit` anomalies into `dir`; returns the
+/// files written.
+pub fn write_timelines(
+    dir: &std::path::Path,
+    history: &[Op],
+    anomalies: &[Anomaly],
+    faults: &[FaultEvent],
+    limit: usize,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    for anomaly in anomalies.iter().take(limit) {
+        let file = dir.join(format!(
+            "anomaly-{}-{}.html",
+            anomaly.key,
+            anomaly.kind.name()
+        ));
+        std::fs::write(&file, timeline_html(history, anomaly, faults))?;
+        written.push(file);
+    }
+    Ok(written)
 }

@@ -271,13 +271,6 @@ fn write_results(
         cfg.out.join("summary.txt"),
         report::summary_table(summary, report),
     )?;
-    for anomaly in report.anomalies.iter().take(5) {
-        let file = cfg.out.join(format!(
-            "anomaly-{}-{}.html",
-            anomaly.key,
-            anomaly.kind.name()
-        ));
-        std::fs::write(file, report::timeline_html(history, anomaly, faults))?;
-    }
+    report::write_timelines(&cfg.out, history, &report.anomalies, faults, 5)?;
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct WorkloadConfig {
     pub cas_percent: u64,
     /// Deadline of one client call.
     pub call_deadline: Duration,
+    /// How reads are served. Anything but linearizable is a deliberately broken
+    /// workload, for checking that the checker notices stale reads.
+    pub read_mode: ReadMode,
 }
 
 impl Default for WorkloadConfig {
@@ -40,6 +43,7 @@ impl Default for WorkloadConfig {
             read_percent: 40,
             cas_percent: 30,
             call_deadline: Duration::from_secs(2),
+            read_mode: ReadMode::Linearizable,
         }
     }
 }
@@ -89,22 +93,17 @@ impl Recorder {
     }
 
     /// Runs one call and records it. `final_read` marks reads of the final check.
-    pub async fn invoke(&self, client: &Client, id: u64, key: &str, call: Call) -> Op {
-        self.invoke_with(client, id, key, call, None, false).await
-    }
-
     async fn invoke_with(
         &self,
         client: &Client,
         client_id: u64,
         key: &str,
-        call: Call,
-        version: Option<u64>,
+        (call, version, mode): (Call, Option<u64>, ReadMode),
         final_read: bool,
     ) -> Op {
         let id = self.id();
         let invoke_ns = self.now_ns();
-        let (outcome, result) = execute(client, key, &call, version).await;
+        let (outcome, result) = execute(client, key, &call, version, mode).await;
         let op = Op {
             id,
             client: client_id,
@@ -122,8 +121,8 @@ impl Recorder {
 
     /// A linearizable read of `key` after the faults, marked final.
     pub async fn final_read(&self, client: &Client, key: &str) -> Op {
-        self.invoke_with(client, 0, key, Call::Get, None, true)
-            .await
+        let call = (Call::Get, None, ReadMode::Linearizable);
+        self.invoke_with(client, 0, key, call, true).await
     }
 }
 
@@ -133,6 +132,7 @@ async fn execute(
     key: &str,
     call: &Call,
     version: Option<u64>,
+    mode: ReadMode,
 ) -> (Outcome, OpResult) {
     let key = key.to_owned();
     let done = |r: Result<u64, Error>| match r {
@@ -146,7 +146,7 @@ async fn execute(
         Err(e) => failure(e),
     };
     match call {
-        Call::Get => match client.get(key, ReadMode::Linearizable).await {
+        Call::Get => match client.get(key, mode).await {
             Ok(got) => (
                 Outcome::Ok,
                 OpResult {
@@ -308,7 +308,13 @@ impl Worker {
             };
             let op = self
                 .recorder
-                .invoke_with(&self.client, self.client_id, &key, call, version, false)
+                .invoke_with(
+                    &self.client,
+                    self.client_id,
+                    &key,
+                    (call, version, self.cfg.read_mode),
+                    false,
+                )
                 .await;
             self.learn(&op);
             if op.outcome == Outcome::Unknown {
