@@ -124,6 +124,30 @@ impl Client {
         .await
     }
 
+    /// Starts a consistent backup of the whole key space: the leader confirms its
+    /// leadership, snapshots its state machine, and streams the snapshot file.
+    /// Read it to the end with [`SnapshotStream::next`]; the chunks come in order,
+    /// each saying where it goes in the file and the file's total length. A broken
+    /// stream is an error (start over: a backup is cheap to retake).
+    pub async fn snapshot_save(&self) -> Result<SnapshotStream, Error> {
+        let stream = self
+            .caller
+            .call(
+                self.deadline,
+                Op::Read,
+                Route::Leader,
+                |channel, _budget| {
+                    let mut cluster = self.cluster(channel);
+                    // No gRPC timeout: the stream lasts as long as the file takes.
+                    let request = tonic::Request::new(v1::SnapshotSaveRequest {});
+                    async move { cluster.snapshot_save(request).await }
+                },
+            )
+            .await?
+            .into_inner();
+        Ok(SnapshotStream { stream })
+    }
+
     /// One `keel.v1.Cluster` call through the retry loop: `call` sends `message`
     /// (with the attempt's deadline) on the attempt's connection.
     async fn cluster_call<M, T, F, Fut>(
@@ -145,5 +169,21 @@ impl Client {
             })
             .await?
             .into_inner())
+    }
+}
+
+/// The chunks of a backup (see [`Client::snapshot_save`]).
+#[derive(Debug)]
+pub struct SnapshotStream {
+    stream: tonic::Streaming<v1::SnapshotSaveChunk>,
+}
+
+impl SnapshotStream {
+    /// The next chunk, or `None` at the end of the file.
+    pub async fn next(&mut self) -> Result<Option<v1::SnapshotSaveChunk>, Error> {
+        self.stream
+            .message()
+            .await
+            .map_err(|s| Error::Internal(format!("the backup stream broke: {}", s.message())))
     }
 }

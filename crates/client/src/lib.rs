@@ -62,9 +62,12 @@ mod router;
 mod types;
 
 pub use client::Client;
+pub use cluster::SnapshotStream;
 pub use config::{ClientConfig, ConfigError};
 pub use error::Error;
-pub use keel_proto::v1::{Member, MembersResponse, PeerProgress, StatusResponse};
+pub use keel_proto::v1::{
+    Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
+};
 pub use types::{
     DeleteResponse, GetResponse, KeyValue, Precondition, ReadMode, ScanOptions, ScanResponse,
 };

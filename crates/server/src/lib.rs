@@ -6,6 +6,7 @@
 //! HTTP/JSON). [`run`] assembles everything from a [`ServerConfig`].
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, ApiContext, ApiIdentity, ApiLimits, ClusterService, KvService};
+use crate::backup::Backups;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
@@ -144,7 +145,8 @@ pub async fn run(
         address: cfg.advertise.clone(),
         http_address: cfg.http.map(|a| a.to_string()),
     };
-    let ctx = ApiContext::new(handle, who, book.clone(), limits, metrics);
+    let backups = Backups::open(&cfg.data_dir)?;
+    let ctx = ApiContext::new(handle, who, book.clone(), limits, metrics, backups);
     let raft_svc = RaftService::new(
         cfg.id,
         identity.cluster_id,

@@ -71,7 +71,7 @@ where
 pub struct TestCluster {
     pub cluster: LocalCluster,
     pub client: Client,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestCluster {
@@ -93,6 +93,13 @@ impl TestCluster {
         .expect("free ports");
         spec.extra_args = extra.iter().map(|s| s.to_string()).collect();
         let cluster = LocalCluster::start(spec).expect("start cluster");
+        let mut t = Self::adopt(cluster);
+        t._dir = Some(dir);
+        t
+    }
+
+    /// Wraps a cluster started elsewhere (its directory is the caller's).
+    pub fn adopt(cluster: LocalCluster) -> TestCluster {
         let client = Client::new(ClientConfig {
             deadline: Duration::from_secs(10),
             request_timeout: Duration::from_secs(3),
@@ -102,7 +109,7 @@ impl TestCluster {
         TestCluster {
             cluster,
             client,
-            _dir: dir,
+            _dir: None,
         }
     }
 

@@ -300,6 +300,16 @@ impl Cluster for Service {
         self.begin("digest").await?;
         Ok(Response::new(v1::DigestResponse::default()))
     }
+
+    type SnapshotSaveStream = futures::stream::Empty<Result<v1::SnapshotSaveChunk, Status>>;
+
+    async fn snapshot_save(
+        &self,
+        _req: Request<v1::SnapshotSaveRequest>,
+    ) -> Result<Response<Self::SnapshotSaveStream>, Status> {
+        self.begin("snapshot_save").await?;
+        Ok(Response::new(futures::stream::empty()))
+    }
 }
 
 /// A TCP server that accepts HTTP/2 connections, reads until a request containing

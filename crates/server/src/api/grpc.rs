@@ -11,9 +11,10 @@ use keel_proto::v1::{
     AddMemberRequest, AddMemberResponse, DeleteRequest, DeleteResponse, DigestRequest,
     DigestResponse, GetRequest, GetResponse, MembersRequest, MembersResponse, PeerProgress,
     PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest,
-    RemoveMemberResponse, ScanRequest, ScanResponse, StatusRequest, StatusResponse,
-    TransferLeaderRequest, TransferLeaderResponse,
+    RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest,
+    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::ApiContext;
@@ -194,5 +195,15 @@ impl Cluster for ClusterService {
 
     async fn digest(&self, _: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
         Ok(Response::new(self.ctx.digest().await?))
+    }
+
+    type SnapshotSaveStream = ReceiverStream<Result<SnapshotSaveChunk, Status>>;
+
+    async fn snapshot_save(
+        &self,
+        _: Request<SnapshotSaveRequest>,
+    ) -> Result<Response<Self::SnapshotSaveStream>, Status> {
+        let chunks = self.ctx.snapshot_save().await?;
+        Ok(Response::new(ReceiverStream::new(chunks)))
     }
 }

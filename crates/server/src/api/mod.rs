@@ -2,6 +2,7 @@
 //! (`grpc.rs`) and the HTTP/JSON API (`http.rs`); errors everywhere are keel's
 //! `ErrorDetail`, which says whether a write may have been applied.
 
+mod backup;
 mod forward;
 mod grpc;
 mod http;
@@ -19,6 +20,7 @@ use keel_raft::NodeId;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
 
+use crate::backup::Backups;
 use crate::config::DefaultReadMode;
 use crate::members::MemberBook;
 use crate::metrics::{ClientOp, Metrics};
@@ -72,6 +74,8 @@ pub struct ApiContext {
     pub started: Instant,
     /// The node's metrics, also served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Where backups are written before they are streamed.
+    pub backups: Arc<Backups>,
     forwarder: Forwarder,
 }
 
@@ -83,6 +87,7 @@ impl ApiContext {
         members: Arc<MemberBook>,
         limits: ApiLimits,
         metrics: Arc<Metrics>,
+        backups: Arc<Backups>,
     ) -> Arc<Self> {
         Arc::new(ApiContext {
             node,
@@ -95,6 +100,7 @@ impl ApiContext {
             limits,
             started: Instant::now(),
             metrics,
+            backups,
         })
     }
 
