@@ -10,6 +10,7 @@ mod leader_cmd;
 mod logging;
 mod member_cmd;
 mod serve;
+mod snapshot_cmd;
 mod status_cmd;
 mod wal_cmd;
 
@@ -64,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: member_cmd::MemberCommand,
     },
+    /// Backups: `keel snapshot save FILE`, `keel snapshot restore FILE ...`.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot_cmd::SnapshotCommand,
+    },
     /// Leadership: `keel leader transfer --to ID`.
     Leader {
         #[command(subcommand)]
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         Command::Wal { command } => wal_cmd::run(command),
         Command::Leader { command } => leader_cmd::run(command),
         Command::Member { command } => member_cmd::run(command),
+        Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Put(a) => client_cmds::run(client_cmds::Op::Put(a)),
         Command::Get(a) => client_cmds::run(client_cmds::Op::Get(a)),
         Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),
