@@ -1,11 +1,18 @@
 //! State machine safety (Raft §5.4.3): no two nodes ever apply different entries at
 //! the same index — nor does one node, before and after a restart. Each node also
 //! applies in order, without gaps or repeats within one run of its process.
+//!
+//! A node may also skip ahead: it takes a leader's snapshot, or loads its own at a
+//! restart. So the checker keeps a *reference state machine* that applies every
+//! index once, as first applied anywhere, and the digest of its contents at each
+//! index: a state machine that was written from a snapshot (or recovered after a
+//! crash) must hold exactly the reference contents at its applied index.
 
 use keel_raft::{Entry, Index, NodeId, Term};
 
 use super::{Invariant, Violation};
-use crate::hash;
+use crate::hash::{self, StateDigest};
+use crate::storage::model::KvModel;
 
 /// What was first applied at an index, and by whom.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +27,10 @@ struct Applied {
 pub struct ApplyHistory {
     /// Index `i` at position `i - 1`.
     applied: Vec<Applied>,
+    /// The reference state machine, at the last index applied anywhere.
+    reference: KvModel,
+    /// Its digest after each index (index `i` at position `i - 1`).
+    digests: Vec<StateDigest>,
 }
 
 fn entry_hash(e: &Entry) -> u64 {
@@ -46,6 +57,14 @@ impl ApplyHistory {
         match self.applied.get(pos) {
             None => {
                 debug_assert_eq!(pos, self.applied.len(), "indices are applied in order");
+                self.reference.apply(e).map_err(|err| {
+                    Violation::new(
+                        Invariant::StateMachineSafety,
+                        vec![node],
+                        format!("node {node} applied entry {}@{}: {err}", e.index, e.term),
+                    )
+                })?;
+                self.digests.push(self.reference.digest);
                 self.applied.push(Applied {
                     term: e.term,
                     hash: h,
@@ -67,18 +86,57 @@ impl ApplyHistory {
     }
 }
 
+impl ApplyHistory {
+    /// Checks that `node`'s state machine, which has applied up to `index` (`what`
+    /// it just did: installed a snapshot, restarted...), holds the reference contents
+    /// there.
+    pub fn check_state(
+        &self,
+        node: NodeId,
+        index: Index,
+        digest: StateDigest,
+        what: &str,
+    ) -> Result<(), Violation> {
+        let expected = match index {
+            0 => Some(StateDigest::default()),
+            i => usize::try_from(i - 1)
+                .ok()
+                .and_then(|p| self.digests.get(p).copied()),
+        };
+        if expected == Some(digest) {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Invariant::StateMachineSafety,
+            vec![node],
+            match expected {
+                Some(_) => format!(
+                    "node {node} {what}: its state machine at index {index} differs from the \
+                     result of applying the committed entries up to there"
+                ),
+                None => format!(
+                    "node {node} {what}: its state machine is at index {index}, which no node \
+                     ever applied"
+                ),
+            },
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
     use keel_raft::EntryKind;
 
+    /// A put whose key and value are `data`.
     fn ent(index: Index, term: Term, data: &'static str) -> Entry {
+        let data = Bytes::from_static(data.as_bytes());
         Entry {
             term,
             index,
             kind: EntryKind::Normal,
-            data: Bytes::from_static(data.as_bytes()),
+            data: crate::workload::encode_put(&data, &data),
         }
     }
 
@@ -97,6 +155,25 @@ mod tests {
         let mut restarted = 1;
         h.apply(1, &mut restarted, &ent(2, 1, "y"))
             .expect("re-applying the same entry after a restart");
+    }
+
+    #[test]
+    fn state_machines_are_checked_against_the_reference() {
+        let mut h = ApplyHistory::default();
+        let mut a = 0;
+        h.apply(1, &mut a, &ent(1, 1, "x")).expect("first");
+        h.apply(1, &mut a, &ent(2, 1, "y")).expect("next");
+        let mut same = KvModel::default();
+        same.apply(&ent(1, 1, "x")).expect("apply");
+        h.check_state(2, 1, same.digest, "installed a snapshot")
+            .expect("the state at index 1");
+        h.check_state(2, 0, StateDigest::default(), "restarted")
+            .expect("empty at index 0");
+        let err = h
+            .check_state(2, 2, same.digest, "installed a snapshot")
+            .expect_err("index 2 is missing");
+        assert_eq!(err.invariant, Invariant::StateMachineSafety);
+        assert!(h.check_state(2, 3, same.digest, "restarted").is_err());
     }
 
     #[test]

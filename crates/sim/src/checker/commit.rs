@@ -12,6 +12,10 @@
 //!   one), so `1..=c` was committed in a term `≤ T`; checking leaders of terms `> T`
 //!   is therefore sound. Each leader's log is snapshotted when it is first seen
 //!   leading, because that log — not a later one — is what the property is about.
+//! - **Snapshots cover committed entries**: a snapshot at `(index, term)` — taken,
+//!   sent, installed or loaded at a restart — must end at an entry of the committed
+//!   log ([`CommitHistory::committed_prefix`]); the node's log then starts with that
+//!   committed prefix.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +37,8 @@ struct LeaderRecord {
 pub struct CommitHistory {
     /// Prefix hashes of the committed log.
     committed: Vec<u64>,
+    /// Terms of the committed log's entries.
+    committed_terms: Vec<Term>,
     /// For each term, the highest commit index some node reported while in it.
     by_term: BTreeMap<Term, Index>,
     leaders: BTreeMap<Term, LeaderRecord>,
@@ -127,12 +133,50 @@ impl CommitHistory {
             ));
         }
         for i in len + 1..=commit {
-            let h = shadow
-                .hash_at(i)
-                .expect("commit index is within the shadow log");
+            let (Some(h), Some(t)) = (shadow.hash_at(i), shadow.term(i)) else {
+                unreachable!("commit index {commit} is within the shadow log");
+            };
             self.committed.push(h);
+            self.committed_terms.push(t);
         }
         Ok(())
+    }
+
+    /// Checks that a snapshot at `index` with `term` that `node` holds ends at an
+    /// entry of the committed log.
+    pub fn check_snapshot(&self, node: NodeId, index: Index, term: Term) -> Result<(), Violation> {
+        let committed = usize::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|p| self.committed_terms.get(p).copied());
+        if index == 0 || committed == Some(term) {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Invariant::StateMachineSafety,
+            vec![node],
+            format!(
+                "node {node} holds a snapshot ending at {index}@{term}, but the committed \
+                 entry there is {}",
+                committed.map_or("not known yet".to_string(), |t| format!("{index}@{t}"))
+            ),
+        ))
+    }
+
+    /// The committed log up to a snapshot at `index` with `term` that `node` holds:
+    /// what its log starts with. A violation if no committed entry is there.
+    pub fn committed_prefix(
+        &self,
+        node: NodeId,
+        index: Index,
+        term: Term,
+    ) -> Result<LogShadow, Violation> {
+        self.check_snapshot(node, index, term)?;
+        let len = index as usize;
+        Ok(LogShadow::from_parts(
+            &self.committed_terms[..len],
+            &self.committed[..len],
+        ))
     }
 
     /// Every leader of a term after `term` must hold `1..=commit`.
@@ -251,6 +295,23 @@ mod tests {
             .observe_commit(2, 2, 2, None, &b)
             .expect_err("entry 2 differs");
         assert_eq!(err.invariant, Invariant::CommittedPrefix);
+    }
+
+    #[test]
+    fn a_snapshot_must_end_at_a_committed_entry() {
+        let mut reg = LogRegistry::default();
+        let mut h = CommitHistory::default();
+        let a = shadow_of(1, &mut reg, &[1, 1, 2]);
+        h.observe_commit(1, 2, 3, None, &a).expect("commit");
+        let prefix = h.committed_prefix(2, 2, 1).expect("2@1 is committed");
+        assert_eq!((prefix.last_index(), prefix.hash_at(2)), (2, a.hash_at(2)));
+        assert_eq!(h.committed_prefix(2, 0, 0).expect("empty").last_index(), 0);
+        for (index, term) in [(3, 1), (4, 2)] {
+            let err = h
+                .committed_prefix(2, index, term)
+                .expect_err("not a committed entry");
+            assert_eq!(err.invariant, Invariant::StateMachineSafety);
+        }
     }
 
     #[test]

@@ -15,6 +15,15 @@
 //! The log tracked here is the one *storage* was given, which under the asynchronous
 //! contract lags the core's own log (the checker's main shadow): writes wait for the
 //! storage thread.
+//!
+//! Snapshots: compaction changes nothing here (the log it drops is covered by a
+//! durable snapshot, which recovery returns instead). Installing a leader's snapshot
+//! replaces the whole stored log with the committed prefix it covers, durable at
+//! the next fsync. And a node restarting with a snapshot its stored log does not
+//! continue (a crash between installing the state machine and recording the new
+//! log start, or a received snapshot beyond its log) starts its log after the
+//! snapshot, as an install would have: what it drops is either covered by the
+//! snapshot or conflicts with a committed entry, so it could never commit.
 
 use keel_raft::{Entry, HardState, Index, NodeId, Term};
 
@@ -64,6 +73,13 @@ impl DurableState {
         }
     }
 
+    /// Storage was given a leader's snapshot to install, whose committed prefix is
+    /// `base`: the log is replaced from index 1 on, durable at the next fsync.
+    pub fn on_install(&mut self, base: &LogShadow) {
+        self.stored = base.clone();
+        self.floor = 0;
+    }
+
     /// Everything storage was given so far is now durable.
     pub fn on_sync(&mut self) {
         self.synced_hs = self.written_hs;
@@ -81,12 +97,15 @@ impl DurableState {
         self.holds_prefix(e.index, Some(prefix_hash(before, e)))
     }
 
-    /// Checks what `node`'s storage recovered after a crash.
+    /// Checks what `node`'s storage recovered after a crash: `recovered` is its log
+    /// from index 1 (the committed prefix up to the snapshot at `snapshot`, if any,
+    /// then the entries after it).
     pub fn check_recovery(
         &self,
         node: NodeId,
         hs: &HardState,
-        entries: &[Entry],
+        recovered: &LogShadow,
+        snapshot: Index,
     ) -> Result<(), Violation> {
         let synced = self.synced_hs;
         let vote_lost = hs.term == synced.term && synced.vote != 0 && hs.vote != synced.vote;
@@ -100,12 +119,14 @@ impl DurableState {
                 ),
             ));
         }
-        let recovered_last = entries.last().map_or(0, |e| e.index);
-        let mut h = 0;
-        for e in entries.iter().take(self.floor as usize) {
-            h = prefix_hash(h, e);
+        if snapshot > 0 && self.stored.hash_at(snapshot) != recovered.hash_at(snapshot) {
+            // The stored log does not continue the snapshot: it starts over after it.
+            return Ok(());
         }
-        if recovered_last < self.floor || Some(h) != self.stored.hash_at(self.floor) {
+        let recovered_last = recovered.last_index();
+        if recovered_last < self.floor
+            || recovered.hash_at(self.floor) != self.stored.hash_at(self.floor)
+        {
             return Err(Violation::new(
                 Invariant::Durability,
                 vec![node],
@@ -143,6 +164,13 @@ mod tests {
             .collect()
     }
 
+    /// A recovered log without a snapshot.
+    fn shadow(terms: &[Term]) -> LogShadow {
+        let mut s = LogShadow::default();
+        s.write(&log(terms));
+        s
+    }
+
     #[test]
     fn synced_state_must_survive_unsynced_may_not() {
         let mut d = DurableState::default();
@@ -156,16 +184,19 @@ mod tests {
         // Unsynced: entry 3, and a newer term.
         d.on_write(&log(&[1, 1, 2])[2..], Some(HardState { term: 3, ..hs }));
 
-        d.check_recovery(1, &hs, &log(&[1, 1]))
+        d.check_recovery(1, &hs, &shadow(&[1, 1]), 0)
             .expect("synced part survived");
-        d.check_recovery(1, &hs, &log(&[1, 1, 2]))
+        d.check_recovery(1, &hs, &shadow(&[1, 1, 2]), 0)
             .expect("more survived");
         let lost_entry = d
-            .check_recovery(1, &hs, &log(&[1]))
+            .check_recovery(1, &hs, &shadow(&[1]), 0)
             .expect_err("entry 2 lost");
         assert_eq!(lost_entry.invariant, Invariant::Durability);
         let lost_vote = HardState { vote: 0, ..hs };
-        assert!(d.check_recovery(1, &lost_vote, &log(&[1, 1])).is_err());
+        assert!(
+            d.check_recovery(1, &lost_vote, &shadow(&[1, 1]), 0)
+                .is_err()
+        );
     }
 
     #[test]
@@ -176,9 +207,41 @@ mod tests {
         // A new leader's entry replaces index 2 (unsynced); after a crash the log may
         // be the old one, or end at 1, or hold the new entry 2.
         d.on_write(&log(&[1, 2])[1..], None);
-        d.check_recovery(1, &HardState::default(), &log(&[1]))
+        d.check_recovery(1, &HardState::default(), &shadow(&[1]), 0)
             .expect("the overwrite may have half-happened");
-        assert!(d.check_recovery(1, &HardState::default(), &[]).is_err());
+        assert!(
+            d.check_recovery(1, &HardState::default(), &shadow(&[]), 0)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_stands_for_the_log_it_covers_or_replaces() {
+        let mut d = DurableState::default();
+        d.on_write(&log(&[1, 1, 1, 2]), None);
+        d.on_sync();
+        // Compacted behind a snapshot at 3: the recovered log is the same.
+        d.check_recovery(1, &HardState::default(), &shadow(&[1, 1, 1, 2]), 3)
+            .expect("entries after the snapshot survived");
+        assert!(
+            d.check_recovery(1, &HardState::default(), &shadow(&[1, 1, 1]), 3)
+                .is_err(),
+            "entry 4 continues the snapshot and was fsynced"
+        );
+        // A snapshot at 2 of another history (entry 2 of term 3 committed): the
+        // stored log conflicts with it and starts over after it.
+        d.check_recovery(1, &HardState::default(), &shadow(&[1, 3]), 2)
+            .expect("replaced by the snapshot");
+        // An install is durable only at the next fsync.
+        d.on_install(&shadow(&[1, 3, 3]));
+        d.check_recovery(1, &HardState::default(), &shadow(&[1, 1]), 0)
+            .expect("not synced: the old log may come back");
+        d.on_sync();
+        assert!(d.holds_prefix(3, shadow(&[1, 3, 3]).hash_at(3)));
+        assert!(
+            !d.holds_prefix(3, shadow(&[1, 1, 1]).hash_at(3)),
+            "the installed prefix replaced the old log"
+        );
     }
 
     #[test]

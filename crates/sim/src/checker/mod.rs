@@ -13,6 +13,13 @@
 //! structures that remember the whole run — so checking after every step costs no
 //! more than the step. See the submodules for the invariants and why each check is
 //! sound.
+//!
+//! Snapshots and log compaction: a log that starts after a snapshot is shadowed as
+//! the committed log up to the snapshot (which must end at a committed entry), so
+//! log matching, leader completeness and the committed prefix reason about
+//! compacted logs unchanged; a state machine that skipped ahead (it took a
+//! snapshot, or restarted) must hold the digest of the reference state machine at
+//! its applied index.
 
 mod apply;
 mod commit;
@@ -22,8 +29,9 @@ mod logs;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use keel_raft::{Entry, HardState, Index, NodeId, Role, Term};
+use keel_raft::{Entry, HardState, Index, NodeId, Role, SnapshotMeta, Term};
 
+use crate::hash::StateDigest;
 use apply::ApplyHistory;
 use commit::CommitHistory;
 use durability::DurableState;
@@ -199,24 +207,62 @@ impl Checker {
         st.max_term = st.durable.synced_term();
     }
 
-    /// `node`'s storage recovered `hs` and `entries` after a crash (before the
-    /// runtime hands them to the core). Checks durability and log matching.
+    /// `node`'s storage recovered `hs`, the snapshot its log starts after, the
+    /// `entries` after it, and a state machine at `applied` with `digest` (before the
+    /// runtime hands them to the core). Checks durability, log matching, and that
+    /// the snapshot and the state machine are the committed state.
     pub fn on_recover(
         &mut self,
         node: NodeId,
         hs: &HardState,
+        snapshot: Option<&SnapshotMeta>,
         entries: &[Entry],
+        (applied, digest): (Index, StateDigest),
     ) -> Result<(), Violation> {
+        let (index, term) = snapshot.map_or((0, 0), |s| (s.index, s.term));
+        let mut log = self.history.committed_prefix(node, index, term)?;
+        let written = log.write(entries);
         let st = self.nodes.entry(node).or_default();
-        st.durable.check_recovery(node, hs, entries)?;
-        self.registry.recover(node, &mut st.log, entries)?;
+        st.durable.check_recovery(node, hs, &log, index)?;
+        self.registry.check_all(node, written)?;
+        self.applied
+            .check_state(node, applied, digest, "restarted")?;
+        st.log = log;
         st.durable = DurableState::recovered(*hs, &st.log);
+        st.last_applied = applied;
         Ok(())
     }
 
-    /// `node` started with its state machine at `applied`.
-    pub fn on_start(&mut self, node: NodeId, applied: Index) {
-        self.node(node).last_applied = applied;
+    /// `node`'s core took a leader's snapshot (`Ready::snapshot`): its log is now
+    /// the committed log up to the snapshot, and its state machine skips there.
+    pub fn on_restore(&mut self, node: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
+        let log = self.history.committed_prefix(node, meta.index, meta.term)?;
+        let st = self.node(node);
+        st.log = log;
+        st.last_applied = meta.index;
+        Ok(())
+    }
+
+    /// `node`'s storage installed the snapshot `meta`, and its state machine now has
+    /// `digest`: the log it stores is replaced (durable at the next fsync).
+    pub fn on_install(
+        &mut self,
+        node: NodeId,
+        meta: &SnapshotMeta,
+        digest: StateDigest,
+    ) -> Result<(), Violation> {
+        let base = self.history.committed_prefix(node, meta.index, meta.term)?;
+        self.applied
+            .check_state(node, meta.index, digest, "installed a leader's snapshot")?;
+        self.node(node).durable.on_install(&base);
+        Ok(())
+    }
+
+    /// `node` is writing a snapshot `meta` of its state machine: it must end at a
+    /// committed entry. (Its contents are checked wherever it is installed or
+    /// loaded.)
+    pub fn on_snapshot(&self, node: NodeId, meta: &SnapshotMeta) -> Result<(), Violation> {
+        self.history.check_snapshot(node, meta.index, meta.term)
     }
 
     /// Observes a running core's role, term and commit index. Call after every

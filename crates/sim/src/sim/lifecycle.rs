@@ -6,6 +6,7 @@ use super::{Scheduled, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
 use crate::config::{Bug, Persistence, TICK, Time};
 use crate::node::{Driver, Process, StorageThread, SyncDriver};
+use crate::storage::StorageError;
 use crate::trace::TraceEvent;
 
 /// Largest clock drift, in time units per tick (±5%).
@@ -23,17 +24,35 @@ pub(super) const FSYNC_MAX: Time = TICK / 5;
 const SLOW_FSYNC_MAX: Time = TICK;
 
 impl Simulation {
-    /// Starts node `id`'s process: opens (recovers) its storage, checks what came
-    /// back, and builds a core from it, as the server does at startup.
+    /// Starts node `id`'s process: opens (recovers) its storage — from its newest
+    /// durable snapshot and the log after it — checks what came back, and builds a
+    /// core from it, as the server does at startup.
     pub(super) fn start(&mut self, id: NodeId) -> Result<(), Stop> {
         let (storage, recovered) = match self.node(id).disk.open() {
             Ok(opened) => opened,
+            // The runtime cut its log where no durable snapshot covers it.
+            Err(StorageError::Unrecoverable(why)) => {
+                return Err(Violation::new(
+                    Invariant::Durability,
+                    vec![id],
+                    format!("node {id} cannot restart from its disk: {why}"),
+                )
+                .into());
+            }
             // The disk only ever went through clean power failures: storage must be
             // able to recover from any of them.
             Err(error) => return Err(Stop::Storage { node: id, error }),
         };
-        self.checker
-            .on_recover(id, &recovered.hard_state, &recovered.entries)?;
+        let digest = storage
+            .digest()
+            .map_err(|error| Stop::Storage { node: id, error })?;
+        self.checker.on_recover(
+            id,
+            &recovered.hard_state,
+            recovered.snapshot.as_ref(),
+            &recovered.entries,
+            (recovered.applied, digest),
+        )?;
         if recovered.torn_tail {
             self.stats.torn_tails += 1;
         }
@@ -42,11 +61,12 @@ impl Simulation {
         if restarted && self.bug(Bug::ForgetVote) {
             hard_state.vote = NO_NODE;
         }
-        let last_index = recovered.entries.last().map_or(0, |e| e.index);
+        let snapshot = recovered.snapshot.as_ref().map_or(0, |s| s.index);
+        let last_index = recovered.entries.last().map_or(snapshot, |e| e.index);
         let init = InitialState {
             hard_state,
             conf: ConfState::with_voters(self.ids()),
-            snapshot: None,
+            snapshot: recovered.snapshot,
             entries: recovered.entries,
             applied: recovered.applied,
         };
@@ -101,10 +121,10 @@ impl Simulation {
             driver: driver_name,
             term: hard_state.term,
             vote: hard_state.vote,
+            snapshot,
             last_index,
             applied: recovered.applied,
         });
-        self.checker.on_start(id, recovered.applied);
         self.schedule(
             first_tick,
             Scheduled::Tick {

@@ -270,7 +270,7 @@ impl Simulation {
         let mut prints = Vec::with_capacity(self.nodes.len());
         for node in self.nodes.iter().filter(|n| members.contains(&n.id)) {
             let p = node.process.as_ref().expect("converged nodes run");
-            let print = p.storage.fingerprint().map_err(|error| Stop::Storage {
+            let print = p.storage.digest().map_err(|error| Stop::Storage {
                 node: node.id,
                 error,
             })?;

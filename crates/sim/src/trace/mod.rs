@@ -134,10 +134,26 @@ pub enum TraceEvent {
         term: Term,
         /// Recovered vote.
         vote: NodeId,
+        /// Index of the snapshot the recovered log starts after (0 if none).
+        snapshot: Index,
         /// Recovered last log index.
         last_index: Index,
         /// State machine's applied index.
         applied: Index,
+    },
+    /// Snapshot activity of a node; `peer` is the other end of a transfer (0 if
+    /// none).
+    Snapshot {
+        /// The node.
+        node: NodeId,
+        /// The other end of a transfer, or 0.
+        peer: NodeId,
+        /// The snapshot's index.
+        index: Index,
+        /// The snapshot's term.
+        term: Term,
+        /// What happened.
+        step: SnapshotStep,
     },
     /// A fault began.
     FaultOn(String),
@@ -165,6 +181,7 @@ impl TraceEvent {
             | TraceEvent::Apply { node: n, .. }
             | TraceEvent::Crash { node: n, .. }
             | TraceEvent::Restart { node: n, .. } => *n == node,
+            TraceEvent::Snapshot { node: n, peer, .. } => *n == node || *peer == node,
         }
     }
 }
@@ -242,15 +259,100 @@ impl fmt::Display for TraceEvent {
                 driver,
                 term,
                 vote,
+                snapshot,
                 last_index,
                 applied,
             } => write!(
                 f,
-                "node {node} RESTARTS ({driver}): term {term}, vote {vote}, last index \
-                 {last_index}, applied {applied}"
+                "node {node} RESTARTS ({driver}): term {term}, vote {vote}, snapshot {snapshot}, \
+                 last index {last_index}, applied {applied}"
             ),
+            TraceEvent::Snapshot {
+                node,
+                peer,
+                index,
+                term,
+                step,
+            } => {
+                write!(f, "node {node} snapshot {index}@{term}")?;
+                if *peer != 0 {
+                    write!(f, " (peer {peer})")?;
+                }
+                write!(f, ": {step}")
+            }
             TraceEvent::FaultOn(what) => write!(f, "FAULT {what}"),
             TraceEvent::FaultOff(what) => write!(f, "HEAL {what}"),
+        }
+    }
+}
+
+/// What happened to a snapshot (see [`TraceEvent::Snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SnapshotStep {
+    /// The node started writing a snapshot of its state machine in the background.
+    Writing {
+        /// Log entries the core will keep before it.
+        trailing: u64,
+    },
+    /// The write completed: the snapshot is durable.
+    Written,
+    /// The core dropped its log before `first`.
+    Compacted {
+        /// The core's first log index now.
+        first: Index,
+    },
+    /// The WAL now starts after the snapshot; segments up to `up_to` may go.
+    WalCompacted {
+        /// Highest index whose segments may be deleted.
+        up_to: Index,
+    },
+    /// A transfer to the peer started.
+    Sending {
+        /// Size of the snapshot.
+        bytes: u64,
+    },
+    /// A transfer to the peer was not started: one is running already.
+    AlreadySending,
+    /// The transfer to the peer never arrived.
+    Lost {
+        /// Why.
+        why: &'static str,
+    },
+    /// The node received, verified and stored the peer's snapshot.
+    Received,
+    /// The node learned how its transfer to the peer ended.
+    Reported {
+        /// Whether the peer received it.
+        success: bool,
+    },
+    /// The node's core took the (leader's) snapshot: its log starts after it.
+    Restored,
+    /// The node installed the snapshot into its state machine.
+    Installed,
+}
+
+impl fmt::Display for SnapshotStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotStep::Writing { trailing } => {
+                write!(
+                    f,
+                    "writing (the core will keep {trailing} entries before it)"
+                )
+            }
+            SnapshotStep::Written => f.write_str("durable"),
+            SnapshotStep::Compacted { first } => write!(f, "core log now starts at {first}"),
+            SnapshotStep::WalCompacted { up_to } => {
+                write!(f, "WAL now starts after it (segments up to {up_to} may go)")
+            }
+            SnapshotStep::Sending { bytes } => write!(f, "sending ({bytes} bytes)"),
+            SnapshotStep::AlreadySending => f.write_str("not sent: a transfer is running"),
+            SnapshotStep::Lost { why } => write!(f, "transfer lost ({why})"),
+            SnapshotStep::Received => f.write_str("received and stored"),
+            SnapshotStep::Reported { success: true } => f.write_str("transfer reported done"),
+            SnapshotStep::Reported { success: false } => f.write_str("transfer reported failed"),
+            SnapshotStep::Restored => f.write_str("taken by the core"),
+            SnapshotStep::Installed => f.write_str("installed into the state machine"),
         }
     }
 }
