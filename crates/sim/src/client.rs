@@ -10,6 +10,11 @@
 //! During the liveness phase the client issues *requests*, each retried (with the
 //! same key and value, which is safe only after a definite failure) until one attempt
 //! is acknowledged.
+//!
+//! A node that takes a leader's snapshot never applies the entries it covers, so
+//! proposals waiting there are never answered (the server's waiters time out): their
+//! outcome is unknown to the client, but decided — the index is committed, with
+//! this proposal or another entry — so, unlike after a crash, a retry is safe.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +38,9 @@ pub enum Status {
     Failed,
     /// The accepting node crashed first: the entry may or may not commit.
     Unknown,
+    /// The accepting node took a snapshot covering the entry's index before
+    /// applying it: never answered, but the index is decided.
+    Covered,
 }
 
 /// One proposal.
@@ -241,6 +249,23 @@ impl Client {
         }
     }
 
+    /// `node` took a leader's snapshot covering everything up to `index`: the
+    /// proposals waiting there are never answered.
+    pub fn on_snapshot(&mut self, node: NodeId, index: Index) {
+        let covered: Vec<(Index, u64)> = self
+            .waiting
+            .range((node, 0)..=(node, index))
+            .map(|(&(_, i), &attempt)| (i, attempt))
+            .collect();
+        for (i, attempt) in covered {
+            self.waiting.remove(&(node, i));
+            if let Some(p) = self.proposals.get_mut(&attempt) {
+                p.status = Status::Covered;
+            }
+            self.finish_attempt(attempt, None);
+        }
+    }
+
     /// `node` crashed: its waiting and queued proposals become unknown.
     pub fn on_crash(&mut self, node: NodeId) {
         self.waiting.retain(|&(n, _), _| n != node);
@@ -360,6 +385,28 @@ mod tests {
             .on_apply(1, 0, &entry(1, 1, Bytes::from_static(b"other")), 0)
             .expect_err("payload differs");
         assert_eq!(err.invariant, Invariant::StateMachineSafety);
+    }
+
+    #[test]
+    fn proposals_covered_by_a_snapshot_are_decided_but_never_answered() {
+        let mut c = Client::new(1);
+        let r = c.new_request(0, 0);
+        let (a, _) = c.propose(1, 0, Some(r));
+        c.on_proposed(a, Ok((4, 2)));
+        let (b, _) = c.propose(1, 0, None);
+        c.on_proposed(b, Ok((6, 2)));
+        c.on_snapshot(1, 5);
+        assert!(
+            c.may_retry(r),
+            "index 4 is decided: a retry cannot duplicate it"
+        );
+        assert_eq!(c.counts(), (2, 0, 0, 0));
+        assert_eq!(c.proposals[&a].status, Status::Covered);
+        assert_eq!(
+            c.proposals[&b].status,
+            Status::Waiting,
+            "beyond the snapshot"
+        );
     }
 
     #[test]

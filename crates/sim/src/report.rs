@@ -152,6 +152,74 @@ pub struct Stats {
     pub conf_changes: u64,
     /// Leadership transfers started.
     pub transfers: u64,
+    /// Snapshots written and made durable by nodes of their own state machine.
+    pub snapshots_taken: u64,
+    /// Snapshot transfers started by leaders (an `InstallSnapshot` to send).
+    pub snapshots_sent: u64,
+    /// Transfers reported failed to the leader (lost, cut off, recipient down).
+    pub snapshots_failed: u64,
+    /// Leaders' snapshots installed by followers (`Ready::snapshot`).
+    pub snapshots_installed: u64,
+    /// Restarts whose state machine was behind the newest snapshot and was
+    /// replaced by it.
+    pub snapshots_loaded: u64,
+    /// WAL compactions behind a durable snapshot.
+    pub wal_compactions: u64,
+}
+
+impl Stats {
+    /// The snapshot counters, as summaries print them.
+    pub fn snapshots(&self) -> impl fmt::Display + '_ {
+        SnapshotCounts(self)
+    }
+
+    /// Adds another run's counters to these (for a campaign's totals): counts add
+    /// up, the liveness times keep the worst.
+    pub fn accumulate(&mut self, s: &Stats) {
+        self.steps += s.steps;
+        self.messages += s.messages;
+        self.crashes += s.crashes;
+        self.crashes_mid_sync += s.crashes_mid_sync;
+        self.crashes_many_in_flight += s.crashes_many_in_flight;
+        self.starts += s.starts;
+        self.async_starts += s.async_starts;
+        self.group_commits += s.group_commits;
+        self.torn_tails += s.torn_tails;
+        self.faults += s.faults;
+        self.leader_terms += s.leader_terms;
+        self.committed += s.committed;
+        self.proposals += s.proposals;
+        self.acked += s.acked;
+        self.ticks_to_leader = self.ticks_to_leader.max(s.ticks_to_leader);
+        self.max_request_ticks = self.max_request_ticks.max(s.max_request_ticks);
+        self.conf_changes += s.conf_changes;
+        self.transfers += s.transfers;
+        self.snapshots_taken += s.snapshots_taken;
+        self.snapshots_sent += s.snapshots_sent;
+        self.snapshots_failed += s.snapshots_failed;
+        self.snapshots_installed += s.snapshots_installed;
+        self.snapshots_loaded += s.snapshots_loaded;
+        self.wal_compactions += s.wal_compactions;
+    }
+}
+
+struct SnapshotCounts<'a>(&'a Stats);
+
+impl fmt::Display for SnapshotCounts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "snapshots: {} taken, {} sent, {} transfers failed, {} installed, {} loaded at \
+             restart, {} WAL compactions",
+            s.snapshots_taken,
+            s.snapshots_sent,
+            s.snapshots_failed,
+            s.snapshots_installed,
+            s.snapshots_loaded,
+            s.wal_compactions
+        )
+    }
 }
 
 /// A passed run.
@@ -175,8 +243,8 @@ impl fmt::Display for RunSummary {
             "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({} crashes, \
              {} mid-fsync, {} with several Readys in flight, {} torn WAL tails), {}/{} starts \
              async, {} group commits, {} leader terms, {} committed, {}/{} proposals acked, \
-             {} membership changes, {} transfers, leader after healing in {} ticks, slowest \
-             request {} ticks; fingerprint {:016x}",
+             {} membership changes, {} transfers, {}; leader after healing in {} ticks, \
+             slowest request {} ticks; fingerprint {:016x}",
             self.config.seed,
             self.config.nodes,
             s.steps,
@@ -196,6 +264,7 @@ impl fmt::Display for RunSummary {
             s.proposals,
             s.conf_changes,
             s.transfers,
+            s.snapshots(),
             s.ticks_to_leader,
             s.max_request_ticks,
             self.fingerprint

@@ -40,6 +40,9 @@ fn runs_do_real_work() {
     // Both forms of the Ready contract, and several Readys per fsync.
     assert!(s.async_starts > 0 && s.async_starts < s.starts, "{s:?}");
     assert!(s.group_commits >= 5, "{s:?}");
+    // Snapshots: taken, compacted behind, sent to a follower and installed there.
+    assert!(s.snapshots_taken >= 5 && s.wal_compactions >= 1, "{s:?}");
+    assert!(s.snapshots_installed >= 1, "{s:?}");
 }
 
 #[test]

@@ -4,10 +4,14 @@
 //! `KEEL_SIM_SEEDS=N` runs N seeds per cluster size instead of the default, and
 //! `KEEL_SIM_SEED_BASE=B` starts at seed B, so that long campaigns can cover fresh
 //! ranges: `KEEL_SIM_SEEDS=100000 cargo test -p keel-sim --release --test seeds`.
+//!
+//! A sweep of passing runs means little if the runs never reach what they are meant
+//! to exercise: the multi-node sweeps also check that their runs, together, took
+//! snapshots, compacted logs, sent snapshots (losing some) and installed them.
 
 use std::time::Instant;
 
-use keel_sim::{Persistence, SimConfig, run};
+use keel_sim::{Persistence, SimConfig, Stats, run};
 
 /// Seeds per cluster size in a plain `cargo test` (500 in all across 3 and 5 nodes).
 const DEFAULT_SEEDS: u64 = 250;
@@ -23,20 +27,24 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// Runs `count` seeds from `base` on `nodes` nodes with the given form of the
 /// `Ready` contract; fails with every failing seed's report (the first in full) and
-/// its one-line replay command.
-fn sweep(nodes: usize, persistence: Persistence, base: u64, count: u64) {
+/// its one-line replay command. Returns the passing runs' counters, summed.
+fn sweep(nodes: usize, persistence: Persistence, base: u64, count: u64) -> Stats {
     let started = Instant::now();
     let mut failures = Vec::new();
+    let mut total = Stats::default();
     for seed in base..base + count {
         let cfg = SimConfig {
             persistence,
             ..SimConfig::new(seed, nodes)
         };
-        if let Err(failure) = run(cfg) {
-            if failures.is_empty() {
-                eprintln!("{failure}");
+        match run(cfg) {
+            Ok(summary) => total.accumulate(&summary.stats),
+            Err(failure) => {
+                if failures.is_empty() {
+                    eprintln!("{failure}");
+                }
+                failures.push(failure.replay_command());
             }
-            failures.push(failure.replay_command());
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -51,29 +59,60 @@ fn sweep(nodes: usize, persistence: Persistence, base: u64, count: u64) {
         failures.len(),
         failures.join("\n")
     );
+    total
+}
+
+/// Checks that `count` runs of a multi-node sweep did their snapshot work: per run
+/// on average, at least ten snapshots taken, five WAL compactions, one snapshot
+/// sent and installed, and (over the batch) some transfers lost and some state
+/// machines loaded from a snapshot at a restart. The campaigns see about four times
+/// as much; a batch too small to average over is not checked.
+fn assert_snapshots_exercised(count: u64, s: &Stats) {
+    if count < 50 {
+        return;
+    }
+    let per_run = |n: u64| n as f64 / count as f64;
+    eprintln!(
+        "snapshots per run: {:.1} taken, {:.1} WAL compactions, {:.2} sent, {:.2} failed, \
+         {:.2} installed, {:.2} loaded at restart",
+        per_run(s.snapshots_taken),
+        per_run(s.wal_compactions),
+        per_run(s.snapshots_sent),
+        per_run(s.snapshots_failed),
+        per_run(s.snapshots_installed),
+        per_run(s.snapshots_loaded)
+    );
+    assert!(s.snapshots_taken >= 10 * count, "{s:?}");
+    assert!(s.wal_compactions >= 5 * count, "{s:?}");
+    assert!(s.snapshots_sent >= count, "{s:?}");
+    assert!(s.snapshots_installed >= count, "{s:?}");
+    assert!(s.snapshots_failed >= count / 10, "{s:?}");
+    assert!(s.snapshots_loaded >= count / 5, "{s:?}");
 }
 
 #[test]
 fn three_node_clusters_stay_safe_and_live() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS);
-    sweep(
+    let stats = sweep(
         3,
         Persistence::Mixed,
         env_u64("KEEL_SIM_SEED_BASE", 0),
         count,
     );
+    assert_snapshots_exercised(count, &stats);
 }
 
 #[test]
 fn five_node_clusters_stay_safe_and_live() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS);
     // A different range than the 3-node sweep, so the two sizes never share a seed.
-    sweep(
+    let stats = sweep(
         5,
         Persistence::Mixed,
         env_u64("KEEL_SIM_SEED_BASE", 0) + 1_000_000,
         count,
     );
+    assert_snapshots_exercised(count, &stats);
 }
 
 #[test]

@@ -117,59 +117,39 @@ fn main() -> ExitCode {
 #[derive(Debug, Default)]
 struct Totals {
     runs: u64,
-    steps: u64,
-    faults: u64,
-    crashes: u64,
-    crashes_mid_sync: u64,
-    crashes_many_in_flight: u64,
-    torn_tails: u64,
-    starts: u64,
-    async_starts: u64,
-    group_commits: u64,
-    acked: u64,
-    max_ticks_to_leader: u64,
-    max_request_ticks: u64,
+    sum: Stats,
 }
 
 impl Totals {
     fn add(&mut self, s: &Stats) {
         self.runs += 1;
-        self.steps += s.steps;
-        self.faults += s.faults;
-        self.crashes += s.crashes;
-        self.crashes_mid_sync += s.crashes_mid_sync;
-        self.crashes_many_in_flight += s.crashes_many_in_flight;
-        self.torn_tails += s.torn_tails;
-        self.starts += s.starts;
-        self.async_starts += s.async_starts;
-        self.group_commits += s.group_commits;
-        self.acked += s.acked;
-        self.max_ticks_to_leader = self.max_ticks_to_leader.max(s.ticks_to_leader);
-        self.max_request_ticks = self.max_request_ticks.max(s.max_request_ticks);
+        self.sum.accumulate(s);
     }
 }
 
 impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.sum;
         write!(
             f,
             "{} runs, {} steps, {} faults, {} crashes ({} during an fsync, {} with several \
              Readys not yet durable, {} torn WAL tails recovered), {} of {} process starts \
-             asynchronous, {} group commits, {} writes acknowledged; worst liveness: leader \
+             asynchronous, {} group commits, {} writes acknowledged; {}; worst liveness: leader \
              {} ticks after healing, request acknowledged after {} ticks",
             self.runs,
-            self.steps,
-            self.faults,
-            self.crashes,
-            self.crashes_mid_sync,
-            self.crashes_many_in_flight,
-            self.torn_tails,
-            self.async_starts,
-            self.starts,
-            self.group_commits,
-            self.acked,
-            self.max_ticks_to_leader,
-            self.max_request_ticks
+            s.steps,
+            s.faults,
+            s.crashes,
+            s.crashes_mid_sync,
+            s.crashes_many_in_flight,
+            s.torn_tails,
+            s.async_starts,
+            s.starts,
+            s.group_commits,
+            s.acked,
+            s.snapshots(),
+            s.ticks_to_leader,
+            s.max_request_ticks
         )
     }
 }

@@ -1,18 +1,21 @@
 //! A simulated node: a disk that survives crashes, and — while it runs — a process
-//! holding a real core, the storage it opened, and the state of whichever form of
-//! the `Ready` contract this incarnation drives the core with.
+//! holding a real core, the storage it opened, the state of whichever form of the
+//! `Ready` contract this incarnation drives the core with, and its snapshot
+//! bookkeeping.
 
+mod snapshots;
 mod storage_thread;
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use keel_raft::{ConfChange, Message, NodeId, Raft, Ready};
+use keel_raft::{ConfChange, Message, NodeId, Raft, Ready, SnapshotMeta};
 
 use crate::config::Time;
 use crate::storage::{Disk, NodeStorage};
 
-pub use storage_thread::{Handover, StorageThread, Writes};
+pub use snapshots::{SnapshotRuntime, WalCompaction, Writing};
+pub use storage_thread::{Handover, StorageThread, Write};
 
 /// An input for the core.
 #[derive(Debug)]
@@ -32,6 +35,21 @@ pub enum Input {
     ConfChange(ConfChange),
     /// An operator's leadership transfer.
     Transfer(NodeId),
+    /// A snapshot this node wrote is durable: the core may drop the log it covers,
+    /// keeping `trailing` entries before its index.
+    Compact {
+        /// The snapshot.
+        meta: SnapshotMeta,
+        /// Entries kept before it.
+        trailing: u64,
+    },
+    /// A snapshot transfer to `peer` ended (`Raft::report_snapshot`).
+    SnapshotReport {
+        /// The follower.
+        peer: NodeId,
+        /// Whether it received the snapshot.
+        success: bool,
+    },
 }
 
 /// The synchronous form of the contract: the core must not be called between
@@ -76,6 +94,8 @@ pub struct Process {
     pub driver: Driver,
     /// Longest fsync of this incarnation's disk (latencies are drawn up to it).
     pub fsync_max: Time,
+    /// Snapshots: the background write, the WAL compaction behind them, transfers.
+    pub snaps: SnapshotRuntime,
 }
 
 impl Process {

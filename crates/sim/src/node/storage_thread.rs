@@ -12,11 +12,13 @@
 
 use std::collections::VecDeque;
 
-use keel_raft::{Entry, HardState, Index, Message, Ready, Term};
+use keel_raft::{Entry, HardState, Index, Message, Ready, SnapshotMeta, Term};
 
 /// One `Ready`'s storage work, as handed to the storage thread.
 #[derive(Debug, Default)]
 pub struct Handover {
+    /// A leader's snapshot to install before the entries (moved out with them).
+    snapshot: Option<SnapshotMeta>,
     /// Entries to append (moved out to storage when the fsync covering them starts).
     entries: Vec<Entry>,
     /// Hard state to store (moved out with the entries).
@@ -38,6 +40,7 @@ impl Handover {
             writes: rd.must_sync(),
             number: rd.number,
             last: rd.entries.last().map(|e| (e.index, e.term)),
+            snapshot: rd.snapshot.take(),
             entries: std::mem::take(&mut rd.entries),
             hard_state: rd.hard_state,
             persisted_messages: std::mem::take(&mut rd.persisted_messages),
@@ -50,8 +53,17 @@ impl Handover {
     }
 }
 
-/// The writes of one handover, in the form storage takes them.
-pub type Writes = (Vec<Entry>, Option<HardState>);
+/// The writes of one handover, in the order storage takes them: install the
+/// snapshot, then append the entries and store the hard state.
+#[derive(Debug, Default)]
+pub struct Write {
+    /// A leader's snapshot to install first.
+    pub snapshot: Option<SnapshotMeta>,
+    /// Entries to append.
+    pub entries: Vec<Entry>,
+    /// Hard state to store.
+    pub hard_state: Option<HardState>,
+}
 
 /// The storage thread's state.
 #[derive(Debug, Default)]
@@ -87,7 +99,7 @@ impl StorageThread {
     /// Starts an fsync if none is in flight and something is queued: everything
     /// queued joins it. Returns the writes to hand to storage, in order, and how
     /// many handovers the fsync covers.
-    pub fn start_fsync(&mut self) -> Option<(Vec<Writes>, usize)> {
+    pub fn start_fsync(&mut self) -> Option<(Vec<Write>, usize)> {
         if self.is_syncing() || self.queue.is_empty() {
             return None;
         }
@@ -96,7 +108,11 @@ impl StorageThread {
             .in_flight
             .iter_mut()
             .filter(|h| h.writes)
-            .map(|h| (std::mem::take(&mut h.entries), h.hard_state.take()))
+            .map(|h| Write {
+                snapshot: h.snapshot.take(),
+                entries: std::mem::take(&mut h.entries),
+                hard_state: h.hard_state.take(),
+            })
             .collect();
         Some((writes, self.in_flight.len()))
     }
@@ -168,7 +184,11 @@ mod tests {
         assert_eq!(lasts(&t.complete_fsync()), vec![Some((2, 1))]);
         let (writes, covered) = t.start_fsync().expect("group commit");
         assert_eq!(covered, 2);
-        assert_eq!(writes[1].0.len(), 3, "the writes themselves go to storage");
+        assert_eq!(
+            writes[1].entries.len(),
+            3,
+            "the writes themselves go to storage"
+        );
         assert_eq!(lasts(&t.complete_fsync()), vec![Some((3, 1)), Some((6, 1))]);
         assert_eq!(t.pending(), 0);
     }

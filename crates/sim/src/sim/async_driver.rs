@@ -7,8 +7,9 @@
 //!    they are applied when handed out, in `Ready` order — and `advance_async`; the
 //!    core keeps taking inputs and producing `Ready`s while writes are in flight;
 //! 3. the storage thread, when free, takes every queued write, gives it to storage as
-//!    one batch and fsyncs once (group commit), which takes simulated time during
-//!    which a crash may strike;
+//!    one batch (installing a leader's snapshot first where a `Ready` has one) and
+//!    fsyncs once (group commit), which takes simulated time during which a crash
+//!    may strike;
 //! 4. when the fsync completes, for each covered `Ready` in order: send its
 //!    `persisted_messages`, then `on_persisted` with its number.
 
@@ -64,8 +65,11 @@ impl Simulation {
         let Some((writes, covered)) = self.storage_thread(id).and_then(|t| t.start_fsync()) else {
             return Ok(());
         };
-        for (entries, hard_state) in writes {
-            self.write(id, &entries, hard_state)?;
+        for w in writes {
+            if let Some(meta) = &w.snapshot {
+                self.install(id, meta)?;
+            }
+            self.write(id, &w.entries, w.hard_state)?;
         }
         let latency = self.fsync_latency(id);
         let incarnation = self.node(id).incarnation;

@@ -9,6 +9,15 @@ use crate::config::{TICK, Time};
 use crate::faults::{self, ClusterView, FaultKind};
 use crate::trace::TraceEvent;
 
+/// What a planned crash waits for a node to be busy with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Busy {
+    /// An fsync (a group commit) in flight.
+    Fsync,
+    /// A background snapshot write.
+    SnapshotWrite,
+}
+
 /// Faults in progress.
 #[derive(Debug, Default)]
 pub(super) struct ChaosState {
@@ -81,20 +90,48 @@ impl Simulation {
     /// yet (the timed faults rarely land there). Rarer would leave such crashes rare;
     /// more often would make asynchronous nodes crash far more than synchronous ones.
     pub(super) fn maybe_crash_during_group_commit(&mut self, node: NodeId, latency: Time) {
-        if self.phase != Phase::Chaos || !self.cfg.faults || !self.rng.one_in(10) {
+        self.maybe_crash_while(node, Busy::Fsync, latency, 10);
+    }
+
+    /// Node `node` just started writing a snapshot, which takes `latency`. One time
+    /// in eight, plan a crash before the write completes: the moment a snapshot is
+    /// not durable yet, which the rules for cutting the log are about.
+    pub(super) fn maybe_crash_during_snapshot_write(&mut self, node: NodeId, latency: Time) {
+        self.maybe_crash_while(node, Busy::SnapshotWrite, latency, 32);
+    }
+
+    /// One time in `one_in`, plans a crash of `node` at a random moment within
+    /// `latency`, if it is still `during` then.
+    fn maybe_crash_while(&mut self, node: NodeId, during: Busy, latency: Time, one_in: u64) {
+        if self.phase != Phase::Chaos || !self.cfg.faults || !self.rng.one_in(one_in) {
             return;
         }
         let at = self.rng.range(0, latency - 1);
         let incarnation = self.node(node).incarnation;
-        self.schedule(at, Scheduled::CrashMidFsync { node, incarnation });
+        self.schedule(
+            at,
+            Scheduled::PlannedCrash {
+                node,
+                incarnation,
+                during,
+            },
+        );
     }
 
-    /// A planned crash during a group commit is due: strike if the fsync is still in
-    /// flight in the same incarnation and the fault budget allows.
-    pub(super) fn on_crash_mid_fsync(&mut self, node: NodeId, incarnation: u32) {
+    /// A planned crash is due: strike if the node is still busy in the same
+    /// incarnation and the fault budget allows.
+    pub(super) fn on_planned_crash(&mut self, node: NodeId, incarnation: u32, during: Busy) {
+        let n = self.node(node);
+        let busy = match during {
+            Busy::Fsync => n.is_syncing(),
+            Busy::SnapshotWrite => n
+                .process
+                .as_ref()
+                .is_some_and(|p| p.snaps.writing.is_some()),
+        };
         if self.phase != Phase::Chaos
-            || self.node(node).incarnation != incarnation
-            || !self.node(node).is_syncing()
+            || n.incarnation != incarnation
+            || !busy
             || self.chaos.active.len() >= self.max_active_faults()
         {
             return;

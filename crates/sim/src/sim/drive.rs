@@ -1,14 +1,17 @@
 //! Driving one node: feeding it inputs, and the part of carrying out a `Ready` that
 //! both forms of the contract share (`sync_driver` and `async_driver` do the rest).
 //!
-//! Shared: take the `Ready`, send its `messages` at once (step 1), record what the
-//! core's log now holds, apply committed entries in `Ready` order (step 4), and
-//! show the checker the core's role, term and commit index after every call.
+//! Shared: take the `Ready`, send its `messages` at once (step 1) — an
+//! `InstallSnapshot` starts a snapshot transfer instead — record what the core's log
+//! now holds (after a leader's snapshot: the committed log up to it), apply
+//! committed entries in `Ready` order (step 4), and show the checker the core's
+//! role, term and commit index after every call. Between inputs the runtime's
+//! snapshot work runs (`snapshots`).
 //!
 //! The checker observes every write, fsync, apply and every change of role, term or
 //! commit index as it happens.
 
-use keel_raft::{Entry, Message, NodeId, ProposeError, Ready};
+use keel_raft::{Entry, Message, MessageBody, NodeId, ProposeError, Ready};
 
 use super::{Simulation, Stop};
 use crate::checker::{Invariant, Violation};
@@ -78,6 +81,9 @@ impl Simulation {
     /// Calls the core with one input.
     pub(super) fn input(&mut self, id: NodeId, input: Input) -> Result<(), Stop> {
         self.touched.push(id);
+        if let Input::Compact { meta, trailing } = input {
+            return self.compact(id, meta, trailing);
+        }
         let Some(p) = self.process_mut(id) else {
             return Ok(());
         };
@@ -132,18 +138,21 @@ impl Simulation {
                     outcome,
                 });
             }
+            Input::SnapshotReport { peer, success } => p.core.report_snapshot(peer, success),
+            Input::Compact { .. } => unreachable!("handled above"),
         }
         Ok(())
     }
 
     /// Takes and carries out `Ready`s as far as the node's form of the contract
-    /// allows.
+    /// allows, then does the runtime's snapshot work.
     pub(super) fn drive(&mut self, id: NodeId) -> Result<(), Stop> {
         match self.node(id).process.as_ref().map(|p| &p.driver) {
-            None => Ok(()),
-            Some(Driver::Sync(_)) => self.drive_sync(id),
-            Some(Driver::Async(_)) => self.drive_async(id),
+            None => return Ok(()),
+            Some(Driver::Sync(_)) => self.drive_sync(id)?,
+            Some(Driver::Async(_)) => self.drive_async(id)?,
         }
+        self.snapshot_turn(id)
     }
 
     /// An fsync completed (if it belongs to the current incarnation).
@@ -152,10 +161,11 @@ impl Simulation {
             return Ok(());
         }
         match self.node(id).process.as_ref().map(|p| &p.driver) {
-            None => Ok(()),
-            Some(Driver::Sync(_)) => self.sync_done(id),
-            Some(Driver::Async(_)) => self.async_fsync_done(id),
+            None => return Ok(()),
+            Some(Driver::Sync(_)) => self.sync_done(id)?,
+            Some(Driver::Async(_)) => self.async_fsync_done(id)?,
         }
+        self.snapshot_turn(id)
     }
 
     /// Takes the core's next `Ready`, if it has one, and does what both forms of the
@@ -180,7 +190,14 @@ impl Simulation {
             });
         }
         for m in std::mem::take(&mut rd.messages) {
-            self.send(m);
+            if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+                self.start_transfer(m)?;
+            } else {
+                self.send(m);
+            }
+        }
+        if let Some(meta) = &rd.snapshot {
+            self.on_restored(id, meta)?;
         }
         self.checker.on_log(id, &rd.entries)?;
         self.client.on_write(id, &rd.entries);
@@ -259,6 +276,9 @@ impl Simulation {
         if let Err(error) = flushed {
             return Err(Stop::Storage { node: id, error });
         }
+        if flush {
+            p.snaps.durable_applied = p.storage.applied_index();
+        }
         self.record(TraceEvent::Apply {
             node: id,
             first,
@@ -288,6 +308,10 @@ impl Simulation {
 
     /// Hands a message to the network.
     pub(super) fn send(&mut self, m: Message) {
+        debug_assert!(
+            !matches!(m.body, MessageBody::InstallSnapshot { .. }),
+            "snapshots travel as transfers"
+        );
         let delays = self.net.route(m.from, m.to, &mut self.rng);
         self.stats.messages += 1;
         self.record(TraceEvent::Send {

@@ -5,7 +5,7 @@ use keel_raft::{ConfState, InitialState, NO_NODE, NodeId, Raft};
 use super::{Scheduled, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
 use crate::config::{Bug, Persistence, TICK, Time};
-use crate::node::{Driver, Process, StorageThread, SyncDriver};
+use crate::node::{Driver, Process, SnapshotRuntime, StorageThread, SyncDriver};
 use crate::storage::StorageError;
 use crate::trace::TraceEvent;
 
@@ -56,6 +56,9 @@ impl Simulation {
         if recovered.torn_tail {
             self.stats.torn_tails += 1;
         }
+        if recovered.loaded_snapshot {
+            self.stats.snapshots_loaded += 1;
+        }
         let restarted = self.node(id).incarnation > 0;
         let mut hard_state = recovered.hard_state;
         if restarted && self.bug(Bug::ForgetVote) {
@@ -63,6 +66,8 @@ impl Simulation {
         }
         let snapshot = recovered.snapshot.as_ref().map_or(0, |s| s.index);
         let last_index = recovered.entries.last().map_or(snapshot, |e| e.index);
+        let mut snaps = SnapshotRuntime::new(recovered.snapshot.as_ref(), recovered.applied);
+        snaps.next_at = snapshot + self.snapshot_gap();
         let init = InitialState {
             hard_state,
             conf: ConfState::with_voters(self.ids()),
@@ -114,6 +119,7 @@ impl Simulation {
             storage,
             driver,
             fsync_max,
+            snaps,
         });
         let incarnation = node.incarnation;
         self.record(TraceEvent::Restart {
@@ -157,20 +163,32 @@ impl Simulation {
         } else {
             1
         };
-        // Otherwise, sometimes strike in the middle of a state machine flush (a redb
-        // durable commit: page writes, fsync, header, fsync).
-        let die_mid_flush = !die_mid_write && self.rng.one_in(4);
+        // Otherwise, a background snapshot write in progress is interrupted half the
+        // time (leaving a partial file, or a finished one whose rename may not be
+        // durable), and failing that, the crash sometimes strikes in the middle of a
+        // state machine flush (a redb durable commit: page writes, fsync, header,
+        // fsync).
+        let writing = self
+            .node(id)
+            .process
+            .as_ref()
+            .is_some_and(|p| p.snaps.writing.is_some());
+        let die_mid_snapshot = !die_mid_write && writing && self.rng.one_in(2);
+        let die_mid_flush = !die_mid_write && !die_mid_snapshot && self.rng.one_in(4);
         let flush_ops = self.rng.range(0, MAX_OPS_BEFORE_DEATH);
         let crash_seed = self.rng.fork_seed();
         let node = self.node_mut(id);
         let Some(mut process) = node.process.take() else {
             return;
         };
-        // In both cases the process gets some disk operations in, then every call
+        // In each case the process gets some disk operations in, then every call
         // fails: the error it gets is the death we arranged, so it is ignored.
         if die_mid_write {
             node.disk.die_after(ops);
             let _ = process.storage.sync();
+        } else if let Some(w) = process.snaps.writing.take().filter(|_| die_mid_snapshot) {
+            node.disk.die_after(flush_ops);
+            let _ = process.storage.write_snapshot(w.view, &w.meta);
         } else if die_mid_flush {
             node.disk.die_after(flush_ops);
             let _ = process.storage.flush();

@@ -8,8 +8,10 @@
 //!
 //! Submodules: `drive` (one node's inputs and the `Ready` handling both forms of the
 //! contract share), `sync_driver` and `async_driver` (the two forms), `lifecycle`
-//! (start, crash, restart), `chaos` (fault injection), `liveness` (healing, the
-//! liveness bounds and the final checks).
+//! (start, crash, restart), `chaos` (fault injection), `admin` (membership changes
+//! and leadership transfers), `snapshots` (taking, compacting, installing) and
+//! `transfer` (snapshots on the network), `liveness` (healing, the liveness bounds
+//! and the final checks).
 
 mod admin;
 mod async_driver;
@@ -17,7 +19,9 @@ mod chaos;
 mod drive;
 mod lifecycle;
 mod liveness;
+mod snapshots;
 mod sync_driver;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -49,8 +53,24 @@ enum Scheduled {
     Deliver(Message),
     /// Node `node`'s fsync (of either form) completes.
     SyncDone { node: NodeId, incarnation: u32 },
-    /// Node `node` crashes if its group commit is still in flight.
-    CrashMidFsync { node: NodeId, incarnation: u32 },
+    /// Node `node` crashes if it is still busy as `during` says.
+    PlannedCrash {
+        node: NodeId,
+        incarnation: u32,
+        during: chaos::Busy,
+    },
+    /// Node `node`'s background snapshot write completes.
+    SnapshotWritten { node: NodeId, incarnation: u32 },
+    /// Snapshot transfer `id` reaches its recipient.
+    TransferArrives(u64),
+    /// Node `node` learns how its snapshot transfer to `peer` ended.
+    TransferDone {
+        node: NodeId,
+        incarnation: u32,
+        peer: NodeId,
+        meta: keel_raft::SnapshotMeta,
+        success: bool,
+    },
     /// The client acts.
     Client,
     /// The fault planner considers a new fault.
@@ -113,6 +133,10 @@ pub(crate) struct Simulation {
     requests_open: bool,
     /// Nodes whose core was called during the current step.
     touched: Vec<NodeId>,
+    /// When nodes take snapshots (drawn per run).
+    snapshot_policy: snapshots::Policy,
+    /// Snapshot transfers on their way.
+    transfers: transfer::Transfers,
 }
 
 /// Runs one simulation to its end: the fault phase, then the liveness phase and the
@@ -149,6 +173,7 @@ impl Simulation {
         let nodes = (1..=cfg.nodes as NodeId)
             .map(|id| SimNode::new(id, Disk::new(cfg.storage)))
             .collect();
+        let snapshot_policy = snapshots::Policy::random(&mut rng);
         Simulation {
             rng,
             raft,
@@ -166,6 +191,8 @@ impl Simulation {
             phase: Phase::Chaos,
             requests_open: false,
             touched: Vec::new(),
+            snapshot_policy,
+            transfers: transfer::Transfers::default(),
             cfg,
         }
     }
@@ -236,10 +263,25 @@ impl Simulation {
             Scheduled::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Scheduled::Deliver(m) => self.on_deliver(m),
             Scheduled::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
-            Scheduled::CrashMidFsync { node, incarnation } => {
-                self.on_crash_mid_fsync(node, incarnation);
+            Scheduled::PlannedCrash {
+                node,
+                incarnation,
+                during,
+            } => {
+                self.on_planned_crash(node, incarnation, during);
                 Ok(())
             }
+            Scheduled::SnapshotWritten { node, incarnation } => {
+                self.on_snapshot_written(node, incarnation)
+            }
+            Scheduled::TransferArrives(id) => self.on_transfer_arrives(id),
+            Scheduled::TransferDone {
+                node,
+                incarnation,
+                peer,
+                meta,
+                success,
+            } => self.on_transfer_done(node, incarnation, peer, &meta, success),
             Scheduled::Client => self.on_client(),
             Scheduled::FaultTimer => self.on_fault_timer(),
             Scheduled::Admin => self.on_admin(),

@@ -1,9 +1,11 @@
 //! The synchronous form of the `Ready` contract:
 //!
 //! 1. send `messages` at once;
-//! 2. write `entries` and `hard_state` to storage, and start the fsync — which takes
-//!    simulated time, during which new inputs wait in the node's inbox (the core
-//!    must not be called between `ready` and `advance`) and a crash may strike;
+//! 2. install a leader's `snapshot` if there is one (state machine replaced, log
+//!    starting after it), write `entries` and `hard_state` to storage, and start
+//!    the fsync — which takes simulated time, during which new inputs wait in the
+//!    node's inbox (the core must not be called between `ready` and `advance`) and
+//!    a crash may strike;
 //! 3. when the fsync completes, send `persisted_messages`;
 //! 4. apply `committed_entries`;
 //! 5. `advance`, then work through the inputs that queued up meanwhile.
@@ -34,6 +36,9 @@ impl Simulation {
             if !rd.must_sync() {
                 self.finish(id, rd)?;
                 continue;
+            }
+            if let Some(meta) = rd.snapshot.take() {
+                self.install(id, &meta)?;
             }
             self.write(id, &rd.entries, rd.hard_state)?;
             if self.bug(Bug::AckBeforeSync) {
