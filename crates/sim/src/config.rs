@@ -103,16 +103,29 @@ pub enum Bug {
     /// (election safety), as majorities of configurations two changes apart need
     /// not overlap (thesis §4.1), or another safety check.
     ConcurrentConfChanges,
+    /// A follower's core takes a leader's snapshot as soon as it holds *an* entry at
+    /// the snapshot's index, whatever its term, and keeps its own log after it (the
+    /// core's `InjectedBug::SnapshotIgnoresTerm`). Expected: the follower claims a
+    /// committed prefix its log does not hold (committed prefix, or another safety
+    /// check).
+    SnapshotIgnoresTerm,
+    /// The runtime compacts its WAL up to a new snapshot as soon as it starts
+    /// writing it, before the snapshot file is durable. A crash in between leaves a
+    /// log that starts where no durable snapshot covers it. Expected: durability
+    /// (the node's disk holds no state it can restart from).
+    CompactBeforeSnapshot,
 }
 
 impl Bug {
     /// Every injectable bug, for help texts and tests.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 7] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::CorruptEntries,
         Bug::PersistBeforeSync,
         Bug::ConcurrentConfChanges,
+        Bug::SnapshotIgnoresTerm,
+        Bug::CompactBeforeSnapshot,
     ];
 
     /// The command-line spelling.
@@ -123,6 +136,8 @@ impl Bug {
             Bug::CorruptEntries => "corrupt-entries",
             Bug::PersistBeforeSync => "persist-before-sync",
             Bug::ConcurrentConfChanges => "concurrent-conf-changes",
+            Bug::SnapshotIgnoresTerm => "snapshot-ignores-term",
+            Bug::CompactBeforeSnapshot => "compact-before-snapshot",
         }
     }
 }

@@ -141,3 +141,33 @@ fn two_membership_changes_in_flight_are_caught() {
         ],
     );
 }
+
+#[test]
+fn taking_a_snapshot_over_a_conflicting_log_is_caught() {
+    // With the core's term check off, a follower holding another term's entry at
+    // a snapshot's index keeps its log and claims the leader's committed prefix.
+    first_caught(
+        Bug::SnapshotIgnoresTerm,
+        Persistence::Mixed,
+        0..100,
+        &[
+            FailureKind::Safety(Invariant::CommittedPrefix),
+            FailureKind::Safety(Invariant::LogMatching),
+            FailureKind::Safety(Invariant::LeaderCompleteness),
+            FailureKind::Safety(Invariant::StateMachineSafety),
+            FailureKind::Safety(Invariant::LostAcknowledgedWrite),
+        ],
+    );
+}
+
+#[test]
+fn compacting_the_log_before_its_snapshot_is_durable_is_caught() {
+    // A crash during the snapshot write leaves a log that starts where no durable
+    // snapshot covers it: the node cannot restart.
+    first_caught(
+        Bug::CompactBeforeSnapshot,
+        Persistence::Mixed,
+        0..50,
+        &[FailureKind::Safety(Invariant::Durability)],
+    );
+}

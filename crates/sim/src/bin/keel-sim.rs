@@ -38,7 +38,8 @@ struct Args {
     #[arg(long, default_value = "mixed")]
     persistence: Persistence,
     /// Inject a known bug to see the checker catch it: forget-vote,
-    /// ack-before-sync, corrupt-entries, persist-before-sync or concurrent-conf-changes.
+    /// ack-before-sync, corrupt-entries, persist-before-sync, concurrent-conf-changes,
+    /// snapshot-ignores-term or compact-before-snapshot.
     #[arg(long)]
     inject_bug: Option<Bug>,
     /// Run without faults (a calm, reordering network; no crashes).

@@ -89,6 +89,9 @@ impl Simulation {
         if self.bug(Bug::ConcurrentConfChanges) {
             core.inject_bug(Some(keel_raft::InjectedBug::ConcurrentConfChanges));
         }
+        if self.bug(Bug::SnapshotIgnoresTerm) {
+            core.inject_bug(Some(keel_raft::InjectedBug::SnapshotIgnoresTerm));
+        }
         let tick_period = TICK - MAX_DRIFT + self.rng.range(0, 2 * MAX_DRIFT);
         let first_tick = self.rng.range(1, tick_period);
         // Drawn whatever the mode, so that forcing one changes only this choice.

@@ -21,7 +21,7 @@ use keel_raft::{NodeId, SnapshotMeta};
 
 use super::{Scheduled, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
-use crate::config::{TICK, Time};
+use crate::config::{Bug, TICK, Time};
 use crate::node::{Input, Writing};
 use crate::rng::SimRng;
 use crate::storage::StorageError;
@@ -118,6 +118,15 @@ impl Simulation {
         let trailing = self.snapshot_trailing(every);
         let latency: Time = self.rng.range(TICK / 10, 2 * TICK);
         let incarnation = self.node(id).incarnation;
+        let early = self.bug(Bug::CompactBeforeSnapshot);
+        let p = self.process_mut(id).expect("checked above");
+        if early {
+            // The bug: the log goes before the snapshot covering it is durable.
+            let up_to = meta.index.saturating_sub(trailing);
+            p.storage
+                .compact_log((meta.index, meta.term), up_to)
+                .map_err(storage)?;
+        }
         self.snapshot_event(id, 0, &meta, SnapshotStep::Writing { trailing });
         let p = self.process_mut(id).expect("checked above");
         p.snaps.writing = Some(Writing {
