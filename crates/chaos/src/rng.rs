@@ -1,31 +1,33 @@
-//! A small seeded random number generator (SplitMix64): runs draw every choice
-//! from it, so a seed names the schedule of faults and operations (though thread
-//! timing still varies from run to run).
+//! The seeded random choices of a run (the consensus core's SplitMix64 with the
+//! helpers the harness needs): a seed names the schedule of faults and
+//! operations, though thread timing still varies from run to run.
 
-/// SplitMix64.
+use keel_raft::SplitMix64;
+
+/// A seeded generator.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng {
+    seed: u64,
+    inner: SplitMix64,
+}
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng {
+            seed,
+            inner: SplitMix64::new(seed),
+        }
     }
 
     /// An independent generator for stream `n` of this seed.
     pub fn fork(&self, n: u64) -> Rng {
-        let mut r = Rng(self.0 ^ n.wrapping_mul(0xA076_1D64_78BD_642F));
-        r.next_u64();
-        r
+        Rng::new(SplitMix64::new(self.seed ^ n.wrapping_mul(0xA076_1D64_78BD_642F)).next_u64())
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// Uniform in `lo..=hi` (`lo` if `hi < lo`).
@@ -33,7 +35,7 @@ impl Rng {
         if hi <= lo {
             return lo;
         }
-        lo + self.next_u64() % (hi - lo + 1)
+        lo + self.inner.below(hi - lo + 1)
     }
 
     /// True with probability `p`.
