@@ -116,20 +116,12 @@ pub struct Found {
 
 /// A consistent view of the state machine at its applied index, from which a
 /// snapshot is written in the background while applies go on.
+#[derive(Debug)]
 pub enum StateView {
     /// A redb read transaction of the real state machine.
     Real(Box<KvReadView>),
     /// A copy of the model state machine.
     Model(model::KvModel),
-}
-
-impl std::fmt::Debug for StateView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StateView::Real(v) => write!(f, "StateView::Real(at {})", v.applied_index()),
-            StateView::Model(kv) => write!(f, "StateView::Model(at {})", kv.applied),
-        }
-    }
 }
 
 /// A snapshot on its way between nodes: what the receiver stores before its core
