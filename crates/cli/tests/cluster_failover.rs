@@ -5,62 +5,23 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::workload::{assert_keys, value, write_keys};
 use common::{TestCluster, eventually};
-use futures::future::join_all;
 use keel_client::{Error, ReadMode};
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Writes `n` keys `prefix{i}` concurrently (in waves of `width`) until each is
-/// acknowledged. A put whose outcome is unknown (its connection broke, e.g. to a
-/// node the test just killed) is retried, as a user of an idempotent put would;
-/// a definite failure fails the test.
-async fn write_keys(t: &TestCluster, prefix: &str, n: usize, width: usize) {
-    for wave in (0..n).collect::<Vec<_>>().chunks(width) {
-        let writes = wave.iter().map(|&i| {
-            let c = t.client.clone();
-            let key = format!("{prefix}{i}");
-            async move {
-                let mut unknown = 0;
-                loop {
-                    match c.put(key.clone(), format!("value-{i}")).await {
-                        Ok(rev) => return Ok(rev),
-                        Err(e) if e.outcome_unknown() && unknown < 3 => unknown += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        });
-        for r in join_all(writes).await {
-            r.expect("acknowledged write");
-        }
-    }
-}
-
-async fn assert_keys(t: &TestCluster, prefix: &str, n: usize) {
-    for i in 0..n {
-        let r = t
-            .client
-            .get(format!("{prefix}{i}"), ReadMode::Linearizable)
-            .await
-            .expect("read");
-        let kv =
-            r.kv.unwrap_or_else(|| panic!("acknowledged key {prefix}{i} lost"));
-        assert_eq!(kv.value, format!("value-{i}").as_bytes());
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_elects_another_and_loses_nothing() {
     let mut t = TestCluster::start(3);
     let old = t.wait_for_leader(LEADER_TIMEOUT).await;
-    write_keys(&t, "k", 100, 20).await;
+    write_keys(&t, "k", 0..100, 8).await;
     t.cluster.kill(old).expect("kill leader");
     let killed = Instant::now();
     let new = t.wait_for_leader(LEADER_TIMEOUT).await;
     assert_ne!(new, old);
     eprintln!("new leader {new} after {:?}", killed.elapsed());
-    assert_keys(&t, "k", 100).await;
+    assert_keys(&t, "k", 0..100, 8).await;
     // The cluster keeps accepting writes with one node down.
     t.client
         .put("after", "failover")
@@ -82,8 +43,8 @@ async fn five_nodes_keep_writing_with_any_two_down() {
     t.cluster.kill(leader).expect("kill");
     t.cluster.kill(follower).expect("kill");
     t.wait_for_leader(LEADER_TIMEOUT).await;
-    write_keys(&t, "five", 50, 10).await;
-    assert_keys(&t, "five", 50).await;
+    write_keys(&t, "five", 0..50, 8).await;
+    assert_keys(&t, "five", 0..50, 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +88,7 @@ async fn without_a_majority_writes_fail_clearly_within_the_deadline() {
 async fn full_cluster_restart_keeps_all_data() {
     let mut t = TestCluster::start(3);
     t.wait_for_leader(LEADER_TIMEOUT).await;
-    write_keys(&t, "r", 200, 25).await;
+    write_keys(&t, "r", 0..200, 8).await;
     for id in 1..=3 {
         t.cluster.kill(id).expect("kill");
     }
@@ -135,7 +96,7 @@ async fn full_cluster_restart_keeps_all_data() {
         t.cluster.spawn(id).expect("restart");
     }
     t.wait_for_leader(LEADER_TIMEOUT).await;
-    assert_keys(&t, "r", 200).await;
+    assert_keys(&t, "r", 0..200, 8).await;
     t.assert_no_panics();
 }
 
@@ -145,7 +106,7 @@ async fn follower_down_during_a_thousand_writes_catches_up() {
     let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
     let follower = (1..=3).find(|&id| id != leader).expect("follower");
     t.cluster.kill(follower).expect("kill follower");
-    write_keys(&t, "c", 1000, 50).await;
+    write_keys(&t, "c", 0..1000, 8).await;
     let leader_status = t.status(leader).await.expect("leader answers");
     t.cluster.spawn(follower).expect("restart follower");
     let target = leader_status.commit_index;
@@ -167,7 +128,7 @@ async fn follower_down_during_a_thousand_writes_catches_up() {
         t.wait_for_value_on(
             follower,
             &format!("c{i}"),
-            &format!("value-{i}"),
+            &value(i, 8),
             Duration::from_secs(5),
         )
         .await;

@@ -183,6 +183,8 @@ async fn one_change_at_a_time_learners_and_a_graceful_leave() {
     assert_eq!(voters(&m), vec![1, 2, 3]);
     let entry = m.members.iter().find(|m| m.id == learner).expect("listed");
     assert!(!entry.promote_when_caught_up);
+    let status = t.status(learner).await.expect("the learner's status");
+    assert_eq!(status.role, "learner");
 
     // A change that cannot commit (two voters are frozen, and the promotion
     // needs 3 of 4) blocks a second one. The first is sent just after the pause,

@@ -100,7 +100,14 @@ pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
     StatusResponse {
         id: ctx.id,
         cluster_id: ctx.cluster_id,
-        role: s.role.as_str().to_string(),
+        // A learner follows but never votes or campaigns: say so.
+        role: if s.role == keel_raft::Role::Follower
+            && ctx.members.conf().learners.contains(&ctx.id)
+        {
+            "learner".to_string()
+        } else {
+            s.role.as_str().to_string()
+        },
         term: s.term,
         leader_id: s.leader,
         commit_index: s.commit,
