@@ -5,6 +5,8 @@
 //! applied).
 
 mod client_cmds;
+mod config_cmd;
+mod config_file;
 mod demo;
 mod leader_cmd;
 mod logging;
@@ -22,7 +24,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// The endpoints the demo cluster listens on, used when none are given.
 pub(crate) const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
@@ -75,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: leader_cmd::LeaderCommand,
     },
+    /// Configuration files: `keel config default|check`.
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
     /// Inspect a node's write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -82,13 +89,31 @@ enum Command {
     },
 }
 
+/// The matches of subcommand `name` (clap parsed it, so they are there).
+fn subcommand<'a>(matches: &'a ArgMatches, name: &str) -> &'a ArgMatches {
+    matches.subcommand_matches(name).unwrap_or(matches)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches are kept: `serve` and `config check` need to know which values
+    // were given on the command line (they override the environment and the file).
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| {
+        let argv: Vec<_> = std::env::args_os().collect();
+        match config_file::env_value_error(&Cli::command(), &e, &argv, &serve::process_env) {
+            Some(msg) => {
+                eprintln!("keel: {msg}");
+                std::process::exit(2)
+            }
+            None => e.exit(),
+        }
+    });
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let command = cli
         .command
         .unwrap_or(Command::Demo(demo::DemoArgs::default()));
     let result = match command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(_) => serve::run(subcommand(&matches, "serve")),
+        Command::Config { command } => config_cmd::run(&command, subcommand(&matches, "config")),
         Command::Demo(args) => demo::run(args),
         Command::Wal { command } => wal_cmd::run(command),
         Command::Leader { command } => leader_cmd::run(command),

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::{ArgMatches, Args, ValueEnum};
 use keel_server::{DefaultReadMode, ServerConfig, parse_initial_cluster};
 
+use crate::config_file;
 use crate::logging::{self, LogFormat};
 
 /// Read mode for requests that do not choose one.
@@ -19,65 +20,74 @@ pub(crate) enum ReadModeArg {
     Stale,
 }
 
-#[derive(Args, Debug)]
+/// `keel serve`'s flags. Each is also a `KEEL_*` environment variable and a key
+/// of the `--config` file (the field name); `config_file` resolves the three
+/// (flag > environment > file > default), and `keel config default` prints this
+/// table as a commented file, so a new flag needs nothing more than its entry here
+/// (and an entry in [`FILE_EXAMPLES`] if it has no default).
+#[derive(Args, Clone, Debug, PartialEq)]
 pub(crate) struct ServeArgs {
-    /// This node's id (a positive integer, unique in the cluster).
+    /// Read settings from this TOML file (`keel config default` prints one);
+    /// flags and KEEL_* environment variables override it.
+    #[arg(long, env = "KEEL_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// This node's id (a positive integer, unique in the cluster). Required.
     #[arg(long, env = "KEEL_ID")]
-    id: u64,
-    /// Directory for the log, the state machine and the node's identity.
+    pub(crate) id: Option<u64>,
+    /// Directory for the log, the state machine and the node's identity. Required.
     #[arg(long, env = "KEEL_DATA_DIR")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: Option<PathBuf>,
     /// gRPC address to bind (clients and peers).
     #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:7001")]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Address others use to reach this node (defaults to --listen).
     #[arg(long, env = "KEEL_ADVERTISE")]
-    advertise: Option<String>,
+    pub(crate) advertise: Option<String>,
     /// HTTP/JSON API address (disabled if not given).
     #[arg(long, env = "KEEL_HTTP")]
-    http: Option<SocketAddr>,
+    pub(crate) http: Option<SocketAddr>,
     /// Members of a new cluster: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`. Required on
     /// first start; on restart it may be omitted and must otherwise match.
     #[arg(long, env = "KEEL_INITIAL_CLUSTER", default_value = "")]
-    initial_cluster: String,
+    pub(crate) initial_cluster: String,
     /// Join a running cluster through any member's gRPC address (`HOST:PORT`),
     /// instead of bootstrapping one. Only used when the data directory is empty:
     /// the node is added as a learner, receives a snapshot and the log, and is
     /// promoted to voter once caught up. Excludes --initial-cluster.
     #[arg(long, env = "KEEL_JOIN")]
-    join: Option<String>,
+    pub(crate) join: Option<String>,
     /// With --join: stay a learner (receive the log, never vote).
     #[arg(long, env = "KEEL_LEARNER")]
-    learner: bool,
+    pub(crate) learner: bool,
     /// On SIGTERM or SIGINT, leave the cluster (remove this node from the
     /// configuration) before stopping; a leader hands leadership over first.
     #[arg(long, env = "KEEL_LEAVE_ON_SHUTDOWN")]
-    leave_on_shutdown: bool,
+    pub(crate) leave_on_shutdown: bool,
     /// The leader promotes a learner to voter once it is within this many entries
     /// of the leader's log.
     #[arg(long, env = "KEEL_PROMOTE_LAG_ENTRIES", default_value_t = 1_000)]
-    promote_lag_entries: u64,
+    pub(crate) promote_lag_entries: u64,
     /// Distinguishes clusters built from the same addresses.
     #[arg(long, env = "KEEL_CLUSTER_TOKEN", default_value = "keel")]
-    cluster_token: String,
+    pub(crate) cluster_token: String,
     /// Write node events as plain sentences to this file.
     #[arg(long, env = "KEEL_EVENT_LOG")]
-    event_log: Option<PathBuf>,
+    pub(crate) event_log: Option<PathBuf>,
     /// Minimum election timeout (milliseconds); actual timeouts are drawn from [t, 2t).
     #[arg(long, env = "KEEL_ELECTION_TIMEOUT_MS", default_value_t = 300)]
-    election_timeout_ms: u64,
+    pub(crate) election_timeout_ms: u64,
     /// Leader heartbeat interval (milliseconds).
     #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL_MS", default_value_t = 50)]
-    heartbeat_interval_ms: u64,
+    pub(crate) heartbeat_interval_ms: u64,
     /// Length of a consensus tick (milliseconds).
     #[arg(long, env = "KEEL_TICK_MS", default_value_t = 10)]
-    tick_ms: u64,
+    pub(crate) tick_ms: u64,
     /// Largest value accepted (bytes).
     #[arg(long, env = "KEEL_MAX_VALUE_BYTES", default_value_t = 1 << 20)]
-    max_value_bytes: usize,
+    pub(crate) max_value_bytes: usize,
     /// How long a request may wait inside the node (milliseconds).
     #[arg(long, env = "KEEL_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
-    request_timeout_ms: u64,
+    pub(crate) request_timeout_ms: u64,
     /// Read mode for requests that do not choose one.
     #[arg(
         long,
@@ -85,34 +95,41 @@ pub(crate) struct ServeArgs {
         value_enum,
         default_value = "linearizable"
     )]
-    default_read_mode: ReadModeArg,
+    pub(crate) default_read_mode: ReadModeArg,
     /// WAL segment size (bytes).
     #[arg(long, env = "KEEL_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
-    wal_segment_bytes: u64,
+    pub(crate) wal_segment_bytes: u64,
     /// Take a snapshot of the state machine (in the background) after this many
     /// entries were applied since the last one, then compact the log; 0 never does.
     #[arg(long, env = "KEEL_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
-    snapshot_entries: u64,
+    pub(crate) snapshot_entries: u64,
     /// Entries kept behind a new snapshot for followers that lag a little (they get
     /// entries instead of a whole snapshot).
     #[arg(long, env = "KEEL_SNAPSHOT_TRAILING_ENTRIES", default_value_t = 1_000)]
-    snapshot_trailing_entries: u64,
+    pub(crate) snapshot_trailing_entries: u64,
     /// Threads for network I/O (gRPC, HTTP); consensus and apply have their own.
     /// Default: one per core. Fewer wake-ups cost less when several nodes share a
     /// machine's cores (see BENCHMARKS.md).
     #[arg(long, env = "KEEL_IO_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    io_threads: Option<u16>,
+    pub(crate) io_threads: Option<u16>,
     /// Log format.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "KEEL_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    pub(crate) log_level: String,
 }
 
 impl ServeArgs {
-    fn into_config(self) -> anyhow::Result<ServerConfig> {
-        let mut cfg = ServerConfig::new(self.id, self.data_dir, self.listen);
+    /// The node's configuration, validated (`ServerConfig::validate`).
+    pub(crate) fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let id = self
+            .id
+            .context("no node id: set --id, KEEL_ID or `id` in the config file")?;
+        let data_dir = self.data_dir.context(
+            "no data directory: set --data-dir, KEEL_DATA_DIR or `data_dir` in the config file",
+        )?;
+        let mut cfg = ServerConfig::new(id, data_dir, self.listen);
         if let Some(a) = self.advertise {
             cfg.advertise = a;
         }
@@ -144,10 +161,35 @@ impl ServeArgs {
     }
 }
 
-pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Example values for the settings without a default, shown commented out in
+/// `keel config default` (a unit test checks that each such flag has one).
+pub(crate) const FILE_EXAMPLES: &[(&str, &str)] = &[
+    ("id", "1"),
+    ("data_dir", "\"/var/lib/keel\""),
+    ("advertise", "\"10.0.0.1:7001\""),
+    ("http", "\"0.0.0.0:8001\""),
+    (
+        "initial_cluster",
+        "{ 1 = \"10.0.0.1:7001\", 2 = \"10.0.0.2:7001\", 3 = \"10.0.0.3:7001\" }",
+    ),
+    ("join", "\"10.0.0.1:7001\""),
+    ("event_log", "\"/var/log/keel/events.log\""),
+    ("io_threads", "4"),
+];
+
+/// The process environment, as `resolve` looks it up.
+pub(crate) fn process_env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name)
+}
+
+/// Runs a node. `matches` are `keel serve`'s, which tell flags given on the
+/// command line from defaults.
+pub(crate) fn run(matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let resolved = config_file::resolve(matches, &process_env)?;
+    let args = &resolved.args;
     logging::init(args.log_format, &args.log_level);
     let io_threads = args.io_threads;
-    let cfg = args.into_config()?;
+    let cfg = resolved.config()?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = io_threads {
         builder.worker_threads(usize::from(n));
