@@ -168,6 +168,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The crash counters, as summaries print them.
+    pub fn crashes(&self) -> impl fmt::Display + '_ {
+        CrashCounts(self)
+    }
+
     /// The snapshot counters, as summaries print them.
     pub fn snapshots(&self) -> impl fmt::Display + '_ {
         SnapshotCounts(self)
@@ -200,6 +205,20 @@ impl Stats {
         self.snapshots_installed += s.snapshots_installed;
         self.snapshots_loaded += s.snapshots_loaded;
         self.wal_compactions += s.wal_compactions;
+    }
+}
+
+struct CrashCounts<'a>(&'a Stats);
+
+impl fmt::Display for CrashCounts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "{} crashes, {} during an fsync, {} with several Readys not yet durable, {} torn \
+             WAL tails recovered",
+            s.crashes, s.crashes_mid_sync, s.crashes_many_in_flight, s.torn_tails
+        )
     }
 }
 
@@ -240,10 +259,9 @@ impl fmt::Display for RunSummary {
         let s = &self.stats;
         write!(
             f,
-            "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({} crashes, \
-             {} mid-fsync, {} with several Readys in flight, {} torn WAL tails), {}/{} starts \
-             async, {} group commits, {} leader terms, {} committed, {}/{} proposals acked, \
-             {} membership changes, {} transfers, {}; leader after healing in {} ticks, \
+            "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({}), {}/{} \
+             starts async, {} group commits, {} leader terms, {} committed, {}/{} proposals \
+             acked, {} membership changes, {} transfers, {}; leader after healing in {} ticks, \
              slowest request {} ticks; fingerprint {:016x}",
             self.config.seed,
             self.config.nodes,
@@ -251,10 +269,7 @@ impl fmt::Display for RunSummary {
             self.time / TICK,
             s.messages,
             s.faults,
-            s.crashes,
-            s.crashes_mid_sync,
-            s.crashes_many_in_flight,
-            s.torn_tails,
+            s.crashes(),
             s.async_starts,
             s.starts,
             s.group_commits,

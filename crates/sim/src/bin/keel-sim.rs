@@ -133,17 +133,13 @@ impl std::fmt::Display for Totals {
         let s = &self.sum;
         write!(
             f,
-            "{} runs, {} steps, {} faults, {} crashes ({} during an fsync, {} with several \
-             Readys not yet durable, {} torn WAL tails recovered), {} of {} process starts \
-             asynchronous, {} group commits, {} writes acknowledged; {}; worst liveness: leader \
-             {} ticks after healing, request acknowledged after {} ticks",
+            "{} runs, {} steps, {} faults ({}), {} of {} process starts asynchronous, {} group \
+             commits, {} writes acknowledged; {}; worst liveness: leader {} ticks after healing, \
+             request acknowledged after {} ticks",
             self.runs,
             s.steps,
             s.faults,
-            s.crashes,
-            s.crashes_mid_sync,
-            s.crashes_many_in_flight,
-            s.torn_tails,
+            s.crashes(),
             s.async_starts,
             s.starts,
             s.group_commits,
