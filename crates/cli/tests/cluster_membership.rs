@@ -98,12 +98,35 @@ async fn grow_three_to_five_under_writes_then_remove_the_leader() {
     let new_leader = t.wait_for_leader(LEADER_TIMEOUT).await;
     assert_ne!(new_leader, leader);
 
+    // A node joining while a joined node leads: its log (bootstrap members only,
+    // at first) does not mention the leader, which must still reach it.
+    assert_eq!(
+        t.client.transfer_leader(five).await.expect("transfer"),
+        five
+    );
+    let six = t
+        .cluster
+        .add_node(four, &["--learner"])
+        .expect("start node 6");
+    eventually(CATCH_UP, "node 6 is a learner", || {
+        let c = t.client.clone();
+        async move {
+            let m = c.members().await.ok()?;
+            (learners(&m) == [six] && !m.change_in_progress).then_some(())
+        }
+    })
+    .await;
+    t.client.put("six", "sees it").await.expect("write");
+    t.wait_for_value_on(six, "six", "sees it", CATCH_UP).await;
+    let mut rest = rest;
+    rest.push(six);
+
     let acked = writer.finish().await;
     assert!(acked.len() > 300, "writes kept flowing: {}", acked.len());
     wait_applied(&mut t, &rest).await;
     assert_written(&t, &acked).await;
     t.assert_no_panics();
-    assert_same_digests_of(&mut t, &rest, acked.len() as u64);
+    assert_same_digests_of(&mut t, &rest, acked.len() as u64 + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

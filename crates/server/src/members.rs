@@ -11,7 +11,7 @@
 //! The consensus thread writes the book; the transport, the peer service and the
 //! API handlers read it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -57,6 +57,10 @@ struct BookState {
     /// Log index of the latest configuration change (0: bootstrap or snapshot).
     conf_index: Index,
     change_in_progress: bool,
+    /// The configuration as of the last time no change was in progress.
+    committed: ConfState,
+    /// Members whose removal this node has seen committed (until re-added).
+    removed: BTreeSet<NodeId>,
 }
 
 /// The member book of one node. Cheap to read from any thread.
@@ -86,6 +90,8 @@ impl MemberBook {
                 conf: ConfState::with_voters(bootstrap.keys().copied()),
                 conf_index: 0,
                 change_in_progress: false,
+                committed: ConfState::with_voters(bootstrap.keys().copied()),
+                removed: BTreeSet::new(),
             }),
         }
     }
@@ -124,13 +130,13 @@ impl MemberBook {
         self.read().info.contains_key(&id)
     }
 
-    /// Whether messages from `id` are admitted: it is a member, or was one and
-    /// its removal is not committed yet (it may still be needed to elect a
-    /// leader, thesis §4.2.2). A removed node is refused, which is how it learns
-    /// of its removal if it missed the entry.
+    /// Whether messages from `id` are admitted: a node this node has heard of,
+    /// unless it has seen its removal committed. Until then the node may still be
+    /// needed to elect a leader (thesis §4.2.2); after, refusing it is how a
+    /// removed node that missed the entry learns of its removal.
     pub fn admits(&self, id: NodeId) -> bool {
         let s = self.read();
-        s.info.contains_key(&id) && (s.conf.contains(id) || s.change_in_progress)
+        s.info.contains_key(&id) && !s.removed.contains(&id)
     }
 
     /// The member using `address`, if any in the configuration in force.
@@ -149,6 +155,21 @@ impl MemberBook {
         s.conf = conf.clone();
         s.conf_index = conf_index;
         s.change_in_progress = in_progress;
+        if !in_progress && s.committed != *conf {
+            let gone: Vec<NodeId> = s
+                .committed
+                .voters
+                .iter()
+                .chain(&s.committed.learners)
+                .copied()
+                .filter(|&id| !conf.contains(id))
+                .collect();
+            s.removed.extend(gone);
+            for id in conf.voters.iter().chain(&conf.learners) {
+                s.removed.remove(id);
+            }
+            s.committed = conf.clone();
+        }
         changed
     }
 
@@ -396,6 +417,10 @@ mod tests {
         assert!(book.set_conf(&conf, 9, true));
         assert!(!book.set_conf(&conf, 9, false));
         assert!(book.admits(3) && !book.admits(4));
+        // Known but not (yet) in this node's configuration: admitted (a node that
+        // just joined hears from members its log does not mention yet).
+        book.record(5, info("e:5", false));
+        assert!(book.admits(5));
         // Node 2 removed: admitted while the removal commits, refused after.
         let without_2 = ConfState {
             voters: vec![1],

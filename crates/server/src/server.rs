@@ -84,17 +84,25 @@ pub async fn run(
 
     let recovered = node::recover(&cfg, &identity, &mut events)?;
     let book = recovered.book.clone();
-    // A node that just joined knows the current members before its log does.
+    // A node that just joined knows the current members before its log does:
+    // it must be able to answer a leader its log does not mention yet.
+    let mut peers: BTreeMap<_, _> = book
+        .members()
+        .into_iter()
+        .filter(|m| !m.address.is_empty())
+        .map(|m| (m.id, m.address))
+        .collect();
     for (id, address) in joined_members {
         if !book.knows(id) {
             book.record(
                 id,
                 MemberInfo {
-                    address,
+                    address: address.clone(),
                     promote: false,
                 },
             );
         }
+        peers.entry(id).or_insert(address);
     }
     let snapshot_store = recovered.snapshots.store.clone();
     let metrics = Arc::new(Metrics::new());
@@ -105,12 +113,6 @@ pub async fn run(
         cluster_id: identity.cluster_id,
         incarnation: identity.incarnation,
     };
-    let peers: BTreeMap<_, _> = book
-        .members()
-        .into_iter()
-        .filter(|m| !m.address.is_empty())
-        .map(|m| (m.id, m.address))
-        .collect();
     let transport = Transport::start(local, &peers, cfg.max_peer_queue, stats.clone());
     // Sized for the largest cluster this node is likely to see (it may grow).
     let (peer_tx, peer_rx) = crossbeam_channel::bounded(cfg.max_peer_queue * peers.len().max(5));

@@ -138,7 +138,13 @@ impl Driver {
             self.change_members(d.change, d.deadline, d.reply)?;
         }
         self.sync_members(status);
-        if !self.membership.removal_noted && self.transport.refused_as_non_member() > 0 {
+        // Peers refusing us as a non-member while no leader talks to us: we were
+        // removed and missed the entry. (A member that just joined can be refused
+        // by a peer that has not heard of it yet, but it has a leader.)
+        if !self.membership.removal_noted
+            && self.transport.refused_as_non_member() > 0
+            && (status.leader == keel_raft::NO_NODE || status.role != Role::Follower)
+        {
             self.note_removal(status.id, "its peers refuse its messages as a non-member's");
         }
         if status.role == Role::Leader && Instant::now() >= self.membership.next_promotion_check {
@@ -163,7 +169,12 @@ impl Driver {
                 self.transport.set_peer(*id, &addr);
             }
         }
-        self.transport.retain_peers(|id| conf.contains(id));
+        // Close connections to members that left; keep the others (a node that
+        // just joined also knows members its log does not mention yet).
+        if let Some(prev) = &m.synced {
+            self.transport
+                .retain_peers(|id| conf.contains(id) || !prev.contains(id));
+        }
         let removed = was_member && !conf.contains(me);
         let line = if removed {
             None
