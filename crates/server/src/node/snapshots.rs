@@ -426,10 +426,13 @@ impl Driver {
             .spawn(move || {
                 let started = Instant::now();
                 let result = store.write(&view, conf);
+                let applied = view.applied_index();
                 // Release the view at once: while it lives, redb cannot reuse pages.
                 drop(view);
+                // A newer file may have come from the leader and wait to be
+                // installed: only files up to this snapshot are purged.
                 if result.is_ok()
-                    && let Err(e) = store.purge()
+                    && let Err(e) = store.purge_through(applied)
                 {
                     tracing::warn!("cannot remove old snapshots: {e}");
                 }

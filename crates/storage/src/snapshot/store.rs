@@ -275,7 +275,18 @@ impl SnapshotStore {
     /// [`SnapshotOptions::keep`]), oldest first, and returns what it deleted. A
     /// crash part-way leaves some old files, which the next purge removes.
     pub fn purge(&self) -> Result<Vec<PathBuf>, SnapshotError> {
-        let files = self.list()?;
+        self.purge_through(Index::MAX)
+    }
+
+    /// Like [`SnapshotStore::purge`], but only among snapshots at or below
+    /// `applied` (the state machine's applied index): a newer file was received
+    /// from a leader and may be about to be installed, so it is never deleted.
+    pub fn purge_through(&self, applied: Index) -> Result<Vec<PathBuf>, SnapshotError> {
+        let files: Vec<SnapshotFile> = self
+            .list()?
+            .into_iter()
+            .filter(|f| f.index <= applied)
+            .collect();
         let excess = files.len().saturating_sub(self.opts.keep);
         let mut removed = Vec::new();
         for file in files.into_iter().take(excess) {

@@ -271,6 +271,10 @@ fn newest_valid_falls_back_past_damaged_files_and_purge_keeps_the_newest() {
             .to_string()
             .contains(&infos[2].1.path.display().to_string())
     );
+    // Files beyond the applied index (received, not installed yet) are never
+    // deleted, and do not count toward the ones kept.
+    assert!(s.purge_through(40).expect("purge").is_empty());
+    assert_eq!(s.list().expect("list").len(), 3);
     let removed = s.purge().expect("purge");
     assert_eq!(removed, vec![infos[0].1.path.clone()]);
     assert_eq!(s.list().expect("list").len(), 2);
