@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::parse;
 use crate::target::ReadConsistency;
@@ -113,4 +113,15 @@ pub struct BenchArgs {
     /// Do not show the progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// A scenario to run instead of the closed-loop load.
+    #[command(subcommand)]
+    pub scenario: Option<Scenario>,
+}
+
+/// Scenarios other than the closed-loop load.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// Snapshot catch-up, memory during a transfer, restart time, and writes/s
+    /// while a snapshot is taken and sent (`keel bench snapshot --help`).
+    Snapshot(crate::snapshot::SnapshotArgs),
 }

@@ -26,6 +26,7 @@ pub mod report;
 pub mod results;
 pub mod rng;
 pub mod session;
+pub mod snapshot;
 pub mod stats;
 pub mod systems;
 pub mod target;
@@ -40,6 +41,9 @@ pub use args::BenchArgs;
 
 /// Runs `keel bench`: measures, prints the table on stdout, and writes JSON if asked.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(args::Scenario::Snapshot(scenario)) = args.scenario {
+        return snapshot::run(scenario);
+    }
     let plan = args.plan(keel_testkit::etcd_cluster::find_etcd)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

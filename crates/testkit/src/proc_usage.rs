@@ -14,8 +14,17 @@ pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
 /// A process's peak resident set size (`VmHWM`) in bytes, since it started or
 /// since [`reset_peak_rss`].
 pub fn peak_rss_bytes(pid: u32) -> std::io::Result<u64> {
+    status_bytes(pid, "VmHWM")
+}
+
+/// A process's resident set size now (`VmRSS`) in bytes.
+pub fn rss_bytes(pid: u32) -> std::io::Result<u64> {
+    status_bytes(pid, "VmRSS")
+}
+
+fn status_bytes(pid: u32, name: &str) -> std::io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = parse_status_kib(&status, "VmHWM").ok_or_else(|| malformed(pid, "status"))?;
+    let kib = parse_status_kib(&status, name).ok_or_else(|| malformed(pid, "status"))?;
     Ok(kib * 1024)
 }
 
@@ -81,6 +90,7 @@ mod tests {
     fn reads_this_process() {
         let me = std::process::id();
         assert!(peak_rss_bytes(me).expect("own status") > 0);
+        assert!(rss_bytes(me).expect("own status") > 0);
         cpu_time(me).expect("own stat");
     }
 }
