@@ -287,6 +287,10 @@ pub(crate) struct Snapshots {
     store: Arc<SnapshotStore>,
     /// Entries applied between snapshots (0: never).
     every: u64,
+    /// This node's extra entries before its next snapshot, drawn in
+    /// `[0, every / 4]` per snapshot, so that the members of a group do not all
+    /// write a snapshot at the same moment (and slow writes down together).
+    jitter: u64,
     /// Entries kept behind a snapshot.
     trailing: u64,
     known: Vec<(Index, Term)>,
@@ -315,6 +319,7 @@ impl Snapshots {
         Snapshots {
             store: state.store,
             every,
+            jitter: draw_jitter(every),
             trailing,
             known: state.known,
             durable_applied: state.durable_applied,
@@ -325,6 +330,13 @@ impl Snapshots {
             outcomes,
             sending: BTreeSet::new(),
         }
+    }
+
+    /// Applied index from which the next snapshot is due.
+    fn due_at(&self) -> Index {
+        self.last_index()
+            .saturating_add(self.every)
+            .saturating_add(self.jitter)
     }
 
     fn last_index(&self) -> Index {
@@ -386,7 +398,7 @@ impl Driver {
             return;
         }
         let last = s.last_index();
-        if self.kv.applied_index() < last.saturating_add(s.every) {
+        if self.kv.applied_index() < s.due_at() {
             return;
         }
         let view = match self.kv.read_view() {
@@ -494,6 +506,7 @@ impl Driver {
             self.raft.first_index()
         ));
         self.snapshots.remember(meta.index, meta.term);
+        self.snapshots.jitter = draw_jitter(self.snapshots.every);
         // The WAL keeps what the previous snapshot needs (see the module docs).
         if let Some((index, term)) = prev
             && index < meta.index
@@ -618,10 +631,25 @@ impl Driver {
         })?;
         // Older compactions would move the log start back.
         self.snapshots.pending_wal = None;
+        // The installed state machine is durable (fsynced and renamed in place), so
+        // the segments the snapshot covers can go now: otherwise every restart
+        // would read them, until this node's own second snapshot.
+        let removed = self
+            .wal
+            .compact(|_| meta.index)
+            .map_err(|e| ServerError::Fatal(format!("WAL compaction failed: {e}")))?
+            .removed
+            .len();
         self.snapshots.remember(meta.index, meta.term);
         self.snapshots
             .durable_applied
             .fetch_max(self.kv.applied_index(), Ordering::AcqRel);
+        if removed > 0 {
+            self.note(&format!(
+                "Node {id} compacted its log after installing the snapshot: {removed} WAL \
+                 segment(s) were deleted."
+            ));
+        }
         if let Some(info) = installed {
             match decode_conf(&info.header.conf) {
                 Ok((_, entries)) => self.learn_members(entries),
@@ -640,4 +668,9 @@ impl Driver {
         // Reads waiting for an index the snapshot covers are answered now.
         self.hand_to_apply(ApplyJob::SnapshotInstalled { index: meta.index })
     }
+}
+
+/// A random number of extra entries in `[0, every / 4]` (see `Snapshots::jitter`).
+fn draw_jitter(every: u64) -> u64 {
+    crate::identity::os_random_u64() % (every / 4 + 1)
 }

@@ -18,7 +18,8 @@ use super::{MAX_PEER_MESSAGE_BYTES, TransportStats};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// Short, so that a restarted peer hears from us soon (an attempt costs little).
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 type Queue = Arc<Mutex<mpsc::Receiver<MessageBatch>>>;
 
