@@ -150,6 +150,18 @@ impl MemberBook {
 
     /// Sets the configuration in force; returns whether it changed.
     pub fn set_conf(&self, conf: &ConfState, conf_index: Index, in_progress: bool) -> bool {
+        // Called once per consensus-thread turn: the common case (nothing changed)
+        // takes only the read lock and allocates nothing.
+        {
+            let s = self.read();
+            if s.conf == *conf
+                && s.conf_index == conf_index
+                && s.change_in_progress == in_progress
+                && (in_progress || s.committed == *conf)
+            {
+                return false;
+            }
+        }
         let mut s = self.write();
         let changed = s.conf != *conf;
         s.conf = conf.clone();
