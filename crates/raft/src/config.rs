@@ -1,5 +1,8 @@
 //! Configuration of one core. Times are in logical ticks: the runtime decides how long
-//! a tick is (the server uses `tick_ms`), the simulator advances them at will.
+//! a tick is (the server uses `tick_ms`), the simulator advances them at will. The
+//! one exception is the leader lease, which is measured on the runtime's monotonic
+//! clock (see [`crate::Raft::set_clock`]): a lease must stay safe when a process
+//! pauses, and ticks stop while a process is paused, clocks do not.
 
 use crate::error::ConfigError;
 use crate::types::{GroupId, NO_NODE, NodeId};
@@ -34,6 +37,15 @@ pub struct Config {
     pub max_uncommitted_bytes: u64,
     /// Soft bound on committed entry bytes handed out in one [`crate::Ready`].
     pub max_apply_bytes: u64,
+    /// Length of a leader lease in clock units (the server uses nanoseconds), or 0
+    /// for no leases. Heartbeats carry it; a voter remembers it and hands what
+    /// remains to the candidate it votes for, which waits it out before committing
+    /// anything. Should not exceed the minimum election timeout.
+    pub lease_duration: u64,
+    /// How far two nodes' clocks may drift apart over one lease, in clock units: the
+    /// leader trusts its lease only until `lease_duration - max_clock_drift` after
+    /// the heartbeat round a quorum acknowledged was sent.
+    pub max_clock_drift: u64,
 }
 
 impl Default for Config {
@@ -50,6 +62,8 @@ impl Default for Config {
             max_msg_bytes: 1 << 20,
             max_uncommitted_bytes: 64 << 20,
             max_apply_bytes: 16 << 20,
+            lease_duration: 0,
+            max_clock_drift: 0,
         }
     }
 }
@@ -85,6 +99,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_uncommitted_bytes and max_apply_bytes must be non-zero".into(),
             ));
+        }
+        if self.lease_duration > 0 && self.max_clock_drift >= self.lease_duration {
+            return Err(ConfigError::Invalid(format!(
+                "max_clock_drift ({}) must be less than lease_duration ({})",
+                self.max_clock_drift, self.lease_duration
+            )));
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ impl Raft {
             self.term + 1
         } else {
             self.become_candidate();
+            self.lease_on_campaign(transfer);
             self.term
         };
         if pre_vote {
@@ -106,12 +107,21 @@ impl Raft {
                 self.vote = candidate;
                 self.election_elapsed = 0;
             }
+            // Hand over what remains of the leases we acknowledged: the candidate
+            // must wait them out before committing (see lease.rs).
+            let (lease_remaining, lease_term) = if pre_vote {
+                (0, 0)
+            } else {
+                self.lease_report()
+            };
             self.send_with_term(
                 candidate,
                 term,
                 MessageBody::RequestVoteResponse {
                     granted: true,
                     pre_vote,
+                    lease_remaining,
+                    lease_term,
                 },
                 !pre_vote,
             );
@@ -133,6 +143,8 @@ impl Raft {
                 MessageBody::RequestVoteResponse {
                     granted: false,
                     pre_vote,
+                    lease_remaining: 0,
+                    lease_term: 0,
                 },
                 false,
             );
@@ -192,6 +204,7 @@ impl Raft {
     /// append a NO-OP so entries from earlier terms get committed (§5.4.2).
     fn become_leader(&mut self) {
         debug_assert_eq!(self.role, Role::Candidate);
+        self.lease_on_role_change();
         self.role = Role::Leader;
         self.leader = self.cfg.id;
         self.votes.clear();
@@ -220,6 +233,7 @@ impl Raft {
         }
         self.uncommitted_bytes = self.log.bytes_after(self.log.committed);
         self.events.push(Event::BecameLeader { term: self.term });
+        self.lease_on_elected();
         self.append_as_leader(EntryKind::NoOp, Bytes::new())
             .expect("a fresh leader accepts its NO-OP");
     }

@@ -8,7 +8,9 @@
 //! Implemented: leader election with randomized timeouts, pre-vote and
 //! check-quorum; log replication with the consistency check, fast conflict
 //! back-off and pipelined sends under a bounded window; commitment by majority of
-//! current-term entries only; ReadIndex for linearizable reads; snapshots and log
+//! current-term entries only; ReadIndex for linearizable reads (on the leader, and on
+//! followers through the leader); leader leases for reads without a round trip
+//! (see the `lease` module docs for why they are safe); snapshots and log
 //! compaction (the core keeps only snapshot metadata, the runtime moves the data);
 //! single-server membership changes with learners; leadership transfer.
 
@@ -16,6 +18,7 @@ mod config;
 mod election;
 mod error;
 mod follower;
+mod lease;
 mod log;
 mod membership;
 mod message;
@@ -36,6 +39,7 @@ pub use error::{
     CompactError, ConfChangeDecodeError, ConfChangeError, ConfigError, ProposeError,
     ReadIndexError, StepError, TransferError,
 };
+pub use lease::Lease;
 pub use membership::{ConfChange, MAX_CONF_CONTEXT_BYTES};
 pub use message::{Message, MessageBody};
 pub use raft::{InitialState, InjectedBug, Raft};

@@ -43,6 +43,11 @@ pub enum MessageBody {
         granted: bool,
         /// Echoes the request's `pre_vote`.
         pre_vote: bool,
+        /// On a granted vote: how much longer (clock units) the longest lease of a
+        /// leader this voter followed may still run. The new leader waits it out.
+        lease_remaining: u64,
+        /// Term of the leader that lease belongs to (0 if none).
+        lease_term: Term,
     },
     /// AppendEntries (Raft §5.3).
     AppendEntries {
@@ -76,8 +81,12 @@ pub enum MessageBody {
     Heartbeat {
         /// `min(leader commit, follower's match index)`: safe to apply.
         commit: Index,
-        /// ReadIndex round this heartbeat confirms (0 if none).
+        /// ReadIndex and lease round this heartbeat confirms.
         read_seq: u64,
+        /// The lease the leader claims from this round (clock units, 0 if none): a
+        /// voter that acknowledges it must assume the leader serves reads for that
+        /// long after receiving it.
+        lease: u64,
     },
     /// Reply to [`MessageBody::Heartbeat`].
     HeartbeatResponse {
@@ -97,6 +106,19 @@ pub enum MessageBody {
     /// Leadership transfer (thesis §3.10): the leader tells a caught-up voter to
     /// campaign at once.
     TimeoutNow,
+    /// A follower asks the leader for a read index (thesis §6.4, follower reads).
+    ReadIndex {
+        /// The follower's tag for the read.
+        ctx: u64,
+    },
+    /// The leader's answer once a quorum confirmed its leadership: the follower may
+    /// serve the read once it has applied `index`.
+    ReadIndexResponse {
+        /// Echoes the request's tag.
+        ctx: u64,
+        /// The leader's commit index when the request arrived.
+        index: Index,
+    },
 }
 
 impl MessageBody {
@@ -113,6 +135,8 @@ impl MessageBody {
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
         }
     }
 
@@ -124,6 +148,7 @@ impl MessageBody {
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::InstallSnapshot { .. }
                 | MessageBody::TimeoutNow
+                | MessageBody::ReadIndexResponse { .. }
         )
     }
 }

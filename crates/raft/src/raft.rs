@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError, ReadIndexError, StepError};
+use crate::lease::LeaseState;
 use crate::log::RaftLog;
 use crate::membership::ConfHistory;
 use crate::message::{Message, MessageBody};
@@ -79,6 +80,7 @@ pub struct Raft {
     pub(crate) randomized_election_timeout: u32,
     pub(crate) rng: SplitMix64,
     pub(crate) read_only: ReadOnly,
+    pub(crate) lease: LeaseState,
     /// The leader has new entries to send.
     pub(crate) append_pending: bool,
     /// Leader only: bytes of entries appended in this term and not yet committed.
@@ -126,6 +128,9 @@ pub enum InjectedBug {
     /// A follower taking a snapshot checks only that it has an entry at the
     /// snapshot's index, not that its term matches, and keeps its own log.
     SnapshotIgnoresTerm,
+    /// The leader trusts its lease for the whole `lease_duration`, with no margin
+    /// for clocks that run at different rates.
+    LeaseWithoutDriftMargin,
 }
 
 impl Raft {
@@ -191,6 +196,7 @@ impl Raft {
             randomized_election_timeout: cfg.election_ticks,
             rng: SplitMix64::new(seed ^ cfg.id.rotate_left(32) ^ cfg.group),
             read_only: ReadOnly::default(),
+            lease: LeaseState::default(),
             append_pending: false,
             uncommitted_bytes: 0,
             msgs: Vec::new(),
@@ -269,16 +275,13 @@ impl Raft {
 
     /// Asks for a linearizable read (thesis §6.4). Once leadership is confirmed by a
     /// quorum, a [`ReadState`] with `ctx` and the read's index appears in a `Ready`.
-    /// Only the leader serves these; the request is dropped if it steps down, which
-    /// the runtime sees as a role change in `Ready::soft_state`.
+    /// On a follower (or learner) that knows the leader, the request goes to the
+    /// leader and the answer comes back the same way. Requests are dropped when the
+    /// leader steps down or a message is lost: the runtime times them out (and may
+    /// fail them early when `Ready::soft_state` shows a change of leader).
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadIndexError> {
         self.assert_not_in_ready();
-        if self.role != Role::Leader {
-            return Err(ReadIndexError::NotLeader {
-                leader: self.leader,
-            });
-        }
-        self.queue_read(ctx)
+        self.request_read(ctx)
     }
 
     /// Starts an election now, skipping the timeout and pre-vote (used by tests;
@@ -631,6 +634,7 @@ impl Raft {
         if let MessageBody::RequestVoteResponse {
             pre_vote: true,
             granted: true,
+            ..
         } = m.body
         {
             // A granted pre-vote echoes the term we would campaign in.
@@ -678,6 +682,8 @@ impl Raft {
                     MessageBody::RequestVoteResponse {
                         granted: false,
                         pre_vote: true,
+                        lease_remaining: 0,
+                        lease_term: 0,
                     },
                     false,
                 );
@@ -694,7 +700,15 @@ impl Raft {
                 pre_vote,
                 ..
             } => self.handle_vote_request(m.from, m.term, last_log_index, last_log_term, pre_vote),
-            MessageBody::RequestVoteResponse { granted, pre_vote } => {
+            MessageBody::RequestVoteResponse {
+                granted,
+                pre_vote,
+                lease_remaining,
+                lease_term,
+            } => {
+                if granted && !pre_vote && self.role == Role::Candidate {
+                    self.lease_on_vote(lease_remaining, lease_term);
+                }
                 self.handle_vote_response(m.from, granted, pre_vote)
             }
             MessageBody::AppendEntries {
@@ -713,8 +727,13 @@ impl Raft {
                     );
                 }
             }
-            MessageBody::Heartbeat { commit, read_seq } => {
+            MessageBody::Heartbeat {
+                commit,
+                read_seq,
+                lease,
+            } => {
                 if self.accept_leader(m.from) {
+                    self.note_leader_lease(m.term, lease);
                     self.handle_heartbeat(m.from, commit, read_seq);
                 }
             }
@@ -741,6 +760,12 @@ impl Raft {
             MessageBody::TimeoutNow => {
                 if self.accept_leader(m.from) {
                     self.handle_timeout_now();
+                }
+            }
+            MessageBody::ReadIndex { ctx } => self.handle_read_index_request(m.from, ctx),
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                if self.accept_leader(m.from) {
+                    self.handle_read_index_response(ctx, index);
                 }
             }
         }
@@ -822,6 +847,7 @@ impl Raft {
 
     /// Becomes follower in `term` (clearing the vote when the term is new).
     pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        self.lease_on_role_change();
         if term > self.term {
             self.term = term;
             self.vote = NO_NODE;

@@ -94,8 +94,22 @@ pub enum Event {
         /// Why, in a few words ("its log is behind", "already voted for 2", ...).
         reason: &'static str,
     },
+    /// A new leader holds back commits until the leases it inherited from the
+    /// voters that elected it have run out.
+    WaitingForOldLease {
+        /// The term it leads.
+        term: Term,
+        /// How long it waits, in clock units.
+        remaining: u64,
+    },
+    /// The leader sends a heartbeat round that renews its lease (a debug-level
+    /// event: one per heartbeat).
+    LeaseRenewing {
+        /// The term it leads.
+        term: Term,
+    },
     /// A leader lost contact with a quorum for an election timeout and stepped down
-    /// (check-quorum).
+    /// (check-quorum): it could not renew its lease.
     LostQuorum {
         /// The term it led.
         term: Term,

@@ -77,8 +77,18 @@ impl Raft {
                 return;
             }
         }
+        if self.lease.inherited_until > 0 && !self.waiting_out_old_lease() {
+            // The leases handed to us have run out: commits may proceed.
+            self.lease.inherited_until = 0;
+            self.maybe_commit();
+        }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
+            if self.cfg.lease_duration > 0 {
+                // Every heartbeat is a numbered round, so that each renews the lease.
+                self.read_only.force_round();
+                self.events.push(Event::LeaseRenewing { term: self.term });
+            }
             self.broadcast_heartbeat();
         }
         self.send_commit_updates();
@@ -157,13 +167,23 @@ impl Raft {
 
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let read_seq = self.read_only.seq();
+        let lease = self.lease_claim();
+        self.lease_round_sent(read_seq);
         let targets: Vec<(NodeId, Index)> = self
             .progress
             .iter()
             .map(|(&id, p)| (id, p.match_index.min(self.log.committed)))
             .collect();
         for (to, commit) in targets {
-            self.send(to, MessageBody::Heartbeat { commit, read_seq }, false);
+            self.send(
+                to,
+                MessageBody::Heartbeat {
+                    commit,
+                    read_seq,
+                    lease,
+                },
+                false,
+            );
         }
     }
 
@@ -235,12 +255,18 @@ impl Raft {
         if self.voters.contains(&from) {
             self.read_only.ack(from, read_seq);
             self.release_confirmed_reads();
+            self.confirm_lease();
         }
     }
 
     /// Advances the commit index to the highest index durable on a majority, but
     /// only by counting replicas of an entry from the current term (Raft §5.4.2).
     pub(crate) fn maybe_commit(&mut self) -> bool {
+        if self.waiting_out_old_lease() {
+            // Nobody may observe our writes while an earlier leader may still serve
+            // lease reads (see lease.rs); `tick_leader` retries once the wait ends.
+            return false;
+        }
         let me = self.cfg.id;
         let own = self.log.persisted;
         let progress = &self.progress;

@@ -56,6 +56,8 @@ impl Raft {
     }
 
     pub(crate) fn send_timeout_now(&mut self, to: NodeId) {
+        // The target campaigns without waiting out our lease: end it first.
+        self.revoke_lease();
         self.send(to, MessageBody::TimeoutNow, false);
     }
 

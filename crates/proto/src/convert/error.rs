@@ -61,4 +61,12 @@ pub enum ConvertError {
         /// Term of the entry (or `prev_log_term`) before it.
         preceding_term: Term,
     },
+    /// A lease claimed or reported is longer than any real one.
+    #[error("lease of {lease} ns exceeds the limit of {limit} ns")]
+    LeaseTooLong {
+        /// The value on the wire.
+        lease: u64,
+        /// The limit.
+        limit: u64,
+    },
 }

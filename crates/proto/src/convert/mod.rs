@@ -100,9 +100,17 @@ fn body_to_wire(body: &MessageBody) -> Body {
             pre_vote,
             transfer,
         }),
-        MessageBody::RequestVoteResponse { granted, pre_vote } => {
-            Body::RequestVoteResponse(raft::RequestVoteResponse { granted, pre_vote })
-        }
+        MessageBody::RequestVoteResponse {
+            granted,
+            pre_vote,
+            lease_remaining,
+            lease_term,
+        } => Body::RequestVoteResponse(raft::RequestVoteResponse {
+            granted,
+            pre_vote,
+            lease_remaining,
+            lease_term,
+        }),
         MessageBody::AppendEntries {
             prev_log_index,
             prev_log_term,
@@ -125,9 +133,15 @@ fn body_to_wire(body: &MessageBody) -> Body {
             hint_index,
             hint_term,
         }),
-        MessageBody::Heartbeat { commit, read_seq } => {
-            Body::Heartbeat(raft::Heartbeat { commit, read_seq })
-        }
+        MessageBody::Heartbeat {
+            commit,
+            read_seq,
+            lease,
+        } => Body::Heartbeat(raft::Heartbeat {
+            commit,
+            read_seq,
+            lease,
+        }),
         MessageBody::HeartbeatResponse { read_seq } => {
             Body::HeartbeatResponse(raft::HeartbeatResponse { read_seq })
         }
@@ -138,6 +152,10 @@ fn body_to_wire(body: &MessageBody) -> Body {
             learners: meta.conf.learners.clone(),
         }),
         MessageBody::TimeoutNow => Body::TimeoutNow(raft::TimeoutNow {}),
+        MessageBody::ReadIndex { ctx } => Body::ReadIndex(raft::ReadIndex { ctx }),
+        MessageBody::ReadIndexResponse { ctx, index } => {
+            Body::ReadIndexResponse(raft::ReadIndexResponse { ctx, index })
+        }
     }
 }
 
@@ -152,6 +170,8 @@ fn body_from_wire(body: Body, term: Term) -> Result<MessageBody, ConvertError> {
         Body::RequestVoteResponse(r) => MessageBody::RequestVoteResponse {
             granted: r.granted,
             pre_vote: r.pre_vote,
+            lease_remaining: check_lease(r.lease_remaining)?,
+            lease_term: r.lease_term,
         },
         Body::AppendEntries(a) => {
             let entries = a
@@ -176,6 +196,7 @@ fn body_from_wire(body: Body, term: Term) -> Result<MessageBody, ConvertError> {
         Body::Heartbeat(h) => MessageBody::Heartbeat {
             commit: h.commit,
             read_seq: h.read_seq,
+            lease: check_lease(h.lease)?,
         },
         Body::HeartbeatResponse(h) => MessageBody::HeartbeatResponse {
             read_seq: h.read_seq,
@@ -193,7 +214,27 @@ fn body_from_wire(body: Body, term: Term) -> Result<MessageBody, ConvertError> {
             },
         },
         Body::TimeoutNow(_) => MessageBody::TimeoutNow,
+        Body::ReadIndex(r) => MessageBody::ReadIndex { ctx: r.ctx },
+        Body::ReadIndexResponse(r) => MessageBody::ReadIndexResponse {
+            ctx: r.ctx,
+            index: r.index,
+        },
     })
+}
+
+/// Longest lease a peer may claim or report (one minute, in nanoseconds): real
+/// leases are about an election timeout; anything longer is garbage that would
+/// stall a new leader.
+pub const MAX_LEASE_NANOS: u64 = 60_000_000_000;
+
+fn check_lease(lease: u64) -> Result<u64, ConvertError> {
+    if lease > MAX_LEASE_NANOS {
+        return Err(ConvertError::LeaseTooLong {
+            lease,
+            limit: MAX_LEASE_NANOS,
+        });
+    }
+    Ok(lease)
 }
 
 /// Checks the shape every AppendEntries from a correct leader has (Raft §5.3): the

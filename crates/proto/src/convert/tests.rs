@@ -73,9 +73,20 @@ fn other_body() -> impl Strategy<Value = MessageBody> {
                 transfer,
             }
         ),
-        (any::<bool>(), any::<bool>()).prop_map(|(granted, pre_vote)| {
-            MessageBody::RequestVoteResponse { granted, pre_vote }
-        }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0..=super::MAX_LEASE_NANOS,
+            any::<u64>()
+        )
+            .prop_map(|(granted, pre_vote, lease_remaining, lease_term)| {
+                MessageBody::RequestVoteResponse {
+                    granted,
+                    pre_vote,
+                    lease_remaining,
+                    lease_term,
+                }
+            }),
         (any::<u64>(), any::<bool>(), any::<u64>(), any::<u64>()).prop_map(
             |(index, reject, hint_index, hint_term)| MessageBody::AppendEntriesResponse {
                 index,
@@ -84,9 +95,17 @@ fn other_body() -> impl Strategy<Value = MessageBody> {
                 hint_term,
             }
         ),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(commit, read_seq)| MessageBody::Heartbeat { commit, read_seq }),
+        (any::<u64>(), any::<u64>(), 0..=super::MAX_LEASE_NANOS).prop_map(
+            |(commit, read_seq, lease)| MessageBody::Heartbeat {
+                commit,
+                read_seq,
+                lease
+            }
+        ),
         any::<u64>().prop_map(|read_seq| MessageBody::HeartbeatResponse { read_seq }),
+        any::<u64>().prop_map(|ctx| MessageBody::ReadIndex { ctx }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(ctx, index)| MessageBody::ReadIndexResponse { ctx, index }),
     ]
 }
 
@@ -187,6 +206,7 @@ fn heartbeat(from: u64, to: u64) -> raft::RaftMessage {
         body: Some(Body::Heartbeat(raft::Heartbeat {
             commit: 0,
             read_seq: 0,
+            lease: 0,
         })),
     }
 }
@@ -304,4 +324,16 @@ fn rejects_impossible_terms() {
             preceding_term: 4
         })
     );
+}
+
+#[test]
+fn a_lease_longer_than_any_real_one_is_rejected() {
+    let mut m = heartbeat(1, 2);
+    if let Some(Body::Heartbeat(h)) = &mut m.body {
+        h.lease = super::MAX_LEASE_NANOS + 1;
+    }
+    assert!(matches!(
+        Message::try_from(m),
+        Err(ConvertError::LeaseTooLong { .. })
+    ));
 }

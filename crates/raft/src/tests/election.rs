@@ -406,6 +406,7 @@ fn candidate_steps_down_on_append_from_new_leader() {
         body: MessageBody::Heartbeat {
             commit: 0,
             read_seq: 0,
+            lease: 0,
         },
     };
     net.node_mut(2).step(m).expect("valid");

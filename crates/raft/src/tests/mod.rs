@@ -4,6 +4,7 @@
 
 mod async_persistence;
 mod election;
+mod lease;
 mod membership;
 mod network;
 mod read_index;

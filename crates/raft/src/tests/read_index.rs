@@ -4,13 +4,57 @@ use super::network::Network;
 use crate::{ReadIndexError, ReadState, Role};
 
 #[test]
-fn only_the_leader_serves_read_index() {
+fn a_node_that_knows_no_leader_refuses_read_index() {
     let mut net = Network::new(3);
-    net.elect(1);
     assert_eq!(
         net.node_mut(2).read_index(7),
-        Err(ReadIndexError::NotLeader { leader: 1 })
+        Err(ReadIndexError::NotLeader { leader: 0 })
     );
+}
+
+#[test]
+fn a_follower_read_is_confirmed_by_the_leader() {
+    // Follower reads: the follower asks the leader, which confirms leadership with
+    // a heartbeat round and answers with its commit index.
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.propose(1, "a");
+    net.stabilize();
+    let commit = net.node(1).commit_index();
+    net.node_mut(2).read_index(7).expect("knows the leader");
+    net.stabilize();
+    assert_eq!(
+        net.read_states[&2],
+        vec![ReadState {
+            ctx: 7,
+            index: commit
+        }]
+    );
+    assert!(
+        net.read_states.get(&1).is_none_or(Vec::is_empty),
+        "the leader answers the follower, not itself"
+    );
+}
+
+#[test]
+fn a_follower_read_needs_the_leaders_quorum_round() {
+    // A leader cut off from everyone but the asking follower cannot confirm: the
+    // follower's read must not be answered from a deposed leader's commit index.
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.stabilize();
+    net.cut.insert((1, 3));
+    net.cut.insert((3, 1));
+    net.cut.insert((2, 1));
+    net.node_mut(2).read_index(5).expect("knows the leader");
+    net.stabilize();
+    assert!(net.read_states.get(&2).is_none_or(Vec::is_empty));
+    net.cut.remove(&(2, 1));
+    net.node_mut(2).read_index(6).expect("knows the leader");
+    net.stabilize();
+    // 1 and 2 form a quorum: both reads are confirmed by the round.
+    let ctxs: Vec<u64> = net.read_states[&2].iter().map(|r| r.ctx).collect();
+    assert!(ctxs.contains(&6), "{ctxs:?}");
 }
 
 #[test]

@@ -462,7 +462,8 @@ fn grants_vote(messages: &[Message]) -> bool {
             m.body,
             MessageBody::RequestVoteResponse {
                 granted: true,
-                pre_vote: false
+                pre_vote: false,
+                ..
             }
         )
     })

@@ -50,6 +50,18 @@ pub enum BodySummary {
         term: Term,
     },
     TimeoutNow,
+    /// A follower asks the leader for a read index.
+    ReadIndex {
+        /// The follower's tag.
+        ctx: u64,
+    },
+    /// The leader's answer.
+    ReadIndexResp {
+        /// The follower's tag.
+        ctx: u64,
+        /// The read index.
+        index: u64,
+    },
 }
 
 impl MsgSummary {
@@ -66,7 +78,9 @@ impl MsgSummary {
                 last_index: *last_log_index,
                 last_term: *last_log_term,
             },
-            MessageBody::RequestVoteResponse { granted, pre_vote } => BodySummary::VoteResp {
+            MessageBody::RequestVoteResponse {
+                granted, pre_vote, ..
+            } => BodySummary::VoteResp {
                 pre: *pre_vote,
                 granted: *granted,
             },
@@ -98,6 +112,11 @@ impl MsgSummary {
                 term: meta.term,
             },
             MessageBody::TimeoutNow => BodySummary::TimeoutNow,
+            MessageBody::ReadIndex { ctx } => BodySummary::ReadIndex { ctx: *ctx },
+            MessageBody::ReadIndexResponse { ctx, index } => BodySummary::ReadIndexResp {
+                ctx: *ctx,
+                index: *index,
+            },
         };
         MsgSummary {
             from: m.from,
@@ -149,6 +168,10 @@ impl fmt::Display for MsgSummary {
             BodySummary::HeartbeatResp => write!(f, "HeartbeatResp"),
             BodySummary::Snapshot { index, term } => write!(f, "InstallSnapshot({index}@{term})"),
             BodySummary::TimeoutNow => write!(f, "TimeoutNow"),
+            BodySummary::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
+            BodySummary::ReadIndexResp { ctx, index } => {
+                write!(f, "ReadIndexResp ctx={ctx} index={index}")
+            }
         }
     }
 }
