@@ -14,8 +14,13 @@ use crate::logging::{self, LogFormat};
 /// Read mode for requests that do not choose one.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum ReadModeArg {
-    /// Linearizable reads (ReadIndex on the leader).
+    /// Linearizable reads (ReadIndex: on the leader, or on a follower through the
+    /// leader).
     Linearizable,
+    /// Linearizable reads under the leader's lease (no round trip; falls back to
+    /// ReadIndex without a lease). Safe while clocks drift less than
+    /// --max-clock-drift-ms over an election timeout.
+    Lease,
     /// Local, possibly stale reads.
     Stale,
 }
@@ -76,6 +81,11 @@ pub(crate) struct ServeArgs {
     /// Minimum election timeout (milliseconds); actual timeouts are drawn from [t, 2t).
     #[arg(long, env = "KEEL_ELECTION_TIMEOUT_MS", default_value_t = 300)]
     pub(crate) election_timeout_ms: u64,
+    /// How far clocks may drift apart over one election timeout (milliseconds): a
+    /// leader's lease lasts an election timeout minus this after a heartbeat round
+    /// a quorum acknowledged.
+    #[arg(long, env = "KEEL_MAX_CLOCK_DRIFT_MS", default_value_t = 30)]
+    pub(crate) max_clock_drift_ms: u64,
     /// Leader heartbeat interval (milliseconds).
     #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL_MS", default_value_t = 50)]
     pub(crate) heartbeat_interval_ms: u64,
@@ -139,11 +149,13 @@ impl ServeArgs {
         cfg.event_log = self.event_log;
         cfg.election_timeout_ms = self.election_timeout_ms;
         cfg.heartbeat_interval_ms = self.heartbeat_interval_ms;
+        cfg.max_clock_drift_ms = self.max_clock_drift_ms;
         cfg.tick_ms = self.tick_ms;
         cfg.max_value_bytes = self.max_value_bytes;
         cfg.request_timeout_ms = self.request_timeout_ms;
         cfg.default_read_mode = match self.default_read_mode {
             ReadModeArg::Linearizable => DefaultReadMode::Linearizable,
+            ReadModeArg::Lease => DefaultReadMode::Lease,
             ReadModeArg::Stale => DefaultReadMode::Stale,
         };
         cfg.wal_segment_bytes = self.wal_segment_bytes;

@@ -15,9 +15,12 @@ pub const MAX_KEY_BYTES: usize = 4096;
 /// How reads are served when the request does not say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DefaultReadMode {
-    /// Linearizable (ReadIndex on the leader).
+    /// Linearizable (ReadIndex on the leader, or on a follower through it).
     #[default]
     Linearizable,
+    /// Linearizable under the leader's lease when it holds one (no round trip),
+    /// ReadIndex otherwise.
+    Lease,
     /// This node's applied state, possibly stale.
     Stale,
 }
@@ -47,6 +50,10 @@ pub struct ServerConfig {
     pub election_timeout_ms: u64,
     /// Interval between leader heartbeats.
     pub heartbeat_interval_ms: u64,
+    /// Bound on how far two nodes' clocks drift apart over one election timeout:
+    /// the leader lease lasts `election_timeout_ms - max_clock_drift_ms` after a
+    /// heartbeat round a quorum acknowledged.
+    pub max_clock_drift_ms: u64,
     /// Largest value accepted, in bytes.
     pub max_value_bytes: usize,
     /// How long a write or read may wait inside the node before the client is told
@@ -101,6 +108,7 @@ impl ServerConfig {
             tick_ms: 10,
             election_timeout_ms: 300,
             heartbeat_interval_ms: 50,
+            max_clock_drift_ms: 30,
             max_value_bytes: 1 << 20,
             request_timeout_ms: 5_000,
             default_read_mode: DefaultReadMode::Linearizable,
@@ -138,6 +146,13 @@ impl ServerConfig {
             return bad(format!(
                 "election_timeout_ms ({}) must be at least 3 × heartbeat_interval_ms ({})",
                 self.election_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.max_clock_drift_ms >= self.election_timeout_ms {
+            return bad(format!(
+                "max_clock_drift_ms ({}) must be less than election_timeout_ms ({}): \
+                 the lease would be empty",
+                self.max_clock_drift_ms, self.election_timeout_ms
             ));
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
@@ -205,6 +220,14 @@ impl ServerConfig {
     }
 
     /// Ticks per election timeout and per heartbeat, for the consensus core.
+    /// Leader lease length and drift margin in nanoseconds (the core's clock
+    /// unit): the lease is the minimum election timeout as the core counts it.
+    pub(crate) fn lease_nanos(&self) -> (u64, u64) {
+        let (election_ticks, _) = self.ticks();
+        let lease = u64::from(election_ticks) * self.tick_ms * 1_000_000;
+        (lease, (self.max_clock_drift_ms * 1_000_000).min(lease - 1))
+    }
+
     pub(crate) fn ticks(&self) -> (u32, u32) {
         let election = (self.election_timeout_ms / self.tick_ms).max(2) as u32;
         let heartbeat = (self.heartbeat_interval_ms / self.tick_ms).max(1) as u32;

@@ -46,6 +46,11 @@ impl EventLog {
     pub fn core_event(&mut self, e: &Event) {
         let line = describe(self.node, e);
         match e {
+            // One a heartbeat: only for debugging, never in the event log file.
+            Event::LeaseRenewing { .. } => {
+                tracing::debug!(target: "keel::events", "{line}");
+                return;
+            }
             Event::VoteGranted { .. }
             | Event::VoteDenied { .. }
             | Event::BecamePreCandidate { .. } => {
@@ -138,8 +143,15 @@ pub fn describe(node: NodeId, e: &Event) -> String {
             "{} denied for Node {candidate} in term {term}: {reason}.",
             if pre_vote { "Pre-vote" } else { "Vote" }
         ),
-        Event::LostQuorum { term } => {
-            format!("Leader {node} lost contact with a quorum in term {term}. Stepping down.")
+        Event::LostQuorum { term } => format!(
+            "Leader {node} lease renewal failed. Stepping Down. (No quorum answered in term {term}.)"
+        ),
+        Event::WaitingForOldLease { term, remaining } => format!(
+            "New Leader waiting for Old Leader Lease to timeout. (Node {node}, term {term}, {} ms.)",
+            remaining.div_ceil(1_000_000)
+        ),
+        Event::LeaseRenewing { .. } => {
+            format!("Leader {node} sending heartbeat & Renewing Lease.")
         }
         Event::DroppedMalformed { from, what } => {
             format!("Node {node} dropped a malformed message from Node {from}: {what}.")

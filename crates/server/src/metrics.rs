@@ -84,6 +84,11 @@ pub struct Metrics {
     pub writes_in_flight: Gauge,
     /// Linearizable reads waiting for their heartbeat round.
     pub reads_unconfirmed: Gauge,
+    /// Reads served under the leader lease.
+    pub lease_reads: Counter,
+    /// Lease-mode reads that found no valid lease here (served by ReadIndex or
+    /// sent to the leader).
+    pub lease_read_fallbacks: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +132,8 @@ impl Metrics {
             queued_peer_messages: Gauge::default(),
             writes_in_flight: Gauge::default(),
             reads_unconfirmed: Gauge::default(),
+            lease_reads: Counter::default(),
+            lease_read_fallbacks: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -224,6 +231,16 @@ impl Metrics {
             "reads_unconfirmed",
             "Linearizable reads waiting for their heartbeat round",
             m.reads_unconfirmed.clone(),
+        );
+        r.register(
+            "lease_reads",
+            "Reads served under the leader lease",
+            m.lease_reads.clone(),
+        );
+        r.register(
+            "lease_read_fallbacks",
+            "Lease-mode reads that found no valid lease on this node",
+            m.lease_read_fallbacks.clone(),
         );
         Metrics { registry: r, ..m }
     }

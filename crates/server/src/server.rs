@@ -133,6 +133,7 @@ pub async fn run(
         snapshot_trailing_entries: cfg.snapshot_trailing_entries,
         incarnations: incarnations.clone(),
         promote_lag_entries: cfg.promote_lag_entries,
+        clock: node::LeaseClock::new(),
     })?;
 
     let limits = ApiLimits {

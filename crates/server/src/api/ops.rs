@@ -1,6 +1,12 @@
 //! The key-value operations, shared by gRPC and HTTP. Inputs are validated before
 //! anything is proposed; writes return their revision; reads are linearizable
 //! unless the request asks otherwise.
+//!
+//! Read modes: `linearizable` (ReadIndex; a follower asks the leader for the index
+//! and serves the read itself), `lease` (the leader serves at once under its lease;
+//! without one it falls back to ReadIndex; a follower sends the client to the
+//! leader), `stale` (whatever this node has applied; the reply's revision says
+//! how far that is).
 
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::{
@@ -8,7 +14,7 @@ use keel_proto::v1::{
     PutResponse, ReadMode, ScanRequest, ScanResponse, precondition,
 };
 use keel_storage::command::{Command, Expect};
-use keel_storage::kv::ApplyOutcome;
+use keel_storage::kv::{ApplyOutcome, KvStore};
 
 use super::forward::forwarded_error;
 use super::{ApiContext, validate};
@@ -33,26 +39,29 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<GetResponse, ErrorDetail> {
         validate::key(&req.key)?;
-        if let Barrier::Forward(leader) = self.read_barrier(req.read_mode(), fwd).await? {
-            let mut client = self.forwarder.client(&leader)?;
-            return client
-                .get(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| forwarded_error(&s, false));
+        let read = |kv: &KvStore| {
+            let revision = kv.applied_index();
+            let kv = kv
+                .get(&req.key)
+                .map_err(|e| ErrorDetail::internal(format!("state machine read failed: {e}")))?
+                .map(|(value, version)| KeyValue {
+                    key: req.key.clone(),
+                    value,
+                    version,
+                });
+            Ok(GetResponse { kv, revision })
+        };
+        match self.serve_read(req.read_mode(), fwd, read).await? {
+            Served::Here(response) => Ok(response),
+            Served::Forward(leader) => {
+                let mut client = self.forwarder.client(&leader)?;
+                client
+                    .get(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| forwarded_error(&s, false))
+            }
         }
-        let revision = self.node.kv().applied_index();
-        let kv = self
-            .node
-            .kv()
-            .get(&req.key)
-            .map_err(|e| ErrorDetail::internal(format!("state machine read failed: {e}")))?
-            .map(|(value, version)| KeyValue {
-                key: req.key.clone(),
-                value,
-                version,
-            });
-        Ok(GetResponse { kv, revision })
     }
 
     pub(crate) async fn scan(
@@ -62,38 +71,41 @@ impl ApiContext {
     ) -> Result<ScanResponse, ErrorDetail> {
         validate::prefix(&req.prefix, "prefix")?;
         validate::prefix(&req.start_after, "start_after key")?;
-        if let Barrier::Forward(leader) = self.read_barrier(req.read_mode(), fwd).await? {
-            let mut client = self.forwarder.client(&leader)?;
-            return client
-                .scan(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| forwarded_error(&s, false));
-        }
         let limit = match req.limit {
             0 => DEFAULT_SCAN_LIMIT,
             n => n.min(self.limits.max_scan_limit),
         } as usize;
-        let start_after = (!req.start_after.is_empty()).then_some(&req.start_after[..]);
-        let revision = self.node.kv().applied_index();
-        let (items, more) = self
-            .node
-            .kv()
-            .scan(&req.prefix, start_after, limit)
-            .map_err(|e| ErrorDetail::internal(format!("state machine scan failed: {e}")))?;
-        let kvs = items
-            .into_iter()
-            .map(|(key, value, version)| KeyValue {
-                key,
-                value,
-                version,
+        let read = |kv: &KvStore| {
+            let start_after = (!req.start_after.is_empty()).then_some(&req.start_after[..]);
+            let revision = kv.applied_index();
+            let (items, more) = kv
+                .scan(&req.prefix, start_after, limit)
+                .map_err(|e| ErrorDetail::internal(format!("state machine scan failed: {e}")))?;
+            let kvs = items
+                .into_iter()
+                .map(|(key, value, version)| KeyValue {
+                    key,
+                    value,
+                    version,
+                })
+                .collect();
+            Ok(ScanResponse {
+                kvs,
+                more,
+                revision,
             })
-            .collect();
-        Ok(ScanResponse {
-            kvs,
-            more,
-            revision,
-        })
+        };
+        match self.serve_read(req.read_mode(), fwd, read).await? {
+            Served::Here(response) => Ok(response),
+            Served::Forward(leader) => {
+                let mut client = self.forwarder.client(&leader)?;
+                client
+                    .scan(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| forwarded_error(&s, false))
+            }
+        }
     }
 
     pub(crate) async fn put(
@@ -167,24 +179,55 @@ impl ApiContext {
             .await
     }
 
-    /// Makes a local read safe for `mode`, or says where to forward it.
-    async fn read_barrier(&self, mode: ReadMode, fwd: Forwarding) -> Result<Barrier, ErrorDetail> {
-        let linearizable = match mode {
-            ReadMode::Stale => false,
-            // Leases arrive with their own issue; until then a lease read takes the
-            // linearizable path, which is never less safe.
-            ReadMode::Linearizable | ReadMode::Lease => true,
-            ReadMode::Default => self.limits.default_read_mode == DefaultReadMode::Linearizable,
+    /// Runs `read` on local state when that is safe for `mode`, or says where to
+    /// forward the request.
+    async fn serve_read<T>(
+        &self,
+        mode: ReadMode,
+        fwd: Forwarding,
+        read: impl Fn(&KvStore) -> Result<T, ErrorDetail>,
+    ) -> Result<Served<T>, ErrorDetail> {
+        let mode = match mode {
+            ReadMode::Default => match self.limits.default_read_mode {
+                DefaultReadMode::Linearizable => ReadMode::Linearizable,
+                DefaultReadMode::Lease => ReadMode::Lease,
+                DefaultReadMode::Stale => ReadMode::Stale,
+            },
+            m => m,
         };
-        if !linearizable {
-            return Ok(Barrier::Local);
+        match mode {
+            ReadMode::Stale => return Ok(Served::Here(read(self.node.kv())?)),
+            ReadMode::Lease => {
+                let timeout = self.limits.request_timeout;
+                match self.node.lease_read(timeout, &read).await {
+                    Ok(Some(result)) => {
+                        self.metrics.lease_reads.inc();
+                        return Ok(Served::Here(result?));
+                    }
+                    Ok(None) => {
+                        self.metrics.lease_read_fallbacks.inc();
+                    }
+                    Err(e) => return Err(self.error(e)),
+                }
+                let leader = self.node.leader();
+                if leader != 0 && leader != self.id {
+                    // Only the leader holds a lease: send the client there.
+                    return match fwd {
+                        Forwarding::Allowed => Ok(Served::Forward(self.address_of(leader))),
+                        Forwarding::Never => Err(self.error(NodeError::NotLeader { leader })),
+                    };
+                }
+                // A leader without a valid lease (just elected, or cut off from
+                // its quorum): the linearizable path decides.
+            }
+            _ => {}
         }
         match self.node.read_barrier(self.limits.request_timeout).await {
-            Ok(_) => Ok(Barrier::Local),
+            Ok(_) => Ok(Served::Here(read(self.node.kv())?)),
             Err(NodeError::NotLeader { leader })
                 if leader != 0 && leader != self.id && fwd == Forwarding::Allowed =>
             {
-                Ok(Barrier::Forward(self.address_of(leader)))
+                Ok(Served::Forward(self.address_of(leader)))
             }
             Err(e) => Err(self.error(e)),
         }
@@ -200,10 +243,10 @@ fn expect_of(p: Option<&Precondition>) -> Expect {
     }
 }
 
-/// Where a read is served.
-enum Barrier {
-    /// Here, now.
-    Local,
+/// Where a read was served.
+enum Served<T> {
+    /// Here: the result.
+    Here(T),
     /// By the leader at this address.
     Forward(String),
 }

@@ -74,6 +74,10 @@ pub(crate) struct Driver {
     pub(crate) snapshots: super::snapshots::Snapshots,
     /// Member book, promotions, operators' changes (`membership.rs`).
     pub(crate) membership: super::membership::Membership,
+    /// Where API handlers find the lease (`lease.rs`).
+    pub(crate) lease: Arc<super::lease::LeaseCell>,
+    /// The clock leases are measured on; the core reads it before every input.
+    pub(crate) clock: super::lease::LeaseClock,
 }
 
 impl Driver {
@@ -87,7 +91,7 @@ impl Driver {
         while let Ok(r) = self.req_rx.try_recv() {
             match r {
                 Request::Write { reply, .. } => drop(reply.send(Err(NodeError::ShuttingDown))),
-                Request::ReadBarrier { reply, .. } => {
+                Request::ReadBarrier { reply, .. } | Request::WaitApplied { reply, .. } => {
                     drop(reply.send(Err(NodeError::ShuttingDown)))
                 }
                 Request::TransferLeader { reply, .. } => {
@@ -137,6 +141,7 @@ impl Driver {
                 }
             }
             let now = Instant::now();
+            self.raft.set_clock(self.clock.now());
             let mut ticks = 0;
             while now >= next_tick {
                 if ticks < MAX_CATCH_UP_TICKS {
@@ -147,6 +152,9 @@ impl Driver {
             }
             self.snapshot_turn()?;
             self.process_ready()?;
+            // A heartbeat answer may have renewed the lease without a Ready.
+            self.lease
+                .publish(self.raft.lease(), self.raft.commit_index());
             self.reads.expire(now);
             let status = self.raft.status();
             self.membership_turn(&status)?;
@@ -160,6 +168,9 @@ impl Driver {
         {
             self.metrics.peer_round_trip(m.from, sent.elapsed());
         }
+        // Read the clock for every message: a lease heard in it must be measured
+        // from no earlier than its arrival.
+        self.raft.set_clock(self.clock.now());
         if let Err(e) = self.raft.step(m) {
             tracing::warn!("dropped a peer message: {e}");
         }
@@ -184,7 +195,9 @@ impl Driver {
             let err = NodeError::Overloaded(format!("{in_flight} requests in flight"));
             match r {
                 Request::Write { reply, .. } => drop(reply.send(Err(err))),
-                Request::ReadBarrier { reply, .. } => drop(reply.send(Err(err))),
+                Request::ReadBarrier { reply, .. } | Request::WaitApplied { reply, .. } => {
+                    drop(reply.send(Err(err)))
+                }
                 Request::TransferLeader { reply, .. } => drop(reply.send(Err(err))),
                 Request::ChangeMembers { reply, .. } => drop(reply.send(Err(err))),
             }
@@ -239,6 +252,15 @@ impl Driver {
                     self.reads.fail(ctx, err);
                 }
             }
+            Request::WaitApplied {
+                index,
+                deadline,
+                reply,
+            } => self.hand_to_apply(ApplyJob::Read {
+                index,
+                deadline,
+                reply,
+            })?,
             Request::TransferLeader { to, reply } => self.transfer_leader(to, reply),
             Request::ChangeMembers {
                 change,
@@ -254,6 +276,11 @@ impl Driver {
     fn process_ready(&mut self) -> Result<(), ServerError> {
         while self.raft.has_ready() {
             let mut rd = self.raft.ready();
+            // 0. Before anything leaves: a lease a transfer ended is withdrawn before
+            //    its TimeoutNow goes out, and a commit index is visible to lease
+            //    reads before any follower can serve reads at it.
+            self.lease
+                .publish(self.raft.lease(), self.raft.commit_index());
             // 1. The leader replicates in parallel with its own fsync.
             self.note_heartbeats(&rd.messages);
             // New members' addresses first: messages to them may be in this Ready.
@@ -264,10 +291,14 @@ impl Driver {
                 if ss.leader != self.last_leader && ss.leader != keel_raft::NO_NODE {
                     self.metrics.leader_changes.inc();
                 }
-                self.last_leader = ss.leader;
-                if self.role == Role::Leader && ss.role != Role::Leader {
+                // Reads waiting on a leader that is gone (ours, or the one a
+                // follower asked) will never be confirmed: answer them now.
+                if (self.role == Role::Leader && ss.role != Role::Leader)
+                    || ss.leader != self.last_leader
+                {
                     self.reads.leadership_lost(ss.leader);
                 }
+                self.last_leader = ss.leader;
                 self.role = ss.role;
             }
             if !rd.events.is_empty() {

@@ -7,6 +7,7 @@
 mod apply;
 mod driver;
 mod leadership;
+mod lease;
 mod membership;
 mod reads;
 mod recover;
@@ -24,6 +25,7 @@ use keel_raft::{Message, NodeId, Role};
 use keel_storage::kv::{ApplyOutcome, KvStore};
 use tokio::sync::{oneshot, watch};
 
+pub use lease::{LeaseCell, LeaseClock, LeaseRead};
 pub use recover::{KV_GROUP, state_path};
 pub use requests::{ChangeProposed, MemberChange, NodeError};
 pub use snapshots::snapshot_dir;
@@ -45,6 +47,8 @@ pub struct NodeHandle {
     req_tx: Sender<Request>,
     kv: Arc<KvStore>,
     status: watch::Receiver<NodeStatus>,
+    lease: Arc<LeaseCell>,
+    clock: LeaseClock,
 }
 
 /// Everything the node's threads need, assembled by the server.
@@ -64,6 +68,8 @@ pub(crate) struct NodeParts {
     pub(crate) incarnations: Arc<crate::peers::PeerIncarnations>,
     /// A learner is promoted once within this many entries of the leader's log.
     pub(crate) promote_lag_entries: u64,
+    /// The clock the core's leases are measured on.
+    pub(crate) clock: LeaseClock,
 }
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
@@ -89,6 +95,8 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let events = Arc::new(std::sync::Mutex::new(parts.events));
     let writes_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let metrics = parts.metrics;
+    let lease = Arc::new(LeaseCell::default());
+    let clock = parts.clock;
 
     let (apply, applier) = apply_side(
         ApplyState {
@@ -150,6 +158,8 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         metrics,
         heartbeats_out: std::collections::BTreeMap::new(),
         last_leader: keel_raft::NO_NODE,
+        lease: lease.clone(),
+        clock,
     };
     let apply = spawn(format!("keel-apply-{id}"), fatal_tx, move || applier.run())?;
     let join = std::thread::Builder::new()
@@ -179,6 +189,8 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
             req_tx,
             kv,
             status: status_rx,
+            lease,
+            clock,
         },
         stop: shutdown_tx,
         join,
@@ -233,6 +245,45 @@ impl NodeHandle {
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         self.submit(Request::ReadBarrier { deadline, reply })?;
+        match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NodeError::ShuttingDown),
+            Err(_) => Err(NodeError::Timeout("no answer before the deadline".into())),
+        }
+    }
+
+    /// Serves `read` under the leader lease, without a network round trip: `None`
+    /// if this node holds no valid lease (the caller falls back to ReadIndex).
+    /// The lease is checked again after `read` ran, so the result is never from a
+    /// moment the lease did not cover.
+    pub async fn lease_read<T>(
+        &self,
+        timeout: Duration,
+        read: impl Fn(&KvStore) -> T,
+    ) -> Result<Option<T>, NodeError> {
+        let Some(started) = self.lease.begin(self.clock.now()) else {
+            return Ok(None);
+        };
+        if self.kv.applied_index() < started.commit {
+            // Everything this leader committed must be visible: another client may
+            // already have seen it (a follower read, say).
+            self.wait_applied(started.commit, timeout).await?;
+        }
+        let value = read(&self.kv);
+        Ok(self
+            .lease
+            .still_valid(&started, self.clock.now())
+            .then_some(value))
+    }
+
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<u64, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.submit(Request::WaitApplied {
+            index,
+            deadline,
+            reply,
+        })?;
         match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(NodeError::ShuttingDown),
@@ -302,6 +353,11 @@ impl NodeHandle {
             }
             Err(TrySendError::Disconnected(_)) => Err(NodeError::ShuttingDown),
         }
+    }
+
+    /// The leader as last published (0 if unknown), without copying the status.
+    pub fn leader(&self) -> NodeId {
+        self.status.borrow().leader
     }
 
     /// The state machine (reads see applied state).

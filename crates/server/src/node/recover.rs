@@ -61,11 +61,14 @@ pub(crate) fn recover(
     let boot = super::snapshots::boot(cfg, vfs, &kv, &mut wal, group, events)?;
     let applied = boot.applied;
     let (election_ticks, heartbeat_ticks) = cfg.ticks();
+    let (lease_duration, max_clock_drift) = cfg.lease_nanos();
     let raft_cfg = Config {
         id: cfg.id,
         group: KV_GROUP,
         election_ticks,
         heartbeat_ticks,
+        lease_duration,
+        max_clock_drift,
         ..Config::default()
     };
     // The member book: bootstrap, then the snapshot's, then the log's changes.

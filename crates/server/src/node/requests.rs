@@ -93,6 +93,16 @@ pub enum Request {
         /// Where the result goes.
         reply: oneshot::Sender<ReadResult>,
     },
+    /// Wait until the state machine has applied `index` (a lease read whose
+    /// leader has committed more than it applied).
+    WaitApplied {
+        /// The index to wait for.
+        index: Index,
+        /// When the client stops waiting.
+        deadline: Instant,
+        /// Where the result goes.
+        reply: oneshot::Sender<ReadResult>,
+    },
     /// Change the membership (leader only).
     ChangeMembers {
         /// What to change.
