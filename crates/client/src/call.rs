@@ -221,6 +221,11 @@ impl Caller {
         };
         // A write may only be retried if the failure proves it was not applied.
         if !failure.proves_not_applied() && !op.may_retry_ambiguous() {
+            if matches!(failure, Failure::Ambiguous(_)) && matches!(route, Route::Leader) {
+                // The member did not answer (paused, partitioned, dead): the next
+                // call must not start there again.
+                self.router.forget(target);
+            }
             return Err(Error::OutcomeUnknown {
                 reason: failure.describe(),
             });

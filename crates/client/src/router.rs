@@ -52,6 +52,21 @@ impl Router {
         self.next_endpoint(Some(failed))
     }
 
+    /// `failed` did not answer a call that cannot be retried: the next call must not
+    /// start there (neither as the known leader nor as the next endpoint in turn).
+    pub(crate) fn forget(&self, failed: &Address) {
+        {
+            let mut leader = self.lock();
+            if leader.as_ref() == Some(failed) {
+                *leader = None;
+            }
+        }
+        let n = self.endpoints.len();
+        if n > 1 && &self.endpoints[self.cursor.load(Ordering::Relaxed) % n] == failed {
+            self.cursor.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The next endpoint in round-robin order, skipping `avoid` when there is any
     /// other choice.
     fn next_endpoint(&self, avoid: Option<&Address>) -> Address {

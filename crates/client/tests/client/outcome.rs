@@ -18,6 +18,25 @@ async fn write_that_timed_out_after_arriving_is_outcome_unknown_and_not_retried(
 }
 
 #[tokio::test]
+async fn after_a_write_timed_out_at_the_leader_the_next_call_starts_elsewhere() {
+    // A leader that stops answering (paused, partitioned) must not get every
+    // following write, each waiting out its timeout.
+    let stuck = MockNode::start(1, Behavior::Hang).await;
+    stuck.script([Behavior::Serve]);
+    let healthy = MockNode::start(2, Behavior::Serve).await;
+    let c = client(&[stuck.addr(), healthy.addr()]);
+
+    bounded(c.put("k", "1"))
+        .await
+        .expect("served: 1 is now the leader");
+    let err = bounded(c.put("k", "2")).await.expect_err("timed out");
+    assert!(err.outcome_unknown(), "{err:?}");
+    bounded(c.put("k", "3")).await.expect("served elsewhere");
+    assert_eq!(stuck.calls("put"), 2);
+    assert_eq!(healthy.calls("put"), 1);
+}
+
+#[tokio::test]
 async fn read_that_timed_out_is_retried_elsewhere() {
     let stuck = MockNode::start(1, Behavior::Hang).await;
     let healthy = MockNode::start(2, Behavior::Serve).await;
