@@ -21,8 +21,8 @@
 use bytes::Bytes;
 use keel_proto::v1::{self, compare, txn_op, txn_op_result};
 
-use crate::call::{Op, Route};
-use crate::client::{Client, request};
+use crate::call::Op;
+use crate::client::Client;
 use crate::error::Error;
 use crate::types::KeyValue;
 
@@ -256,22 +256,11 @@ impl Client {
     /// Retried like [`Client::put`]: only after failures that prove it was not
     /// applied; see [`Error::OutcomeUnknown`] for the others.
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, Error> {
-        let message = txn.to_proto();
         let response = self
-            .caller
-            .call(
-                self.deadline,
-                Op::Write,
-                Route::Leader,
-                |channel, budget| {
-                    let mut kv = self.kv(channel);
-                    // Cheap: keys and values are shared `Bytes`.
-                    let request = request(message.clone(), budget);
-                    async move { kv.txn(request).await }
-                },
-            )
-            .await?
-            .into_inner();
+            .kv_call(Op::Write, txn.to_proto(), |mut kv, r| async move {
+                kv.txn(r).await
+            })
+            .await?;
         Ok(TxnResponse {
             succeeded: response.succeeded,
             revision: response.revision,
