@@ -1,5 +1,7 @@
 //! `keel put/get/del/scan/cas`: one call each through the Rust client, which finds
-//! the leader and retries what is safe to retry.
+//! the leader and retries what is safe to retry. `put --if-absent`,
+//! `put --if-version N`, `cas --version N` and `del --if-version N` are the
+//! conditional writes; a conflict exits with 1 and changes nothing.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -79,8 +81,24 @@ pub(crate) struct PutArgs {
     key: String,
     /// The value.
     value: String,
+    /// Write only if the key does not exist yet (create).
+    #[arg(long, conflicts_with = "if_version")]
+    if_absent: bool,
+    /// Write only if the key's version is N (compare-and-set).
+    #[arg(long, value_name = "N")]
+    if_version: Option<u64>,
     #[command(flatten)]
     conn: ConnArgs,
+}
+
+impl PutArgs {
+    fn precondition(&self) -> Option<Precondition> {
+        match (self.if_absent, self.if_version) {
+            (true, _) => Some(Precondition::Absent),
+            (false, Some(v)) => Some(Precondition::Version(v)),
+            (false, None) => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -98,9 +116,9 @@ pub(crate) struct GetArgs {
 pub(crate) struct DelArgs {
     /// The key.
     key: String,
-    /// Delete only if the key's version is this.
-    #[arg(long)]
-    version: Option<u64>,
+    /// Delete only if the key's version is N.
+    #[arg(long = "if-version", alias = "version", value_name = "N")]
+    if_version: Option<u64>,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -154,7 +172,10 @@ async fn run_async(op: Op) -> anyhow::Result<ExitCode> {
     match op {
         Op::Put(a) => {
             let client = a.conn.client()?;
-            let r = client.put(a.key.clone(), a.value).await;
+            let r = match a.precondition() {
+                Some(pre) => client.put_with(a.key.clone(), a.value, pre).await,
+                None => client.put(a.key.clone(), a.value).await,
+            };
             write_result(
                 out,
                 a.conn.json,
@@ -179,7 +200,7 @@ async fn run_async(op: Op) -> anyhow::Result<ExitCode> {
         }
         Op::Del(a) => {
             let client = a.conn.client()?;
-            let r = match a.version {
+            let r = match a.if_version {
                 Some(v) => {
                     client
                         .delete_with(a.key.clone(), Precondition::Version(v))

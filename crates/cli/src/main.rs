@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 the operation failed (and changed nothing) or the key
 //! was not found; 2 bad usage; 3 a write's outcome is unknown (it may have been
+//! applied); 4 a transaction's comparisons did not hold (its `--else` branch was
 //! applied).
 
 mod client_cmds;
@@ -14,6 +15,8 @@ mod member_cmd;
 mod serve;
 mod snapshot_cmd;
 mod status_cmd;
+mod txn_cmd;
+mod txn_spec;
 mod wal_cmd;
 
 use std::process::ExitCode;
@@ -58,6 +61,9 @@ enum Command {
     Scan(client_cmds::ScanArgs),
     /// Compare-and-set: write a key only if its version matches.
     Cas(client_cmds::CasArgs),
+    /// Transaction: compare keys, then run the --then or the --else operations,
+    /// atomically.
+    Txn(txn_cmd::TxnArgs),
     /// Show every member's role, term, indexes and lag.
     Status(status_cmd::StatusArgs),
     /// Load-test a cluster (and optionally etcd, side by side).
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
         Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),
         Command::Scan(a) => client_cmds::run(client_cmds::Op::Scan(a)),
         Command::Cas(a) => client_cmds::run(client_cmds::Op::Cas(a)),
+        Command::Txn(a) => txn_cmd::run(a),
         Command::Status(a) => status_cmd::run(a),
         Command::Bench(a) => keel_bench::run(a),
     };

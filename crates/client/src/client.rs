@@ -8,7 +8,7 @@ use keel_proto::v1::kv_client::KvClient;
 use tonic::transport::Channel;
 
 use crate::address::Address;
-use crate::call::Caller;
+use crate::call::{Caller, Op, Route};
 use crate::config::ClientConfig;
 use crate::error::Error;
 
@@ -62,6 +62,29 @@ impl Client {
         KvClient::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes)
+    }
+
+    /// Calls a `keel.v1.Kv` method on the leader under the retry rules of `op`;
+    /// `method` makes one attempt, e.g. `|mut kv, r| async move { kv.txn(r).await }`.
+    /// Cheap per attempt: messages hold shared `Bytes`.
+    pub(crate) async fn kv_call<M, R, F, Fut>(
+        &self,
+        op: Op,
+        message: M,
+        method: F,
+    ) -> Result<R, Error>
+    where
+        M: Clone,
+        F: Fn(KvClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let response = self
+            .caller
+            .call(self.deadline, op, Route::Leader, |channel, budget| {
+                method(self.kv(channel), request(message.clone(), budget))
+            })
+            .await?;
+        Ok(response.into_inner())
     }
 
     pub(crate) fn cluster(&self, channel: Channel) -> ClusterClient<Channel> {

@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), keel_client::Error> {
-//! use keel_client::{Client, ClientConfig, Precondition, ReadMode};
+//! use keel_client::{Client, ClientConfig, Compare, Precondition, ReadMode, Txn, TxnOp};
 //!
 //! let client = Client::new(ClientConfig::with_endpoints(["10.0.0.1:7001", "10.0.0.2:7001"]))?;
 //! let revision = client.put("greeting", "hello").await?;
@@ -10,6 +10,10 @@
 //! let version = got.kv.map(|kv| kv.version).unwrap_or(revision);
 //! // Compare-and-set: only if nobody wrote the key since we read it.
 //! client.put_with("greeting", "hello again", Precondition::Version(version)).await?;
+//! // A transaction: compare, then one of two branches, atomically (see `Txn`).
+//! client
+//!     .txn(Txn::new().when(Compare::absent("lock")).then(TxnOp::put("lock", "me")))
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -59,6 +63,7 @@ mod failure;
 mod kv;
 mod pool;
 mod router;
+mod txn;
 mod types;
 
 pub use client::Client;
@@ -68,6 +73,7 @@ pub use error::Error;
 pub use keel_proto::v1::{
     Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };
+pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnResponse};
 pub use types::{
     DeleteResponse, GetResponse, KeyValue, Precondition, ReadMode, ScanOptions, ScanResponse,
 };

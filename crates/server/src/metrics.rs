@@ -24,6 +24,8 @@ pub enum ClientOp {
     Delete,
     /// Read a prefix.
     Scan,
+    /// A transaction.
+    Txn,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -225,6 +225,45 @@ impl Kv for Service {
             revision: store.last_index,
         }))
     }
+
+    /// Version comparisons only; enough to see the client's side of transactions.
+    async fn txn(&self, req: Request<v1::TxnRequest>) -> Result<Response<v1::TxnResponse>, Status> {
+        use v1::txn_op::Op;
+        use v1::txn_op_result::Result as R;
+        self.begin("txn").await?;
+        let req = req.into_inner();
+        let mut store = lock(&self.0.store);
+        let succeeded = req.compares.iter().all(|c| {
+            let current = store.map.get(&c.key).map_or(0, |(_, v)| *v);
+            matches!(c.target, Some(v1::compare::Target::Version(v)) if v == current)
+        });
+        store.last_index += 1;
+        let revision = store.last_index;
+        let ops = if succeeded { req.success } else { req.failure };
+        let mut results = Vec::new();
+        for op in ops {
+            results.push(v1::TxnOpResult {
+                result: Some(match op.op {
+                    Some(Op::Put(p)) => {
+                        store.map.insert(p.key, (p.value, revision));
+                        R::Put(v1::TxnPutResult {})
+                    }
+                    Some(Op::Delete(d)) => R::Delete(v1::TxnDeleteResult {
+                        deleted: store.map.remove(&d.key).is_some(),
+                    }),
+                    Some(Op::Get(g)) => R::Get(v1::TxnGetResult {
+                        kv: store.map.get(&g.key).map(|e| kv(&g.key, e)),
+                    }),
+                    None => return Err(Status::invalid_argument("empty op")),
+                }),
+            });
+        }
+        Ok(Response::new(v1::TxnResponse {
+            succeeded,
+            revision,
+            results,
+        }))
+    }
 }
 
 #[tonic::async_trait]

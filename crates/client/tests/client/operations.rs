@@ -1,7 +1,9 @@
 //! Every operation against a healthy member.
 
 use bytes::Bytes;
-use keel_client::{Error, Precondition, ReadMode, ScanOptions};
+use keel_client::{
+    Compare, Error, KeyValue, Precondition, ReadMode, ScanOptions, Txn, TxnOp, TxnOpResult,
+};
 
 use crate::mock::{Behavior, MockNode, bounded, client};
 
@@ -79,6 +81,40 @@ async fn conflict_carries_the_current_version() {
     // A conflict is final: exactly one call per attempt above reached the member.
     assert_eq!(node.calls("put"), 4);
     assert_eq!(node.calls("delete"), 1);
+}
+
+#[tokio::test]
+async fn txn_follows_the_leader_and_is_not_retried_when_its_outcome_is_unknown() {
+    let leader = MockNode::start(2, Behavior::Serve).await;
+    let follower = MockNode::start(1, Behavior::NotLeader(leader.addr())).await;
+    let c = client(&[follower.addr()]);
+
+    let lock = || {
+        Txn::new()
+            .when(Compare::absent("lock"))
+            .then(TxnOp::put("lock", "me"))
+            .otherwise(TxnOp::get("lock"))
+    };
+    let took = bounded(c.txn(lock())).await.expect("txn");
+    assert!(took.succeeded);
+    assert_eq!(took.results, vec![TxnOpResult::Put]);
+    let held = bounded(c.txn(lock())).await.expect("txn");
+    assert!(!held.succeeded);
+    assert_eq!(
+        held.results,
+        vec![TxnOpResult::Get(Some(KeyValue {
+            key: Bytes::from_static(b"lock"),
+            value: Bytes::from_static(b"me"),
+            version: took.revision,
+        }))]
+    );
+
+    // A transaction is a write: after an unknown outcome it is not sent again.
+    leader.script([Behavior::OutcomeUnknown]);
+    let calls = leader.calls("txn");
+    let err = bounded(c.txn(lock())).await.expect_err("unknown");
+    assert!(err.outcome_unknown(), "{err}");
+    assert_eq!(leader.calls("txn"), calls + 1);
 }
 
 #[tokio::test]

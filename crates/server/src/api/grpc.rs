@@ -12,7 +12,8 @@ use keel_proto::v1::{
     DigestResponse, GetRequest, GetResponse, MembersRequest, MembersResponse, PeerProgress,
     PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest,
     RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest,
-    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse, TxnRequest,
+    TxnResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -75,6 +76,17 @@ impl Kv for KvService {
             .timed(
                 ClientOp::Scan,
                 self.ctx.scan(r.into_inner(), Forwarding::Never),
+            )
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn txn(&self, r: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let out = self
+            .ctx
+            .timed(
+                ClientOp::Txn,
+                self.ctx.txn(r.into_inner(), Forwarding::Never),
             )
             .await?;
         Ok(Response::new(out))

@@ -1,6 +1,6 @@
 //! The HTTP/JSON API (design.md): `/v1/kv/{key}` with GET/PUT/POST/DELETE and
 //! If-Match, `/v1/kv?prefix=&limit=`, `/v1/status`, `/healthz`; membership routes
-//! are in `http_members.rs`.
+//! are in `http_members.rs`, `POST /v1/txn` in `http_txn.rs`.
 //!
 //! Any node serves every route: a follower forwards writes and linearizable reads
 //! to the leader. Values travel as the raw request body (or `{"value": "..."}` with
@@ -46,6 +46,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         )
         .route("/v1/status", get(status))
         .merge(super::http_members::routes())
+        .merge(super::http_txn::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -176,7 +177,7 @@ fn read_mode(params: &[(String, String)]) -> Result<ReadMode, HttpError> {
 }
 
 /// `"value"` as text when the bytes are UTF-8, else `"value_base64"`.
-fn put_bytes(obj: &mut serde_json::Map<String, Json>, field: &str, bytes: &[u8]) {
+pub(super) fn put_bytes(obj: &mut serde_json::Map<String, Json>, field: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             obj.insert(field.to_string(), json!(s));
@@ -432,7 +433,7 @@ async fn healthz(State(ctx): Ctx) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/members, /v1/status, /healthz, /metrics", "kind": "not_found"})),
+        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /healthz, /metrics", "kind": "not_found"})),
     )
         .into_response()
 }

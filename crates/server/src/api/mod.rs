@@ -1,5 +1,6 @@
-//! Client-facing APIs. `ops.rs` holds the operations, shared by the gRPC services
-//! (`grpc.rs`) and the HTTP/JSON API (`http.rs`); errors everywhere are keel's
+//! Client-facing APIs. `ops.rs` (and `txn.rs` for transactions) holds the
+//! operations, shared by the gRPC services (`grpc.rs`) and the HTTP/JSON API
+//! (`http.rs`, `http_txn.rs`); errors everywhere are keel's
 //! `ErrorDetail`, which says whether a write may have been applied.
 
 mod backup;
@@ -7,8 +8,10 @@ mod forward;
 mod grpc;
 mod http;
 mod http_members;
+mod http_txn;
 mod members;
 mod ops;
+mod txn;
 mod validate;
 
 use std::sync::Arc;

@@ -76,7 +76,7 @@ impl Waiters {
             }
             let w = self.writes.pop_first().expect("checked non-empty").1;
             let result = if index == entry.index && w.term == entry.term {
-                Ok(*outcome)
+                Ok(outcome.clone())
             } else {
                 Err(NodeError::NotLeader { leader })
             };

@@ -4,20 +4,21 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Command, CommandError, Expect};
+use super::{Command, CommandError, Expect, txn_codec};
 
 /// The format version this code writes.
 const VERSION: u8 = 1;
 
 const OP_PUT: u8 = 0x01;
 const OP_DELETE: u8 = 0x02;
+const OP_TXN: u8 = 0x03;
 
 const EXPECT_ANY: u8 = 0x00;
 const EXPECT_ABSENT: u8 = 0x01;
 const EXPECT_VERSION: u8 = 0x02;
 
 /// Longest LEB128 encoding of a `u64`.
-const MAX_VARINT_LEN: usize = 10;
+pub(super) const MAX_VARINT_LEN: usize = 10;
 
 impl Command {
     /// Encodes the command (format version 1).
@@ -25,6 +26,13 @@ impl Command {
         let (op, key, value, expect) = match self {
             Command::Put { key, value, expect } => (OP_PUT, key, Some(value), expect),
             Command::Delete { key, expect } => (OP_DELETE, key, None, expect),
+            Command::Txn(txn) => {
+                let mut buf = BytesMut::with_capacity(2 + txn_codec::encoded_len_bound(txn));
+                buf.put_u8(VERSION);
+                buf.put_u8(OP_TXN);
+                txn_codec::encode(&mut buf, txn);
+                return buf.freeze();
+            }
         };
         let mut buf = BytesMut::with_capacity(
             3 + MAX_VARINT_LEN * 3 + key.len() + value.map_or(0, Bytes::len),
@@ -59,7 +67,7 @@ impl Command {
     }
 }
 
-fn put_varint(buf: &mut BytesMut, mut v: u64) {
+pub(super) fn put_varint(buf: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
         buf.put_u8((v as u8 & 0x7F) | 0x80);
         v >>= 7;
@@ -69,13 +77,13 @@ fn put_varint(buf: &mut BytesMut, mut v: u64) {
 
 /// A cursor over the input that hands out ranges, so the caller decides whether
 /// fields are copied or shared.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl Reader<'_> {
-    fn u8(&mut self, field: &'static str) -> Result<u8, CommandError> {
+    pub(super) fn u8(&mut self, field: &'static str) -> Result<u8, CommandError> {
         let b = *self
             .data
             .get(self.pos)
@@ -85,7 +93,7 @@ impl Reader<'_> {
     }
 
     /// A shortest-form LEB128 `u64`.
-    fn varint(&mut self, field: &'static str) -> Result<u64, CommandError> {
+    pub(super) fn varint(&mut self, field: &'static str) -> Result<u64, CommandError> {
         let mut v = 0u64;
         for i in 0..MAX_VARINT_LEN {
             let b = self.u8(field)?;
@@ -107,7 +115,7 @@ impl Reader<'_> {
     }
 
     /// A length-prefixed byte string, as a range of the input.
-    fn bytes(&mut self, field: &'static str) -> Result<Range<usize>, CommandError> {
+    pub(super) fn bytes(&mut self, field: &'static str) -> Result<Range<usize>, CommandError> {
         let len = self.varint(field)?;
         let left = (self.data.len() - self.pos) as u64;
         if len > left {
@@ -127,6 +135,10 @@ fn decode_with(data: &[u8], make: impl Fn(Range<usize>) -> Bytes) -> Result<Comm
         return Err(CommandError::UnsupportedVersion(version));
     }
     let op = r.u8("op")?;
+    if op == OP_TXN {
+        let txn = txn_codec::decode(&mut r, &make)?;
+        return finish(data, &r, Command::Txn(txn));
+    }
     if op != OP_PUT && op != OP_DELETE {
         return Err(CommandError::UnknownOp(op));
     }
@@ -143,6 +155,11 @@ fn decode_with(data: &[u8], make: impl Fn(Range<usize>) -> Bytes) -> Result<Comm
     } else {
         Command::Delete { key, expect }
     };
+    finish(data, &r, command)
+}
+
+/// `command`, if nothing follows it.
+fn finish(data: &[u8], r: &Reader<'_>, command: Command) -> Result<Command, CommandError> {
     match data.len() - r.pos {
         0 => Ok(command),
         extra => Err(CommandError::TrailingBytes(extra)),
@@ -238,6 +255,7 @@ mod tests {
                 expect
             }),
             (bytes(), expect).prop_map(|(key, expect)| Command::Delete { key, expect }),
+            super::txn_codec::tests::arb_txn().prop_map(Command::Txn),
         ]
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Command, Expect};
+use super::{Command, Compare, CompareTarget, Expect, Txn, TxnOp};
 
 /// Writes bytes as text: printable ASCII as-is, everything else — including space,
 /// backslash and double quote, which would make the output ambiguous — as `\xNN`;
@@ -46,7 +46,55 @@ impl fmt::Display for Command {
                 write!(f, "SET {} {}{expect}", Escaped(key), Escaped(value))
             }
             Command::Delete { key, expect } => write!(f, "DEL {}{expect}", Escaped(key)),
+            Command::Txn(txn) => txn.fmt(f),
         }
+    }
+}
+
+impl fmt::Display for Compare {
+    /// `version(k)>5` or `value(k)=v`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = Escaped(&self.key);
+        match &self.target {
+            CompareTarget::Version(op, v) => write!(f, "version({key}){}{v}", op.symbol()),
+            CompareTarget::Value(value) => write!(f, "value({key})={}", Escaped(value)),
+        }
+    }
+}
+
+impl fmt::Display for TxnOp {
+    /// `SET k v`, `DEL k` or `GET k`, like single commands.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxnOp::Put { key, value } => write!(f, "SET {} {}", Escaped(key), Escaped(value)),
+            TxnOp::Delete { key } => write!(f, "DEL {}", Escaped(key)),
+            TxnOp::Get { key } => write!(f, "GET {}", Escaped(key)),
+        }
+    }
+}
+
+/// Writes ` {word} a{sep}b{sep}c`, or nothing for an empty list.
+fn list<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    word: &str,
+    sep: &str,
+    items: &[T],
+) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        let lead = if i == 0 { word } else { sep };
+        write!(f, " {lead} {item}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Txn {
+    /// `TXN IF version(a)=5 AND value(b)=x THEN SET a 1 ; DEL b ELSE GET a`; empty
+    /// parts are left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TXN")?;
+        list(f, "IF", "AND", &self.compares)?;
+        list(f, "THEN", ";", &self.success)?;
+        list(f, "ELSE", ";", &self.failure)
     }
 }
 
@@ -87,5 +135,43 @@ mod tests {
             expect: Expect::Any,
         };
         assert_eq!(quotes.to_string(), "SET k \\x22\\x22");
+    }
+
+    #[test]
+    fn transactions_print_readably() {
+        use crate::command::CompareOp;
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let txn = Command::Txn(Txn {
+            compares: vec![
+                Compare {
+                    key: b("a"),
+                    target: CompareTarget::Version(CompareOp::NotEqual, 0),
+                },
+                Compare {
+                    key: b("b"),
+                    target: CompareTarget::Value(b("x y")),
+                },
+            ],
+            success: vec![
+                TxnOp::Put {
+                    key: b("a"),
+                    value: b("1"),
+                },
+                TxnOp::Delete { key: b("b") },
+            ],
+            failure: vec![TxnOp::Get { key: b("a") }],
+            read_limit: 10,
+        });
+        assert_eq!(
+            txn.to_string(),
+            "TXN IF version(a)!=0 AND value(b)=x\\x20y THEN SET a 1 ; DEL b ELSE GET a"
+        );
+        let bare = Txn {
+            compares: vec![],
+            success: vec![TxnOp::Get { key: b("k") }],
+            failure: vec![],
+            read_limit: 0,
+        };
+        assert_eq!(bare.to_string(), "TXN THEN GET k");
     }
 }

@@ -1,5 +1,7 @@
 //! Errors decoding a [`super::Command`].
 
+use super::TxnError;
+
 /// Why bytes are not a valid command.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -21,6 +23,17 @@ pub enum CommandError {
     /// A length or number is not a valid shortest-form varint.
     #[error("malformed varint in {0}")]
     BadVarint(&'static str),
+    /// An unknown tag in a transaction (`field` says which kind).
+    #[error("unknown {field} tag {tag:#04x}")]
+    UnknownTag {
+        /// What the tag selects.
+        field: &'static str,
+        /// The tag.
+        tag: u8,
+    },
+    /// A transaction breaks a rule of [`super::Txn::validate`].
+    #[error("invalid transaction: {0}")]
+    Txn(#[from] TxnError),
     /// Bytes left over after the last field.
     #[error("{0} unexpected trailing bytes after the command")]
     TrailingBytes(usize),

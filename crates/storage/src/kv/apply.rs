@@ -56,7 +56,10 @@ fn holds(expect: Expect, current: Option<u64>) -> bool {
     }
 }
 
-fn current_version(data: &Table<&[u8], &[u8]>, key: &Bytes) -> Result<Option<u64>, KvError> {
+pub(super) fn current_version(
+    data: &Table<&[u8], &[u8]>,
+    key: &Bytes,
+) -> Result<Option<u64>, KvError> {
     match data.get(key.as_ref()).map_err(engine)? {
         Some(stored) => Ok(Some(value::decode(stored.value())?.0)),
         None => Ok(None),
@@ -68,19 +71,25 @@ fn execute(
     index: Index,
     command: &Command,
 ) -> Result<ApplyOutcome, KvError> {
-    let current = current_version(data, command.key())?;
-    if !holds(command.expect(), current) {
+    // `value` is `None` for a delete.
+    let (key, value, expect) = match command {
+        Command::Put { key, value, expect } => (key, Some(value), *expect),
+        Command::Delete { key, expect } => (key, None, *expect),
+        Command::Txn(txn) => return super::txn::execute(data, index, txn),
+    };
+    let current = current_version(data, key)?;
+    if !holds(expect, current) {
         return Ok(ApplyOutcome::Conflict {
             current_version: current,
         });
     }
-    Ok(match command {
-        Command::Put { key, value, .. } => {
+    Ok(match value {
+        Some(value) => {
             data.insert(key.as_ref(), value::encode(index, value).as_slice())
                 .map_err(engine)?;
             ApplyOutcome::Put { revision: index }
         }
-        Command::Delete { key, .. } => {
+        None => {
             if current.is_some() {
                 data.remove(key.as_ref()).map_err(engine)?;
             }

@@ -17,6 +17,7 @@ mod digest;
 mod error;
 pub(crate) mod install;
 mod outcome;
+mod txn;
 pub(crate) mod value;
 mod view;
 
@@ -33,7 +34,7 @@ use backend::VfsBackend;
 pub use digest::KvDigest;
 pub use error::KvError;
 use error::engine;
-pub use outcome::ApplyOutcome;
+pub use outcome::{ApplyOutcome, TxnOpResult, TxnOutcome};
 pub use view::KvReadView;
 
 /// User data: key → version (u64 LE) followed by the value.
@@ -318,3 +319,5 @@ pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

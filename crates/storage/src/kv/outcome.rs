@@ -1,8 +1,10 @@
 //! What applying one entry did.
 
+use bytes::Bytes;
+
 /// The result of applying one entry, in the order of the entries given to
 /// [`super::KvStore::apply`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
     /// The key now holds the new value; its version is `revision`, the entry's index.
     Put {
@@ -21,9 +23,42 @@ pub enum ApplyOutcome {
         /// The key's version at that point (`None`: absent).
         current_version: Option<u64>,
     },
+    /// A transaction ran one of its branches at `revision`.
+    Txn(TxnOutcome),
+    /// A transaction's gets would have returned more than its read limit, so it was
+    /// not carried out: nothing changed.
+    TxnReadLimit {
+        /// The transaction's read limit, in bytes.
+        limit: u64,
+    },
     /// A NO-OP or membership entry: only the applied index moved.
     NoOp,
     /// The entry was at or below the applied index and was skipped (replay after a
     /// restart); its original outcome is not known any more.
     AlreadyApplied,
+}
+
+/// What a transaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnOutcome {
+    /// The log index it committed at, which every write in it has as its version.
+    pub revision: u64,
+    /// Whether every comparison held (the `success` branch ran) or not (`failure`).
+    pub succeeded: bool,
+    /// One result per operation of the branch that ran, in order.
+    pub results: Vec<TxnOpResult>,
+}
+
+/// The result of one operation of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOpResult {
+    /// The key was set; its version is the transaction's revision.
+    Put,
+    /// The key was deleted, if it existed.
+    Delete {
+        /// Whether the key existed at that point of the transaction.
+        existed: bool,
+    },
+    /// The key's value and version at that point of the transaction, if it existed.
+    Get(Option<(Bytes, u64)>),
 }

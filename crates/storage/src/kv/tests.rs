@@ -14,11 +14,11 @@ use keel_raft::SplitMix64;
 
 const PATH: &str = "/node/state/kv.redb";
 
-fn open_mem(vfs: &MemVfs) -> KvStore {
+pub(super) fn open_mem(vfs: &MemVfs) -> KvStore {
     KvStore::open(Arc::new(vfs.clone()), Path::new(PATH)).expect("open")
 }
 
-fn normal(index: u64, command: &Command) -> Entry {
+pub(super) fn normal(index: u64, command: &Command) -> Entry {
     Entry {
         term: 1,
         index,
@@ -51,7 +51,7 @@ fn del(key: &str, expect: Expect) -> Command {
     }
 }
 
-fn get(kv: &KvStore, key: &str) -> Option<(String, u64)> {
+pub(super) fn get(kv: &KvStore, key: &str) -> Option<(String, u64)> {
     kv.get(key.as_bytes())
         .expect("get")
         .map(|(v, ver)| (String::from_utf8(v.to_vec()).expect("utf8"), ver))
@@ -217,8 +217,9 @@ fn model_after(log: &[Command], n: usize) -> BTreeMap<Bytes, (Bytes, u64)> {
     let mut state: BTreeMap<Bytes, (Bytes, u64)> = BTreeMap::new();
     for (i, c) in log.iter().take(n).enumerate() {
         let index = i as u64 + 1;
-        let current = state.get(c.key()).map(|(_, v)| *v);
-        let ok = match c.expect() {
+        let key = c.key().expect("the log holds single-key commands");
+        let current = state.get(key).map(|(_, v)| *v);
+        let ok = match c.expect().expect("the log holds single-key commands") {
             Expect::Any => true,
             Expect::Absent => current.is_none(),
             Expect::Version(v) => current == Some(v),
@@ -233,6 +234,7 @@ fn model_after(log: &[Command], n: usize) -> BTreeMap<Bytes, (Bytes, u64)> {
             Command::Delete { key, .. } => {
                 state.remove(key);
             }
+            Command::Txn(_) => unreachable!("the log holds single-key commands"),
         }
     }
     state
@@ -253,7 +255,7 @@ fn random_command(rng: &mut SplitMix64, log_len: u64) -> Command {
     }
 }
 
-fn contents(kv: &KvStore) -> BTreeMap<Bytes, (Bytes, u64)> {
+pub(super) fn contents(kv: &KvStore) -> BTreeMap<Bytes, (Bytes, u64)> {
     let (rows, more) = kv.scan(b"", None, 10_000).expect("scan");
     assert!(!more);
     rows.into_iter().map(|(k, v, ver)| (k, (v, ver))).collect()
