@@ -6,8 +6,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Command, CommandError, Expect};
 
-/// The format version this code writes.
-const VERSION: u8 = 1;
+/// The format version of a command without a header (`session.rs` has version 2).
+pub(super) const PLAIN_VERSION: u8 = 1;
 
 const OP_PUT: u8 = 0x01;
 const OP_DELETE: u8 = 0x02;
@@ -17,35 +17,48 @@ const EXPECT_ABSENT: u8 = 0x01;
 const EXPECT_VERSION: u8 = 0x02;
 
 /// Longest LEB128 encoding of a `u64`.
-const MAX_VARINT_LEN: usize = 10;
+pub(super) const MAX_VARINT_LEN: usize = 10;
 
 impl Command {
-    /// Encodes the command (format version 1).
+    /// Encodes the command (format version 1: no header).
     pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(1 + self.max_op_len());
+        buf.put_u8(PLAIN_VERSION);
+        self.encode_op(&mut buf);
+        buf.freeze()
+    }
+
+    /// An upper bound of what [`Command::encode_op`] writes, for sizing buffers.
+    pub(super) fn max_op_len(&self) -> usize {
+        let value = match self {
+            Command::Put { value, .. } => value.len(),
+            Command::Delete { .. } => 0,
+        };
+        2 + MAX_VARINT_LEN * 3 + self.key().len() + value
+    }
+
+    /// Appends the `op` production of the format (everything after the version
+    /// byte and any header).
+    pub(super) fn encode_op(&self, buf: &mut BytesMut) {
         let (op, key, value, expect) = match self {
             Command::Put { key, value, expect } => (OP_PUT, key, Some(value), expect),
             Command::Delete { key, expect } => (OP_DELETE, key, None, expect),
         };
-        let mut buf = BytesMut::with_capacity(
-            3 + MAX_VARINT_LEN * 3 + key.len() + value.map_or(0, Bytes::len),
-        );
-        buf.put_u8(VERSION);
         buf.put_u8(op);
         match expect {
             Expect::Any => buf.put_u8(EXPECT_ANY),
             Expect::Absent => buf.put_u8(EXPECT_ABSENT),
             Expect::Version(v) => {
                 buf.put_u8(EXPECT_VERSION);
-                put_varint(&mut buf, *v);
+                put_varint(buf, *v);
             }
         }
-        put_varint(&mut buf, key.len() as u64);
+        put_varint(buf, key.len() as u64);
         buf.put_slice(key);
         if let Some(value) = value {
-            put_varint(&mut buf, value.len() as u64);
+            put_varint(buf, value.len() as u64);
             buf.put_slice(value);
         }
-        buf.freeze()
     }
 
     /// Decodes a command, copying key and value out of `data`.
@@ -59,7 +72,7 @@ impl Command {
     }
 }
 
-fn put_varint(buf: &mut BytesMut, mut v: u64) {
+pub(crate) fn put_varint(buf: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
         buf.put_u8((v as u8 & 0x7F) | 0x80);
         v >>= 7;
@@ -69,13 +82,17 @@ fn put_varint(buf: &mut BytesMut, mut v: u64) {
 
 /// A cursor over the input that hands out ranges, so the caller decides whether
 /// fields are copied or shared.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
-    fn u8(&mut self, field: &'static str) -> Result<u8, CommandError> {
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, CommandError> {
         let b = *self
             .data
             .get(self.pos)
@@ -85,7 +102,7 @@ impl Reader<'_> {
     }
 
     /// A shortest-form LEB128 `u64`.
-    fn varint(&mut self, field: &'static str) -> Result<u64, CommandError> {
+    pub(crate) fn varint(&mut self, field: &'static str) -> Result<u64, CommandError> {
         let mut v = 0u64;
         for i in 0..MAX_VARINT_LEN {
             let b = self.u8(field)?;
@@ -106,6 +123,28 @@ impl Reader<'_> {
         Err(CommandError::BadVarint(field))
     }
 
+    /// Exactly `N` bytes.
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], CommandError> {
+        let end = self.pos.checked_add(N).filter(|&e| e <= self.data.len());
+        let end = end.ok_or(CommandError::Truncated(field))?;
+        let out = self.data[self.pos..end]
+            .try_into()
+            .expect("the range is N bytes long");
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// Ends the command: nothing may follow its last field.
+    pub(crate) fn finish(&self) -> Result<(), CommandError> {
+        match self.data.len() - self.pos {
+            0 => Ok(()),
+            extra => Err(CommandError::TrailingBytes(extra)),
+        }
+    }
+
     /// A length-prefixed byte string, as a range of the input.
     fn bytes(&mut self, field: &'static str) -> Result<Range<usize>, CommandError> {
         let len = self.varint(field)?;
@@ -121,11 +160,21 @@ impl Reader<'_> {
 }
 
 fn decode_with(data: &[u8], make: impl Fn(Range<usize>) -> Bytes) -> Result<Command, CommandError> {
-    let mut r = Reader { data, pos: 0 };
+    let mut r = Reader::new(data);
     let version = r.u8("version").map_err(|_| CommandError::Empty)?;
-    if version != VERSION {
+    if version != PLAIN_VERSION {
         return Err(CommandError::UnsupportedVersion(version));
     }
+    let command = decode_op(&mut r, &make)?;
+    r.finish()?;
+    Ok(command)
+}
+
+/// Reads the `op` production of the format.
+pub(super) fn decode_op(
+    r: &mut Reader<'_>,
+    make: &impl Fn(Range<usize>) -> Bytes,
+) -> Result<Command, CommandError> {
     let op = r.u8("op")?;
     if op != OP_PUT && op != OP_DELETE {
         return Err(CommandError::UnknownOp(op));
@@ -137,20 +186,16 @@ fn decode_with(data: &[u8], make: impl Fn(Range<usize>) -> Bytes) -> Result<Comm
         other => return Err(CommandError::UnknownExpect(other)),
     };
     let key = make(r.bytes("key")?);
-    let command = if op == OP_PUT {
+    Ok(if op == OP_PUT {
         let value = make(r.bytes("value")?);
         Command::Put { key, value, expect }
     } else {
         Command::Delete { key, expect }
-    };
-    match data.len() - r.pos {
-        0 => Ok(command),
-        extra => Err(CommandError::TrailingBytes(extra)),
-    }
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
