@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::error::SnapshotError;
 use super::format::{
-    CHUNK_HEADER_LEN, MAX_CONF_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, RECORD_HEADER_LEN,
-    SnapshotHeader, chunk_header, encode_record, footer_body,
+    CHUNK_HEADER_LEN, CHUNK_MAGIC, MAX_CONF_BYTES, MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES,
+    MAX_VALUE_BYTES, RECORD_HEADER_LEN, STATE_CHUNK_MAGIC, STATE_RECORD_HEADER_LEN, STATE_SESSION,
+    STATE_SESSION_CLOCK, SnapshotHeader, chunk_header, encode_record, encode_state_record,
+    footer_body,
 };
 use crate::kv::KvReadView;
 use crate::vfs::VfsFile;
@@ -30,16 +32,78 @@ impl Out<'_> {
     }
 }
 
+/// Collects records of one kind into chunks of about `target` bytes and writes
+/// each chunk once full. A record larger than `target` gets a chunk of its own.
+struct Chunker {
+    magic: [u8; 4],
+    /// Room for the chunk header, then the records.
+    buf: Vec<u8>,
+    records: u32,
+    target: usize,
+}
+
+const HEADER_ROOM: usize = CHUNK_HEADER_LEN as usize;
+
+impl Chunker {
+    fn new(magic: [u8; 4], target: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_ROOM + target);
+        buf.resize(HEADER_ROOM, 0);
+        Chunker {
+            magic,
+            buf,
+            records: 0,
+            target,
+        }
+    }
+
+    /// Writes the current chunk if a record of `len` bytes would overfill it,
+    /// and returns the buffer to append that record to (then call `added`).
+    fn room_for(&mut self, len: usize, out: &mut Out<'_>) -> Result<&mut Vec<u8>, SnapshotError> {
+        if self.records > 0 && self.buf.len() - HEADER_ROOM + len > self.target {
+            self.flush(out)?;
+        }
+        Ok(&mut self.buf)
+    }
+
+    fn added(&mut self) {
+        self.records += 1;
+    }
+
+    /// Writes the chunk, if it holds anything.
+    fn flush(&mut self, out: &mut Out<'_>) -> Result<(), SnapshotError> {
+        if self.records == 0 {
+            return Ok(());
+        }
+        let head = chunk_header(self.magic, &self.buf[HEADER_ROOM..], self.records);
+        self.buf[..HEADER_ROOM].copy_from_slice(&head);
+        out.write(&self.buf)?;
+        self.buf.truncate(HEADER_ROOM);
+        self.records = 0;
+        Ok(())
+    }
+}
+
+/// What [`write_view`] wrote.
+pub(crate) struct Written {
+    /// File length.
+    pub(crate) len: u64,
+    /// Key records.
+    pub(crate) keys: u64,
+    /// Client sessions (state records other than the clock).
+    pub(crate) sessions: u64,
+}
+
 /// Writes the snapshot of `view` into the empty `file` (not synced: the caller
-/// syncs and renames). Holds at most one chunk (`chunk_bytes`, or one record if
-/// larger) in memory. Returns the file length and the number of records.
+/// syncs and renames): the keys, then the state section (session clock and
+/// client sessions). Holds at most one chunk (`chunk_bytes`, or one record if
+/// larger) in memory.
 pub(crate) fn write_view(
     file: &Arc<dyn VfsFile>,
     path: &Path,
     header: &SnapshotHeader,
     view: &KvReadView,
     chunk_bytes: usize,
-) -> Result<(u64, u64), SnapshotError> {
+) -> Result<Written, SnapshotError> {
     if header.conf.len() as u64 > MAX_CONF_BYTES {
         return Err(SnapshotError::Limit(format!(
             "membership of {} bytes, the limit is {MAX_CONF_BYTES}",
@@ -53,22 +117,15 @@ pub(crate) fn write_view(
         crc: 0,
     };
     out.write(&header.encode())?;
-    let header_room = CHUNK_HEADER_LEN as usize;
-    let mut chunk: Vec<u8> = Vec::with_capacity(header_room + chunk_bytes);
-    chunk.resize(header_room, 0);
-    let mut in_chunk = 0u32;
-    let mut records = 0u64;
-    // I/O errors cannot travel through the view's callback (it speaks `KvError`),
-    // so the first one is parked here and the walk stopped.
+    // I/O errors cannot travel through the view's callbacks (they speak
+    // `KvError`), so the first one is parked here and the walk stopped.
     let mut failed: Option<SnapshotError> = None;
-    let flush = |chunk: &mut Vec<u8>, in_chunk: &mut u32, out: &mut Out<'_>| {
-        let head = chunk_header(&chunk[header_room..], *in_chunk);
-        chunk[..header_room].copy_from_slice(&head);
-        out.write(chunk)?;
-        chunk.truncate(header_room);
-        *in_chunk = 0;
-        Ok::<(), SnapshotError>(())
+    let mut written = Written {
+        len: 0,
+        keys: 0,
+        sessions: 0,
     };
+    let mut chunks = Chunker::new(CHUNK_MAGIC, chunk_bytes);
     view.for_each(None, |key, version, value| {
         if key.len() as u64 > MAX_KEY_BYTES || value.len() as u64 > MAX_VALUE_BYTES {
             failed = Some(SnapshotError::Limit(format!(
@@ -79,30 +136,62 @@ pub(crate) fn write_view(
             )));
             return Ok(false);
         }
-        let rec_len = RECORD_HEADER_LEN + key.len() + value.len();
-        if in_chunk > 0
-            && chunk.len() - header_room + rec_len > chunk_bytes
-            && let Err(e) = flush(&mut chunk, &mut in_chunk, &mut out)
-        {
-            failed = Some(e);
-            return Ok(false);
+        let len = RECORD_HEADER_LEN + key.len() + value.len();
+        match chunks.room_for(len, &mut out) {
+            Ok(buf) => encode_record(buf, key, version, value),
+            Err(e) => {
+                failed = Some(e);
+                return Ok(false);
+            }
         }
-        encode_record(&mut chunk, key, version, value);
-        in_chunk += 1;
-        records += 1;
+        chunks.added();
+        written.keys += 1;
         Ok(true)
     })?;
     if let Some(e) = failed {
         return Err(e);
     }
-    if in_chunk > 0 {
-        flush(&mut chunk, &mut in_chunk, &mut out)?;
+    chunks.flush(&mut out)?;
+    drop(chunks);
+
+    let mut chunks = Chunker::new(STATE_CHUNK_MAGIC, chunk_bytes);
+    let clock = view.session_clock_ms().to_le_bytes();
+    let buf = chunks.room_for(STATE_RECORD_HEADER_LEN + clock.len(), &mut out)?;
+    encode_state_record(buf, STATE_SESSION_CLOCK, &[&clock]);
+    chunks.added();
+    view.for_each_session(|id, row| {
+        let id = id.to_be_bytes();
+        let body = id.len() + row.len();
+        if body as u64 > MAX_STATE_RECORD_BYTES {
+            failed = Some(SnapshotError::Limit(format!(
+                "a client session of {body} bytes exceeds the snapshot format's limit \
+                 ({MAX_STATE_RECORD_BYTES})"
+            )));
+            return Ok(false);
+        }
+        match chunks.room_for(STATE_RECORD_HEADER_LEN + body, &mut out) {
+            Ok(buf) => encode_state_record(buf, STATE_SESSION, &[&id, row]),
+            Err(e) => {
+                failed = Some(e);
+                return Ok(false);
+            }
+        }
+        chunks.added();
+        written.sessions += 1;
+        Ok(true)
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    drop(chunk);
-    let file_len = out.pos + super::format::FOOTER_LEN;
-    out.write(&footer_body(records, file_len))?;
+    chunks.flush(&mut out)?;
+    drop(chunks);
+
+    // Every record: keys, the clock, the sessions.
+    let records = written.keys + 1 + written.sessions;
+    written.len = out.pos + super::format::FOOTER_LEN;
+    out.write(&footer_body(records, written.len))?;
     let crc = out.crc;
     out.write(&crc.to_le_bytes())?;
-    debug_assert_eq!(out.pos, file_len);
-    Ok((file_len, records))
+    debug_assert_eq!(out.pos, written.len);
+    Ok(written)
 }
