@@ -32,7 +32,8 @@ pub struct SessionHeader {
     /// The write's sequence number within the session, from 1.
     pub seq: u64,
     /// The lowest sequence number the client may still retry: results of lower
-    /// ones may be forgotten.
+    /// ones may be forgotten. 1 while the session's first write is unanswered,
+    /// which is what lets a write open a session.
     pub first_unacked: u64,
     /// The proposer's wall clock, in milliseconds since the Unix epoch.
     pub now_ms: u64,

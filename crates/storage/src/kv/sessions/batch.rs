@@ -65,7 +65,9 @@ impl<'a> SessionBatch<'a> {
                 return Ok(self.reject(SessionRejection::Forgotten { lowest_known }));
             }
             Some((row, _)) => row,
-            None if h.seq == 1 => {
+            // A client still waiting for its session's first write has acknowledged
+            // nothing: this is a new session (its writes may arrive in any order).
+            None if h.first_unacked.min(h.seq) == 1 => {
                 if !self.make_room(now, h.max_sessions) {
                     return Ok(self.reject(SessionRejection::TooManySessions));
                 }

@@ -20,11 +20,12 @@
 //! - **Bound.** A new session beyond the entry's `max_sessions` evicts the least
 //!   recently used one (ties broken by client id), but only one idle for at least
 //!   [`EVICTION_GRACE_MS`]: otherwise the new session is refused
-//!   ([`SessionRejection::TooManySessions`]). The grace keeps a client's retries of
-//!   its very first write exactly-once (see `docs/sessions.md`).
-//! - **Opening.** An unknown session is opened only by sequence number 1; any other
-//!   number means the session existed and was dropped
-//!   ([`SessionRejection::UnknownSession`]).
+//!   ([`SessionRejection::TooManySessions`]). The grace keeps the retries of a
+//!   session's first writes exactly-once (see `docs/sessions.md`).
+//! - **Opening.** An unknown session is opened only by a write whose
+//!   `first_unacked` is 1: its client is still waiting for the session's first
+//!   write, so the session is new. Any other write means the session existed and
+//!   was dropped ([`SessionRejection::UnknownSession`]).
 //!
 //! [`SessionHeader`]: crate::command::SessionHeader
 
@@ -56,8 +57,8 @@ pub const EVICTION_GRACE_MS: u64 = 60_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionRejection {
     /// The session is not known (it expired or was evicted) and the write is not
-    /// its first (sequence number 1). If this is a retry, the first attempt may
-    /// have been applied; it was not applied now.
+    /// from a new session (its `first_unacked` is above 1). If this is a retry, an
+    /// earlier attempt may have been applied; it was not applied now.
     UnknownSession,
     /// The result of this sequence number is forgotten (the client acknowledged
     /// it, or too many later ones were outstanding). As above: not applied now,

@@ -131,16 +131,25 @@ fn writes_without_a_session_are_untouched() {
 }
 
 #[test]
-fn only_sequence_number_1_opens_a_session() {
+fn only_a_client_that_acknowledged_nothing_opens_a_session() {
     let kv = open(&MemVfs::new());
     let mut log = Log::default();
+    let later = SessionHeader {
+        first_unacked: 4,
+        ..h(7, 5)
+    };
     assert_eq!(
-        log.run(&kv, Some(h(7, 5)), put("a")),
+        log.run(&kv, Some(later), put("a")),
         ApplyOutcome::SessionRejected(SessionRejection::UnknownSession)
     );
     assert_eq!(value(&kv, "a"), None);
     assert_eq!(kv.session_stats().sessions, 0);
     assert_eq!(kv.session_stats().rejected, 1);
+    // Concurrent first writes may arrive in any order: number 3 of a session
+    // whose number 1 is still unanswered opens it.
+    assert_eq!(log.run(&kv, Some(h(8, 3)), put("b")), ApplyOutcome::Put { revision: 2 });
+    assert_eq!(log.run(&kv, Some(h(8, 1)), put("c")), ApplyOutcome::Put { revision: 3 });
+    assert_eq!(kv.session_stats().sessions, 1);
 }
 
 #[test]
@@ -206,13 +215,17 @@ fn idle_sessions_expire_in_log_time() {
     // A millisecond more: session 1 goes, at this entry, on every replica.
     log.run(&kv, Some(at(3, 2, 1_001 + HOUR)), put("c"));
     assert_eq!(kv.session_stats().sessions, 2);
+    let acked = |client, seq, now_ms| SessionHeader {
+        first_unacked: seq,
+        ..at(client, seq, now_ms)
+    };
     assert_eq!(
-        log.run(&kv, Some(at(1, 2, 1_001 + HOUR)), put("a")),
+        log.run(&kv, Some(acked(1, 2, 1_001 + HOUR)), put("a")),
         ApplyOutcome::SessionRejected(SessionRejection::UnknownSession)
     );
     // A proposer whose clock is behind does not turn time back: session 2 is
     // idle by the clock the log already reached.
-    let behind = at(2, 2, 2_001 + HOUR - 50_000);
+    let behind = acked(2, 2, 2_001 + HOUR - 50_000);
     log.run(&kv, Some(at(3, 3, 2_001 + HOUR)), put("c"));
     assert_eq!(
         log.run(&kv, Some(behind), put("b")),
@@ -257,8 +270,12 @@ fn a_full_table_evicts_the_least_recently_used_session_after_the_grace() {
         log.run(&kv, Some(at(3, 1, 1_000 + EVICTION_GRACE_MS)), put("c")),
         ApplyOutcome::Put { revision: 5 }
     );
+    let evicted = SessionHeader {
+        first_unacked: 2,
+        ..at(2, 2, 1_000 + EVICTION_GRACE_MS)
+    };
     assert_eq!(
-        log.run(&kv, Some(at(2, 2, 1_000 + EVICTION_GRACE_MS)), put("b")),
+        log.run(&kv, Some(evicted), put("b")),
         ApplyOutcome::SessionRejected(SessionRejection::UnknownSession)
     );
     assert_eq!(
