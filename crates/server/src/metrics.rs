@@ -84,6 +84,9 @@ pub struct Metrics {
     pub writes_in_flight: Gauge,
     /// Linearizable reads waiting for their heartbeat round.
     pub reads_unconfirmed: Gauge,
+    client_sessions: Gauge,
+    session_duplicates: Counter,
+    session_rejections: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +130,9 @@ impl Metrics {
             queued_peer_messages: Gauge::default(),
             writes_in_flight: Gauge::default(),
             reads_unconfirmed: Gauge::default(),
+            client_sessions: Gauge::default(),
+            session_duplicates: Counter::default(),
+            session_rejections: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -225,7 +231,34 @@ impl Metrics {
             "Linearizable reads waiting for their heartbeat round",
             m.reads_unconfirmed.clone(),
         );
+        r.register(
+            "client_sessions",
+            "Client sessions the state machine keeps",
+            m.client_sessions.clone(),
+        );
+        r.register(
+            "session_duplicates",
+            "Repeated session writes answered with their first outcome instead of applied again",
+            m.session_duplicates.clone(),
+        );
+        r.register(
+            "session_rejections",
+            "Session writes refused (session expired, result forgotten, too many sessions)",
+            m.session_rejections.clone(),
+        );
         Metrics { registry: r, ..m }
+    }
+
+    /// Records the state machine's session counters (cumulative since it opened).
+    pub fn sessions(&self, stats: keel_storage::kv::SessionStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.client_sessions.set(gauge_value(stats.sessions));
+        self.session_duplicates
+            .inner()
+            .store(stats.duplicates, Relaxed);
+        self.session_rejections
+            .inner()
+            .store(stats.rejected, Relaxed);
     }
 
     /// Counts a proposal the core refused.
