@@ -228,7 +228,8 @@ pub(crate) fn resolve(
             let v = v.clone();
             parser = parser.mut_arg(key, |a| a.default_value(v));
         }
-        if key != CONFIG_ARG {
+        // Hidden flags (test faults) are not settings an operator manages.
+        if key != CONFIG_ARG && !arg.is_hide_set() {
             settings.push(Setting {
                 key: key.to_string(),
                 long: arg.get_long().unwrap_or(key).to_string(),
