@@ -56,17 +56,20 @@ impl Chunker {
         }
     }
 
-    /// Writes the current chunk if a record of `len` bytes would overfill it,
-    /// and returns the buffer to append that record to (then call `added`).
-    fn room_for(&mut self, len: usize, out: &mut Out<'_>) -> Result<&mut Vec<u8>, SnapshotError> {
+    /// Adds a record of `len` bytes, which `encode` appends to the buffer; first
+    /// writes the current chunk if the record would overfill it.
+    fn push(
+        &mut self,
+        len: usize,
+        out: &mut Out<'_>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), SnapshotError> {
         if self.records > 0 && self.buf.len() - HEADER_ROOM + len > self.target {
             self.flush(out)?;
         }
-        Ok(&mut self.buf)
-    }
-
-    fn added(&mut self) {
+        encode(&mut self.buf);
         self.records += 1;
+        Ok(())
     }
 
     /// Writes the chunk, if it holds anything.
@@ -80,6 +83,18 @@ impl Chunker {
         self.buf.truncate(HEADER_ROOM);
         self.records = 0;
         Ok(())
+    }
+}
+
+/// Parks an error for after the view's walk (its callbacks speak `KvError`);
+/// whether the walk goes on.
+fn parked(result: Result<(), SnapshotError>, failed: &mut Option<SnapshotError>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            *failed = Some(e);
+            false
+        }
     }
 }
 
@@ -137,16 +152,11 @@ pub(crate) fn write_view(
             return Ok(false);
         }
         let len = RECORD_HEADER_LEN + key.len() + value.len();
-        match chunks.room_for(len, &mut out) {
-            Ok(buf) => encode_record(buf, key, version, value),
-            Err(e) => {
-                failed = Some(e);
-                return Ok(false);
-            }
-        }
-        chunks.added();
+        let pushed = chunks.push(len, &mut out, |buf| {
+            encode_record(buf, key, version, value);
+        });
         written.keys += 1;
-        Ok(true)
+        Ok(parked(pushed, &mut failed))
     })?;
     if let Some(e) = failed {
         return Err(e);
@@ -156,9 +166,9 @@ pub(crate) fn write_view(
 
     let mut chunks = Chunker::new(STATE_CHUNK_MAGIC, chunk_bytes);
     let clock = view.session_clock_ms().to_le_bytes();
-    let buf = chunks.room_for(STATE_RECORD_HEADER_LEN + clock.len(), &mut out)?;
-    encode_state_record(buf, STATE_SESSION_CLOCK, &[&clock]);
-    chunks.added();
+    chunks.push(STATE_RECORD_HEADER_LEN + clock.len(), &mut out, |buf| {
+        encode_state_record(buf, STATE_SESSION_CLOCK, &[&clock]);
+    })?;
     view.for_each_session(|id, row| {
         let id = id.to_be_bytes();
         let body = id.len() + row.len();
@@ -169,16 +179,11 @@ pub(crate) fn write_view(
             )));
             return Ok(false);
         }
-        match chunks.room_for(STATE_RECORD_HEADER_LEN + body, &mut out) {
-            Ok(buf) => encode_state_record(buf, STATE_SESSION, &[&id, row]),
-            Err(e) => {
-                failed = Some(e);
-                return Ok(false);
-            }
-        }
-        chunks.added();
+        let pushed = chunks.push(STATE_RECORD_HEADER_LEN + body, &mut out, |buf| {
+            encode_state_record(buf, STATE_SESSION, &[&id, row]);
+        });
         written.sessions += 1;
-        Ok(true)
+        Ok(parked(pushed, &mut failed))
     })?;
     if let Some(e) = failed {
         return Err(e);

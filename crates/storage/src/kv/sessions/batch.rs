@@ -77,10 +77,10 @@ impl<'a> SessionBatch<'a> {
         };
         // A client cannot have acknowledged the write it is sending.
         row.acknowledge(h.first_unacked.min(h.seq));
-        let outcome = match row.results.get(&h.seq) {
+        let outcome = match row.result(h.seq) {
             Some(first) => {
                 self.index.duplicates += 1;
-                *first
+                first
             }
             None => {
                 let outcome = execute()?;

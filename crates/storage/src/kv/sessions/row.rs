@@ -15,8 +15,6 @@
 //! The same bytes are the session's record in a snapshot and its input to the
 //! digest, so this is a stable format (`docs/sessions.md`).
 
-use std::collections::BTreeMap;
-
 use bytes::BytesMut;
 
 use super::MAX_RESULTS_PER_SESSION;
@@ -36,9 +34,10 @@ pub(crate) struct SessionRow {
     pub(crate) last_seen_ms: u64,
     /// Sequence numbers below this are forgotten: a retry of one is refused.
     pub(crate) floor: u64,
-    /// Outcomes of sequence numbers at or above `floor`, at most
-    /// [`MAX_RESULTS_PER_SESSION`].
-    pub(crate) results: BTreeMap<u64, ApplyOutcome>,
+    /// Outcomes of sequence numbers at or above `floor`, in increasing sequence
+    /// order, at most [`MAX_RESULTS_PER_SESSION`]. A sorted vector: new numbers
+    /// mostly arrive last, and it costs one allocation per decode.
+    pub(crate) results: Vec<(u64, ApplyOutcome)>,
 }
 
 impl SessionRow {
@@ -47,15 +46,25 @@ impl SessionRow {
         SessionRow {
             last_seen_ms: now_ms,
             floor: 1,
-            results: BTreeMap::new(),
+            results: Vec::new(),
         }
+    }
+
+    /// The remembered outcome of `seq`, if any.
+    pub(crate) fn result(&self, seq: u64) -> Option<ApplyOutcome> {
+        self.position(seq).ok().map(|i| self.results[i].1)
+    }
+
+    fn position(&self, seq: u64) -> Result<usize, usize> {
+        self.results.binary_search_by_key(&seq, |&(s, _)| s)
     }
 
     /// Forgets results below `first_unacked`: the client will not retry them.
     pub(crate) fn acknowledge(&mut self, first_unacked: u64) {
         if first_unacked > self.floor {
             self.floor = first_unacked;
-            self.results = self.results.split_off(&first_unacked);
+            let below = self.results.partition_point(|&(s, _)| s < first_unacked);
+            self.results.drain(..below);
         }
     }
 
@@ -66,10 +75,14 @@ impl SessionRow {
         if stored_tag(&outcome).is_none() {
             return;
         }
-        self.results.insert(seq, outcome);
-        while self.results.len() > MAX_RESULTS_PER_SESSION {
-            let (oldest, _) = self.results.pop_first().expect("over the limit");
-            self.floor = oldest + 1;
+        match self.position(seq) {
+            Ok(i) => self.results[i].1 = outcome,
+            Err(i) => self.results.insert(i, (seq, outcome)),
+        }
+        if self.results.len() > MAX_RESULTS_PER_SESSION {
+            let excess = self.results.len() - MAX_RESULTS_PER_SESSION;
+            self.floor = self.results[excess - 1].0 + 1;
+            self.results.drain(..excess);
         }
     }
 
@@ -80,7 +93,7 @@ impl SessionRow {
         put_varint(&mut buf, self.floor);
         put_varint(&mut buf, self.results.len() as u64);
         let mut prev = self.floor;
-        for (&seq, outcome) in &self.results {
+        for &(seq, ref outcome) in &self.results {
             put_varint(&mut buf, seq - prev);
             prev = seq;
             let Some((tag, n)) = stored_tag(outcome) else {
@@ -140,7 +153,8 @@ fn decode(bytes: &[u8]) -> Result<SessionRow, RowError> {
             "{count} results, the limit is {MAX_RESULTS_PER_SESSION}"
         )));
     }
-    let mut results = BTreeMap::new();
+    // `count` is bounded above, so this allocation is too.
+    let mut results = Vec::with_capacity(count as usize);
     let mut prev = floor;
     for i in 0..count {
         let delta = r.varint("sequence number")?;
@@ -165,7 +179,7 @@ fn decode(bytes: &[u8]) -> Result<SessionRow, RowError> {
             },
             other => return Err(RowError::Rule(format!("unknown outcome tag {other:#04x}"))),
         };
-        results.insert(seq, outcome);
+        results.push((seq, outcome));
     }
     r.finish()?;
     Ok(SessionRow {
@@ -227,7 +241,8 @@ mod tests {
         }
         row.acknowledge(4);
         assert_eq!(row.floor, 4);
-        assert_eq!(row.results.keys().copied().collect::<Vec<_>>(), [4, 5]);
+        let kept: Vec<u64> = row.results.iter().map(|r| r.0).collect();
+        assert_eq!(kept, [4, 5]);
         row.acknowledge(2);
         assert_eq!(row.floor, 4);
     }
@@ -241,7 +256,7 @@ mod tests {
         }
         assert_eq!(row.results.len(), MAX_RESULTS_PER_SESSION);
         assert_eq!(row.floor, 3);
-        assert_eq!(row.results.first_key_value().map(|(s, _)| *s), Some(3));
+        assert_eq!(row.results.first().map(|r| r.0), Some(3));
     }
 
     #[test]

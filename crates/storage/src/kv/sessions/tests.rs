@@ -8,6 +8,7 @@ use keel_raft::{Entry, EntryKind};
 
 use super::*;
 use crate::command::{Command, Envelope, Expect, SessionHeader};
+use crate::kv::tests::get as value;
 use crate::kv::{ApplyOutcome, KvStore};
 use crate::vfs::MemVfs;
 
@@ -78,12 +79,6 @@ impl Log {
     }
 }
 
-fn value(kv: &KvStore, key: &str) -> Option<(String, u64)> {
-    kv.get(key.as_bytes())
-        .expect("get")
-        .map(|(v, ver)| (String::from_utf8(v.to_vec()).expect("utf8"), ver))
-}
-
 #[test]
 fn a_repeated_write_gets_its_first_outcome_and_runs_once() {
     let kv = open(&MemVfs::new());
@@ -147,8 +142,14 @@ fn only_a_client_that_acknowledged_nothing_opens_a_session() {
     assert_eq!(kv.session_stats().rejected, 1);
     // Concurrent first writes may arrive in any order: number 3 of a session
     // whose number 1 is still unanswered opens it.
-    assert_eq!(log.run(&kv, Some(h(8, 3)), put("b")), ApplyOutcome::Put { revision: 2 });
-    assert_eq!(log.run(&kv, Some(h(8, 1)), put("c")), ApplyOutcome::Put { revision: 3 });
+    assert_eq!(
+        log.run(&kv, Some(h(8, 3)), put("b")),
+        ApplyOutcome::Put { revision: 2 }
+    );
+    assert_eq!(
+        log.run(&kv, Some(h(8, 1)), put("c")),
+        ApplyOutcome::Put { revision: 3 }
+    );
     assert_eq!(kv.session_stats().sessions, 1);
 }
 
