@@ -162,10 +162,11 @@ fn serve_command() -> Command {
     ServeArgs::augment_args(Command::new("keel serve"))
 }
 
-/// The settings a file may hold: every flag but `--config`.
+/// The settings a file may hold: every flag but `--config` and the hidden ones
+/// (test faults, which belong on a test's command line, never in a file).
 fn file_keys(cmd: &Command) -> impl Iterator<Item = &Arg> {
     cmd.get_arguments()
-        .filter(|a| a.get_id() != CONFIG_ARG && a.get_long().is_some())
+        .filter(|a| a.get_id() != CONFIG_ARG && a.get_long().is_some() && !a.is_hide_set())
 }
 
 /// Resolves `keel serve`'s settings. `matches` are clap's (only values given on
@@ -227,7 +228,8 @@ pub(crate) fn resolve(
             let v = v.clone();
             parser = parser.mut_arg(key, |a| a.default_value(v));
         }
-        if key != CONFIG_ARG {
+        // Hidden flags (test faults) are not settings an operator manages.
+        if key != CONFIG_ARG && !arg.is_hide_set() {
             settings.push(Setting {
                 key: key.to_string(),
                 long: arg.get_long().unwrap_or(key).to_string(),
@@ -830,7 +832,7 @@ mod tests {
     fn the_default_file_documents_every_flag() {
         let text = default_file();
         let spec = serve_command();
-        for arg in spec.get_arguments().filter(|a| a.get_id() != CONFIG_ARG) {
+        for arg in file_keys(&spec) {
             let key = arg.get_id().as_str();
             let long = arg.get_long().expect("every setting is a flag");
             let env = arg.get_env().expect("every flag has a variable");

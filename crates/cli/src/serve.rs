@@ -25,8 +25,9 @@ pub(crate) enum ReadModeArg {
     Stale,
 }
 
-/// `keel serve`'s flags. Each is also a `KEEL_*` environment variable and a key
-/// of the `--config` file (the field name); `config_file` resolves the three
+/// `keel serve`'s flags. Each is also a `KEEL_*` environment variable and (unless
+/// hidden: test faults) a key of the `--config` file (the field name);
+/// `config_file` resolves the three
 /// (flag > environment > file > default), and `keel config default` prints this
 /// table as a commented file, so a new flag needs nothing more than its entry here
 /// (and an entry in [`FILE_EXAMPLES`] if it has no default).
@@ -117,6 +118,28 @@ pub(crate) struct ServeArgs {
     /// entries instead of a whole snapshot).
     #[arg(long, env = "KEEL_SNAPSHOT_TRAILING_ENTRIES", default_value_t = 1_000)]
     pub(crate) snapshot_trailing_entries: u64,
+    /// Forget a client session (exactly-once writes) after it was unused for this
+    /// long (milliseconds of log time); a retry of one of its writes is then
+    /// refused instead of applied again. At least one minute.
+    #[arg(
+        long,
+        env = "KEEL_SESSION_IDLE_TIMEOUT_MS",
+        default_value_t = 3_600_000
+    )]
+    pub(crate) session_idle_timeout_ms: u64,
+    /// Most client sessions kept; a new one beyond it evicts the least recently
+    /// used session that has been idle for at least a minute.
+    #[arg(long, env = "KEEL_MAX_CLIENT_SESSIONS", default_value_t = 100_000)]
+    pub(crate) max_client_sessions: u64,
+    /// Test fault: answer every Nth write this node proposes with OUTCOME_UNKNOWN
+    /// after applying it, as if the reply were lost (0: never). Not a file setting.
+    #[arg(
+        long,
+        env = "KEEL_FAULT_LOSE_WRITE_REPLY_EVERY",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub(crate) fault_lose_write_reply_every: u64,
     /// Threads for network I/O (gRPC, HTTP); consensus and apply have their own.
     /// Default: one per core. Fewer wake-ups cost less when several nodes share a
     /// machine's cores (see BENCHMARKS.md).
@@ -165,6 +188,9 @@ impl ServeArgs {
         cfg.learner = self.learner;
         cfg.leave_on_shutdown = self.leave_on_shutdown;
         cfg.promote_lag_entries = self.promote_lag_entries;
+        cfg.session_idle_timeout_ms = self.session_idle_timeout_ms;
+        cfg.max_client_sessions = self.max_client_sessions;
+        cfg.fault_lose_write_reply_every = self.fault_lose_write_reply_every;
         if cfg.learner && cfg.join.is_none() {
             anyhow::bail!("--learner only applies with --join");
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use keel_raft::EntryKind;
-use keel_storage::command::Command;
+use keel_storage::command::Envelope;
 use keel_storage::vfs::StdVfs;
 use keel_storage::wal::{InspectedItem, LogStartKind, Verdict, WalRecord, inspect, inspect_all};
 
@@ -39,7 +39,7 @@ pub(crate) fn entry_text(kind: EntryKind, data: &[u8]) -> String {
     match kind {
         EntryKind::NoOp => "NO-OP".to_string(),
         EntryKind::ConfChange => "CONFIG-CHANGE".to_string(),
-        EntryKind::Normal => match Command::decode(data) {
+        EntryKind::Normal => match Envelope::decode(data) {
             Ok(c) => c.to_string(),
             Err(e) => format!("UNDECODABLE ({e})"),
         },

@@ -13,9 +13,20 @@
 //! | INTERNAL | stop: `Internal` | **stop**: `OutcomeUnknown` |
 //! | CONFLICT, INVALID_ARGUMENT, UNIMPLEMENTED | stop | stop |
 //!
+//! A write with a client session (the default) is exactly-once: the cluster
+//! answers a repeated sequence number with the first execution's result. So it is
+//! retried like a read — after timeouts, transport failures, OUTCOME_UNKNOWN and
+//! INTERNAL too, on another member — for as long as the session is sure to be
+//! remembered ([`RETRY_WINDOW`] after the first attempt); after that, a write that
+//! may have been applied stops with `OutcomeUnknown`. SESSION_EXPIRED stops it:
+//! with `OutcomeUnknown` if an earlier attempt may have applied it, else with
+//! `SessionExpired` (not applied), after which `kv.rs` opens a new session and
+//! sends the write again.
+//!
 //! When the deadline passes (or the next backoff would reach it), the call returns
 //! `Unavailable` (or `Overloaded` if that was the last answer): for a write this is
-//! only reached when every attempt proved it was not applied.
+//! only reached when every attempt proved it was not applied, or, for a session's
+//! write, also when it may have been applied but the retries found no leader.
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,6 +42,7 @@ use crate::error::Error;
 use crate::failure::Failure;
 use crate::pool::Pool;
 use crate::router::Router;
+use crate::session::RETRY_WINDOW;
 
 /// Consecutive leader hints followed without backing off. Two members that each name
 /// the other (stale hints during an election) then cost a few quick hops, not a spin.
@@ -43,20 +55,33 @@ pub(crate) enum Op {
     Read,
     /// Changes state: retried only after failures that prove it was not applied.
     Write,
+    /// Changes state, exactly-once (a client session's write): the cluster
+    /// deduplicates it, so it is retried like a read while its session is sure to
+    /// be remembered.
+    SessionWrite,
 }
 
 impl Op {
-    /// Whether a failure that does not prove "not applied" may be retried.
-    ///
-    /// This is the seam for exactly-once writes: once writes carry a client session
-    /// and sequence number (`PutRequest` fields 10-19), the leader discards
-    /// duplicates, and such writes may answer `true` here too.
-    fn may_retry_ambiguous(self) -> bool {
+    /// Whether a failure that does not prove "not applied" may be retried, `elapsed`
+    /// after the call started.
+    fn may_retry_ambiguous(self, elapsed: Duration) -> bool {
         match self {
             Op::Read => true,
             Op::Write => false,
+            Op::SessionWrite => elapsed < RETRY_WINDOW,
         }
     }
+
+    fn writes(self) -> bool {
+        self != Op::Read
+    }
+}
+
+/// What the attempts of one call have shown so far.
+struct Progress {
+    started: Instant,
+    /// Some attempt failed in a way that does not prove it was not applied.
+    maybe_applied: bool,
 }
 
 /// Where a call's attempts go.
@@ -121,16 +146,30 @@ impl Caller {
         let mut attempts = 0u32;
         let mut redirects = 0u32;
         let mut last: Option<Failure> = None;
+        let mut progress = Progress {
+            started: Instant::now(),
+            maybe_applied: false,
+        };
         loop {
             let remaining = deadline_at.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(gave_up(attempts, last));
+                return Err(gave_up(attempts, last, progress.maybe_applied));
+            }
+            // Checked before every attempt, since backoff may have slept past it.
+            if progress.maybe_applied && !op.may_retry_ambiguous(progress.started.elapsed()) {
+                return Err(Error::OutcomeUnknown {
+                    reason: format!(
+                        "retried for {RETRY_WINDOW:?}, as long as the session is sure to be \
+                         remembered; last: {}",
+                        last.as_ref().map_or_else(String::new, Failure::describe)
+                    ),
+                });
             }
             attempts += 1;
             let budget = remaining.min(self.request_timeout);
             let failure = match self.attempt(&target, budget, &mut attempt).await {
                 Ok(value) => {
-                    if op == Op::Write && matches!(route, Route::Leader) {
+                    if op.writes() && matches!(route, Route::Leader) {
                         // A member that accepted a write is (or forwards to) the
                         // leader: start there next time.
                         self.router.set_leader(&target);
@@ -148,7 +187,7 @@ impl Caller {
             if failure.taints_connection() {
                 self.pool.evict(&target);
             }
-            let next = self.next_move(op, &route, &target, &failure, redirects)?;
+            let next = self.next_move(op, &route, &target, &failure, redirects, &mut progress)?;
             last = Some(failure);
             match next {
                 Next::Redirect(leader) => {
@@ -160,7 +199,7 @@ impl Caller {
                     let delay = backoff.next_delay();
                     // Waiting into the deadline would only end in the same error later.
                     if Instant::now() + delay >= deadline_at {
-                        return Err(gave_up(attempts, last));
+                        return Err(gave_up(attempts, last, progress.maybe_applied));
                     }
                     tokio::time::sleep(delay).await;
                     target = member;
@@ -214,13 +253,19 @@ impl Caller {
         target: &Address,
         failure: &Failure,
         redirects: u32,
+        progress: &mut Progress,
     ) -> Result<Next, Error> {
         let elsewhere = || match route {
             Route::Leader => self.router.after_failure(target),
             Route::Fixed(address) => address.clone(),
         };
-        // A write may only be retried if the failure proves it was not applied.
-        if !failure.proves_not_applied() && !op.may_retry_ambiguous() {
+        progress.maybe_applied |= !failure.proves_not_applied();
+        // A write may only be retried if no attempt may have applied it, or if
+        // the cluster will recognise the retry (a session's write, in its window).
+        // A session's write stops retrying once past its window even after a
+        // failure that proves nothing new: the retry itself could be the one that
+        // finds the session forgotten and reopened.
+        if progress.maybe_applied && !op.may_retry_ambiguous(progress.started.elapsed()) {
             if matches!(failure, Failure::Ambiguous(_)) && matches!(route, Route::Leader) {
                 // The member did not answer (paused, partitioned, dead): the next
                 // call must not start there again.
@@ -240,6 +285,14 @@ impl Caller {
                 code: *code,
                 message: message.clone(),
             }),
+            Failure::SessionExpired(message) if progress.maybe_applied => {
+                Err(Error::OutcomeUnknown {
+                    reason: format!("an earlier attempt may have applied it, then {message}"),
+                })
+            }
+            Failure::SessionExpired(message) => Err(Error::SessionExpired(message.clone())),
+            // The cluster will recognise a session's write wherever it is retried.
+            Failure::Internal(_) if op == Op::SessionWrite => Ok(Next::Retry(elsewhere())),
             // A member failing internally is not worth hammering, even for a read.
             Failure::Internal(message) => Err(Error::Internal(message.clone())),
             Failure::Ambiguous(_) => Ok(Next::Retry(elsewhere())),
@@ -268,8 +321,18 @@ impl Caller {
     }
 }
 
-/// The error for a call whose deadline passed; every failure before it was retryable.
-fn gave_up(attempts: u32, last: Option<Failure>) -> Error {
+/// The error for a call whose deadline passed; every failure before it was
+/// retryable, but a session's write may have been applied by one of them.
+fn gave_up(attempts: u32, last: Option<Failure>, maybe_applied: bool) -> Error {
+    if maybe_applied {
+        let last = last.map_or_else(String::new, |f| f.describe());
+        return Error::OutcomeUnknown {
+            reason: format!(
+                "the deadline passed after {attempts} attempts, some of which may have \
+                 applied the write; last: {last}"
+            ),
+        };
+    }
     match last {
         Some(Failure::Overloaded(message)) => Error::Overloaded { attempts, message },
         Some(failure) => Error::Unavailable {

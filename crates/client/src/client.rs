@@ -11,12 +11,16 @@ use crate::address::Address;
 use crate::call::{Caller, Op, Route};
 use crate::config::ClientConfig;
 use crate::error::Error;
+use crate::session::Session;
 
 /// A connection to a keel cluster.
 ///
-/// Cheap to clone (clones share connections and what they learned about the leader),
-/// `Send + Sync`, and usable from many tasks at once. Connections are opened lazily,
-/// on first use.
+/// Cheap to clone (clones share connections, what they learned about the leader,
+/// and the client session), `Send + Sync`, and usable from many tasks at once.
+/// Connections are opened lazily, on first use.
+///
+/// Each client made by [`Client::new`] has its own client session (unless
+/// [`ClientConfig::sessions`] is off), which makes its writes exactly-once.
 ///
 /// Every call follows the retry rules described in the crate documentation and
 /// returns within the configured deadline.
@@ -25,6 +29,8 @@ pub struct Client {
     pub(crate) caller: Arc<Caller>,
     pub(crate) deadline: Duration,
     pub(crate) max_message_bytes: usize,
+    /// The session writes carry; `None` when sessions are off.
+    pub(crate) session: Option<Arc<Session>>,
 }
 
 impl Client {
@@ -41,6 +47,7 @@ impl Client {
             caller: Arc::new(Caller::new(&cfg, endpoints)),
             deadline: cfg.deadline,
             max_message_bytes: cfg.max_message_bytes,
+            session: cfg.sessions.then(Arc::default),
         })
     }
 

@@ -38,6 +38,11 @@ pub struct ClientConfig {
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is closed.
     pub keepalive_timeout: Duration,
+    /// Give the client a session that makes its writes exactly-once, so that a
+    /// write whose outcome is unknown can be retried safely (and is, for up to 30
+    /// seconds). On by default; turn it off only for clusters older than sessions,
+    /// which would ignore the session and apply a retried write twice.
+    pub sessions: bool,
 }
 
 impl Default for ClientConfig {
@@ -58,6 +63,7 @@ impl Default for ClientConfig {
             max_message_bytes: 16 * 1024 * 1024,
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(5),
+            sessions: true,
         }
     }
 }

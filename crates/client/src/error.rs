@@ -69,14 +69,23 @@ pub enum Error {
 
     /// A write may or may not have been applied: it may have reached a member that
     /// then timed out, dropped the connection, lost leadership, or failed internally
-    /// before answering. The client does not retry such a write, since a retry could
-    /// apply it twice. Read the key to find out, or retry only if applying twice is
-    /// harmless.
+    /// before answering. Without a client session the client does not retry such a
+    /// write, since a retry could apply it twice; with one (the default) it retries
+    /// for up to 30 seconds and only then, or at the deadline, gives up with this.
+    /// Read the key to find out, or retry only if applying twice is harmless.
     #[error("outcome unknown (the write may or may not have been applied): {reason}")]
     OutcomeUnknown {
         /// What happened.
         reason: String,
     },
+
+    /// The cluster no longer knew the write's client session (it was idle for
+    /// longer than the cluster's session idle time, or evicted), and no attempt of
+    /// the write could have been applied: it was **not** applied. The client opens
+    /// a new session and sends the write again by itself, so a call only ends with
+    /// this if the new session was refused too.
+    #[error("client session expired (the write was not applied): {0}")]
+    SessionExpired(String),
 
     /// A member failed internally (e.g. a storage error) while serving a read. Only
     /// reads end in this error: a write whose member failed internally reports
@@ -132,6 +141,7 @@ mod tests {
                 message: "queue full".into(),
             },
             Error::Internal("disk".into()),
+            Error::SessionExpired("idle".into()),
         ];
         for e in definite {
             assert!(e.is_definite_failure(), "{e}");

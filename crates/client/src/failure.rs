@@ -61,6 +61,9 @@ pub(crate) enum Failure {
         /// The status message.
         message: String,
     },
+    /// The write's client session, or its sequence number's result, is forgotten.
+    /// Not applied by this attempt; an earlier attempt may have applied it.
+    SessionExpired(String),
     /// An internal error on the member. A write may have been applied.
     Internal(String),
     /// The request may have reached a member and its fate is unknown.
@@ -90,6 +93,7 @@ impl Failure {
                 }
                 Kind::InvalidArgument => return Failure::InvalidArgument(detail.message),
                 Kind::Refused => return Failure::Refused(detail.message),
+                Kind::SessionExpired => return Failure::SessionExpired(message()),
                 Kind::OutcomeUnknown => return Failure::Ambiguous(message()),
                 Kind::Internal => return Failure::Internal(message()),
                 // A kind newer than this client: fall back to the code, like a status
@@ -143,6 +147,7 @@ impl Failure {
             }
             Failure::InvalidArgument(m) => format!("invalid argument: {m}"),
             Failure::Refused(m) => format!("refused: {m}"),
+            Failure::SessionExpired(m) => format!("session expired: {m}"),
             Failure::Rejected { code, message } => format!("rejected ({code}): {message}"),
             Failure::Internal(m) => format!("internal error: {m}"),
             Failure::Ambiguous(m) => m.clone(),

@@ -38,8 +38,11 @@ impl Client {
     /// Writes one key unconditionally; returns the revision it committed at (also the
     /// value's new version).
     ///
-    /// Retried only after failures that prove it was not applied; see
-    /// [`Error::OutcomeUnknown`] for the others.
+    /// Exactly-once with the client's session (the default): retried after any
+    /// retryable failure for up to 30 seconds, and a retry of a write that did
+    /// happen returns the revision of that first execution. Without a session
+    /// (`ClientConfig::sessions` off), retried only after failures that prove it
+    /// was not applied; see [`Error::OutcomeUnknown`] for the others.
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<u64, Error> {
         self.put_message(key.into(), value.into(), None).await
     }
@@ -110,22 +113,14 @@ impl Client {
             key,
             value,
             precondition: condition.map(Precondition::to_proto),
+            session: None,
         };
         let response = self
-            .caller
-            .call(
-                self.deadline,
-                Op::Write,
-                Route::Leader,
-                |channel, budget| {
-                    let mut kv = self.kv(channel);
-                    // Cheap: key and value are shared `Bytes`.
-                    let request = request(message.clone(), budget);
-                    async move { kv.put(request).await }
-                },
+            .write(
+                message,
+                |mut kv, request| async move { kv.put(request).await },
             )
-            .await?
-            .into_inner();
+            .await?;
         Ok(response.revision)
     }
 
@@ -137,21 +132,13 @@ impl Client {
         let message = v1::DeleteRequest {
             key,
             precondition: condition.map(Precondition::to_proto),
+            session: None,
         };
         let response = self
-            .caller
-            .call(
-                self.deadline,
-                Op::Write,
-                Route::Leader,
-                |channel, budget| {
-                    let mut kv = self.kv(channel);
-                    let request = request(message.clone(), budget);
-                    async move { kv.delete(request).await }
-                },
-            )
-            .await?
-            .into_inner();
+            .write(message, |mut kv, request| async move {
+                kv.delete(request).await
+            })
+            .await?;
         Ok(DeleteResponse {
             revision: response.revision,
             existed: response.deleted,

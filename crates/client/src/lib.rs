@@ -35,21 +35,34 @@
 //! - **Reads** are retried after any failure that may be temporary (no leader, not
 //!   the leader, overloaded, shutting down, a connection that failed or timed out),
 //!   until the deadline.
-//! - **Writes** are retried only when the failure proves the write was not applied:
+//! - **Writes of a client session** — every write, unless
+//!   [`ClientConfig::sessions`] is off — are exactly-once: each carries the
+//!   client's random session id and a sequence number, and the cluster answers a
+//!   repeated number with the result of its first execution (the same revision, or
+//!   the same CONFLICT) instead of executing it again. So they are retried like
+//!   reads, also after a timeout or a leader change, for up to 30 seconds after the
+//!   first attempt (the cluster remembers a session for at least a minute). Only a
+//!   write still unanswered after that, or at the deadline, ends in
+//!   [`Error::OutcomeUnknown`]. If the cluster forgot the session (idle for longer
+//!   than its session idle time), a write that cannot have been applied is sent
+//!   again in a new session. See `docs/sessions.md`.
+//! - **Writes without a session** are retried only when the failure proves the
+//!   write was not applied:
 //!   the server answered NOT_LEADER, NO_LEADER, OVERLOADED or SHUTTING_DOWN, or the
 //!   connection the request needed could not be established, so the request never
-//!   left this process.
-//! - A write that may have reached a member and then failed — the connection broke
-//!   mid-call, the attempt timed out, the server answered OUTCOME_UNKNOWN or
-//!   INTERNAL — is **not** retried: the call returns [`Error::OutcomeUnknown`]. The
-//!   caller decides: read to find out, or retry if applying twice is harmless.
+//!   left this process. A write without a session that may have reached a member
+//!   and then failed — the connection broke mid-call, the attempt timed out, the
+//!   server answered OUTCOME_UNKNOWN or INTERNAL — is **not** retried: the call
+//!   returns [`Error::OutcomeUnknown`]. The caller decides: read to find out, or
+//!   retry if applying twice is harmless.
 //! - Answers that no retry can change (CONFLICT, INVALID_ARGUMENT) end the call at
 //!   once.
 //!
 //! Every attempt is bounded by `request_timeout`, every call by its deadline
 //! (`ClientConfig::deadline`, or [`Client::with_deadline`]), so no call hangs. A call
 //! whose deadline passes returns [`Error::Unavailable`] (or [`Error::Overloaded`]),
-//! which — for writes too — means the request was definitely not applied; see
+//! which — for writes too — means the request was definitely not applied (a
+//! session's write that may have been applied returns `OutcomeUnknown` instead); see
 //! [`Error::is_definite_failure`].
 
 mod address;
@@ -63,8 +76,10 @@ mod failure;
 mod kv;
 mod pool;
 mod router;
+mod session;
 mod txn;
 mod types;
+mod write;
 
 pub use client::Client;
 pub use cluster::SnapshotStream;

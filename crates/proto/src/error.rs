@@ -29,7 +29,7 @@ pub const ERROR_METADATA_KEY: &str = "keel-error-bin";
 pub fn code_for(kind: Kind) -> Code {
     match kind {
         Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown => Code::Unavailable,
-        Kind::Conflict | Kind::Refused => Code::FailedPrecondition,
+        Kind::Conflict | Kind::Refused | Kind::SessionExpired => Code::FailedPrecondition,
         Kind::InvalidArgument => Code::InvalidArgument,
         Kind::Overloaded => Code::ResourceExhausted,
         Kind::OutcomeUnknown => Code::Unknown,
@@ -96,6 +96,12 @@ impl ErrorDetail {
     /// The node is shutting down; the request was not applied.
     pub fn shutting_down() -> Self {
         ErrorDetail::new(Kind::ShuttingDown, "the node is shutting down")
+    }
+
+    /// The write's client session, or its sequence number's result, is no longer
+    /// known: not applied now, perhaps applied by an earlier attempt.
+    pub fn session_expired(message: impl Into<String>) -> Self {
+        ErrorDetail::new(Kind::SessionExpired, message)
     }
 
     /// An internal error on the node (e.g. storage failure).
@@ -187,6 +193,10 @@ mod tests {
             ),
             (ErrorDetail::shutting_down(), Code::Unavailable),
             (ErrorDetail::internal("fsync failed"), Code::Internal),
+            (
+                ErrorDetail::session_expired("session expired"),
+                Code::FailedPrecondition,
+            ),
         ];
         for (detail, code) in cases {
             let status = over_the_wire(detail.clone().into_status());

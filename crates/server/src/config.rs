@@ -92,7 +92,27 @@ pub struct ServerConfig {
     /// The leader promotes a learner to voter once the learner holds all but at
     /// most this many of the leader's log entries.
     pub promote_lag_entries: u64,
+    /// A client session unused for longer than this (in log time) is forgotten;
+    /// a retry of one of its writes is then refused (SESSION_EXPIRED) rather than
+    /// applied again. Stamped into each session write by the leader, so replicas
+    /// agree even if nodes are configured differently (`docs/sessions.md`).
+    pub session_idle_timeout_ms: u64,
+    /// Most client sessions the state machine keeps; a new one beyond it evicts
+    /// the least recently used (if idle for at least a minute). Stamped like
+    /// `session_idle_timeout_ms`.
+    pub max_client_sessions: u64,
+    /// Test fault: answer every Nth write this node proposed with
+    /// OUTCOME_UNKNOWN after it was applied, as if the reply were lost (0: never).
+    /// Lets tests force a client to retry a write that did happen.
+    pub fault_lose_write_reply_every: u64,
 }
+
+/// Shortest `session_idle_timeout_ms`: sessions must outlive the clients'
+/// retries of a write by a wide margin (the client gives up after 30 s).
+pub const MIN_SESSION_IDLE_TIMEOUT_MS: u64 = keel_storage::kv::EVICTION_GRACE_MS;
+/// Largest `max_client_sessions` (the state machine keeps ~100 bytes of index per
+/// session in memory).
+pub const MAX_CLIENT_SESSIONS: u64 = 10_000_000;
 
 impl ServerConfig {
     /// A configuration with defaults for everything but identity and addresses.
@@ -124,6 +144,9 @@ impl ServerConfig {
             learner: false,
             leave_on_shutdown: false,
             promote_lag_entries: 1_000,
+            session_idle_timeout_ms: 3_600_000,
+            max_client_sessions: 100_000,
+            fault_lose_write_reply_every: 0,
         }
     }
 
@@ -208,6 +231,19 @@ impl ServerConfig {
             return bad(format!(
                 "snapshot_entries must be 0 (never) or in 10..=1000000000, got {}",
                 self.snapshot_entries
+            ));
+        }
+        if !(MIN_SESSION_IDLE_TIMEOUT_MS..=7 * 86_400_000).contains(&self.session_idle_timeout_ms) {
+            return bad(format!(
+                "session_idle_timeout_ms must be in {MIN_SESSION_IDLE_TIMEOUT_MS}..=604800000 \
+                 (one minute to a week), got {}",
+                self.session_idle_timeout_ms
+            ));
+        }
+        if !(1..=MAX_CLIENT_SESSIONS).contains(&self.max_client_sessions) {
+            return bad(format!(
+                "max_client_sessions must be in 1..={MAX_CLIENT_SESSIONS}, got {}",
+                self.max_client_sessions
             ));
         }
         if self.snapshot_trailing_entries > 100_000_000 {
@@ -317,6 +353,17 @@ mod tests {
         );
         let mut c = cfg();
         c.election_timeout_ms = 60;
+        assert!(c.validate().is_err());
+        let mut c = cfg();
+        c.session_idle_timeout_ms = 1_000;
+        assert!(
+            c.validate()
+                .expect_err("must be refused")
+                .to_string()
+                .contains("session_idle_timeout_ms")
+        );
+        let mut c = cfg();
+        c.max_client_sessions = 0;
         assert!(c.validate().is_err());
         let mut c = cfg();
         c.join = Some("127.0.0.1:7002".into());

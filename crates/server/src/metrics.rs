@@ -91,6 +91,9 @@ pub struct Metrics {
     /// Lease-mode reads that found no valid lease here (served by ReadIndex or
     /// sent to the leader).
     pub lease_read_fallbacks: Counter,
+    client_sessions: Gauge,
+    session_duplicates: Counter,
+    session_rejections: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +139,9 @@ impl Metrics {
             reads_unconfirmed: Gauge::default(),
             lease_reads: Counter::default(),
             lease_read_fallbacks: Counter::default(),
+            client_sessions: Gauge::default(),
+            session_duplicates: Counter::default(),
+            session_rejections: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -244,7 +250,34 @@ impl Metrics {
             "Lease-mode reads that found no valid lease on this node",
             m.lease_read_fallbacks.clone(),
         );
+        r.register(
+            "client_sessions",
+            "Client sessions the state machine keeps",
+            m.client_sessions.clone(),
+        );
+        r.register(
+            "session_duplicates",
+            "Repeated session writes answered with their first outcome instead of applied again",
+            m.session_duplicates.clone(),
+        );
+        r.register(
+            "session_rejections",
+            "Session writes refused (session expired, result forgotten, too many sessions)",
+            m.session_rejections.clone(),
+        );
         Metrics { registry: r, ..m }
+    }
+
+    /// Records the state machine's session counters (cumulative since it opened).
+    pub fn sessions(&self, stats: keel_storage::kv::SessionStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.client_sessions.set(gauge_value(stats.sessions));
+        self.session_duplicates
+            .inner()
+            .store(stats.duplicates, Relaxed);
+        self.session_rejections
+            .inner()
+            .store(stats.rejected, Relaxed);
     }
 
     /// Counts a proposal the core refused.

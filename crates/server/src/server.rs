@@ -141,6 +141,9 @@ pub async fn run(
         max_scan_limit: cfg.max_scan_limit,
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
         default_read_mode: cfg.default_read_mode,
+        session_idle_timeout_ms: cfg.session_idle_timeout_ms,
+        max_client_sessions: cfg.max_client_sessions,
+        fault_lose_write_reply_every: cfg.fault_lose_write_reply_every,
     };
     let who = ApiIdentity {
         id: cfg.id,

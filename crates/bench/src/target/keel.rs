@@ -91,6 +91,7 @@ fn kind(e: &Error) -> &'static str {
         Error::Unavailable { .. } => "unavailable",
         Error::Overloaded { .. } => "overloaded",
         Error::OutcomeUnknown { .. } => "outcome_unknown",
+        Error::SessionExpired(_) => "session_expired",
         Error::Internal(_) => "internal",
     }
 }
@@ -113,6 +114,7 @@ mod tests {
             Error::OutcomeUnknown { reason: "x".into() },
             Error::Internal("x".into()),
             Error::InvalidArgument("x".into()),
+            Error::SessionExpired("x".into()),
         ];
         let kinds: Vec<&str> = errors.iter().map(kind).collect();
         assert_eq!(
@@ -122,7 +124,8 @@ mod tests {
                 "overloaded",
                 "outcome_unknown",
                 "internal",
-                "invalid_argument"
+                "invalid_argument",
+                "session_expired"
             ]
         );
         let e = op_error(Error::Internal("disk".into()));

@@ -7,3 +7,4 @@ mod deadline;
 mod leader;
 mod operations;
 mod outcome;
+mod sessions;

@@ -34,6 +34,8 @@ pub enum Behavior {
     OutcomeUnknown,
     /// INTERNAL.
     Internal,
+    /// SESSION_EXPIRED.
+    SessionExpired,
     /// Never answer.
     Hang,
 }
@@ -51,6 +53,8 @@ struct State {
     script: Mutex<VecDeque<Behavior>>,
     default: Mutex<Behavior>,
     calls: Mutex<HashMap<&'static str, usize>>,
+    /// The session of every put and delete that arrived, in order.
+    sessions: Mutex<Vec<Option<v1::ClientSession>>>,
     store: Mutex<Store>,
 }
 
@@ -72,6 +76,7 @@ impl MockNode {
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(default),
             calls: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Vec::new()),
             store: Mutex::new(Store::default()),
         });
         let service = Service(state.clone());
@@ -100,6 +105,11 @@ impl MockNode {
     /// "members") reached the service.
     pub fn calls(&self, method: &str) -> usize {
         lock(&self.state.calls).get(method).copied().unwrap_or(0)
+    }
+
+    /// The session of every put and delete that reached the service, in order.
+    pub fn sessions(&self) -> Vec<Option<v1::ClientSession>> {
+        lock(&self.state.sessions).clone()
     }
 }
 
@@ -132,6 +142,7 @@ impl Service {
             Behavior::ShuttingDown => ErrorDetail::shutting_down(),
             Behavior::OutcomeUnknown => ErrorDetail::outcome_unknown("lost leadership"),
             Behavior::Internal => ErrorDetail::internal("disk on fire"),
+            Behavior::SessionExpired => ErrorDetail::session_expired("idle too long"),
         };
         Err(detail.into_status())
     }
@@ -172,6 +183,7 @@ impl Kv for Service {
     }
 
     async fn put(&self, req: Request<v1::PutRequest>) -> Result<Response<v1::PutResponse>, Status> {
+        lock(&self.0.sessions).push(req.get_ref().session.clone());
         self.begin("put").await?;
         let req = req.into_inner();
         let mut store = lock(&self.0.store);
@@ -186,6 +198,7 @@ impl Kv for Service {
         &self,
         req: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
+        lock(&self.0.sessions).push(req.get_ref().session.clone());
         self.begin("delete").await?;
         let req = req.into_inner();
         let mut store = lock(&self.0.store);
@@ -423,15 +436,28 @@ pub async fn refused_addr() -> String {
 
 /// A client over `endpoints` with timeouts short enough for tests.
 pub fn client(endpoints: &[String]) -> Client {
+    Client::new(test_config(endpoints)).expect("valid config")
+}
+
+/// Like [`client`], without a session: writes that may have been applied are
+/// never retried.
+pub fn sessionless_client(endpoints: &[String]) -> Client {
     Client::new(ClientConfig {
+        sessions: false,
+        ..test_config(endpoints)
+    })
+    .expect("valid config")
+}
+
+fn test_config(endpoints: &[String]) -> ClientConfig {
+    ClientConfig {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(10),
         backoff_initial: Duration::from_millis(5),
         backoff_max: Duration::from_millis(50),
         ..ClientConfig::with_endpoints(endpoints.iter().cloned())
-    })
-    .expect("valid config")
+    }
 }
 
 /// Upper bound for "the call returned at all": generous, only there so that a bug

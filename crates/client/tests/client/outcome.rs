@@ -1,14 +1,17 @@
-//! Writes that may have been applied are never retried; reads always are.
+//! Without a session, writes that may have been applied are never retried; reads
+//! always are. (`sessions.rs` has the exactly-once retries of session writes.)
 
 use keel_client::{Error, ReadMode};
 
-use crate::mock::{Behavior, HangupNode, MockNode, bounded, client, eventually, refused_addr};
+use crate::mock::{
+    Behavior, HangupNode, MockNode, bounded, client, eventually, refused_addr, sessionless_client,
+};
 
 #[tokio::test]
 async fn write_that_timed_out_after_arriving_is_outcome_unknown_and_not_retried() {
     let stuck = MockNode::start(1, Behavior::Hang).await;
     let healthy = MockNode::start(2, Behavior::Serve).await;
-    let c = client(&[stuck.addr(), healthy.addr()]);
+    let c = sessionless_client(&[stuck.addr(), healthy.addr()]);
 
     let err = bounded(c.put("k", "v")).await.expect_err("timed out");
     assert!(err.outcome_unknown(), "{err:?}");
@@ -54,7 +57,7 @@ async fn read_that_timed_out_is_retried_elsewhere() {
 async fn write_whose_member_hung_up_after_receiving_it_is_outcome_unknown() {
     let crashing = HangupNode::start(b"hangup-key").await;
     let healthy = MockNode::start(2, Behavior::Serve).await;
-    let c = client(&[crashing.addr(), healthy.addr()]);
+    let c = sessionless_client(&[crashing.addr(), healthy.addr()]);
 
     let err = bounded(c.put("hangup-key", "v"))
         .await
@@ -93,7 +96,7 @@ async fn write_is_retried_when_the_connection_was_refused() {
 async fn server_reported_outcome_unknown_is_not_retried() {
     let leader = MockNode::start(1, Behavior::Serve).await;
     leader.script([Behavior::OutcomeUnknown]);
-    let c = client(&[leader.addr()]);
+    let c = sessionless_client(&[leader.addr()]);
 
     let err = bounded(c.put("k", "v")).await.expect_err("unknown");
     assert!(err.outcome_unknown(), "{err:?}");
@@ -108,7 +111,7 @@ async fn server_reported_outcome_unknown_is_not_retried() {
 #[tokio::test]
 async fn internal_error_is_unknown_for_a_write_and_final_for_a_read() {
     let leader = MockNode::start(1, Behavior::Internal).await;
-    let c = client(&[leader.addr()]);
+    let c = sessionless_client(&[leader.addr()]);
 
     let err = bounded(c.delete("k")).await.expect_err("internal");
     assert!(err.outcome_unknown(), "{err:?}");

@@ -5,7 +5,8 @@
 //! Any node serves every route: a follower forwards writes and linearizable reads
 //! to the leader. Values travel as the raw request body (or `{"value": "..."}` with
 //! `Content-Type: application/json`) and come back as JSON text, or base64 when
-//! they are not UTF-8, or raw with `?raw=true`.
+//! they are not UTF-8, or raw with `?raw=true`. A `Keel-Session` header makes a
+//! write exactly-once (`http_session.rs`).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use serde_json::{Value as Json, json};
 
 use super::ApiContext;
 use super::grpc::status_response;
+use super::http_session::session_of;
 use super::ops::Forwarding;
 use crate::metrics::ClientOp;
 
@@ -76,7 +78,7 @@ impl From<ErrorDetail> for HttpError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Kind::Conflict => StatusCode::PRECONDITION_FAILED,
-            Kind::Refused => StatusCode::CONFLICT,
+            Kind::Refused | Kind::SessionExpired => StatusCode::CONFLICT,
             Kind::InvalidArgument => StatusCode::BAD_REQUEST,
             Kind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Kind::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
@@ -114,6 +116,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Overloaded => "overloaded",
         Kind::OutcomeUnknown => "outcome_unknown",
         Kind::ShuttingDown => "shutting_down",
+        Kind::SessionExpired => "session_expired",
         Kind::Internal => "internal",
         Kind::Unspecified => "unknown",
     }
@@ -294,6 +297,7 @@ async fn put_key(
         key: Bytes::from(key),
         value,
         precondition: precondition_of(&headers)?,
+        session: session_of(&headers)?,
     };
     let resp = ctx
         .timed(ClientOp::Put, ctx.put(req, Forwarding::Allowed))
@@ -314,6 +318,7 @@ async fn create_key(
         precondition: Some(Precondition {
             condition: Some(precondition::Condition::Absent(true)),
         }),
+        session: session_of(&headers)?,
     };
     match ctx
         .timed(ClientOp::Put, ctx.put(req, Forwarding::Allowed))
@@ -344,6 +349,7 @@ async fn delete_key(
     let req = DeleteRequest {
         key: Bytes::from(key),
         precondition: precondition_of(&headers)?,
+        session: session_of(&headers)?,
     };
     let resp = ctx
         .timed(ClientOp::Delete, ctx.delete(req, Forwarding::Allowed))

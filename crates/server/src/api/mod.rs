@@ -8,9 +8,11 @@ mod forward;
 mod grpc;
 mod http;
 mod http_members;
+mod http_session;
 mod http_txn;
 mod members;
 mod ops;
+mod sessions;
 mod txn;
 mod validate;
 
@@ -41,6 +43,12 @@ pub struct ApiLimits {
     pub request_timeout: Duration,
     /// Mode for reads that do not name one.
     pub default_read_mode: DefaultReadMode,
+    /// Stamped into every session write (`ServerConfig::session_idle_timeout_ms`).
+    pub session_idle_timeout_ms: u64,
+    /// Stamped into every session write (`ServerConfig::max_client_sessions`).
+    pub max_client_sessions: u64,
+    /// Test fault (`ServerConfig::fault_lose_write_reply_every`); 0 is off.
+    pub fault_lose_write_reply_every: u64,
 }
 
 /// Who this node is, as the APIs report it.
@@ -80,6 +88,7 @@ pub struct ApiContext {
     /// Where backups are written before they are streamed.
     pub backups: Arc<Backups>,
     forwarder: Forwarder,
+    lost_replies: sessions::LostReplies,
 }
 
 impl ApiContext {
@@ -100,6 +109,7 @@ impl ApiContext {
             address: who.address,
             http_address: who.http_address,
             forwarder: Forwarder::new(limits.max_value_bytes),
+            lost_replies: sessions::LostReplies::every(limits.fault_lose_write_reply_every),
             limits,
             started: Instant::now(),
             metrics,

@@ -13,11 +13,11 @@ use keel_proto::v1::{
     DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue, Precondition, PutRequest,
     PutResponse, ReadMode, ScanRequest, ScanResponse, precondition,
 };
-use keel_storage::command::{Command, Expect};
+use keel_storage::command::{Command, Envelope, Expect};
 use keel_storage::kv::{ApplyOutcome, KvStore};
 
 use super::forward::forwarded_error;
-use super::{ApiContext, validate};
+use super::{ApiContext, sessions, validate};
 use crate::config::DefaultReadMode;
 use crate::node::NodeError;
 
@@ -115,16 +115,20 @@ impl ApiContext {
     ) -> Result<PutResponse, ErrorDetail> {
         validate::key(&req.key)?;
         validate::value(&req.value, self.limits.max_value_bytes)?;
-        let cmd = Command::Put {
-            key: req.key.clone(),
-            value: req.value.clone(),
-            expect: expect_of(req.precondition.as_ref()),
+        let cmd = Envelope {
+            session: sessions::header(&self.limits, req.session.as_ref())?,
+            command: Command::Put {
+                key: req.key.clone(),
+                value: req.value.clone(),
+                expect: expect_of(req.precondition.as_ref()),
+            },
         };
         match self.propose(cmd).await {
             Ok(ApplyOutcome::Put { revision }) => Ok(PutResponse { revision }),
             Ok(ApplyOutcome::Conflict { current_version }) => {
                 Err(ErrorDetail::conflict(current_version.unwrap_or(0)))
             }
+            Ok(ApplyOutcome::SessionRejected(why)) => Err(sessions::rejection(why)),
             Ok(other) => Err(ErrorDetail::internal(format!(
                 "unexpected outcome of a put: {other:?}"
             ))),
@@ -146,9 +150,12 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<DeleteResponse, ErrorDetail> {
         validate::key(&req.key)?;
-        let cmd = Command::Delete {
-            key: req.key.clone(),
-            expect: expect_of(req.precondition.as_ref()),
+        let cmd = Envelope {
+            session: sessions::header(&self.limits, req.session.as_ref())?,
+            command: Command::Delete {
+                key: req.key.clone(),
+                expect: expect_of(req.precondition.as_ref()),
+            },
         };
         match self.propose(cmd).await {
             Ok(ApplyOutcome::Deleted { revision, existed }) => Ok(DeleteResponse {
@@ -158,6 +165,7 @@ impl ApiContext {
             Ok(ApplyOutcome::Conflict { current_version }) => {
                 Err(ErrorDetail::conflict(current_version.unwrap_or(0)))
             }
+            Ok(ApplyOutcome::SessionRejected(why)) => Err(sessions::rejection(why)),
             Ok(other) => Err(ErrorDetail::internal(format!(
                 "unexpected outcome of a delete: {other:?}"
             ))),
@@ -173,10 +181,18 @@ impl ApiContext {
         }
     }
 
-    async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, NodeError> {
-        self.node
+    async fn propose(&self, cmd: Envelope) -> Result<ApplyOutcome, NodeError> {
+        let outcome = self
+            .node
             .write(cmd.encode(), self.limits.request_timeout)
-            .await
+            .await?;
+        if self.lost_replies.lose() {
+            return Err(NodeError::OutcomeUnknown(
+                "the reply was dropped on purpose (test fault --fault-lose-write-reply-every)"
+                    .into(),
+            ));
+        }
+        Ok(outcome)
     }
 
     /// Runs `read` on local state when that is safe for `mode`, or says where to

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use keel_raft::{Entry, EntryKind, Index, NodeId, Role, Term};
-use keel_storage::command::Command;
+use keel_storage::command::Envelope;
 use keel_storage::kv::KvStore;
 use tokio::sync::oneshot;
 
@@ -115,6 +115,7 @@ impl ApplyState {
             self.metrics
                 .applied_index
                 .set(gauge_value(self.kv.applied_index()));
+            self.metrics.sessions(self.kv.session_stats());
             let mut events = self.events.lock().expect("event log lock poisoned");
             let log_entries = events.wants_entries();
             let mut start = 0;
@@ -277,12 +278,13 @@ impl Applier {
     }
 }
 
-/// `SET k v`, `DEL k` or `NO-OP`, for the event log.
+/// `SET k v`, `DEL k` (with ` SESSION=id#seq` for a session's write) or
+/// `NO-OP`, for the event log.
 fn describe_entry(e: &Entry) -> String {
     match e.kind {
         EntryKind::NoOp => "NO-OP".to_string(),
         EntryKind::ConfChange => "CONFIG-CHANGE".to_string(),
-        EntryKind::Normal => match Command::decode(&e.data) {
+        EntryKind::Normal => match Envelope::decode(&e.data) {
             Ok(c) => c.to_string(),
             Err(_) => "<undecodable entry>".to_string(),
         },

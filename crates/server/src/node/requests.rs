@@ -79,7 +79,7 @@ pub struct ChangeProposed {
 pub enum Request {
     /// Propose an encoded command.
     Write {
-        /// `Command::encode()` output.
+        /// `Envelope::encode()` output (a command, perhaps with a client session).
         data: Bytes,
         /// When the client stops waiting.
         deadline: Instant,

@@ -6,8 +6,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Command, CommandError, Expect, txn_codec};
 
-/// The format version this code writes.
-const VERSION: u8 = 1;
+/// The format version of a command without a header (`session.rs` has version 2).
+pub(super) const PLAIN_VERSION: u8 = 1;
 
 const OP_PUT: u8 = 0x01;
 const OP_DELETE: u8 = 0x02;
@@ -21,39 +21,51 @@ const EXPECT_VERSION: u8 = 0x02;
 pub(super) const MAX_VARINT_LEN: usize = 10;
 
 impl Command {
-    /// Encodes the command (format version 1).
+    /// Encodes the command (format version 1: no header).
     pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(1 + self.max_op_len());
+        buf.put_u8(PLAIN_VERSION);
+        self.encode_op(&mut buf);
+        buf.freeze()
+    }
+
+    /// An upper bound of what [`Command::encode_op`] writes, for sizing buffers.
+    pub(super) fn max_op_len(&self) -> usize {
+        let (key, value) = match self {
+            Command::Put { key, value, .. } => (key.len(), value.len()),
+            Command::Delete { key, .. } => (key.len(), 0),
+            Command::Txn(txn) => return 1 + txn_codec::encoded_len_bound(txn),
+        };
+        2 + MAX_VARINT_LEN * 3 + key + value
+    }
+
+    /// Appends the `op` production of the format (everything after the version
+    /// byte and any header).
+    pub(super) fn encode_op(&self, buf: &mut BytesMut) {
         let (op, key, value, expect) = match self {
             Command::Put { key, value, expect } => (OP_PUT, key, Some(value), expect),
             Command::Delete { key, expect } => (OP_DELETE, key, None, expect),
             Command::Txn(txn) => {
-                let mut buf = BytesMut::with_capacity(2 + txn_codec::encoded_len_bound(txn));
-                buf.put_u8(VERSION);
                 buf.put_u8(OP_TXN);
-                txn_codec::encode(&mut buf, txn);
-                return buf.freeze();
+                txn_codec::encode(buf, txn);
+                return;
             }
         };
-        let mut buf = BytesMut::with_capacity(
-            3 + MAX_VARINT_LEN * 3 + key.len() + value.map_or(0, Bytes::len),
-        );
-        buf.put_u8(VERSION);
         buf.put_u8(op);
         match expect {
             Expect::Any => buf.put_u8(EXPECT_ANY),
             Expect::Absent => buf.put_u8(EXPECT_ABSENT),
             Expect::Version(v) => {
                 buf.put_u8(EXPECT_VERSION);
-                put_varint(&mut buf, *v);
+                put_varint(buf, *v);
             }
         }
-        put_varint(&mut buf, key.len() as u64);
+        put_varint(buf, key.len() as u64);
         buf.put_slice(key);
         if let Some(value) = value {
-            put_varint(&mut buf, value.len() as u64);
+            put_varint(buf, value.len() as u64);
             buf.put_slice(value);
         }
-        buf.freeze()
     }
 
     /// Decodes a command, copying key and value out of `data`.
@@ -67,7 +79,7 @@ impl Command {
     }
 }
 
-pub(super) fn put_varint(buf: &mut BytesMut, mut v: u64) {
+pub(crate) fn put_varint(buf: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
         buf.put_u8((v as u8 & 0x7F) | 0x80);
         v >>= 7;
@@ -77,13 +89,17 @@ pub(super) fn put_varint(buf: &mut BytesMut, mut v: u64) {
 
 /// A cursor over the input that hands out ranges, so the caller decides whether
 /// fields are copied or shared.
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
-    pub(super) fn u8(&mut self, field: &'static str) -> Result<u8, CommandError> {
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, CommandError> {
         let b = *self
             .data
             .get(self.pos)
@@ -93,7 +109,7 @@ impl Reader<'_> {
     }
 
     /// A shortest-form LEB128 `u64`.
-    pub(super) fn varint(&mut self, field: &'static str) -> Result<u64, CommandError> {
+    pub(crate) fn varint(&mut self, field: &'static str) -> Result<u64, CommandError> {
         let mut v = 0u64;
         for i in 0..MAX_VARINT_LEN {
             let b = self.u8(field)?;
@@ -114,6 +130,28 @@ impl Reader<'_> {
         Err(CommandError::BadVarint(field))
     }
 
+    /// Exactly `N` bytes.
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], CommandError> {
+        let end = self.pos.checked_add(N).filter(|&e| e <= self.data.len());
+        let end = end.ok_or(CommandError::Truncated(field))?;
+        let out = self.data[self.pos..end]
+            .try_into()
+            .expect("the range is N bytes long");
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// Ends the command: nothing may follow its last field.
+    pub(crate) fn finish(&self) -> Result<(), CommandError> {
+        match self.data.len() - self.pos {
+            0 => Ok(()),
+            extra => Err(CommandError::TrailingBytes(extra)),
+        }
+    }
+
     /// A length-prefixed byte string, as a range of the input.
     pub(super) fn bytes(&mut self, field: &'static str) -> Result<Range<usize>, CommandError> {
         let len = self.varint(field)?;
@@ -129,15 +167,24 @@ impl Reader<'_> {
 }
 
 fn decode_with(data: &[u8], make: impl Fn(Range<usize>) -> Bytes) -> Result<Command, CommandError> {
-    let mut r = Reader { data, pos: 0 };
+    let mut r = Reader::new(data);
     let version = r.u8("version").map_err(|_| CommandError::Empty)?;
-    if version != VERSION {
+    if version != PLAIN_VERSION {
         return Err(CommandError::UnsupportedVersion(version));
     }
+    let command = decode_op(&mut r, &make)?;
+    r.finish()?;
+    Ok(command)
+}
+
+/// Reads the `op` production of the format.
+pub(super) fn decode_op(
+    r: &mut Reader<'_>,
+    make: &impl Fn(Range<usize>) -> Bytes,
+) -> Result<Command, CommandError> {
     let op = r.u8("op")?;
     if op == OP_TXN {
-        let txn = txn_codec::decode(&mut r, &make)?;
-        return finish(data, &r, Command::Txn(txn));
+        return Ok(Command::Txn(txn_codec::decode(r, make)?));
     }
     if op != OP_PUT && op != OP_DELETE {
         return Err(CommandError::UnknownOp(op));
@@ -149,25 +196,16 @@ fn decode_with(data: &[u8], make: impl Fn(Range<usize>) -> Bytes) -> Result<Comm
         other => return Err(CommandError::UnknownExpect(other)),
     };
     let key = make(r.bytes("key")?);
-    let command = if op == OP_PUT {
+    Ok(if op == OP_PUT {
         let value = make(r.bytes("value")?);
         Command::Put { key, value, expect }
     } else {
         Command::Delete { key, expect }
-    };
-    finish(data, &r, command)
-}
-
-/// `command`, if nothing follows it.
-fn finish(data: &[u8], r: &Reader<'_>, command: Command) -> Result<Command, CommandError> {
-    match data.len() - r.pos {
-        0 => Ok(command),
-        extra => Err(CommandError::TrailingBytes(extra)),
-    }
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;

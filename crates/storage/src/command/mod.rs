@@ -2,18 +2,27 @@
 //!
 //! A [`Command`] is encoded into the `data` of a `Normal` entry by the node that
 //! proposes it and decoded by every replica's state machine, so the encoding is a
-//! stable, versioned disk and wire format, described below.
+//! stable, versioned disk and wire format, described below. A write from a client
+//! with a session travels in an [`Envelope`] that adds a [`SessionHeader`]; a write
+//! without one is encoded exactly as before sessions existed (version 1).
 //!
-//! # Encoding (format version 1)
+//! # Encoding
 //!
 //! ```text
-//! command  = version:u8=1 op
-//! op       = 0x01 expect key value      Put
-//!          | 0x02 expect key            Delete
-//!          | 0x03 txn                   Txn
-//! expect   = 0x00                       Any
-//!          | 0x01                       Absent
-//!          | 0x02 version:varint        Version(n)
+//! entry    = version:u8=1 op                  a command (format version 1)
+//!          | version:u8=2 session op          a command of a client session (2)
+//! session  = client_id:16 bytes               random id, big-endian u128
+//!            seq:varint                       the write's number in the session
+//!            first_unacked:varint             lowest number the client may retry
+//!            now_ms:varint                    proposer's wall clock (Unix ms)
+//!            idle_timeout_ms:varint           drop sessions idle longer than this
+//!            max_sessions:varint              most sessions kept
+//! op       = 0x01 expect key value            Put
+//!          | 0x02 expect key                  Delete
+//!          | 0x03 txn                         Txn
+//! expect   = 0x00                             Any
+//!          | 0x01                             Absent
+//!          | 0x02 version:varint              Version(n)
 //! key      = len:varint bytes
 //! value    = len:varint bytes
 //!
@@ -30,28 +39,38 @@
 //! ```
 //!
 //! `varint` is unsigned LEB128 in its shortest form (anything longer is rejected, so
-//! every command has exactly one encoding). Nothing may follow the last field.
+//! every entry has exactly one encoding). Nothing may follow the last field.
+//! [`Command::decode`] reads version 1 only; [`Envelope::decode`] reads both.
 //!
 //! A transaction's three counts add up to at most [`MAX_TXN_OPS`] (checked as they
 //! are read, before anything is allocated), and no branch writes (puts or deletes)
 //! one key twice: the decoder refuses anything else, so every decoded [`Txn`] passes
 //! [`Txn::validate`]. Its semantics are in [`Txn`] and `kv/txn.rs`.
 //!
-//! Room to grow: op codes from `0x04` on are free for new commands, and a future
-//! format version can put a header (e.g. a client session id and sequence number
-//! for exactly-once writes) between the version byte and the op, while decoders keep
-//! reading version 1.
+//! Room to grow: op codes from `0x04` on are free for new commands.
+//! The session header wraps whatever `op` follows, so every op code (transactions
+//! included) is exactly-once as soon as it exists. The decoder checks
+//! syntax only: what the header's numbers mean, including nonsense such as
+//! `first_unacked > seq`, is the state machine's business (`kv::sessions`), which
+//! must never refuse a committed entry. The last three header fields are stamped by
+//! the proposing node rather than read from each replica's clock and
+//! configuration, so that every replica expires and evicts sessions at the same
+//! entry; `docs/sessions.md` explains the whole design.
 
 mod codec;
 mod display;
 mod error;
+mod session;
 mod txn;
 mod txn_codec;
 
 use bytes::Bytes;
 
 pub use error::CommandError;
+pub use session::{Envelope, SessionHeader};
 pub use txn::{Compare, CompareOp, CompareTarget, MAX_TXN_OPS, Txn, TxnError, TxnOp};
+// The varint codec, shared with the state machine's session rows.
+pub(crate) use codec::{Reader, put_varint};
 
 /// A precondition on the key's current version (the log index that last wrote it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -6,13 +6,15 @@ use redb::{ReadableTable, Table};
 
 use super::error::{KvError, engine};
 use super::outcome::ApplyOutcome;
+use super::sessions::SessionBatch;
 use super::value;
-use crate::command::{Command, Expect};
+use crate::command::{Command, Envelope, Expect};
 
 /// Applies `entries` on top of `applied`; returns the outcomes and the new applied
-/// index.
+/// index. Writes of client sessions go through `sessions` (exactly-once).
 pub(super) fn apply_entries(
     data: &mut Table<&[u8], &[u8]>,
+    sessions: &mut SessionBatch<'_>,
     mut applied: Index,
     entries: &[Entry],
 ) -> Result<(Vec<ApplyOutcome>, Index), KvError> {
@@ -33,12 +35,15 @@ pub(super) fn apply_entries(
             // only advance the index.
             EntryKind::NoOp | EntryKind::ConfChange => ApplyOutcome::NoOp,
             EntryKind::Normal => {
-                let command =
-                    Command::decode_bytes(&entry.data).map_err(|source| KvError::BadCommand {
+                let Envelope { session, command } =
+                    Envelope::decode_bytes(&entry.data).map_err(|source| KvError::BadCommand {
                         index: entry.index,
                         source,
                     })?;
-                execute(data, entry.index, &command)?
+                match session {
+                    None => execute(data, entry.index, &command)?,
+                    Some(h) => sessions.apply(&h, || execute(data, entry.index, &command))?,
+                }
             }
         };
         outcomes.push(outcome);

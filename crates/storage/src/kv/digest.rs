@@ -10,17 +10,24 @@ use super::error::KvError;
 /// What [`KvStore::digest`] returns.
 ///
 /// Two replicas that applied the same log up to the same index have equal digests;
-/// any difference in a key, a value or a version changes `hash` (up to the odds of a
-/// 128-bit collision, which are irrelevant for catching divergence, though it is not
-/// a cryptographic hash). The value is stable across builds and platforms.
+/// any difference in a key, a value, a version or a client session changes `hash`
+/// (up to the odds of a 128-bit collision, which are irrelevant for catching
+/// divergence, though it is not a cryptographic hash). The value is stable across
+/// builds and platforms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KvDigest {
     /// The applied index the digest was taken at (not part of `hash`).
     pub applied_index: Index,
     /// Number of keys.
     pub keys: u64,
+    /// Number of client sessions.
+    pub sessions: u64,
     /// FNV-1a (128-bit) over every key in key order, each encoded as
-    /// `key_len:u32 key version:u64 value_len:u32 value` (little-endian).
+    /// `key_len:u32 key version:u64 value_len:u32 value` (little-endian); then,
+    /// unless there are no sessions and the session clock is 0 (so a store that
+    /// never saw a session hashes as before sessions existed), the clock as
+    /// `u64` and every session in id order as `id:u128 row_len:u32 row` (the id
+    /// big-endian, the row as stored).
     pub hash: u128,
 }
 
@@ -28,8 +35,8 @@ impl fmt::Display for KvDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:032x} ({} keys at index {})",
-            self.hash, self.keys, self.applied_index
+            "{:032x} ({} keys, {} sessions at index {})",
+            self.hash, self.keys, self.sessions, self.applied_index
         )
     }
 }
@@ -57,10 +64,10 @@ impl KvStore {
         let view = self.read_view()?;
         let mut h = Fnv(FNV_OFFSET);
         let mut keys = 0u64;
+        // Keys, values and rows are far below 4 GiB (WAL entry limit); saturating
+        // keeps this total even if that ever changed.
+        let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
         view.for_each(None, |key, version, value| {
-            // Keys and values are far below 4 GiB (WAL entry limit); saturating keeps
-            // this total even if that ever changed.
-            let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
             h.write(&len(key));
             h.write(key);
             h.write(&version.to_le_bytes());
@@ -69,9 +76,20 @@ impl KvStore {
             keys += 1;
             Ok(true)
         })?;
+        let sessions = view.sessions_len()?;
+        if sessions > 0 || view.session_clock_ms() > 0 {
+            h.write(&view.session_clock_ms().to_le_bytes());
+            view.for_each_session(|id, row| {
+                h.write(&id.to_be_bytes());
+                h.write(&len(row));
+                h.write(row);
+                Ok(true)
+            })?;
+        }
         Ok(KvDigest {
             applied_index: view.applied_index(),
             keys,
+            sessions,
             hash: h.0,
         })
     }

@@ -24,6 +24,7 @@ use keel_raft::{Index, Term};
 use redb::{Database, Durability, WriteTransaction};
 
 use super::error::{KvError, engine};
+use super::sessions::{SESSION_CLOCK, SESSIONS, SessionRow};
 use super::{APPLIED_INDEX, APPLIED_TERM, DATA, KvOptions, KvStore, META, init_tables, open_db};
 use crate::vfs::Vfs;
 
@@ -60,6 +61,7 @@ pub(crate) struct Staging {
     path: PathBuf,
     txn: Option<WriteTransaction>,
     bytes_in_txn: u64,
+    session_clock_ms: u64,
 }
 
 impl KvStore {
@@ -89,6 +91,7 @@ impl KvStore {
             path,
             txn: None,
             bytes_in_txn: 0,
+            session_clock_ms: 0,
         })
     }
 
@@ -110,6 +113,9 @@ impl KvStore {
         let file = self.vfs.open(&self.path, false).map_err(io(&self.path))?;
         let db = open_db(file, &self.opts)?;
         let applied = init_tables(&db)?;
+        // Applies are held off (the caller holds the writer lock), so the index
+        // can switch to the new contents before the database does.
+        self.lock_sessions().reload(&db)?;
         let mut guard = self
             .db
             .write()
@@ -129,18 +135,45 @@ impl Staging {
     /// Adds one key; commits the running transaction non-durably every
     /// [`INSTALL_TXN_BYTES`] (a crash loses nothing of value: the file is not live).
     pub(crate) fn insert(&mut self, key: &[u8], version: u64, value: &[u8]) -> Result<(), KvError> {
+        {
+            let txn = self.txn()?;
+            let mut table = txn.open_table(DATA).map_err(engine)?;
+            let stored = super::value::encode(version, value);
+            table.insert(key, stored.as_slice()).map_err(engine)?;
+        }
+        self.added((key.len() + value.len()) as u64)
+    }
+
+    /// Adds one client session, given as its stored row (checked here: a snapshot
+    /// verified by checksums can still come from a build that wrote nonsense).
+    pub(crate) fn insert_session(&mut self, client_id: u128, row: &[u8]) -> Result<(), KvError> {
+        SessionRow::decode(row)?;
+        {
+            let txn = self.txn()?;
+            let mut table = txn.open_table(SESSIONS).map_err(engine)?;
+            table.insert(client_id, row).map_err(engine)?;
+        }
+        self.added(16 + row.len() as u64)
+    }
+
+    /// Sets the session clock recorded by [`Staging::finish`].
+    pub(crate) fn set_session_clock(&mut self, ms: u64) {
+        self.session_clock_ms = ms;
+    }
+
+    /// The running transaction, begun if there is none.
+    fn txn(&mut self) -> Result<&WriteTransaction, KvError> {
         if self.txn.is_none() {
             let mut txn = self.db.begin_write().map_err(engine)?;
             txn.set_durability(Durability::None).map_err(engine)?;
             self.txn = Some(txn);
         }
-        let txn = self.txn.as_ref().expect("just ensured");
-        {
-            let mut table = txn.open_table(DATA).map_err(engine)?;
-            let stored = super::value::encode(version, value);
-            table.insert(key, stored.as_slice()).map_err(engine)?;
-        }
-        self.bytes_in_txn += (key.len() + value.len()) as u64;
+        Ok(self.txn.as_ref().expect("just ensured"))
+    }
+
+    /// Counts `bytes` into the running transaction, committing it when full.
+    fn added(&mut self, bytes: u64) -> Result<(), KvError> {
+        self.bytes_in_txn += bytes;
         if self.bytes_in_txn >= INSTALL_TXN_BYTES {
             self.commit_batch()?;
         }
@@ -169,6 +202,8 @@ impl Staging {
             let mut meta = txn.open_table(META).map_err(engine)?;
             meta.insert(APPLIED_INDEX, index).map_err(engine)?;
             meta.insert(APPLIED_TERM, term).map_err(engine)?;
+            meta.insert(SESSION_CLOCK, self.session_clock_ms)
+                .map_err(engine)?;
         }
         txn.commit().map_err(engine)?;
         Ok((self.db, self.path))

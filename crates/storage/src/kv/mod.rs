@@ -17,6 +17,7 @@ mod digest;
 mod error;
 pub(crate) mod install;
 mod outcome;
+pub(crate) mod sessions;
 mod txn;
 pub(crate) mod value;
 mod view;
@@ -35,6 +36,8 @@ pub use digest::KvDigest;
 pub use error::KvError;
 use error::engine;
 pub use outcome::{ApplyOutcome, TxnOpResult, TxnOutcome};
+pub use sessions::{EVICTION_GRACE_MS, MAX_RESULTS_PER_SESSION, SessionRejection, SessionStats};
+use sessions::{SESSIONS, SessionBatch, SessionIndex};
 pub use view::KvReadView;
 
 /// User data: key → version (u64 LE) followed by the value.
@@ -46,9 +49,12 @@ pub(crate) const APPLIED_INDEX: &str = "applied_index";
 /// Term of the entry at the applied index (0 if unknown: written by a build that did
 /// not record it, or nothing applied yet). Snapshots need it for their metadata.
 pub(crate) const APPLIED_TERM: &str = "applied_term";
-/// Layout version of the tables above.
+/// Layout version of the tables above (and [`sessions::SESSIONS`]).
 const SCHEMA: &str = "schema_version";
-const SCHEMA_VERSION: u64 = 1;
+/// 2 added the client session table; a version-1 database is upgraded by creating
+/// it (empty). A build that knows only 1 refuses a version-2 database rather than
+/// ignore its sessions.
+const SCHEMA_VERSION: u64 = 2;
 
 /// State-machine settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +94,8 @@ pub struct KvStore {
     /// Serialises the writers of the state (apply, flush, install): an install must
     /// not race an apply that would land in the database being replaced.
     writer: Mutex<()>,
+    /// The session table's in-memory index; locked only with `writer` held.
+    sessions: Mutex<SessionIndex>,
     vfs: Arc<dyn Vfs>,
     path: PathBuf,
     opts: KvOptions,
@@ -123,10 +131,12 @@ impl KvStore {
         let file = vfs.open(path, false).map_err(io)?;
         let db = open_db(file, &opts)?;
         let applied = init_tables(&db)?;
+        let sessions = SessionIndex::load(&db)?;
         Ok(KvStore {
             db: RwLock::new(Arc::new(db)),
             applied: AtomicU64::new(applied),
             writer: Mutex::new(()),
+            sessions: Mutex::new(sessions),
             vfs,
             path: path.to_path_buf(),
             opts,
@@ -165,6 +175,21 @@ impl KvStore {
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<ApplyOutcome>, KvError> {
         let _writer = self.lock_writer();
         let db = self.db();
+        let mut sessions = self.lock_sessions();
+        let result = self.apply_in(&db, &mut sessions, entries);
+        if result.is_err() {
+            // The transaction was dropped, but the index may have moved on.
+            sessions.reload(&db)?;
+        }
+        result
+    }
+
+    fn apply_in(
+        &self,
+        db: &Database,
+        sessions: &mut SessionIndex,
+        entries: &[Entry],
+    ) -> Result<Vec<ApplyOutcome>, KvError> {
         let mut txn = db.begin_write().map_err(engine)?;
         // The WAL holds these entries durably; see the module docs.
         txn.set_durability(Durability::None).map_err(engine)?;
@@ -175,7 +200,9 @@ impl KvStore {
                 .get(APPLIED_INDEX)
                 .map_err(engine)?
                 .map_or(0, |g| g.value());
-            let (outcomes, applied) = apply::apply_entries(&mut data, start, entries)?;
+            let mut batch = SessionBatch::new(&txn, sessions);
+            let (outcomes, applied) = apply::apply_entries(&mut data, &mut batch, start, entries)?;
+            batch.finish(&mut meta)?;
             if applied != start {
                 meta.insert(APPLIED_INDEX, applied).map_err(engine)?;
                 let term = entries
@@ -193,6 +220,18 @@ impl KvStore {
             txn.abort().map_err(engine)?;
         }
         Ok(outcomes)
+    }
+
+    /// The session index. Whoever also holds the writer lock took that first.
+    pub(crate) fn lock_sessions(&self) -> MutexGuard<'_, SessionIndex> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counters of the client-session table (for metrics).
+    pub fn session_stats(&self) -> SessionStats {
+        self.lock_sessions().stats()
     }
 
     /// Makes everything applied so far durable (a redb commit with fsync).
@@ -297,10 +336,12 @@ pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
     let txn = db.begin_write().map_err(engine)?;
     let applied = {
         txn.open_table(DATA).map_err(engine)?;
+        txn.open_table(SESSIONS).map_err(engine)?;
         let mut meta = txn.open_table(META).map_err(engine)?;
         let schema = meta.get(SCHEMA).map_err(engine)?.map(|g| g.value());
         match schema {
-            None => {
+            // New, or from before sessions: the session table was just created.
+            None | Some(1) => {
                 meta.insert(SCHEMA, SCHEMA_VERSION).map_err(engine)?;
             }
             Some(SCHEMA_VERSION) => {}

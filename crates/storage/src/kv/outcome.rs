@@ -1,5 +1,6 @@
 //! What applying one entry did.
 
+use super::sessions::SessionRejection;
 use bytes::Bytes;
 
 /// The result of applying one entry, in the order of the entries given to
@@ -31,6 +32,10 @@ pub enum ApplyOutcome {
         /// The transaction's read limit, in bytes.
         limit: u64,
     },
+    /// The write belongs to a client session that may not run it (see
+    /// [`SessionRejection`]); nothing changed. A write whose session number was
+    /// seen before is not rejected: it gets the outcome of its first execution.
+    SessionRejected(SessionRejection),
     /// A NO-OP or membership entry: only the applied index moved.
     NoOp,
     /// The entry was at or below the applied index and was skipped (replay after a

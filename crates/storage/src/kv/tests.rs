@@ -51,7 +51,8 @@ fn del(key: &str, expect: Expect) -> Command {
     }
 }
 
-pub(super) fn get(kv: &KvStore, key: &str) -> Option<(String, u64)> {
+/// `key`'s value (as text) and version.
+pub(crate) fn get(kv: &KvStore, key: &str) -> Option<(String, u64)> {
     kv.get(key.as_bytes())
         .expect("get")
         .map(|(v, ver)| (String::from_utf8(v.to_vec()).expect("utf8"), ver))

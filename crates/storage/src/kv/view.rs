@@ -4,9 +4,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use keel_raft::{Index, Term};
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata,
+};
 
 use super::error::{KvError, engine};
+use super::sessions::{SESSION_CLOCK, SESSIONS};
 use super::{APPLIED_INDEX, APPLIED_TERM, DATA, KvStore, META, value};
 
 /// A frozen view of the whole key space as of one applied index: a redb read
@@ -20,12 +24,15 @@ pub struct KvReadView {
     // The table keeps the transaction's pages alive itself; the transaction is held
     // too so that its lifetime is explicit.
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// Client sessions (`kv::sessions`), part of the replicated state.
+    sessions: ReadOnlyTable<u128, &'static [u8]>,
     _txn: ReadTransaction,
     /// Keeps the database open even if an install swaps it out meanwhile (dropped
     /// last: fields drop in order).
     _db: Arc<Database>,
     applied_index: Index,
     applied_term: Term,
+    session_clock_ms: u64,
 }
 
 impl std::fmt::Debug for KvReadView {
@@ -44,18 +51,22 @@ impl KvStore {
         let db = self.db();
         let txn = db.begin_read().map_err(engine)?;
         let table = txn.open_table(DATA).map_err(engine)?;
+        let sessions = txn.open_table(SESSIONS).map_err(engine)?;
         let meta = txn.open_table(META).map_err(engine)?;
         let get = |name| -> Result<u64, KvError> {
             Ok(meta.get(name).map_err(engine)?.map_or(0, |g| g.value()))
         };
         let applied_index = get(APPLIED_INDEX)?;
         let applied_term = get(APPLIED_TERM)?;
+        let session_clock_ms = get(SESSION_CLOCK)?;
         Ok(KvReadView {
             table,
+            sessions,
             _txn: txn,
             _db: db,
             applied_index,
             applied_term,
+            session_clock_ms,
         })
     }
 
@@ -108,6 +119,31 @@ impl KvReadView {
     /// Whether the view holds no key.
     pub fn is_empty(&self) -> Result<bool, KvError> {
         Ok(self.len()? == 0)
+    }
+
+    /// The session clock (largest `now_ms` of any applied session entry).
+    pub(crate) fn session_clock_ms(&self) -> u64 {
+        self.session_clock_ms
+    }
+
+    /// Number of client sessions in the view.
+    pub fn sessions_len(&self) -> Result<u64, KvError> {
+        self.sessions.len().map_err(engine)
+    }
+
+    /// Calls `f` for every client session in id order with its stored row
+    /// (`kv::sessions::row`); `f` returns `false` to stop early.
+    pub(crate) fn for_each_session(
+        &self,
+        mut f: impl FnMut(u128, &[u8]) -> Result<bool, KvError>,
+    ) -> Result<(), KvError> {
+        for item in self.sessions.iter().map_err(engine)? {
+            let (id, row) = item.map_err(engine)?;
+            if !f(id.value(), row.value())? {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

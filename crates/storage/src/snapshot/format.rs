@@ -10,8 +10,11 @@ use crate::wal::MAX_ENTRY_BYTES;
 
 /// First bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"KEELSNAP";
-/// The only format version this code reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes. Version 2 added the state section
+/// (client sessions) after the keys; this code reads both.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this code reads: no state section.
+pub(crate) const FORMAT_VERSION_KEYS_ONLY: u32 = 1;
 /// Bytes of the header before the membership bytes.
 pub(crate) const HEADER_FIXED_LEN: u64 = 44;
 /// Largest header (fixed part, membership bytes and checksum).
@@ -19,8 +22,20 @@ pub const MAX_HEADER_BYTES: u64 = 64 << 10;
 /// Largest membership (configuration) blob a header can carry.
 pub const MAX_CONF_BYTES: u64 = MAX_HEADER_BYTES - HEADER_FIXED_LEN - 4;
 
-/// First bytes of a data chunk.
+/// First bytes of a data chunk (key records).
 pub(crate) const CHUNK_MAGIC: [u8; 4] = *b"KSDC";
+/// First bytes of a state chunk (state records; format version 2).
+pub(crate) const STATE_CHUNK_MAGIC: [u8; 4] = *b"KSST";
+/// Bytes before a state record's body: kind, body length.
+pub(crate) const STATE_RECORD_HEADER_LEN: usize = 5;
+/// State record kind: the session clock, body `clock_ms:u64`. Exactly one, first.
+pub(crate) const STATE_SESSION_CLOCK: u8 = 0x01;
+/// State record kind: a client session, body `client_id:u128` (big-endian) then
+/// the session's stored row. In increasing client id order.
+pub(crate) const STATE_SESSION: u8 = 0x02;
+/// Largest state record body a reader accepts: far above the largest session
+/// (16 bytes of id and a row of at most 1024 remembered results, ~22 KiB).
+pub const MAX_STATE_RECORD_BYTES: u64 = 64 << 10;
 /// Bytes of a chunk header.
 pub(crate) const CHUNK_HEADER_LEN: u64 = 16;
 /// Bytes before a record's key: key length, value length, version.
@@ -112,13 +127,17 @@ impl SnapshotHeader {
 ///
 /// | offset | size | field |
 /// |---|---|---|
-/// | 0 | 4 | magic `KSDC` |
+/// | 0 | 4 | magic: `KSDC` (key records) or `KSST` (state records) |
 /// | 4 | 4 | payload length `p` |
 /// | 8 | 4 | number of records in the payload |
 /// | 12 | 4 | CRC-32C of bytes 0..12 followed by the payload |
-pub(crate) fn chunk_header(payload: &[u8], records: u32) -> [u8; CHUNK_HEADER_LEN as usize] {
+pub(crate) fn chunk_header(
+    magic: [u8; 4],
+    payload: &[u8],
+    records: u32,
+) -> [u8; CHUNK_HEADER_LEN as usize] {
     let mut h = [0u8; CHUNK_HEADER_LEN as usize];
-    h[0..4].copy_from_slice(&CHUNK_MAGIC);
+    h[0..4].copy_from_slice(&magic);
     h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     h[8..12].copy_from_slice(&records.to_le_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&h[..12]), payload);
@@ -135,6 +154,16 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, key: &[u8], version: u64, value: 
     buf.extend_from_slice(value);
 }
 
+/// Appends one state record: `kind:u8 body_len:u32` and the body's parts.
+pub(crate) fn encode_state_record(buf: &mut Vec<u8>, kind: u8, body: &[&[u8]]) {
+    let len: usize = body.iter().map(|b| b.len()).sum();
+    buf.push(kind);
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    for part in body {
+        buf.extend_from_slice(part);
+    }
+}
+
 /// The footer without its checksum (bytes 0..28); the last 4 bytes are the CRC-32C of
 /// the whole file before them.
 ///
@@ -142,7 +171,7 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, key: &[u8], version: u64, value: 
 /// |---|---|---|
 /// | 0 | 4 | magic `KSFT` |
 /// | 4 | 4 | reserved, zero |
-/// | 8 | 8 | number of records in the file |
+/// | 8 | 8 | number of records in the file (key and state records) |
 /// | 16 | 8 | file length in bytes, footer included |
 /// | 24 | 4 | reserved, zero |
 /// | 28 | 4 | CRC-32C of every byte of the file before this field |

@@ -1,14 +1,15 @@
 //! Installing a snapshot file into the state machine.
 
 use super::error::SnapshotError;
-use super::reader::{SnapshotInfo, SnapshotReader};
+use super::reader::{SnapshotInfo, SnapshotItem, SnapshotReader};
 use super::store::{SnapshotFile, SnapshotStore};
 use crate::kv::KvStore;
 
 impl SnapshotStore {
     /// Replaces the whole contents of `kv` with the snapshot `file`, atomically and
-    /// in bounded memory: afterwards `kv` holds exactly the snapshot's keys, values
-    /// and versions, and its applied index and term are the snapshot's.
+    /// in bounded memory: afterwards `kv` holds exactly the snapshot's keys, values,
+    /// versions and client sessions, and its applied index and term are the
+    /// snapshot's.
     ///
     /// The file is read once: records go into a staging database while every
     /// checksum is verified, and the staging database replaces the live one only if
@@ -49,8 +50,14 @@ impl SnapshotStore {
         }
         let mut staging = kv.begin_install()?;
         let built = (|| {
-            while let Some(r) = reader.next_record()? {
-                staging.insert(r.key, r.version, r.value)?;
+            while let Some(item) = reader.next_item()? {
+                match item {
+                    SnapshotItem::Key(r) => staging.insert(r.key, r.version, r.value)?,
+                    SnapshotItem::SessionClock(ms) => staging.set_session_clock(ms),
+                    SnapshotItem::Session { client_id, row } => {
+                        staging.insert_session(client_id, row)?;
+                    }
+                }
             }
             Ok::<(), SnapshotError>(())
         })();
@@ -64,6 +71,7 @@ impl SnapshotStore {
             path: file.path.clone(),
             header,
             records: reader.records(),
+            sessions: reader.sessions(),
             len: reader.len(),
         })
     }

@@ -1,6 +1,7 @@
 //! Snapshots of the key-value state machine: files, transfer and install.
 //!
-//! - [`SnapshotStore::write`] writes a snapshot from a [`crate::kv::KvReadView`]
+//! - [`SnapshotStore::write`] writes a snapshot (keys, then the client sessions)
+//!   from a [`crate::kv::KvReadView`]
 //!   (a consistent redb read transaction), streaming, while applies continue;
 //! - [`SnapshotStore::newest_valid`] finds the newest snapshot that verifies,
 //!   reporting damaged ones it skipped; [`SnapshotStore::purge`] keeps the newest N;
@@ -21,12 +22,14 @@ mod writer;
 
 pub use error::SnapshotError;
 pub use format::{
-    MAX_CHUNK_PAYLOAD, MAX_CONF_BYTES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
-    SnapshotHeader,
+    MAX_CHUNK_PAYLOAD, MAX_CONF_BYTES, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES,
+    MAX_VALUE_BYTES, SnapshotHeader,
 };
-pub use reader::{SnapshotInfo, SnapshotReader, SnapshotRecord, validate};
+pub use reader::{SnapshotInfo, SnapshotItem, SnapshotReader, SnapshotRecord, validate};
 pub use store::{MAX_CHUNK_BYTES, NewestValid, SnapshotFile, SnapshotOptions, SnapshotStore};
 pub use transfer::{MAX_SNAPSHOT_BYTES, SnapshotChunk, SnapshotChunks, SnapshotReceiver};
 
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,10 @@ use bytes::Bytes;
 
 use super::error::SnapshotError;
 use super::format::{
-    CHUNK_HEADER_LEN, CHUNK_MAGIC, FOOTER_LEN, FOOTER_MAGIC, FORMAT_VERSION, HEADER_FIXED_LEN,
-    MAGIC, MAX_CHUNK_PAYLOAD, MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, RECORD_HEADER_LEN,
-    SnapshotHeader, u32_at, u64_at,
+    CHUNK_HEADER_LEN, CHUNK_MAGIC, FOOTER_LEN, FOOTER_MAGIC, FORMAT_VERSION,
+    FORMAT_VERSION_KEYS_ONLY, HEADER_FIXED_LEN, MAGIC, MAX_CHUNK_PAYLOAD, MAX_HEADER_BYTES,
+    MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES, MAX_VALUE_BYTES, RECORD_HEADER_LEN, STATE_CHUNK_MAGIC,
+    STATE_RECORD_HEADER_LEN, STATE_SESSION, STATE_SESSION_CLOCK, SnapshotHeader, u32_at, u64_at,
 };
 use crate::vfs::{Vfs, VfsFile};
 
@@ -22,6 +23,8 @@ pub struct SnapshotInfo {
     pub header: SnapshotHeader,
     /// Number of keys.
     pub records: u64,
+    /// Number of client sessions (0 in a format-1 file, which has none).
+    pub sessions: u64,
     /// File length in bytes.
     pub len: u64,
 }
@@ -37,11 +40,46 @@ pub struct SnapshotRecord<'a> {
     pub value: &'a [u8],
 }
 
+/// One item of a snapshot, borrowed from the reader's chunk buffer: the keys come
+/// first, then (format 2) the state section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotItem<'a> {
+    /// A key with its value and version.
+    Key(SnapshotRecord<'a>),
+    /// The state machine's session clock (milliseconds of log time); exactly one,
+    /// before any session.
+    SessionClock(u64),
+    /// A client session: its id and its stored row (format in `docs/sessions.md`).
+    Session {
+        /// The session's client id.
+        client_id: u128,
+        /// The session's row as the state machine stores it.
+        row: &'a [u8],
+    },
+}
+
+/// Where the current item lies in the chunk buffer; turned into a borrowed
+/// [`SnapshotItem`] only when handed out.
+#[derive(Clone, Copy)]
+enum At {
+    Key {
+        key: (usize, usize),
+        version: u64,
+        value: (usize, usize),
+    },
+    Clock(u64),
+    Session {
+        client_id: u128,
+        row: (usize, usize),
+    },
+}
+
 /// Reads a snapshot front to back, one chunk in memory at a time, verifying every
-/// chunk checksum, key order, the footer and the whole-file checksum. A record is
-/// only as trustworthy as its chunk's checksum until [`SnapshotReader::next_record`]
-/// has returned `None` (which means the whole file verified): an install must not
-/// make anything visible before that.
+/// chunk checksum, key order, the state section's order, the footer and the
+/// whole-file checksum. A record is only as trustworthy as its chunk's checksum
+/// until [`SnapshotReader::next_item`] (or `next_record`) has returned `None`
+/// (which means the whole file verified): an install must not make anything
+/// visible before that.
 #[derive(Debug)]
 pub struct SnapshotReader {
     file: Arc<dyn VfsFile>,
@@ -61,6 +99,14 @@ pub struct SnapshotReader {
     prev_key: Vec<u8>,
     have_prev: bool,
     finished: bool,
+    /// The file's format version (1 or 2).
+    version: u32,
+    /// Whether the current chunk holds state records (else key records); once
+    /// one does, no key chunk may follow.
+    in_state: bool,
+    /// State records read: the clock, then the sessions.
+    state_records: u64,
+    prev_session: Option<u128>,
 }
 
 impl SnapshotReader {
@@ -92,6 +138,10 @@ impl SnapshotReader {
             prev_key: Vec::new(),
             have_prev: false,
             finished: false,
+            version: FORMAT_VERSION,
+            in_state: false,
+            state_records: 0,
+            prev_session: None,
         };
         r.read_header()?;
         Ok(r)
@@ -112,9 +162,14 @@ impl SnapshotReader {
         self.len == 0
     }
 
-    /// Records returned so far.
+    /// Key records returned so far.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Client sessions returned so far.
+    pub fn sessions(&self) -> u64 {
+        self.state_records.saturating_sub(1)
     }
 
     fn corrupt(&self, offset: u64, reason: impl Into<String>) -> SnapshotError {
@@ -179,12 +234,16 @@ impl SnapshotReader {
             return Err(self.corrupt(0, "header checksum mismatch"));
         }
         let version = u32_at(&fixed, 8);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_KEYS_ONLY..=FORMAT_VERSION).contains(&version) {
             return Err(self.corrupt(
                 8,
-                format!("unsupported format version {version} (this build reads {FORMAT_VERSION})"),
+                format!(
+                    "unsupported format version {version} (this build reads \
+                     {FORMAT_VERSION_KEYS_ONLY} to {FORMAT_VERSION})"
+                ),
             ));
         }
+        self.version = version;
         rest.truncate(crc_at);
         self.header = SnapshotHeader {
             group: u64_at(&fixed, 16),
@@ -195,9 +254,49 @@ impl SnapshotReader {
         Ok(())
     }
 
-    /// The next key in key order, or `None` once the footer and the whole-file
-    /// checksum have been verified.
+    /// The next item (keys in key order, then the state section), or `None` once
+    /// the footer and the whole-file checksum have been verified.
+    pub fn next_item(&mut self) -> Result<Option<SnapshotItem<'_>>, SnapshotError> {
+        Ok(self.advance()?.map(|at| self.item(at)))
+    }
+
+    /// The next key in key order, skipping the state section, or `None` once the
+    /// footer and the whole-file checksum have been verified.
     pub fn next_record(&mut self) -> Result<Option<SnapshotRecord<'_>>, SnapshotError> {
+        loop {
+            match self.advance()? {
+                None => return Ok(None),
+                Some(at @ At::Key { .. }) => match self.item(at) {
+                    SnapshotItem::Key(r) => return Ok(Some(r)),
+                    _ => unreachable!("a key position makes a key item"),
+                },
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn item(&self, at: At) -> SnapshotItem<'_> {
+        let bytes = |(start, end): (usize, usize)| &self.chunk[start..end];
+        match at {
+            At::Key {
+                key,
+                version,
+                value,
+            } => SnapshotItem::Key(SnapshotRecord {
+                key: bytes(key),
+                version,
+                value: bytes(value),
+            }),
+            At::Clock(ms) => SnapshotItem::SessionClock(ms),
+            At::Session { client_id, row } => SnapshotItem::Session {
+                client_id,
+                row: bytes(row),
+            },
+        }
+    }
+
+    /// Verifies and steps over the next item; says where it is.
+    fn advance(&mut self) -> Result<Option<At>, SnapshotError> {
         if self.finished {
             return Ok(None);
         }
@@ -210,6 +309,16 @@ impl SnapshotReader {
                 return Ok(None);
             }
         }
+        let at = if self.in_state {
+            self.state_record()?
+        } else {
+            self.key_record()?
+        };
+        self.chunk_records_left -= 1;
+        Ok(Some(at))
+    }
+
+    fn key_record(&mut self) -> Result<At, SnapshotError> {
         let at = self.cursor;
         let rest = &self.chunk[at..];
         if rest.len() < RECORD_HEADER_LEN {
@@ -240,13 +349,64 @@ impl SnapshotReader {
         self.prev_key.extend_from_slice(key);
         self.have_prev = true;
         self.cursor = key_end + value_len as usize;
-        self.chunk_records_left -= 1;
         self.records += 1;
-        Ok(Some(SnapshotRecord {
-            key: &self.chunk[key_start..key_end],
+        Ok(At::Key {
+            key: (key_start, key_end),
             version,
-            value: &self.chunk[key_end..self.cursor],
-        }))
+            value: (key_end, self.cursor),
+        })
+    }
+
+    /// A state record: the clock first (exactly once), then sessions in
+    /// increasing client id order.
+    fn state_record(&mut self) -> Result<At, SnapshotError> {
+        let rest = &self.chunk[self.cursor..];
+        if rest.len() < STATE_RECORD_HEADER_LEN {
+            return Err(self.corrupt(self.chunk_at, "chunk ends inside a state record header"));
+        }
+        let kind = rest[0];
+        let len = u64::from(u32_at(rest, 1));
+        if len > MAX_STATE_RECORD_BYTES || len as usize > rest.len() - STATE_RECORD_HEADER_LEN {
+            return Err(self.corrupt(
+                self.chunk_at,
+                format!("state record of {len} bytes runs past its chunk or the limit"),
+            ));
+        }
+        let start = self.cursor + STATE_RECORD_HEADER_LEN;
+        let end = start + len as usize;
+        let first = self.state_records == 0;
+        let at = match kind {
+            STATE_SESSION_CLOCK if first && len == 8 => At::Clock(u64_at(&self.chunk, start)),
+            STATE_SESSION if !first && len >= 16 => {
+                let id: [u8; 16] = self.chunk[start..start + 16]
+                    .try_into()
+                    .expect("16-byte slice");
+                let client_id = u128::from_be_bytes(id);
+                if self.prev_session.is_some_and(|p| client_id <= p) {
+                    return Err(self.corrupt(
+                        self.chunk_at,
+                        "client sessions are not in strictly increasing order",
+                    ));
+                }
+                self.prev_session = Some(client_id);
+                At::Session {
+                    client_id,
+                    row: (start + 16, end),
+                }
+            }
+            _ => {
+                return Err(self.corrupt(
+                    self.chunk_at,
+                    format!(
+                        "unexpected state record (kind {kind:#04x}, {len} bytes) at position {}",
+                        self.state_records
+                    ),
+                ));
+            }
+        };
+        self.cursor = end;
+        self.state_records += 1;
+        Ok(at)
     }
 
     /// Loads the next chunk; `false` when the footer was reached and verified.
@@ -262,7 +422,12 @@ impl SnapshotReader {
         }
         let mut head = Vec::new();
         self.take(&mut head, CHUNK_HEADER_LEN)?;
-        if head[0..4] != CHUNK_MAGIC {
+        let magic = &head[0..4];
+        if magic == CHUNK_MAGIC && !self.in_state {
+            // Another chunk of keys.
+        } else if magic == STATE_CHUNK_MAGIC && self.version >= FORMAT_VERSION {
+            self.in_state = true;
+        } else {
             return Err(self.corrupt(at, "expected a chunk header (wrong magic bytes)"));
         }
         let payload_len = u64::from(u32_at(&head, 4));
@@ -309,6 +474,9 @@ impl SnapshotReader {
         }
         let records = u64_at(&body, 8);
         let file_len = u64_at(&body, 16);
+        if self.version >= FORMAT_VERSION && self.state_records == 0 {
+            return Err(self.corrupt(at, "the state section (session clock) is missing"));
+        }
         if file_len != self.len {
             return Err(self.corrupt(
                 at + 16,
@@ -318,13 +486,11 @@ impl SnapshotReader {
                 ),
             ));
         }
-        if records != self.records {
+        let held = self.records + self.state_records;
+        if records != held {
             return Err(self.corrupt(
                 at + 8,
-                format!(
-                    "footer says {records} records, the chunks hold {}",
-                    self.records
-                ),
+                format!("footer says {records} records, the chunks hold {held}"),
             ));
         }
         if u32::from_le_bytes(tail) != self.crc {
@@ -335,8 +501,9 @@ impl SnapshotReader {
 
     /// Reads the rest of the file, verifying everything; returns the summary.
     pub fn verify(mut self) -> Result<SnapshotInfo, SnapshotError> {
-        while self.next_record()?.is_some() {}
+        while self.advance()?.is_some() {}
         Ok(SnapshotInfo {
+            sessions: self.sessions(),
             path: self.path,
             header: self.header,
             records: self.records,

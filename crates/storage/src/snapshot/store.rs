@@ -239,12 +239,12 @@ impl SnapshotStore {
                 .map_err(SnapshotError::io("create snapshot", &tmp))?;
             file.set_len(0)
                 .map_err(SnapshotError::io("truncate snapshot", &tmp))?;
-            let (len, records) = write_view(&file, &tmp, &header, view, self.opts.chunk_bytes)?;
+            let written = write_view(&file, &tmp, &header, view, self.opts.chunk_bytes)?;
             file.sync_data()
                 .map_err(SnapshotError::io("sync snapshot", &tmp))?;
-            Ok((len, records))
+            Ok(written)
         })();
-        let (len, records) = match result {
+        let written = match result {
             Ok(r) => r,
             Err(e) => {
                 // Best effort: the temporary is also removed at the next open.
@@ -256,8 +256,9 @@ impl SnapshotStore {
         Ok(SnapshotInfo {
             path,
             header,
-            records,
-            len,
+            records: written.keys,
+            sessions: written.sessions,
+            len: written.len,
         })
     }
 

@@ -62,17 +62,23 @@ fn del(index: u64, term: u64, key: &[u8]) -> Entry {
     }
 }
 
-/// Applies `n` random entries after the current applied index.
+/// Applies `n` random entries after the current applied index; every other one
+/// belongs to one of 8 client sessions, so snapshots carry sessions too.
 fn fill(kv: &KvStore, rng: &mut SplitMix64, n: u64, keys: u64, max_value: u64) {
     let start = kv.applied_index();
     let entries: Vec<Entry> = (start + 1..=start + n)
         .map(|i| {
             let key = format!("key{:05}", rng.below(keys)).into_bytes();
-            if rng.below(6) == 0 {
+            let entry = if rng.below(6) == 0 {
                 del(i, 2, &key)
             } else {
                 let value = vec![rng.below(256) as u8; rng.below(max_value + 1) as usize];
                 put(i, 2, &key, &value)
+            };
+            if i % 2 == 0 {
+                session_tests::in_session(entry, i / 2)
+            } else {
+                entry
             }
         })
         .collect();

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::error::SnapshotError;
 use super::format::{
-    CHUNK_HEADER_LEN, MAX_CONF_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, RECORD_HEADER_LEN,
-    SnapshotHeader, chunk_header, encode_record, footer_body,
+    CHUNK_HEADER_LEN, CHUNK_MAGIC, MAX_CONF_BYTES, MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES,
+    MAX_VALUE_BYTES, RECORD_HEADER_LEN, STATE_CHUNK_MAGIC, STATE_RECORD_HEADER_LEN, STATE_SESSION,
+    STATE_SESSION_CLOCK, SnapshotHeader, chunk_header, encode_record, encode_state_record,
+    footer_body,
 };
 use crate::kv::KvReadView;
 use crate::vfs::VfsFile;
@@ -30,16 +32,93 @@ impl Out<'_> {
     }
 }
 
+/// Collects records of one kind into chunks of about `target` bytes and writes
+/// each chunk once full. A record larger than `target` gets a chunk of its own.
+struct Chunker {
+    magic: [u8; 4],
+    /// Room for the chunk header, then the records.
+    buf: Vec<u8>,
+    records: u32,
+    target: usize,
+}
+
+const HEADER_ROOM: usize = CHUNK_HEADER_LEN as usize;
+
+impl Chunker {
+    fn new(magic: [u8; 4], target: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_ROOM + target);
+        buf.resize(HEADER_ROOM, 0);
+        Chunker {
+            magic,
+            buf,
+            records: 0,
+            target,
+        }
+    }
+
+    /// Adds a record of `len` bytes, which `encode` appends to the buffer; first
+    /// writes the current chunk if the record would overfill it.
+    fn push(
+        &mut self,
+        len: usize,
+        out: &mut Out<'_>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), SnapshotError> {
+        if self.records > 0 && self.buf.len() - HEADER_ROOM + len > self.target {
+            self.flush(out)?;
+        }
+        encode(&mut self.buf);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes the chunk, if it holds anything.
+    fn flush(&mut self, out: &mut Out<'_>) -> Result<(), SnapshotError> {
+        if self.records == 0 {
+            return Ok(());
+        }
+        let head = chunk_header(self.magic, &self.buf[HEADER_ROOM..], self.records);
+        self.buf[..HEADER_ROOM].copy_from_slice(&head);
+        out.write(&self.buf)?;
+        self.buf.truncate(HEADER_ROOM);
+        self.records = 0;
+        Ok(())
+    }
+}
+
+/// Parks an error for after the view's walk (its callbacks speak `KvError`);
+/// whether the walk goes on.
+fn parked(result: Result<(), SnapshotError>, failed: &mut Option<SnapshotError>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            *failed = Some(e);
+            false
+        }
+    }
+}
+
+/// What [`write_view`] wrote.
+pub(crate) struct Written {
+    /// File length.
+    pub(crate) len: u64,
+    /// Key records.
+    pub(crate) keys: u64,
+    /// Client sessions (state records other than the clock).
+    pub(crate) sessions: u64,
+}
+
 /// Writes the snapshot of `view` into the empty `file` (not synced: the caller
-/// syncs and renames). Holds at most one chunk (`chunk_bytes`, or one record if
-/// larger) in memory. Returns the file length and the number of records.
+/// syncs and renames): the keys, then the state section (session clock and
+/// client sessions). Holds at most one chunk (`chunk_bytes`, or one record if
+/// larger) in memory.
 pub(crate) fn write_view(
     file: &Arc<dyn VfsFile>,
     path: &Path,
     header: &SnapshotHeader,
     view: &KvReadView,
     chunk_bytes: usize,
-) -> Result<(u64, u64), SnapshotError> {
+) -> Result<Written, SnapshotError> {
     if header.conf.len() as u64 > MAX_CONF_BYTES {
         return Err(SnapshotError::Limit(format!(
             "membership of {} bytes, the limit is {MAX_CONF_BYTES}",
@@ -53,22 +132,15 @@ pub(crate) fn write_view(
         crc: 0,
     };
     out.write(&header.encode())?;
-    let header_room = CHUNK_HEADER_LEN as usize;
-    let mut chunk: Vec<u8> = Vec::with_capacity(header_room + chunk_bytes);
-    chunk.resize(header_room, 0);
-    let mut in_chunk = 0u32;
-    let mut records = 0u64;
-    // I/O errors cannot travel through the view's callback (it speaks `KvError`),
-    // so the first one is parked here and the walk stopped.
+    // I/O errors cannot travel through the view's callbacks (they speak
+    // `KvError`), so the first one is parked here and the walk stopped.
     let mut failed: Option<SnapshotError> = None;
-    let flush = |chunk: &mut Vec<u8>, in_chunk: &mut u32, out: &mut Out<'_>| {
-        let head = chunk_header(&chunk[header_room..], *in_chunk);
-        chunk[..header_room].copy_from_slice(&head);
-        out.write(chunk)?;
-        chunk.truncate(header_room);
-        *in_chunk = 0;
-        Ok::<(), SnapshotError>(())
+    let mut written = Written {
+        len: 0,
+        keys: 0,
+        sessions: 0,
     };
+    let mut chunks = Chunker::new(CHUNK_MAGIC, chunk_bytes);
     view.for_each(None, |key, version, value| {
         if key.len() as u64 > MAX_KEY_BYTES || value.len() as u64 > MAX_VALUE_BYTES {
             failed = Some(SnapshotError::Limit(format!(
@@ -79,30 +151,52 @@ pub(crate) fn write_view(
             )));
             return Ok(false);
         }
-        let rec_len = RECORD_HEADER_LEN + key.len() + value.len();
-        if in_chunk > 0
-            && chunk.len() - header_room + rec_len > chunk_bytes
-            && let Err(e) = flush(&mut chunk, &mut in_chunk, &mut out)
-        {
-            failed = Some(e);
-            return Ok(false);
-        }
-        encode_record(&mut chunk, key, version, value);
-        in_chunk += 1;
-        records += 1;
-        Ok(true)
+        let len = RECORD_HEADER_LEN + key.len() + value.len();
+        let pushed = chunks.push(len, &mut out, |buf| {
+            encode_record(buf, key, version, value);
+        });
+        written.keys += 1;
+        Ok(parked(pushed, &mut failed))
     })?;
     if let Some(e) = failed {
         return Err(e);
     }
-    if in_chunk > 0 {
-        flush(&mut chunk, &mut in_chunk, &mut out)?;
+    chunks.flush(&mut out)?;
+    drop(chunks);
+
+    let mut chunks = Chunker::new(STATE_CHUNK_MAGIC, chunk_bytes);
+    let clock = view.session_clock_ms().to_le_bytes();
+    chunks.push(STATE_RECORD_HEADER_LEN + clock.len(), &mut out, |buf| {
+        encode_state_record(buf, STATE_SESSION_CLOCK, &[&clock]);
+    })?;
+    view.for_each_session(|id, row| {
+        let id = id.to_be_bytes();
+        let body = id.len() + row.len();
+        if body as u64 > MAX_STATE_RECORD_BYTES {
+            failed = Some(SnapshotError::Limit(format!(
+                "a client session of {body} bytes exceeds the snapshot format's limit \
+                 ({MAX_STATE_RECORD_BYTES})"
+            )));
+            return Ok(false);
+        }
+        let pushed = chunks.push(STATE_RECORD_HEADER_LEN + body, &mut out, |buf| {
+            encode_state_record(buf, STATE_SESSION, &[&id, row]);
+        });
+        written.sessions += 1;
+        Ok(parked(pushed, &mut failed))
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    drop(chunk);
-    let file_len = out.pos + super::format::FOOTER_LEN;
-    out.write(&footer_body(records, file_len))?;
+    chunks.flush(&mut out)?;
+    drop(chunks);
+
+    // Every record: keys, the clock, the sessions.
+    let records = written.keys + 1 + written.sessions;
+    written.len = out.pos + super::format::FOOTER_LEN;
+    out.write(&footer_body(records, written.len))?;
     let crc = out.crc;
     out.write(&crc.to_le_bytes())?;
-    debug_assert_eq!(out.pos, file_len);
-    Ok((file_len, records))
+    debug_assert_eq!(out.pos, written.len);
+    Ok(written)
 }
