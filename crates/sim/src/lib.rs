@@ -30,6 +30,7 @@ pub mod faults;
 pub mod hash;
 pub mod network;
 pub mod node;
+pub mod reads;
 pub mod report;
 pub mod rng;
 pub mod storage;
@@ -40,7 +41,8 @@ mod sim;
 
 pub use checker::{Invariant, Violation};
 pub use config::{
-    Bug, DEFAULT_STEPS, LivenessBounds, Persistence, SimConfig, StorageKind, TICK, Time,
+    Bug, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_STEPS, LivenessBounds, Persistence, SimConfig,
+    StorageKind, TICK, Time,
 };
 pub use report::{Failure, FailureKind, LivenessBound, RunSummary, Stats};
 pub use sim::run;

@@ -25,6 +25,7 @@ mod apply;
 mod commit;
 mod durability;
 mod logs;
+mod reads;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +37,9 @@ use apply::ApplyHistory;
 use commit::CommitHistory;
 use durability::DurableState;
 use logs::{LogRegistry, LogShadow};
+use reads::ReadHistory;
+
+pub use reads::{Moment, ReadRecord};
 
 /// The properties the simulator checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +68,13 @@ pub enum Invariant {
     LostAcknowledgedWrite,
     /// Replicas that applied the same log hold different data after healing.
     ReplicaDivergence,
+    /// A read in a mode other than `stale` returned a state that no linearization
+    /// of the history allows (see the `reads` module).
+    LinearizableRead,
+    /// A read in a mode other than `stale` returned a state older than the commit
+    /// index known when it was invoked: stronger than linearizability, and what
+    /// ReadIndex and leases promise (see the `reads` module).
+    FreshRead,
     /// The core's own `validate()` (or another assertion in it) failed.
     CoreInvariant,
 }
@@ -83,6 +94,8 @@ impl Invariant {
             Invariant::LocalDurability => "nothing counted durable before its fsync",
             Invariant::LostAcknowledgedWrite => "no lost acknowledged write",
             Invariant::ReplicaDivergence => "replica convergence",
+            Invariant::LinearizableRead => "linearizable reads",
+            Invariant::FreshRead => "fresh reads (every commit before the read)",
             Invariant::CoreInvariant => "core invariant (validate / assertion)",
         }
     }
@@ -141,6 +154,7 @@ pub struct Checker {
     registry: LogRegistry,
     history: CommitHistory,
     applied: ApplyHistory,
+    reads: ReadHistory,
 }
 
 impl Checker {
@@ -329,7 +343,20 @@ impl Checker {
                 ),
             ));
         }
-        self.applied.apply(node, &mut st.last_applied, entry)
+        self.applied.apply(node, &mut st.last_applied, entry)?;
+        self.reads.on_apply(entry);
+        Ok(())
+    }
+
+    /// The client was told "ok" for proposal `attempt`, committed at `index`.
+    pub fn on_ack(&mut self, at: Moment, attempt: u64, index: Index) {
+        self.reads.on_ack(at, attempt, index);
+    }
+
+    /// A node served a read: checks it against the history (see the `reads`
+    /// module).
+    pub fn on_read(&mut self, read: &ReadRecord) -> Result<(), Violation> {
+        self.reads.on_read(read)
     }
 
     /// The node's last log index as the checker saw it written (for cross-checking
