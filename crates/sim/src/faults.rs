@@ -1,7 +1,8 @@
 //! Fault planning: which fault to inject next, and its shape.
 //!
 //! The simulation asks for a fault at random intervals; [`plan`] picks one from the
-//! cluster's current state (so that "isolate the leader" means the actual leader).
+//! cluster's current state (so that "isolate the leader" means the actual leader):
+//! crashes, partitions (symmetric and one-way), pauses and loss storms.
 //! The budget — at most `max_active` faults at once, and quiet gaps between them —
 //! keeps stretches in which the cluster can make progress, so that the run exercises
 //! recovery and not only a cluster that is permanently down.

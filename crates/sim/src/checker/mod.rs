@@ -14,6 +14,10 @@
 //! more than the step. See the submodules for the invariants and why each check is
 //! sound.
 //!
+//! Reads (the `reads` module): every read the client was answered is checked when
+//! it is served, against the acknowledged writes, the reads completed before it, the
+//! committed log and the commit index known when it began.
+//!
 //! Snapshots and log compaction: a log that starts after a snapshot is shadowed as
 //! the committed log up to the snapshot (which must end at a committed entry), so
 //! log matching, leader completeness and the committed prefix reason about

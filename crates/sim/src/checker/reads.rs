@@ -219,37 +219,34 @@ impl ReadHistory {
         if r.mode == ReadMode::Stale {
             return Ok(());
         }
-        if let Some(m) = self.acks.before(r.invoked.step)
-            && m.max > r.index
-        {
-            return Err(Violation::new(
-                Invariant::LinearizableRead,
-                vec![r.node],
+        // (a) and (b): the highest index among the acknowledged writes, and among
+        // the reads completed, before this read was invoked.
+        let earlier: [(&RunningMax, fn(&Mark) -> String); 2] = [
+            (&self.acks, |m| {
                 format!(
-                    "{}, but proposal #{} had been acknowledged at index {} at {}, before the \
-                     read was invoked: the read missed an acknowledged write",
-                    r.describe(),
-                    m.by,
-                    m.max,
-                    m.at
-                ),
-            ));
-        }
-        if let Some(m) = self.reads.before(r.invoked.step)
-            && m.max > r.index
-        {
-            return Err(Violation::new(
-                Invariant::LinearizableRead,
-                vec![r.node],
+                    "proposal #{} had been acknowledged at index {} at {}, before the read was \
+                     invoked: the read missed an acknowledged write",
+                    m.by, m.max, m.at
+                )
+            }),
+            (&self.reads, |m| {
                 format!(
-                    "{}, but read #{} had returned the state at index {} at {}, before this \
-                     read was invoked: the read went back in time",
-                    r.describe(),
-                    m.by,
-                    m.max,
-                    m.at
-                ),
-            ));
+                    "read #{} had returned the state at index {} at {}, before this read was \
+                     invoked: the read went back in time",
+                    m.by, m.max, m.at
+                )
+            }),
+        ];
+        for (events, why) in earlier {
+            if let Some(m) = events.before(r.invoked.step)
+                && m.max > r.index
+            {
+                return Err(Violation::new(
+                    Invariant::LinearizableRead,
+                    vec![r.node],
+                    format!("{}, but {}", r.describe(), why(m)),
+                ));
+            }
         }
         if r.committed > r.index {
             return Err(Violation::new(
@@ -271,15 +268,10 @@ impl ReadHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_raft::{EntryKind, Term};
+    use keel_raft::Term;
 
     fn put(index: Index, term: Term, id: u64) -> Entry {
-        Entry {
-            term,
-            index,
-            kind: EntryKind::Normal,
-            data: workload::encode_put(&workload::key_of(id), &workload::value_of(id, 1)),
-        }
+        workload::put_entry(index, term, id, 1)
     }
 
     fn at(step: u64) -> Moment {
