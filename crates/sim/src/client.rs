@@ -62,6 +62,8 @@ pub struct Proposal {
     pub status: Status,
     /// The liveness request it serves, if any.
     pub request: Option<usize>,
+    /// When the client sent it.
+    pub issued: Time,
 }
 
 /// A liveness-phase write: retried until acknowledged.
@@ -94,6 +96,8 @@ pub struct Client {
     waiting: BTreeMap<(NodeId, Index), u64>,
     /// Liveness requests.
     pub requests: Vec<Request>,
+    /// The id whose key the latest acknowledged write wrote (0: none yet).
+    last_acked: u64,
 }
 
 impl Client {
@@ -106,16 +110,18 @@ impl Client {
             proposals: BTreeMap::new(),
             waiting: BTreeMap::new(),
             requests: Vec::new(),
+            last_acked: 0,
         }
     }
 
-    /// A new proposal to `node`, optionally as an attempt of liveness request
-    /// `request`. Returns its id and the entry payload to propose.
+    /// A new proposal to `node`, sent at `now`, optionally as an attempt of
+    /// liveness request `request`. Returns its id and the entry payload to propose.
     pub fn propose(
         &mut self,
         node: NodeId,
         incarnation: u32,
         request: Option<usize>,
+        now: Time,
     ) -> (u64, Bytes) {
         let attempt_id = self.next_id;
         self.next_id += 1;
@@ -139,9 +145,33 @@ impl Client {
                 at: None,
                 status: Status::Queued,
                 request,
+                issued: now,
             },
         );
         (attempt_id, data)
+    }
+
+    /// Whether the node the client believes leads has kept a proposal waiting
+    /// since before `since`: a client whose request times out tries another node
+    /// (a leader cut off from its followers accepts proposals it cannot commit).
+    pub fn hint_is_stuck(&self, since: Time) -> bool {
+        let hint = self.hint;
+        self.waiting
+            .range((hint, 0)..=(hint, Index::MAX))
+            .next()
+            .is_some_and(|(_, a)| self.proposals[a].issued < since)
+    }
+
+    /// Where a read looks: half the time the key of the latest acknowledged write
+    /// (which every linearizable read invoked from now on must find), otherwise that
+    /// of one of the last few proposals (often a write just being committed).
+    pub fn recent_key(&self, rng: &mut crate::rng::SimRng) -> Bytes {
+        if rng.one_in(2) && self.last_acked != 0 {
+            return workload::key_of(self.last_acked);
+        }
+        let last = self.next_id.saturating_sub(1).max(1);
+        let back = rng.below(last.min(8));
+        workload::key_of(last - back)
     }
 
     /// Issues a liveness request (its first attempt is made by the caller) while
@@ -218,6 +248,7 @@ impl Client {
             ));
         }
         p.status = Status::Acked;
+        self.last_acked = p.id;
         self.finish_attempt(attempt, Some(now));
         Ok(Some(attempt))
     }
@@ -346,7 +377,7 @@ mod tests {
     #[test]
     fn ack_needs_same_node_index_and_term() {
         let mut c = Client::new(1);
-        let (a, data) = c.propose(2, 0, None);
+        let (a, data) = c.propose(2, 0, None, 0);
         c.on_proposed(a, Ok((5, 3)));
         assert_eq!(c.hint, 2);
         // Another node applying index 5 does not answer this client.
@@ -357,7 +388,7 @@ mod tests {
         assert_eq!(c.acknowledged().count(), 1);
 
         // Overwritten by another term: failed, not acknowledged.
-        let (b, data) = c.propose(2, 0, None);
+        let (b, data) = c.propose(2, 0, None, 0);
         c.on_proposed(b, Ok((6, 3)));
         assert_eq!(c.on_apply(2, 0, &entry(6, 4, data), 20).expect("ok"), None);
         assert_eq!(c.counts(), (2, 1, 1, 0));
@@ -366,7 +397,7 @@ mod tests {
     #[test]
     fn an_overwritten_proposal_fails_at_once() {
         let mut c = Client::new(1);
-        let (a, data) = c.propose(1, 0, None);
+        let (a, data) = c.propose(1, 0, None, 0);
         c.on_proposed(a, Ok((3, 1)));
         // Rewriting index 2 with the same term at 3 keeps it waiting...
         c.on_write(1, &[entry(2, 1, Bytes::new()), entry(3, 1, data.clone())]);
@@ -379,7 +410,7 @@ mod tests {
     #[test]
     fn wrong_payload_at_the_accepted_position_is_a_violation() {
         let mut c = Client::new(1);
-        let (a, _) = c.propose(1, 0, None);
+        let (a, _) = c.propose(1, 0, None, 0);
         c.on_proposed(a, Ok((1, 1)));
         let err = c
             .on_apply(1, 0, &entry(1, 1, Bytes::from_static(b"other")), 0)
@@ -391,9 +422,9 @@ mod tests {
     fn proposals_covered_by_a_snapshot_are_decided_but_never_answered() {
         let mut c = Client::new(1);
         let r = c.new_request(0, 0);
-        let (a, _) = c.propose(1, 0, Some(r));
+        let (a, _) = c.propose(1, 0, Some(r), 0);
         c.on_proposed(a, Ok((4, 2)));
-        let (b, _) = c.propose(1, 0, None);
+        let (b, _) = c.propose(1, 0, None, 0);
         c.on_proposed(b, Ok((6, 2)));
         c.on_snapshot(1, 5);
         assert!(
@@ -413,12 +444,12 @@ mod tests {
     fn requests_retry_after_failure_but_not_after_a_crash() {
         let mut c = Client::new(1);
         let r = c.new_request(0, 0);
-        let (a, _) = c.propose(1, 0, Some(r));
+        let (a, _) = c.propose(1, 0, Some(r), 0);
         assert!(!c.may_retry(r), "attempt in flight");
         c.on_proposed(a, Err(3));
         assert_eq!(c.hint, 3);
         assert!(c.may_retry(r), "refused: safe to retry");
-        let (b, data) = c.propose(3, 0, Some(r));
+        let (b, data) = c.propose(3, 0, Some(r), 0);
         assert_eq!(data, {
             let (k, v) = (
                 workload::key_of(c.requests[r].id),

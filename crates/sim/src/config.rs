@@ -114,11 +114,22 @@ pub enum Bug {
     /// log that starts where no durable snapshot covers it. Expected: durability
     /// (the node's disk holds no state it can restart from).
     CompactBeforeSnapshot,
+    /// The leader trusts its lease for the whole lease duration, with no margin for
+    /// clocks running at different rates (the core's
+    /// `InjectedBug::LeaseWithoutDriftMargin`): a slow-clocked leader cut off from
+    /// fast-clocked voters still serves lease reads after they elected a leader
+    /// that committed writes. Expected: a linearizable read misses an acknowledged
+    /// write (or an earlier read).
+    LeaseWithoutDriftMargin,
+    /// The runtime serves a linearizable read on a follower from its local state
+    /// at once, without asking the leader for a read index. Expected: a
+    /// linearizable read misses an acknowledged write (or an earlier read).
+    FollowerReadWithoutReadIndex,
 }
 
 impl Bug {
     /// Every injectable bug, for help texts and tests.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 9] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::CorruptEntries,
@@ -126,6 +137,8 @@ impl Bug {
         Bug::ConcurrentConfChanges,
         Bug::SnapshotIgnoresTerm,
         Bug::CompactBeforeSnapshot,
+        Bug::LeaseWithoutDriftMargin,
+        Bug::FollowerReadWithoutReadIndex,
     ];
 
     /// The command-line spelling.
@@ -138,6 +151,8 @@ impl Bug {
             Bug::ConcurrentConfChanges => "concurrent-conf-changes",
             Bug::SnapshotIgnoresTerm => "snapshot-ignores-term",
             Bug::CompactBeforeSnapshot => "compact-before-snapshot",
+            Bug::LeaseWithoutDriftMargin => "lease-without-drift-margin",
+            Bug::FollowerReadWithoutReadIndex => "follower-read-without-read-index",
         }
     }
 }
@@ -255,11 +270,25 @@ pub struct SimConfig {
     pub heartbeat_ticks: u32,
     /// Liveness-phase bounds.
     pub bounds: LivenessBounds,
+    /// Bound on each node's clock drift, in parts per million: every node's clock
+    /// runs at a rate drawn from `[1 - d, 1 + d]` (and ticks at that rate). The
+    /// cores' `max_clock_drift` is derived from it ([`SimConfig::lease_margin`]).
+    pub clock_drift_ppm: u32,
 }
 
 /// Default steps in the fault phase: long enough for dozens of faults and elections,
 /// short enough that `cargo test` runs hundreds of seeds quickly.
 pub const DEFAULT_STEPS: u64 = 4_000;
+
+/// Default clock drift bound: 5%, far more than real oscillators drift (tens of
+/// ppm), so that the lease margin is exercised at a scale the runs can see.
+pub const DEFAULT_CLOCK_DRIFT_PPM: u32 = 50_000;
+
+/// Largest drift bound accepted: at 40% the lease margin is 80% of a lease (the
+/// core wants it below the lease), and a slow clock ticks at under half the rate
+/// of a fast one. Far beyond any real clock: it is there to make the injected lease
+/// bug show quickly.
+pub const MAX_CLOCK_DRIFT_PPM: u32 = 400_000;
 
 impl SimConfig {
     /// The default run for `seed` on `nodes` nodes.
@@ -277,7 +306,31 @@ impl SimConfig {
             election_ticks,
             heartbeat_ticks: 2,
             bounds: LivenessBounds::for_election_ticks(election_ticks),
+            clock_drift_ppm: DEFAULT_CLOCK_DRIFT_PPM,
         }
+    }
+
+    /// Length of a leader lease in clock units: the minimum election timeout at
+    /// the nominal rate (the core wants a lease no longer than that).
+    pub fn lease_duration(&self) -> u64 {
+        u64::from(self.election_ticks) * TICK
+    }
+
+    /// The cores' `max_clock_drift`: how far two clocks may drift apart over one
+    /// lease, plus rounding.
+    ///
+    /// A leader's lease runs from when it sent the confirmed heartbeat round, on
+    /// its clock; a voter's copy runs from when it received the round, on the
+    /// voter's clock, and is what makes the next leader wait. With rates in
+    /// `[1 - d, 1 + d]` the worst case is a slow leader (rate `1 - d`) and fast
+    /// voters (`1 + d`): a lease of `L` units ends `L / (1 + d)` after the round on
+    /// the voters, and the leader trusts its own until `(L - m) / (1 - d)` with
+    /// margin `m`. Safety needs `(L - m) / (1 - d) <= L / (1 + d)`, that is
+    /// `m >= L * 2d / (1 + d)`, which `2 d L` covers; clock readings are rounded
+    /// down, which can cost one unit on each of the two clocks.
+    pub fn lease_margin(&self) -> u64 {
+        let drift = u64::from(self.clock_drift_ppm);
+        (2 * drift * self.lease_duration()).div_ceil(1_000_000) + 2
     }
 
     /// Checks the fields against each other.
@@ -292,6 +345,12 @@ impl SimConfig {
             return Err(format!(
                 "need 0 < heartbeat_ticks ({}) < election_ticks ({})",
                 self.heartbeat_ticks, self.election_ticks
+            ));
+        }
+        if self.clock_drift_ppm > MAX_CLOCK_DRIFT_PPM {
+            return Err(format!(
+                "clock drift must be at most {MAX_CLOCK_DRIFT_PPM} ppm, got {}",
+                self.clock_drift_ppm
             ));
         }
         Ok(())
@@ -311,6 +370,9 @@ impl SimConfig {
         }
         if self.persistence != Persistence::default() {
             cmd.push_str(&format!(" --persistence {}", self.persistence));
+        }
+        if self.clock_drift_ppm != DEFAULT_CLOCK_DRIFT_PPM {
+            cmd.push_str(&format!(" --clock-drift-ppm {}", self.clock_drift_ppm));
         }
         if let Some(bug) = self.bug {
             cmd.push_str(&format!(" --inject-bug {bug}"));
@@ -355,11 +417,12 @@ mod tests {
         cfg.persistence = Persistence::Async;
         cfg.bug = Some(Bug::CorruptEntries);
         cfg.faults = false;
+        cfg.clock_drift_ppm = 200_000;
         assert_eq!(
             cfg.replay_command(),
             "cargo run -p keel-sim --release -- --seed 42 --nodes 5 --steps 10 \
-             --storage model --persistence async --inject-bug corrupt-entries --no-faults \
-             --verbose"
+             --storage model --persistence async --clock-drift-ppm 200000 \
+             --inject-bug corrupt-entries --no-faults --verbose"
         );
     }
 
@@ -371,5 +434,29 @@ mod tests {
         let mut cfg = SimConfig::new(1, 3);
         cfg.heartbeat_ticks = cfg.election_ticks;
         assert!(cfg.validate().is_err());
+        let mut cfg = SimConfig::new(1, 3);
+        cfg.clock_drift_ppm = MAX_CLOCK_DRIFT_PPM + 1;
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn the_lease_margin_covers_two_clocks_at_the_drift_bound() {
+        let mut cfg = SimConfig::new(1, 3);
+        assert_eq!(cfg.lease_duration(), 1_000);
+        // 5%: the clocks may disagree by 10% of a lease, plus rounding.
+        assert_eq!(cfg.lease_margin(), 102);
+        for ppm in [0, 1, 20_000, 50_000, 123_457, MAX_CLOCK_DRIFT_PPM] {
+            cfg.clock_drift_ppm = ppm;
+            let (l, m, d) = (
+                cfg.lease_duration() as f64,
+                cfg.lease_margin() as f64,
+                f64::from(ppm) / 1e6,
+            );
+            assert!(
+                (l - m) / (1.0 - d) <= l / (1.0 + d),
+                "margin {m} too small at {ppm} ppm"
+            );
+            assert!(m < l, "the core requires a margin below the lease");
+        }
     }
 }

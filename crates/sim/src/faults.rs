@@ -1,7 +1,8 @@
 //! Fault planning: which fault to inject next, and its shape.
 //!
 //! The simulation asks for a fault at random intervals; [`plan`] picks one from the
-//! cluster's current state (so that "isolate the leader" means the actual leader).
+//! cluster's current state (so that "isolate the leader" means the actual leader):
+//! crashes, partitions (symmetric and one-way), pauses and loss storms.
 //! The budget — at most `max_active` faults at once, and quiet gaps between them —
 //! keeps stretches in which the cluster can make progress, so that the run exercises
 //! recovery and not only a cluster that is permanently down.
@@ -23,6 +24,11 @@ pub enum FaultKind {
     },
     /// Crash the node (power failure); it restarts when the fault ends.
     Crash(NodeId),
+    /// Pause the node's process (SIGSTOP): it takes no steps — no ticks, no
+    /// deliveries, no fsync completions, no reads served — while its clock runs
+    /// on and whatever arrives for it waits; it resumes (SIGCONT) when the fault
+    /// ends.
+    Pause(NodeId),
     /// Raise loss and duplication for everyone.
     Storm {
         /// Loss probability in ppm.
@@ -38,6 +44,7 @@ impl FaultKind {
         match self {
             FaultKind::Partition { what, .. } => what.clone(),
             FaultKind::Crash(n) => format!("crash of node {n}"),
+            FaultKind::Pause(n) => format!("pause of node {n}"),
             FaultKind::Storm { drop_ppm, dup_ppm } => format!(
                 "loss storm ({}% lost, {}% duplicated)",
                 drop_ppm / 10_000,
@@ -58,13 +65,55 @@ pub struct ClusterView {
     pub leader: Option<NodeId>,
     /// Running nodes with an fsync in flight.
     pub syncing: Vec<NodeId>,
+    /// Running nodes that are paused.
+    pub paused: Vec<NodeId>,
+}
+
+/// Which faults to favour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    /// The usual mix (see [`plan`]).
+    Usual,
+    /// Every fault isolates the leader: the scenario a lease bug needs (a deposed
+    /// leader that still believes it leads and serves reads while the others
+    /// elect a successor), undisturbed by other faults, so that a small seed
+    /// range shows it.
+    IsolatedLeaders,
+}
+
+impl Mix {
+    /// At most this many faults at once. Usually a minority of the cluster's worth,
+    /// so stretches without a working majority stay short; one isolated leader at
+    /// a time, so that the others can always elect a successor.
+    pub fn max_active(self, nodes: usize) -> usize {
+        match self {
+            Mix::Usual => 1 + nodes / 2,
+            Mix::IsolatedLeaders => 1,
+        }
+    }
+
+    /// Whether the operator changes the membership and transfers leadership
+    /// meanwhile (not with isolated leaders: a leader alone in its configuration
+    /// is isolated from nobody).
+    pub fn with_operator(self) -> bool {
+        self == Mix::Usual
+    }
 }
 
 /// Picks the next fault and how long it lasts, or `None` if the pick does not apply
 /// to this cluster (e.g. a partition of one node, or a crash when all are down).
-pub fn plan(view: &ClusterView, election: Time, rng: &mut SimRng) -> Option<(FaultKind, Time)> {
-    let duration = rng.range(election / 2, 6 * election);
-    let fault = match rng.below(100) {
+pub fn plan(
+    view: &ClusterView,
+    election: Time,
+    mix: Mix,
+    rng: &mut SimRng,
+) -> Option<(FaultKind, Time)> {
+    let mut duration = rng.range(election / 2, 6 * election);
+    let pick = match mix {
+        Mix::IsolatedLeaders => 55,
+        _ => rng.below(100),
+    };
+    let fault = match pick {
         0..=19 => FaultKind::Crash(rng.pick(&view.up)?),
         20..=29 => FaultKind::Crash(view.leader?),
         // A crash in the middle of an fsync is where unsynced data gets lost.
@@ -87,6 +136,24 @@ pub fn plan(view: &ClusterView, election: Time, rng: &mut SimRng) -> Option<(Fau
             symmetric(&[leader], &rest, format!("leader {leader} isolated"))
         }
         65..=79 => one_way(view, rng)?,
+        80..=89 => {
+            // Half the time the leader: a leader that stops for longer than its
+            // lease must not serve lease reads when it resumes. Pauses are mostly
+            // longer than a lease (the lease is one election timeout), sometimes
+            // shorter.
+            duration = rng.range(election / 2, 3 * election);
+            let running: Vec<NodeId> = view
+                .up
+                .iter()
+                .copied()
+                .filter(|n| !view.paused.contains(n))
+                .collect();
+            let victim = match view.leader {
+                Some(l) if rng.one_in(2) && running.contains(&l) => l,
+                _ => rng.pick(&running)?,
+            };
+            FaultKind::Pause(victim)
+        }
         _ => FaultKind::Storm {
             drop_ppm: rng.range(200_000, 600_000) as u32,
             dup_ppm: rng.range(50_000, 300_000) as u32,
@@ -174,6 +241,7 @@ mod tests {
             up: (1..=n).collect(),
             leader: Some(1),
             syncing: vec![2],
+            paused: vec![3],
         }
     }
 
@@ -181,9 +249,9 @@ mod tests {
     fn plans_cover_every_kind_and_stay_well_formed() {
         let mut rng = SimRng::new(5);
         let v = view(5);
-        let (mut crash, mut part, mut oneway, mut storm) = (0, 0, 0, 0);
+        let (mut crash, mut part, mut oneway, mut storm, mut pause) = (0, 0, 0, 0, 0);
         for _ in 0..2000 {
-            let Some((f, d)) = plan(&v, 10 * TICK, &mut rng) else {
+            let Some((f, d)) = plan(&v, 10 * TICK, Mix::Usual, &mut rng) else {
                 continue;
             };
             assert!((5 * TICK..=60 * TICK).contains(&d));
@@ -191,6 +259,11 @@ mod tests {
                 FaultKind::Crash(n) => {
                     assert!(v.up.contains(&n));
                     crash += 1;
+                }
+                FaultKind::Pause(n) => {
+                    assert!(v.up.contains(&n) && !v.paused.contains(&n));
+                    assert!(d <= 30 * TICK);
+                    pause += 1;
                 }
                 FaultKind::Partition { links, what } => {
                     assert!(!links.is_empty());
@@ -204,7 +277,7 @@ mod tests {
                 FaultKind::Storm { .. } => storm += 1,
             }
         }
-        assert!(crash > 0 && part > 0 && oneway > 0 && storm > 0);
+        assert!(crash > 0 && part > 0 && oneway > 0 && storm > 0 && pause > 0);
     }
 
     #[test]
@@ -212,7 +285,7 @@ mod tests {
         let mut rng = SimRng::new(6);
         let v = view(1);
         for _ in 0..500 {
-            let planned = plan(&v, 10 * TICK, &mut rng);
+            let planned = plan(&v, 10 * TICK, Mix::Usual, &mut rng);
             assert!(
                 !matches!(planned, Some((FaultKind::Partition { .. }, _))),
                 "a one-node cluster cannot be partitioned"

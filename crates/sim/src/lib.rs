@@ -7,14 +7,20 @@
 //! its core through the `Ready` contract in one of its two forms — synchronous
 //! (`advance` after each fsync) or asynchronous (`advance_async`, with a storage thread
 //! that group-commits and reports back with `on_persisted`) — drawn per process
-//! incarnation. One seeded RNG drives everything, so a seed names a run and replays
-//! it exactly.
+//! incarnation. Each node has its own clock, running at a rate within a drift bound,
+//! on which its ticks are timed and its core's leader leases measured; processes are
+//! paused (SIGSTOP/SIGCONT) for longer than a lease. A client writes, and reads in
+//! three modes: linearizable (ReadIndex, on the leader or on a follower through the
+//! leader), lease (under the leader's lease, else ReadIndex) and stale. One seeded
+//! RNG drives everything, so a seed names a run and replays it exactly.
 //!
 //! After every step the [`checker`] verifies election safety, log matching, leader
 //! completeness, state machine safety, monotonic commit and the durability of synced
-//! state, and calls every touched core's `validate()`. After the fault phase,
-//! everything heals and the run must elect a leader, commit client requests and
-//! converge within bounds; finally no acknowledged write may be missing anywhere.
+//! state, and calls every touched core's `validate()`; every read that is not stale
+//! must be consistent with a linearization of the history (and reflect everything
+//! committed before it began). After the fault phase, everything heals and the run
+//! must elect a leader, commit client requests and converge within bounds; finally
+//! no acknowledged write may be missing anywhere.
 //!
 //! ```
 //! let summary = keel_sim::run(keel_sim::SimConfig::new(7, 3)).expect("seed 7 passes");
@@ -30,6 +36,7 @@ pub mod faults;
 pub mod hash;
 pub mod network;
 pub mod node;
+pub mod reads;
 pub mod report;
 pub mod rng;
 pub mod storage;
@@ -40,7 +47,8 @@ mod sim;
 
 pub use checker::{Invariant, Violation};
 pub use config::{
-    Bug, DEFAULT_STEPS, LivenessBounds, Persistence, SimConfig, StorageKind, TICK, Time,
+    Bug, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_STEPS, LivenessBounds, Persistence, SimConfig,
+    StorageKind, TICK, Time,
 };
 pub use report::{Failure, FailureKind, LivenessBound, RunSummary, Stats};
 pub use sim::run;

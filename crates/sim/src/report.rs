@@ -165,6 +165,23 @@ pub struct Stats {
     pub snapshots_loaded: u64,
     /// WAL compactions behind a durable snapshot.
     pub wal_compactions: u64,
+    /// Pauses injected (processes stopped and later resumed).
+    pub pauses: u64,
+    /// Reads the client issued.
+    pub reads_issued: u64,
+    /// Reads served under a leader lease.
+    pub reads_lease: u64,
+    /// Reads served by a leader through its own ReadIndex.
+    pub reads_leader_index: u64,
+    /// Reads served by a follower through the leader's read index.
+    pub reads_follower_index: u64,
+    /// Reads served from local state at once (stale mode).
+    pub reads_local: u64,
+    /// Lease reads that found no valid lease and went through ReadIndex.
+    pub lease_fallbacks: u64,
+    /// Reads never answered: refused (no leader known), lost with a crash or a
+    /// core that dropped them, or timed out.
+    pub reads_unanswered: u64,
 }
 
 impl Stats {
@@ -176,6 +193,11 @@ impl Stats {
     /// The snapshot counters, as summaries print them.
     pub fn snapshots(&self) -> impl fmt::Display + '_ {
         SnapshotCounts(self)
+    }
+
+    /// The read counters, as summaries print them.
+    pub fn reads(&self) -> impl fmt::Display + '_ {
+        ReadCounts(self)
     }
 
     /// Adds another run's counters to these (for a campaign's totals): counts add
@@ -205,6 +227,14 @@ impl Stats {
         self.snapshots_installed += s.snapshots_installed;
         self.snapshots_loaded += s.snapshots_loaded;
         self.wal_compactions += s.wal_compactions;
+        self.pauses += s.pauses;
+        self.reads_issued += s.reads_issued;
+        self.reads_lease += s.reads_lease;
+        self.reads_leader_index += s.reads_leader_index;
+        self.reads_follower_index += s.reads_follower_index;
+        self.reads_local += s.reads_local;
+        self.lease_fallbacks += s.lease_fallbacks;
+        self.reads_unanswered += s.reads_unanswered;
     }
 }
 
@@ -241,6 +271,28 @@ impl fmt::Display for SnapshotCounts<'_> {
     }
 }
 
+struct ReadCounts<'a>(&'a Stats);
+
+impl fmt::Display for ReadCounts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "reads: {} issued, {} served under a lease ({} lease reads fell back to \
+             ReadIndex), {} through the leader's ReadIndex, {} through a follower's, {} \
+             stale, {} unanswered; {} pauses",
+            s.reads_issued,
+            s.reads_lease,
+            s.lease_fallbacks,
+            s.reads_leader_index,
+            s.reads_follower_index,
+            s.reads_local,
+            s.reads_unanswered,
+            s.pauses
+        )
+    }
+}
+
 /// A passed run.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
@@ -261,8 +313,8 @@ impl fmt::Display for RunSummary {
             f,
             "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({}), {}/{} \
              starts async, {} group commits, {} leader terms, {} committed, {}/{} proposals \
-             acked, {} membership changes, {} transfers, {}; leader after healing in {} ticks, \
-             slowest request {} ticks; fingerprint {:016x}",
+             acked, {} membership changes, {} transfers, {}; {}; leader after healing in {} \
+             ticks, slowest request {} ticks; fingerprint {:016x}",
             self.config.seed,
             self.config.nodes,
             s.steps,
@@ -280,6 +332,7 @@ impl fmt::Display for RunSummary {
             s.conf_changes,
             s.transfers,
             s.snapshots(),
+            s.reads(),
             s.ticks_to_leader,
             s.max_request_ticks,
             self.fingerprint

@@ -26,6 +26,22 @@ pub fn encode_put(key: &Bytes, value: &Bytes) -> Bytes {
     .encode()
 }
 
+/// A log entry holding proposal `id`'s put, for tests.
+#[cfg(test)]
+pub(crate) fn put_entry(
+    index: keel_raft::Index,
+    term: keel_raft::Term,
+    id: u64,
+    seed: u64,
+) -> keel_raft::Entry {
+    keel_raft::Entry {
+        term,
+        index,
+        kind: keel_raft::EntryKind::Normal,
+        data: encode_put(&key_of(id), &value_of(id, seed)),
+    }
+}
+
 /// Decodes a payload made by [`encode_put`]; `None` for anything else.
 pub fn decode_put(data: &Bytes) -> Option<(Bytes, Bytes)> {
     match Command::decode_bytes(data).ok()? {

@@ -4,7 +4,10 @@
 //! contract the bug applies to. And a liveness bound that cannot be met must be
 //! reported as such.
 
-use keel_sim::{Bug, FailureKind, Invariant, LivenessBound, Persistence, SimConfig, run};
+use keel_sim::{
+    Bug, DEFAULT_CLOCK_DRIFT_PPM, FailureKind, Invariant, LivenessBound, Persistence, SimConfig,
+    run,
+};
 
 /// Asserts that some seed in `seeds`, run with `bug` and `persistence`, fails in one
 /// of the `expected` ways, with a report that names the seed and the command
@@ -15,11 +18,23 @@ fn first_caught(
     seeds: std::ops::Range<u64>,
     expected: &[FailureKind],
 ) {
+    first_caught_with_drift(bug, persistence, DEFAULT_CLOCK_DRIFT_PPM, seeds, expected);
+}
+
+/// [`first_caught`], with the nodes' clocks drifting up to `drift_ppm`.
+fn first_caught_with_drift(
+    bug: Bug,
+    persistence: Persistence,
+    drift_ppm: u32,
+    seeds: std::ops::Range<u64>,
+    expected: &[FailureKind],
+) {
     let nodes = 3;
     for seed in seeds.clone() {
         let cfg = SimConfig {
             bug: Some(bug),
             persistence,
+            clock_drift_ppm: drift_ppm,
             ..SimConfig::new(seed, nodes)
         };
         if let Err(failure) = run(cfg)
@@ -30,9 +45,14 @@ fn first_caught(
                 Persistence::Mixed => String::new(),
                 other => format!(" --persistence {other}"),
             };
+            let drift = if drift_ppm == DEFAULT_CLOCK_DRIFT_PPM {
+                String::new()
+            } else {
+                format!(" --clock-drift-ppm {drift_ppm}")
+            };
             let replay = format!(
-                "replay: cargo run -p keel-sim --release -- --seed {seed} --nodes {nodes}{mode} \
-                 --inject-bug {bug} --verbose"
+                "replay: cargo run -p keel-sim --release -- --seed {seed} --nodes {nodes}{mode}\
+                 {drift} --inject-bug {bug} --verbose"
             );
             assert!(report.contains(&replay), "no replay line in:\n{report}");
             assert!(report.contains(&format!("seed {seed},")), "{report}");
@@ -169,5 +189,42 @@ fn compacting_the_log_before_its_snapshot_is_durable_is_caught() {
         Persistence::Mixed,
         0..50,
         &[FailureKind::Safety(Invariant::Durability)],
+    );
+}
+
+/// How a read that a correct node would not serve shows up: the read checker.
+const STALE_READS: [FailureKind; 2] = [
+    FailureKind::Safety(Invariant::LinearizableRead),
+    FailureKind::Safety(Invariant::FreshRead),
+];
+
+#[test]
+fn follower_reads_without_a_read_index_are_caught() {
+    // A follower that serves a linearizable read from its own state misses
+    // whatever the leader committed and it has not heard of yet: almost every
+    // seed shows it.
+    first_caught(
+        Bug::FollowerReadWithoutReadIndex,
+        Persistence::Mixed,
+        0..20,
+        &STALE_READS,
+    );
+}
+
+#[test]
+fn a_lease_without_a_drift_margin_is_caught() {
+    // With clocks up to 40% off, a slow leader cut off from fast followers trusts
+    // its lease for up to 10/0.6 = 16.7 ticks after its last confirmed heartbeat,
+    // while theirs runs out after 10/1.4 = 7.1 and they may elect a successor
+    // (the margin, 80% of the lease at this drift, would have ended its lease
+    // after 3.3). With the bug the fault planner only isolates leaders, one at a
+    // time; about one seed in ten catches a lease read at the deposed leader after
+    // its successor committed.
+    first_caught_with_drift(
+        Bug::LeaseWithoutDriftMargin,
+        Persistence::Mixed,
+        400_000,
+        0..100,
+        &STALE_READS,
     );
 }

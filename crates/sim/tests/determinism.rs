@@ -43,6 +43,10 @@ fn runs_do_real_work() {
     // Snapshots: taken, compacted behind, sent to a follower and installed there.
     assert!(s.snapshots_taken >= 5 && s.wal_compactions >= 1, "{s:?}");
     assert!(s.snapshots_installed >= 1, "{s:?}");
+    // Reads in every mode and by every path, and paused nodes.
+    assert!(s.reads_lease >= 10 && s.reads_leader_index >= 10, "{s:?}");
+    assert!(s.reads_follower_index >= 5 && s.reads_local >= 10, "{s:?}");
+    assert!(s.lease_fallbacks >= 1 && s.pauses >= 1, "{s:?}");
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!
 //! A sweep of passing runs means little if the runs never reach what they are meant
 //! to exercise: the multi-node sweeps also check that their runs, together, took
-//! snapshots, compacted logs, sent snapshots (losing some) and installed them.
+//! snapshots, compacted logs, sent snapshots (losing some) and installed them, and
+//! served reads by every path while nodes were paused.
 
 use std::time::Instant;
 
@@ -90,6 +91,34 @@ fn assert_snapshots_exercised(count: u64, s: &Stats) {
     assert!(s.snapshots_loaded >= count / 5, "{s:?}");
 }
 
+/// Checks that `count` runs of a multi-node sweep served reads by every path —
+/// per run on average at least ten under a lease, ten through the leader's
+/// ReadIndex, five through a follower's and ten stale ones, and one lease read that
+/// had to fall back — and paused a node every other run. The campaigns see three
+/// to five times as much.
+fn assert_reads_exercised(count: u64, s: &Stats) {
+    if count < 50 {
+        return;
+    }
+    let per_run = |n: u64| n as f64 / count as f64;
+    eprintln!(
+        "reads per run: {:.1} under a lease, {:.1} through the leader's ReadIndex, {:.1} \
+         through a follower's, {:.1} stale, {:.1} lease fallbacks; {:.2} pauses",
+        per_run(s.reads_lease),
+        per_run(s.reads_leader_index),
+        per_run(s.reads_follower_index),
+        per_run(s.reads_local),
+        per_run(s.lease_fallbacks),
+        per_run(s.pauses)
+    );
+    assert!(s.reads_lease >= 10 * count, "{s:?}");
+    assert!(s.reads_leader_index >= 10 * count, "{s:?}");
+    assert!(s.reads_follower_index >= 5 * count, "{s:?}");
+    assert!(s.reads_local >= 10 * count, "{s:?}");
+    assert!(s.lease_fallbacks >= count, "{s:?}");
+    assert!(s.pauses >= count / 2, "{s:?}");
+}
+
 #[test]
 fn three_node_clusters_stay_safe_and_live() {
     let count = env_u64("KEEL_SIM_SEEDS", DEFAULT_SEEDS);
@@ -100,6 +129,7 @@ fn three_node_clusters_stay_safe_and_live() {
         count,
     );
     assert_snapshots_exercised(count, &stats);
+    assert_reads_exercised(count, &stats);
 }
 
 #[test]
@@ -113,6 +143,7 @@ fn five_node_clusters_stay_safe_and_live() {
         count,
     );
     assert_snapshots_exercised(count, &stats);
+    assert_reads_exercised(count, &stats);
 }
 
 #[test]

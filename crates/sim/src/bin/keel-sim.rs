@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use keel_sim::{Bug, DEFAULT_STEPS, Persistence, SimConfig, Stats, StorageKind};
+use keel_sim::{
+    Bug, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_STEPS, Persistence, SimConfig, Stats, StorageKind,
+};
 
 /// Deterministic simulation of keel clusters: real Raft cores and storage on a
 /// seeded faulty network and disk.
@@ -39,9 +41,14 @@ struct Args {
     persistence: Persistence,
     /// Inject a known bug to see the checker catch it: forget-vote,
     /// ack-before-sync, corrupt-entries, persist-before-sync, concurrent-conf-changes,
-    /// snapshot-ignores-term or compact-before-snapshot.
+    /// snapshot-ignores-term, compact-before-snapshot, lease-without-drift-margin or
+    /// follower-read-without-read-index.
     #[arg(long)]
     inject_bug: Option<Bug>,
+    /// Bound on each node's clock drift in parts per million (at most 250000):
+    /// clocks run at rates in [1 - d, 1 + d]; the lease margin covers it.
+    #[arg(long, default_value_t = DEFAULT_CLOCK_DRIFT_PPM)]
+    clock_drift_ppm: u32,
     /// Run without faults (a calm, reordering network; no crashes).
     #[arg(long)]
     no_faults: bool,
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
             storage: args.storage,
             persistence: args.persistence,
             bug: args.inject_bug,
+            clock_drift_ppm: args.clock_drift_ppm,
             faults: !args.no_faults,
             verbose: args.verbose,
             ..SimConfig::new(seed, args.nodes)
@@ -134,8 +142,8 @@ impl std::fmt::Display for Totals {
         write!(
             f,
             "{} runs, {} steps, {} faults ({}), {} of {} process starts asynchronous, {} group \
-             commits, {} writes acknowledged; {}; worst liveness: leader {} ticks after healing, \
-             request acknowledged after {} ticks",
+             commits, {} writes acknowledged; {}; {}; worst liveness: leader {} ticks after \
+             healing, request acknowledged after {} ticks",
             self.runs,
             s.steps,
             s.faults,
@@ -145,6 +153,7 @@ impl std::fmt::Display for Totals {
             s.group_commits,
             s.acked,
             s.snapshots(),
+            s.reads(),
             s.ticks_to_leader,
             s.max_request_ticks
         )

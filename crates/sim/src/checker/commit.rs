@@ -10,7 +10,9 @@
 //!   of every leader of every term after `T`. A node that learns commit index `c`
 //!   while in term `T` learned it from a leader of a term `≤ T` (or remembered it from
 //!   one), so `1..=c` was committed in a term `≤ T`; checking leaders of terms `> T`
-//!   is therefore sound. Each leader's log is snapshotted when it is first seen
+//!   is therefore sound. (A restarted node can hold a leader's snapshot of a later
+//!   term than its durable one: the caller passes the later of its term and its
+//!   last entry's.) Each leader's log is snapshotted when it is first seen
 //!   leading, because that log — not a later one — is what the property is about.
 //! - **Snapshots cover committed entries**: a snapshot at `(index, term)` — taken,
 //!   sent, installed or loaded at a restart — must end at an entry of the committed

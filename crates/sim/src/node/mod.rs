@@ -3,6 +3,7 @@
 //! `Ready` contract this incarnation drives the core with, and its snapshot
 //! bookkeeping.
 
+mod clock;
 mod snapshots;
 mod storage_thread;
 
@@ -14,6 +15,7 @@ use keel_raft::{ConfChange, Message, NodeId, Raft, Ready, SnapshotMeta};
 use crate::config::Time;
 use crate::storage::{Disk, NodeStorage};
 
+pub use clock::NodeClock;
 pub use snapshots::{SnapshotRuntime, WalCompaction, Writing};
 pub use storage_thread::{Handover, StorageThread, Write};
 
@@ -42,6 +44,11 @@ pub enum Input {
         meta: SnapshotMeta,
         /// Entries kept before it.
         trailing: u64,
+    },
+    /// A client read asks the core for a read index (`Raft::read_index`).
+    Read {
+        /// The read's id, its ReadIndex context.
+        ctx: u64,
     },
     /// A snapshot transfer to `peer` ended (`Raft::report_snapshot`).
     SnapshotReport {
@@ -136,19 +143,19 @@ pub struct SimNode {
     pub process: Option<Process>,
     /// Bumped at each start; events scheduled for an earlier incarnation are stale.
     pub incarnation: u32,
-    /// Time between two of its ticks (the nominal tick plus its clock drift).
-    pub tick_period: Time,
+    /// Its clock (leases, and the timing of its ticks), drawn once per run.
+    pub clock: NodeClock,
 }
 
 impl SimNode {
-    /// A node that has never run, on an empty disk.
-    pub fn new(id: NodeId, disk: Disk) -> Self {
+    /// A node that has never run, on an empty disk, with `clock`.
+    pub fn new(id: NodeId, disk: Disk, clock: NodeClock) -> Self {
         SimNode {
             id,
             disk,
             process: None,
             incarnation: 0,
-            tick_period: crate::config::TICK,
+            clock,
         }
     }
 

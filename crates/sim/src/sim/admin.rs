@@ -22,7 +22,10 @@ use crate::node::Input;
 impl Simulation {
     /// Whether the operator acts in this run.
     pub(super) fn admin_enabled(&self) -> bool {
-        self.cfg.faults && self.cfg.nodes > 1 && (self.raft.pre_vote || self.raft.check_quorum)
+        self.cfg.faults
+            && self.cfg.nodes > 1
+            && (self.raft.pre_vote || self.raft.check_quorum)
+            && self.fault_mix().with_operator()
     }
 
     /// Time until the operator's next action: a few election timeouts, so that

@@ -26,10 +26,19 @@ pub(super) struct ChaosState {
 }
 
 impl Simulation {
-    /// At most this many faults at once: with a minority of the cluster's worth of
-    /// faults, stretches without a working majority stay short.
+    /// The faults this run favours: the usual mix, or — to show the lease bug in
+    /// a few seeds — isolated leaders only.
+    pub(super) fn fault_mix(&self) -> faults::Mix {
+        if self.bug(crate::config::Bug::LeaseWithoutDriftMargin) {
+            faults::Mix::IsolatedLeaders
+        } else {
+            faults::Mix::Usual
+        }
+    }
+
+    /// At most this many faults at once (see [`faults::Mix::max_active`]).
     fn max_active_faults(&self) -> usize {
-        1 + self.cfg.nodes / 2
+        self.fault_mix().max_active(self.cfg.nodes)
     }
 
     fn view(&self) -> ClusterView {
@@ -48,6 +57,7 @@ impl Simulation {
                 .filter(|n| n.is_syncing())
                 .map(|n| n.id)
                 .collect(),
+            paused: self.pauses.nodes(),
         }
     }
 
@@ -61,7 +71,8 @@ impl Simulation {
             return Ok(());
         }
         let view = self.view();
-        let Some((fault, duration)) = faults::plan(&view, self.election_time(), &mut self.rng)
+        let mix = self.fault_mix();
+        let Some((fault, duration)) = faults::plan(&view, self.election_time(), mix, &mut self.rng)
         else {
             return Ok(());
         };
@@ -148,6 +159,7 @@ impl Simulation {
         match &fault {
             FaultKind::Partition { links, .. } => self.net.cut(links),
             FaultKind::Crash(node) => self.crash(*node),
+            FaultKind::Pause(node) => self.pause(*node, id),
             FaultKind::Storm { drop_ppm, dup_ppm } => {
                 self.net.start_storm(id, *drop_ppm, *dup_ppm);
             }
@@ -165,6 +177,7 @@ impl Simulation {
         match fault {
             FaultKind::Partition { links, .. } => self.net.uncut(&links),
             FaultKind::Crash(node) => self.restart(node)?,
+            FaultKind::Pause(node) => self.resume(node, Some(id)),
             FaultKind::Storm { .. } => self.net.end_storm(id),
         }
         Ok(())

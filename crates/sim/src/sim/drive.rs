@@ -21,8 +21,18 @@ use crate::node::{Driver, Input, Process};
 use crate::trace::{MsgSummary, TraceEvent};
 
 impl Simulation {
+    /// Node `id`'s running process, its core told the node's clock reading: every
+    /// call into a core goes through here, so the core's clock is always current.
     pub(super) fn process_mut(&mut self, id: NodeId) -> Option<&mut Process> {
-        self.node_mut(id).process.as_mut()
+        let now = self.clock(id);
+        let p = self.node_mut(id).process.as_mut()?;
+        p.core.set_clock(now);
+        Some(p)
+    }
+
+    /// Node `id`'s clock reading now.
+    pub(super) fn clock(&self, id: NodeId) -> u64 {
+        self.node(id).clock.read(self.now)
     }
 
     pub(super) fn on_tick(&mut self, id: NodeId, incarnation: u32) -> Result<(), Stop> {
@@ -31,7 +41,7 @@ impl Simulation {
             // A tick of a process that has since crashed.
             return Ok(());
         }
-        let period = node.tick_period;
+        let period = node.clock.tick_period();
         self.schedule(
             period,
             super::Scheduled::Tick {
@@ -63,8 +73,18 @@ impl Simulation {
     }
 
     /// Hands `input` to node `id`: at once, or — for a synchronous node with an
-    /// fsync in flight — after it.
+    /// fsync in flight — after it, or — for a paused node — when it resumes.
     pub(super) fn feed(&mut self, id: NodeId, input: Input) -> Result<(), Stop> {
+        if self.is_paused(id) {
+            let incarnation = self.node(id).incarnation;
+            let held = self.hold_if_paused(super::Scheduled::Feed {
+                node: id,
+                incarnation,
+                input,
+            });
+            debug_assert!(held.is_none(), "a paused node holds its inputs");
+            return Ok(());
+        }
         let Some(p) = self.process_mut(id) else {
             return Ok(());
         };
@@ -139,6 +159,11 @@ impl Simulation {
                 });
             }
             Input::SnapshotReport { peer, success } => p.core.report_snapshot(peer, success),
+            Input::Read { ctx } => {
+                let asked = p.core.read_index(ctx).is_ok();
+                let leader = p.core.role() == keel_raft::Role::Leader;
+                self.on_read_asked(id, ctx, asked, leader);
+            }
             Input::Compact { .. } => unreachable!("handled above"),
         }
         Ok(())
@@ -202,6 +227,19 @@ impl Simulation {
         self.checker.on_log(id, &rd.entries)?;
         self.client.on_write(id, &rd.entries);
         self.observe(id)?;
+        for e in &rd.events {
+            if let keel_raft::Event::WaitingForOldLease { term, remaining } = *e {
+                self.record(TraceEvent::LeaseWait {
+                    node: id,
+                    term,
+                    remaining,
+                });
+            }
+        }
+        // Confirmed reads may be served as soon as the state machine is far enough
+        // (they need no fsync).
+        let read_states = std::mem::take(&mut rd.read_states);
+        self.on_read_states(id, &read_states)?;
         Ok(Some(rd))
     }
 
@@ -291,9 +329,11 @@ impl Simulation {
                     proposal: attempt,
                     index: e.index,
                 });
+                let at = self.moment();
+                self.checker.on_ack(at, attempt, e.index);
             }
         }
-        Ok(())
+        self.serve_applied_reads(id)
     }
 
     /// Shows the checker the core's role, term and commit index.

@@ -9,9 +9,6 @@ use crate::node::{Driver, Process, SnapshotRuntime, StorageThread, SyncDriver};
 use crate::storage::StorageError;
 use crate::trace::TraceEvent;
 
-/// Largest clock drift, in time units per tick (±5%).
-const MAX_DRIFT: u64 = TICK / 20;
-
 /// Disk operations a dying process may still complete during its last fsync or
 /// flush: enough to cover a WAL segment rollover (create, preallocate, header,
 /// fsync, directory fsync) plus the frame write and its fsync, or a redb commit.
@@ -92,8 +89,12 @@ impl Simulation {
         if self.bug(Bug::SnapshotIgnoresTerm) {
             core.inject_bug(Some(keel_raft::InjectedBug::SnapshotIgnoresTerm));
         }
-        let tick_period = TICK - MAX_DRIFT + self.rng.range(0, 2 * MAX_DRIFT);
-        let first_tick = self.rng.range(1, tick_period);
+        if self.bug(Bug::LeaseWithoutDriftMargin) {
+            core.inject_bug(Some(keel_raft::InjectedBug::LeaseWithoutDriftMargin));
+        }
+        // The first clock reading: a restarted core assumes a lease from it.
+        core.set_clock(self.clock(id));
+        let first_tick = self.rng.range(1, self.node(id).clock.tick_period());
         // Drawn whatever the mode, so that forcing one changes only this choice.
         let coin = self.rng.one_in(2);
         let asynchronous = match self.cfg.persistence {
@@ -115,7 +116,6 @@ impl Simulation {
         self.stats.starts += 1;
         let node = self.node_mut(id);
         node.incarnation += 1;
-        node.tick_period = tick_period;
         let driver_name = driver.name();
         node.process = Some(Process {
             core,
@@ -150,6 +150,9 @@ impl Simulation {
     /// the disk keeps only what was synced, plus a random (possibly torn) part of the
     /// rest.
     pub(super) fn crash(&mut self, id: NodeId) {
+        // A power failure ends a pause: what the node held is released, to find
+        // the process gone.
+        self.resume(id, None);
         let mid_sync = self.node(id).is_syncing();
         let not_durable = self
             .node(id)
@@ -206,6 +209,7 @@ impl Simulation {
             self.stats.crashes_many_in_flight += 1;
         }
         self.client.on_crash(id);
+        self.reads_on_crash(id);
         self.checker.on_crash(id);
         self.record(TraceEvent::Crash { node: id, mid_sync });
     }

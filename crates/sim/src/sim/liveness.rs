@@ -115,7 +115,7 @@ impl Simulation {
                 self.rng.pick(&ids).expect("a cluster has nodes")
             };
             let incarnation = self.node(target).incarnation;
-            let (attempt, data) = self.client.propose(target, incarnation, Some(r));
+            let (attempt, data) = self.client.propose(target, incarnation, Some(r), self.now);
             self.stats.proposals += 1;
             self.feed(target, Input::Propose { attempt, data })?;
         }

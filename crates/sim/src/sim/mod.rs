@@ -8,10 +8,15 @@
 //!
 //! Submodules: `drive` (one node's inputs and the `Ready` handling both forms of the
 //! contract share), `sync_driver` and `async_driver` (the two forms), `lifecycle`
-//! (start, crash, restart), `chaos` (fault injection), `admin` (membership changes
-//! and leadership transfers), `snapshots` (taking, compacting, installing) and
-//! `transfer` (snapshots on the network), `liveness` (healing, the liveness bounds
-//! and the final checks).
+//! (start, crash, restart), `chaos` (fault injection), `pause` (stopped and resumed
+//! processes), `admin` (membership changes and leadership transfers), `snapshots`
+//! (taking, compacting, installing) and `transfer` (snapshots on the network),
+//! `reads` (the client's reads at the nodes), `liveness` (healing, the liveness
+//! bounds and the final checks).
+//!
+//! Every node's core is told its node's clock reading (`Raft::set_clock`) each
+//! time the simulation reaches for its process, so before every step, tick and
+//! `Ready`.
 
 mod admin;
 mod async_driver;
@@ -19,6 +24,8 @@ mod chaos;
 mod drive;
 mod lifecycle;
 mod liveness;
+mod pause;
+mod reads;
 mod snapshots;
 mod sync_driver;
 mod transfer;
@@ -32,7 +39,7 @@ use crate::checker::{Checker, Invariant, Violation};
 use crate::client::Client;
 use crate::config::{Bug, SimConfig, TICK, Time};
 use crate::network::{NetParams, Network};
-use crate::node::SimNode;
+use crate::node::{Input, NodeClock, SimNode};
 use crate::report::{Failure, FailureKind, LivenessBound, RunSummary, Stats};
 use crate::rng::SimRng;
 use crate::storage::{Disk, StorageError};
@@ -43,6 +50,10 @@ const REPORT_TRACE_LINES: usize = 40;
 
 /// Most proposals in one client burst.
 const MAX_BURST: u64 = 6;
+
+/// How long the fault-phase client waits for a proposal before it stops trusting
+/// its leader hint: a few commit round trips on a slow disk.
+const PROPOSAL_PATIENCE: Time = 3 * TICK;
 
 /// Something scheduled to happen at a point in simulated time.
 #[derive(Debug)]
@@ -71,8 +82,19 @@ enum Scheduled {
         meta: keel_raft::SnapshotMeta,
         success: bool,
     },
+    /// An input for node `node` (incarnation `incarnation`) that waited while the
+    /// node was paused.
+    Feed {
+        node: NodeId,
+        incarnation: u32,
+        input: Input,
+    },
     /// The client acts.
     Client,
+    /// The client issues a read.
+    ClientRead,
+    /// Read `id` reaches its node.
+    ReadArrives(u64),
     /// The fault planner considers a new fault.
     FaultTimer,
     /// The operator considers a membership change or a leadership transfer.
@@ -137,6 +159,10 @@ pub(crate) struct Simulation {
     snapshot_policy: snapshots::Policy,
     /// Snapshot transfers on their way.
     transfers: transfer::Transfers,
+    /// Paused nodes, and what waits for them.
+    pauses: pause::Pauses,
+    /// The client's reads in flight.
+    reads: crate::reads::Reads,
 }
 
 /// Runs one simulation to its end: the fault phase, then the liveness phase and the
@@ -171,7 +197,7 @@ impl Simulation {
             NetParams::calm()
         };
         let nodes = (1..=cfg.nodes as NodeId)
-            .map(|id| SimNode::new(id, Disk::new(cfg.storage)))
+            .map(|id| SimNode::new(id, Disk::new(cfg.storage), random_clock(&cfg, &mut rng)))
             .collect();
         let snapshot_policy = snapshots::Policy::random(&mut rng);
         Simulation {
@@ -193,17 +219,28 @@ impl Simulation {
             touched: Vec::new(),
             snapshot_policy,
             transfers: transfer::Transfers::default(),
+            pauses: pause::Pauses::default(),
+            reads: crate::reads::Reads::default(),
             cfg,
         }
     }
 
     fn run_to_end(&mut self) -> Result<(), Stop> {
         self.record(TraceEvent::Phase("start"));
+        for n in &self.nodes {
+            let event = TraceEvent::Clock {
+                node: n.id,
+                rate_ppm: n.clock.rate_ppm,
+            };
+            self.trace.record(0, 0, event);
+        }
         for id in self.ids() {
             self.guarded(|sim| sim.start(id))?;
         }
         let first_request = self.rng.range(1, TICK);
         self.schedule(first_request, Scheduled::Client);
+        let first_read = self.rng.range(1, TICK);
+        self.schedule(first_read, Scheduled::ClientRead);
         if self.cfg.faults {
             let gap = crate::faults::gap(self.election_time(), &mut self.rng);
             self.schedule(gap, Scheduled::FaultTimer);
@@ -259,6 +296,9 @@ impl Simulation {
     }
 
     fn handle(&mut self, event: Scheduled) -> Result<(), Stop> {
+        let Some(event) = self.hold_if_paused(event) else {
+            return Ok(());
+        };
         match event {
             Scheduled::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Scheduled::Deliver(m) => self.on_deliver(m),
@@ -282,7 +322,19 @@ impl Simulation {
                 meta,
                 success,
             } => self.on_transfer_done(node, incarnation, peer, &meta, success),
+            Scheduled::Feed {
+                node,
+                incarnation,
+                input,
+            } => {
+                if self.node(node).incarnation != incarnation {
+                    return Ok(());
+                }
+                self.feed(node, input)
+            }
             Scheduled::Client => self.on_client(),
+            Scheduled::ClientRead => self.on_client_read(),
+            Scheduled::ReadArrives(id) => self.on_read_arrives(id),
             Scheduled::FaultTimer => self.on_fault_timer(),
             Scheduled::Admin => self.on_admin(),
             Scheduled::FaultEnd(id) => self.on_fault_end(id),
@@ -336,16 +388,27 @@ impl Simulation {
         }
     }
 
-    /// A fault-phase proposal, to whoever the client believes leads.
-    /// A quarter of the time it is a burst of several proposals, as from clients
-    /// writing concurrently: what makes an asynchronous node's storage thread cover
-    /// several `Ready`s with one fsync (group commit).
+    /// A fault-phase proposal, to whoever the client believes leads — unless a
+    /// proposal has waited there for longer than [`PROPOSAL_PATIENCE`]: then, as a
+    /// client that timed out, to a random node (whose refusal names the leader it
+    /// knows). A quarter of the time it is a burst of several proposals, as from
+    /// clients writing concurrently: what makes an asynchronous node's storage
+    /// thread cover several `Ready`s with one fsync (group commit).
     fn chaos_proposal(&mut self) -> Result<(), Stop> {
         let hint = self.client.hint;
-        let target = if hint != 0 && self.node(hint).is_up() {
+        let stuck = hint != 0
+            && self
+                .client
+                .hint_is_stuck(self.now.saturating_sub(PROPOSAL_PATIENCE));
+        let target = if hint != 0 && !stuck && self.node(hint).is_up() {
             hint
         } else {
-            let ids = self.ids();
+            let others: Vec<NodeId> = self.ids().into_iter().filter(|&n| n != hint).collect();
+            let ids = if stuck && !others.is_empty() {
+                others
+            } else {
+                self.ids()
+            };
             self.rng.pick(&ids).expect("a cluster has nodes")
         };
         if !self.node(target).is_up() {
@@ -360,7 +423,7 @@ impl Simulation {
         };
         let incarnation = self.node(target).incarnation;
         for _ in 0..burst {
-            let (attempt, data) = self.client.propose(target, incarnation, None);
+            let (attempt, data) = self.client.propose(target, incarnation, None, self.now);
             self.stats.proposals += 1;
             self.feed(target, crate::node::Input::Propose { attempt, data })?;
         }
@@ -469,12 +532,36 @@ fn grants_vote(messages: &[Message]) -> bool {
     })
 }
 
+/// A node's clock: a rate within the drift bound — half the time at one end of
+/// it, where the lease margin is tightest — and an arbitrary offset (clocks of
+/// different machines share no origin).
+fn random_clock(cfg: &SimConfig, rng: &mut SimRng) -> NodeClock {
+    let drift = u64::from(cfg.clock_drift_ppm);
+    let rate_ppm = if rng.one_in(2) {
+        if rng.one_in(2) {
+            1_000_000 - drift
+        } else {
+            1_000_000 + drift
+        }
+    } else {
+        rng.range(1_000_000 - drift, 1_000_000 + drift)
+    };
+    NodeClock {
+        offset: rng.range(0, 1 << 40),
+        rate_ppm,
+    }
+}
+
 /// Raft tunables for the run. Timeouts come from the config (the liveness bounds
 /// depend on them); pre-vote, check-quorum and flow-control limits are drawn from
-/// the seed, so that the runs cover the less common settings too.
+/// the seed, so that the runs cover the less common settings too. Leases are on
+/// in seven runs in eight (always with the lease bug), with the margin the run's
+/// drift bound needs ([`SimConfig::lease_margin`]); without them, lease reads all
+/// go through ReadIndex.
 fn random_raft_config(cfg: &SimConfig, rng: &mut SimRng) -> keel_raft::Config {
     let inflight = [1, 2, 4, 256];
     let msg_bytes = [1, 256, 1 << 20];
+    let leases = !rng.one_in(8) || cfg.bug == Some(Bug::LeaseWithoutDriftMargin);
     keel_raft::Config {
         id: 0,
         group: crate::storage::GROUP,
@@ -484,6 +571,8 @@ fn random_raft_config(cfg: &SimConfig, rng: &mut SimRng) -> keel_raft::Config {
         check_quorum: !rng.one_in(4),
         max_inflight_msgs: rng.pick(&inflight).expect("non-empty"),
         max_msg_bytes: rng.pick(&msg_bytes).expect("non-empty"),
+        lease_duration: if leases { cfg.lease_duration() } else { 0 },
+        max_clock_drift: if leases { cfg.lease_margin() } else { 0 },
         ..keel_raft::Config::default()
     }
 }

@@ -100,6 +100,11 @@ impl Simulation {
         Ok(())
     }
 
+    /// The recipient of transfer `id`, while it is on its way.
+    pub(super) fn transfer_recipient(&self, id: u64) -> Option<NodeId> {
+        self.transfers.running.get(&id).map(|t| t.message.to)
+    }
+
     /// Records a failed transfer; the sender hears of it after a timeout.
     fn transfer_failed(
         &mut self,

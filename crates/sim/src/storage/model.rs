@@ -387,12 +387,7 @@ mod tests {
     use keel_raft::ConfState;
 
     fn put(index: Index, term: u64, id: u64) -> Entry {
-        Entry {
-            term,
-            index,
-            kind: EntryKind::Normal,
-            data: workload::encode_put(&workload::key_of(id), &workload::value_of(id, 0)),
-        }
+        workload::put_entry(index, term, id, 0)
     }
 
     /// Opens and reconciles, as a starting node does.

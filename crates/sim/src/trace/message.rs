@@ -29,6 +29,7 @@ pub enum BodySummary {
     VoteResp {
         pre: bool,
         granted: bool,
+        lease_remaining: u64,
     },
     Append {
         prev_index: Index,
@@ -43,8 +44,12 @@ pub enum BodySummary {
     },
     Heartbeat {
         commit: Index,
+        read_seq: u64,
+        lease: u64,
     },
-    HeartbeatResp,
+    HeartbeatResp {
+        read_seq: u64,
+    },
     Snapshot {
         index: Index,
         term: Term,
@@ -79,10 +84,14 @@ impl MsgSummary {
                 last_term: *last_log_term,
             },
             MessageBody::RequestVoteResponse {
-                granted, pre_vote, ..
+                granted,
+                pre_vote,
+                lease_remaining,
+                ..
             } => BodySummary::VoteResp {
                 pre: *pre_vote,
                 granted: *granted,
+                lease_remaining: *lease_remaining,
             },
             MessageBody::AppendEntries {
                 prev_log_index,
@@ -105,8 +114,18 @@ impl MsgSummary {
                 reject: *reject,
                 hint_index: *hint_index,
             },
-            MessageBody::Heartbeat { commit, .. } => BodySummary::Heartbeat { commit: *commit },
-            MessageBody::HeartbeatResponse { .. } => BodySummary::HeartbeatResp,
+            MessageBody::Heartbeat {
+                commit,
+                read_seq,
+                lease,
+            } => BodySummary::Heartbeat {
+                commit: *commit,
+                read_seq: *read_seq,
+                lease: *lease,
+            },
+            MessageBody::HeartbeatResponse { read_seq } => BodySummary::HeartbeatResp {
+                read_seq: *read_seq,
+            },
             MessageBody::InstallSnapshot { meta } => BodySummary::Snapshot {
                 index: meta.index,
                 term: meta.term,
@@ -139,10 +158,18 @@ impl fmt::Display for MsgSummary {
                 let name = if *pre { "PreVote" } else { "Vote" };
                 write!(f, "{name}(last {last_index}@{last_term})")
             }
-            BodySummary::VoteResp { pre, granted } => {
+            BodySummary::VoteResp {
+                pre,
+                granted,
+                lease_remaining,
+            } => {
                 let name = if *pre { "PreVoteResp" } else { "VoteResp" };
                 let answer = if *granted { "granted" } else { "denied" };
-                write!(f, "{name}({answer})")
+                write!(f, "{name}({answer}")?;
+                if *lease_remaining > 0 {
+                    write!(f, ", lease {lease_remaining} left")?;
+                }
+                write!(f, ")")
             }
             BodySummary::Append {
                 prev_index,
@@ -164,8 +191,18 @@ impl fmt::Display for MsgSummary {
                     write!(f, "AppendResp(ok {index})")
                 }
             }
-            BodySummary::Heartbeat { commit } => write!(f, "Heartbeat(commit {commit})"),
-            BodySummary::HeartbeatResp => write!(f, "HeartbeatResp"),
+            BodySummary::Heartbeat {
+                commit,
+                read_seq,
+                lease,
+            } => {
+                write!(f, "Heartbeat(commit {commit}, round {read_seq}")?;
+                if *lease > 0 {
+                    write!(f, ", lease {lease}")?;
+                }
+                write!(f, ")")
+            }
+            BodySummary::HeartbeatResp { read_seq } => write!(f, "HeartbeatResp(round {read_seq})"),
             BodySummary::Snapshot { index, term } => write!(f, "InstallSnapshot({index}@{term})"),
             BodySummary::TimeoutNow => write!(f, "TimeoutNow"),
             BodySummary::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),

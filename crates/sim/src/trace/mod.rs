@@ -14,8 +14,10 @@ use crate::config::{TICK, Time};
 use crate::hash::StableHasher;
 
 mod message;
+mod read;
 
 pub use message::{BodySummary, MsgSummary};
+pub use read::ReadStep;
 
 /// Events kept for reports.
 const RING: usize = 4096;
@@ -155,6 +157,38 @@ pub enum TraceEvent {
         /// What happened.
         step: SnapshotStep,
     },
+    /// A client read's progress at a node.
+    Read {
+        /// The node.
+        node: NodeId,
+        /// The read's id.
+        read: u64,
+        /// What happened.
+        step: ReadStep,
+    },
+    /// A node's clock, as drawn for the run.
+    Clock {
+        /// The node.
+        node: NodeId,
+        /// Its rate, in clock units per million units of simulated time.
+        rate_ppm: u64,
+    },
+    /// A new leader holds back commits until leases it inherited ran out.
+    LeaseWait {
+        /// The node.
+        node: NodeId,
+        /// Its term.
+        term: Term,
+        /// How long, on its clock.
+        remaining: u64,
+    },
+    /// A paused node resumed; `held` events that arrived meanwhile are due now.
+    Resumed {
+        /// The node.
+        node: NodeId,
+        /// How many events it held.
+        held: usize,
+    },
     /// A fault began.
     FaultOn(String),
     /// A fault ended.
@@ -180,7 +214,11 @@ impl TraceEvent {
             | TraceEvent::Persisted { node: n, .. }
             | TraceEvent::Apply { node: n, .. }
             | TraceEvent::Crash { node: n, .. }
-            | TraceEvent::Restart { node: n, .. } => *n == node,
+            | TraceEvent::Restart { node: n, .. }
+            | TraceEvent::Read { node: n, .. }
+            | TraceEvent::LeaseWait { node: n, .. }
+            | TraceEvent::Clock { node: n, .. }
+            | TraceEvent::Resumed { node: n, .. } => *n == node,
             TraceEvent::Snapshot { node: n, peer, .. } => *n == node || *peer == node,
         }
     }
@@ -279,6 +317,24 @@ impl fmt::Display for TraceEvent {
                     write!(f, " (peer {peer})")?;
                 }
                 write!(f, ": {step}")
+            }
+            TraceEvent::Read { node, read, step } => write!(f, "read #{read} at {node}: {step}"),
+            TraceEvent::Clock { node, rate_ppm } => write!(
+                f,
+                "node {node}'s clock runs at {:+.2}% of the nominal rate",
+                (*rate_ppm as f64 - 1e6) / 1e4
+            ),
+            TraceEvent::LeaseWait {
+                node,
+                term,
+                remaining,
+            } => write!(
+                f,
+                "node {node} leads term {term} but commits nothing for {remaining} more clock \
+                 units (an old leader's lease)"
+            ),
+            TraceEvent::Resumed { node, held } => {
+                write!(f, "node {node} RESUMES ({held} events held)")
             }
             TraceEvent::FaultOn(what) => write!(f, "FAULT {what}"),
             TraceEvent::FaultOff(what) => write!(f, "HEAL {what}"),
