@@ -160,6 +160,9 @@ impl RunningMax {
     }
 }
 
+/// Says why a read older than `Mark` breaks linearizability.
+type Explain = fn(&Mark) -> String;
+
 /// What the read checker remembers of the run.
 #[derive(Debug, Default)]
 pub struct ReadHistory {
@@ -221,7 +224,7 @@ impl ReadHistory {
         }
         // (a) and (b): the highest index among the acknowledged writes, and among
         // the reads completed, before this read was invoked.
-        let earlier: [(&RunningMax, fn(&Mark) -> String); 2] = [
+        let earlier: [(&RunningMax, Explain); 2] = [
             (&self.acks, |m| {
                 format!(
                     "proposal #{} had been acknowledged at index {} at {}, before the read was \
