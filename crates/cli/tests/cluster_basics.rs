@@ -288,6 +288,13 @@ async fn event_log_and_wal_dump_tell_what_happened() {
         lines.iter().any(|l| l.starts_with("SET name1 Sam ")),
         "{text}"
     );
+    // The client's session and the write's number in it (its first).
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("SET name1 Sam SESSION=") && l.contains("#1 ")),
+        "{text}"
+    );
     assert!(lines.iter().any(|l| l.starts_with("DEL name1 ")), "{text}");
     let out = std::process::Command::new(common::keel_bin())
         .args(["wal", "check", "--data-dir"])

@@ -259,7 +259,8 @@ impl Caller {
             Route::Leader => self.router.after_failure(target),
             Route::Fixed(address) => address.clone(),
         };
-        progress.maybe_applied |= !failure.proves_not_applied();
+        // Only a write can have been applied; a read that timed out is just late.
+        progress.maybe_applied |= op.writes() && !failure.proves_not_applied();
         // A write may only be retried if no attempt may have applied it, or if
         // the cluster will recognise the retry (a session's write, in its window).
         // A session's write stops retrying once past its window even after a

@@ -57,8 +57,10 @@ pub enum Error {
         last_error: String,
     },
 
-    /// The deadline passed while the leader kept answering that it is overloaded.
-    /// The request was **not** applied; retry later, ideally with less load.
+    /// The deadline passed while the leader kept answering that it is overloaded,
+    /// or (with `attempts` 0) while this client already had the most writes in
+    /// flight one session may have (1024). The request was **not** applied; retry
+    /// later, ideally with less load.
     #[error("cluster overloaded after {attempts} attempts: {message}")]
     Overloaded {
         /// How many attempts were made.

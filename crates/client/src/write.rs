@@ -11,6 +11,7 @@ use tonic::{Response, Status};
 use crate::call::{Op, Route};
 use crate::client::{Client, request};
 use crate::error::Error;
+use crate::session::MAX_IN_FLIGHT;
 
 /// A write request that can carry a client session.
 pub(crate) trait SessionWrite: Clone {
@@ -60,7 +61,17 @@ impl Client {
         let deadline_at = Instant::now() + self.deadline;
         let mut renewed = false;
         loop {
-            let ticket = session.ticket().await;
+            // Waits while the session has its maximum of writes in flight, but
+            // never past the deadline.
+            let Ok(ticket) = tokio::time::timeout_at(deadline_at, session.ticket()).await else {
+                return Err(Error::Overloaded {
+                    attempts: 0,
+                    message: format!(
+                        "this client already has {MAX_IN_FLIGHT} writes in flight, the most \
+                         one session may have"
+                    ),
+                });
+            };
             let deadline = deadline_at.saturating_duration_since(Instant::now());
             let result = self
                 .caller

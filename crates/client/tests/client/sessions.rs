@@ -116,3 +116,13 @@ async fn a_deadline_after_an_ambiguous_attempt_is_outcome_unknown_not_unavailabl
     let err = bounded(c.put("k", "v")).await.expect_err("gave up");
     assert!(err.outcome_unknown(), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_read_that_keeps_timing_out_is_unavailable_not_unknown() {
+    let stuck = MockNode::start(1, Behavior::Hang).await;
+    let c = client(&[stuck.addr()]).with_deadline(Duration::from_millis(1500));
+    let err = bounded(c.get("k", keel_client::ReadMode::Linearizable))
+        .await
+        .expect_err("gave up");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+}

@@ -278,14 +278,15 @@ impl Applier {
     }
 }
 
-/// `SET k v`, `DEL k` (with ` SESSION=id#seq` for a session's write) or
-/// `NO-OP`, for the event log.
+/// `SET k v`, `DEL k` or `NO-OP`, for the event log. A client session is left
+/// out: its id means nothing to an operator reading events (`keel wal dump`
+/// shows it).
 fn describe_entry(e: &Entry) -> String {
     match e.kind {
         EntryKind::NoOp => "NO-OP".to_string(),
         EntryKind::ConfChange => "CONFIG-CHANGE".to_string(),
         EntryKind::Normal => match Envelope::decode(&e.data) {
-            Ok(c) => c.to_string(),
+            Ok(c) => c.command.to_string(),
             Err(_) => "<undecodable entry>".to_string(),
         },
     }

@@ -98,6 +98,19 @@ fn parked(result: Result<(), SnapshotError>, failed: &mut Option<SnapshotError>)
     }
 }
 
+/// Ends a section of chunks: the error parked during it, or else its last chunk
+/// written (the buffer is freed before the next section's is allocated).
+fn end_section(
+    mut chunks: Chunker,
+    failed: Option<SnapshotError>,
+    out: &mut Out<'_>,
+) -> Result<(), SnapshotError> {
+    match failed {
+        Some(e) => Err(e),
+        None => chunks.flush(out),
+    }
+}
+
 /// What [`write_view`] wrote.
 pub(crate) struct Written {
     /// File length.
@@ -158,11 +171,7 @@ pub(crate) fn write_view(
         written.keys += 1;
         Ok(parked(pushed, &mut failed))
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    chunks.flush(&mut out)?;
-    drop(chunks);
+    end_section(chunks, failed.take(), &mut out)?;
 
     let mut chunks = Chunker::new(STATE_CHUNK_MAGIC, chunk_bytes);
     let clock = view.session_clock_ms().to_le_bytes();
@@ -185,11 +194,7 @@ pub(crate) fn write_view(
         written.sessions += 1;
         Ok(parked(pushed, &mut failed))
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    chunks.flush(&mut out)?;
-    drop(chunks);
+    end_section(chunks, failed, &mut out)?;
 
     // Every record: keys, the clock, the sessions.
     let records = written.keys + 1 + written.sessions;
