@@ -27,7 +27,7 @@ async fn after_a_write_timed_out_at_the_leader_the_next_call_starts_elsewhere() 
     let stuck = MockNode::start(1, Behavior::Hang).await;
     stuck.script([Behavior::Serve]);
     let healthy = MockNode::start(2, Behavior::Serve).await;
-    let c = client(&[stuck.addr(), healthy.addr()]);
+    let c = sessionless_client(&[stuck.addr(), healthy.addr()]);
 
     bounded(c.put("k", "1"))
         .await
