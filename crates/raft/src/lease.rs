@@ -145,12 +145,12 @@ impl Raft {
             self.lease.rounds.pop_front();
         }
         self.lease.rounds.push_back((seq, self.lease.now));
-        self.confirm_lease();
+        self.confirm_lease(self.confirmed_read_round());
     }
 
-    /// Leader: extends the lease to the newest round a quorum has answered.
-    pub(crate) fn confirm_lease(&mut self) {
-        let confirmed = self.confirmed_read_round();
+    /// Leader: extends the lease to round `confirmed`, the newest a quorum has
+    /// answered.
+    pub(crate) fn confirm_lease(&mut self, confirmed: u64) {
         while let Some(&(seq, sent_at)) = self.lease.rounds.front() {
             if seq > confirmed {
                 break;

@@ -173,9 +173,9 @@ impl Raft {
         })
     }
 
-    /// Hands out every read whose round a quorum of voters has answered.
-    pub(crate) fn release_confirmed_reads(&mut self) {
-        let confirmed = self.confirmed_read_round();
+    /// Hands out every read whose round is at most `confirmed`, the newest a
+    /// quorum of voters has answered.
+    pub(crate) fn release_confirmed_reads(&mut self, confirmed: u64) {
         while let Some(&r) = self.read_only.pending.front() {
             if r.seq > confirmed {
                 break;

@@ -254,8 +254,10 @@ impl Raft {
         }
         if self.voters.contains(&from) {
             self.read_only.ack(from, read_seq);
-            self.release_confirmed_reads();
-            self.confirm_lease();
+            // One quorum count serves both the waiting reads and the lease.
+            let confirmed = self.confirmed_read_round();
+            self.release_confirmed_reads(confirmed);
+            self.confirm_lease(confirmed);
         }
     }
 
