@@ -4,6 +4,7 @@
 //! `ErrorDetail`, which says whether a write may have been applied.
 
 mod backup;
+mod batch;
 mod forward;
 mod grpc;
 mod http;
