@@ -106,6 +106,11 @@ pub struct BenchArgs {
     /// (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub keel_arg: Vec<String>,
+    /// Make keel's client send one gRPC call per operation instead of batching
+    /// the operations in flight on a connection into one stream (etcd's client
+    /// cannot batch; this shows keel without it).
+    #[arg(long)]
+    pub keel_unbatched: bool,
     /// The etcd binary for `--against etcd` (default: `etcd` on PATH, else
     /// /usr/bin/etcd).
     #[arg(long)]

@@ -47,6 +47,8 @@ pub struct Plan {
     pub workload: Workload,
     /// How reads are served.
     pub reads: ReadConsistency,
+    /// keel's client batches concurrent operations (see `--keel-unbatched`).
+    pub keel_batching: bool,
     /// Warm-up before each measurement.
     pub warmup: Duration,
     /// End of each measurement.
@@ -164,6 +166,7 @@ impl BenchArgs {
                 seed: self.seed,
             },
             reads: self.read_mode,
+            keel_batching: !self.keel_unbatched,
             warmup: self.warmup,
             stop: match self.ops {
                 Some(n) => StopAt::Ops(n),
