@@ -87,6 +87,10 @@ pub struct BenchArgs {
     /// Also write every result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw throughput and p99 latency against the client count, one line
+    /// per system, as an SVG file (most useful with `--sweep-clients`).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     /// Put started clusters' data in a fresh directory under this one (removed at
     /// the end; default: the system's temporary directory).
     #[arg(long)]

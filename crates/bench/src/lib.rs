@@ -56,5 +56,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         report::json::JsonReport::new(&plan, &results).write(path)?;
         eprintln!("Results written to {}.", path.display());
     }
+    if let Some(path) = &plan.chart {
+        let w = &plan.workload;
+        let title = format!(
+            "{}-byte values, {} keys, read fraction {}, {:?} reads",
+            w.value_size, w.keys, w.read_fraction, plan.reads
+        );
+        report::chart::write(&results, &title, path)?;
+        eprintln!("Chart written to {}.", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -59,6 +59,8 @@ pub struct Plan {
     pub progress: bool,
     /// Where to write JSON results.
     pub json: Option<PathBuf>,
+    /// Where to write the SVG chart.
+    pub chart: Option<PathBuf>,
     /// Parent of the started clusters' data directories.
     pub work_dir: PathBuf,
     /// Keep the started clusters' directory after the run.
@@ -175,6 +177,7 @@ impl BenchArgs {
             preload: !self.no_preload && (self.preload || self.read_fraction > 0.0),
             progress: !self.quiet,
             json: self.json.clone(),
+            chart: self.chart.clone(),
             work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
             keep_data: self.keep_data,
         })
