@@ -58,10 +58,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &plan.chart {
         let w = &plan.workload;
-        let title = format!(
-            "{}-byte values, {} keys, read fraction {}, {:?} reads",
-            w.value_size, w.keys, w.read_fraction, plan.reads
+        let mut title = format!(
+            "{}-byte values, {} keys, read fraction {}",
+            w.value_size, w.keys, w.read_fraction
         );
+        if w.read_fraction > 0.0 {
+            title.push_str(&format!(", {:?} reads", plan.reads));
+        }
         report::chart::write(&results, &title, path)?;
         eprintln!("Chart written to {}.", path.display());
     }

@@ -189,14 +189,15 @@ fn draw_panel(
     }
 }
 
-/// A round number at or above `v`, for the top of an axis.
+/// A round number at or above `v` whose quarters are round too, for the top of
+/// an axis with four grid lines.
 fn nice_ceiling(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {
         return 1.0;
     }
     let magnitude = 10f64.powf(v.log10().floor());
     let mantissa = v / magnitude;
-    let nice = [1.0, 2.0, 2.5, 5.0, 10.0]
+    let nice = [1.0, 1.2, 1.6, 2.0, 2.4, 3.2, 4.0, 4.8, 6.0, 8.0, 10.0]
         .into_iter()
         .find(|&m| m >= mantissa)
         .unwrap_or(10.0);
@@ -205,8 +206,10 @@ fn nice_ceiling(v: f64) -> f64 {
 
 /// An axis label: `12k` for thousands, two decimals below 10.
 fn label(v: f64) -> String {
-    if v >= 10_000.0 {
+    if v >= 10_000.0 && (v / 1000.0).fract() == 0.0 {
         format!("{:.0}k", v / 1000.0)
+    } else if v >= 10_000.0 {
+        format!("{:.1}k", v / 1000.0)
     } else if v >= 10.0 {
         format!("{v:.0}")
     } else {
@@ -259,13 +262,14 @@ mod tests {
         assert!(svg.contains(">keel<") && svg.contains(">etcd<"));
         assert!(svg.contains("writes &lt;256 B&gt;"), "title is escaped");
         // The throughput axis tops out at a round number above the maximum.
-        assert!(svg.contains(">20k<"), "{svg}");
+        assert!(svg.contains(">16k<") && svg.contains(">4000<"), "{svg}");
     }
 
     #[test]
     fn axis_tops_are_round() {
-        assert_eq!(nice_ceiling(15000.0), 20000.0);
-        assert_eq!(nice_ceiling(30.0), 50.0);
+        assert_eq!(nice_ceiling(15000.0), 16000.0);
+        assert_eq!(nice_ceiling(21000.0), 24000.0);
+        assert_eq!(nice_ceiling(30.0), 32.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
         assert_eq!(nice_ceiling(1.0), 1.0);
     }
