@@ -246,6 +246,12 @@ async fn receive(
             shared.close_unsupported();
             return;
         }
+        // The connection could not be (re-)established: nothing left.
+        Err(status) if crate::failure::never_sent(&status) => {
+            let why = format!("the batch stream did not open: {}", status.message());
+            shared.close(|| never_sent_status(&why));
+            return;
+        }
         Err(status) => {
             let why = status.message().to_owned();
             shared.close(|| Status::unavailable(format!("the batch stream did not open: {why}")));
@@ -299,5 +305,50 @@ fn with_message(mut detail: ErrorDetail, message: String) -> ErrorDetail {
 }
 
 fn never_sent(why: &str) -> MuxError {
-    MuxError::Failed(Status::from_error(Box::new(NeverSent(why.to_owned()))))
+    MuxError::Failed(never_sent_status(why))
+}
+
+fn never_sent_status(why: &str) -> Status {
+    Status::from_error(Box::new(NeverSent(why.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_proto::v1::GetRequest;
+    use tonic::transport::Endpoint;
+
+    use super::*;
+    use crate::failure::never_sent;
+
+    fn get() -> Item {
+        Item::Get(GetRequest {
+            key: "k".into(),
+            read_mode: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_cannot_connect_fails_its_requests_as_never_sent() {
+        // A port nothing listens on: the lazy channel's connect is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect_lazy();
+        let mux = Mux::new(channel, 1 << 20);
+        match mux.call(get()).await {
+            Err(MuxError::Failed(status)) => assert!(never_sent(&status), "{status:?}"),
+            other => panic!("expected a never-sent failure, got {other:?}"),
+        }
+        assert!(mux.is_closed());
+        assert!(!mux.is_unsupported());
+        // Later requests are refused as never sent too.
+        match mux.call(get()).await {
+            Err(MuxError::Failed(status)) => assert!(never_sent(&status), "{status:?}"),
+            other => panic!("expected a never-sent failure, got {other:?}"),
+        }
+    }
 }
