@@ -15,13 +15,13 @@
 //! `cargo bench -p keel-raft --bench step`; results in BENCHMARKS.md
 //! ("Micro-benchmarks").
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/settings.rs"]
+mod settings;
 
 use cluster::{Cluster, LEADER};
 
@@ -88,18 +88,9 @@ fn read_index(c: &mut Criterion) {
     group.finish();
 }
 
-/// Modest sampling: the machine is small and shared.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = settings::modest();
     targets = commit, heartbeat, read_index
 }
 criterion_main!(benches);

@@ -15,6 +15,9 @@
 //! `apply`. `cargo bench -p keel-storage --bench apply`; results in
 //! BENCHMARKS.md ("Micro-benchmarks").
 
+#[path = "../../raft/benches/support/settings.rs"]
+mod settings;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -184,18 +187,9 @@ fn flush(c: &mut Criterion) {
     group.finish();
 }
 
-/// Modest sampling: the machine is small and shared.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = settings::modest();
     targets = apply, flush
 }
 criterion_main!(benches);

@@ -18,6 +18,8 @@
 
 #[path = "support/no_sync.rs"]
 mod no_sync;
+#[path = "../../raft/benches/support/settings.rs"]
+mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,18 +144,9 @@ fn without_fsync(c: &mut Criterion) {
     appends(c, "wal_no_fsync", || Arc::new(NoSyncVfs::default()));
 }
 
-/// Modest sampling: the machine is small and shared.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = settings::modest();
     targets = with_fsync, without_fsync
 }
 criterion_main!(benches);
