@@ -159,6 +159,13 @@ const READ_PAGE: &str = r##"(() => {
   };
 })()"##;
 
+/// Prints `line` on stderr even when the test harness captures output (it
+/// captures only the print macros), so CI's log says where the screenshots are.
+fn announce(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Where screenshots go: `<target>/tmp/dashboard-screenshots/NAME.png`.
 fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -249,10 +256,10 @@ async fn dashboard_in_chromium_follows_the_leader_through_a_failover() {
     };
     let before = screenshot_path("1-leader");
     browser.screenshot(&before).await.expect("screenshot");
-    eprintln!(
+    announce(&format!(
         "dashboard screenshot (node {old} leads): {}",
         before.display()
-    );
+    ));
 
     // Kill the leader; the open page must show a new one, and the old one down.
     t.cluster.kill(old).expect("kill the leader");
@@ -283,10 +290,10 @@ async fn dashboard_in_chromium_follows_the_leader_through_a_failover() {
     );
     let after = screenshot_path("2-failover");
     browser.screenshot(&after).await.expect("screenshot");
-    eprintln!(
+    announce(&format!(
         "dashboard screenshot (node {old} killed, node {new} leads): {}",
         after.display()
-    );
+    ));
 
     // Text from the cluster is shown as text: an event that looks like markup
     // is rendered verbatim and creates no element.
