@@ -87,6 +87,10 @@ pub struct BenchArgs {
     /// Also write every result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw throughput and p99 latency against the client count, one line
+    /// per system, as an SVG file (most useful with `--sweep-clients`).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     /// Put started clusters' data in a fresh directory under this one (removed at
     /// the end; default: the system's temporary directory).
     #[arg(long)]
@@ -106,6 +110,11 @@ pub struct BenchArgs {
     /// (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub keel_arg: Vec<String>,
+    /// Make keel's client send one gRPC call per operation instead of batching
+    /// the operations in flight on a connection into one stream (etcd's client
+    /// cannot batch; this shows keel without it).
+    #[arg(long)]
+    pub keel_unbatched: bool,
     /// The etcd binary for `--against etcd` (default: `etcd` on PATH, else
     /// /usr/bin/etcd).
     #[arg(long)]

@@ -56,5 +56,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         report::json::JsonReport::new(&plan, &results).write(path)?;
         eprintln!("Results written to {}.", path.display());
     }
+    if let Some(path) = &plan.chart {
+        let w = &plan.workload;
+        let mut title = format!(
+            "{}-byte values, {} keys, read fraction {}",
+            w.value_size, w.keys, w.read_fraction
+        );
+        if w.read_fraction > 0.0 {
+            title.push_str(&format!(", {:?} reads", plan.reads));
+        }
+        report::chart::write(&results, &title, path)?;
+        eprintln!("Chart written to {}.", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

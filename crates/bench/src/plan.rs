@@ -47,6 +47,8 @@ pub struct Plan {
     pub workload: Workload,
     /// How reads are served.
     pub reads: ReadConsistency,
+    /// keel's client batches concurrent operations (see `--keel-unbatched`).
+    pub keel_batching: bool,
     /// Warm-up before each measurement.
     pub warmup: Duration,
     /// End of each measurement.
@@ -57,6 +59,8 @@ pub struct Plan {
     pub progress: bool,
     /// Where to write JSON results.
     pub json: Option<PathBuf>,
+    /// Where to write the SVG chart.
+    pub chart: Option<PathBuf>,
     /// Parent of the started clusters' data directories.
     pub work_dir: PathBuf,
     /// Keep the started clusters' directory after the run.
@@ -164,6 +168,7 @@ impl BenchArgs {
                 seed: self.seed,
             },
             reads: self.read_mode,
+            keel_batching: !self.keel_unbatched,
             warmup: self.warmup,
             stop: match self.ops {
                 Some(n) => StopAt::Ops(n),
@@ -172,6 +177,7 @@ impl BenchArgs {
             preload: !self.no_preload && (self.preload || self.read_fraction > 0.0),
             progress: !self.quiet,
             json: self.json.clone(),
+            chart: self.chart.clone(),
             work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
             keep_data: self.keep_data,
         })

@@ -99,7 +99,9 @@ async fn start(plan: &SystemPlan, dir: &Path) -> anyhow::Result<System> {
 }
 
 async fn measure(system: &mut System, plan: &Plan) -> anyhow::Result<Vec<PointResult>> {
-    let target = system.target(plan.connections, plan.reads).await?;
+    let target = system
+        .target(plan.connections, plan.reads, plan.keel_batching)
+        .await?;
     if plan.preload {
         eprintln!(
             "Preloading {} keys into {} ...",

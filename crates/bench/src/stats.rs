@@ -116,7 +116,7 @@ impl OpStats {
 }
 
 /// What one kind of operation achieved in a run.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OpSummary {
     /// Successful operations in the measurement window.
     pub ops: u64,

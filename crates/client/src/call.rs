@@ -33,14 +33,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::address::Address;
 use crate::backoff::Backoff;
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::failure::Failure;
-use crate::pool::Pool;
+use crate::pool::{Conn, Pool};
 use crate::router::Router;
 use crate::session::RETRY_WINDOW;
 
@@ -124,7 +123,7 @@ impl Caller {
 
     /// Runs `attempt` until it succeeds, a failure ends the call, or `deadline` passes.
     ///
-    /// `attempt` gets a connected channel and the attempt's time budget (to forward
+    /// `attempt` gets a connection and the attempt's time budget (to forward
     /// to the server as the gRPC timeout) and makes one RPC.
     pub(crate) async fn call<T, F, Fut>(
         &self,
@@ -134,7 +133,7 @@ impl Caller {
         mut attempt: F,
     ) -> Result<T, Error>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(Conn, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline_at = Instant::now() + deadline;
@@ -217,19 +216,19 @@ impl Caller {
         rpc: &mut F,
     ) -> Result<T, Failure>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(Conn, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut connected = false;
         let outcome = tokio::time::timeout(budget, async {
             // Any failure here happened before the request existed on the wire.
-            let channel = self
+            let conn = self
                 .pool
-                .channel(target)
+                .conn(target)
                 .await
                 .map_err(|s| Failure::NotSent(format!("{target}: {}", s.message())))?;
             connected = true;
-            rpc(channel, budget)
+            rpc(conn, budget)
                 .await
                 .map_err(|s| Failure::from_status(&s, target))
         })

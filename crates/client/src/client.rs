@@ -11,6 +11,8 @@ use crate::address::Address;
 use crate::call::{Caller, Op, Route};
 use crate::config::ClientConfig;
 use crate::error::Error;
+use crate::kv_conn::KvConn;
+use crate::pool::Conn;
 use crate::session::Session;
 
 /// A connection to a keel cluster.
@@ -65,10 +67,12 @@ impl Client {
         self.deadline
     }
 
-    pub(crate) fn kv(&self, channel: Channel) -> KvClient<Channel> {
-        KvClient::new(channel)
+    /// The key-value methods over `conn`, batched when possible.
+    pub(crate) fn kv(&self, conn: Conn) -> KvConn {
+        let unary = KvClient::new(conn.channel)
             .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        KvConn::new(unary, conn.mux)
     }
 
     /// Calls a `keel.v1.Kv` method on the leader under the retry rules of `op`;
@@ -82,13 +86,13 @@ impl Client {
     ) -> Result<R, Error>
     where
         M: Clone,
-        F: Fn(KvClient<Channel>, tonic::Request<M>) -> Fut,
+        F: Fn(KvConn, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
         let response = self
             .caller
-            .call(self.deadline, op, Route::Leader, |channel, budget| {
-                method(self.kv(channel), request(message.clone(), budget))
+            .call(self.deadline, op, Route::Leader, |conn, budget| {
+                method(self.kv(conn), request(message.clone(), budget))
             })
             .await?;
         Ok(response.into_inner())

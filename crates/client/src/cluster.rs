@@ -28,8 +28,8 @@ impl Client {
                 self.deadline,
                 Op::Read,
                 Route::Fixed(address),
-                |channel, budget| {
-                    let mut cluster = self.cluster(channel);
+                |conn, budget| {
+                    let mut cluster = self.cluster(conn.channel);
                     let request = request(v1::StatusRequest {}, budget);
                     async move { cluster.status(request).await }
                 },
@@ -43,8 +43,8 @@ impl Client {
     pub async fn transfer_leader(&self, to: u64) -> Result<u64, Error> {
         Ok(self
             .caller
-            .call(self.deadline, Op::Read, Route::Leader, |channel, budget| {
-                let mut cluster = self.cluster(channel);
+            .call(self.deadline, Op::Read, Route::Leader, |conn, budget| {
+                let mut cluster = self.cluster(conn.channel);
                 let request = request(v1::TransferLeaderRequest { to }, budget);
                 async move { cluster.transfer_leader(request).await }
             })
@@ -57,8 +57,8 @@ impl Client {
     pub async fn members(&self) -> Result<MembersResponse, Error> {
         Ok(self
             .caller
-            .call(self.deadline, Op::Read, Route::Leader, |channel, budget| {
-                let mut cluster = self.cluster(channel);
+            .call(self.deadline, Op::Read, Route::Leader, |conn, budget| {
+                let mut cluster = self.cluster(conn.channel);
                 let request = request(v1::MembersRequest {}, budget);
                 async move { cluster.members(request).await }
             })
@@ -132,17 +132,12 @@ impl Client {
     pub async fn snapshot_save(&self) -> Result<SnapshotStream, Error> {
         let stream = self
             .caller
-            .call(
-                self.deadline,
-                Op::Read,
-                Route::Leader,
-                |channel, _budget| {
-                    let mut cluster = self.cluster(channel);
-                    // No gRPC timeout: the stream lasts as long as the file takes.
-                    let request = tonic::Request::new(v1::SnapshotSaveRequest {});
-                    async move { cluster.snapshot_save(request).await }
-                },
-            )
+            .call(self.deadline, Op::Read, Route::Leader, |conn, _budget| {
+                let mut cluster = self.cluster(conn.channel);
+                // No gRPC timeout: the stream lasts as long as the file takes.
+                let request = tonic::Request::new(v1::SnapshotSaveRequest {});
+                async move { cluster.snapshot_save(request).await }
+            })
             .await?
             .into_inner();
         Ok(SnapshotStream { stream })
@@ -164,8 +159,8 @@ impl Client {
     {
         Ok(self
             .caller
-            .call(self.deadline, op, route, |channel, budget| {
-                call(self.cluster(channel), request(message.clone(), budget))
+            .call(self.deadline, op, route, |conn, budget| {
+                call(self.cluster(conn.channel), request(message.clone(), budget))
             })
             .await?
             .into_inner())

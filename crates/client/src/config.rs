@@ -43,6 +43,12 @@ pub struct ClientConfig {
     /// seconds). On by default; turn it off only for clusters older than sessions,
     /// which would ignore the session and apply a retried write twice.
     pub sessions: bool,
+    /// Send key-value calls made at the same time to the same member together,
+    /// several per message of one gRPC stream (`keel.v1.Kv/Batch`), instead of one
+    /// gRPC call each. Each call keeps its own timeout, retries and errors; only
+    /// the per-call cost of gRPC is shared. On by default; calls to a member
+    /// without the Batch method fall back to unary calls by themselves.
+    pub batching: bool,
 }
 
 impl Default for ClientConfig {
@@ -64,6 +70,7 @@ impl Default for ClientConfig {
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(5),
             sessions: true,
+            batching: true,
         }
     }
 }

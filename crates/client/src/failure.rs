@@ -160,7 +160,7 @@ impl Failure {
 pub(crate) fn never_sent(status: &Status) -> bool {
     let mut cause: Option<&(dyn StdError + 'static)> = status.source();
     while let Some(e) = cause {
-        if e.is::<tonic::ConnectError>() {
+        if e.is::<tonic::ConnectError>() || e.is::<crate::mux::NeverSent>() {
             return true;
         }
         cause = e.source();

@@ -22,8 +22,8 @@ impl Client {
         };
         let response = self
             .caller
-            .call(self.deadline, Op::Read, Route::Leader, |channel, budget| {
-                let mut kv = self.kv(channel);
+            .call(self.deadline, Op::Read, Route::Leader, |conn, budget| {
+                let mut kv = self.kv(conn);
                 let request = request(message.clone(), budget);
                 async move { kv.get(request).await }
             })
@@ -89,8 +89,8 @@ impl Client {
         };
         let response = self
             .caller
-            .call(self.deadline, Op::Read, Route::Leader, |channel, budget| {
-                let mut kv = self.kv(channel);
+            .call(self.deadline, Op::Read, Route::Leader, |conn, budget| {
+                let mut kv = self.kv(conn);
                 let request = request(message.clone(), budget);
                 async move { kv.scan(request).await }
             })

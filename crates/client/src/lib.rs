@@ -27,6 +27,20 @@
 //! a leader (an election is under way), or a member cannot be reached, the client
 //! tries the configured endpoints in turn, with exponential backoff and jitter.
 //!
+//! # Calls made together travel together
+//!
+//! Key-value calls made at the same time to the same member (from many tasks
+//! sharing one `Client`) go out together, several per message of one
+//! `keel.v1.Kv/Batch` stream per connection, and their answers come back the same
+//! way, as each completes. gRPC's per-call cost (an HTTP/2 stream, headers, a
+//! write per answer on both ends) is then shared, which is most of the cost of a
+//! lease or stale read. Each call is still its own call: its own attempt timeout,
+//! retries and error, judged exactly as below (a request still queued when the
+//! stream failed counts as never sent; one handed to the stream, as possibly
+//! applied). Scans, and requests over 16 KiB, go as unary calls; so does
+//! everything to a member without the Batch method. [`ClientConfig::batching`]
+//! turns it off.
+//!
 //! # What is retried, and why
 //!
 //! A retry must never apply a write twice. So every failed attempt is judged by what
@@ -74,6 +88,8 @@ mod config;
 mod error;
 mod failure;
 mod kv;
+mod kv_conn;
+mod mux;
 mod pool;
 mod router;
 mod session;

@@ -1,11 +1,20 @@
 //! A bounded set of open connections, one per member address.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tonic::transport::{Channel, Endpoint};
 
 use crate::address::Address;
 use crate::config::ClientConfig;
+use crate::mux::Mux;
+
+/// One open connection and its batch stream.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub(crate) channel: Channel,
+    /// `None` when batching is off.
+    pub(crate) mux: Option<Arc<Mux>>,
+}
 
 /// Open connections, least recently used first out.
 ///
@@ -21,6 +30,8 @@ pub(crate) struct Pool {
 
 /// Connection settings taken from the config.
 struct Settings {
+    batching: bool,
+    max_message_bytes: usize,
     connect_timeout: std::time::Duration,
     keepalive_interval: std::time::Duration,
     keepalive_timeout: std::time::Duration,
@@ -36,7 +47,7 @@ struct Slots {
 
 struct Slot {
     address: Address,
-    channel: Channel,
+    conn: Conn,
     last_used: u64,
 }
 
@@ -44,6 +55,8 @@ impl Pool {
     pub(crate) fn new(cfg: &ClientConfig) -> Self {
         Pool {
             settings: Settings {
+                batching: cfg.batching,
+                max_message_bytes: cfg.max_message_bytes,
                 connect_timeout: cfg.connect_timeout,
                 keepalive_interval: cfg.keepalive_interval,
                 keepalive_timeout: cfg.keepalive_timeout,
@@ -57,9 +70,9 @@ impl Pool {
     ///
     /// Concurrent callers may both connect to the same new address; the first to
     /// finish is kept and the other connection is dropped.
-    pub(crate) async fn channel(&self, address: &Address) -> Result<Channel, tonic::Status> {
-        if let Some(channel) = self.lookup(address) {
-            return Ok(channel);
+    pub(crate) async fn conn(&self, address: &Address) -> Result<Conn, tonic::Status> {
+        if let Some(conn) = self.lookup(address) {
+            return Ok(conn);
         }
         let endpoint = self.endpoint(address)?;
         // Status::from_error keeps the transport error as the status's source, with
@@ -84,22 +97,34 @@ impl Pool {
         self.lock().entries.len()
     }
 
-    fn lookup(&self, address: &Address) -> Option<Channel> {
+    fn lookup(&self, address: &Address) -> Option<Conn> {
         let mut slots = self.lock();
         slots.tick += 1;
         let tick = slots.tick;
         let slot = slots.entries.iter_mut().find(|s| &s.address == address)?;
         slot.last_used = tick;
-        Some(slot.channel.clone())
+        // A batch stream that ended is replaced on the same connection (unless
+        // the member has no Batch method: then calls stay unary).
+        if let Some(mux) = &slot.conn.mux
+            && mux.is_closed()
+            && !mux.is_unsupported()
+        {
+            slot.conn.mux = Some(self.mux(&slot.conn.channel));
+        }
+        Some(slot.conn.clone())
     }
 
-    fn insert(&self, address: &Address, channel: Channel) -> Channel {
+    fn mux(&self, channel: &Channel) -> Arc<Mux> {
+        Arc::new(Mux::new(channel.clone(), self.settings.max_message_bytes))
+    }
+
+    fn insert(&self, address: &Address, channel: Channel) -> Conn {
         let mut slots = self.lock();
         slots.tick += 1;
         let tick = slots.tick;
         if let Some(existing) = slots.entries.iter_mut().find(|s| &s.address == address) {
             existing.last_used = tick;
-            return existing.channel.clone();
+            return existing.conn.clone();
         }
         if slots.entries.len() >= self.max
             && let Some(oldest) = slots
@@ -111,12 +136,16 @@ impl Pool {
         {
             slots.entries.swap_remove(oldest);
         }
+        let conn = Conn {
+            mux: self.settings.batching.then(|| self.mux(&channel)),
+            channel,
+        };
         slots.entries.push(Slot {
             address: address.clone(),
-            channel: channel.clone(),
+            conn: conn.clone(),
             last_used: tick,
         });
-        channel
+        conn
     }
 
     fn endpoint(&self, address: &Address) -> Result<Endpoint, tonic::Status> {

@@ -2,15 +2,14 @@
 
 use std::future::Future;
 
-use keel_proto::v1::kv_client::KvClient;
 use keel_proto::v1::{self, ClientSession};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::{Response, Status};
 
 use crate::call::{Op, Route};
 use crate::client::{Client, request};
 use crate::error::Error;
+use crate::kv_conn::KvConn;
 use crate::session::MAX_IN_FLIGHT;
 
 /// A write request that can carry a client session.
@@ -40,21 +39,16 @@ impl Client {
     pub(crate) async fn write<M, T, F, Fut>(&self, message: M, rpc: F) -> Result<T, Error>
     where
         M: SessionWrite,
-        F: Fn(KvClient<Channel>, tonic::Request<M>) -> Fut,
+        F: Fn(KvConn, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let Some(session) = &self.session else {
             return self
                 .caller
-                .call(
-                    self.deadline,
-                    Op::Write,
-                    Route::Leader,
-                    |channel, budget| {
-                        // Cheap: keys and values are shared `Bytes`.
-                        rpc(self.kv(channel), request(message.clone(), budget))
-                    },
-                )
+                .call(self.deadline, Op::Write, Route::Leader, |conn, budget| {
+                    // Cheap: keys and values are shared `Bytes`.
+                    rpc(self.kv(conn), request(message.clone(), budget))
+                })
                 .await
                 .map(Response::into_inner);
         };
@@ -75,16 +69,11 @@ impl Client {
             let deadline = deadline_at.saturating_duration_since(Instant::now());
             let result = self
                 .caller
-                .call(
-                    deadline,
-                    Op::SessionWrite,
-                    Route::Leader,
-                    |channel, budget| {
-                        let mut message = message.clone();
-                        message.set_session(ticket.to_proto());
-                        rpc(self.kv(channel), request(message, budget))
-                    },
-                )
+                .call(deadline, Op::SessionWrite, Route::Leader, |conn, budget| {
+                    let mut message = message.clone();
+                    message.set_session(ticket.to_proto());
+                    rpc(self.kv(conn), request(message, budget))
+                })
                 .await;
             match result {
                 Err(Error::SessionExpired(_)) if !renewed => {

@@ -1,6 +1,7 @@
 //! Presenting results: the aligned table printed at the end of a run (one section
 //! per kind of operation, keel/etcd ratio rows under each pair), and the JSON file.
 
+pub mod chart;
 pub mod json;
 mod table;
 

@@ -572,8 +572,13 @@ impl<'a> Scenario<'a> {
     }
 
     fn target(&self) -> anyhow::Result<Target> {
-        let keel = KeelTarget::new(&self.cluster.endpoints(), 1, ReadConsistency::Linearizable)
-            .context("cannot create a keel client")?;
+        let keel = KeelTarget::new(
+            &self.cluster.endpoints(),
+            1,
+            ReadConsistency::Linearizable,
+            true,
+        )
+        .context("cannot create a keel client")?;
         Ok(Target::Keel(keel))
     }
 

@@ -104,8 +104,14 @@ impl KeelSystem {
     }
 
     /// Client handles for the load.
-    pub fn target(&self, connections: usize, reads: ReadConsistency) -> anyhow::Result<KeelTarget> {
-        KeelTarget::new(&self.endpoints, connections, reads).context("cannot create keel clients")
+    pub fn target(
+        &self,
+        connections: usize,
+        reads: ReadConsistency,
+        batching: bool,
+    ) -> anyhow::Result<KeelTarget> {
+        KeelTarget::new(&self.endpoints, connections, reads, batching)
+            .context("cannot create keel clients")
     }
 
     /// The nodes' processes, if the bench started them.

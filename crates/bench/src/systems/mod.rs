@@ -32,9 +32,10 @@ impl System {
         &self,
         connections: usize,
         reads: ReadConsistency,
+        keel_batching: bool,
     ) -> anyhow::Result<Target> {
         Ok(match self {
-            System::Keel(s) => Target::Keel(s.target(connections, reads)?),
+            System::Keel(s) => Target::Keel(s.target(connections, reads, keel_batching)?),
             System::Etcd(s) => Target::Etcd(s.target(connections, reads).await?),
         })
     }

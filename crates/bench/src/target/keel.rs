@@ -15,14 +15,21 @@ pub struct KeelTarget {
 
 impl KeelTarget {
     /// Handles for the cluster at `endpoints`: `connections` independent clients,
-    /// each opening one connection per member it talks to.
+    /// each opening one connection per member it talks to, batching concurrent
+    /// operations on it if `batching`.
     pub fn new(
         endpoints: &[String],
         connections: usize,
         reads: ReadConsistency,
+        batching: bool,
     ) -> Result<Self, Error> {
         let clients = (0..connections.max(1))
-            .map(|_| Client::new(ClientConfig::with_endpoints(endpoints.iter().cloned())))
+            .map(|_| {
+                Client::new(ClientConfig {
+                    batching,
+                    ..ClientConfig::with_endpoints(endpoints.iter().cloned())
+                })
+            })
             .collect::<Result<_, _>>()?;
         let mode = match reads {
             ReadConsistency::Linearizable => ReadMode::Linearizable,

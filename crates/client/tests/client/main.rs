@@ -3,6 +3,7 @@
 
 mod mock;
 
+mod batching;
 mod deadline;
 mod leader;
 mod operations;

@@ -15,6 +15,7 @@ use keel_proto::v1::{self, Precondition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 /// How a mock member answers a call.
@@ -56,6 +57,8 @@ struct State {
     /// The session of every put and delete that arrived, in order.
     sessions: Mutex<Vec<Option<v1::ClientSession>>>,
     store: Mutex<Store>,
+    /// Serves `Kv/Batch` (else answers it UNIMPLEMENTED, like an older build).
+    batching: bool,
 }
 
 /// A tonic server implementing `keel.v1.Kv` and `keel.v1.Cluster` on 127.0.0.1.
@@ -66,6 +69,15 @@ pub struct MockNode {
 
 impl MockNode {
     pub async fn start(id: u64, default: Behavior) -> MockNode {
+        MockNode::start_with(id, default, false).await
+    }
+
+    /// Like `start`, also serving `Kv/Batch` (each request as its unary method).
+    pub async fn start_batching(id: u64, default: Behavior) -> MockNode {
+        MockNode::start_with(id, default, true).await
+    }
+
+    async fn start_with(id: u64, default: Behavior, batching: bool) -> MockNode {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -78,6 +90,7 @@ impl MockNode {
             calls: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Vec::new()),
             store: Mutex::new(Store::default()),
+            batching,
         });
         let service = Service(state.clone());
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
@@ -102,7 +115,8 @@ impl MockNode {
     }
 
     /// How many calls of `method` ("get", "put", "delete", "scan", "status",
-    /// "members") reached the service.
+    /// "members", and "batch" for streams opened) reached the service; a batched
+    /// request counts as a call of its method.
     pub fn calls(&self, method: &str) -> usize {
         lock(&self.state.calls).get(method).copied().unwrap_or(0)
     }
@@ -162,6 +176,43 @@ impl Service {
     }
 }
 
+impl Service {
+    /// One batched request, answered by its unary method.
+    async fn answer(
+        &self,
+        request: Option<v1::batch_request_item::Request>,
+    ) -> v1::batch_response_item::Response {
+        use v1::batch_request_item::Request as Item;
+        use v1::batch_response_item::Response as Answer;
+        let result = match request {
+            Some(Item::Get(r)) => self
+                .get(Request::new(r))
+                .await
+                .map(|r| Answer::Get(r.into_inner())),
+            Some(Item::Put(r)) => self
+                .put(Request::new(r))
+                .await
+                .map(|r| Answer::Put(r.into_inner())),
+            Some(Item::Delete(r)) => self
+                .delete(Request::new(r))
+                .await
+                .map(|r| Answer::Delete(r.into_inner())),
+            Some(Item::Txn(r)) => self
+                .txn(Request::new(r))
+                .await
+                .map(|r| Answer::Txn(r.into_inner())),
+            None => Err(Status::invalid_argument("empty batch item")),
+        };
+        result.unwrap_or_else(|s| {
+            Answer::Error(v1::BatchError {
+                code: s.code() as i32,
+                message: s.message().to_owned(),
+                detail: keel_proto::error::error_detail(&s),
+            })
+        })
+    }
+}
+
 fn kv(key: &Bytes, (value, version): &(Bytes, u64)) -> v1::KeyValue {
     v1::KeyValue {
         key: key.clone(),
@@ -172,6 +223,38 @@ fn kv(key: &Bytes, (value, version): &(Bytes, u64)) -> v1::KeyValue {
 
 #[tonic::async_trait]
 impl Kv for Service {
+    type BatchStream = ReceiverStream<Result<v1::BatchResponse, Status>>;
+
+    async fn batch(
+        &self,
+        req: Request<tonic::Streaming<v1::BatchRequest>>,
+    ) -> Result<Response<Self::BatchStream>, Status> {
+        *lock(&self.0.calls).entry("batch").or_default() += 1;
+        if !self.0.batching {
+            return Err(Status::unimplemented("this mock has no Batch"));
+        }
+        let mut inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let service = self.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = inbound.message().await {
+                for item in message.items {
+                    let service = service.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let response = service.answer(item.request).await;
+                        let items = vec![v1::BatchResponseItem {
+                            id: item.id,
+                            response: Some(response),
+                        }];
+                        let _ = tx.send(Ok(v1::BatchResponse { items })).await;
+                    });
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::GetResponse>, Status> {
         self.begin("get").await?;
         let req = req.into_inner();

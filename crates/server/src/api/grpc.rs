@@ -8,15 +8,15 @@ use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
-    AddMemberRequest, AddMemberResponse, DeleteRequest, DeleteResponse, DigestRequest,
-    DigestResponse, GetRequest, GetResponse, MembersRequest, MembersResponse, PeerProgress,
-    PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest,
-    RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest,
-    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse, TxnRequest,
-    TxnResponse,
+    AddMemberRequest, AddMemberResponse, BatchRequest, DeleteRequest, DeleteResponse,
+    DigestRequest, DigestResponse, GetRequest, GetResponse, MembersRequest, MembersResponse,
+    PeerProgress, PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse,
+    RemoveMemberRequest, RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk,
+    SnapshotSaveRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse, TxnRequest, TxnResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::ApiContext;
 use super::ops::Forwarding;
@@ -90,6 +90,18 @@ impl Kv for KvService {
             )
             .await?;
         Ok(Response::new(out))
+    }
+
+    type BatchStream = super::batch::BatchStream;
+
+    async fn batch(
+        &self,
+        r: Request<Streaming<BatchRequest>>,
+    ) -> Result<Response<Self::BatchStream>, Status> {
+        Ok(Response::new(super::batch::serve(
+            self.ctx.clone(),
+            r.into_inner(),
+        )))
     }
 }
 

@@ -6,6 +6,7 @@
 //! (`status.rs`).
 
 mod backup;
+mod batch;
 mod dashboard;
 mod forward;
 mod grpc;
