@@ -1,20 +1,23 @@
 //! The operator's event log: node events as plain sentences, one a line
 //! (`Node 2 became the leader for term 5.`), written to `--event-log FILE` and to
-//! the tracing log.
+//! the tracing log, and kept in the node's [`Timeline`] for the dashboard.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use keel_raft::{Event, NodeId, Role};
 
 use crate::error::ServerError;
+use crate::timeline::Timeline;
 
 /// Writes event sentences; a no-op sink when no file was configured.
 #[derive(Debug)]
 pub struct EventLog {
     node: NodeId,
     out: Option<BufWriter<File>>,
+    timeline: Option<Arc<Timeline>>,
 }
 
 impl EventLog {
@@ -34,7 +37,18 @@ impl EventLog {
             )),
             None => None,
         };
-        Ok(EventLog { node, out })
+        Ok(EventLog {
+            node,
+            out,
+            timeline: None,
+        })
+    }
+
+    /// Also keeps events and leader changes in `timeline` (bounded, in memory),
+    /// whether or not a file was configured.
+    pub fn with_timeline(mut self, timeline: Arc<Timeline>) -> Self {
+        self.timeline = Some(timeline);
+        self
     }
 
     /// Whether per-entry events are wanted (they cost a line per applied entry).
@@ -58,11 +72,24 @@ impl EventLog {
             }
             _ => tracing::info!(target: "keel::events", "{line}"),
         }
+        if let Some(t) = &self.timeline {
+            t.event(&line);
+            // Every change of leader reaches a node as one of these two events
+            // (the core emits `BecameFollower` again when a follower learns of a
+            // new leader), so they are the complete history this node saw.
+            match *e {
+                Event::BecameLeader { term } => t.leader(term, self.node),
+                Event::BecameFollower { term, leader } if leader != 0 => t.leader(term, leader),
+                _ => {}
+            }
+        }
         self.write(&line);
     }
 
     /// Records that this node applied a committed entry (`what` is e.g. `SET k v`;
-    /// long ones are cut, so a 1 MiB value does not become a 1 MiB line).
+    /// long ones are cut, so a 1 MiB value does not become a 1 MiB line). Not kept
+    /// in the timeline: one line per write would push every election out of its
+    /// bounded ring within moments under load (the throughput samples show writes).
     pub fn committed(&mut self, role: Role, what: &str) {
         let what = shorten(what, MAX_ENTRY_CHARS);
         let line = format!(
@@ -77,6 +104,9 @@ impl EventLog {
     /// Records a free-form sentence (start-up, recovery, shutdown).
     pub fn note(&mut self, line: &str) {
         tracing::info!(target: "keel::events", "{line}");
+        if let Some(t) = &self.timeline {
+            t.event(line);
+        }
         self.write(line);
     }
 
@@ -99,7 +129,7 @@ impl EventLog {
 const MAX_ENTRY_CHARS: usize = 120;
 
 /// `text`, cut to `max` characters with a note of the full length.
-fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(max) {
         None => std::borrow::Cow::Borrowed(text),
         Some((cut, _)) => {
@@ -225,6 +255,36 @@ mod tests {
         assert!(cut.starts_with("SET k xxx"));
         assert!(cut.ends_with("… (506 bytes)"), "{cut}");
         assert!(cut.chars().count() < 140);
+    }
+
+    #[test]
+    fn timeline_keeps_events_and_leaders_but_not_entries() {
+        let timeline = Arc::new(Timeline::new());
+        let mut log = EventLog::open(1, None)
+            .expect("open")
+            .with_timeline(timeline.clone());
+        log.core_event(&Event::BecameFollower { term: 2, leader: 0 });
+        log.core_event(&Event::BecameFollower { term: 2, leader: 3 });
+        log.committed(Role::Follower, "SET k v");
+        log.core_event(&Event::BecameLeader { term: 3 });
+        log.note("Node 1 shut down cleanly.");
+        let v = timeline.view(10);
+        let texts: Vec<&str> = v.events.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Node 1 became a follower in term 2.",
+                "Node 1 is following Node 3 in term 2.",
+                "Node 1 became the leader for term 3.",
+                "Node 1 shut down cleanly.",
+            ]
+        );
+        let leaders: Vec<(u64, u64)> = v
+            .leader_changes
+            .iter()
+            .map(|l| (l.term, l.leader_id))
+            .collect();
+        assert_eq!(leaders, [(2, 3), (3, 1)]);
     }
 
     #[test]

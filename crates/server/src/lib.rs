@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 mod server;
+pub mod timeline;
 pub mod transport;
 
 pub use config::{DefaultReadMode, MAX_KEY_BYTES, ServerConfig, parse_initial_cluster};

@@ -23,6 +23,7 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
+use crate::timeline::{self, Timeline};
 use crate::transport::{
     LocalIdentity, MAX_PEER_MESSAGE_BYTES, RaftService, SnapshotInbox, Transport, TransportStats,
 };
@@ -41,7 +42,10 @@ pub async fn run(
         Some(addr) => Some(bind(&addr.to_string()).await?),
         None => None,
     };
-    let mut events = EventLog::open(cfg.id, cfg.event_log.as_deref())?;
+    // From the first event on, so the dashboard shows recovery too.
+    let timeline = Arc::new(Timeline::new());
+    let mut events =
+        EventLog::open(cfg.id, cfg.event_log.as_deref())?.with_timeline(timeline.clone());
     let mut joined_members = BTreeMap::new();
     let identity = match &cfg.join {
         Some(seed) if !identity::is_initialised(&cfg.data_dir) => {
@@ -152,7 +156,15 @@ pub async fn run(
         http_address: cfg.http.map(|a| a.to_string()),
     };
     let backups = Backups::open(&cfg.data_dir)?;
-    let ctx = ApiContext::new(handle, who, book.clone(), limits, metrics, backups);
+    let ctx = ApiContext::new(
+        handle,
+        who,
+        book.clone(),
+        limits,
+        metrics,
+        backups,
+        timeline.clone(),
+    );
     let raft_svc = RaftService::new(
         cfg.id,
         identity.cluster_id,
@@ -170,6 +182,11 @@ pub async fn run(
     let max_client_message = cfg.max_value_bytes + (64 << 10);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(timeline::sample_throughput(
+        timeline,
+        ctx.node.clone(),
+        stop_rx.clone(),
+    ));
     let grpc = {
         let mut stop = stop_rx.clone();
         let router = tonic::transport::Server::builder()
@@ -242,6 +259,7 @@ pub async fn run(
     if let Some(h) = http {
         drain(h, SERVER_DRAIN).await;
     }
+    let _ = sampler.await;
     match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(_)) | Err(_) => Err(ServerError::Fatal("the consensus thread panicked".into())),

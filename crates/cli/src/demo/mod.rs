@@ -85,6 +85,10 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             cluster.log_path(id).display()
         );
     }
+    println!(
+        "  live dashboard: http://{}/ (every node serves one at its http address)",
+        cluster.http_addr(1)
+    );
     let endpoints = cluster.endpoints();
     if endpoints.join(",") != crate::DEFAULT_ENDPOINTS {
         println!(

@@ -10,14 +10,15 @@ use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
 use tonic::transport::{Channel, Endpoint};
 
-/// Cached gRPC connections to leaders, by address.
+/// Cached gRPC connections to leaders (and, for the cluster status, to every
+/// member), by address.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     channels: Mutex<HashMap<String, Channel>>,
     max_message: usize,
 }
 
-/// Bound on cached leader connections (members come and go).
+/// Bound on cached connections (members come and go).
 const MAX_CACHED: usize = 16;
 
 impl Forwarder {

@@ -1,6 +1,7 @@
 //! The HTTP/JSON API (design.md): `/v1/kv/{key}` with GET/PUT/POST/DELETE and
 //! If-Match, `/v1/kv?prefix=&limit=`, `/v1/status`, `/healthz`; membership routes
-//! are in `http_members.rs`, `POST /v1/txn` in `http_txn.rs`.
+//! are in `http_members.rs`, `POST /v1/txn` in `http_txn.rs`, the dashboard (`/`)
+//! and `/v1/cluster/status` in `dashboard.rs`.
 //!
 //! Any node serves every route: a follower forwards writes and linearizable reads
 //! to the leader. Values travel as the raw request body (or `{"value": "..."}` with
@@ -47,6 +48,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
                 .delete(delete_key),
         )
         .route("/v1/status", get(status))
+        .merge(super::dashboard::routes())
         .merge(super::http_members::routes())
         .merge(super::http_txn::routes())
         .route("/healthz", get(healthz))
@@ -127,7 +129,7 @@ pub(super) fn bad_request(msg: impl Into<String>) -> HttpError {
 }
 
 /// Decoded query parameters (`application/x-www-form-urlencoded`).
-fn query_params(raw: Option<String>) -> Result<Vec<(String, String)>, HttpError> {
+pub(super) fn query_params(raw: Option<String>) -> Result<Vec<(String, String)>, HttpError> {
     let raw = raw.unwrap_or_default();
     serde_urlencoded_pairs(&raw).ok_or_else(|| bad_request("malformed query string"))
 }
@@ -160,7 +162,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -439,7 +441,7 @@ async fn healthz(State(ctx): Ctx) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /healthz, /metrics", "kind": "not_found"})),
+        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /v1/cluster/status, /healthz, /metrics, and the dashboard at /", "kind": "not_found"})),
     )
         .into_response()
 }

@@ -1,10 +1,13 @@
 //! Client-facing APIs. `ops.rs` (and `txn.rs` for transactions) holds the
 //! operations, shared by the gRPC services (`grpc.rs`) and the HTTP/JSON API
 //! (`http.rs`, `http_txn.rs`); errors everywhere are keel's
-//! `ErrorDetail`, which says whether a write may have been applied.
+//! `ErrorDetail`, which says whether a write may have been applied. The
+//! dashboard (`dashboard.rs`) is served over HTTP from the cluster status
+//! (`status.rs`).
 
 mod backup;
 mod batch;
+mod dashboard;
 mod forward;
 mod grpc;
 mod http;
@@ -14,6 +17,7 @@ mod http_txn;
 mod members;
 mod ops;
 mod sessions;
+pub mod status;
 mod txn;
 mod validate;
 
@@ -31,6 +35,7 @@ use crate::config::DefaultReadMode;
 use crate::members::MemberBook;
 use crate::metrics::{ClientOp, Metrics};
 use crate::node::{NodeError, NodeHandle};
+use crate::timeline::Timeline;
 use forward::Forwarder;
 
 /// Limits and defaults the APIs enforce.
@@ -88,8 +93,11 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Where backups are written before they are streamed.
     pub backups: Arc<Backups>,
+    /// This node's recent events, leaders and throughput, for the dashboard.
+    pub timeline: Arc<Timeline>,
     forwarder: Forwarder,
     lost_replies: sessions::LostReplies,
+    status_cache: status::StatusCache,
 }
 
 impl ApiContext {
@@ -101,6 +109,7 @@ impl ApiContext {
         limits: ApiLimits,
         metrics: Arc<Metrics>,
         backups: Arc<Backups>,
+        timeline: Arc<Timeline>,
     ) -> Arc<Self> {
         Arc::new(ApiContext {
             node,
@@ -115,6 +124,8 @@ impl ApiContext {
             started: Instant::now(),
             metrics,
             backups,
+            timeline,
+            status_cache: status::StatusCache::default(),
         })
     }
 
