@@ -128,7 +128,7 @@ async fn grpc_operations_and_preconditions() {
 async fn http_api_on_leader_and_followers() {
     let mut t = TestCluster::start(3);
     let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
-    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let follower = t.follower_of(leader, LEADER_TIMEOUT).await;
     let f = t.cluster.http_addr(follower);
 
     // A follower forwards writes to the leader.

@@ -194,9 +194,19 @@ async fn a_damaged_snapshot_is_refused_at_start_and_the_node_falls_back() {
         line.contains("offset"),
         "the refusal names the offset: {line}"
     );
+    // Set aside, so it is never loaded or sent. (The restarted node may since
+    // have written a fresh snapshot at the same index, under the same name: that
+    // one is whole.)
+    let mut aside = newest.clone().into_os_string();
+    aside.push(".corrupt");
+    assert_eq!(
+        std::fs::read(&aside).expect("the damaged file, renamed"),
+        bytes,
+        "the damaged bytes were set aside"
+    );
     assert!(
-        !newest.exists(),
-        "the damaged file was set aside so it is never loaded or sent"
+        std::fs::read(&newest).map_or(true, |now| now != bytes),
+        "the damaged file is no longer where snapshots are loaded from"
     );
     write_keys(&t, "after", 0..20, 16).await;
     t.wait_for_value_on(victim, "after19", &value(19, 16), CATCH_UP)

@@ -162,7 +162,7 @@ async fn transactions_and_conditional_writes_over_http() {
     // A small value limit, so a transaction's reads can exceed it cheaply.
     let mut t = TestCluster::start_with(3, &["--max-value-bytes", "1000"]);
     let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
-    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let follower = t.follower_of(leader, LEADER_TIMEOUT).await;
     let f = t.cluster.http_addr(follower);
     let json_of = |body: &[u8]| -> Json { serde_json::from_slice(body).expect("json body") };
 

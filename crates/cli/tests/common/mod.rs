@@ -168,6 +168,32 @@ impl TestCluster {
         }
     }
 
+    /// A follower that already knows `leader` leads (polled until one does). A
+    /// majority agreeing on the leader does not mean every follower heard of
+    /// it yet, and a follower that has not answers "no leader known" instead of
+    /// forwarding.
+    pub async fn follower_of(&mut self, leader: u64, timeout: Duration) -> u64 {
+        let ids: Vec<u64> = self
+            .cluster
+            .running()
+            .into_iter()
+            .filter(|&id| id != leader)
+            .collect();
+        let this = &*self;
+        eventually(timeout, &format!("a follower of node {leader}"), || {
+            let ids = ids.clone();
+            async move {
+                for id in ids {
+                    if this.status(id).await.is_some_and(|s| s.leader_id == leader) {
+                        return Some(id);
+                    }
+                }
+                None
+            }
+        })
+        .await
+    }
+
     /// Waits until node `id`'s local state has `key` = `value`.
     pub async fn wait_for_value_on(&self, id: u64, key: &str, value: &str, timeout: Duration) {
         let c = self.node_client(id);
