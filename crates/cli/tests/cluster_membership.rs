@@ -17,11 +17,6 @@ use common::workload::{
 use common::{TestCluster, eventually};
 use keel_client::{Error, MembersResponse};
 
-/// Polls the leader's member list (up to a second) until `f` holds for it.
-async fn poll_members(t: &TestCluster, f: impl Fn(&MembersResponse) -> bool) -> bool {
-    poll_members_until(t, Duration::from_secs(1), f).await
-}
-
 /// Polls the leader's member list (up to `timeout`) until `f` holds for it.
 async fn poll_members_until(
     t: &TestCluster,
@@ -214,13 +209,26 @@ async fn one_change_at_a_time_learners_and_a_graceful_leave() {
     // before the leader can notice; if it noticed anyway, start over.
     let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
     let frozen: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    let mut attempts = 0;
     let second = loop {
+        attempts += 1;
+        // A promotion that went through in an earlier attempt (the voters came
+        // back before we saw it pending) cannot be in flight again: fail with the
+        // reason rather than loop for ever.
+        let m = members(&t).await;
+        assert!(
+            attempts <= 20 && learners(&m) == [learner],
+            "could not catch the promotion in flight in {attempts} attempts: {m:?}"
+        );
         for &id in &frozen {
             t.cluster.pause(id);
         }
         let c = t.client.with_deadline(Duration::from_secs(2));
         let first = tokio::spawn(async move { c.promote_member(learner).await });
-        let pending = poll_members(&t, |m| m.change_in_progress).await;
+        // Generous: under load the first members() answers can be slow, and the
+        // change stays pending for as long as the voters are frozen.
+        let pending =
+            poll_members_until(&t, Duration::from_secs(3), |m| m.change_in_progress).await;
         let second = t
             .client
             .with_deadline(Duration::from_secs(1))
