@@ -146,21 +146,21 @@ impl Shared {
     /// Ends the stream: every request handed to it and not answered fails with
     /// `status()` (it may have arrived), later ones as never sent.
     fn close(&self, status: impl Fn() -> Status) {
-        self.closed.store(true, Ordering::Release);
-        let replies = std::mem::take(&mut self.lock().replies);
-        for (_, reply) in replies {
-            let _ = reply.send(Err(MuxError::Failed(status())));
-        }
+        self.fail_waiting(|| MuxError::Failed(status()));
     }
 
     /// Like `close`, when the member has no Batch method: nothing it was sent was
     /// run, so every request is made again unary.
     fn close_unsupported(&self) {
         self.unsupported.store(true, Ordering::Release);
+        self.fail_waiting(|| MuxError::Unsupported);
+    }
+
+    fn fail_waiting(&self, error: impl Fn() -> MuxError) {
         self.closed.store(true, Ordering::Release);
         let replies = std::mem::take(&mut self.lock().replies);
         for (_, reply) in replies {
-            let _ = reply.send(Err(MuxError::Unsupported));
+            let _ = reply.send(Err(error()));
         }
     }
 
