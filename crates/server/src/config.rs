@@ -65,6 +65,12 @@ pub struct ServerConfig {
     pub event_log: Option<PathBuf>,
     /// WAL segment size (each segment is preallocated to it).
     pub wal_segment_bytes: u64,
+    /// Writes are refused (DISK_FULL) while the data directory's filesystem has
+    /// less free space than this, and taken again once it has; reads go on. It
+    /// should cover a WAL segment and what the state machine grows by meanwhile.
+    /// 0 turns the check off: a full disk is then noticed only when the WAL cannot
+    /// grow, and the state machine may stop the node first.
+    pub min_free_disk_bytes: u64,
     /// How often the state machine is made durable (the WAL covers the gap).
     pub state_flush_interval_ms: u64,
     /// Bound on client requests queued for the consensus thread.
@@ -134,6 +140,7 @@ impl ServerConfig {
             default_read_mode: DefaultReadMode::Linearizable,
             event_log: None,
             wal_segment_bytes: 64 << 20,
+            min_free_disk_bytes: 128 << 20,
             state_flush_interval_ms: 1_000,
             max_pending_requests: 65_536,
             max_peer_queue: 1_024,

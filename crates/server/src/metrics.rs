@@ -94,6 +94,12 @@ pub struct Metrics {
     client_sessions: Gauge,
     session_duplicates: Counter,
     session_rejections: Counter,
+    /// 1 while this node refuses writes because its data disk is full, else 0.
+    pub disk_full: Gauge,
+    /// Free bytes on the data directory's filesystem, as last measured.
+    pub disk_available_bytes: Gauge,
+    /// Times the WAL could not grow because the disk was full.
+    pub wal_no_space: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +148,9 @@ impl Metrics {
             client_sessions: Gauge::default(),
             session_duplicates: Counter::default(),
             session_rejections: Counter::default(),
+            disk_full: Gauge::default(),
+            disk_available_bytes: Gauge::default(),
+            wal_no_space: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -249,6 +258,22 @@ impl Metrics {
             "lease_read_fallbacks",
             "Lease-mode reads that found no valid lease on this node",
             m.lease_read_fallbacks.clone(),
+        );
+        r.register(
+            "disk_full",
+            "1 while this node refuses writes because its data disk is full",
+            m.disk_full.clone(),
+        );
+        r.register_with_unit(
+            "disk_available",
+            "Free space on the data directory's filesystem, as last measured",
+            Unit::Bytes,
+            m.disk_available_bytes.clone(),
+        );
+        r.register(
+            "wal_no_space",
+            "Times the WAL could not grow because the disk was full",
+            m.wal_no_space.clone(),
         );
         r.register(
             "client_sessions",
