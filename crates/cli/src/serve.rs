@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, ValueEnum};
+use keel_server::config::setting;
 use keel_server::{DefaultReadMode, ServerConfig, parse_initial_cluster};
 
 use crate::config_file;
@@ -199,7 +200,11 @@ impl ServeArgs {
         cfg.max_client_sessions = self.max_client_sessions;
         cfg.fault_lose_write_reply_every = self.fault_lose_write_reply_every;
         if cfg.learner && cfg.join.is_none() {
-            anyhow::bail!("--learner only applies with --join");
+            anyhow::bail!(
+                "{} only applies with {}, which is not set",
+                setting("learner"),
+                setting("join")
+            );
         }
         cfg.validate()?;
         Ok(cfg)
