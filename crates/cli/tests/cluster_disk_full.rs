@@ -53,13 +53,9 @@ impl FullDiskCluster {
                 }
             }
         }
-        let mut spec = ClusterSpec::on_free_ports(
-            3,
-            unique_loopback(),
-            base.path().to_path_buf(),
-            keel_bin(),
-        )
-        .expect("free ports");
+        let mut spec =
+            ClusterSpec::on_free_ports(3, unique_loopback(), base.path().to_path_buf(), keel_bin())
+                .expect("free ports");
         spec.extra_args = [
             "--wal-segment-bytes",
             "1048576",
@@ -136,9 +132,8 @@ async fn a_full_leader_hands_over_and_takes_writes_again_once_space_returns() {
     }
     let filler = c.fill(leader).await;
     assert!(
-        c.events(leader).contains(&format!(
-            "Node {leader} cannot write its log: disk full"
-        )),
+        c.events(leader)
+            .contains(&format!("Node {leader} cannot write its log: disk full")),
         "event log of node {leader}:\n{}",
         c.events(leader)
     );
@@ -164,7 +159,10 @@ async fn a_full_leader_hands_over_and_takes_writes_again_once_space_returns() {
     let r = c.t.client.get("during-3", ReadMode::Linearizable).await;
     assert_eq!(r.expect("read").kv.expect("found").value, b"v".as_slice());
     let local = c.t.node_client(leader);
-    let r = local.get("before-7", ReadMode::Stale).await.expect("local read");
+    let r = local
+        .get("before-7", ReadMode::Stale)
+        .await
+        .expect("local read");
     assert!(r.kv.is_some(), "the full node still serves what it has");
     // Space returns: the node catches up by itself, no restart.
     std::fs::remove_file(&filler).expect("remove filler");
@@ -195,9 +193,15 @@ async fn a_full_follower_stores_nothing_new_and_catches_up_once_space_returns() 
         c.write(&format!("during-{i}"), "v").await;
     }
     let local = c.t.node_client(follower);
-    let r = local.get("during-19", ReadMode::Stale).await.expect("local read");
+    let r = local
+        .get("during-19", ReadMode::Stale)
+        .await
+        .expect("local read");
     assert!(r.kv.is_none(), "a full follower stored a new entry");
-    let r = local.get("before", ReadMode::Stale).await.expect("local read");
+    let r = local
+        .get("before", ReadMode::Stale)
+        .await
+        .expect("local read");
     assert!(r.kv.is_some(), "the full follower still serves what it has");
     let status = c.t.status(leader).await.expect("leader status");
     assert_eq!(status.role, "leader", "the leader kept its quorum");
@@ -244,7 +248,10 @@ async fn with_every_disk_full_writes_fail_clearly_reads_work_and_space_brings_wr
     );
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 507, "{body}");
-    assert!(body.contains("disk_full") && body.contains("free space on"), "{body}");
+    assert!(
+        body.contains("disk_full") && body.contains("free space on"),
+        "{body}"
+    );
     // Reads work, linearizable ones included.
     let r = c.t.client.get("before", ReadMode::Linearizable).await;
     assert!(r.expect("read").kv.is_some());

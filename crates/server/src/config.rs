@@ -167,7 +167,10 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |msg: String| Err(ServerError::Config(msg));
         if self.id == 0 {
-            return bad(format!("{} must be a positive integer, got 0", setting("id")));
+            return bad(format!(
+                "{} must be a positive integer, got 0",
+                setting("id")
+            ));
         }
         if self.tick_ms == 0 || self.tick_ms > 1_000 {
             return bad(format!(
@@ -416,7 +419,10 @@ mod tests {
     fn every_message_names_the_setting_and_the_bad_value() {
         type Case = (fn(&mut ServerConfig), &'static str);
         let cases: &[Case] = &[
-            (|c| c.id = 0, "id (--id, KEEL_ID) must be a positive integer, got 0"),
+            (
+                |c| c.id = 0,
+                "id (--id, KEEL_ID) must be a positive integer, got 0",
+            ),
             (
                 |c| c.tick_ms = 0,
                 "tick_ms (--tick-ms, KEEL_TICK_MS) must be in 1..=1000, got 0",
@@ -466,8 +472,14 @@ mod tests {
                 "join (--join, KEEL_JOIN) and initial_cluster (--initial-cluster, \
                  KEEL_INITIAL_CLUSTER) exclude each other",
             ),
-            (|c| c.max_pending_requests = 0, "max_pending_requests must be positive, got 0"),
-            (|c| c.max_scan_limit = 0, "max_scan_limit must be positive, got 0"),
+            (
+                |c| c.max_pending_requests = 0,
+                "max_pending_requests must be positive, got 0",
+            ),
+            (
+                |c| c.max_scan_limit = 0,
+                "max_scan_limit must be positive, got 0",
+            ),
             (
                 |c| c.snapshot_entries = 5,
                 "snapshot_entries (--snapshot-entries, KEEL_SNAPSHOT_ENTRIES) must be 0 \
@@ -505,7 +517,10 @@ mod tests {
         c.validate().expect("joining is valid");
         c.join = Some("no-port".into());
         let msg = refusal(&c);
-        assert!(msg.contains("join (--join, KEEL_JOIN) \"no-port\""), "{msg}");
+        assert!(
+            msg.contains("join (--join, KEEL_JOIN) \"no-port\""),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ fn a_full_follower_acknowledges_nothing_new_and_catches_up_when_space_returns() 
         net.deliver(m);
     }
     // Node 3 answered nothing about the new entry...
-    let from_3: Vec<_> = net.take_queue().into_iter().filter(|m| m.from == 3).collect();
+    let from_3: Vec<_> = net
+        .take_queue()
+        .into_iter()
+        .filter(|m| m.from == 3)
+        .collect();
     assert!(
         !from_3.iter().any(|m| matches!(
             m.body,
@@ -74,7 +78,13 @@ fn a_full_follower_acknowledges_nothing_new_and_catches_up_when_space_returns() 
     assert!(net.node(1).commit_index() >= index);
     assert_eq!(net.node(3).last_index(), before, "nothing new stored");
     assert!(net.node(3).commit_index() < index);
-    let match_3 = net.node(1).status().peers.iter().find(|p| p.id == 3).map(|p| p.match_index);
+    let match_3 = net
+        .node(1)
+        .status()
+        .peers
+        .iter()
+        .find(|p| p.id == 3)
+        .map(|p| p.match_index);
     assert!(match_3 < Some(index), "the leader knows node 3 is behind");
     // ...and node 3 still follows: heartbeats keep it from campaigning.
     for _ in 0..5 {

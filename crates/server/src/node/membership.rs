@@ -475,8 +475,7 @@ fn refusal(e: ConfChangeError) -> NodeError {
             NodeError::NotLeader { leader }
         }
         ConfChangeError::Propose(keel_raft::ProposeError::DiskFull) => NodeError::DiskFull(
-            "disk full: this leader cannot write its log; free space on its data directory"
-                .into(),
+            "disk full: this leader cannot write its log; free space on its data directory".into(),
         ),
         other => NodeError::Invalid(other.to_string()),
     }

@@ -76,8 +76,7 @@ impl Vfs for StdVfs {
     }
 
     fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
-        let st = rustix::fs::statvfs(path)
-            .map_err(|e| with_path(e.into(), "statvfs", path))?;
+        let st = rustix::fs::statvfs(path).map_err(|e| with_path(e.into(), "statvfs", path))?;
         Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
     }
 }

@@ -69,9 +69,9 @@ pub(crate) fn create(
 ) -> Result<(Arc<dyn VfsFile>, PathBuf), WalError> {
     debug_assert!(bytes > SEGMENT_HEADER_LEN);
     let path = dir.join(file_name(seq));
-    let file = vfs
-        .open(&path, true)
-        .map_err(WalError::io_or_no_space("create segment", &path, dir))?;
+    let file =
+        vfs.open(&path, true)
+            .map_err(WalError::io_or_no_space("create segment", &path, dir))?;
     let reserved = file
         .allocate(bytes)
         .map_err(WalError::io_or_no_space("preallocate segment", &path, dir))

@@ -469,7 +469,8 @@ impl Wal {
                 if e.is_no_space() {
                     // Neither this frame nor any after it was written: they wait
                     // for the next sync, which numbers them afresh.
-                    self.batch.restore(std::iter::once(buf).chain(frames).collect());
+                    self.batch
+                        .restore(std::iter::once(buf).chain(frames).collect());
                 }
                 return Err(e);
             }

@@ -41,7 +41,10 @@ fn a_full_disk_at_rollover_keeps_the_batch_and_a_retry_writes_it() {
     assert!(msg.starts_with("disk full:"), "{msg}");
     assert!(msg.contains(DIR), "names the directory to free: {msg}");
     assert!(!wal.is_poisoned());
-    assert!(wal.has_pending(), "the entry that did not fit is still buffered");
+    assert!(
+        wal.has_pending(),
+        "the entry that did not fit is still buffered"
+    );
     let segments = segment_names(&vfs);
     // The half-made segment was given back.
     assert_eq!(segments.len(), 3, "{segments:?}");
