@@ -11,6 +11,7 @@
 //! same log. It therefore enforces no configurable limits (they are checked before a
 //! command is proposed) and never rejects a committed entry.
 
+mod add;
 mod apply;
 mod backend;
 mod digest;
@@ -358,6 +359,8 @@ pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
     Ok(applied)
 }
 
+#[cfg(test)]
+mod add_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -235,7 +235,9 @@ fn model_after(log: &[Command], n: usize) -> BTreeMap<Bytes, (Bytes, u64)> {
             Command::Delete { key, .. } => {
                 state.remove(key);
             }
-            Command::Txn(_) => unreachable!("the log holds single-key commands"),
+            Command::Txn(_) | Command::Add { .. } => {
+                unreachable!("the log holds puts and deletes only")
+            }
         }
     }
     state
