@@ -26,6 +26,8 @@ pub enum ClientOp {
     Scan,
     /// A transaction.
     Txn,
+    /// An atomic add to one key.
+    Add,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

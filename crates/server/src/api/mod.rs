@@ -1,8 +1,10 @@
-//! Client-facing APIs. `ops.rs` (and `txn.rs` for transactions) holds the
-//! operations, shared by the gRPC services (`grpc.rs`) and the HTTP/JSON API
-//! (`http.rs`, `http_txn.rs`); errors everywhere are keel's
-//! `ErrorDetail`, which says whether a write may have been applied.
+//! Client-facing APIs. `ops.rs` (and `txn.rs` for transactions, `add.rs` for
+//! atomic adds) holds the operations, shared by the gRPC services (`grpc.rs`), the
+//! HTTP/JSON API (`http.rs`, `http_txn.rs`) and the Redis protocol
+//! (`crate::redis`); errors everywhere are keel's `ErrorDetail`, which says
+//! whether a write may have been applied.
 
+mod add;
 mod backup;
 mod forward;
 mod grpc;

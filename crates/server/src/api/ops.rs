@@ -181,7 +181,7 @@ impl ApiContext {
         }
     }
 
-    async fn propose(&self, cmd: Envelope) -> Result<ApplyOutcome, NodeError> {
+    pub(super) async fn propose(&self, cmd: Envelope) -> Result<ApplyOutcome, NodeError> {
         let outcome = self
             .node
             .write(cmd.encode(), self.limits.request_timeout)
