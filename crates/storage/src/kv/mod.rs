@@ -250,11 +250,7 @@ impl KvStore {
         let db = self.db();
         let txn = db.begin_read().map_err(engine)?;
         let table = txn.open_table(DATA).map_err(engine)?;
-        let Some(stored) = table.get(key).map_err(engine)? else {
-            return Ok(None);
-        };
-        let (version, value) = value::decode(stored.value())?;
-        Ok(Some((Bytes::copy_from_slice(value), version)))
+        value::lookup(&table, key)
     }
 
     /// Up to `limit` keys starting with `prefix`, in key order, strictly after

@@ -228,6 +228,14 @@ fn scan_pages_through_a_prefix_in_key_order() {
         .expect("budget of one byte");
     assert_eq!(rest, ["user/2"], "at least one key per page");
     assert!(more);
+
+    // A read view answers point reads like the store.
+    let view = kv.read_view().expect("view");
+    assert_eq!(
+        view.get(b"user/1").expect("get"),
+        kv.get(b"user/1").expect("get")
+    );
+    assert_eq!(view.get(b"nope").expect("get"), None);
 }
 
 /// The state a correct store must have after applying `log[..n]`.
