@@ -15,8 +15,8 @@ mod http_txn;
 mod members;
 mod ops;
 mod sessions;
-mod txn;
-mod validate;
+pub(crate) mod txn;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +24,10 @@ use std::time::{Duration, Instant};
 use keel_proto::error::ErrorDetail;
 use keel_raft::NodeId;
 
+pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
+pub(crate) use ops::{Forwarding, Served};
 
 use crate::backup::Backups;
 use crate::config::DefaultReadMode;

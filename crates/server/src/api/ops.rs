@@ -197,7 +197,7 @@ impl ApiContext {
 
     /// Runs `read` on local state when that is safe for `mode`, or says where to
     /// forward the request.
-    async fn serve_read<T>(
+    pub(crate) async fn serve_read<T>(
         &self,
         mode: ReadMode,
         fwd: Forwarding,
@@ -260,7 +260,7 @@ fn expect_of(p: Option<&Precondition>) -> Expect {
 }
 
 /// Where a read was served.
-enum Served<T> {
+pub(crate) enum Served<T> {
     /// Here: the result.
     Here(T),
     /// By the leader at this address.

@@ -19,7 +19,7 @@ use crate::node::NodeError;
 /// Room beyond the value limit for a transaction's keys and framing. It matches
 /// the slack of the gRPC message limit, so any transaction that fits in a request
 /// fits in an entry.
-const TXN_OVERHEAD_BYTES: usize = 64 << 10;
+pub(crate) const TXN_OVERHEAD_BYTES: usize = 64 << 10;
 
 impl ApiContext {
     pub(crate) async fn txn(
@@ -29,13 +29,7 @@ impl ApiContext {
     ) -> Result<TxnResponse, ErrorDetail> {
         let txn = to_txn(&req, self.limits.max_value_bytes)?;
         let data = Command::Txn(txn).encode();
-        let max = self.limits.max_value_bytes + TXN_OVERHEAD_BYTES;
-        if data.len() > max {
-            return Err(ErrorDetail::invalid_argument(format!(
-                "the transaction takes {} bytes encoded; the limit is {max} (the value limit plus 64 KiB)",
-                data.len()
-            )));
-        }
+        check_encoded_size(data.len(), self.limits.max_value_bytes)?;
         match self.node.write(data, self.limits.request_timeout).await {
             Ok(ApplyOutcome::Txn(outcome)) => Ok(response(&req, outcome)),
             Ok(ApplyOutcome::TxnReadLimit { limit }) => {
@@ -59,6 +53,25 @@ impl ApiContext {
     }
 }
 
+/// Refuses a transaction whose encoded entry is over the limit (the value limit
+/// plus [`TXN_OVERHEAD_BYTES`]).
+pub(crate) fn check_encoded_size(len: usize, max_value: usize) -> Result<(), ErrorDetail> {
+    let max = max_value + TXN_OVERHEAD_BYTES;
+    if len > max {
+        return Err(ErrorDetail::invalid_argument(format!(
+            "the transaction takes {len} bytes encoded; the limit is {max} (the value limit plus 64 KiB)"
+        )));
+    }
+    Ok(())
+}
+
+/// The read limit a transaction proposed by this node carries: room for one
+/// largest value with its key, so a response always fits in the message limit
+/// (see [`TXN_OVERHEAD_BYTES`]).
+pub(crate) fn read_limit(max_value: usize) -> u64 {
+    (max_value + MAX_KEY_BYTES) as u64
+}
+
 /// Checks every limit and builds the storage transaction.
 fn to_txn(req: &TxnRequest, max_value: usize) -> Result<Txn, ErrorDetail> {
     let count = req.compares.len() + req.success.len() + req.failure.len();
@@ -77,9 +90,7 @@ fn to_txn(req: &TxnRequest, max_value: usize) -> Result<Txn, ErrorDetail> {
         compares,
         success: to_ops(&req.success, "success", max_value)?,
         failure: to_ops(&req.failure, "failure", max_value)?,
-        // Room for one largest value with its key, so a response always fits in
-        // the message limit (see TXN_OVERHEAD_BYTES).
-        read_limit: (max_value + MAX_KEY_BYTES) as u64,
+        read_limit: read_limit(max_value),
     };
     txn.validate()
         .map_err(|e| ErrorDetail::invalid_argument(e.to_string()))?;
