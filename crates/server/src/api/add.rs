@@ -7,7 +7,6 @@ use keel_proto::v1::{AddRequest, AddResponse};
 use keel_storage::command::{Command, Envelope};
 use keel_storage::kv::ApplyOutcome;
 
-use super::forward::forwarded_error;
 use super::ops::Forwarding;
 use super::{ApiContext, validate};
 use crate::node::NodeError;
@@ -26,12 +25,10 @@ impl ApiContext {
         match self.propose(cmd).await {
             Ok(outcome) => add_response(outcome),
             Err(NodeError::NotLeader { leader }) if leader != 0 && fwd == Forwarding::Allowed => {
-                let mut client = self.forwarder.client(&self.address_of(leader))?;
-                client
-                    .add(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, true))
+                self.forward_kv(&self.address_of(leader), true, |mut c| async move {
+                    c.add(req).await
+                })
+                .await
             }
             Err(e) => Err(self.error(e)),
         }

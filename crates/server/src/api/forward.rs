@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use keel_proto::error::{ErrorDetail, error_detail};
 
-use super::DetailExt;
+use super::{ApiContext, DetailExt};
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
 use tonic::transport::{Channel, Endpoint};
@@ -59,6 +59,38 @@ impl Forwarder {
     pub(crate) fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, ErrorDetail> {
         Ok(ClusterClient::new(self.channel(addr)?))
     }
+}
+
+impl ApiContext {
+    /// Makes `call` on the leader at `addr` and unwraps its answer; a failure
+    /// becomes the detail [`forwarded_error`] gives (`is_write` as there).
+    pub(super) async fn forward_kv<T, Fut>(
+        &self,
+        addr: &str,
+        is_write: bool,
+        call: impl FnOnce(KvClient<Channel>) -> Fut,
+    ) -> Result<T, ErrorDetail>
+    where
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        call_leader(self.forwarder.client(addr), is_write, call).await
+    }
+}
+
+/// Makes `call` on `client`, a connection to the leader, and unwraps its answer;
+/// a failure becomes the detail [`forwarded_error`] gives.
+pub(super) async fn call_leader<C, T, Fut>(
+    client: Result<C, ErrorDetail>,
+    is_write: bool,
+    call: impl FnOnce(C) -> Fut,
+) -> Result<T, ErrorDetail>
+where
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    call(client?)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| forwarded_error(&s, is_write))
 }
 
 /// The detail of a failed forwarded call. A transport failure before an answer

@@ -10,7 +10,6 @@ use keel_proto::v1::{
 use keel_storage::command::{Command, Compare, CompareOp, CompareTarget, MAX_TXN_OPS, Txn, TxnOp};
 use keel_storage::kv::{ApplyOutcome, TxnOpResult, TxnOutcome};
 
-use super::forward::forwarded_error;
 use super::ops::Forwarding;
 use super::{ApiContext, DetailExt, validate};
 use crate::config::MAX_KEY_BYTES;
@@ -41,12 +40,10 @@ impl ApiContext {
                 "unexpected outcome of a transaction: {other:?}"
             ))),
             Err(NodeError::NotLeader { leader }) if leader != 0 && fwd == Forwarding::Allowed => {
-                let mut client = self.forwarder.client(&self.address_of(leader))?;
-                client
-                    .txn(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, true))
+                self.forward_kv(&self.address_of(leader), true, |mut c| async move {
+                    c.txn(req).await
+                })
+                .await
             }
             Err(e) => Err(self.error(e)),
         }
