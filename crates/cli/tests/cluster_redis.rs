@@ -58,6 +58,16 @@ fn cli(addr: SocketAddr, args: &[&str]) -> String {
     }
 }
 
+/// A 3-node cluster serving Redis, its leader and its two followers.
+async fn start() -> (TestCluster, u64, u64, u64) {
+    let mut t = TestCluster::start_with_redis(3, &[]);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let [f1, f2] = followers(&t, leader)[..] else {
+        panic!("two followers");
+    };
+    (t, leader, f1, f2)
+}
+
 fn followers(t: &TestCluster, leader: u64) -> Vec<u64> {
     (1..=t.cluster.spec().nodes)
         .filter(|&id| id != leader)
@@ -78,11 +88,7 @@ fn client(addr: SocketAddr, resp3: bool) -> redis::Connection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cli_through_every_node() {
-    let mut t = TestCluster::start_with_redis(3, &[]);
-    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
-    let [f1, f2] = followers(&t, leader)[..] else {
-        panic!("two followers");
-    };
+    let (t, leader, f1, f2) = start().await;
     let addr = |id| t.cluster.redis_addr(id);
 
     // A write through a follower is read back through every node.
@@ -176,11 +182,7 @@ async fn redis_cli_through_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_crate_pipelines_counts_and_sets_atomically() {
-    let mut t = TestCluster::start_with_redis(3, &[]);
-    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
-    let [f1, f2] = followers(&t, leader)[..] else {
-        panic!("two followers");
-    };
+    let (t, leader, f1, f2) = start().await;
     let addr = |id| t.cluster.redis_addr(id);
 
     // A pipeline runs in order: each command sees the writes before it.
@@ -243,6 +245,19 @@ async fn the_redis_crate_pipelines_counts_and_sets_atomically() {
     assert_eq!(old.as_deref(), Some("v4"));
     let gone: Option<String> = con.get("o").expect("get");
     assert_eq!(gone, None);
+    // READMODE: on a follower, lease reads are served as linearizable ones (only
+    // the leader holds a lease), stale reads from local state.
+    let () = con.set("rm", "seen").expect("set");
+    for mode in ["lease", "stale", "linearizable", "default"] {
+        let () = redis::cmd("READMODE")
+            .arg(mode)
+            .query(&mut con)
+            .expect("readmode");
+        let shown: String = redis::cmd("READMODE").query(&mut con).expect("readmode");
+        assert_eq!(shown, mode);
+        let got: String = con.get("rm").expect("get");
+        assert_eq!(got, "seen", "mode {mode}");
+    }
     let len: usize = con.strlen("greeting").expect("strlen");
     assert_eq!(len, 0);
     let err = con

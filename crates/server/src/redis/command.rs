@@ -158,6 +158,15 @@ pub(crate) fn parse(args: &[Bytes], limits: &RedisLimits) -> Result<Cmd, Reply> 
     }
     let key = |i: usize| checked_key(&rest[i]);
     let value = |i: usize| checked_value(&rest[i], limits);
+    let set_with = |cond, get, int_reply| -> Result<Cmd, Reply> {
+        Ok(Cmd::Write(Write::Set {
+            key: key(0)?,
+            value: value(1)?,
+            cond,
+            get,
+            int_reply,
+        }))
+    };
     let cmd = match spec.name {
         "get" => Cmd::Read(Read::Get(key(0)?)),
         "strlen" => Cmd::Read(Read::StrLen(key(0)?)),
@@ -166,20 +175,8 @@ pub(crate) fn parse(args: &[Bytes], limits: &RedisLimits) -> Result<Cmd, Reply> 
         "exists" => Cmd::Read(Read::Exists(keys(rest)?)),
         "scan" => Cmd::Read(Read::Scan(scan_args(rest, limits)?)),
         "set" => Cmd::Write(set(rest, limits)?),
-        "setnx" => Cmd::Write(Write::Set {
-            key: key(0)?,
-            value: value(1)?,
-            cond: Cond::IfAbsent,
-            get: false,
-            int_reply: true,
-        }),
-        "getset" => Cmd::Write(Write::Set {
-            key: key(0)?,
-            value: value(1)?,
-            cond: Cond::Always,
-            get: true,
-            int_reply: false,
-        }),
+        "setnx" => set_with(Cond::IfAbsent, false, true)?,
+        "getset" => set_with(Cond::Always, true, false)?,
         "getdel" => Cmd::Write(Write::GetDel(key(0)?)),
         "del" | "unlink" => Cmd::Write(Write::Del(keys(rest)?)),
         "mset" | "msetnx" => {

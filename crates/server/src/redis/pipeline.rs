@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::Shared;
-use super::command::{self, Cmd, Read, Write};
+use super::command::{self, Cmd};
 use super::conn::ConnState;
 use super::local::{self, Flow};
 use super::resp::Reply;
@@ -64,13 +64,10 @@ pub(crate) async fn execute<W: AsyncWrite + Unpin>(
     while i < cmds.len() {
         match &cmds[i] {
             Ok(Cmd::Read(_)) => {
-                let run: Vec<&Read> = cmds[i..]
-                    .iter()
-                    .map_while(|c| match c {
-                        Ok(Cmd::Read(r)) => Some(r),
-                        _ => None,
-                    })
-                    .collect();
+                let run = run_of(&cmds[i..], |c| match c {
+                    Cmd::Read(r) => Some(r),
+                    _ => None,
+                });
                 let replies = reads::run(shared, conn, &run).await;
                 for r in &replies {
                     out.push(conn, r);
@@ -79,13 +76,10 @@ pub(crate) async fn execute<W: AsyncWrite + Unpin>(
                 i += replies.len().max(1);
             }
             Ok(Cmd::Write(_)) => {
-                let run: Vec<&Write> = cmds[i..]
-                    .iter()
-                    .map_while(|c| match c {
-                        Ok(Cmd::Write(w)) => Some(w),
-                        _ => None,
-                    })
-                    .collect();
+                let run = run_of(&cmds[i..], |c| match c {
+                    Cmd::Write(w) => Some(w),
+                    _ => None,
+                });
                 for r in &writes::run(shared, &run).await {
                     out.push(conn, r);
                 }
@@ -108,4 +102,15 @@ pub(crate) async fn execute<W: AsyncWrite + Unpin>(
         out.maybe_flush().await?;
     }
     Ok(Flow::Continue)
+}
+
+/// The commands at the start of `cmds` that `pick` accepts, up to the first one
+/// it does not.
+fn run_of<'a, T>(
+    cmds: &'a [Result<Cmd, Reply>],
+    pick: impl Fn(&'a Cmd) -> Option<&'a T>,
+) -> Vec<&'a T> {
+    cmds.iter()
+        .map_while(|c| c.as_ref().ok().and_then(&pick))
+        .collect()
 }
