@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use keel_proto::error::ErrorDetail;
+use keel_proto::error::{ErrorDetail, Kind};
 use keel_storage::command::{
     Command, Compare, CompareOp, CompareTarget, Expect, MAX_TXN_OPS, Txn, TxnOp,
 };
@@ -331,6 +331,21 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
         });
     }
     let mut outcomes = Vec::with_capacity(units.len());
+    // Once a forward found no leader for a whole request timeout, the rest of
+    // the run fails at once rather than wait that long again, each.
+    let mut leaderless: Option<ErrorDetail> = None;
+    let mut forward_unit = async |command: &Command| {
+        if let Some(e) = &leaderless {
+            return Err(e.clone());
+        }
+        let outcome = forward(ctx, command).await;
+        if let Err(e) = &outcome
+            && matches!(e.kind(), Kind::NotLeader | Kind::NoLeader)
+        {
+            leaderless = Some(e.clone());
+        }
+        outcome
+    };
     for (unit, start) in units.iter().zip(started) {
         let outcome = match start {
             Ok((pending, at)) => match pending.await {
@@ -338,7 +353,7 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
                     ctx.metrics.client_request(op_of(&unit.command), at, None);
                     Ok(outcome)
                 }
-                Err(NodeError::NotLeader { .. }) => forward(ctx, &unit.command).await,
+                Err(NodeError::NotLeader { .. }) => forward_unit(&unit.command).await,
                 Err(e) => {
                     let e = ctx.error(e);
                     let kind = e.kind().as_str_name();
@@ -347,7 +362,7 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
                     Err(e)
                 }
             },
-            Err(None) => forward(ctx, &unit.command).await,
+            Err(None) => forward_unit(&unit.command).await,
             Err(Some(e)) => Err(e),
         };
         outcomes.push(outcome);
