@@ -100,7 +100,7 @@ fn subcommand<'a>(matches: &'a ArgMatches, name: &str) -> &'a ArgMatches {
     matches.subcommand_matches(name).unwrap_or(matches)
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     // The matches are kept: `serve` and `config check` need to know which values
     // were given on the command line (they override the environment and the file).
     let matches = Cli::command().try_get_matches().unwrap_or_else(|e| {

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 mod server;
+pub mod test_bugs;
 pub mod timeline;
 pub mod transport;
 
