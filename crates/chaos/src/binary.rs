@@ -18,7 +18,11 @@ pub fn keel_bin() -> Result<PathBuf, String> {
 /// `keel_server::test_bugs`): `$KEEL_BUG_BIN`, else built like [`keel_bin`] with
 /// `--features test-bugs`. Building it leaves the `keel` binary alone.
 pub fn keel_bug_bin() -> Result<PathBuf, String> {
-    workspace_bin("KEEL_BUG_BIN", "keel-test-bugs", &["--features", "test-bugs"])
+    workspace_bin(
+        "KEEL_BUG_BIN",
+        "keel-test-bugs",
+        &["--features", "test-bugs"],
+    )
 }
 
 fn workspace_bin(env: &str, name: &str, extra: &[&str]) -> Result<PathBuf, String> {

@@ -319,8 +319,8 @@ impl Worker {
             } else {
                 (Call::Put { value }, None)
             };
-            let any_node = matches!(call, Call::Get)
-                && self.rng.range(0, 99) < self.cfg.any_node_read_percent;
+            let any_node =
+                matches!(call, Call::Get) && self.rng.range(0, 99) < self.cfg.any_node_read_percent;
             let client = match any_node {
                 true => self.rng.pick(&self.node_clients).unwrap_or(&self.client),
                 false => &self.client,

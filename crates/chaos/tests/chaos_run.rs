@@ -89,7 +89,8 @@ fn short_mixed_fault_run_finds_no_violation() {
 #[test]
 #[ignore = "builds keel-test-bugs; run with KEEL_CHAOS_BUG=NAME and --ignored"]
 fn a_broken_keel_is_caught() {
-    let bug = std::env::var("KEEL_CHAOS_BUG").unwrap_or_else(|_| "follower-read-without-read-index".into());
+    let bug = std::env::var("KEEL_CHAOS_BUG")
+        .unwrap_or_else(|_| "follower-read-without-read-index".into());
     let (summary, table, dir) = mixed_run(Some(bug.clone()));
     let kept = dir.keep();
     assert!(

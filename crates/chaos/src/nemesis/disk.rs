@@ -68,7 +68,9 @@ fn newest_segment(dir: &Path) -> Option<PathBuf> {
 
 /// Offset just past the last non-zero byte (segments are preallocated with zeros).
 fn written_end(data: &[u8]) -> u64 {
-    data.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+    data.iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 /// Zeroes the last 1-256 written bytes of `segment`.

@@ -15,7 +15,11 @@ pub(crate) async fn remove(
     victim: u64,
     leader: Option<u64>,
 ) -> anyhow::Result<String> {
-    let role = if leader == Some(victim) { " (leader)" } else { "" };
+    let role = if leader == Some(victim) {
+        " (leader)"
+    } else {
+        ""
+    };
     if let Err(e) = remove_from_config(target, victim, Duration::from_secs(5)).await {
         return Ok(format!("member: removing node {victim}{role} failed: {e}"));
     }

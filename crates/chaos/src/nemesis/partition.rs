@@ -5,11 +5,7 @@ use std::collections::BTreeSet;
 use crate::rng::Rng;
 
 /// A network partition: the blocked links and a description.
-pub fn choose(
-    ids: &[u64],
-    leader: Option<u64>,
-    rng: &mut Rng,
-) -> (BTreeSet<(u64, u64)>, String) {
+pub fn choose(ids: &[u64], leader: Option<u64>, rng: &mut Rng) -> (BTreeSet<(u64, u64)>, String) {
     let mut shuffled = ids.to_vec();
     rng.shuffle(&mut shuffled);
     let mut blocked = BTreeSet::new();
@@ -61,7 +57,6 @@ pub fn choose(
         }
     }
 }
-
 
 /// Cuts node `alone` off from every other node, both ways.
 pub fn isolate(ids: &[u64], alone: u64) -> BTreeSet<(u64, u64)> {

@@ -92,8 +92,7 @@ pub fn find_libfaketime() -> Option<PathBuf> {
 /// the leader and cuts it off halfway through the fault, so that its lease (on
 /// its own clock) meets a successor elected on the others' clocks.
 pub(crate) async fn skew(target: &Target, victim: u64, rng: &mut Rng) -> anyhow::Result<Injected> {
-    let (Some(library), Some(&rate)) = (&target.skew.library, rng.pick(&target.skew.rates))
-    else {
+    let (Some(library), Some(&rate)) = (&target.skew.library, rng.pick(&target.skew.rates)) else {
         return Ok(Injected::just("skew: libfaketime is not installed".into()));
     };
     {

@@ -66,9 +66,8 @@ pub fn ip(args: &[&str]) -> Result<String, CmdError> {
 
 /// Whether `program` is found on `PATH`.
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Installs Debian packages with `apt-get` (as root; `apt-get update` first if the

@@ -39,7 +39,9 @@ impl FromStr for NetMode {
             "netns" => Ok(NetMode::Netns),
             "proxy" => Ok(NetMode::Proxy),
             "auto" => Ok(NetMode::Auto),
-            _ => Err(format!("unknown network mode {s:?}: use netns, proxy or auto")),
+            _ => Err(format!(
+                "unknown network mode {s:?}: use netns, proxy or auto"
+            )),
         }
     }
 }
@@ -68,7 +70,12 @@ pub struct Network {
 
 impl Network {
     /// Sets up `nodes` hosts per `mode`; `ip` is the loopback address of proxy mode.
-    pub async fn start(mode: NetMode, nodes: u64, ip: IpAddr, seed: u64) -> Result<Network, NetError> {
+    pub async fn start(
+        mode: NetMode,
+        nodes: u64,
+        ip: IpAddr,
+        seed: u64,
+    ) -> Result<Network, NetError> {
         let use_netns = match mode {
             NetMode::Proxy => false,
             NetMode::Netns => {
@@ -146,7 +153,11 @@ impl Network {
 
     /// `"netns"` or `"proxy"`.
     pub fn mode_name(&self) -> &'static str {
-        if self.hosts.is_some() { "netns" } else { "proxy" }
+        if self.hosts.is_some() {
+            "netns"
+        } else {
+            "proxy"
+        }
     }
 
     /// How to run each node.

@@ -133,7 +133,10 @@ fn remove(tag: &str) {
     // it and moving on can leave it alone.
     let _ = cmd::ip(&["link", "del", &format!("{tag}h")]);
     for ns in namespaces() {
-        if ns.strip_prefix(tag).is_some_and(|rest| rest.starts_with('-')) {
+        if ns
+            .strip_prefix(tag)
+            .is_some_and(|rest| rest.starts_with('-'))
+        {
             let _ = cmd::ip(&["netns", "del", &ns]);
         }
     }

@@ -80,7 +80,10 @@ mod tests {
         let healed = ruleset(&[], &[a, b], 0);
         assert!(!healed.contains("chain"), "{healed}");
         let cut = ruleset(&[a, b], &[a, b], 20);
-        assert!(cut.contains("ip saddr { 10.77.1.2, 10.77.1.102 } drop"), "{cut}");
+        assert!(
+            cut.contains("ip saddr { 10.77.1.2, 10.77.1.102 } drop"),
+            "{cut}"
+        );
         assert!(cut.contains("numgen random mod 1000 < 20 drop"), "{cut}");
     }
 }
