@@ -3,9 +3,4 @@
 //! (see `keel_server::test_bugs` and docs/chaos.md). Never shipped: the normal
 //! `keel` binary refuses to start when `KEEL_TEST_BUG` is set.
 
-#[path = "main.rs"]
-mod keel;
-
-fn main() -> std::process::ExitCode {
-    keel::main()
-}
+include!("cli.rs");
