@@ -294,7 +294,10 @@ async fn inject(
                 reset_probability: p,
                 ..Rules::default()
             })?;
-            Injected::just(format!("lose packets between nodes with probability {p}"))
+            Injected::just(match target.net.mode_name() {
+                "netns" => format!("drop packets between nodes with probability {p}"),
+                _ => format!("cut connections between nodes with probability {p} per chunk"),
+            })
         }
         Nemesis::Skew => process::skew(target, victim, rng).await?,
         Nemesis::Member => Injected::just(member::remove(target, victim, leader).await?),
