@@ -26,6 +26,8 @@ pub enum ClientOp {
     Scan,
     /// A transaction.
     Txn,
+    /// An atomic add to one key.
+    Add,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +96,12 @@ pub struct Metrics {
     client_sessions: Gauge,
     session_duplicates: Counter,
     session_rejections: Counter,
+    /// Open Redis protocol connections.
+    pub redis_connections: Gauge,
+    /// Redis commands answered (errors included).
+    pub redis_commands: Counter,
+    /// Redis connections closed because of a malformed request.
+    pub redis_protocol_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +150,9 @@ impl Metrics {
             client_sessions: Gauge::default(),
             session_duplicates: Counter::default(),
             session_rejections: Counter::default(),
+            redis_connections: Gauge::default(),
+            redis_commands: Counter::default(),
+            redis_protocol_errors: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -264,6 +275,21 @@ impl Metrics {
             "session_rejections",
             "Session writes refused (session expired, result forgotten, too many sessions)",
             m.session_rejections.clone(),
+        );
+        r.register(
+            "redis_connections",
+            "Open Redis protocol connections",
+            m.redis_connections.clone(),
+        );
+        r.register(
+            "redis_commands",
+            "Redis commands answered, errors included",
+            m.redis_commands.clone(),
+        );
+        r.register(
+            "redis_protocol_errors",
+            "Redis connections closed because of a malformed request",
+            m.redis_protocol_errors.clone(),
         );
         Metrics { registry: r, ..m }
     }
