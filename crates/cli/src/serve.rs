@@ -235,6 +235,13 @@ pub(crate) fn run(matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let resolved = config_file::resolve(matches, &process_env)?;
     let args = &resolved.args;
     logging::init(args.log_format, &args.log_level);
+    match keel_server::test_bugs::check_env() {
+        Ok(Some(bug)) => tracing::warn!(
+            "test bug {bug} is switched on: this node is deliberately broken (chaos sanity runs only)"
+        ),
+        Ok(None) => {}
+        Err(e) => anyhow::bail!(e),
+    }
     let io_threads = args.io_threads;
     let cfg = resolved.config()?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
