@@ -237,7 +237,9 @@ impl Raft {
         self.uncommitted_bytes = self.log.bytes_after(self.log.committed);
         self.events.push(Event::BecameLeader { term: self.term });
         self.lease_on_elected();
-        self.append_as_leader(EntryKind::NoOp, Bytes::new())
-            .expect("a fresh leader accepts its NO-OP");
+        if !self.skips_term_start_noop() {
+            self.append_as_leader(EntryKind::NoOp, Bytes::new())
+                .expect("a fresh leader accepts its NO-OP");
+        }
     }
 }

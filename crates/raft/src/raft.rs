@@ -133,6 +133,11 @@ pub enum InjectedBug {
     /// The leader trusts its lease for the whole `lease_duration`, with no margin
     /// for clocks that run at different rates.
     LeaseWithoutDriftMargin,
+    /// A new leader appends no NO-OP at the start of its term and serves
+    /// ReadIndex reads at the commit index it inherited, without waiting to commit
+    /// an entry of its own term (only with the `test-bugs` feature).
+    #[cfg(feature = "test-bugs")]
+    NoNoopAtTermStart,
 }
 
 impl Raft {
@@ -307,6 +312,20 @@ impl Raft {
 
     pub(crate) fn injected(&self, bug: InjectedBug) -> bool {
         self.injected_bug == Some(bug)
+    }
+
+    /// Whether this leader skips the NO-OP at the start of its term (and with it
+    /// the wait for an entry of its term before serving reads): always false
+    /// without the `test-bugs` feature.
+    pub(crate) fn skips_term_start_noop(&self) -> bool {
+        #[cfg(feature = "test-bugs")]
+        {
+            self.injected(InjectedBug::NoNoopAtTermStart)
+        }
+        #[cfg(not(feature = "test-bugs"))]
+        {
+            false
+        }
     }
 
     // ---- Outputs ------------------------------------------------------------------

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub advertise: String,
     /// Address of the HTTP/JSON API, if enabled.
     pub http: Option<SocketAddr>,
+    /// Address of the Redis protocol (RESP) server, if enabled (`docs/redis.md`).
+    pub redis: Option<SocketAddr>,
     /// Static bootstrap membership: id → advertised gRPC address. Required on first
     /// start; on restart it must match what the data directory recorded, or be empty.
     pub initial_cluster: BTreeMap<NodeId, String>,
@@ -129,6 +131,7 @@ impl ServerConfig {
             listen,
             advertise: listen.to_string(),
             http: None,
+            redis: None,
             initial_cluster: BTreeMap::new(),
             cluster_token: "keel".to_string(),
             tick_ms: 10,
@@ -277,6 +280,21 @@ impl ServerConfig {
                 self.advertise
             ))
         })?;
+        let listeners = [
+            ("listen", Some(self.listen)),
+            ("http", self.http),
+            ("redis", self.redis),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            if let Some((other, _)) = listeners[..i].iter().find(|(_, a)| *a == Some(*addr)) {
+                return bad(format!(
+                    "{} and {} are both {addr}: each service needs its own address",
+                    setting(name),
+                    setting(other)
+                ));
+            }
+        }
         for (field, value) in [
             ("max_pending_requests", self.max_pending_requests),
             ("max_peer_queue", self.max_peer_queue),
@@ -507,6 +525,18 @@ mod tests {
             let msg = refusal(&c);
             assert!(msg.contains(want), "{want:?} not in {msg:?}");
         }
+    }
+
+    #[test]
+    fn each_service_needs_its_own_address() {
+        let mut c = cfg();
+        c.redis = Some(c.listen);
+        assert!(refusal(&c).contains(
+            "redis (--redis, KEEL_REDIS) and listen (--listen, KEEL_LISTEN) are both \
+             127.0.0.1:7001"
+        ));
+        c.redis = Some("127.0.0.1:6379".parse().expect("addr"));
+        c.validate().expect("distinct addresses are valid");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum ClientOp {
     Scan,
     /// A transaction.
     Txn,
+    /// An atomic add to one key.
+    Add,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,6 +102,12 @@ pub struct Metrics {
     pub disk_available_bytes: Gauge,
     /// Times the WAL could not grow because the disk was full.
     pub wal_no_space: Counter,
+    /// Open Redis protocol connections.
+    pub redis_connections: Gauge,
+    /// Redis commands answered (errors included).
+    pub redis_commands: Counter,
+    /// Redis connections closed because of a malformed request.
+    pub redis_protocol_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -151,6 +159,9 @@ impl Metrics {
             disk_full: Gauge::default(),
             disk_available_bytes: Gauge::default(),
             wal_no_space: Counter::default(),
+            redis_connections: Gauge::default(),
+            redis_commands: Counter::default(),
+            redis_protocol_errors: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -289,6 +300,21 @@ impl Metrics {
             "session_rejections",
             "Session writes refused (session expired, result forgotten, too many sessions)",
             m.session_rejections.clone(),
+        );
+        r.register(
+            "redis_connections",
+            "Open Redis protocol connections",
+            m.redis_connections.clone(),
+        );
+        r.register(
+            "redis_commands",
+            "Redis commands answered, errors included",
+            m.redis_commands.clone(),
+        );
+        r.register(
+            "redis_protocol_errors",
+            "Redis connections closed because of a malformed request",
+            m.redis_protocol_errors.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -1,5 +1,5 @@
 //! Assembles a node: identity, storage, transport, the consensus thread, and the
-//! gRPC and HTTP servers; runs until shutdown or a fatal error.
+//! gRPC, HTTP and Redis servers; runs until shutdown or a fatal error.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,6 +39,10 @@ pub async fn run(
     // and clearly.
     let grpc_listener = bind(&cfg.listen.to_string()).await?;
     let http_listener = match cfg.http {
+        Some(addr) => Some(bind(&addr.to_string()).await?),
+        None => None,
+    };
+    let redis_listener = match cfg.redis {
         Some(addr) => Some(bind(&addr.to_string()).await?),
         None => None,
     };
@@ -231,10 +235,13 @@ pub async fn run(
                 .await
         })
     });
+    let redis = redis_listener
+        .map(|listener| tokio::spawn(crate::redis::serve(listener, ctx.clone(), stop_rx.clone())));
     tracing::info!(
         id = cfg.id,
         grpc = %cfg.listen,
         http = ?cfg.http,
+        redis = ?cfg.redis,
         cluster = format!("{:016x}", identity.cluster_id),
         "node started"
     );
@@ -259,6 +266,9 @@ pub async fn run(
     // never do: give responses in flight a moment to be written, then close.
     drain(grpc, SERVER_DRAIN).await;
     if let Some(h) = http {
+        drain(h, SERVER_DRAIN).await;
+    }
+    if let Some(h) = redis {
         drain(h, SERVER_DRAIN).await;
     }
     let _ = sampler.await;

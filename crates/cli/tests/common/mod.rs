@@ -82,6 +82,20 @@ impl TestCluster {
     }
 
     pub fn start_with(nodes: u64, extra: &[&str]) -> TestCluster {
+        Self::start_spec(nodes, extra, Ok)
+    }
+
+    /// Like [`TestCluster::start_with`], every node also serving the Redis
+    /// protocol (`cluster.redis_addr(id)`).
+    pub fn start_with_redis(nodes: u64, extra: &[&str]) -> TestCluster {
+        Self::start_spec(nodes, extra, ClusterSpec::with_redis)
+    }
+
+    fn start_spec(
+        nodes: u64,
+        extra: &[&str],
+        adjust: impl FnOnce(ClusterSpec) -> std::io::Result<ClusterSpec>,
+    ) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("keel-test-")
             .tempdir()
@@ -92,6 +106,7 @@ impl TestCluster {
             dir.path().to_path_buf(),
             keel_bin(),
         )
+        .and_then(adjust)
         .expect("free ports");
         spec.extra_args = extra.iter().map(|s| s.to_string()).collect();
         let cluster = LocalCluster::start(spec).expect("start cluster");
