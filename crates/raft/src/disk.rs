@@ -11,17 +11,21 @@
 //!   followers — it counts its own log only once durable, thesis §10.2.1 — but it
 //!   could not apply what it cannot persist, so it would never answer the write.)
 //!   The runtime hands leadership to a voter with room, if there is one.
-//! - **Follower:** an AppendEntries or InstallSnapshot that would change its log is
-//!   dropped unanswered. Nothing it has not made durable is ever acknowledged; the
-//!   leader keeps the follower behind and resends once it answers again.
-//!   Heartbeats are answered (the leader keeps its quorum, the follower its
-//!   leader), and votes granted (a vote is a few bytes in space already reserved).
+//! - **Follower:** takes no new entry that carries client data: an AppendEntries
+//!   is cut before the first one (and dropped unanswered if nothing is left), an
+//!   InstallSnapshot dropped. NO-OPs and membership changes are still taken — a
+//!   new leader cannot serve reads before its NO-OP commits (thesis §6.4). Nothing
+//!   it has not made durable is ever acknowledged (the runtime holds back
+//!   acknowledgements while its writes wait for space); the leader keeps the
+//!   follower behind and resends once it answers again. Heartbeats are answered
+//!   (the leader keeps its quorum, the follower its leader), and votes granted (a
+//!   vote is a few bytes in space already reserved).
 //! - **Elections:** the node does not start one, on timeout or on a leader's
 //!   `TimeoutNow`: a leader that cannot write its log would serve nobody.
 
 use crate::error::ProposeError;
 use crate::raft::Raft;
-use crate::types::Entry;
+use crate::types::{Entry, EntryKind};
 
 impl Raft {
     /// Tells the core whether local storage can take new writes (see the module
@@ -45,13 +49,19 @@ impl Raft {
         }
     }
 
-    /// Whether an append of `entries` must be dropped: the disk is full and they
-    /// are not all in the log already (anything new, or a conflict to truncate,
-    /// would need a write).
-    pub(crate) fn refuses_append(&self, entries: &[Entry]) -> bool {
-        self.disk_full
-            && !entries
-                .iter()
-                .all(|e| self.log.term(e.index) == Some(e.term))
+    /// The part of `entries` a follower takes: all of them, unless the disk is full;
+    /// then the prefix before the first entry carrying client data that is not in
+    /// the log already. NO-OPs and membership changes are a few bytes: a new
+    /// leader must commit its NO-OP before it can serve reads (thesis §6.4), and an
+    /// operator may need a membership change to replace a full node.
+    pub(crate) fn acceptable<'a>(&self, entries: &'a [Entry]) -> &'a [Entry] {
+        if !self.disk_full {
+            return entries;
+        }
+        let end = entries
+            .iter()
+            .position(|e| e.kind == EntryKind::Normal && self.log.term(e.index) != Some(e.term))
+            .unwrap_or(entries.len());
+        &entries[..end]
     }
 }
