@@ -105,6 +105,16 @@ impl FullDiskCluster {
         .await;
     }
 
+    /// Whether node `id`'s own state machine holds `key` (a local, stale read).
+    async fn has_locally(&self, id: u64, key: &str) -> bool {
+        let r = self
+            .t
+            .node_client(id)
+            .get(key.to_string(), ReadMode::Stale)
+            .await;
+        r.expect("local read").kv.is_some()
+    }
+
     /// Node `id`'s event log.
     fn events(&self, id: u64) -> String {
         std::fs::read_to_string(self.t.cluster.event_log_path(id)).unwrap_or_default()
@@ -158,12 +168,10 @@ async fn a_full_leader_hands_over_and_takes_writes_again_once_space_returns() {
     // node of what it stored before.
     let r = c.t.client.get("during-3", ReadMode::Linearizable).await;
     assert_eq!(r.expect("read").kv.expect("found").value, b"v".as_slice());
-    let local = c.t.node_client(leader);
-    let r = local
-        .get("before-7", ReadMode::Stale)
-        .await
-        .expect("local read");
-    assert!(r.kv.is_some(), "the full node still serves what it has");
+    assert!(
+        c.has_locally(leader, "before-7").await,
+        "the full node still serves what it has"
+    );
     // Space returns: the node catches up by itself, no restart.
     std::fs::remove_file(&filler).expect("remove filler");
     c.wait_disk_full(leader, false).await;
@@ -192,17 +200,14 @@ async fn a_full_follower_stores_nothing_new_and_catches_up_once_space_returns() 
     for i in 0..20 {
         c.write(&format!("during-{i}"), "v").await;
     }
-    let local = c.t.node_client(follower);
-    let r = local
-        .get("during-19", ReadMode::Stale)
-        .await
-        .expect("local read");
-    assert!(r.kv.is_none(), "a full follower stored a new entry");
-    let r = local
-        .get("before", ReadMode::Stale)
-        .await
-        .expect("local read");
-    assert!(r.kv.is_some(), "the full follower still serves what it has");
+    assert!(
+        !c.has_locally(follower, "during-19").await,
+        "a full follower stored a new entry"
+    );
+    assert!(
+        c.has_locally(follower, "before").await,
+        "the full follower still serves what it has"
+    );
     let status = c.t.status(leader).await.expect("leader status");
     assert_eq!(status.role, "leader", "the leader kept its quorum");
     std::fs::remove_file(&filler).expect("remove filler");
