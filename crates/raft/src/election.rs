@@ -15,7 +15,10 @@ impl Raft {
     /// passes without hearing from a leader (Raft §5.2).
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_timeout && self.can_campaign() {
+        if self.election_elapsed >= self.randomized_election_timeout
+            && self.can_campaign()
+            && !self.disk_full
+        {
             self.start_election(self.cfg.pre_vote, false);
         }
     }

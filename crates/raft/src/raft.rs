@@ -85,6 +85,8 @@ pub struct Raft {
     pub(crate) append_pending: bool,
     /// Leader only: bytes of entries appended in this term and not yet committed.
     pub(crate) uncommitted_bytes: u64,
+    /// The runtime's storage takes no new writes (`disk.rs`).
+    pub(crate) disk_full: bool,
 
     // Outputs collected until the next `ready()`.
     pub(crate) msgs: Vec<Message>,
@@ -204,6 +206,7 @@ impl Raft {
             lease: LeaseState::default(),
             append_pending: false,
             uncommitted_bytes: 0,
+            disk_full: false,
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             events: Vec::new(),
@@ -270,6 +273,9 @@ impl Raft {
     /// `index` has `term`. Fails without side effects elsewhere.
     pub fn propose(&mut self, data: Bytes) -> Result<(Index, Term), ProposeError> {
         self.assert_not_in_ready();
+        if self.role == Role::Leader {
+            self.check_disk()?;
+        }
         if self.role == Role::Leader && self.lead_transferee != NO_NODE {
             return Err(ProposeError::TransferInProgress {
                 to: self.lead_transferee,

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod tmpfs;
 pub mod workload;
 
 use std::io::{Read, Write};
