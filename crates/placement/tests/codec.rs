@@ -200,3 +200,43 @@ fn maps_breaking_a_rule_are_refused() {
         InvariantError::BadNode { node: 1, .. }
     ));
 }
+
+#[test]
+fn a_map_at_every_limit_encodes_well_under_the_decode_limit() {
+    use keel_placement::{MAX_ADDRESS_BYTES, MAX_GROUPS, MAX_MOVES, MAX_NODES, MAX_REPLICAS, Slot};
+    let mut map = ClusterMap::new();
+    let apply = |map: &mut ClusterMap, c: Command| {
+        map.apply(&c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    };
+    for node in 1..=MAX_NODES as u64 {
+        let address = format!("{node}:{}", "9".repeat(MAX_ADDRESS_BYTES - 6));
+        apply(&mut map, Command::RegisterNode { node, address });
+    }
+    for g in 0..MAX_GROUPS as u64 {
+        let members = (0..MAX_REPLICAS as u64).map(|i| (g + i) % MAX_NODES as u64 + 1);
+        apply(
+            &mut map,
+            Command::CreateGroup {
+                members: members.collect(),
+                target_replicas: 7,
+            },
+        );
+    }
+    // Owners alternate slot by slot: the most slot runs there can be.
+    for n in (1..4096u16).step_by(2) {
+        let slot = Slot::new(n).expect("in range");
+        let epoch = map
+            .apply(&Command::BeginSlotMove { slot, to: 2 })
+            .expect("begins")
+            .version;
+        apply(&mut map, Command::CommitSlotMove { slot, epoch });
+    }
+    for n in 0..MAX_MOVES as u16 {
+        let slot = Slot::new(n * 2).expect("in range");
+        apply(&mut map, Command::BeginSlotMove { slot, to: 3 });
+    }
+    let bytes = map.encode();
+    assert!(bytes.len() < 2 << 20, "{} bytes", bytes.len());
+    assert!(bytes.len() < MAX_ENCODED_MAP_BYTES);
+    assert_eq!(ClusterMap::decode(&bytes), Ok(map));
+}

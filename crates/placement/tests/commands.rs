@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{addr, cluster, create, move_slot, ok, refused, set, slot, unchanged, with_nodes};
+use common::{
+    addr, begin, cluster, create, move_slot, ok, refused, set, slot, unchanged, with_nodes,
+};
 use keel_placement::{
     ClusterMap, Command, CommandError, MAX_MOVES, MAX_NODES, MAX_REPLICAS, NodeState,
     PLACEMENT_GROUP, Slot,
@@ -209,13 +211,7 @@ fn a_group_that_owns_slots_or_is_a_move_target_cannot_be_removed() {
             slots: 4096
         }
     );
-    ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(5),
-            to: g,
-        },
-    );
+    begin(&mut map, slot(5), g);
     assert_eq!(
         refused(&mut map, Command::RemoveGroup { group: g }),
         CommandError::GroupInMove {
@@ -322,14 +318,7 @@ fn the_last_member_stays() {
 fn a_move_keeps_the_owner_until_it_commits() {
     let mut map = cluster(6);
     let g = create(&mut map, &[4, 5, 6], 3);
-    let epoch = ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(9),
-            to: g,
-        },
-    )
-    .version;
+    let epoch = begin(&mut map, slot(9), g);
     let m = map.moves()[&slot(9)];
     assert_eq!((m.from, m.to, m.epoch), (1, g, epoch));
     assert_eq!(map.owner(slot(9)), Some(1));
@@ -348,14 +337,7 @@ fn a_move_keeps_the_owner_until_it_commits() {
 fn an_aborted_move_leaves_the_owner() {
     let mut map = cluster(4);
     let g = create(&mut map, &[4], 1);
-    let epoch = ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(1),
-            to: g,
-        },
-    )
-    .version;
+    let epoch = begin(&mut map, slot(1), g);
     ok(
         &mut map,
         Command::AbortSlotMove {
@@ -372,14 +354,7 @@ fn one_move_per_slot() {
     let mut map = cluster(5);
     let a = create(&mut map, &[4], 1);
     let b = create(&mut map, &[5], 1);
-    let epoch = ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(3),
-            to: a,
-        },
-    )
-    .version;
+    let epoch = begin(&mut map, slot(3), a);
     // The same move again: already true.
     unchanged(
         &mut map,
@@ -431,13 +406,7 @@ fn moves_in_flight_are_limited() {
     let mut map = cluster(4);
     let g = create(&mut map, &[4], 1);
     for n in 0..MAX_MOVES as u16 {
-        ok(
-            &mut map,
-            Command::BeginSlotMove {
-                slot: slot(n),
-                to: g,
-            },
-        );
+        begin(&mut map, slot(n), g);
     }
     assert_eq!(
         refused(
@@ -455,14 +424,7 @@ fn moves_in_flight_are_limited() {
 fn a_stale_epoch_neither_commits_nor_aborts_a_later_move() {
     let mut map = cluster(5);
     let a = create(&mut map, &[4], 1);
-    let old = ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(2),
-            to: a,
-        },
-    )
-    .version;
+    let old = begin(&mut map, slot(2), a);
     ok(
         &mut map,
         Command::AbortSlotMove {
@@ -470,14 +432,7 @@ fn a_stale_epoch_neither_commits_nor_aborts_a_later_move() {
             epoch: old,
         },
     );
-    let new = ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(2),
-            to: a,
-        },
-    )
-    .version;
+    let new = begin(&mut map, slot(2), a);
     // The first mover, unaware of the abort, tries to commit its move.
     assert_eq!(
         refused(
@@ -509,14 +464,7 @@ fn a_stale_epoch_neither_commits_nor_aborts_a_later_move() {
 fn a_committed_move_cannot_be_aborted_or_committed_again() {
     let mut map = cluster(4);
     let g = create(&mut map, &[4], 1);
-    let epoch = ok(
-        &mut map,
-        Command::BeginSlotMove {
-            slot: slot(8),
-            to: g,
-        },
-    )
-    .version;
+    let epoch = begin(&mut map, slot(8), g);
     ok(
         &mut map,
         Command::CommitSlotMove {

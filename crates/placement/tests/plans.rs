@@ -4,7 +4,7 @@ mod common;
 
 use common::{cluster, create, move_slot, ok, set, slot, with_nodes};
 use keel_placement::plan::{self, PlanError, PlannedMove};
-use keel_placement::{ClusterMap, Command};
+use keel_placement::{ClusterMap, Command, CommandError};
 
 /// Registers `node` and applies its join plan.
 fn join(map: &mut ClusterMap, node: u64) -> Command {
@@ -97,20 +97,24 @@ fn a_join_needs_an_active_registered_node_and_a_sane_replica_count() {
     let mut map = cluster(4);
     assert_eq!(
         plan::join(&map, 9, 3),
-        Err(PlanError::UnknownNode { node: 9 })
+        Err(PlanError::Refused(CommandError::UnknownNode { node: 9 }))
     );
     assert_eq!(
         plan::join(&map, 4, 0),
-        Err(PlanError::InvalidReplicas { replicas: 0 })
+        Err(PlanError::Refused(CommandError::InvalidTarget {
+            target: 0
+        }))
     );
     assert_eq!(
         plan::join(&map, 4, 8),
-        Err(PlanError::InvalidReplicas { replicas: 8 })
+        Err(PlanError::Refused(CommandError::InvalidTarget {
+            target: 8
+        }))
     );
     ok(&mut map, Command::DrainNode { node: 4 });
     assert_eq!(
         plan::join(&map, 4, 3),
-        Err(PlanError::NodeDraining { node: 4 })
+        Err(PlanError::Refused(CommandError::NodeDraining { node: 4 }))
     );
 }
 
@@ -160,6 +164,24 @@ fn removal_replaces_each_replica_before_removing_it() {
 }
 
 #[test]
+fn removal_from_a_group_at_the_member_limit_removes_before_it_adds() {
+    let mut map = with_nodes(8);
+    create(&mut map, &[1, 2, 3, 4, 5, 6, 7], 7);
+    let removal = plan::node_removal(&map, 1).expect("a plan");
+    assert_eq!(
+        removal.commands[1..3],
+        [
+            Command::RemoveGroupMember { group: 1, node: 1 },
+            Command::AddGroupMember { group: 1, node: 8 },
+        ]
+    );
+    for command in removal.commands {
+        ok(&mut map, command);
+    }
+    assert_eq!(map.groups()[&1].members, set(&[2, 3, 4, 5, 6, 7, 8]));
+}
+
+#[test]
 fn removal_without_a_spare_node_shrinks_the_group_and_says_so() {
     let mut map = cluster(3);
     let removal = plan::node_removal(&map, 3).expect("a plan");
@@ -180,7 +202,7 @@ fn removal_never_strands_a_group() {
     );
     assert_eq!(
         plan::node_removal(&map, 2),
-        Err(PlanError::UnknownNode { node: 2 })
+        Err(PlanError::Refused(CommandError::UnknownNode { node: 2 }))
     );
 }
 

@@ -196,6 +196,50 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn plans_only_make_commands_that_apply(
+        seed_members in 0u64..=7,
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        // Random operations rarely build a large group; start from one.
+        let mut map = ClusterMap::new();
+        for node in 1..=9 {
+            let _ = map.apply(&Command::RegisterNode { node, address: format!("h{node}:1") });
+        }
+        if seed_members > 0 {
+            let members = (1..=seed_members).collect();
+            let _ = map.apply(&Command::CreateGroup { members, target_replicas: 7 });
+        }
+        for op in ops {
+            let command = resolve(&map, op);
+            let _ = map.apply(&command);
+        }
+        for &node in map.nodes().keys() {
+            if let Ok(removal) = plan::node_removal(&map, node) {
+                let mut after = map.clone();
+                for command in &removal.commands {
+                    prop_assert!(after.apply(command).is_ok(), "{:?} refused", command);
+                }
+                prop_assert!(!after.nodes().contains_key(&node));
+            }
+        }
+        let newcomer = 100;
+        let _ = map.apply(&Command::RegisterNode { node: newcomer, address: "new:1".into() });
+        if let Ok(Some(command)) = plan::join(&map, newcomer, 3) {
+            prop_assert!(map.apply(&command).is_ok(), "{:?} refused", command);
+            prop_assert!(!map.groups_of(newcomer).is_empty());
+        }
+        if map.moves().len() < keel_placement::MAX_MOVES {
+            for m in plan::rebalance(&map, keel_placement::MAX_MOVES - map.moves().len()) {
+                prop_assert!(map.apply(&m.begin()).is_ok(), "{:?} refused", m);
+            }
+        }
+    }
+}
+
 /// A map with one node per group: group `i` on node `i + 1`, full or not as
 /// asked, owning slots in proportion to its weight.
 fn weighted_map(groups: &[(bool, u16)]) -> ClusterMap {

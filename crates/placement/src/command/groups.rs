@@ -129,7 +129,7 @@ impl ClusterMap {
     }
 
     /// A new replica may go to `node` only if it is registered and active.
-    fn check_can_host(&self, node: NodeId) -> Result<(), CommandError> {
+    pub(crate) fn check_can_host(&self, node: NodeId) -> Result<(), CommandError> {
         match self.nodes.get(&node) {
             None => Err(CommandError::UnknownNode { node }),
             Some(n) if n.state == NodeState::Draining => Err(CommandError::NodeDraining { node }),
@@ -138,7 +138,8 @@ impl ClusterMap {
     }
 }
 
-fn check_target(target_replicas: u8) -> Result<(), CommandError> {
+/// A target replica count must be within 1..=[`MAX_REPLICAS`].
+pub(crate) fn check_target(target_replicas: u8) -> Result<(), CommandError> {
     if target_replicas == 0 || usize::from(target_replicas) > MAX_REPLICAS {
         return Err(CommandError::InvalidTarget {
             target: target_replicas,

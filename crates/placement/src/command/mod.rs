@@ -25,6 +25,7 @@ use crate::map::check_format;
 use crate::slot::Slot;
 
 pub use apply::Applied;
+pub(crate) use groups::check_target;
 
 /// The format of an encoded command this build writes and reads.
 const COMMAND_FORMAT: u32 = 1;

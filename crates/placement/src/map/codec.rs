@@ -161,49 +161,47 @@ impl TryFrom<MapRecord> for ClusterMap {
                 supported: MAP_FORMAT,
             });
         }
-        let mut nodes = BTreeMap::new();
-        for n in r.nodes {
-            let node = Node {
-                address: n.address,
-                state: n.state,
-            };
-            if nodes.insert(n.id, node).is_some() {
-                return Err(InvariantError::BadNode {
-                    node: n.id,
-                    reason: "it is listed twice",
-                }
-                .into());
-            }
-        }
-        let mut groups = BTreeMap::new();
-        for g in r.groups {
-            let group = Group {
-                members: g.members,
-                target_replicas: g.target_replicas,
-            };
-            if groups.insert(g.id, group).is_some() {
-                return Err(InvariantError::BadGroup {
-                    group: g.id,
-                    reason: "it is listed twice",
-                }
-                .into());
-            }
-        }
-        let mut moves = BTreeMap::new();
-        for m in r.moves {
-            let entry = SlotMove {
-                from: m.from,
-                to: m.to,
-                epoch: m.epoch,
-            };
-            if moves.insert(m.slot, entry).is_some() {
-                return Err(InvariantError::BadMove {
-                    slot: m.slot,
-                    reason: "it is listed twice",
-                }
-                .into());
-            }
-        }
+        const TWICE: &str = "it is listed twice";
+        let nodes = unique(
+            r.nodes.into_iter().map(|n| {
+                let node = Node {
+                    address: n.address,
+                    state: n.state,
+                };
+                (n.id, node)
+            }),
+            |node| InvariantError::BadNode {
+                node,
+                reason: TWICE,
+            },
+        )?;
+        let groups = unique(
+            r.groups.into_iter().map(|g| {
+                let group = Group {
+                    members: g.members,
+                    target_replicas: g.target_replicas,
+                };
+                (g.id, group)
+            }),
+            |group| InvariantError::BadGroup {
+                group,
+                reason: TWICE,
+            },
+        )?;
+        let moves = unique(
+            r.moves.into_iter().map(|m| {
+                let entry = SlotMove {
+                    from: m.from,
+                    to: m.to,
+                    epoch: m.epoch,
+                };
+                (m.slot, entry)
+            }),
+            |slot| InvariantError::BadMove {
+                slot,
+                reason: TWICE,
+            },
+        )?;
         let map = ClusterMap {
             version: r.version,
             next_group: r.next_group,
@@ -215,6 +213,21 @@ impl TryFrom<MapRecord> for ClusterMap {
         map.validate()?;
         Ok(map)
     }
+}
+
+/// The records as a map by id, refusing an id listed twice (a stored map has
+/// one record per id; which of two would win is a guess).
+fn unique<K: Ord + Copy, V>(
+    records: impl Iterator<Item = (K, V)>,
+    twice: impl Fn(K) -> InvariantError,
+) -> Result<BTreeMap<K, V>, InvariantError> {
+    let mut out = BTreeMap::new();
+    for (id, value) in records {
+        if out.insert(id, value).is_some() {
+            return Err(twice(id));
+        }
+    }
+    Ok(out)
 }
 
 /// The slot table as runs of one owner.

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use super::{PlanError, least_loaded};
-use crate::command::Command;
-use crate::ids::{MAX_REPLICAS, NodeId};
-use crate::map::{ClusterMap, NodeState};
+use crate::command::{Command, check_target};
+use crate::ids::NodeId;
+use crate::map::ClusterMap;
 
 /// The command that gives `node` (registered, active) its first replica, or
 /// `None` if it holds one already (so a join retried after a crash places the
@@ -25,16 +25,8 @@ pub fn join(
     node: NodeId,
     new_group_replicas: u8,
 ) -> Result<Option<Command>, PlanError> {
-    match map.nodes().get(&node) {
-        None => return Err(PlanError::UnknownNode { node }),
-        Some(n) if n.state == NodeState::Draining => return Err(PlanError::NodeDraining { node }),
-        Some(_) => {}
-    }
-    if new_group_replicas == 0 || usize::from(new_group_replicas) > MAX_REPLICAS {
-        return Err(PlanError::InvalidReplicas {
-            replicas: new_group_replicas,
-        });
-    }
+    map.check_can_host(node)?;
+    check_target(new_group_replicas)?;
     if !map.groups_of(node).is_empty() {
         return Ok(None);
     }

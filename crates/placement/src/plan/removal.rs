@@ -2,7 +2,8 @@
 
 use super::{PlanError, least_loaded};
 use crate::command::Command;
-use crate::ids::{GroupId, NodeId};
+use crate::error::CommandError;
+use crate::ids::{GroupId, MAX_REPLICAS, NodeId};
 use crate::map::{ClusterMap, NodeState};
 
 /// The commands that remove a node without losing a replica where another
@@ -10,9 +11,10 @@ use crate::map::{ClusterMap, NodeState};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemovalPlan {
     /// In order: drain the node (so that nothing new lands on it); for each of
-    /// its groups, add a replacement then remove it; finally forget the node.
-    /// The runtime waits for each new replica to catch up before removing the
-    /// old one.
+    /// its groups, add a replacement then remove it (the other way round in a
+    /// group at [`MAX_REPLICAS`], which has no room for an eighth member);
+    /// finally forget the node. The runtime waits for each new replica to catch
+    /// up before removing the old one.
     pub commands: Vec<Command>,
     /// Groups that lose the node's replica without a replacement (no active
     /// node outside the group is left): they end below their target.
@@ -26,7 +28,7 @@ pub fn node_removal(map: &ClusterMap, node: NodeId) -> Result<RemovalPlan, PlanE
     let info = map
         .nodes()
         .get(&node)
-        .ok_or(PlanError::UnknownNode { node })?;
+        .ok_or(CommandError::UnknownNode { node })?;
     let mut commands = Vec::new();
     if info.state == NodeState::Active {
         commands.push(Command::DrainNode { node });
@@ -39,15 +41,23 @@ pub fn node_removal(map: &ClusterMap, node: NodeId) -> Result<RemovalPlan, PlanE
         .filter(|(_, g)| g.members.contains(&node))
     {
         let replacement = least_loaded(map, &counts, |id| id == node || g.members.contains(&id));
+        let remove = Command::RemoveGroupMember { group, node };
         match replacement {
             Some(new) => {
                 *counts.entry(new).or_default() += 1;
-                commands.push(Command::AddGroupMember { group, node: new });
+                let add = Command::AddGroupMember { group, node: new };
+                if g.members.len() >= MAX_REPLICAS {
+                    commands.extend([remove, add]);
+                } else {
+                    commands.extend([add, remove]);
+                }
             }
             None if g.members.len() == 1 => return Err(PlanError::Stranded { group, node }),
-            None => not_replaced.push(group),
+            None => {
+                not_replaced.push(group);
+                commands.push(remove);
+            }
         }
-        commands.push(Command::RemoveGroupMember { group, node });
     }
     commands.push(Command::RemoveNode { node });
     Ok(RemovalPlan {

@@ -79,9 +79,14 @@ pub fn cluster(nodes: NodeId) -> ClusterMap {
     map
 }
 
+/// Begins moving `slot` to `to`, returning the move's epoch.
+pub fn begin(map: &mut ClusterMap, slot: Slot, to: GroupId) -> u64 {
+    ok(map, Command::BeginSlotMove { slot, to }).version
+}
+
 /// Moves `slot` to `to` through begin and commit.
 pub fn move_slot(map: &mut ClusterMap, slot: Slot, to: GroupId) {
-    let epoch = ok(map, Command::BeginSlotMove { slot, to }).version;
+    let epoch = begin(map, slot, to);
     ok(map, Command::CommitSlotMove { slot, epoch });
 }
 
