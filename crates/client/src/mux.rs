@@ -32,7 +32,7 @@ use keel_proto::v1::batch_response_item::Response as Answer;
 use keel_proto::v1::kv_client::KvClient;
 use keel_proto::v1::{BatchError, BatchRequest, BatchRequestItem, BatchResponse};
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
+use crate::channel::AuthChannel;
 use tonic::{Code, Status, Streaming};
 
 /// Requests packed into one message at most.
@@ -67,7 +67,7 @@ type Reply = oneshot::Sender<Result<Answer, MuxError>>;
 
 /// The batch stream of one connection, opened on first use.
 pub(crate) struct Mux {
-    channel: Channel,
+    channel: AuthChannel,
     /// Largest message the stream decodes or encodes.
     max_message_bytes: usize,
     queue: OnceLock<mpsc::UnboundedSender<(Item, Reply)>>,
@@ -93,7 +93,7 @@ struct Waiting {
 
 impl Mux {
     /// A mux over `channel`; nothing is opened until the first request.
-    pub(crate) fn new(channel: Channel, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(channel: AuthChannel, max_message_bytes: usize) -> Self {
         Mux {
             channel,
             max_message_bytes,
@@ -235,7 +235,7 @@ async fn send(
 
 /// Opens the stream, then hands every answer to its caller until the stream ends.
 async fn receive(
-    mut kv: KvClient<Channel>,
+    mut kv: KvClient<AuthChannel>,
     outgoing: mpsc::Receiver<BatchRequest>,
     shared: Arc<Shared>,
 ) {
@@ -338,7 +338,7 @@ mod tests {
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
             .expect("uri")
             .connect_lazy();
-        let mux = Mux::new(channel, 1 << 20);
+        let mux = Mux::new(AuthChannel::new(channel, None), 1 << 20);
         match mux.call(get()).await {
             Err(MuxError::Failed(status)) => assert!(never_sent(&status), "{status:?}"),
             other => panic!("expected a never-sent failure, got {other:?}"),
