@@ -6,18 +6,22 @@
 //! HTTP/JSON). [`run`] assembles everything from a [`ServerConfig`].
 
 pub mod api;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;
 pub mod events;
 pub mod identity;
 mod join;
+mod listeners;
+mod log_limit;
 pub mod members;
 pub mod metrics;
 pub mod node;
 pub mod peers;
 mod server;
 pub mod timeline;
+pub mod tls;
 pub mod transport;
 
 pub use config::{DefaultReadMode, MAX_KEY_BYTES, ServerConfig, parse_initial_cluster};

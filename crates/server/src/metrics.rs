@@ -46,6 +46,20 @@ struct RefusalLabels {
     reason: &'static str,
 }
 
+/// Which listener a connection came to (`grpc`, `http`, `redis`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// A refused request: where, and why (`missing_token`, `wrong_token`,
+/// `not_a_node_certificate`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
 /// All metrics of a node.
 pub struct Metrics {
     registry: Registry,
@@ -94,6 +108,8 @@ pub struct Metrics {
     client_sessions: Gauge,
     session_duplicates: Counter,
     session_rejections: Counter,
+    tls_handshake_failures: Family<ListenerLabels, Counter>,
+    auth_failures: Family<AuthLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +158,8 @@ impl Metrics {
             client_sessions: Gauge::default(),
             session_duplicates: Counter::default(),
             session_rejections: Counter::default(),
+            tls_handshake_failures: Family::default(),
+            auth_failures: Family::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -265,6 +283,17 @@ impl Metrics {
             "Session writes refused (session expired, result forgotten, too many sessions)",
             m.session_rejections.clone(),
         );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused or failed, by listener",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Requests refused for their credentials (bearer token, peer certificate), by \
+             listener and reason",
+            m.auth_failures.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -278,6 +307,20 @@ impl Metrics {
         self.session_rejections
             .inner()
             .store(stats.rejected, Relaxed);
+    }
+
+    /// Counts a TLS handshake that failed on `listener`.
+    pub fn tls_handshake_failed(&self, listener: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    /// Counts a request refused for its credentials.
+    pub fn auth_failed(&self, listener: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { listener, reason })
+            .inc();
     }
 
     /// Counts a proposal the core refused.

@@ -13,7 +13,7 @@ use keel_proto::v1::{
     PromoteMemberRequest, PromoteMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
 };
 use keel_raft::{NodeId, Role};
-use tonic::transport::Channel;
+use keel_client::AuthChannel;
 
 use super::ApiContext;
 use super::forward::forwarded_error;
@@ -212,7 +212,7 @@ impl ApiContext {
         call: F,
     ) -> Result<T, ErrorDetail>
     where
-        F: FnOnce(ClusterClient<Channel>) -> Fut,
+        F: FnOnce(ClusterClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         if fwd == Forwarding::Never {
@@ -224,7 +224,7 @@ impl ApiContext {
     /// Runs a cluster call on the leader at `addr` (one hop).
     async fn forward_to<T, F, Fut>(&self, addr: &str, call: F) -> Result<T, ErrorDetail>
     where
-        F: FnOnce(ClusterClient<Channel>) -> Fut,
+        F: FnOnce(ClusterClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.forwarder.cluster(addr)?;
