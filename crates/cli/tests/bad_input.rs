@@ -142,6 +142,47 @@ async fn messages_from_another_cluster_are_rejected_and_logged() {
     t.assert_no_panics();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_a_removed_member_are_rejected_and_logged() {
+    let mut t = TestCluster::start(3);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let gone = (1..=3).find(|&id| id != leader).expect("a follower");
+    // Removed while down, it misses its removal and, restarted, campaigns.
+    t.cluster.kill(gone).expect("kill");
+    t.client.remove_member(gone).await.expect("remove");
+    t.client.put("after", "removal").await.expect("write");
+    t.cluster.spawn(gone).expect("restart the removed node");
+    let survivors: Vec<u64> = (1..=3).filter(|&id| id != gone).collect();
+    let logs: Vec<_> = survivors.iter().map(|&id| t.cluster.log_path(id)).collect();
+    let wanted = format!("rejected messages from node {gone}, which is not a member");
+    common::eventually(
+        Duration::from_secs(15),
+        "a member logs the removed node's refusal",
+        || {
+            let found = logs
+                .iter()
+                .any(|p| std::fs::read_to_string(p).is_ok_and(|text| text.contains(&wanted)));
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+    // The removed node learns it from the refusals.
+    let events = t.cluster.event_log_path(gone);
+    common::eventually(
+        Duration::from_secs(15),
+        "the removed node notes its removal",
+        || {
+            let text = std::fs::read_to_string(&events).unwrap_or_default();
+            async move { text.contains("was removed from the cluster").then_some(()) }
+        },
+    )
+    .await;
+    t.cluster.kill(gone).expect("stop the removed node");
+    // The cluster is unaffected.
+    t.client.put("still", "fine").await.expect("write");
+    t.assert_no_panics();
+}
+
 #[test]
 fn restart_with_contradicting_flags_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

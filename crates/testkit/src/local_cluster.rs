@@ -25,7 +25,8 @@ pub struct ClusterSpec {
     pub grpc: Vec<SocketAddr>,
     /// HTTP address of each node.
     pub http: Vec<SocketAddr>,
-    /// Extra flags for every `keel serve`.
+    /// Extra flags for every `keel serve`; `{id}` in them becomes the node's id
+    /// (e.g. `--tls-cert`, `certs/node-{id}.pem`).
     pub extra_args: Vec<String>,
 }
 
@@ -172,8 +173,14 @@ impl LocalCluster {
         if self.event_logs {
             command.arg("--event-log").arg(self.event_log_path(id));
         }
+        let id_text = id.to_string();
         let child = command
-            .args(&self.spec.extra_args)
+            .args(
+                self.spec
+                    .extra_args
+                    .iter()
+                    .map(|a| a.replace("{id}", &id_text)),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))

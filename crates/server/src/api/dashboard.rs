@@ -78,5 +78,7 @@ mod tests {
         assert!(!PAGE.contains("insertAdjacentHTML"));
         assert!(!PAGE.contains("document.write"));
         assert!(PAGE.contains("/v1/cluster/status"));
+        // With a bearer token configured, the page asks for it and sends it.
+        assert!(PAGE.contains("\"Authorization\": \"Bearer \" + token"));
     }
 }
