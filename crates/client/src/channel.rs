@@ -38,7 +38,9 @@ impl Service<Request<Body>> for AuthChannel {
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         if let Some(v) = &self.authorization {
-            request.headers_mut().insert(header::AUTHORIZATION, v.clone());
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, v.clone());
         }
         self.inner.call(request)
     }

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::channel::AuthChannel;
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
-use crate::channel::AuthChannel;
 
 use crate::address::Address;
 use crate::call::{Caller, Op, Route};

@@ -5,8 +5,8 @@ use keel_proto::v1::{
     RemoveMemberResponse, StatusResponse,
 };
 
-use keel_proto::v1::cluster_client::ClusterClient;
 use crate::channel::AuthChannel;
+use keel_proto::v1::cluster_client::ClusterClient;
 
 use crate::address::Address;
 use crate::call::{Op, Route};

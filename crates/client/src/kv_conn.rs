@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::channel::AuthChannel;
 use keel_proto::v1::batch_request_item::Request as Item;
 use keel_proto::v1::batch_response_item::Response as Answer;
 use keel_proto::v1::kv_client::KvClient;
@@ -11,7 +12,6 @@ use keel_proto::v1::{
     ScanResponse, TxnRequest, TxnResponse,
 };
 use prost::Message;
-use crate::channel::AuthChannel;
 use tonic::{Request, Response, Status};
 
 use crate::mux::{MAX_BATCHED_REQUEST_BYTES, Mux, MuxError};

@@ -105,11 +105,11 @@ pub use client::Client;
 pub use cluster::SnapshotStream;
 pub use config::{ClientConfig, ConfigError};
 pub use error::Error;
-pub use tls::{TlsConfig, TlsIdentity, endpoint};
-pub use token::BearerToken;
 pub use keel_proto::v1::{
     Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };
+pub use tls::{TlsConfig, TlsIdentity, endpoint};
+pub use token::BearerToken;
 pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnResponse};
 pub use types::{
     DeleteResponse, GetResponse, KeyValue, Precondition, ReadMode, ScanOptions, ScanResponse,

@@ -26,13 +26,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::channel::AuthChannel;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::batch_request_item::Request as Item;
 use keel_proto::v1::batch_response_item::Response as Answer;
 use keel_proto::v1::kv_client::KvClient;
 use keel_proto::v1::{BatchError, BatchRequest, BatchRequestItem, BatchResponse};
 use tokio::sync::{mpsc, oneshot};
-use crate::channel::AuthChannel;
 use tonic::{Code, Status, Streaming};
 
 /// Requests packed into one message at most.

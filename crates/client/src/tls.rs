@@ -132,7 +132,9 @@ impl TlsConfig {
 pub fn endpoint(uri: &str, tls: Option<&TlsConfig>) -> Result<Endpoint, String> {
     match tls {
         Some(tls) => tls.endpoint(uri),
-        None => Endpoint::from_shared(uri.to_owned()).map_err(|e| format!("bad address {uri}: {e}")),
+        None => {
+            Endpoint::from_shared(uri.to_owned()).map_err(|e| format!("bad address {uri}: {e}"))
+        }
     }
 }
 

@@ -464,8 +464,14 @@ mod tests {
             },
             "--peer-ca",
         );
-        refused(&|c| c.peer_ca = Some("ca.pem".into()), "--peer-ca needs --tls-cert");
-        refused(&|c| c.client_ca = Some("ca.pem".into()), "--client-ca needs");
+        refused(
+            &|c| c.peer_ca = Some("ca.pem".into()),
+            "--peer-ca needs --tls-cert",
+        );
+        refused(
+            &|c| c.client_ca = Some("ca.pem".into()),
+            "--client-ca needs",
+        );
         refused(&|c| c.peer_cert = Some("p.pem".into()), "--peer-key");
         let mut c = cfg();
         assert!(c.tls_files().is_none());
@@ -476,6 +482,7 @@ mod tests {
         let files = c.tls_files().expect("TLS configured");
         assert_eq!(files.peer_identity, None);
         c.auth_token_file = Some("token".into());
-        c.validate().expect("a token file is checked when the node starts");
+        c.validate()
+            .expect("a token file is checked when the node starts");
     }
 }

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use keel_client::{AuthChannel, BearerToken};
 use keel_proto::error::{ErrorDetail, error_detail};
 use keel_proto::v1::cluster_client::ClusterClient;
-use keel_client::{AuthChannel, BearerToken};
 use keel_proto::v1::kv_client::KvClient;
 
 use crate::transport::PeerConnector;

@@ -6,6 +6,7 @@
 //! first hands leadership to another voter, then the change is sent on to it, so
 //! the removal never costs an election timeout (thesis §3.10, §4.2.2).
 
+use keel_client::AuthChannel;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::{
@@ -13,7 +14,6 @@ use keel_proto::v1::{
     PromoteMemberRequest, PromoteMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
 };
 use keel_raft::{NodeId, Role};
-use keel_client::AuthChannel;
 
 use super::ApiContext;
 use super::forward::forwarded_error;

@@ -113,8 +113,7 @@ impl TlsIncoming {
     /// The connections as a stream, for tonic's `serve_with_incoming`.
     pub fn into_stream(
         self,
-    ) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, io::Error>> + Send + 'static
-    {
+    ) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, io::Error>> + Send + 'static {
         futures::stream::unfold(self, |mut incoming| async move {
             let (stream, _) = incoming.next().await?;
             Some((Ok(stream), incoming))

@@ -68,13 +68,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "no certificate here\n").expect("write");
-        let e = certs("--tls-cert", &empty).expect_err("refused").to_string();
+        let e = certs("--tls-cert", &empty)
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("--tls-cert") && e.contains("empty.pem"), "{e}");
         assert!(e.contains("holds no PEM certificate"), "{e}");
         let missing = dir.path().join("missing.pem");
         let e = key("--tls-key", &missing).expect_err("refused").to_string();
         assert!(e.contains("--tls-key") && e.contains("missing.pem"), "{e}");
-        let e = roots("--peer-ca", &missing).expect_err("refused").to_string();
+        let e = roots("--peer-ca", &missing)
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("--peer-ca"), "{e}");
     }
 }

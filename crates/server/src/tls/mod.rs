@@ -118,7 +118,10 @@ impl NodeTls {
                         setting: "--peer-cert",
                         reason,
                     })?;
-                (load::pem("--peer-cert", cert)?, load::pem("--peer-key", key)?)
+                (
+                    load::pem("--peer-cert", cert)?,
+                    load::pem("--peer-key", key)?,
+                )
             }
             None => (
                 load::pem("--tls-cert", &files.cert)?,

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::{MAX_PEER_MESSAGE_BYTES, PeerConnector, TransportStats};
 use keel_proto::raft::MessageBatch;
 use keel_proto::raft::raft_client::RaftClient;
 use keel_raft::NodeId;
 use tokio::sync::{Mutex, mpsc};
-use super::{MAX_PEER_MESSAGE_BYTES, PeerConnector, TransportStats};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
