@@ -52,6 +52,13 @@ pub(crate) struct ServeArgs {
     /// HTTP/JSON API address (disabled if not given).
     #[arg(long, env = "KEEL_HTTP")]
     pub(crate) http: Option<SocketAddr>,
+    /// Redis protocol (RESP2/RESP3) address, for redis-cli and Redis client
+    /// libraries (disabled if not given). Every node serves it with keel's
+    /// guarantees: followers forward writes to the leader, reads are
+    /// linearizable unless the connection asks otherwise (READMODE). See
+    /// docs/redis.md.
+    #[arg(long, env = "KEEL_REDIS")]
+    pub(crate) redis: Option<SocketAddr>,
     /// Members of a new cluster: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`. Required on
     /// first start; on restart it may be omitted and must otherwise match.
     #[arg(long, env = "KEEL_INITIAL_CLUSTER", default_value = "")]
@@ -196,6 +203,7 @@ impl ServeArgs {
             cfg.advertise = a;
         }
         cfg.http = self.http;
+        cfg.redis = self.redis;
         cfg.initial_cluster = parse_initial_cluster(&self.initial_cluster)?;
         cfg.cluster_token = self.cluster_token;
         cfg.event_log = self.event_log;
@@ -242,6 +250,7 @@ pub(crate) const FILE_EXAMPLES: &[(&str, &str)] = &[
     ("data_dir", "\"/var/lib/keel\""),
     ("advertise", "\"10.0.0.1:7001\""),
     ("http", "\"0.0.0.0:8001\""),
+    ("redis", "\"0.0.0.0:6379\""),
     (
         "initial_cluster",
         "{ 1 = \"10.0.0.1:7001\", 2 = \"10.0.0.2:7001\", 3 = \"10.0.0.3:7001\" }",

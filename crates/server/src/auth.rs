@@ -83,6 +83,22 @@ impl TokenCheck {
         }
     }
 
+    /// Checks a password (Redis AUTH) against the token; a refusal is counted
+    /// and logged like a wrong bearer token.
+    pub fn admit_password(
+        &self,
+        listener: &'static str,
+        from: Option<std::net::SocketAddr>,
+        password: &[u8],
+    ) -> bool {
+        let verdict = if constant_time_eq(password, self.token.secret().as_bytes()) {
+            Ok(())
+        } else {
+            Err(Refusal::Wrong)
+        };
+        self.record(listener, from, verdict).is_ok()
+    }
+
     /// Checks, and on refusal counts and logs it (`listener`, `from`).
     fn admit(
         &self,
@@ -90,7 +106,17 @@ impl TokenCheck {
         from: Option<std::net::SocketAddr>,
         authorization: Option<&[u8]>,
     ) -> Result<(), Refusal> {
-        self.verify(authorization).inspect_err(|r| {
+        self.record(listener, from, self.verify(authorization))
+    }
+
+    /// Counts and logs a refusal.
+    fn record(
+        &self,
+        listener: &'static str,
+        from: Option<std::net::SocketAddr>,
+        verdict: Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
+        verdict.inspect_err(|r| {
             self.metrics.auth_failed(listener, r.reason());
             if let Some(n) = self.log.admit() {
                 let from = from.map_or_else(|| "a client".to_string(), |a| a.to_string());

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub advertise: String,
     /// Address of the HTTP/JSON API, if enabled.
     pub http: Option<SocketAddr>,
+    /// Address of the Redis protocol (RESP) server, if enabled (`docs/redis.md`).
+    pub redis: Option<SocketAddr>,
     /// Static bootstrap membership: id → advertised gRPC address. Required on first
     /// start; on restart it must match what the data directory recorded, or be empty.
     pub initial_cluster: BTreeMap<NodeId, String>,
@@ -141,6 +143,7 @@ impl ServerConfig {
             listen,
             advertise: listen.to_string(),
             http: None,
+            redis: None,
             initial_cluster: BTreeMap::new(),
             cluster_token: "keel".to_string(),
             tick_ms: 10,
@@ -249,6 +252,19 @@ impl ServerConfig {
         }
         crate::members::validate_address(&self.advertise)
             .map_err(|e| ServerError::Config(format!("--advertise: {e}")))?;
+        let listeners = [
+            ("--listen", Some(self.listen)),
+            ("--http", self.http),
+            ("--redis", self.redis),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            if let Some((other, _)) = listeners[..i].iter().find(|(_, a)| *a == Some(*addr)) {
+                return bad(format!(
+                    "{name} and {other} are both {addr}: each service needs its own address"
+                ));
+            }
+        }
         if self.max_pending_requests == 0 || self.max_peer_queue == 0 || self.max_scan_limit == 0 {
             return bad("queue and scan limits must be positive".into());
         }
@@ -422,6 +438,16 @@ mod tests {
         let mut c = cfg();
         c.election_timeout_ms = 60;
         assert!(c.validate().is_err());
+        let mut c = cfg();
+        c.redis = Some(c.listen);
+        assert!(
+            c.validate()
+                .expect_err("must be refused")
+                .to_string()
+                .contains("--redis and --listen are both 127.0.0.1:7001")
+        );
+        c.redis = Some("127.0.0.1:6379".parse().expect("addr"));
+        c.validate().expect("distinct addresses are valid");
         let mut c = cfg();
         c.session_idle_timeout_ms = 1_000;
         assert!(

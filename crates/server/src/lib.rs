@@ -3,7 +3,7 @@
 //! One process runs one node: a dedicated thread drives the consensus core
 //! (`node`), persisting to the WAL and applying to the state machine; tokio runs
 //! the peer transport (`transport`) and the client APIs (`api`: gRPC and
-//! HTTP/JSON). [`run`] assembles everything from a [`ServerConfig`].
+//! HTTP/JSON; `redis`: the Redis protocol). [`run`] assembles everything from a [`ServerConfig`].
 
 pub mod api;
 pub mod auth;
@@ -19,6 +19,7 @@ pub mod members;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+mod redis;
 mod server;
 pub mod timeline;
 pub mod tls;

@@ -26,6 +26,8 @@ pub enum ClientOp {
     Scan,
     /// A transaction.
     Txn,
+    /// An atomic add to one key.
+    Add,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,6 +112,12 @@ pub struct Metrics {
     session_rejections: Counter,
     tls_handshake_failures: Family<ListenerLabels, Counter>,
     auth_failures: Family<AuthLabels, Counter>,
+    /// Open Redis protocol connections.
+    pub redis_connections: Gauge,
+    /// Redis commands answered (errors included).
+    pub redis_commands: Counter,
+    /// Redis connections closed because of a malformed request.
+    pub redis_protocol_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,6 +168,9 @@ impl Metrics {
             session_rejections: Counter::default(),
             tls_handshake_failures: Family::default(),
             auth_failures: Family::default(),
+            redis_connections: Gauge::default(),
+            redis_commands: Counter::default(),
+            redis_protocol_errors: Counter::default(),
             registry: Registry::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
@@ -293,6 +304,21 @@ impl Metrics {
             "Requests refused for their credentials (bearer token, peer certificate), by \
              listener and reason",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "redis_connections",
+            "Open Redis protocol connections",
+            m.redis_connections.clone(),
+        );
+        r.register(
+            "redis_commands",
+            "Redis commands answered, errors included",
+            m.redis_commands.clone(),
+        );
+        r.register(
+            "redis_protocol_errors",
+            "Redis connections closed because of a malformed request",
+            m.redis_protocol_errors.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -1,5 +1,5 @@
 //! Assembles a node: identity, storage, transport, the consensus thread, and the
-//! gRPC and HTTP servers; runs until shutdown or a fatal error.
+//! gRPC, HTTP and Redis servers; runs until shutdown or a fatal error.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -45,6 +45,10 @@ pub async fn run(
     // and clearly.
     let grpc_listener = bind(&cfg.listen.to_string()).await?;
     let http_listener = match cfg.http {
+        Some(addr) => Some(bind(&addr.to_string()).await?),
+        None => None,
+    };
+    let redis_listener = match cfg.redis {
         Some(addr) => Some(bind(&addr.to_string()).await?),
         None => None,
     };
@@ -238,7 +242,7 @@ pub async fn run(
     let http = match (http_listener, cfg.http) {
         (Some(listener), Some(addr)) => Some(
             listeners::spawn_http(
-                api::router(ctx.clone(), token_check),
+                api::router(ctx.clone(), token_check.clone()),
                 listener,
                 tls.as_ref(),
                 ctx.metrics.clone(),
@@ -251,10 +255,23 @@ pub async fn run(
         ),
         _ => None,
     };
+    let redis = redis_listener.map(|listener| {
+        let security = crate::redis::Security {
+            tls: tls.as_ref().map(|t| t.client_ports.clone()),
+            token: token_check.clone(),
+        };
+        tokio::spawn(crate::redis::serve(
+            listener,
+            ctx.clone(),
+            security,
+            stop_rx.clone(),
+        ))
+    });
     tracing::info!(
         id = cfg.id,
         grpc = %cfg.listen,
         http = ?cfg.http,
+        redis = ?cfg.redis,
         cluster = format!("{:016x}", identity.cluster_id),
         tls = tls.is_some(),
         client_certificates = cfg.client_ca.is_some(),
@@ -282,6 +299,9 @@ pub async fn run(
     // never do: give responses in flight a moment to be written, then close.
     drain(grpc, SERVER_DRAIN).await;
     if let Some(h) = http {
+        drain(h, SERVER_DRAIN).await;
+    }
+    if let Some(h) = redis {
         drain(h, SERVER_DRAIN).await;
     }
     let _ = sampler.await;

@@ -25,6 +25,9 @@ pub struct ClusterSpec {
     pub grpc: Vec<SocketAddr>,
     /// HTTP address of each node.
     pub http: Vec<SocketAddr>,
+    /// Redis protocol address of each node; empty: not served
+    /// ([`ClusterSpec::with_redis`]).
+    pub redis: Vec<SocketAddr>,
     /// Extra flags for every `keel serve`; `{id}` in them becomes the node's id
     /// (e.g. `--tls-cert`, `certs/node-{id}.pem`).
     pub extra_args: Vec<String>,
@@ -47,8 +50,23 @@ impl ClusterSpec {
             keel_bin,
             grpc,
             http,
+            redis: Vec::new(),
             extra_args: Vec::new(),
         })
+    }
+
+    /// Gives every node a free Redis protocol port on the same address as its
+    /// gRPC port (`keel serve --redis`).
+    pub fn with_redis(mut self) -> std::io::Result<Self> {
+        let ip = self.grpc[0].ip();
+        let taken: Vec<SocketAddr> = self.grpc.iter().chain(&self.http).copied().collect();
+        // The ports just released for gRPC and HTTP may be handed out again: ask
+        // for enough to skip every one of them.
+        let mut redis = free_ports(ip, self.nodes as usize + taken.len())?;
+        redis.retain(|a| !taken.contains(a));
+        redis.truncate(self.nodes as usize);
+        self.redis = redis;
+        Ok(self)
     }
 
     /// The `--initial-cluster` value.
@@ -132,6 +150,12 @@ impl LocalCluster {
         self.spec.http[(id - 1) as usize]
     }
 
+    /// Redis protocol address of node `id` (the cluster must have been started
+    /// with [`ClusterSpec::with_redis`]).
+    pub fn redis_addr(&self, id: u64) -> SocketAddr {
+        self.spec.redis[(id - 1) as usize]
+    }
+
     /// Node `id`'s data directory.
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.spec.base_dir.join(format!("node-{id}"))
@@ -166,6 +190,9 @@ impl LocalCluster {
             .arg(self.data_dir(id))
             .args(["--listen", &self.grpc_addr(id).to_string()])
             .args(["--http", &self.http_addr(id).to_string()]);
+        if !self.spec.redis.is_empty() {
+            command.args(["--redis", &self.redis_addr(id).to_string()]);
+        }
         match self.joiners.get(&id) {
             Some(args) => command.args(args),
             None => command.args(["--initial-cluster", &self.initial_cluster()]),
@@ -200,6 +227,9 @@ impl LocalCluster {
         let http = free_ports(ip, 1)?[0];
         self.spec.grpc.push(grpc);
         self.spec.http.push(http);
+        if !self.spec.redis.is_empty() {
+            self.spec.redis.push(free_ports(ip, 1)?[0]);
+        }
         self.spec.nodes += 1;
         let id = self.spec.nodes;
         let mut args = vec!["--join".to_string(), self.grpc_addr(via).to_string()];

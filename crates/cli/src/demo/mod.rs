@@ -50,6 +50,7 @@ fn preferred_spec(nodes: u64, base: PathBuf, bin: PathBuf) -> std::io::Result<Cl
             keel_bin: bin,
             grpc,
             http,
+            redis: Vec::new(),
             extra_args: Vec::new(),
         });
     }

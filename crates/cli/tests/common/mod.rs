@@ -85,26 +85,42 @@ impl TestCluster {
     }
 
     pub fn start_with(nodes: u64, extra: &[&str]) -> TestCluster {
+        Self::start_spec(nodes, extra, Ok)
+    }
+
+    /// Like [`TestCluster::start_with`], every node also serving the Redis
+    /// protocol (`cluster.redis_addr(id)`).
+    pub fn start_with_redis(nodes: u64, extra: &[&str]) -> TestCluster {
+        Self::start_spec(nodes, extra, ClusterSpec::with_redis)
+    }
+
+    fn start_spec(
+        nodes: u64,
+        extra: &[&str],
+        adjust: impl FnOnce(ClusterSpec) -> std::io::Result<ClusterSpec>,
+    ) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("keel-test-")
             .tempdir()
             .expect("tempdir");
-        let ip = unique_loopback();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_in(dir, ip, nodes, extra, None, None)
+        Self::start_in(dir, unique_loopback(), nodes, extra, adjust, None, None)
     }
 
     /// Starts `nodes` nodes on `ip` with `extra` flags, in `dir` (kept until the
-    /// cluster is dropped); the test clients connect with `tls` and `token`.
+    /// cluster is dropped), after `adjust` (e.g. [`ClusterSpec::with_redis`]);
+    /// the test clients connect with `tls` and `token`.
     pub fn start_in(
         dir: tempfile::TempDir,
         ip: IpAddr,
         nodes: u64,
         extra: Vec<String>,
+        adjust: impl FnOnce(ClusterSpec) -> std::io::Result<ClusterSpec>,
         tls: Option<TlsConfig>,
         token: Option<BearerToken>,
     ) -> TestCluster {
         let mut spec = ClusterSpec::on_free_ports(nodes, ip, dir.path().to_path_buf(), keel_bin())
+            .and_then(adjust)
             .expect("free ports");
         spec.extra_args = extra;
         let cluster = LocalCluster::start(spec).expect("start cluster");

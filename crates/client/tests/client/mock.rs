@@ -360,6 +360,14 @@ impl Kv for Service {
             results,
         }))
     }
+
+    async fn add(
+        &self,
+        _req: Request<v1::AddRequest>,
+    ) -> Result<Response<v1::AddResponse>, Status> {
+        // The client library does not call Add.
+        Err(Status::unimplemented("the mock has no Add"))
+    }
 }
 
 #[tonic::async_trait]

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use keel_client::{AuthChannel, BearerToken};
 use keel_proto::error::{ErrorDetail, error_detail};
+
+use super::{ApiContext, DetailExt};
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
 
@@ -74,11 +76,52 @@ impl Forwarder {
     }
 }
 
+impl ApiContext {
+    /// Makes `call` on the leader at `addr` and unwraps its answer; a failure
+    /// becomes the detail [`forwarded_error`] gives (`is_write` as there).
+    pub(super) async fn forward_kv<T, Fut>(
+        &self,
+        addr: &str,
+        is_write: bool,
+        call: impl FnOnce(KvClient<AuthChannel>) -> Fut,
+    ) -> Result<T, ErrorDetail>
+    where
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        call_leader(self.forwarder.client(addr), is_write, call).await
+    }
+}
+
+/// Makes `call` on `client`, a connection to the leader, and unwraps its answer;
+/// a failure becomes the detail [`forwarded_error`] gives.
+pub(super) async fn call_leader<C, T, Fut>(
+    client: Result<C, ErrorDetail>,
+    is_write: bool,
+    call: impl FnOnce(C) -> Fut,
+) -> Result<T, ErrorDetail>
+where
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    call(client?)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| forwarded_error(&s, is_write))
+}
+
 /// The detail of a failed forwarded call. A transport failure before an answer
-/// leaves a write's outcome unknown; `is_write` says which applies.
+/// leaves a write's outcome unknown; `is_write` says which applies. A leader that
+/// could not even be connected to (it is down: the connection was refused) never
+/// saw the request, so nothing was applied: that is "no leader", which a client
+/// may simply retry.
 pub(crate) fn forwarded_error(status: &tonic::Status, is_write: bool) -> ErrorDetail {
     if let Some(d) = error_detail(status) {
         return d;
+    }
+    if never_connected(status) {
+        return ErrorDetail::no_leader().with_message(format!(
+            "the leader cannot be reached (nothing was sent): {}",
+            status.message()
+        ));
     }
     if is_write {
         ErrorDetail::outcome_unknown(format!(
@@ -87,5 +130,41 @@ pub(crate) fn forwarded_error(status: &tonic::Status, is_write: bool) -> ErrorDe
         ))
     } else {
         ErrorDetail::no_leader()
+    }
+}
+
+/// Whether the call failed because no connection to the leader could be made.
+/// Only a refused TCP connection counts: once connected, a request may have been
+/// sent whatever happens next.
+fn never_connected(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_proto::error::Kind;
+
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_is_no_leader_anything_else_is_unknown() {
+        let refused = tonic::Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(forwarded_error(&refused, true).kind(), Kind::NoLeader);
+        let reset = tonic::Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(forwarded_error(&reset, true).kind(), Kind::OutcomeUnknown);
+        assert_eq!(forwarded_error(&reset, false).kind(), Kind::NoLeader);
+        let detail = ErrorDetail::conflict(3).into_status();
+        assert_eq!(forwarded_error(&detail, true).kind(), Kind::Conflict);
     }
 }

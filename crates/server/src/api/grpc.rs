@@ -8,11 +8,11 @@ use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
-    AddMemberRequest, AddMemberResponse, BatchRequest, DeleteRequest, DeleteResponse,
-    DigestRequest, DigestResponse, GetRequest, GetResponse, MembersRequest, MembersResponse,
-    PeerProgress, PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse,
-    RemoveMemberRequest, RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk,
-    SnapshotSaveRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
+    AddMemberRequest, AddMemberResponse, AddRequest, AddResponse, BatchRequest, DeleteRequest,
+    DeleteResponse, DigestRequest, DigestResponse, GetRequest, GetResponse, MembersRequest,
+    MembersResponse, PeerProgress, PromoteMemberRequest, PromoteMemberResponse, PutRequest,
+    PutResponse, RemoveMemberRequest, RemoveMemberResponse, ScanRequest, ScanResponse,
+    SnapshotSaveChunk, SnapshotSaveRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
     TransferLeaderResponse, TxnRequest, TxnResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
@@ -87,6 +87,17 @@ impl Kv for KvService {
             .timed(
                 ClientOp::Txn,
                 self.ctx.txn(r.into_inner(), Forwarding::Never),
+            )
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn add(&self, r: Request<AddRequest>) -> Result<Response<AddResponse>, Status> {
+        let out = self
+            .ctx
+            .timed(
+                ClientOp::Add,
+                self.ctx.add(r.into_inner(), Forwarding::Never),
             )
             .await?;
         Ok(Response::new(out))

@@ -16,7 +16,7 @@ use keel_proto::v1::{
 use keel_raft::{NodeId, Role};
 
 use super::ApiContext;
-use super::forward::forwarded_error;
+use super::forward::call_leader;
 use super::ops::Forwarding;
 use crate::members::validate_address;
 use crate::node::{MemberChange, NodeError};
@@ -227,10 +227,6 @@ impl ApiContext {
         F: FnOnce(ClusterClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let client = self.forwarder.cluster(addr)?;
-        call(client)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| forwarded_error(&s, true))
+        call_leader(self.forwarder.cluster(addr), true, call).await
     }
 }

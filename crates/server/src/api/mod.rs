@@ -1,10 +1,12 @@
-//! Client-facing APIs. `ops.rs` (and `txn.rs` for transactions) holds the
-//! operations, shared by the gRPC services (`grpc.rs`) and the HTTP/JSON API
-//! (`http.rs`, `http_txn.rs`); errors everywhere are keel's
-//! `ErrorDetail`, which says whether a write may have been applied. The
+//! Client-facing APIs. `ops.rs` (and `txn.rs` for transactions, `add.rs` for
+//! atomic adds) holds the operations, shared by the gRPC services (`grpc.rs`,
+//! `batch.rs` for many calls over one stream), the HTTP/JSON API (`http.rs`,
+//! `http_txn.rs`) and the Redis protocol (`crate::redis`); errors everywhere are
+//! keel's `ErrorDetail`, which says whether a write may have been applied. The
 //! dashboard (`dashboard.rs`) is served over HTTP from the cluster status
 //! (`status.rs`).
 
+mod add;
 mod backup;
 mod batch;
 mod dashboard;
@@ -18,8 +20,8 @@ mod members;
 mod ops;
 mod sessions;
 pub mod status;
-mod txn;
-mod validate;
+pub(crate) mod txn;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +30,10 @@ use keel_client::BearerToken;
 use keel_proto::error::ErrorDetail;
 use keel_raft::NodeId;
 
+pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
+pub(crate) use ops::{Forwarding, Served};
 
 use crate::backup::Backups;
 use crate::config::DefaultReadMode;

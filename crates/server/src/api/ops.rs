@@ -16,7 +16,6 @@ use keel_proto::v1::{
 use keel_storage::command::{Command, Envelope, Expect};
 use keel_storage::kv::{ApplyOutcome, KvStore};
 
-use super::forward::forwarded_error;
 use super::{ApiContext, sessions, validate};
 use crate::config::DefaultReadMode;
 use crate::node::NodeError;
@@ -54,12 +53,8 @@ impl ApiContext {
         match self.serve_read(req.read_mode(), fwd, read).await? {
             Served::Here(response) => Ok(response),
             Served::Forward(leader) => {
-                let mut client = self.forwarder.client(&leader)?;
-                client
-                    .get(req)
+                self.forward_kv(&leader, false, |mut c| async move { c.get(req).await })
                     .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, false))
             }
         }
     }
@@ -98,12 +93,8 @@ impl ApiContext {
         match self.serve_read(req.read_mode(), fwd, read).await? {
             Served::Here(response) => Ok(response),
             Served::Forward(leader) => {
-                let mut client = self.forwarder.client(&leader)?;
-                client
-                    .scan(req)
+                self.forward_kv(&leader, false, |mut c| async move { c.scan(req).await })
                     .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, false))
             }
         }
     }
@@ -133,12 +124,10 @@ impl ApiContext {
                 "unexpected outcome of a put: {other:?}"
             ))),
             Err(NodeError::NotLeader { leader }) if leader != 0 && fwd == Forwarding::Allowed => {
-                let mut client = self.forwarder.client(&self.address_of(leader))?;
-                client
-                    .put(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, true))
+                self.forward_kv(&self.address_of(leader), true, |mut c| async move {
+                    c.put(req).await
+                })
+                .await
             }
             Err(e) => Err(self.error(e)),
         }
@@ -170,18 +159,16 @@ impl ApiContext {
                 "unexpected outcome of a delete: {other:?}"
             ))),
             Err(NodeError::NotLeader { leader }) if leader != 0 && fwd == Forwarding::Allowed => {
-                let mut client = self.forwarder.client(&self.address_of(leader))?;
-                client
-                    .delete(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, true))
+                self.forward_kv(&self.address_of(leader), true, |mut c| async move {
+                    c.delete(req).await
+                })
+                .await
             }
             Err(e) => Err(self.error(e)),
         }
     }
 
-    async fn propose(&self, cmd: Envelope) -> Result<ApplyOutcome, NodeError> {
+    pub(super) async fn propose(&self, cmd: Envelope) -> Result<ApplyOutcome, NodeError> {
         let outcome = self
             .node
             .write(cmd.encode(), self.limits.request_timeout)
@@ -197,7 +184,7 @@ impl ApiContext {
 
     /// Runs `read` on local state when that is safe for `mode`, or says where to
     /// forward the request.
-    async fn serve_read<T>(
+    pub(crate) async fn serve_read<T>(
         &self,
         mode: ReadMode,
         fwd: Forwarding,
@@ -260,7 +247,7 @@ fn expect_of(p: Option<&Precondition>) -> Expect {
 }
 
 /// Where a read was served.
-enum Served<T> {
+pub(crate) enum Served<T> {
     /// Here: the result.
     Here(T),
     /// By the leader at this address.

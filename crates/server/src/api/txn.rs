@@ -10,7 +10,6 @@ use keel_proto::v1::{
 use keel_storage::command::{Command, Compare, CompareOp, CompareTarget, MAX_TXN_OPS, Txn, TxnOp};
 use keel_storage::kv::{ApplyOutcome, TxnOpResult, TxnOutcome};
 
-use super::forward::forwarded_error;
 use super::ops::Forwarding;
 use super::{ApiContext, DetailExt, validate};
 use crate::config::MAX_KEY_BYTES;
@@ -19,7 +18,7 @@ use crate::node::NodeError;
 /// Room beyond the value limit for a transaction's keys and framing. It matches
 /// the slack of the gRPC message limit, so any transaction that fits in a request
 /// fits in an entry.
-const TXN_OVERHEAD_BYTES: usize = 64 << 10;
+pub(crate) const TXN_OVERHEAD_BYTES: usize = 64 << 10;
 
 impl ApiContext {
     pub(crate) async fn txn(
@@ -29,13 +28,7 @@ impl ApiContext {
     ) -> Result<TxnResponse, ErrorDetail> {
         let txn = to_txn(&req, self.limits.max_value_bytes)?;
         let data = Command::Txn(txn).encode();
-        let max = self.limits.max_value_bytes + TXN_OVERHEAD_BYTES;
-        if data.len() > max {
-            return Err(ErrorDetail::invalid_argument(format!(
-                "the transaction takes {} bytes encoded; the limit is {max} (the value limit plus 64 KiB)",
-                data.len()
-            )));
-        }
+        check_encoded_size(data.len(), self.limits.max_value_bytes)?;
         match self.node.write(data, self.limits.request_timeout).await {
             Ok(ApplyOutcome::Txn(outcome)) => Ok(response(&req, outcome)),
             Ok(ApplyOutcome::TxnReadLimit { limit }) => {
@@ -47,16 +40,33 @@ impl ApiContext {
                 "unexpected outcome of a transaction: {other:?}"
             ))),
             Err(NodeError::NotLeader { leader }) if leader != 0 && fwd == Forwarding::Allowed => {
-                let mut client = self.forwarder.client(&self.address_of(leader))?;
-                client
-                    .txn(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| forwarded_error(&s, true))
+                self.forward_kv(&self.address_of(leader), true, |mut c| async move {
+                    c.txn(req).await
+                })
+                .await
             }
             Err(e) => Err(self.error(e)),
         }
     }
+}
+
+/// Refuses a transaction whose encoded entry is over the limit (the value limit
+/// plus [`TXN_OVERHEAD_BYTES`]).
+pub(crate) fn check_encoded_size(len: usize, max_value: usize) -> Result<(), ErrorDetail> {
+    let max = max_value + TXN_OVERHEAD_BYTES;
+    if len > max {
+        return Err(ErrorDetail::invalid_argument(format!(
+            "the transaction takes {len} bytes encoded; the limit is {max} (the value limit plus 64 KiB)"
+        )));
+    }
+    Ok(())
+}
+
+/// The read limit a transaction proposed by this node carries: room for one
+/// largest value with its key, so a response always fits in the message limit
+/// (see [`TXN_OVERHEAD_BYTES`]).
+pub(crate) fn read_limit(max_value: usize) -> u64 {
+    (max_value + MAX_KEY_BYTES) as u64
 }
 
 /// Checks every limit and builds the storage transaction.
@@ -77,9 +87,7 @@ fn to_txn(req: &TxnRequest, max_value: usize) -> Result<Txn, ErrorDetail> {
         compares,
         success: to_ops(&req.success, "success", max_value)?,
         failure: to_ops(&req.failure, "failure", max_value)?,
-        // Room for one largest value with its key, so a response always fits in
-        // the message limit (see TXN_OVERHEAD_BYTES).
-        read_limit: (max_value + MAX_KEY_BYTES) as u64,
+        read_limit: read_limit(max_value),
     };
     txn.validate()
         .map_err(|e| ErrorDetail::invalid_argument(e.to_string()))?;

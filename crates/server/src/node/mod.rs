@@ -221,6 +221,22 @@ impl NodeHandle {
     /// Proposes an encoded command and waits until it is committed and applied, or
     /// the deadline passes.
     pub async fn write(&self, data: Bytes, timeout: Duration) -> Result<ApplyOutcome, NodeError> {
+        self.start_write(data, timeout)?.await
+    }
+
+    /// Hands an encoded command to the consensus thread now, and returns a future
+    /// that waits until it is committed and applied (or the deadline passes).
+    ///
+    /// The consensus thread proposes requests in the order they were handed over,
+    /// so writes started one after another by one task land in the log in that
+    /// order, while their proposals still share a turn (and an fsync) when they
+    /// arrive together: what a pipelining front end needs.
+    pub fn start_write(
+        &self,
+        data: Bytes,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<ApplyOutcome, NodeError>> + Send + 'static, NodeError>
+    {
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         self.submit(Request::Write {
@@ -228,17 +244,19 @@ impl NodeHandle {
             deadline,
             reply,
         })?;
-        match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
-            Ok(Ok(result)) => result,
-            // The consensus thread answers every request it accepted; a dropped
-            // channel means it stopped with the write possibly in the log.
-            Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
-                "the node stopped while the write was in flight".into(),
-            )),
-            Err(_) => Err(NodeError::OutcomeUnknown(
-                "no answer before the deadline".into(),
-            )),
-        }
+        Ok(async move {
+            match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
+                Ok(Ok(result)) => result,
+                // The consensus thread answers every request it accepted; a dropped
+                // channel means it stopped with the write possibly in the log.
+                Ok(Err(_)) => Err(NodeError::OutcomeUnknown(
+                    "the node stopped while the write was in flight".into(),
+                )),
+                Err(_) => Err(NodeError::OutcomeUnknown(
+                    "no answer before the deadline".into(),
+                )),
+            }
+        })
     }
 
     /// Waits until a read of local state is linearizable (ReadIndex).

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::add::{unzigzag, zigzag};
 use super::{Command, CommandError, Expect, txn_codec};
 
 /// The format version of a command without a header (`session.rs` has version 2).
@@ -12,6 +13,7 @@ pub(super) const PLAIN_VERSION: u8 = 1;
 const OP_PUT: u8 = 0x01;
 const OP_DELETE: u8 = 0x02;
 const OP_TXN: u8 = 0x03;
+const OP_ADD: u8 = 0x04;
 
 const EXPECT_ANY: u8 = 0x00;
 const EXPECT_ABSENT: u8 = 0x01;
@@ -33,7 +35,7 @@ impl Command {
     pub(super) fn max_op_len(&self) -> usize {
         let (key, value) = match self {
             Command::Put { key, value, .. } => (key.len(), value.len()),
-            Command::Delete { key, .. } => (key.len(), 0),
+            Command::Delete { key, .. } | Command::Add { key, .. } => (key.len(), 0),
             Command::Txn(txn) => return 1 + txn_codec::encoded_len_bound(txn),
         };
         2 + MAX_VARINT_LEN * 3 + key + value
@@ -48,6 +50,13 @@ impl Command {
             Command::Txn(txn) => {
                 buf.put_u8(OP_TXN);
                 txn_codec::encode(buf, txn);
+                return;
+            }
+            Command::Add { key, delta } => {
+                buf.put_u8(OP_ADD);
+                put_varint(buf, key.len() as u64);
+                buf.put_slice(key);
+                put_varint(buf, zigzag(*delta));
                 return;
             }
         };
@@ -186,6 +195,11 @@ pub(super) fn decode_op(
     if op == OP_TXN {
         return Ok(Command::Txn(txn_codec::decode(r, make)?));
     }
+    if op == OP_ADD {
+        let key = make(r.bytes("key")?);
+        let delta = unzigzag(r.varint("delta")?);
+        return Ok(Command::Add { key, delta });
+    }
     if op != OP_PUT && op != OP_DELETE {
         return Err(CommandError::UnknownOp(op));
     }
@@ -237,6 +251,13 @@ pub(super) mod tests {
             &put(b"", b"", Expect::Absent).encode()[..],
             &[1, 1, 1, 0, 0]
         );
+        let add = |delta| Command::Add {
+            key: Bytes::from_static(b"n"),
+            delta,
+        };
+        assert_eq!(&add(1).encode()[..], &[1, 4, 1, b'n', 2]);
+        assert_eq!(&add(-1).encode()[..], &[1, 4, 1, b'n', 1]);
+        assert_eq!(&add(-65).encode()[..], &[1, 4, 1, b'n', 0x81, 0x01]);
     }
 
     #[test]
@@ -245,6 +266,13 @@ pub(super) mod tests {
             (&[], CommandError::Empty),
             (&[2, 1, 0, 0, 0], CommandError::UnsupportedVersion(2)),
             (&[1, 9], CommandError::UnknownOp(9)),
+            (&[1, 5], CommandError::UnknownOp(5)),
+            (&[1, 4, 1, b'n'], CommandError::Truncated("delta")),
+            (
+                &[1, 4, 1, b'n', 0x80, 0x00],
+                CommandError::BadVarint("delta"),
+            ),
+            (&[1, 4, 1, b'n', 2, 0], CommandError::TrailingBytes(1)),
             (&[1, 1, 7], CommandError::UnknownExpect(7)),
             (&[1, 1], CommandError::Truncated("precondition")),
             (&[1, 1, 0, 5, b'a'], CommandError::Truncated("key")),
@@ -294,6 +322,7 @@ pub(super) mod tests {
             }),
             (bytes(), expect).prop_map(|(key, expect)| Command::Delete { key, expect }),
             super::txn_codec::tests::arb_txn().prop_map(Command::Txn),
+            (bytes(), any::<i64>()).prop_map(|(key, delta)| Command::Add { key, delta }),
         ]
     }
 

@@ -39,7 +39,7 @@ impl fmt::Display for Expect {
 
 impl fmt::Display for Command {
     /// `SET key value`, `DEL key`, with a precondition appended if there is one:
-    /// `SET name1 Sam IF-VERSION=7`.
+    /// `SET name1 Sam IF-VERSION=7`; `ADD key -3`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Put { key, value, expect } => {
@@ -47,6 +47,7 @@ impl fmt::Display for Command {
             }
             Command::Delete { key, expect } => write!(f, "DEL {}{expect}", Escaped(key)),
             Command::Txn(txn) => txn.fmt(f),
+            Command::Add { key, delta } => write!(f, "ADD {} {delta}", Escaped(key)),
         }
     }
 }
@@ -129,6 +130,11 @@ mod tests {
             expect: Expect::Any,
         };
         assert_eq!(empty.to_string(), "SET k \"\"");
+        let add = Command::Add {
+            key: Bytes::from_static(b"hits"),
+            delta: -3,
+        };
+        assert_eq!(add.to_string(), "ADD hits -3");
         let quotes = Command::Put {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(b"\"\""),

@@ -20,6 +20,7 @@
 //! op       = 0x01 expect key value            Put
 //!          | 0x02 expect key                  Delete
 //!          | 0x03 txn                         Txn
+//!          | 0x04 key delta:zigzag            Add (signed; zigzag varint)
 //! expect   = 0x00                             Any
 //!          | 0x01                             Absent
 //!          | 0x02 version:varint              Version(n)
@@ -39,7 +40,8 @@
 //! ```
 //!
 //! `varint` is unsigned LEB128 in its shortest form (anything longer is rejected, so
-//! every entry has exactly one encoding). Nothing may follow the last field.
+//! every entry has exactly one encoding); `zigzag` is a signed number mapped onto a
+//! varint (0, -1, 1, -2, … become 0, 1, 2, 3, …). Nothing may follow the last field.
 //! [`Command::decode`] reads version 1 only; [`Envelope::decode`] reads both.
 //!
 //! A transaction's three counts add up to at most [`MAX_TXN_OPS`] (checked as they
@@ -47,7 +49,14 @@
 //! one key twice: the decoder refuses anything else, so every decoded [`Txn`] passes
 //! [`Txn::validate`]. Its semantics are in [`Txn`] and `kv/txn.rs`.
 //!
-//! Room to grow: op codes from `0x04` on are free for new commands.
+//! `Add` (op `0x04`, added for the Redis protocol's INCR family) reads the key's
+//! value as a signed 64-bit decimal integer (absent: 0), adds `delta`, and stores
+//! the sum as decimal text; a value that is not such an integer, or a sum that
+//! overflows, changes nothing (`kv/add.rs`). It needs no new format version: an
+//! older replica refuses the unknown op code and stops rather than diverge, as for
+//! any new op, so every member must be upgraded before clients use it.
+//!
+//! Room to grow: op codes from `0x05` on are free for new commands.
 //! The session header wraps whatever `op` follows, so every op code (transactions
 //! included) is exactly-once as soon as it exists. The decoder checks
 //! syntax only: what the header's numbers mean, including nonsense such as
@@ -57,6 +66,7 @@
 //! configuration, so that every replica expires and evicts sessions at the same
 //! entry; `docs/sessions.md` explains the whole design.
 
+mod add;
 mod codec;
 mod display;
 mod error;
@@ -66,6 +76,7 @@ mod txn_codec;
 
 use bytes::Bytes;
 
+pub use add::{AddError, parse_integer};
 pub use error::CommandError;
 pub use session::{Envelope, SessionHeader};
 pub use txn::{Compare, CompareOp, CompareTarget, MAX_TXN_OPS, Txn, TxnError, TxnOp};
@@ -106,22 +117,34 @@ pub enum Command {
     },
     /// Comparisons, then one of two lists of operations, atomically.
     Txn(Txn),
+    /// Add `delta` to the signed 64-bit decimal integer stored in `key` (an
+    /// absent key counts as 0) and store the sum as decimal text, atomically.
+    /// Refused, changing nothing, if the value is not such an integer or the sum
+    /// overflows ([`AddError`]).
+    Add {
+        /// The key.
+        key: Bytes,
+        /// What to add (negative to subtract).
+        delta: i64,
+    },
 }
 
 impl Command {
     /// The key a single-key command acts on (`None` for a transaction).
     pub fn key(&self) -> Option<&Bytes> {
         match self {
-            Command::Put { key, .. } | Command::Delete { key, .. } => Some(key),
+            Command::Put { key, .. } | Command::Delete { key, .. } | Command::Add { key, .. } => {
+                Some(key)
+            }
             Command::Txn(_) => None,
         }
     }
 
-    /// A single-key command's precondition (`None` for a transaction).
+    /// A put's or delete's precondition (`None` for other commands).
     pub fn expect(&self) -> Option<Expect> {
         match self {
             Command::Put { expect, .. } | Command::Delete { expect, .. } => Some(*expect),
-            Command::Txn(_) => None,
+            Command::Txn(_) | Command::Add { .. } => None,
         }
     }
 }

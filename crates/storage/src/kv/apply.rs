@@ -81,6 +81,7 @@ fn execute(
         Command::Put { key, value, expect } => (key, Some(value), *expect),
         Command::Delete { key, expect } => (key, None, *expect),
         Command::Txn(txn) => return super::txn::execute(data, index, txn),
+        Command::Add { key, delta } => return super::add::execute(data, index, key, *delta),
     };
     let current = current_version(data, key)?;
     if !holds(expect, current) {

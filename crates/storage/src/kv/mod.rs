@@ -11,6 +11,7 @@
 //! same log. It therefore enforces no configurable limits (they are checked before a
 //! command is proposed) and never rejects a committed entry.
 
+mod add;
 mod apply;
 mod backend;
 mod digest;
@@ -249,11 +250,7 @@ impl KvStore {
         let db = self.db();
         let txn = db.begin_read().map_err(engine)?;
         let table = txn.open_table(DATA).map_err(engine)?;
-        let Some(stored) = table.get(key).map_err(engine)? else {
-            return Ok(None);
-        };
-        let (version, value) = value::decode(stored.value())?;
-        Ok(Some((Bytes::copy_from_slice(value), version)))
+        value::lookup(&table, key)
     }
 
     /// Up to `limit` keys starting with `prefix`, in key order, strictly after
@@ -265,6 +262,54 @@ impl KvStore {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<KeyValue>, bool), KvError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let more = self.walk_prefix(prefix, start_after, |key, stored| {
+            if out.len() == limit {
+                return Ok(false);
+            }
+            let (version, value) = value::decode(stored)?;
+            out.push((
+                Bytes::copy_from_slice(key),
+                Bytes::copy_from_slice(value),
+                version,
+            ));
+            Ok(true)
+        })?;
+        Ok((out, more))
+    }
+
+    /// Like [`KvStore::scan`] but keys only, and it also stops once the keys
+    /// returned take `max_bytes` or more together (so at least one key comes back
+    /// when any matches): for listings that must not copy values (SCAN).
+    pub fn scan_keys(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Bytes>, bool), KvError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0usize;
+        let more = self.walk_prefix(prefix, start_after, |key, _| {
+            if out.len() == limit || bytes >= max_bytes {
+                return Ok(false);
+            }
+            bytes += key.len();
+            out.push(Bytes::copy_from_slice(key));
+            Ok(true)
+        })?;
+        Ok((out, more))
+    }
+
+    /// Calls `take` with each key starting with `prefix` (strictly after
+    /// `start_after` if given) and its stored bytes, in key order, until it
+    /// returns `false`; returns whether it stopped at a matching key (more follow).
+    fn walk_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        mut take: impl FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
+    ) -> Result<bool, KvError> {
         use std::ops::Bound;
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
@@ -277,24 +322,17 @@ impl KvStore {
         let range = table
             .range::<&[u8]>((lower, Bound::Unbounded))
             .map_err(engine)?;
-        let mut out = Vec::with_capacity(limit.min(1024));
         for item in range {
             let (key, stored) = item.map_err(engine)?;
             let key = key.value();
             if !key.starts_with(prefix) {
                 break;
             }
-            if out.len() == limit {
-                return Ok((out, true));
+            if !take(key, stored.value())? {
+                return Ok(true);
             }
-            let (version, value) = value::decode(stored.value())?;
-            out.push((
-                Bytes::copy_from_slice(key),
-                Bytes::copy_from_slice(value),
-                version,
-            ));
         }
-        Ok((out, false))
+        Ok(false)
     }
 }
 
@@ -358,6 +396,8 @@ pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
     Ok(applied)
 }
 
+#[cfg(test)]
+mod add_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

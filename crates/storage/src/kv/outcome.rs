@@ -1,6 +1,7 @@
 //! What applying one entry did.
 
 use super::sessions::SessionRejection;
+use crate::command::AddError;
 use bytes::Bytes;
 
 /// The result of applying one entry, in the order of the entries given to
@@ -32,6 +33,16 @@ pub enum ApplyOutcome {
         /// The transaction's read limit, in bytes.
         limit: u64,
     },
+    /// An add stored `value` in its key at `revision`.
+    Added {
+        /// The log index the add committed at; the key's new version.
+        revision: u64,
+        /// The key's value after the add.
+        value: i64,
+    },
+    /// An add was refused (the value is not an integer, or the sum overflows);
+    /// nothing changed.
+    AddRefused(AddError),
     /// The write belongs to a client session that may not run it (see
     /// [`SessionRejection`]); nothing changed. A write whose session number was
     /// seen before is not rejected: it gets the outcome of its first execution.

@@ -211,6 +211,31 @@ fn scan_pages_through_a_prefix_in_key_order() {
     let (none, more) = kv.scan(b"user/", None, 0).expect("limit 0");
     assert!(none.is_empty() && more);
     assert!(kv.scan(b"zzz", None, 5).expect("empty").0.is_empty());
+
+    // Keys only: the same pages, and a byte budget that ends a page early.
+    let (keys_only, more) = kv.scan_keys(b"user/", None, 10, 1 << 20).expect("keys");
+    assert_eq!(keys_only, ["user/1", "user/10", "user/2", "user/3"]);
+    assert!(!more);
+    let (first, more) = kv.scan_keys(b"user/", None, 10, 7).expect("budget");
+    assert_eq!(
+        first,
+        ["user/1", "user/10"],
+        "stops once 7 bytes are reached"
+    );
+    assert!(more);
+    let (rest, more) = kv
+        .scan_keys(b"user/", Some(b"user/10"), 10, 1)
+        .expect("budget of one byte");
+    assert_eq!(rest, ["user/2"], "at least one key per page");
+    assert!(more);
+
+    // A read view answers point reads like the store.
+    let view = kv.read_view().expect("view");
+    assert_eq!(
+        view.get(b"user/1").expect("get"),
+        kv.get(b"user/1").expect("get")
+    );
+    assert_eq!(view.get(b"nope").expect("get"), None);
 }
 
 /// The state a correct store must have after applying `log[..n]`.
@@ -235,7 +260,9 @@ fn model_after(log: &[Command], n: usize) -> BTreeMap<Bytes, (Bytes, u64)> {
             Command::Delete { key, .. } => {
                 state.remove(key);
             }
-            Command::Txn(_) => unreachable!("the log holds single-key commands"),
+            Command::Txn(_) | Command::Add { .. } => {
+                unreachable!("the log holds puts and deletes only")
+            }
         }
     }
     state

@@ -57,7 +57,7 @@ pub(super) fn execute(
             TxnOp::Get { key } => {
                 let found = match written(&writes, key) {
                     Some(value) => value.map(|v| (v.clone(), index)),
-                    None => stored(data, key)?,
+                    None => value::lookup(data, key)?,
                 };
                 if let Some((value, _)) = &found {
                     read_bytes = read_bytes.saturating_add((key.len() + value.len()) as u64);
@@ -108,16 +108,5 @@ fn holds(data: &Table<&[u8], &[u8]>, compare: &Compare) -> Result<bool, KvError>
             Some(stored) => Ok(value::decode(stored.value())?.1 == want.as_ref()),
             None => Ok(false),
         },
-    }
-}
-
-/// The stored value and version of `key`, copied out of the table.
-fn stored(data: &Table<&[u8], &[u8]>, key: &Bytes) -> Result<Option<(Bytes, u64)>, KvError> {
-    match data.get(key.as_ref()).map_err(engine)? {
-        Some(stored) => {
-            let (version, value) = value::decode(stored.value())?;
-            Ok(Some((Bytes::copy_from_slice(value), version)))
-        }
-        None => Ok(None),
     }
 }

@@ -1,7 +1,10 @@
 //! How a value is stored: its version (the log index that wrote it) in front of the
 //! bytes, so one lookup answers both `get` and preconditions.
 
-use super::error::KvError;
+use bytes::Bytes;
+use redb::ReadableTable;
+
+use super::error::{KvError, engine};
 
 const VERSION_LEN: usize = 8;
 
@@ -24,6 +27,18 @@ pub(crate) fn decode(stored: &[u8]) -> Result<(u64, &[u8]), KvError> {
     let (version, value) = stored.split_at(VERSION_LEN);
     let version = u64::from_le_bytes(version.try_into().expect("split at 8"));
     Ok((version, value))
+}
+
+/// The value and version of `key` in `table`, copied out.
+pub(crate) fn lookup<T>(table: &T, key: &[u8]) -> Result<Option<(Bytes, u64)>, KvError>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    let Some(stored) = table.get(key).map_err(engine)? else {
+        return Ok(None);
+    };
+    let (version, value) = decode(stored.value())?;
+    Ok(Some((Bytes::copy_from_slice(value), version)))
 }
 
 #[cfg(test)]

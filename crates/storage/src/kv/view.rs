@@ -88,6 +88,11 @@ impl KvReadView {
         self.applied_term
     }
 
+    /// The value and version of `key` in the view, if present.
+    pub fn get(&self, key: &[u8]) -> Result<Option<(bytes::Bytes, u64)>, KvError> {
+        value::lookup(&self.table, key)
+    }
+
     /// Calls `f` for every key in key order, strictly after `start_after` if given,
     /// with borrowed key and value bytes (nothing is collected: memory stays bounded
     /// by redb's page cache). `f` returns `false` to stop early.

@@ -128,13 +128,15 @@ fn stored_tag(outcome: &ApplyOutcome) -> Option<(u8, u64)> {
         ApplyOutcome::Conflict { current_version } => {
             Some((CONFLICT, current_version.unwrap_or(0)))
         }
-        // Transactions do not travel in sessions yet (the server proposes them
-        // without a header), so there is no transaction result to remember.
+        // Transactions and adds do not travel in sessions yet (the server
+        // proposes them without a header), so there is no such result to remember.
         ApplyOutcome::NoOp
         | ApplyOutcome::AlreadyApplied
         | ApplyOutcome::SessionRejected(_)
         | ApplyOutcome::Txn(_)
-        | ApplyOutcome::TxnReadLimit { .. } => None,
+        | ApplyOutcome::TxnReadLimit { .. }
+        | ApplyOutcome::Added { .. }
+        | ApplyOutcome::AddRefused(_) => None,
     }
 }
 

@@ -1,0 +1,217 @@
+//! Reads: a run of consecutive pipelined read commands shares one barrier of the
+//! connection's read mode (one ReadIndex round, or a lease check) and is then
+//! answered in order from one consistent view of local state, so the run sees
+//! every write acknowledged before it and each later command sees at least what
+//! an earlier one saw, as in Redis.
+//!
+//! `lease` mode on a follower is served as `linearizable` (ReadIndex through the
+//! leader): only the leader holds a lease, and a Redis client cannot be sent
+//! there. Reads are never forwarded.
+
+use bytes::Bytes;
+use keel_proto::error::ErrorDetail;
+use keel_proto::v1::ReadMode;
+use keel_storage::kv::{KvReadView, KvStore};
+
+use super::Shared;
+use super::command::Read;
+use super::conn::ConnState;
+use super::limits::RedisLimits;
+use super::resp::Reply;
+use super::retry::until_leader;
+use super::scan::Pattern;
+use crate::api::{Forwarding, Served};
+use crate::config::DefaultReadMode;
+
+/// A read ready to run: a SCAN's cursor already turned into its resume key.
+enum Prepared<'a> {
+    Read(&'a Read, Option<Bytes>),
+    Failed(Reply),
+}
+
+/// A read's answer before SCAN's next cursor is issued.
+enum Answer {
+    Reply(Reply),
+    Page {
+        keys: Vec<Bytes>,
+        next: Option<Bytes>,
+    },
+}
+
+/// Answers a prefix of `reads` (at least one), in order: as many as fit in one
+/// read budget (`RedisLimits::max_read_bytes`), so a pipeline of large values is
+/// answered in parts. The caller calls again for the rest.
+pub(crate) async fn run(shared: &Shared, conn: &ConnState, reads: &[&Read]) -> Vec<Reply> {
+    let prepared: Vec<Prepared<'_>> = {
+        let cursors = shared.lock_cursors();
+        reads
+            .iter()
+            .map(|r| match r {
+                Read::Scan(s) => match cursors.resume_after(s.cursor) {
+                    Ok(start) => Prepared::Read(r, start),
+                    Err(reply) => Prepared::Failed(reply),
+                },
+                _ => Prepared::Read(r, None),
+            })
+            .collect()
+    };
+    let ctx = &shared.ctx;
+    let limits = &shared.limits;
+    let served = until_leader(ctx, || async {
+        let mode = effective_mode(shared, conn.read_mode);
+        let read = |kv: &KvStore| answer_all(kv, &prepared, limits);
+        match ctx.serve_read(mode, Forwarding::Never, read).await? {
+            Served::Here(answers) => Ok(answers),
+            // Never asked to forward, so never told to.
+            Served::Forward(_) => Err(ErrorDetail::internal("a Redis read was forwarded")),
+        }
+    })
+    .await;
+    match served {
+        Ok(answers) => answers.into_iter().map(|a| finish(shared, a)).collect(),
+        // The whole run failed alike: every read gets the error, none is retried.
+        Err(e) => vec![super::answer::error_reply(&e); reads.len()],
+    }
+}
+
+/// The mode a read is served in here (see the module docs).
+fn effective_mode(shared: &Shared, asked: ReadMode) -> ReadMode {
+    let mode = match asked {
+        ReadMode::Default => match shared.ctx.limits.default_read_mode {
+            DefaultReadMode::Linearizable => ReadMode::Linearizable,
+            DefaultReadMode::Lease => ReadMode::Lease,
+            DefaultReadMode::Stale => ReadMode::Stale,
+        },
+        m => m,
+    };
+    if mode == ReadMode::Lease && shared.ctx.node.leader() != shared.ctx.id {
+        return ReadMode::Linearizable;
+    }
+    mode
+}
+
+/// Issues SCAN's next cursor and builds the reply.
+fn finish(shared: &Shared, answer: Answer) -> Reply {
+    match answer {
+        Answer::Reply(r) => r,
+        Answer::Page { keys, next } => {
+            let cursor = match next {
+                Some(key) => shared.lock_cursors().issue(key),
+                None => 0,
+            };
+            Reply::Array(vec![
+                Reply::text_bulk(&cursor.to_string()),
+                Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+            ])
+        }
+    }
+}
+
+fn internal(e: keel_storage::kv::KvError) -> ErrorDetail {
+    ErrorDetail::internal(format!("state machine read failed: {e}"))
+}
+
+/// Answers reads from one view until the budget is spent.
+fn answer_all(
+    kv: &KvStore,
+    reads: &[Prepared<'_>],
+    limits: &RedisLimits,
+) -> Result<Vec<Answer>, ErrorDetail> {
+    let view = kv.read_view().map_err(internal)?;
+    let mut out = Vec::with_capacity(reads.len());
+    let mut spent = 0usize;
+    for r in reads {
+        if spent >= limits.max_read_bytes {
+            break;
+        }
+        let (answer, bytes) = match r {
+            Prepared::Failed(reply) => (Answer::Reply(reply.clone()), 0),
+            Prepared::Read(read, start) => answer_one(kv, &view, read, start.as_ref(), limits)?,
+        };
+        spent += bytes;
+        out.push(answer);
+    }
+    Ok(out)
+}
+
+/// One read's answer and the bytes it carries.
+fn answer_one(
+    kv: &KvStore,
+    view: &KvReadView,
+    read: &Read,
+    start: Option<&Bytes>,
+    limits: &RedisLimits,
+) -> Result<(Answer, usize), ErrorDetail> {
+    let get = |key: &Bytes| view.get(key).map_err(internal);
+    let (reply, bytes) = match read {
+        Read::Get(key) => match get(key)? {
+            Some((value, _)) => {
+                let bytes = value.len();
+                (Reply::Bulk(value), bytes)
+            }
+            None => (Reply::Nil, 0),
+        },
+        Read::StrLen(key) => {
+            let len = get(key)?.map_or(0, |(v, _)| v.len());
+            (Reply::Int(len as i64), 0)
+        }
+        Read::Type(key) => {
+            let kind = if get(key)?.is_some() {
+                "string"
+            } else {
+                "none"
+            };
+            (Reply::Simple(kind), 0)
+        }
+        Read::Exists(keys) => {
+            let mut n = 0i64;
+            for key in keys {
+                n += i64::from(get(key)?.is_some());
+            }
+            (Reply::Int(n), 0)
+        }
+        Read::MGet(keys) => {
+            let mut values = Vec::with_capacity(keys.len());
+            let mut bytes = 0usize;
+            for key in keys {
+                let value = get(key)?.map(|(v, _)| v);
+                bytes += value.as_ref().map_or(0, |v| key.len() + v.len());
+                if bytes > limits.max_read_bytes {
+                    let reply = Reply::err(format!(
+                        "MGET would return more than {} bytes of keys and values; ask for fewer keys",
+                        limits.max_read_bytes
+                    ));
+                    return Ok((Answer::Reply(reply), 0));
+                }
+                values.push(value.map_or(Reply::Nil, Reply::Bulk));
+            }
+            (Reply::Array(values), bytes)
+        }
+        Read::Scan(args) => {
+            if !args.strings_only {
+                let page = Answer::Page {
+                    keys: vec![],
+                    next: None,
+                };
+                return Ok((page, 0));
+            }
+            let (keys, next) = match &args.pattern {
+                Pattern::Exact(key) => {
+                    let found = get(key)?.is_some();
+                    (if found { vec![key.clone()] } else { vec![] }, None)
+                }
+                Pattern::Prefix(prefix) => {
+                    let after = start.map(|s| &s[..]);
+                    let (keys, more) = kv
+                        .scan_keys(prefix, after, args.count, limits.max_read_bytes)
+                        .map_err(internal)?;
+                    let next = if more { keys.last().cloned() } else { None };
+                    (keys, next)
+                }
+            };
+            let bytes = keys.iter().map(Bytes::len).sum();
+            return Ok((Answer::Page { keys, next }, bytes));
+        }
+    };
+    Ok((Answer::Reply(reply), bytes))
+}
