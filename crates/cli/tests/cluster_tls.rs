@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::tls::{Certs, https};
+use common::tls::{Certs, https, resp};
 use common::{TestCluster, eventually};
 use keel_client::{BearerToken, Client, ClientConfig, Error, ReadMode, TlsConfig};
 use keel_proto::raft::MessageBatch;
@@ -96,6 +96,7 @@ async fn a_tls_cluster_serves_tls_clients_and_refuses_wrong_credentials() {
         ip,
         3,
         flags,
+        keel_testkit::local_cluster::ClusterSpec::with_redis,
         Some(alice.clone()),
         Some(BearerToken::new(TOKEN).expect("token")),
     );
@@ -179,6 +180,26 @@ async fn a_tls_cluster_serves_tls_clients_and_refuses_wrong_credentials() {
     let members = status["members"].as_array().expect("members");
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m["reachable"] == true), "{status:#}");
+
+    // The Redis port: TLS, and nothing but AUTH before the token.
+    let redis = t.cluster.redis_addr(follower);
+    let replies = resp(
+        &alice,
+        redis,
+        &[
+            "GET k",
+            "AUTH wrong-token",
+            "SET k changed",
+            &format!("AUTH {TOKEN}"),
+            "GET k",
+        ],
+    )
+    .expect("RESP over TLS");
+    let lines: Vec<&str> = replies.lines().collect();
+    assert!(lines[0].starts_with("-NOAUTH"), "{replies}");
+    assert!(lines[1].starts_with("-WRONGPASS"), "{replies}");
+    assert!(lines[2].starts_with("-NOAUTH"), "{replies}");
+    assert_eq!(&lines[3..6], ["+OK", "$2", "v1"], "{replies}");
 
     // The token: missing or wrong is refused on HTTP and gRPC, and changes nothing.
     let http = t.cluster.http_addr(leader);
@@ -282,14 +303,19 @@ async fn a_tls_cluster_serves_tls_clients_and_refuses_wrong_credentials() {
         "{past_tls:?}"
     );
 
-    // Every refusal was counted.
-    let (_, _, metrics) = https(&alice, http, "GET", "/metrics", &[], b"").expect("metrics");
-    let metrics = String::from_utf8_lossy(&metrics);
+    // Every refusal was counted (the leader's, and the follower's Redis port).
+    let mut metrics = String::new();
+    for id in [leader, follower] {
+        let (_, _, m) =
+            https(&alice, t.cluster.http_addr(id), "GET", "/metrics", &[], b"").expect("metrics");
+        metrics.push_str(&String::from_utf8_lossy(&m));
+    }
     for line in [
         "keel_tls_handshake_failures_total{listener=\"grpc\"}",
         "keel_auth_failures_total{listener=\"grpc\",reason=\"missing_token\"}",
         "keel_auth_failures_total{listener=\"grpc\",reason=\"wrong_token\"}",
         "keel_auth_failures_total{listener=\"http\",reason=\"wrong_token\"}",
+        "keel_auth_failures_total{listener=\"redis\",reason=\"wrong_token\"}",
         "keel_auth_failures_total{listener=\"grpc\",reason=\"not_a_node_certificate\"}",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");

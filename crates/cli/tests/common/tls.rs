@@ -105,16 +105,11 @@ impl Certs {
     }
 }
 
-/// One HTTPS/1.1 request (connection closed after), trusting the CA in
-/// `tls.ca_pem` and presenting its identity, if any. Returns status, head and body.
-pub fn https(
-    tls: &TlsConfig,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<(u16, String, Vec<u8>)> {
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to `addr`, trusting the CA in `tls.ca_pem` and presenting
+/// its identity, if any.
+fn connect(tls: &TlsConfig, addr: SocketAddr) -> std::io::Result<TlsStream> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
@@ -141,7 +136,31 @@ pub fn https(
         rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// Everything the server sends until it closes the connection.
+fn read_all(stream: &mut TlsStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // The server may close without a close_notify.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e),
+    }
+}
+
+/// One HTTPS/1.1 request (connection closed after) with `tls`. Returns status,
+/// head and body.
+pub fn https(
+    tls: &TlsConfig,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut stream = connect(tls, addr)?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -152,12 +171,15 @@ pub fn https(
     req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;
     stream.write_all(body)?;
-    let mut raw = Vec::new();
-    match stream.read_to_end(&mut raw) {
-        Ok(_) => {}
-        // The server may close without a close_notify after Connection: close.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e),
+    Ok(super::parse_response(&read_all(&mut stream)?))
+}
+
+/// Sends Redis inline `commands` over TLS, then QUIT, and returns every reply
+/// as text.
+pub fn resp(tls: &TlsConfig, addr: SocketAddr, commands: &[&str]) -> std::io::Result<String> {
+    let mut stream = connect(tls, addr)?;
+    for c in commands.iter().chain(&["QUIT"]) {
+        stream.write_all(format!("{c}\r\n").as_bytes())?;
     }
-    Ok(super::parse_response(&raw))
+    Ok(String::from_utf8_lossy(&read_all(&mut stream)?).into_owned())
 }

@@ -109,3 +109,71 @@ pub(crate) fn own_certificate(
         .check_at(chain, UnixTime::now(), Some(&name))
         .map_err(|reason| TlsError::Unusable { setting, reason })
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer, KeyPair,
+    };
+
+    use super::*;
+
+    fn ca() -> (CertificateDer<'static>, Issuer<'static, KeyPair>) {
+        let mut p = CertificateParams::new(Vec::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        let cert = p.self_signed(&key).expect("CA");
+        (cert.der().clone(), Issuer::new(p, key))
+    }
+
+    fn leaf(
+        issuer: &Issuer<'_, KeyPair>,
+        ekus: Vec<Eku>,
+        expired: bool,
+    ) -> Vec<CertificateDer<'static>> {
+        let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        p.extended_key_usages = ekus;
+        if expired {
+            let now = time::OffsetDateTime::now_utc();
+            p.not_before = now - time::Duration::days(10);
+            p.not_after = now - time::Duration::days(1);
+        }
+        let key = KeyPair::generate().expect("key");
+        vec![p.signed_by(&key, issuer).expect("sign").der().clone()]
+    }
+
+    #[test]
+    fn only_current_node_certificates_of_the_cluster_ca_pass() {
+        let (ca_cert, issuer) = ca();
+        let check = NodeCertCheck::new(&[ca_cert]).expect("CA");
+        let node = leaf(&issuer, vec![Eku::ServerAuth, Eku::ClientAuth], false);
+        check.check(&node).expect("a node certificate passes");
+
+        let client = leaf(&issuer, vec![Eku::ClientAuth], false);
+        let why = check.check(&client).expect_err("a client certificate");
+        assert!(why.contains("not a node certificate"), "{why}");
+
+        let expired = leaf(&issuer, vec![Eku::ServerAuth, Eku::ClientAuth], true);
+        let why = check.check(&expired).expect_err("expired");
+        assert!(why.to_lowercase().contains("expired"), "{why}");
+
+        let (_, other) = ca();
+        let foreign = leaf(&other, vec![Eku::ServerAuth, Eku::ClientAuth], false);
+        let why = check.check(&foreign).expect_err("another CA's");
+        assert!(why.contains("not signed by the cluster CA"), "{why}");
+
+        assert!(check.check(&[]).is_err());
+    }
+
+    #[test]
+    fn the_own_certificate_must_name_the_advertised_host() {
+        let (ca_cert, issuer) = ca();
+        let check = NodeCertCheck::new(&[ca_cert]).expect("CA");
+        let node = leaf(&issuer, vec![Eku::ServerAuth, Eku::ClientAuth], false);
+        own_certificate(&check, "--tls-cert", &node, "127.0.0.1").expect("names it");
+        let e = own_certificate(&check, "--tls-cert", &node, "10.9.9.9")
+            .expect_err("does not name it")
+            .to_string();
+        assert!(e.contains("--tls-cert") && e.contains("10.9.9.9"), "{e}");
+    }
+}
