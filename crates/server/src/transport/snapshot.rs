@@ -707,7 +707,7 @@ mod tests {
             group: 1,
             store: sender,
             metrics: metrics.clone(),
-            connector: super::PeerConnector::plain(),
+            connector: crate::transport::PeerConnector::plain(),
             runtime: tokio::runtime::Handle::current(),
             done,
         };
