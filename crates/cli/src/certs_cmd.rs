@@ -143,9 +143,12 @@ fn ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
         }
         (false, false) => {
             let mut params = CertificateParams::new(Vec::new())?;
-            params
-                .distinguished_name
-                .push(DnType::CommonName, "keel development CA");
+            // A name of its own: certificates name their issuer, and two CAs of
+            // one name would be told apart only by a failing signature.
+            params.distinguished_name.push(
+                DnType::CommonName,
+                format!("keel development CA {}", ca_tag()),
+            );
             params
                 .distinguished_name
                 .push(DnType::OrganizationName, "keel");
@@ -174,6 +177,15 @@ fn ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
             dir.display()
         ),
     }
+}
+
+/// A tag telling this CA from other development CAs: the time of its making
+/// and the process, in hex.
+fn ca_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}", nanos ^ (u128::from(std::process::id()) << 64))
 }
 
 /// Signs `params` (with a new key) and writes `<stem>.pem` and `<stem>-key.pem`.

@@ -246,6 +246,18 @@ async fn receive(
             shared.close_unsupported();
             return;
         }
+        // Refused before anything ran (no or a wrong bearer token): every request
+        // gets the refusal itself, which is final.
+        Err(status)
+            if matches!(
+                status.code(),
+                Code::Unauthenticated | Code::PermissionDenied
+            ) =>
+        {
+            let (code, why) = (status.code(), status.message().to_owned());
+            shared.close(|| Status::new(code, why.clone()));
+            return;
+        }
         // The connection could not be (re-)established: nothing left.
         Err(status) if crate::failure::never_sent(&status) => {
             let why = format!("the batch stream did not open: {}", status.message());
