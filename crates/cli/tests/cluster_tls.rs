@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::tls::{Certs, https, resp};
-use common::{TestCluster, eventually};
+use common::TestCluster;
 use keel_client::{BearerToken, Client, ClientConfig, Error, ReadMode, TlsConfig};
 use keel_proto::raft::MessageBatch;
 use keel_proto::raft::raft_client::RaftClient;
