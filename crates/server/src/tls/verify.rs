@@ -113,13 +113,17 @@ pub(crate) fn own_certificate(
 #[cfg(test)]
 mod tests {
     use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer, KeyPair,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer,
+        KeyPair,
     };
 
     use super::*;
 
-    fn ca() -> (CertificateDer<'static>, Issuer<'static, KeyPair>) {
+    /// A CA named `name` (certificates name their issuer: two CAs of one name
+    /// would be told apart by a failing signature instead).
+    fn ca(name: &str) -> (CertificateDer<'static>, Issuer<'static, KeyPair>) {
         let mut p = CertificateParams::new(Vec::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, name);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().expect("key");
         let cert = p.self_signed(&key).expect("CA");
@@ -144,7 +148,7 @@ mod tests {
 
     #[test]
     fn only_current_node_certificates_of_the_cluster_ca_pass() {
-        let (ca_cert, issuer) = ca();
+        let (ca_cert, issuer) = ca("cluster CA");
         let check = NodeCertCheck::new(&[ca_cert]).expect("CA");
         let node = leaf(&issuer, vec![Eku::ServerAuth, Eku::ClientAuth], false);
         check.check(&node).expect("a node certificate passes");
@@ -157,7 +161,7 @@ mod tests {
         let why = check.check(&expired).expect_err("expired");
         assert!(why.to_lowercase().contains("expired"), "{why}");
 
-        let (_, other) = ca();
+        let (_, other) = ca("another CA");
         let foreign = leaf(&other, vec![Eku::ServerAuth, Eku::ClientAuth], false);
         let why = check.check(&foreign).expect_err("another CA's");
         assert!(why.contains("not signed by the cluster CA"), "{why}");
@@ -167,7 +171,7 @@ mod tests {
 
     #[test]
     fn the_own_certificate_must_name_the_advertised_host() {
-        let (ca_cert, issuer) = ca();
+        let (ca_cert, issuer) = ca("cluster CA");
         let check = NodeCertCheck::new(&[ca_cert]).expect("CA");
         let node = leaf(&issuer, vec![Eku::ServerAuth, Eku::ClientAuth], false);
         own_certificate(&check, "--tls-cert", &node, "127.0.0.1").expect("names it");
