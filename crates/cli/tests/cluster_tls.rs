@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::tls::{Certs, https, resp};
 use common::TestCluster;
+use common::tls::{Certs, https, resp};
 use keel_client::{BearerToken, Client, ClientConfig, Error, ReadMode, TlsConfig};
 use keel_proto::raft::MessageBatch;
 use keel_proto::raft::raft_client::RaftClient;
