@@ -11,7 +11,22 @@ use std::process::Command;
 
 /// The `keel` binary, building it if need be.
 pub fn keel_bin() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("KEEL_BIN") {
+    workspace_bin("KEEL_BIN", "keel", &[])
+}
+
+/// The `keel-test-bugs` binary (keel with the deliberately broken variants of
+/// `keel_server::test_bugs`): `$KEEL_BUG_BIN`, else built like [`keel_bin`] with
+/// `--features test-bugs`. Building it leaves the `keel` binary alone.
+pub fn keel_bug_bin() -> Result<PathBuf, String> {
+    workspace_bin(
+        "KEEL_BUG_BIN",
+        "keel-test-bugs",
+        &["--features", "test-bugs"],
+    )
+}
+
+fn workspace_bin(env: &str, name: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().map_err(|e| format!("current executable: {e}"))?;
@@ -27,14 +42,15 @@ pub fn keel_bin() -> Result<PathBuf, String> {
         .file_name()
         .and_then(|p| p.to_str())
         .unwrap_or("debug");
-    let candidate = profile_dir.join("keel");
+    let candidate = profile_dir.join(name);
     if is_fresh(&candidate) {
         return Ok(candidate);
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--quiet", "-p", "keel-cli", "--bin", "keel"])
+        .args(["build", "--quiet", "-p", "keel-cli", "--bin", name])
+        .args(extra)
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -52,10 +68,10 @@ pub fn keel_bin() -> Result<PathBuf, String> {
         Ok(status) if status.success() && candidate.exists() => Ok(candidate),
         _ if candidate.exists() => Ok(candidate),
         Ok(status) => Err(format!(
-            "cargo build -p keel-cli failed ({status}); set KEEL_BIN"
+            "cargo build -p keel-cli --bin {name} failed ({status}); set {env}"
         )),
         Err(e) => Err(format!(
-            "cannot run cargo ({e}); set KEEL_BIN to the keel binary"
+            "cannot run cargo ({e}); set {env} to the {name} binary"
         )),
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`history`]: the JSON-lines history format.
 //! - [`checker`]: per-key linearizability (Wing–Gong/Lowe search) and cheap checks.
-//! - [`nodes`], [`proxy`], [`nemesis`]: the cluster, its links, and the faults.
+//! - [`nodes`], [`net`], [`proxy`], [`nemesis`]: the cluster, its hosts and links,
+//!   and the faults.
 //! - [`workload`]: the clients that make the history.
 //! - [`run`]: one whole run; [`report`]: its summary and violation timelines.
 //!
@@ -14,6 +15,7 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod nemesis;
+pub mod net;
 pub mod nodes;
 pub mod proxy;
 pub mod report;

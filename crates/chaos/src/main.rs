@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use keel_chaos::checker::{self, CheckOptions};
-use keel_chaos::nemesis::{FaultEvent, Nemesis, Schedule};
+use keel_chaos::nemesis::{FaultEvent, Nemesis, Schedule, Skew};
+use keel_chaos::net::NetMode;
 use keel_chaos::run::{RunConfig, run};
 use keel_chaos::workload::WorkloadConfig;
 use keel_chaos::{binary, history, report};
@@ -19,8 +20,8 @@ use keel_client::ReadMode;
 #[derive(Parser, Debug)]
 #[command(name = "keel-chaos", version)]
 struct Args {
-    /// Faults to inject, comma-separated: kill, pause, partition, delay, loss (or
-    /// "all", or "none").
+    /// Faults to inject, comma-separated: kill, pause, partition, delay, loss,
+    /// skew, member, wal (or "all", or "none").
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// How long the workload runs, e.g. 60s, 5m.
@@ -48,9 +49,25 @@ struct Args {
     /// Search nodes per key before the checker gives up on it.
     #[arg(long, default_value_t = 1_000_000)]
     budget: u64,
-    /// Loopback address for nodes and proxies.
+    /// Loopback address for nodes and proxies (proxy mode).
     #[arg(long, default_value = "127.0.0.1")]
     ip: IpAddr,
+    /// Hosts: "netns" (a network namespace per node, nftables faults; needs
+    /// root), "proxy" (loopback and userspace proxies), or "auto".
+    #[arg(long, default_value = "auto")]
+    net: NetMode,
+    /// Run every node with this deliberately broken variant (ack-before-fsync,
+    /// no-noop, lease-without-drift-margin, follower-read-without-read-index),
+    /// using the keel-test-bugs binary ($KEEL_BUG_BIN, else built).
+    #[arg(long)]
+    bug: Option<String>,
+    /// Clock rates for the skew nemesis, comma-separated (default: two slow and
+    /// two fast rates inside keel's drift bound for its default timeouts).
+    #[arg(long, value_delimiter = ',')]
+    skew_rate: Vec<f64>,
+    /// Percent of reads sent to a random node instead of the leader.
+    #[arg(long, default_value_t = 30)]
+    any_node_reads: u64,
     /// The keel binary (default: $KEEL_BIN, else built with cargo).
     #[arg(long)]
     keel_bin: Option<PathBuf>,
@@ -74,9 +91,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_read_mode(s: &str) -> Result<ReadMode, String> {
     match s {
         "linearizable" => Ok(ReadMode::Linearizable),
+        "lease" => Ok(ReadMode::Lease),
         "stale" => Ok(ReadMode::Stale),
         _ => Err(format!(
-            "unknown read mode {s:?}: use linearizable or stale"
+            "unknown read mode {s:?}: use linearizable, lease or stale"
         )),
     }
 }
@@ -145,23 +163,30 @@ fn real_main(args: Args) -> anyhow::Result<bool> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("chaos-out/seed-{seed}")));
-    let keel_bin = match args.keel_bin {
-        Some(b) => b,
-        None => binary::keel_bin().map_err(anyhow::Error::msg)?,
+    let keel_bin = match (args.keel_bin, &args.bug) {
+        (Some(b), _) => b,
+        (None, None) => binary::keel_bin().map_err(anyhow::Error::msg)?,
+        (None, Some(_)) => binary::keel_bug_bin().map_err(anyhow::Error::msg)?,
     };
+    let nemeses = parse_nemeses(&args.nemesis).map_err(anyhow::Error::msg)?;
+    let skew = Skew::setup(nemeses.contains(&Nemesis::Skew), args.skew_rate);
     let cfg = RunConfig {
         nodes: args.nodes,
         duration: args.duration,
         seed,
-        nemeses: parse_nemeses(&args.nemesis).map_err(anyhow::Error::msg)?,
+        nemeses,
         out: out.clone(),
         keel_bin,
         ip: args.ip,
+        net: args.net,
+        skew,
+        bug: args.bug,
         workload: WorkloadConfig {
             workers: args.workers,
             active_keys: args.keys,
             ops_per_key: args.ops_per_key,
             read_mode: args.read_mode,
+            any_node_read_percent: args.any_node_reads,
             ..WorkloadConfig::default()
         },
         schedule: Schedule::default(),
@@ -194,7 +219,7 @@ mod tests {
             parse_nemeses("kill,pause"),
             Ok(vec![Nemesis::Kill, Nemesis::Pause])
         );
-        assert_eq!(parse_nemeses("all").map(|n| n.len()), Ok(5));
+        assert_eq!(parse_nemeses("all").map(|n| n.len()), Ok(8));
         assert!(parse_nemeses("kill,bogus").is_err());
     }
 }

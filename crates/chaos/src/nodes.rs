@@ -26,6 +26,24 @@ pub struct NodeSpec {
     pub prefix: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Start with `--join ADDR` (a member to ask for admission) instead of
+    /// `--initial-cluster`: set once the node was removed and its data wiped.
+    pub join: Option<String>,
+}
+
+impl NodeSpec {
+    /// A node with no prefix, no extra environment, bootstrapped statically.
+    pub fn new(id: u64, listen: SocketAddr, advertise: SocketAddr, http: SocketAddr) -> NodeSpec {
+        NodeSpec {
+            id,
+            listen,
+            advertise,
+            http,
+            prefix: Vec::new(),
+            env: Vec::new(),
+            join: None,
+        }
+    }
 }
 
 /// The processes of a cluster. Dropping it kills every node.
@@ -35,6 +53,7 @@ pub struct Nodes {
     dir: PathBuf,
     specs: Vec<NodeSpec>,
     extra_args: Vec<String>,
+    common_env: Vec<(String, String)>,
     children: BTreeMap<u64, Child>,
     paused: BTreeMap<u64, bool>,
 }
@@ -47,9 +66,15 @@ impl Nodes {
             dir,
             specs,
             extra_args: extra,
+            common_env: Vec::new(),
             children: BTreeMap::new(),
             paused: BTreeMap::new(),
         }
+    }
+
+    /// Environment variables for every node (each spec's own come after).
+    pub fn set_common_env(&mut self, env: Vec<(String, String)>) {
+        self.common_env = env;
     }
 
     /// Node ids, in order.
@@ -124,11 +149,14 @@ impl Nodes {
             .args(["--listen", &spec.listen.to_string()])
             .args(["--advertise", &spec.advertise.to_string()])
             .args(["--http", &spec.http.to_string()])
-            .args(["--initial-cluster", &self.initial_cluster()])
+            .args(match &spec.join {
+                Some(member) => ["--join".to_owned(), member.clone()],
+                None => ["--initial-cluster".to_owned(), self.initial_cluster()],
+            })
             .arg("--event-log")
             .arg(self.event_log_path(id))
             .args(&self.extra_args)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.common_env.iter().chain(&spec.env).map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -186,6 +214,23 @@ impl Nodes {
         if let Some(c) = self.children.get(&id) {
             signal(c, Signal::CONT);
             self.paused.insert(id, false);
+        }
+    }
+
+    /// Whether node `id`'s process has exited on its own (it was started and
+    /// not killed by the harness), e.g. refusing to start on a corrupt WAL.
+    pub fn has_exited(&mut self, id: u64) -> bool {
+        self.children
+            .get_mut(&id)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Deletes node `id`'s data directory (the node must be down).
+    pub fn wipe(&mut self, id: u64) -> std::io::Result<()> {
+        self.kill(id)?;
+        match std::fs::remove_dir_all(self.data_dir(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 

@@ -61,25 +61,40 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts one proxy per node on a free port of `ip`, forwarding to
-    /// `targets[i]` (node `i + 1`'s listen address).
+    /// `targets[i]` (node `i + 1`'s listen address); connections are attributed by
+    /// process (loopback).
     pub async fn start(
         ip: std::net::IpAddr,
         targets: &[SocketAddr],
         seed: u64,
     ) -> std::io::Result<Proxy> {
+        let binds: Vec<SocketAddr> = targets.iter().map(|_| SocketAddr::new(ip, 0)).collect();
+        Proxy::start_with(&binds, targets, seed, Attribution::Processes).await
+    }
+
+    /// Starts one proxy per node listening on `binds[i]` and forwarding to
+    /// `targets[i]` (node `i + 1`'s listen address).
+    pub async fn start_with(
+        binds: &[SocketAddr],
+        targets: &[SocketAddr],
+        seed: u64,
+        attribution: Attribution,
+    ) -> std::io::Result<Proxy> {
         let (rules, _) = watch::channel(Rules::default());
         let owners = Arc::new(Mutex::new(Vec::new()));
         let counter = Arc::new(AtomicU64::new(0));
+        let attribution = Arc::new(attribution);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
-        for (i, &target) in targets.iter().enumerate() {
-            let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+        for (i, (&bind, &target)) in binds.iter().zip(targets).enumerate() {
+            let listener = TcpListener::bind(bind).await?;
             addrs.push(listener.local_addr()?);
             let node = i as u64 + 1;
             let shared = Shared {
                 rules: rules.clone(),
                 owners: owners.clone(),
                 counter: counter.clone(),
+                attribution: attribution.clone(),
                 seed,
             };
             tasks.push(tokio::spawn(accept_loop(listener, node, target, shared)));
@@ -119,11 +134,60 @@ impl Drop for Proxy {
     }
 }
 
+/// How the proxy tells which node opened a connection.
+#[derive(Clone, Debug)]
+pub enum Attribution {
+    /// By the process holding the connecting socket (nodes share loopback).
+    Processes,
+    /// By the connecting address: node `i + 1` connects from `nodes[i]`. The
+    /// connection onward to the target then leaves from `sources[i]`, so the
+    /// target's firewall sees which node it comes from.
+    Addresses {
+        /// Each node's own address.
+        nodes: Vec<std::net::IpAddr>,
+        /// The address its proxied connections leave from.
+        sources: Vec<std::net::IpAddr>,
+    },
+}
+
+impl Attribution {
+    fn sender(&self, peer: SocketAddr, owners: &[(u64, u32)]) -> u64 {
+        match self {
+            Attribution::Processes => owner_of(peer, owners).unwrap_or(0),
+            Attribution::Addresses { nodes, .. } => nodes
+                .iter()
+                .position(|&ip| ip == peer.ip())
+                .map_or(0, |i| i as u64 + 1),
+        }
+    }
+
+    /// Connects to `target` on behalf of node `from`.
+    async fn connect(&self, from: u64, target: SocketAddr) -> std::io::Result<TcpStream> {
+        let source = match self {
+            Attribution::Addresses { sources, .. } if from > 0 => {
+                sources.get(from as usize - 1).copied()
+            }
+            _ => None,
+        };
+        let Some(source) = source else {
+            return TcpStream::connect(target).await;
+        };
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(target).await
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     rules: watch::Sender<Rules>,
     owners: Arc<Mutex<Vec<(u64, u32)>>>,
     counter: Arc<AtomicU64>,
+    attribution: Arc<Attribution>,
     seed: u64,
 }
 
@@ -133,12 +197,13 @@ async fn accept_loop(listener: TcpListener, node: u64, target: SocketAddr, share
             continue;
         };
         let owners = shared.owners.lock().expect("owners lock").clone();
-        let from = owner_of(peer, &owners).unwrap_or(0);
+        let from = shared.attribution.sender(peer, &owners);
         let n = shared.counter.fetch_add(1, Ordering::Relaxed);
         let rng = Rng::new(shared.seed).fork(n);
         let rules = shared.rules.subscribe();
+        let attribution = shared.attribution.clone();
         tokio::spawn(async move {
-            let Ok(outbound) = TcpStream::connect(target).await else {
+            let Ok(outbound) = attribution.connect(from, target).await else {
                 return;
             };
             let _ = inbound.set_nodelay(true);

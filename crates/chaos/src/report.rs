@@ -20,6 +20,13 @@ pub fn summary_table(s: &RunSummary, report: &CheckReport) -> String {
     };
     let rows = [
         ("seed", s.seed.to_string()),
+        (
+            "network",
+            match &s.bug {
+                Some(bug) => format!("{} (test bug {bug})", s.net),
+                None => s.net.clone(),
+            },
+        ),
         ("operations", s.ops.to_string()),
         (
             "ok / fail / unknown",

@@ -15,9 +15,9 @@ use serde::Serialize;
 use crate::checker::{self, CheckOptions, CheckReport};
 use crate::cluster;
 use crate::history::Outcome;
-use crate::nemesis::{self, FaultEvent, Nemesis, Schedule, Target};
-use crate::nodes::{NodeSpec, Nodes};
-use crate::proxy::Proxy;
+use crate::nemesis::{self, FaultEvent, Nemesis, Schedule, Skew, Target};
+use crate::net::{NetMode, Network};
+use crate::nodes::Nodes;
 use crate::report;
 use crate::rng::Rng;
 use crate::workload::{self, Recorder, WorkloadConfig};
@@ -37,8 +37,15 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// The `keel` binary.
     pub keel_bin: PathBuf,
-    /// Loopback address for nodes and proxies.
+    /// Loopback address for nodes and proxies (proxy mode).
     pub ip: IpAddr,
+    /// Network namespaces or loopback proxies.
+    pub net: NetMode,
+    /// The clock nemesis's library and rates.
+    pub skew: Skew,
+    /// A deliberately broken variant (`KEEL_TEST_BUG`) for every node; `keel_bin`
+    /// must then be the `keel-test-bugs` binary.
+    pub bug: Option<String>,
     /// The workload.
     pub workload: WorkloadConfig,
     /// Fault timing.
@@ -54,6 +61,10 @@ pub struct RunConfig {
 pub struct RunSummary {
     /// Seed.
     pub seed: u64,
+    /// `netns` or `proxy`.
+    pub net: String,
+    /// The test bug switched on, if any.
+    pub bug: Option<String>,
     /// Operations in the history, final reads included.
     pub ops: usize,
     /// Outcome counts.
@@ -89,27 +100,20 @@ impl RunSummary {
 pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {:?}", cfg.out))?;
     let rng = Rng::new(cfg.seed);
-    let listen = keel_testkit::local_cluster::free_ports(cfg.ip, cfg.nodes as usize)?;
-    let http = keel_testkit::local_cluster::free_ports(cfg.ip, cfg.nodes as usize)?;
-    let proxy = Arc::new(Proxy::start(cfg.ip, &listen, cfg.seed).await?);
-    let specs = (0..cfg.nodes as usize)
-        .map(|i| NodeSpec {
-            id: i as u64 + 1,
-            listen: listen[i],
-            advertise: proxy.addrs()[i],
-            http: http[i],
-            prefix: Vec::new(),
-            env: Vec::new(),
-        })
-        .collect();
+    let net = Arc::new(Network::start(cfg.net, cfg.nodes, cfg.ip, cfg.seed).await?);
+    let net_mode = net.mode_name().to_owned();
+    progress(&format!("network: {net_mode}"));
     let mut nodes = Nodes::new(
         cfg.keel_bin.clone(),
         cfg.out.clone(),
-        specs,
+        net.specs(),
         cfg.keel_args.clone(),
     );
+    if let Some(bug) = &cfg.bug {
+        nodes.set_common_env(vec![("KEEL_TEST_BUG".into(), bug.clone())]);
+    }
     nodes.start_all()?;
-    proxy.set_owners(nodes.pids());
+    net.set_owners(nodes.pids());
     let endpoints = nodes.endpoints();
     let nodes = Arc::new(Mutex::new(nodes));
     let admin = Client::new(workload::client_config(
@@ -126,9 +130,10 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
     let until = clock + cfg.duration;
     let target = Target {
         nodes: nodes.clone(),
-        proxy: proxy.clone(),
+        net: net.clone(),
         client: admin.clone(),
         clock,
+        skew: cfg.skew.clone(),
     };
     let (keys, faults) = tokio::join!(
         workload::run(
@@ -142,18 +147,22 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
     );
     let workload_secs = clock.elapsed().as_secs_f64();
     let (keys, faults) = (keys?, faults?);
-    target.heal()?;
+    target.heal().await?;
     progress(&format!(
         "workload done after {workload_secs:.1} s, {} faults; healing",
         faults.len()
     ));
 
     let mut problems = Vec::new();
+    // A cluster that did not recover gets its final reads tried briefly (they
+    // record what can still be read), not ten seconds per key.
+    let mut final_deadline = Duration::from_secs(10);
     if let Err(e) = cluster::wait_converged(&admin, &endpoints, Duration::from_secs(60)).await {
         problems.push(format!("the cluster did not recover after healing: {e}"));
+        final_deadline = Duration::from_secs(1);
     }
     progress(&format!("final reads of {} keys", keys.len()));
-    let final_client = admin.with_deadline(Duration::from_secs(10));
+    let final_client = admin.with_deadline(final_deadline);
     for key in &keys {
         recorder.final_read(&final_client, key).await;
     }
@@ -173,7 +182,9 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
         }
     }
     drop(target);
+    // The nodes stop before their namespaces go.
     drop(nodes);
+    drop(net);
 
     let history = recorder.finish()?;
     progress(&format!("checking {} operations", history.len()));
@@ -186,6 +197,8 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
     }
     let summary = RunSummary {
         seed: cfg.seed,
+        net: net_mode,
+        bug: cfg.bug.clone(),
         ops: history.len(),
         ok: count(Outcome::Ok),
         fail: count(Outcome::Fail),

@@ -29,9 +29,13 @@ pub struct WorkloadConfig {
     pub cas_percent: u64,
     /// Deadline of one client call.
     pub call_deadline: Duration,
-    /// How reads are served. Anything but linearizable is a deliberately broken
-    /// workload, for checking that the checker notices stale reads.
+    /// How reads are served. `Stale` is a deliberately broken workload, for
+    /// checking that the checker notices stale reads; `Lease` reads under the
+    /// leader's lease.
     pub read_mode: ReadMode,
+    /// Percent of reads sent to a random node (which serves them itself, a
+    /// follower through a read index) instead of the leader.
+    pub any_node_read_percent: u64,
 }
 
 impl Default for WorkloadConfig {
@@ -44,6 +48,7 @@ impl Default for WorkloadConfig {
             cas_percent: 30,
             call_deadline: Duration::from_secs(2),
             read_mode: ReadMode::Linearizable,
+            any_node_read_percent: 30,
         }
     }
 }
@@ -253,11 +258,17 @@ pub async fn run(
     let values = Arc::new(AtomicU64::new(0));
     let next_client = Arc::new(AtomicU64::new(cfg.workers as u64 + 1));
     let mut tasks = tokio::task::JoinSet::new();
+    let node_clients = endpoints
+        .iter()
+        .map(|e| Client::new(client_config(vec![e.clone()], cfg.call_deadline)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let node_clients = Arc::new(node_clients);
     for w in 0..cfg.workers {
         let client = Client::new(client_config(endpoints.clone(), cfg.call_deadline))?;
         let worker = Worker {
             cfg: cfg.clone(),
             client,
+            node_clients: node_clients.clone(),
             client_id: w as u64 + 1,
             rng: rng.fork(w as u64),
             pool: pool.clone(),
@@ -278,6 +289,8 @@ pub async fn run(
 struct Worker {
     cfg: WorkloadConfig,
     client: Client,
+    /// One client per node, each with that node as its only endpoint.
+    node_clients: Arc<Vec<Client>>,
     client_id: u64,
     rng: Rng,
     pool: Arc<Mutex<KeyPool>>,
@@ -306,10 +319,16 @@ impl Worker {
             } else {
                 (Call::Put { value }, None)
             };
+            let any_node =
+                matches!(call, Call::Get) && self.rng.range(0, 99) < self.cfg.any_node_read_percent;
+            let client = match any_node {
+                true => self.rng.pick(&self.node_clients).unwrap_or(&self.client),
+                false => &self.client,
+            };
             let op = self
                 .recorder
                 .invoke_with(
-                    &self.client,
+                    client,
                     self.client_id,
                     &key,
                     (call, version, self.cfg.read_mode),

@@ -960,7 +960,9 @@ mod tests {
         let origin = format!("(tick_ms: config file {}, line 3)", path(&f));
         refused(
             r.config(),
-            &[format!("tick_ms must be in 1..=1000, got 0 {origin}")],
+            &[format!(
+                "tick_ms (--tick-ms, KEEL_TICK_MS) must be in 1..=1000, got 0 {origin}"
+            )],
         );
         let f = file("id = 1\ndata_dir = \"/tmp/x\"\n");
         let r = resolve_with(&["--config", path(&f), "--id", "2"], &env).expect("resolves");

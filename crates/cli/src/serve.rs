@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, ValueEnum};
+use keel_server::config::setting;
 use keel_server::{DefaultReadMode, ServerConfig, parse_initial_cluster};
 
 use crate::config_file;
@@ -117,6 +118,12 @@ pub(crate) struct ServeArgs {
     /// WAL segment size (bytes).
     #[arg(long, env = "KEEL_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
     pub(crate) wal_segment_bytes: u64,
+    /// Refuse writes (DISK_FULL) while the data directory's filesystem has less
+    /// free space than this (bytes), and take them again once it has; reads go on.
+    /// Should cover a WAL segment and the state machine's growth; 0 turns the
+    /// check off.
+    #[arg(long, env = "KEEL_MIN_FREE_DISK_BYTES", default_value_t = 128 << 20)]
+    pub(crate) min_free_disk_bytes: u64,
     /// Take a snapshot of the state machine (in the background) after this many
     /// entries were applied since the last one, then compact the log; 0 never does.
     #[arg(long, env = "KEEL_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
@@ -219,6 +226,7 @@ impl ServeArgs {
             ReadModeArg::Stale => DefaultReadMode::Stale,
         };
         cfg.wal_segment_bytes = self.wal_segment_bytes;
+        cfg.min_free_disk_bytes = self.min_free_disk_bytes;
         cfg.snapshot_entries = self.snapshot_entries;
         cfg.snapshot_trailing_entries = self.snapshot_trailing_entries;
         cfg.join = self.join;
@@ -236,7 +244,11 @@ impl ServeArgs {
         cfg.peer_key = self.peer_key;
         cfg.auth_token_file = self.auth_token_file;
         if cfg.learner && cfg.join.is_none() {
-            anyhow::bail!("--learner only applies with --join");
+            anyhow::bail!(
+                "{} only applies with {}, which is not set",
+                setting("learner"),
+                setting("join")
+            );
         }
         cfg.validate()?;
         Ok(cfg)
@@ -278,6 +290,13 @@ pub(crate) fn run(matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let resolved = config_file::resolve(matches, &process_env)?;
     let args = &resolved.args;
     logging::init(args.log_format, &args.log_level);
+    match keel_server::test_bugs::check_env() {
+        Ok(Some(bug)) => tracing::warn!(
+            "test bug {bug} is switched on: this node is deliberately broken (chaos sanity runs only)"
+        ),
+        Ok(None) => {}
+        Err(e) => anyhow::bail!(e),
+    }
     let io_threads = args.io_threads;
     let cfg = resolved.config()?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();

@@ -94,7 +94,8 @@ fn error_kind(answer: &Answer) -> Kind {
 async fn each_request_is_answered_like_its_unary_call() {
     let mut t = TestCluster::start(3);
     let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
-    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    // One that already knows the leader (else it answers NO_LEADER, rightly).
+    let follower = t.follower_of(leader, LEADER_TIMEOUT).await;
 
     let (tx, mut stream) = open(t.cluster.grpc_addr(leader)).await;
     let empty = BatchRequestItem {

@@ -215,13 +215,13 @@ fn bad_settings_are_refused_before_anything_is_created() {
             &[],
             &[
                 "line 5",
-                "tick_ms must be in 1..=1000, got 0 (tick_ms: config file",
+                "tick_ms (--tick-ms, KEEL_TICK_MS) must be in 1..=1000, got 0 (tick_ms: config file",
             ],
         ),
         (
             "learner = true",
             &[],
-            &["--learner only applies with --join"],
+            &["learner (--learner, KEEL_LEARNER) only applies with join (--join, KEEL_JOIN)"],
         ),
         (
             "",

@@ -29,6 +29,10 @@ fn demo_shows_fail_over() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("is the leader (term"), "{stdout}");
+    assert!(
+        stdout.contains("  redis 127.0.0.1:"),
+        "every node serves the Redis protocol:\n{stdout}"
+    );
     assert!(stdout.contains("OK (revision"), "{stdout}");
     assert!(stdout.contains("it was the leader"), "{stdout}");
     assert!(stdout.contains("became the leader for term"), "{stdout}");

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | NOT_LEADER with the leader's address | go there at once | go there at once |
 //! | NOT_LEADER without one, NO_LEADER, SHUTTING_DOWN, connection not established | back off, next member | back off, next member |
-//! | OVERLOADED | back off, same member | back off, same member |
+//! | OVERLOADED, DISK_FULL | back off, same member | back off, same member |
 //! | timeout or transport failure after connecting, OUTCOME_UNKNOWN | back off, next member | **stop**: `OutcomeUnknown` |
 //! | INTERNAL | stop: `Internal` | **stop**: `OutcomeUnknown` |
 //! | CONFLICT, INVALID_ARGUMENT, UNIMPLEMENTED | stop | stop |
@@ -24,9 +24,10 @@
 //! sends the write again.
 //!
 //! When the deadline passes (or the next backoff would reach it), the call returns
-//! `Unavailable` (or `Overloaded` if that was the last answer): for a write this is
-//! only reached when every attempt proved it was not applied, or, for a session's
-//! write, also when it may have been applied but the retries found no leader.
+//! `Unavailable` (or `Overloaded` or `DiskFull` if that was the last answer): for a
+//! write this is only reached when every attempt proved it was not applied, or, for
+//! a session's write, also when it may have been applied but the retries found no
+//! leader.
 
 use std::future::Future;
 use std::time::Duration;
@@ -312,7 +313,9 @@ impl Caller {
                     Ok(Next::Retry(leader.clone()))
                 }
             }
-            Failure::Overloaded(_) => Ok(Next::Retry(target.clone())),
+            // A leader whose disk filled up hands leadership over: the next attempt
+            // is usually redirected to the new leader.
+            Failure::Overloaded(_) | Failure::DiskFull(_) => Ok(Next::Retry(target.clone())),
             Failure::NotLeader { .. }
             | Failure::NoLeader(_)
             | Failure::ShuttingDown(_)
@@ -335,6 +338,7 @@ fn gave_up(attempts: u32, last: Option<Failure>, maybe_applied: bool) -> Error {
     }
     match last {
         Some(Failure::Overloaded(message)) => Error::Overloaded { attempts, message },
+        Some(Failure::DiskFull(message)) => Error::DiskFull { attempts, message },
         Some(failure) => Error::Unavailable {
             attempts,
             last_error: failure.describe(),

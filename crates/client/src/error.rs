@@ -69,6 +69,19 @@ pub enum Error {
         message: String,
     },
 
+    /// The deadline passed while the leader kept answering that its data disk is
+    /// full (the message names the directory to free). The write was **not**
+    /// applied. Reads are still served; writes succeed again once space is freed
+    /// on that node, or once another member leads (a leader whose disk fills up
+    /// hands leadership over when it can).
+    #[error("disk full after {attempts} attempts: {message}")]
+    DiskFull {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The server's explanation.
+        message: String,
+    },
+
     /// A write may or may not have been applied: it may have reached a member that
     /// then timed out, dropped the connection, lost leadership, or failed internally
     /// before answering. Without a client session the client does not retry such a
@@ -144,6 +157,10 @@ mod tests {
             },
             Error::Internal("disk".into()),
             Error::SessionExpired("idle".into()),
+            Error::DiskFull {
+                attempts: 4,
+                message: "disk full: node 1 cannot write its log".into(),
+            },
         ];
         for e in definite {
             assert!(e.is_definite_failure(), "{e}");

@@ -40,6 +40,8 @@ pub(crate) enum Failure {
     NoLeader(String),
     /// The member is overloaded. Not applied.
     Overloaded(String),
+    /// The member (the leader) cannot write its log: its disk is full. Not applied.
+    DiskFull(String),
     /// The member is shutting down. Not applied.
     ShuttingDown(String),
     /// The request never left this process (connection not established). Not applied.
@@ -85,6 +87,7 @@ impl Failure {
                 }
                 Kind::NoLeader => return Failure::NoLeader(message()),
                 Kind::Overloaded => return Failure::Overloaded(message()),
+                Kind::DiskFull => return Failure::DiskFull(message()),
                 Kind::ShuttingDown => return Failure::ShuttingDown(message()),
                 Kind::Conflict => {
                     return Failure::Conflict {
@@ -144,6 +147,7 @@ impl Failure {
             } => format!("not the leader (leader unknown): {message}"),
             Failure::NoLeader(m) => format!("no leader: {m}"),
             Failure::Overloaded(m) => format!("overloaded: {m}"),
+            Failure::DiskFull(m) => m.clone(),
             Failure::ShuttingDown(m) => format!("shutting down: {m}"),
             Failure::NotSent(m) => format!("could not connect: {m}"),
             Failure::Conflict { current_version } => {

@@ -31,7 +31,7 @@ pub fn code_for(kind: Kind) -> Code {
         Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown => Code::Unavailable,
         Kind::Conflict | Kind::Refused | Kind::SessionExpired => Code::FailedPrecondition,
         Kind::InvalidArgument => Code::InvalidArgument,
-        Kind::Overloaded => Code::ResourceExhausted,
+        Kind::Overloaded | Kind::DiskFull => Code::ResourceExhausted,
         Kind::OutcomeUnknown => Code::Unknown,
         Kind::Internal => Code::Internal,
         Kind::Unspecified => Code::Unknown,
@@ -86,6 +86,11 @@ impl ErrorDetail {
     /// The node is overloaded; the request was not applied.
     pub fn overloaded(message: impl Into<String>) -> Self {
         ErrorDetail::new(Kind::Overloaded, message)
+    }
+
+    /// The node's data disk is full; the write was not applied.
+    pub fn disk_full(message: impl Into<String>) -> Self {
+        ErrorDetail::new(Kind::DiskFull, message)
     }
 
     /// The write was proposed but its fate is unknown; it may or may not be applied.

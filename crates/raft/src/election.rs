@@ -15,7 +15,10 @@ impl Raft {
     /// passes without hearing from a leader (Raft §5.2).
     pub(crate) fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_timeout && self.can_campaign() {
+        if self.election_elapsed >= self.randomized_election_timeout
+            && self.can_campaign()
+            && !self.disk_full
+        {
             self.start_election(self.cfg.pre_vote, false);
         }
     }
@@ -234,7 +237,9 @@ impl Raft {
         self.uncommitted_bytes = self.log.bytes_after(self.log.committed);
         self.events.push(Event::BecameLeader { term: self.term });
         self.lease_on_elected();
-        self.append_as_leader(EntryKind::NoOp, Bytes::new())
-            .expect("a fresh leader accepts its NO-OP");
+        if !self.skips_term_start_noop() {
+            self.append_as_leader(EntryKind::NoOp, Bytes::new())
+                .expect("a fresh leader accepts its NO-OP");
+        }
     }
 }

@@ -43,6 +43,10 @@ pub enum ProposeError {
         /// The transfer's target.
         to: NodeId,
     },
+    /// The runtime said this node's disk is full ([`crate::Raft::set_disk_full`]):
+    /// it takes no new entries until space returns.
+    #[error("this node's disk is full")]
+    DiskFull,
 }
 
 /// Why a membership change was refused. Nothing was appended.

@@ -40,6 +40,13 @@ impl Raft {
                 .expect("the committed entry is in the log");
             (committed, term, &entries[skip..])
         };
+        let taken = self.acceptable(entries);
+        if taken.len() < entries.len() && taken.iter().all(|e| self.log.matches(e.index, e.term)) {
+            // The disk is full (`disk.rs`) and nothing new is left to take: no
+            // answer; the leader resends later.
+            return;
+        }
+        let entries = taken;
         let appended = self.log.try_append(prev_index, prev_term, entries);
         if let Some(from) = self.log.take_written_from() {
             // New entries may carry (or truncation may undo) membership changes.

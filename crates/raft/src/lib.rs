@@ -12,9 +12,11 @@
 //! followers through the leader); leader leases for reads without a round trip
 //! (see the `lease` module docs for why they are safe); snapshots and log
 //! compaction (the core keeps only snapshot metadata, the runtime moves the data);
-//! single-server membership changes with learners; leadership transfer.
+//! single-server membership changes with learners; leadership transfer; a node
+//! whose disk is full refusing new entries while still serving reads.
 
 mod config;
+mod disk;
 mod election;
 mod error;
 mod follower;

@@ -297,6 +297,7 @@ impl Raft {
                 leader: self.leader,
             });
         }
+        self.check_disk()?;
         if self.lead_transferee != NO_NODE {
             return Err(ConfChangeError::TransferInProgress {
                 to: self.lead_transferee,

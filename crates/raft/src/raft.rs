@@ -85,6 +85,8 @@ pub struct Raft {
     pub(crate) append_pending: bool,
     /// Leader only: bytes of entries appended in this term and not yet committed.
     pub(crate) uncommitted_bytes: u64,
+    /// The runtime's storage takes no new writes (`disk.rs`).
+    pub(crate) disk_full: bool,
 
     // Outputs collected until the next `ready()`.
     pub(crate) msgs: Vec<Message>,
@@ -131,6 +133,11 @@ pub enum InjectedBug {
     /// The leader trusts its lease for the whole `lease_duration`, with no margin
     /// for clocks that run at different rates.
     LeaseWithoutDriftMargin,
+    /// A new leader appends no NO-OP at the start of its term and serves
+    /// ReadIndex reads at the commit index it inherited, without waiting to commit
+    /// an entry of its own term (only with the `test-bugs` feature).
+    #[cfg(feature = "test-bugs")]
+    NoNoopAtTermStart,
 }
 
 impl Raft {
@@ -199,6 +206,7 @@ impl Raft {
             lease: LeaseState::default(),
             append_pending: false,
             uncommitted_bytes: 0,
+            disk_full: false,
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             events: Vec::new(),
@@ -265,6 +273,9 @@ impl Raft {
     /// `index` has `term`. Fails without side effects elsewhere.
     pub fn propose(&mut self, data: Bytes) -> Result<(Index, Term), ProposeError> {
         self.assert_not_in_ready();
+        if self.role == Role::Leader {
+            self.check_disk()?;
+        }
         if self.role == Role::Leader && self.lead_transferee != NO_NODE {
             return Err(ProposeError::TransferInProgress {
                 to: self.lead_transferee,
@@ -301,6 +312,20 @@ impl Raft {
 
     pub(crate) fn injected(&self, bug: InjectedBug) -> bool {
         self.injected_bug == Some(bug)
+    }
+
+    /// Whether this leader skips the NO-OP at the start of its term (and with it
+    /// the wait for an entry of its term before serving reads): always false
+    /// without the `test-bugs` feature.
+    pub(crate) fn skips_term_start_noop(&self) -> bool {
+        #[cfg(feature = "test-bugs")]
+        {
+            self.injected(InjectedBug::NoNoopAtTermStart)
+        }
+        #[cfg(not(feature = "test-bugs"))]
+        {
+            false
+        }
     }
 
     // ---- Outputs ------------------------------------------------------------------

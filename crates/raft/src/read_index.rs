@@ -120,7 +120,7 @@ impl Raft {
         if pending >= MAX_PENDING_READS {
             return Err(ReadIndexError::Overloaded { pending });
         }
-        if self.log.term(self.log.committed) != Some(self.term) {
+        if self.log.term(self.log.committed) != Some(self.term) && !self.skips_term_start_noop() {
             self.read_only.waiting_for_commit.push((from, ctx));
         } else {
             self.register_read(from, ctx);

@@ -155,6 +155,10 @@ impl Raft {
             self.ack_append(leader, meta.index);
             return;
         }
+        if self.disk_full {
+            // Taking it needs writes (`disk.rs`): no answer; the leader retries.
+            return;
+        }
         // §7: discard the entire log and take the snapshot.
         self.log.restore(meta.index, meta.term);
         let _ = self.log.take_written_from();

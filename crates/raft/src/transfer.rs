@@ -94,9 +94,10 @@ impl Raft {
     }
 
     /// Follower: the leader asks us to campaign now. A learner, or a node the
-    /// configuration no longer lists, cannot lead and ignores it.
+    /// configuration no longer lists, cannot lead and ignores it; so does a node
+    /// whose disk is full (`disk.rs`): the transfer then aborts on its timeout.
     pub(crate) fn handle_timeout_now(&mut self) {
-        if self.is_voter() {
+        if self.is_voter() && !self.disk_full {
             self.start_election(false, true);
         }
     }

@@ -67,6 +67,12 @@ pub struct ServerConfig {
     pub event_log: Option<PathBuf>,
     /// WAL segment size (each segment is preallocated to it).
     pub wal_segment_bytes: u64,
+    /// Writes are refused (DISK_FULL) while the data directory's filesystem has
+    /// less free space than this, and taken again once it has; reads go on. It
+    /// should cover a WAL segment and what the state machine grows by meanwhile.
+    /// 0 turns the check off: a full disk is then noticed only when the WAL cannot
+    /// grow, and the state machine may stop the node first.
+    pub min_free_disk_bytes: u64,
     /// How often the state machine is made durable (the WAL covers the gap).
     pub state_flush_interval_ms: u64,
     /// Bound on client requests queued for the consensus thread.
@@ -155,6 +161,7 @@ impl ServerConfig {
             default_read_mode: DefaultReadMode::Linearizable,
             event_log: None,
             wal_segment_bytes: 64 << 20,
+            min_free_disk_bytes: 128 << 20,
             state_flush_interval_ms: 1_000,
             max_pending_requests: 65_536,
             max_peer_queue: 1_024,
@@ -179,61 +186,101 @@ impl ServerConfig {
     }
 
     /// Checks fields against each other; the node refuses to start on an error.
+    ///
+    /// Each message names a setting as `keel config default` lists it: the
+    /// config-file key, then its flag and environment variable, e.g.
+    /// `tick_ms (--tick-ms, KEEL_TICK_MS)`, and says what value it got. (The CLI
+    /// adds where a mentioned value came from.) Fields only a library user can
+    /// set are named by their field name alone.
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |msg: String| Err(ServerError::Config(msg));
         if self.id == 0 {
-            return bad("--id must be a positive integer".into());
+            return bad(format!(
+                "{} must be a positive integer, got 0",
+                setting("id")
+            ));
         }
         if self.tick_ms == 0 || self.tick_ms > 1_000 {
-            return bad(format!("tick_ms must be in 1..=1000, got {}", self.tick_ms));
+            return bad(format!(
+                "{} must be in 1..=1000, got {}",
+                setting("tick_ms"),
+                self.tick_ms
+            ));
         }
         if self.heartbeat_interval_ms < self.tick_ms {
             return bad(format!(
-                "heartbeat_interval_ms ({}) must be at least tick_ms ({})",
-                self.heartbeat_interval_ms, self.tick_ms
+                "{} must be at least tick_ms ({}), got {}",
+                setting("heartbeat_interval_ms"),
+                self.tick_ms,
+                self.heartbeat_interval_ms
             ));
         }
         if self.election_timeout_ms < 3 * self.heartbeat_interval_ms {
             return bad(format!(
-                "election_timeout_ms ({}) must be at least 3 × heartbeat_interval_ms ({})",
-                self.election_timeout_ms, self.heartbeat_interval_ms
+                "{} must be at least 3 × heartbeat_interval_ms ({} × 3 = {}), got {}",
+                setting("election_timeout_ms"),
+                self.heartbeat_interval_ms,
+                3 * self.heartbeat_interval_ms,
+                self.election_timeout_ms
             ));
         }
         if self.max_clock_drift_ms >= self.election_timeout_ms {
             return bad(format!(
-                "max_clock_drift_ms ({}) must be less than election_timeout_ms ({}): \
-                 the lease would be empty",
-                self.max_clock_drift_ms, self.election_timeout_ms
+                "{} must be less than election_timeout_ms ({}), got {}: the lease would be \
+                 empty",
+                setting("max_clock_drift_ms"),
+                self.election_timeout_ms,
+                self.max_clock_drift_ms
             ));
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
             return bad(format!(
-                "max_value_bytes must be in 1..=64 MiB, got {}",
+                "{} must be in 1..=67108864 (64 MiB), got {}",
+                setting("max_value_bytes"),
                 self.max_value_bytes
             ));
         }
         if self.request_timeout_ms == 0 {
-            return bad("request_timeout_ms must be positive".into());
+            return bad(format!(
+                "{} must be positive, got 0",
+                setting("request_timeout_ms")
+            ));
         }
         if self.wal_segment_bytes < 1 << 20 {
-            return bad("wal_segment_bytes must be at least 1 MiB".into());
+            return bad(format!(
+                "{} must be at least 1048576 (1 MiB), got {}",
+                setting("wal_segment_bytes"),
+                self.wal_segment_bytes
+            ));
         }
         if !self.initial_cluster.is_empty() {
             if self.initial_cluster.contains_key(&0) {
-                return bad("--initial-cluster: node ids must be positive".into());
+                return bad(format!(
+                    "{}: node ids must be positive, got 0",
+                    setting("initial_cluster")
+                ));
             }
             match self.initial_cluster.get(&self.id) {
                 None => {
                     return bad(format!(
-                        "--initial-cluster does not list this node (--id {})",
-                        self.id
+                        "{} does not list this node (id {}): it lists {}",
+                        setting("initial_cluster"),
+                        self.id,
+                        self.initial_cluster
+                            .keys()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
                 Some(addr) if *addr != self.advertise => {
                     return bad(format!(
-                        "--initial-cluster lists node {} at {addr}, but it advertises {} \
-                         (set --advertise or fix --listen)",
-                        self.id, self.advertise
+                        "{} lists node {} at {addr}, but it advertises {} (set {} or fix \
+                         listen)",
+                        setting("initial_cluster"),
+                        self.id,
+                        self.advertise,
+                        setting("advertise")
                     ));
                 }
                 Some(_) => {}
@@ -241,56 +288,74 @@ impl ServerConfig {
         }
         if let Some(join) = &self.join {
             if !self.initial_cluster.is_empty() {
-                return bad(
-                    "--join and --initial-cluster exclude each other: a node either \
-                     bootstraps a cluster or joins one"
-                        .into(),
-                );
+                return bad(format!(
+                    "{} and {} exclude each other: a node either bootstraps a cluster or \
+                     joins one",
+                    setting("join"),
+                    setting("initial_cluster")
+                ));
             }
             crate::members::validate_address(join)
-                .map_err(|e| ServerError::Config(format!("--join: {e}")))?;
+                .map_err(|e| ServerError::Config(format!("{} {join:?}: {e}", setting("join"))))?;
         }
-        crate::members::validate_address(&self.advertise)
-            .map_err(|e| ServerError::Config(format!("--advertise: {e}")))?;
+        crate::members::validate_address(&self.advertise).map_err(|e| {
+            ServerError::Config(format!(
+                "{} {:?}: {e}",
+                setting("advertise"),
+                self.advertise
+            ))
+        })?;
         let listeners = [
-            ("--listen", Some(self.listen)),
-            ("--http", self.http),
-            ("--redis", self.redis),
+            ("listen", Some(self.listen)),
+            ("http", self.http),
+            ("redis", self.redis),
         ];
         for (i, (name, addr)) in listeners.iter().enumerate() {
             let Some(addr) = addr else { continue };
             if let Some((other, _)) = listeners[..i].iter().find(|(_, a)| *a == Some(*addr)) {
                 return bad(format!(
-                    "{name} and {other} are both {addr}: each service needs its own address"
+                    "{} and {} are both {addr}: each service needs its own address",
+                    setting(name),
+                    setting(other)
                 ));
             }
         }
-        if self.max_pending_requests == 0 || self.max_peer_queue == 0 || self.max_scan_limit == 0 {
-            return bad("queue and scan limits must be positive".into());
+        for (field, value) in [
+            ("max_pending_requests", self.max_pending_requests),
+            ("max_peer_queue", self.max_peer_queue),
+            ("max_scan_limit", self.max_scan_limit as usize),
+        ] {
+            if value == 0 {
+                return bad(format!("{field} must be positive, got 0"));
+            }
         }
         if self.snapshot_entries != 0 && !(10..=1_000_000_000).contains(&self.snapshot_entries) {
             return bad(format!(
-                "snapshot_entries must be 0 (never) or in 10..=1000000000, got {}",
+                "{} must be 0 (never) or in 10..=1000000000, got {}",
+                setting("snapshot_entries"),
                 self.snapshot_entries
             ));
         }
         if !(MIN_SESSION_IDLE_TIMEOUT_MS..=7 * 86_400_000).contains(&self.session_idle_timeout_ms) {
             return bad(format!(
-                "session_idle_timeout_ms must be in {MIN_SESSION_IDLE_TIMEOUT_MS}..=604800000 \
-                 (one minute to a week), got {}",
+                "{} must be in {MIN_SESSION_IDLE_TIMEOUT_MS}..=604800000 (one minute to a \
+                 week), got {}",
+                setting("session_idle_timeout_ms"),
                 self.session_idle_timeout_ms
             ));
         }
         if !(1..=MAX_CLIENT_SESSIONS).contains(&self.max_client_sessions) {
             return bad(format!(
-                "max_client_sessions must be in 1..={MAX_CLIENT_SESSIONS}, got {}",
+                "{} must be in 1..={MAX_CLIENT_SESSIONS}, got {}",
+                setting("max_client_sessions"),
                 self.max_client_sessions
             ));
         }
         self.validate_tls()?;
         if self.snapshot_trailing_entries > 100_000_000 {
             return bad(format!(
-                "snapshot_trailing_entries must be at most 100000000, got {}",
+                "{} must be at most 100000000, got {}",
+                setting("snapshot_trailing_entries"),
                 self.snapshot_trailing_entries
             ));
         }
@@ -300,29 +365,50 @@ impl ServerConfig {
     /// The TLS flags go together: a certificate needs its key, and TLS on the
     /// gRPC port (which peers share) needs the cluster CA to talk to peers.
     fn validate_tls(&self) -> Result<(), ServerError> {
-        let bad = |msg: &str| Err(ServerError::Config(msg.into()));
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return bad("--tls-cert and --tls-key go together: set both or neither");
-        }
-        if self.peer_cert.is_some() != self.peer_key.is_some() {
-            return bad("--peer-cert and --peer-key go together: set both or neither");
+        let bad = |msg: String| Err(ServerError::Config(msg));
+        for (a, a_set, b, b_set) in [
+            (
+                "tls_cert",
+                self.tls_cert.is_some(),
+                "tls_key",
+                self.tls_key.is_some(),
+            ),
+            (
+                "peer_cert",
+                self.peer_cert.is_some(),
+                "peer_key",
+                self.peer_key.is_some(),
+            ),
+        ] {
+            if a_set != b_set {
+                return bad(format!(
+                    "{} and {} go together: set both or neither",
+                    setting(a),
+                    setting(b)
+                ));
+            }
         }
         let tls = self.tls_cert.is_some();
         if tls && self.peer_ca.is_none() {
-            return bad(
-                "--tls-cert needs --peer-ca: peers reach each other on the gRPC port, which \
-                 then speaks TLS, and must present node certificates signed by the cluster CA",
-            );
+            return bad(format!(
+                "{} needs {}: peers reach each other on the gRPC port, which then speaks \
+                 TLS, and must present node certificates signed by the cluster CA",
+                setting("tls_cert"),
+                setting("peer_ca")
+            ));
         }
-        for (flag, set) in [
-            ("--peer-ca", self.peer_ca.is_some()),
-            ("--client-ca", self.client_ca.is_some()),
-            ("--peer-cert", self.peer_cert.is_some()),
+        for (key, set) in [
+            ("peer_ca", self.peer_ca.is_some()),
+            ("client_ca", self.client_ca.is_some()),
+            ("peer_cert", self.peer_cert.is_some()),
         ] {
             if set && !tls {
-                return Err(ServerError::Config(format!(
-                    "{flag} needs --tls-cert and --tls-key (the node's own certificate)"
-                )));
+                return bad(format!(
+                    "{} needs {} and {} (the node's own certificate)",
+                    setting(key),
+                    setting("tls_cert"),
+                    setting("tls_key")
+                ));
             }
         }
         Ok(())
@@ -357,33 +443,40 @@ impl ServerConfig {
 
 /// Parses `1=host:port,2=host:port` into a membership map.
 pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, ServerError> {
+    let bad = |what: String| ServerError::Config(format!("{}: {what}", setting("initial_cluster")));
     let mut out = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('=').ok_or_else(|| {
-            ServerError::Config(format!(
-                "--initial-cluster entry {part:?} is not ID=HOST:PORT"
-            ))
-        })?;
-        let id: NodeId = id.trim().parse().map_err(|_| {
-            ServerError::Config(format!("--initial-cluster: {id:?} is not a node id"))
-        })?;
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("entry {part:?} is not ID=HOST:PORT")))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{id:?} is not a node id")))?;
         let addr = addr.trim();
         if addr
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok())
             .is_none()
         {
-            return Err(ServerError::Config(format!(
-                "--initial-cluster: {addr:?} is not HOST:PORT"
-            )));
+            return Err(bad(format!("{addr:?} is not HOST:PORT")));
         }
         if out.insert(id, addr.to_string()).is_some() {
-            return Err(ServerError::Config(format!(
-                "--initial-cluster lists node {id} twice"
-            )));
+            return Err(bad(format!("node {id} is listed twice")));
         }
     }
     Ok(out)
+}
+
+/// A `keel serve` setting as a user finds it: the config-file key (the field's
+/// name), then the flag and the environment variable — the way `keel config
+/// default` lists them, e.g. `tick_ms (--tick-ms, KEEL_TICK_MS)`.
+pub fn setting(key: &str) -> String {
+    format!(
+        "{key} (--{}, KEEL_{})",
+        key.replace('_', "-"),
+        key.to_ascii_uppercase()
+    )
 }
 
 #[cfg(test)]
@@ -418,59 +511,153 @@ mod tests {
     }
 
     #[test]
-    fn validate_names_the_problem() {
-        let mut c = cfg();
-        c.id = 3;
-        assert!(
-            c.validate()
-                .expect_err("must be refused")
-                .to_string()
-                .contains("does not list this node")
+    fn setting_names_the_key_the_flag_and_the_variable() {
+        assert_eq!(
+            setting("election_timeout_ms"),
+            "election_timeout_ms (--election-timeout-ms, KEEL_ELECTION_TIMEOUT_MS)"
         );
-        let mut c = cfg();
-        c.advertise = "127.0.0.1:9999".into();
-        assert!(
-            c.validate()
-                .expect_err("must be refused")
-                .to_string()
-                .contains("advertises")
-        );
-        let mut c = cfg();
-        c.election_timeout_ms = 60;
-        assert!(c.validate().is_err());
+    }
+
+    fn refusal(c: &ServerConfig) -> String {
+        c.validate().expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn every_message_names_the_setting_and_the_bad_value() {
+        type Case = (fn(&mut ServerConfig), &'static str);
+        let cases: &[Case] = &[
+            (
+                |c| c.id = 0,
+                "id (--id, KEEL_ID) must be a positive integer, got 0",
+            ),
+            (
+                |c| c.tick_ms = 0,
+                "tick_ms (--tick-ms, KEEL_TICK_MS) must be in 1..=1000, got 0",
+            ),
+            (
+                |c| c.heartbeat_interval_ms = 5,
+                "heartbeat_interval_ms (--heartbeat-interval-ms, KEEL_HEARTBEAT_INTERVAL_MS) \
+                 must be at least tick_ms (10), got 5",
+            ),
+            (
+                |c| c.election_timeout_ms = 60,
+                "election_timeout_ms (--election-timeout-ms, KEEL_ELECTION_TIMEOUT_MS) must be \
+                 at least 3 × heartbeat_interval_ms (50 × 3 = 150), got 60",
+            ),
+            (
+                |c| c.max_clock_drift_ms = 300,
+                "max_clock_drift_ms (--max-clock-drift-ms, KEEL_MAX_CLOCK_DRIFT_MS) must be \
+                 less than election_timeout_ms (300), got 300",
+            ),
+            (
+                |c| c.max_value_bytes = 0,
+                "max_value_bytes (--max-value-bytes, KEEL_MAX_VALUE_BYTES) must be in \
+                 1..=67108864 (64 MiB), got 0",
+            ),
+            (
+                |c| c.request_timeout_ms = 0,
+                "request_timeout_ms (--request-timeout-ms, KEEL_REQUEST_TIMEOUT_MS) must be \
+                 positive, got 0",
+            ),
+            (
+                |c| c.wal_segment_bytes = 4096,
+                "wal_segment_bytes (--wal-segment-bytes, KEEL_WAL_SEGMENT_BYTES) must be at \
+                 least 1048576 (1 MiB), got 4096",
+            ),
+            (
+                |c| c.id = 3,
+                "initial_cluster (--initial-cluster, KEEL_INITIAL_CLUSTER) does not list this \
+                 node (id 3): it lists 1, 2",
+            ),
+            (
+                |c| c.advertise = "127.0.0.1:9999".into(),
+                "lists node 1 at 127.0.0.1:7001, but it advertises 127.0.0.1:9999 (set \
+                 advertise (--advertise, KEEL_ADVERTISE)",
+            ),
+            (
+                |c| c.join = Some("127.0.0.1:7002".into()),
+                "join (--join, KEEL_JOIN) and initial_cluster (--initial-cluster, \
+                 KEEL_INITIAL_CLUSTER) exclude each other",
+            ),
+            (
+                |c| c.max_pending_requests = 0,
+                "max_pending_requests must be positive, got 0",
+            ),
+            (
+                |c| c.max_scan_limit = 0,
+                "max_scan_limit must be positive, got 0",
+            ),
+            (
+                |c| c.snapshot_entries = 5,
+                "snapshot_entries (--snapshot-entries, KEEL_SNAPSHOT_ENTRIES) must be 0 \
+                 (never) or in 10..=1000000000, got 5",
+            ),
+            (
+                |c| c.session_idle_timeout_ms = 1_000,
+                "session_idle_timeout_ms (--session-idle-timeout-ms, \
+                 KEEL_SESSION_IDLE_TIMEOUT_MS) must be in",
+            ),
+            (
+                |c| c.max_client_sessions = 0,
+                "max_client_sessions (--max-client-sessions, KEEL_MAX_CLIENT_SESSIONS) must be \
+                 in 1..=10000000, got 0",
+            ),
+            (
+                |c| c.snapshot_trailing_entries = u64::MAX,
+                "snapshot_trailing_entries (--snapshot-trailing-entries, \
+                 KEEL_SNAPSHOT_TRAILING_ENTRIES) must be at most 100000000, got 18446744073709551615",
+            ),
+        ];
+        for (change, want) in cases {
+            let mut c = cfg();
+            change(&mut c);
+            let msg = refusal(&c);
+            assert!(msg.contains(want), "{want:?} not in {msg:?}");
+        }
+    }
+
+    #[test]
+    fn each_service_needs_its_own_address() {
         let mut c = cfg();
         c.redis = Some(c.listen);
-        assert!(
-            c.validate()
-                .expect_err("must be refused")
-                .to_string()
-                .contains("--redis and --listen are both 127.0.0.1:7001")
-        );
+        assert!(refusal(&c).contains(
+            "redis (--redis, KEEL_REDIS) and listen (--listen, KEEL_LISTEN) are both \
+             127.0.0.1:7001"
+        ));
         c.redis = Some("127.0.0.1:6379".parse().expect("addr"));
         c.validate().expect("distinct addresses are valid");
+    }
+
+    #[test]
+    fn joining_is_valid_and_a_bad_join_address_is_named() {
         let mut c = cfg();
-        c.session_idle_timeout_ms = 1_000;
-        assert!(
-            c.validate()
-                .expect_err("must be refused")
-                .to_string()
-                .contains("session_idle_timeout_ms")
-        );
-        let mut c = cfg();
-        c.max_client_sessions = 0;
-        assert!(c.validate().is_err());
-        let mut c = cfg();
-        c.join = Some("127.0.0.1:7002".into());
-        assert!(
-            c.validate()
-                .expect_err("must be refused")
-                .to_string()
-                .contains("exclude each other")
-        );
         c.initial_cluster.clear();
+        c.join = Some("127.0.0.1:7002".into());
         c.validate().expect("joining is valid");
         c.join = Some("no-port".into());
-        assert!(c.validate().is_err());
+        let msg = refusal(&c);
+        assert!(
+            msg.contains("join (--join, KEEL_JOIN) \"no-port\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn initial_cluster_parse_errors_name_the_setting() {
+        for (text, want) in [
+            ("1=a:1,1=b:2", "node 1 is listed twice"),
+            ("x=a:1", "\"x\" is not a node id"),
+            ("1=nohost", "\"nohost\" is not HOST:PORT"),
+            ("1", "entry \"1\" is not ID=HOST:PORT"),
+        ] {
+            let msg = parse_initial_cluster(text).expect_err(text).to_string();
+            assert!(
+                msg.contains(&format!(
+                    "initial_cluster (--initial-cluster, KEEL_INITIAL_CLUSTER): {want}"
+                )),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
@@ -492,11 +679,11 @@ mod tests {
         );
         refused(
             &|c| c.peer_ca = Some("ca.pem".into()),
-            "--peer-ca needs --tls-cert",
+            "peer_ca (--peer-ca, KEEL_PEER_CA) needs tls_cert (--tls-cert, KEEL_TLS_CERT)",
         );
         refused(
             &|c| c.client_ca = Some("ca.pem".into()),
-            "--client-ca needs",
+            "client_ca (--client-ca, KEEL_CLIENT_CA) needs",
         );
         refused(&|c| c.peer_cert = Some("p.pem".into()), "--peer-key");
         let mut c = cfg();

@@ -106,13 +106,15 @@ pub(crate) async fn join(cfg: &ServerConfig, creds: &Credentials) -> Result<Join
                     members: by_id(&resp.members),
                 });
             }
-            // Refusals may pass (a change in flight commits, a voter comes back),
-            // and an unknown outcome is settled by asking again.
+            // Refusals may pass (a change in flight commits, a voter comes back, the
+            // leader's disk gets space), and an unknown outcome is settled by asking
+            // again.
             Err(
                 e @ (ClientError::Refused(_)
                 | ClientError::OutcomeUnknown { .. }
                 | ClientError::Unavailable { .. }
-                | ClientError::Overloaded { .. }),
+                | ClientError::Overloaded { .. }
+                | ClientError::DiskFull { .. }),
             ) => {
                 tracing::warn!("joining the cluster at {seed}: {e}; retrying");
                 last = e.to_string();

@@ -21,6 +21,7 @@ pub mod node;
 pub mod peers;
 mod redis;
 mod server;
+pub mod test_bugs;
 pub mod timeline;
 pub mod tls;
 pub mod transport;

@@ -112,6 +112,12 @@ pub struct Metrics {
     session_rejections: Counter,
     tls_handshake_failures: Family<ListenerLabels, Counter>,
     auth_failures: Family<AuthLabels, Counter>,
+    /// 1 while this node refuses writes because its data disk is full, else 0.
+    pub disk_full: Gauge,
+    /// Free bytes on the data directory's filesystem, as last measured.
+    pub disk_available_bytes: Gauge,
+    /// Times the WAL could not grow because the disk was full.
+    pub wal_no_space: Counter,
     /// Open Redis protocol connections.
     pub redis_connections: Gauge,
     /// Redis commands answered (errors included).
@@ -168,6 +174,9 @@ impl Metrics {
             session_rejections: Counter::default(),
             tls_handshake_failures: Family::default(),
             auth_failures: Family::default(),
+            disk_full: Gauge::default(),
+            disk_available_bytes: Gauge::default(),
+            wal_no_space: Counter::default(),
             redis_connections: Gauge::default(),
             redis_commands: Counter::default(),
             redis_protocol_errors: Counter::default(),
@@ -278,6 +287,22 @@ impl Metrics {
             "lease_read_fallbacks",
             "Lease-mode reads that found no valid lease on this node",
             m.lease_read_fallbacks.clone(),
+        );
+        r.register(
+            "disk_full",
+            "1 while this node refuses writes because its data disk is full",
+            m.disk_full.clone(),
+        );
+        r.register_with_unit(
+            "disk_available",
+            "Free space on the data directory's filesystem, as last measured",
+            Unit::Bytes,
+            m.disk_available_bytes.clone(),
+        );
+        r.register(
+            "wal_no_space",
+            "Times the WAL could not grow because the disk was full",
+            m.wal_no_space.clone(),
         );
         r.register(
             "client_sessions",

@@ -65,10 +65,14 @@ impl PeerIncarnations {
             Some(&recorded) if recorded == incarnation => Ok(IncarnationCheck::Ok),
             Some(&recorded) => Ok(IncarnationCheck::Changed { recorded }),
             None => {
-                known.insert(peer, incarnation);
-                let text = serde_json::to_string_pretty(&*known).expect("map serializes");
-                // Durable before we act on anything this peer says.
+                let mut next = known.clone();
+                next.insert(peer, incarnation);
+                let text = serde_json::to_string_pretty(&next).expect("map serializes");
+                // Durable before we act on anything this peer says; if it cannot be
+                // written (a full disk), the peer stays unknown and its messages are
+                // refused until it can.
                 write_atomically(&self.path, text.as_bytes())?;
+                *known = next;
                 Ok(IncarnationCheck::Ok)
             }
         }

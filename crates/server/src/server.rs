@@ -154,6 +154,8 @@ pub async fn run(
         incarnations: incarnations.clone(),
         promote_lag_entries: cfg.promote_lag_entries,
         clock: node::LeaseClock::new(),
+        data_dir: cfg.data_dir.clone(),
+        min_free_disk_bytes: cfg.min_free_disk_bytes,
     })?;
 
     let limits = ApiLimits {

@@ -156,6 +156,11 @@ impl LocalCluster {
         self.spec.redis[(id - 1) as usize]
     }
 
+    /// Whether the nodes serve the Redis protocol.
+    pub fn has_redis(&self) -> bool {
+        !self.spec.redis.is_empty()
+    }
+
     /// Node `id`'s data directory.
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.spec.base_dir.join(format!("node-{id}"))

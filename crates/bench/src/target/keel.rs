@@ -97,6 +97,7 @@ fn kind(e: &Error) -> &'static str {
         Error::Rejected { .. } => "rejected",
         Error::Unavailable { .. } => "unavailable",
         Error::Overloaded { .. } => "overloaded",
+        Error::DiskFull { .. } => "disk_full",
         Error::OutcomeUnknown { .. } => "outcome_unknown",
         Error::SessionExpired(_) => "session_expired",
         Error::Internal(_) => "internal",

@@ -43,18 +43,28 @@ fn preferred_spec(nodes: u64, base: PathBuf, bin: PathBuf) -> std::io::Result<Cl
     let http: Vec<SocketAddr> = (0..nodes)
         .map(|i| SocketAddr::new(ip, 8001 + i as u16))
         .collect();
-    if ports_free(&grpc) && ports_free(&http) {
-        return Ok(ClusterSpec {
-            nodes,
-            base_dir: base,
-            keel_bin: bin,
-            grpc,
-            http,
-            redis: Vec::new(),
-            extra_args: Vec::new(),
-        });
+    // Redis ports next to redis-server's 6379, so that one running there does
+    // not stop the demo.
+    let redis: Vec<SocketAddr> = (0..nodes)
+        .map(|i| SocketAddr::new(ip, 6381 + i as u16))
+        .collect();
+    if !(ports_free(&grpc) && ports_free(&http)) {
+        return ClusterSpec::on_free_ports(nodes, ip, base, bin)?.with_redis();
     }
-    ClusterSpec::on_free_ports(nodes, ip, base, bin)
+    let spec = ClusterSpec {
+        nodes,
+        base_dir: base,
+        keel_bin: bin,
+        grpc,
+        http,
+        redis: Vec::new(),
+        extra_args: Vec::new(),
+    };
+    if ports_free(&redis) {
+        Ok(ClusterSpec { redis, ..spec })
+    } else {
+        spec.with_redis()
+    }
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -79,8 +89,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut cluster = LocalCluster::start(spec).context("cannot start the nodes")?;
     for id in 1..=args.nodes {
+        let redis = if cluster.has_redis() {
+            format!("  redis {}", cluster.redis_addr(id))
+        } else {
+            String::new()
+        };
         println!(
-            "  node {id}: grpc {}  http http://{}  log {}",
+            "  node {id}: grpc {}  http http://{}{redis}  log {}",
             cluster.grpc_addr(id),
             cluster.http_addr(id),
             cluster.log_path(id).display()

@@ -8,6 +8,7 @@
 
 pub mod chromium;
 pub mod tls;
+pub mod tmpfs;
 pub mod workload;
 
 use std::io::{Read, Write};

@@ -445,3 +445,26 @@ fn misrouted_messages_are_refused() {
     assert!(net.node_mut(2).step(m).is_err());
     assert_eq!(net.node(2).term(), 0);
 }
+
+/// The chaos harness's `no-noop` test bug (feature `test-bugs` only): a new leader
+/// appends no NO-OP, and serves a read at the commit index it inherited at once.
+#[cfg(feature = "test-bugs")]
+#[test]
+fn the_no_noop_test_bug_skips_the_term_start_entry() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    let last = net.node(1).log.last_index();
+    net.expire_lease(&[2, 3]);
+    net.node_mut(2)
+        .inject_bug(Some(crate::InjectedBug::NoNoopAtTermStart));
+    net.elect(2);
+    assert_eq!(net.node(2).log.last_index(), last, "no NO-OP in term 2");
+    net.node_mut(2).read_index(7).expect("the read is queued");
+    net.stabilize();
+    let served: Vec<u64> = net.read_states[&2].iter().map(|r| r.index).collect();
+    assert_eq!(
+        served,
+        vec![net.node(2).log.committed],
+        "the read was confirmed at the inherited commit index, with no entry of term 2"
+    );
+}

@@ -7,13 +7,6 @@ use crate::{
     ConfChange, ConfChangeError, ConfState, Entry, EntryKind, Event, Message, MessageBody, Role,
 };
 
-fn settle(net: &mut Network, leader: u64) {
-    for _ in 0..3 {
-        net.tick(leader, 1);
-        net.stabilize();
-    }
-}
-
 fn change(net: &mut Network, leader: u64, c: ConfChange) -> u64 {
     let (index, _) = net
         .node_mut(leader)
@@ -40,7 +33,7 @@ fn learner_receives_the_log_but_never_votes_or_campaigns() {
     net.propose(1, "before");
     net.add_node(4);
     change(&mut net, 1, ConfChange::AddLearner(4));
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.applied_data(4), vec!["before"]);
     assert_eq!(net.node(4).conf_state().learners, vec![4]);
     let status = net.node(1).status();
@@ -53,7 +46,7 @@ fn learner_receives_the_log_but_never_votes_or_campaigns() {
     // Commitment does not wait for it.
     net.isolate(4);
     let (index, _) = net.propose(1, "without 4");
-    settle(&mut net, 1);
+    net.settle(1);
     assert!(net.node(1).commit_index() >= index);
 }
 
@@ -63,9 +56,9 @@ fn promoted_learner_counts_toward_quorums() {
     net.elect(1);
     net.add_node(4);
     change(&mut net, 1, ConfChange::AddLearner(4));
-    settle(&mut net, 1);
+    net.settle(1);
     change(&mut net, 1, ConfChange::PromoteLearner(4));
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(1).conf_state().voters, vec![1, 2, 3, 4]);
     assert!(
         net.events_of(1)
@@ -76,10 +69,10 @@ fn promoted_learner_counts_toward_quorums() {
     net.isolate(3);
     net.isolate(4);
     let (index, _) = net.propose(1, "needs three");
-    settle(&mut net, 1);
+    net.settle(1);
     assert!(net.node(1).commit_index() < index);
     net.heal();
-    settle(&mut net, 1);
+    net.settle(1);
     assert!(net.node(1).commit_index() >= index);
 }
 
@@ -89,7 +82,7 @@ fn only_one_change_may_be_in_flight() {
     // committed.
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.isolate(1);
     let first = change(&mut net, 1, ConfChange::AddLearner(4));
     assert_eq!(
@@ -100,7 +93,7 @@ fn only_one_change_may_be_in_flight() {
     assert_eq!(net.node(1).pending_conf_index(), first);
     net.heal();
     net.add_node(4);
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(1).pending_conf_index(), 0);
     net.node_mut(1)
         .propose_conf_change(ConfChange::AddLearner(5))
@@ -133,7 +126,7 @@ fn invalid_and_no_op_changes_are_refused() {
             .propose_conf_change(ConfChange::AddLearner(4)),
         Err(ConfChangeError::NotCommittedInTerm { term: 1 })
     );
-    settle(&mut net, 1);
+    net.settle(1);
     let n = net.node_mut(1);
     assert_eq!(
         n.propose_conf_change(ConfChange::Remove(9)),
@@ -211,16 +204,16 @@ fn removed_leader_steps_down_once_the_change_commits() {
     // it commits, without counting itself, then steps down.
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.isolate(2);
     let index = change(&mut net, 1, ConfChange::Remove(1));
     assert_eq!(net.node(1).role(), Role::Leader);
-    settle(&mut net, 1);
+    net.settle(1);
     // Voters are {2, 3}: node 3 alone (the leader does not count) is not enough.
     assert!(net.node(1).commit_index() < index);
     assert_eq!(net.node(1).role(), Role::Leader);
     net.heal();
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(1).role(), Role::Follower);
     assert!(
         net.events_of(1)
@@ -238,7 +231,7 @@ fn removed_leader_steps_down_once_the_change_commits() {
     net.expire_lease(&[2, 3]);
     net.elect(2);
     net.propose(2, "after");
-    settle(&mut net, 2);
+    net.settle(2);
     assert_eq!(
         net.applied_data(3).last().map(String::as_str),
         Some("after")
@@ -254,10 +247,10 @@ fn removed_node_cannot_disrupt_the_cluster() {
         ..super::network::config(id)
     });
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.isolate(3);
     change(&mut net, 1, ConfChange::Remove(3));
-    settle(&mut net, 1);
+    net.settle(1);
     net.heal();
     // Node 3 never learned it was removed: it campaigns.
     net.node_mut(3).campaign();
@@ -273,9 +266,9 @@ fn restart_rebuilds_the_configuration_from_the_log() {
     net.elect(1);
     net.add_node(4);
     change(&mut net, 1, ConfChange::AddLearner(4));
-    settle(&mut net, 1);
+    net.settle(1);
     change(&mut net, 1, ConfChange::PromoteLearner(4));
-    settle(&mut net, 1);
+    net.settle(1);
     for id in [2, 4] {
         net.restart(id);
         assert_eq!(
@@ -285,7 +278,7 @@ fn restart_rebuilds_the_configuration_from_the_log() {
         );
     }
     // And from a snapshot taken after the changes.
-    settle(&mut net, 1);
+    net.settle(1);
     net.compact(2, u64::MAX);
     let meta = net.node(2).snapshot().clone();
     assert_eq!(meta.conf.voters, vec![1, 2, 3, 4]);
@@ -326,7 +319,7 @@ fn garbage_in_a_conf_change_entry_changes_nothing() {
 fn status_exposes_recent_activity_for_quorum_checks() {
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(1).recently_active_voters(), vec![1, 2, 3]);
     assert!(net.node(1).change_keeps_quorum(ConfChange::Remove(3)));
     net.isolate(3);
@@ -343,7 +336,7 @@ fn status_exposes_recent_activity_for_quorum_checks() {
         ..super::network::config(id)
     });
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.isolate(3);
     for _ in 0..25 {
         net.tick(1, 1);
@@ -365,10 +358,10 @@ fn node_removed_by_an_uncommitted_change_may_still_be_elected() {
     // commits. A node whose removal is committed never campaigns.
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.isolate(3);
     let index = change(&mut net, 1, ConfChange::Remove(1));
-    settle(&mut net, 1);
+    net.settle(1);
     assert!(net.node(1).commit_index() < index, "needs node 3");
     net.restart(1);
     assert_eq!(net.node(1).conf_state().voters, vec![2, 3]);
@@ -383,7 +376,7 @@ fn node_removed_by_an_uncommitted_change_may_still_be_elected() {
         "{:?}",
         net.events_of(1)
     );
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(1).role(), Role::Follower);
     assert!(net.node(1).commit_index() >= index, "the removal committed");
     net.node_mut(1).campaign();

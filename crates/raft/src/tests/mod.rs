@@ -3,6 +3,7 @@
 //! all at once, storage is a vector, and every Ready is processed per the contract.
 
 mod async_persistence;
+mod disk_full;
 mod election;
 mod lease;
 mod membership;

@@ -243,6 +243,22 @@ impl Network {
         self.process(id);
     }
 
+    /// Ticks node `id` once and settles the network, `n` times: the leader's
+    /// heartbeat rounds, or a follower's election timer, with every message
+    /// delivered in between.
+    pub(crate) fn run(&mut self, id: NodeId, n: u32) {
+        for _ in 0..n {
+            self.tick(id, 1);
+            self.stabilize();
+        }
+    }
+
+    /// Three heartbeat rounds of `leader`: enough for commit indexes and
+    /// acknowledgements to reach every connected node.
+    pub(crate) fn settle(&mut self, leader: NodeId) {
+        self.run(leader, 3);
+    }
+
     /// Makes `id` campaign (skipping pre-vote timing) and settles the network.
     pub(crate) fn elect(&mut self, id: NodeId) {
         self.node_mut(id).campaign();

@@ -30,13 +30,6 @@ fn acks(msgs: &[Message]) -> Vec<u64> {
         .collect()
 }
 
-fn settle(net: &mut Network, leader: u64) {
-    for _ in 0..3 {
-        net.tick(leader, 1);
-        net.stabilize();
-    }
-}
-
 #[test]
 fn compaction_drops_applied_entries_and_keeps_the_trailing_window() {
     // §7: a server compacts the committed, applied prefix of its log into a
@@ -46,7 +39,7 @@ fn compaction_drops_applied_entries_and_keeps_the_trailing_window() {
     for i in 0..10 {
         net.propose(1, &format!("v{i}"));
     }
-    settle(&mut net, 1);
+    net.settle(1);
     let applied = net.node(1).applied_index();
     assert_eq!(applied, 11);
     let meta = net.compact(1, 8);
@@ -58,7 +51,7 @@ fn compaction_drops_applied_entries_and_keeps_the_trailing_window() {
     net.node(1).validate();
     // Replication continues across the compaction point.
     net.propose(1, "after");
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(
         net.applied_data(2).last().map(String::as_str),
         Some("after")
@@ -70,7 +63,7 @@ fn compaction_refuses_unapplied_or_mismatched_snapshots() {
     let mut net = Network::new(3);
     net.elect(1);
     net.propose(1, "x");
-    settle(&mut net, 1);
+    net.settle(1);
     let node = net.node_mut(1);
     assert_eq!(
         node.snapshot_meta(5),
@@ -98,7 +91,7 @@ fn lagging_follower_gets_a_snapshot_then_entries() {
     for i in 0..10 {
         net.propose(1, &format!("v{i}"));
     }
-    settle(&mut net, 1);
+    net.settle(1);
     let meta = net.compact(1, u64::MAX);
     assert_eq!(
         net.node(1).first_index(),
@@ -107,7 +100,7 @@ fn lagging_follower_gets_a_snapshot_then_entries() {
     );
     net.heal();
     net.propose(1, "tail");
-    settle(&mut net, 1);
+    net.settle(1);
     assert!(
         net.events_of(1).iter().any(
             |e| matches!(e, crate::Event::SnapshotSent { to: 3, index } if *index == meta.index)
@@ -157,7 +150,7 @@ fn snapshot_state_sends_nothing_until_the_outcome_is_known() {
     for i in 0..5 {
         net.propose(1, &format!("v{i}"));
     }
-    settle(&mut net, 1);
+    net.settle(1);
     net.compact(1, u64::MAX);
     net.heal();
     net.tick(1, 1);
@@ -276,7 +269,7 @@ fn snapshot_at_or_below_commit_is_only_acknowledged() {
     let mut net = Network::new(3);
     net.elect(1);
     net.propose(1, "x");
-    settle(&mut net, 1);
+    net.settle(1);
     let commit = net.node(2).commit_index();
     let meta = net.node(1).snapshot_meta(1).expect("applied");
     net.node_mut(2).step(install(1, 2, 1, meta)).expect("valid");
@@ -315,17 +308,17 @@ fn asynchronous_snapshot_counts_durable_only_when_reported() {
     for i in 0..4 {
         net.propose(1, &format!("v{i}"));
     }
-    settle(&mut net, 1);
+    net.settle(1);
     let meta = net.compact(1, u64::MAX);
     net.heal();
     net.async_nodes.insert(3);
     net.propose(1, "tail");
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(3).status().persisted, 0);
     assert!(net.disks[&3].snapshot.is_none(), "still in flight");
     assert!(net.applied_data(3).is_empty());
     net.persist(3);
-    settle(&mut net, 1);
+    net.settle(1);
     net.persist(3);
     assert_eq!(net.disks[&3].snapshot.as_ref(), Some(&meta));
     assert_eq!(net.applied_data(3), vec!["tail"]);
@@ -342,11 +335,11 @@ fn restart_from_a_snapshot_and_the_log_after_it() {
     for i in 0..4 {
         net.propose(1, &format!("v{i}"));
     }
-    settle(&mut net, 1);
+    net.settle(1);
     net.compact(1, u64::MAX);
     net.heal();
     net.propose(1, "tail");
-    settle(&mut net, 1);
+    net.settle(1);
     net.restart(3);
     let n3 = net.node(3);
     assert_eq!(n3.first_index(), 6);

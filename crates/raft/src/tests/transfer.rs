@@ -3,18 +3,11 @@
 use super::network::Network;
 use crate::{Event, MessageBody, ProposeError, Role, TransferError};
 
-fn settle(net: &mut Network, leader: u64) {
-    for _ in 0..3 {
-        net.tick(leader, 1);
-        net.stabilize();
-    }
-}
-
 #[test]
 fn transfer_to_an_up_to_date_voter_hands_over_at_once() {
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.node_mut(1).transfer_leader(2).expect("valid target");
     net.stabilize();
     // The target campaigned without waiting for a timeout, and the voters, who
@@ -34,7 +27,7 @@ fn lagging_target_is_caught_up_first() {
     for i in 0..5 {
         net.propose(1, &format!("v{i}"));
     }
-    settle(&mut net, 1);
+    net.settle(1);
     net.heal();
     net.node_mut(1).transfer_leader(3).expect("valid target");
     let out = net.take_queue();
@@ -46,7 +39,7 @@ fn lagging_target_is_caught_up_first() {
     for m in out {
         net.deliver(m);
     }
-    settle(&mut net, 1);
+    net.settle(1);
     assert_eq!(net.node(3).role(), Role::Leader);
     assert!(net.node(3).last_index() >= 7);
 }
@@ -58,7 +51,7 @@ fn proposals_are_refused_during_a_transfer_and_it_aborts_after_a_timeout() {
     // resumes accepting them.
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.isolate(2);
     net.node_mut(1).transfer_leader(2).expect("valid target");
     assert_eq!(
@@ -85,7 +78,7 @@ fn transfer_to_a_learner_unknown_node_or_self_is_refused() {
         Err(TransferError::NotLeader { leader: 0 })
     );
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.add_node(4);
     net.node_mut(1)
         .propose_conf_change(crate::ConfChange::AddLearner(4))
@@ -106,7 +99,7 @@ fn without_the_transfer_flag_voters_in_lease_refuse() {
         ..super::network::config(id)
     });
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.node_mut(2).campaign();
     net.stabilize();
     assert_ne!(net.node(2).role(), Role::Leader);
@@ -117,12 +110,12 @@ fn without_the_transfer_flag_voters_in_lease_refuse() {
 fn a_learner_ignores_timeout_now() {
     let mut net = Network::new(3);
     net.elect(1);
-    settle(&mut net, 1);
+    net.settle(1);
     net.add_node(4);
     net.node_mut(1)
         .propose_conf_change(crate::ConfChange::AddLearner(4))
         .expect("accepted");
-    settle(&mut net, 1);
+    net.settle(1);
     let term = net.node(1).term();
     net.node_mut(4)
         .step(crate::Message {

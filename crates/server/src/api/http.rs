@@ -106,6 +106,7 @@ impl From<ErrorDetail> for HttpError {
             Kind::Refused | Kind::SessionExpired => StatusCode::CONFLICT,
             Kind::InvalidArgument => StatusCode::BAD_REQUEST,
             Kind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Kind::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Kind::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
             Kind::Internal | Kind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -139,6 +140,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Refused => "refused",
         Kind::InvalidArgument => "invalid_argument",
         Kind::Overloaded => "overloaded",
+        Kind::DiskFull => "disk_full",
         Kind::OutcomeUnknown => "outcome_unknown",
         Kind::ShuttingDown => "shutting_down",
         Kind::SessionExpired => "session_expired",

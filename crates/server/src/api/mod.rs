@@ -168,6 +168,7 @@ impl ApiContext {
                 ErrorDetail::not_leader(leader, self.address_of(leader))
             }
             NodeError::Overloaded(m) => ErrorDetail::overloaded(m),
+            NodeError::DiskFull(m) => ErrorDetail::disk_full(m),
             NodeError::Invalid(m) => ErrorDetail::invalid_argument(m),
             NodeError::OutcomeUnknown(m) => ErrorDetail::outcome_unknown(m),
             NodeError::Timeout(m) => {

@@ -78,6 +78,8 @@ pub(crate) struct Driver {
     pub(crate) lease: Arc<super::lease::LeaseCell>,
     /// The clock leases are measured on; the core reads it before every input.
     pub(crate) clock: super::lease::LeaseClock,
+    /// Free space, and WAL writes waiting for it (`disk.rs`).
+    pub(crate) disk: super::disk::DiskWatch,
 }
 
 impl Driver {
@@ -150,6 +152,7 @@ impl Driver {
                 }
                 next_tick += self.tick;
             }
+            self.disk_turn()?;
             self.snapshot_turn()?;
             self.process_ready()?;
             // A heartbeat answer may have renewed the lease without a Ready.
@@ -237,6 +240,10 @@ impl Driver {
                         ProposeError::TransferInProgress { to } => {
                             (NodeError::NotLeader { leader: to }, "transfer")
                         }
+                        ProposeError::DiskFull => (
+                            NodeError::DiskFull(self.disk.client_message(self.raft.id())),
+                            "disk_full",
+                        ),
                     };
                     self.metrics.refused(reason);
                     let _ = reply.send(Err(err));
@@ -323,26 +330,46 @@ impl Driver {
                 must_sync |= (hs.term, hs.vote) != self.durable_term_vote;
                 self.wal.set_hard_state(KV_GROUP, hs)?;
             }
-            if must_sync {
-                // A failed fsync poisons the WAL; returning stops the node.
+            if self.disk.stalled() {
+                // Earlier writes wait for space: this Ready's wait behind them
+                // (`disk_turn` retries them).
+                self.disk.queue(rd.number);
+            } else if must_sync && !crate::test_bugs::skip_wal_sync() {
                 let sync_started = Instant::now();
-                self.wal.sync().map_err(|e| {
-                    ServerError::Fatal(format!(
-                        "WAL fsync failed, stopping to protect the log: {e}"
-                    ))
-                })?;
-                let now = Instant::now();
-                self.metrics
-                    .wal_fsync_seconds
-                    .observe((now - sync_started).as_secs_f64());
-                self.metrics
-                    .wal_append_seconds
-                    .observe((now - persist_started).as_secs_f64());
-                let hs = self.raft.hard_state();
-                self.durable_term_vote = (hs.term, hs.vote);
+                match self.wal.sync() {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        self.metrics
+                            .wal_fsync_seconds
+                            .observe((now - sync_started).as_secs_f64());
+                        self.metrics
+                            .wal_append_seconds
+                            .observe((now - persist_started).as_secs_f64());
+                        let hs = self.raft.hard_state();
+                        self.durable_term_vote = (hs.term, hs.vote);
+                    }
+                    // Nothing was written that recovery could misread, and the
+                    // records stay buffered in the WAL (`disk.rs`).
+                    Err(e) if e.is_no_space() => {
+                        self.metrics.wal_no_space.inc();
+                        tracing::warn!("{e}");
+                        self.disk.stall(rd.number, &e);
+                    }
+                    // A failed write or fsync poisons the WAL; returning stops the node.
+                    Err(e) => {
+                        return Err(ServerError::Fatal(format!(
+                            "WAL write failed, stopping to protect the log: {e}"
+                        )));
+                    }
+                }
             }
-            // 3. Messages that promise durability.
-            self.transport.send_all(&mut rd.persisted_messages);
+            // 3. Messages that promise durability — dropped while the writes wait
+            //    for space (a lost message is always safe; an early one never is).
+            if self.disk.stalled() {
+                rd.persisted_messages.clear();
+            } else {
+                self.transport.send_all(&mut rd.persisted_messages);
+            }
             // 4. Applies and confirmed reads, in Ready order (inline, or queued to
             //    the apply thread while it holds the state machine).
             if !rd.committed_entries.is_empty() {
@@ -360,6 +387,12 @@ impl Driver {
                         reply: r.reply,
                     })?;
                 }
+            }
+            if self.disk.stalled() {
+                // Durable only once a retry succeeds (`on_persisted`).
+                self.raft.advance_async(rd);
+                self.sync_disk_state();
+                continue;
             }
             // 5. Done: the entries are durable and handed to the apply side.
             self.raft.advance(rd);

@@ -42,7 +42,7 @@ impl Driver {
     }
 
     /// The active voter with the most of the log: the quickest to take over.
-    fn best_transfer_target(&self) -> Option<NodeId> {
+    pub(super) fn best_transfer_target(&self) -> Option<NodeId> {
         let status = self.raft.status();
         status
             .peers

@@ -474,6 +474,9 @@ fn refusal(e: ConfChangeError) -> NodeError {
         ConfChangeError::Propose(keel_raft::ProposeError::NotLeader { leader }) => {
             NodeError::NotLeader { leader }
         }
+        ConfChangeError::Propose(keel_raft::ProposeError::DiskFull) => NodeError::DiskFull(
+            "disk full: this leader cannot write its log; free space on its data directory".into(),
+        ),
         other => NodeError::Invalid(other.to_string()),
     }
 }

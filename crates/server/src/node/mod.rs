@@ -5,6 +5,7 @@
 //! channels via [`NodeHandle`].
 
 mod apply;
+mod disk;
 mod driver;
 mod leadership;
 mod lease;
@@ -70,6 +71,10 @@ pub(crate) struct NodeParts {
     pub(crate) promote_lag_entries: u64,
     /// The clock the core's leases are measured on.
     pub(crate) clock: LeaseClock,
+    /// The data directory, whose free space is watched (`disk.rs`).
+    pub(crate) data_dir: std::path::PathBuf,
+    /// Writes are refused while less than this is free (0: no floor).
+    pub(crate) min_free_disk_bytes: u64,
 }
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
@@ -161,6 +166,11 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         last_leader: keel_raft::NO_NODE,
         lease: lease.clone(),
         clock,
+        disk: disk::DiskWatch::new(
+            Arc::new(keel_storage::vfs::StdVfs::new()),
+            parts.data_dir,
+            parts.min_free_disk_bytes,
+        ),
     };
     let apply = spawn(format!("keel-apply-{id}"), fatal_tx, move || applier.run())?;
     let join = std::thread::Builder::new()
@@ -261,6 +271,12 @@ impl NodeHandle {
 
     /// Waits until a read of local state is linearizable (ReadIndex).
     pub async fn read_barrier(&self, timeout: Duration) -> Result<u64, NodeError> {
+        if crate::test_bugs::active(crate::test_bugs::TestBug::FollowerReadWithoutReadIndex) {
+            let status = self.status.borrow();
+            if status.leader != 0 && status.leader != status.id {
+                return Ok(self.kv.applied_index());
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         self.submit(Request::ReadBarrier { deadline, reply })?;

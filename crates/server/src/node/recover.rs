@@ -93,7 +93,8 @@ pub(crate) fn recover(
         entries: boot.entries,
         applied,
     };
-    let raft = Raft::new(raft_cfg, init, os_random_u64())?;
+    let mut raft = Raft::new(raft_cfg, init, os_random_u64())?;
+    inject_test_bug(&mut raft);
     events.note(&format!(
         "Node {} started: term {}, {} log entries, applied through index {applied}.",
         cfg.id,
@@ -113,4 +114,17 @@ pub(crate) fn recover(
 /// Where the state machine lives in a data directory.
 pub fn state_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("state.redb")
+}
+
+/// Switches on the core's side of a test bug (`crate::test_bugs`); nothing without
+/// the `test-bugs` feature.
+fn inject_test_bug(raft: &mut Raft) {
+    use crate::test_bugs::{TestBug, active};
+    if active(TestBug::LeaseWithoutDriftMargin) {
+        raft.inject_bug(Some(keel_raft::InjectedBug::LeaseWithoutDriftMargin));
+    }
+    #[cfg(feature = "test-bugs")]
+    if active(TestBug::NoNoop) {
+        raft.inject_bug(Some(keel_raft::InjectedBug::NoNoopAtTermStart));
+    }
 }

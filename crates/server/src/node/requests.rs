@@ -20,6 +20,10 @@ pub enum NodeError {
     /// Too much queued; nothing was applied.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// This node's data disk is full (the message says where and what to do);
+    /// nothing was applied.
+    #[error("{0}")]
+    DiskFull(String),
     /// The request is over a limit; nothing was applied.
     #[error("{0}")]
     Invalid(String),

@@ -397,6 +397,10 @@ impl Driver {
         if s.every == 0 || s.writing.is_some() || Instant::now() < s.not_before {
             return;
         }
+        // A snapshot file needs space; the log grows no more while the disk is full.
+        if self.raft.disk_full() {
+            return;
+        }
         let last = s.last_index();
         if self.kv.applied_index() < s.due_at() {
             return;
@@ -528,24 +532,34 @@ impl Driver {
         let Some((start, up_to)) = self.snapshots.pending_wal else {
             return Ok(());
         };
+        // Its writes would only queue behind the ones waiting for space.
+        if self.disk.stalled() {
+            return Ok(());
+        }
         // Recovery replays the WAL after the state machine's durable index: never
         // let it drop an entry the durable state machine does not hold.
         if self.snapshots.durable_applied.load(Ordering::Acquire) < start.index {
             return Ok(());
         }
         self.snapshots.pending_wal = None;
-        if self
-            .wal
-            .log_start(KV_GROUP)
-            .is_some_and(|cur| cur.index >= start.index)
-        {
+        let current = self.wal.log_start(KV_GROUP);
+        if current.is_some_and(|cur| cur.index > start.index) {
             return Ok(());
         }
-        self.wal.set_log_start(KV_GROUP, start)?;
-        let done = self
-            .wal
-            .compact(|_| up_to)
-            .map_err(|e| ServerError::Fatal(format!("WAL compaction failed: {e}")))?;
+        if current.is_none_or(|cur| cur.index < start.index) {
+            self.wal.set_log_start(KV_GROUP, start)?;
+        }
+        let done = match self.wal.compact(|_| up_to) {
+            Ok(done) => done,
+            // Nothing was deleted and the WAL is intact; the next snapshot's
+            // compaction covers these segments too.
+            Err(e) if e.is_no_space() => {
+                tracing::warn!("WAL compaction skipped: {e}");
+                self.metrics.wal_no_space.inc();
+                return Ok(());
+            }
+            Err(e) => return Err(ServerError::Fatal(format!("WAL compaction failed: {e}"))),
+        };
         let id = self.raft.id();
         self.note(&format!(
             "Node {id} compacted its log: it now starts after index {}, and {} WAL segment(s) \
@@ -624,9 +638,13 @@ impl Driver {
                 kind: LogStartKind::Installed,
             },
         )?;
+        // A full disk here too stops the node: the state machine was already
+        // replaced, and a restart finishes the install from the snapshot file.
+        // (A node that knows its disk is full refuses snapshots, so this is rare.)
         self.wal.sync().map_err(|e| {
             ServerError::Fatal(format!(
-                "WAL fsync failed, stopping to protect the log: {e}"
+                "cannot record the installed snapshot in the WAL, stopping to protect the \
+                 log: {e}"
             ))
         })?;
         // Older compactions would move the log start back.

@@ -70,10 +70,12 @@ pub(crate) fn answer(shape: Shape, outcome: &Result<ApplyOutcome, ErrorDetail>) 
 /// A keel error as a Redis error. The first word is the error code clients see:
 /// `TRYAGAIN` when nothing was applied and a retry may succeed (no leader,
 /// overloaded, shutting down), `UNCERTAIN` when a write may or may not have been
-/// applied, `ERR` otherwise.
+/// applied, `MISCONF` when the leader's disk is full (Redis's own code for "cannot
+/// persist, writes refused"; nothing was applied), `ERR` otherwise.
 pub(crate) fn error_reply(e: &ErrorDetail) -> Reply {
     let code = match e.kind() {
         Kind::NotLeader | Kind::NoLeader | Kind::Overloaded | Kind::ShuttingDown => "TRYAGAIN",
+        Kind::DiskFull => "MISCONF",
         Kind::OutcomeUnknown => {
             return Reply::Error(format!(
                 "UNCERTAIN {} (the write may or may not have been applied)",
@@ -162,5 +164,6 @@ mod tests {
         assert_eq!(code(ErrorDetail::outcome_unknown("timeout")), "UNCERTAIN");
         assert_eq!(code(ErrorDetail::invalid_argument("bad")), "ERR");
         assert_eq!(code(ErrorDetail::internal("disk")), "ERR");
+        assert_eq!(code(ErrorDetail::disk_full("disk full: node 1")), "MISCONF");
     }
 }

@@ -9,6 +9,7 @@
 //! handle can be shared between threads without a seek position to race on.
 
 mod mem;
+mod space;
 mod std_vfs;
 
 use std::fmt::Debug;
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use mem::MemVfs;
+pub use space::is_no_space;
 pub use std_vfs::StdVfs;
 
 /// A filesystem: a namespace of directories and files.
@@ -47,6 +49,14 @@ pub trait Vfs: Send + Sync + Debug + 'static {
     /// Makes the creations, renames and removals of entries in directory `path`
     /// durable (`fsync` on the directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Bytes an unprivileged writer can still allocate on the filesystem holding
+    /// `path` (`statvfs`'s `f_bavail × f_frsize`), or `None` if this filesystem
+    /// cannot tell.
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 /// An open file. Every method takes `&self`: handles are shared between threads and

@@ -74,6 +74,11 @@ impl Vfs for StdVfs {
             .and_then(|dir| dir.sync_all())
             .map_err(|e| with_path(e, "sync directory", path))
     }
+
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        let st = rustix::fs::statvfs(path).map_err(|e| with_path(e.into(), "statvfs", path))?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
 }
 
 /// An open file of [`StdVfs`].
@@ -210,6 +215,20 @@ mod tests {
         assert!(!b.try_lock().expect("b conflicts"));
         a.unlock().expect("unlock");
         assert!(b.try_lock().expect("b after unlock"));
+    }
+
+    #[test]
+    fn available_bytes_are_known_on_a_real_filesystem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let free = StdVfs::new()
+            .available_bytes(dir.path())
+            .expect("statvfs")
+            .expect("known");
+        assert!(free > 0, "the test machine's disk is not full");
+        let err = StdVfs::new()
+            .available_bytes(&dir.path().join("missing"))
+            .expect_err("missing path");
+        assert!(err.to_string().contains("missing"), "{err}");
     }
 
     #[test]

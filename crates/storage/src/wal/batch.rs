@@ -54,6 +54,13 @@ impl Batch {
         std::mem::take(&mut self.frames)
     }
 
+    /// Puts frames taken with [`Batch::take`] and not written back in front, so the
+    /// next sync writes them first.
+    pub(crate) fn restore(&mut self, mut frames: Vec<Vec<u8>>) {
+        frames.append(&mut self.frames);
+        self.frames = frames;
+    }
+
     /// Hands a written buffer back for reuse, unless it is outsized.
     pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
         const KEEP_AT_MOST: usize = 1 << 20;

@@ -20,6 +20,27 @@ pub enum WalError {
         source: io::Error,
     },
 
+    /// The filesystem has no room for what the WAL needed to create (a new segment,
+    /// the `FIRST` file). Nothing was written that recovery could misread, and the
+    /// WAL is **not** poisoned: the records that did not fit stay buffered, and a
+    /// later [`super::Wal::sync`] writes them once space is freed.
+    #[error(
+        "disk full: cannot {op} {}: {source}; free space on {} and the WAL retries",
+        path.display(),
+        dir.display()
+    )]
+    NoSpace {
+        /// What the WAL was doing ("preallocate segment", ...).
+        op: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The WAL directory (the filesystem to free space on).
+        dir: PathBuf,
+        /// The underlying error (`ENOSPC` or `EDQUOT`).
+        #[source]
+        source: io::Error,
+    },
+
     /// The WAL is damaged before its last valid frame, so starting from it could lose
     /// or invent acknowledged data. The node must not start; an operator has to
     /// restore the node (e.g. wipe it and let it rejoin).
@@ -101,9 +122,38 @@ pub enum WalError {
 }
 
 impl WalError {
+    /// Whether this is [`WalError::NoSpace`]: the WAL is still usable and a retry
+    /// succeeds once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, WalError::NoSpace { .. })
+    }
+
     /// Wraps an I/O error with the operation and path.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| WalError::Io { op, path, source }
+    }
+
+    /// Like [`WalError::io`], but a full disk becomes [`WalError::NoSpace`] (for
+    /// steps after which nothing is left that a retry could not redo).
+    pub(crate) fn io_or_no_space(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        dir: &std::path::Path,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        let dir = dir.to_path_buf();
+        move |source| {
+            if crate::vfs::is_no_space(&source) {
+                WalError::NoSpace {
+                    op,
+                    path,
+                    dir,
+                    source,
+                }
+            } else {
+                WalError::Io { op, path, source }
+            }
+        }
     }
 }

@@ -54,7 +54,8 @@ pub(crate) fn read(vfs: &dyn Vfs, dir: &Path) -> Result<u64, WalError> {
     Ok(seq)
 }
 
-/// Durably records `seq` as the first segment.
+/// Durably records `seq` as the first segment. A full disk before the rename is
+/// [`WalError::NoSpace`] with nothing changed.
 pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, seq: u64) -> Result<(), WalError> {
     let tmp = dir.join(FIRST_TMP);
     let path = dir.join(FIRST_FILE);
@@ -63,10 +64,27 @@ pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, seq: u64) -> Result<(), WalError>
     b[8..16].copy_from_slice(&seq.to_le_bytes());
     let crc = crc32c::crc32c(&b[..20]);
     b[20..24].copy_from_slice(&crc.to_le_bytes());
-    let file = vfs.open(&tmp, true).map_err(WalError::io("create", &tmp))?;
-    file.set_len(0).map_err(WalError::io("truncate", &tmp))?;
-    file.write_all_at(0, &b)
-        .map_err(WalError::io("write", &tmp))?;
+    // A full disk before the rename leaves `FIRST` as it was: nothing to undo but
+    // the temporary file.
+    let written = vfs
+        .open(&tmp, true)
+        .map_err(WalError::io_or_no_space("create", &tmp, dir))
+        .and_then(|file| {
+            file.set_len(0)
+                .map_err(WalError::io_or_no_space("truncate", &tmp, dir))?;
+            file.write_all_at(0, &b)
+                .map_err(WalError::io_or_no_space("write", &tmp, dir))?;
+            Ok(file)
+        });
+    let file = match written {
+        Ok(file) => file,
+        Err(e) => {
+            if e.is_no_space() {
+                let _ = vfs.remove_file(&tmp);
+            }
+            return Err(e);
+        }
+    };
     file.sync_data().map_err(WalError::io("sync", &tmp))?;
     vfs.rename(&tmp, &path)
         .map_err(WalError::io("rename", &tmp))?;

@@ -55,6 +55,12 @@ pub(crate) fn list(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<SegmentFile>, WalErr
 /// write the header, fsync the file, fsync the directory. Only then may frames go in,
 /// so that a crash at any step leaves at worst a last segment without a valid
 /// header and without frames, which recovery removes.
+///
+/// A full disk while creating, preallocating or writing the header is
+/// [`WalError::NoSpace`]: the half-made file is removed (it holds no frame, so
+/// nothing is lost) and the same segment can be created again later. Preallocation
+/// is what makes this the one place a full disk shows: frames are written into
+/// space already reserved.
 pub(crate) fn create(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -63,18 +69,35 @@ pub(crate) fn create(
 ) -> Result<(Arc<dyn VfsFile>, PathBuf), WalError> {
     debug_assert!(bytes > SEGMENT_HEADER_LEN);
     let path = dir.join(file_name(seq));
-    let file = vfs
-        .open(&path, true)
-        .map_err(WalError::io("create segment", &path))?;
-    file.allocate(bytes)
-        .map_err(WalError::io("preallocate segment", &path))?;
-    file.write_all_at(0, &SegmentHeader { seq }.encode())
-        .map_err(WalError::io("write segment header", &path))?;
+    let file =
+        vfs.open(&path, true)
+            .map_err(WalError::io_or_no_space("create segment", &path, dir))?;
+    let reserved = file
+        .allocate(bytes)
+        .map_err(WalError::io_or_no_space("preallocate segment", &path, dir))
+        .and_then(|()| {
+            file.write_all_at(0, &SegmentHeader { seq }.encode())
+                .map_err(WalError::io_or_no_space("write segment header", &path, dir))
+        });
+    if let Err(e) = reserved {
+        if e.is_no_space() {
+            drop(file);
+            give_back(vfs, dir, &path);
+        }
+        return Err(e);
+    }
     file.sync_data()
         .map_err(WalError::io("sync segment", &path))?;
     vfs.sync_dir(dir)
         .map_err(WalError::io("sync directory", dir))?;
     Ok((file, path))
+}
+
+/// Removes a segment that could not be reserved, so the space it took is free
+/// again. Best effort: a leftover is recreated in place by the next attempt (or,
+/// after a crash, removed by recovery as a last segment without a header).
+fn give_back(vfs: &dyn Vfs, dir: &Path, path: &Path) {
+    let _ = vfs.remove_file(path).and_then(|()| vfs.sync_dir(dir));
 }
 
 #[cfg(test)]

@@ -47,12 +47,18 @@ struct Active {
 ///
 /// # Failure
 ///
-/// Any I/O error during [`Wal::sync`] — a failed write, a full disk, a failed fsync
-/// — **poisons** the WAL: that call returns the error and every later call returns
+/// Any I/O error during [`Wal::sync`] — a failed write, a failed fsync — **poisons**
+/// the WAL: that call returns the error and every later call returns
 /// [`WalError::Poisoned`]. After a failed
 /// fsync, Linux may already have dropped the dirty pages and marked them clean, so a
 /// retry could "succeed" without the data ever reaching the disk. The caller must
 /// stop the process (fail-stop); on restart, recovery finds out what is durable.
+///
+/// A full disk is the exception. Segments are preallocated, so the disk can only
+/// run out when a new segment (or the `FIRST` file of a compaction) is created,
+/// before any frame goes into it: that is [`WalError::NoSpace`], which leaves the
+/// WAL usable and the records that did not fit buffered. Once space is freed, the
+/// next [`Wal::sync`] writes them.
 ///
 /// Dropping a `Wal` discards the un-synced batch.
 #[derive(Debug)]
@@ -368,9 +374,7 @@ impl Wal {
             });
         }
         let result = self.delete_before(first_kept);
-        if result.is_err() {
-            self.poisoned = true;
-        }
+        self.poison_unless_no_space(&result);
         result
     }
 
@@ -430,10 +434,18 @@ impl Wal {
         }
         let frames = self.batch.take();
         let result = self.write_frames(frames);
-        if result.is_err() {
+        self.poison_unless_no_space(&result);
+        result
+    }
+
+    /// Any failure but a full disk where nothing was left half done makes the WAL
+    /// unusable (see the type docs).
+    fn poison_unless_no_space<T>(&mut self, result: &Result<T, WalError>) {
+        if let Err(e) = result
+            && !e.is_no_space()
+        {
             self.poisoned = true;
         }
-        result
     }
 
     fn check_usable(&self) -> Result<(), WalError> {
@@ -445,16 +457,29 @@ impl Wal {
     }
 
     fn write_frames(&mut self, frames: Vec<Vec<u8>>) -> Result<(), WalError> {
-        for mut buf in frames {
+        let mut frames = frames.into_iter();
+        while let Some(mut buf) = frames.next() {
             // A batch over the frame size limit is several frames; each is made
             // durable before the next is written, because recovery takes a bad frame
             // followed by a good one for corruption.
             self.sync_active()?;
             let payload_len = buf.len() - FRAME_HEADER_LEN as usize;
             let len = frame_len(payload_len as u64);
+            if let Err(e) = self.ensure_room(len) {
+                if e.is_no_space() {
+                    // Neither this frame nor any after it was written: they wait
+                    // for the next sync, which numbers them afresh.
+                    self.batch
+                        .restore(std::iter::once(buf).chain(frames).collect());
+                }
+                return Err(e);
+            }
             buf.resize(usize::try_from(len).expect("frame fits in memory"), 0);
             let frame_seq = self.next_frame_seq;
-            let active = self.room_for(len)?;
+            let active = self
+                .active
+                .as_mut()
+                .expect("an active segment was just ensured");
             let header = FrameHeader {
                 payload_len: u32::try_from(payload_len).expect("frame payload is capped"),
                 frame_seq,
@@ -495,39 +520,39 @@ impl Wal {
         Ok(())
     }
 
-    /// The active segment, rolled over first if a frame of `len` bytes does not fit.
-    fn room_for(&mut self, len: u64) -> Result<&mut Active, WalError> {
+    /// Makes sure the active segment has room for a frame of `len` bytes, rolling
+    /// over to a new segment first if it does not. A full disk here is
+    /// [`WalError::NoSpace`] and leaves the active segment as it was.
+    fn ensure_room(&mut self, len: u64) -> Result<(), WalError> {
         let fits = self
             .active
             .as_ref()
             .is_some_and(|a| a.pos + len <= a.capacity);
-        if !fits {
-            // Frames of the old segment must be durable before any frame of the new
-            // one: recovery would read a lost frame followed by a durable one as
-            // corruption.
-            self.sync_active()?;
-            let needed = SEGMENT_HEADER_LEN + len;
-            let capacity = if needed <= self.opts.segment_bytes {
-                self.opts.segment_bytes
-            } else {
-                needed.div_ceil(OVERSIZED_ROUNDING) * OVERSIZED_ROUNDING
-            };
-            let seq = self.next_segment_seq;
-            let (file, path) = segment::create(&*self.vfs, &self.dir, seq, capacity)?;
-            self.next_segment_seq += 1;
-            self.active = Some(Active {
-                file,
-                path,
-                seq,
-                pos: SEGMENT_HEADER_LEN,
-                capacity,
-                dirty: false,
-            });
+        if fits {
+            return Ok(());
         }
-        Ok(self
-            .active
-            .as_mut()
-            .expect("an active segment was just ensured"))
+        // Frames of the old segment must be durable before any frame of the new
+        // one: recovery would read a lost frame followed by a durable one as
+        // corruption.
+        self.sync_active()?;
+        let needed = SEGMENT_HEADER_LEN + len;
+        let capacity = if needed <= self.opts.segment_bytes {
+            self.opts.segment_bytes
+        } else {
+            needed.div_ceil(OVERSIZED_ROUNDING) * OVERSIZED_ROUNDING
+        };
+        let seq = self.next_segment_seq;
+        let (file, path) = segment::create(&*self.vfs, &self.dir, seq, capacity)?;
+        self.next_segment_seq += 1;
+        self.active = Some(Active {
+            file,
+            path,
+            seq,
+            pos: SEGMENT_HEADER_LEN,
+            capacity,
+            dirty: false,
+        });
+        Ok(())
     }
 }
 

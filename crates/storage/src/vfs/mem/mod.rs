@@ -277,6 +277,14 @@ impl Vfs for MemVfs {
         }
         Ok(())
     }
+
+    /// What the space limit leaves, or `None` without a limit.
+    fn available_bytes(&self, _path: &Path) -> io::Result<Option<u64>> {
+        let st = lock(&self.state);
+        Ok(st
+            .space_limit
+            .map(|limit| limit.saturating_sub(st.used_bytes())))
+    }
 }
 
 #[cfg(test)]

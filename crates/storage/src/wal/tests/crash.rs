@@ -1,6 +1,5 @@
-//! Power failures at random points, fsync failures and a full disk.
+//! Power failures at random points and fsync failures (a full disk: `full.rs`).
 
-use std::io;
 use std::sync::Arc;
 
 use keel_raft::HardState;
@@ -133,32 +132,4 @@ fn a_failed_fsync_poisons_the_wal_for_good() {
         wal.set_hard_state(1, HardState::default()),
         Err(WalError::Poisoned)
     ));
-}
-
-#[test]
-fn a_full_disk_at_rollover_poisons_and_recovery_keeps_everything_synced() {
-    let vfs = MemVfs::new();
-    let (mut wal, _) = open(&vfs, 1024);
-    let mut model = Model::default();
-    vfs.set_space_limit(Some(3 * 1024 + 512));
-    let mut index = 0;
-    let err = loop {
-        index += 1;
-        let es = [entry(1, index, &[7; 100])];
-        wal.append_entries(1, &es).expect("append");
-        match wal.sync() {
-            Ok(()) => model.append(1, &es),
-            Err(e) => break e,
-        }
-    };
-    match &err {
-        WalError::Io { source, .. } => assert_eq!(source.kind(), io::ErrorKind::StorageFull),
-        other => panic!("expected a StorageFull I/O error, got {other}"),
-    }
-    assert!(matches!(wal.sync(), Err(WalError::Poisoned)));
-    drop(wal);
-    vfs.crash(1);
-    vfs.set_space_limit(None);
-    let (_, rec) = open(&vfs, 1024);
-    assert_eq!(rec.groups, model.groups);
 }

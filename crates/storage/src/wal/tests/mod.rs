@@ -3,6 +3,7 @@
 mod compaction;
 mod corruption;
 mod crash;
+mod full;
 mod inspect;
 mod roundtrip;
 mod torn;

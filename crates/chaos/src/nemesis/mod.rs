@@ -1,7 +1,16 @@
 //! Faults, injected one at a time on a seeded schedule: a quiet spell, a fault held
 //! for a while, its repair, and again, until the run's fault phase ends.
+//!
+//! - [`partition`]: which links a partition cuts;
+//! - [`process`]: kill, pause, and the clock nemesis (libfaketime);
+//! - [`member`]: removing a node and adding it back;
+//! - [`disk`]: damaging a stopped node's WAL.
 
-use std::collections::BTreeSet;
+pub mod disk;
+pub mod member;
+pub mod partition;
+pub mod process;
+
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,15 +19,19 @@ use keel_client::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster;
+use crate::net::Network;
 use crate::nodes::Nodes;
-use crate::proxy::{Proxy, Rules};
+use crate::proxy::Rules;
 use crate::rng::Rng;
+
+pub use process::Skew;
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Nemesis {
-    /// SIGKILL a node (the leader half the time), restart it later.
+    /// SIGKILL a node (the leader half the time), restart it later; now and then
+    /// every node at once (a power loss).
     Kill,
     /// SIGSTOP a node (the leader half the time) for longer than an election
     /// timeout, then SIGCONT.
@@ -29,18 +42,30 @@ pub enum Nemesis {
     /// Delay every chunk between nodes by a random amount (reordering across
     /// connections).
     Delay,
-    /// Cut connections between nodes at random (the proxy's packet loss).
+    /// Lose packets between nodes (nftables in namespaces; cut connections on
+    /// loopback).
     Loss,
+    /// Restart a node with its clock running fast or slow (libfaketime), often
+    /// make it the leader and then cut it off; restart it with the true clock.
+    Skew,
+    /// Remove a node from the cluster, wipe it, and add it back with `--join`.
+    Member,
+    /// Kill a node, truncate its WAL's tail or flip a bit in it, restart it; a
+    /// node that refuses to start is removed, wiped and added back.
+    Wal,
 }
 
 impl Nemesis {
     /// Every kind.
-    pub const ALL: [Nemesis; 5] = [
+    pub const ALL: [Nemesis; 8] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Partition,
         Nemesis::Delay,
         Nemesis::Loss,
+        Nemesis::Skew,
+        Nemesis::Member,
+        Nemesis::Wal,
     ];
 
     /// Its name on the command line.
@@ -51,6 +76,9 @@ impl Nemesis {
             Nemesis::Partition => "partition",
             Nemesis::Delay => "delay",
             Nemesis::Loss => "loss",
+            Nemesis::Skew => "skew",
+            Nemesis::Member => "member",
+            Nemesis::Wal => "wal",
         }
     }
 }
@@ -104,11 +132,30 @@ pub struct Target {
     /// The processes.
     pub nodes: Arc<Mutex<Nodes>>,
     /// The links.
-    pub proxy: Arc<Proxy>,
-    /// For finding the leader.
+    pub net: Arc<Network>,
+    /// For finding the leader and changing membership.
     pub client: Client,
     /// Nanoseconds since the run started.
     pub clock: Instant,
+    /// The clock nemesis's settings.
+    pub skew: Skew,
+}
+
+/// A fault just injected.
+pub(crate) struct Injected {
+    /// What it is, in words.
+    pub(crate) detail: String,
+    /// Links to cut halfway through the hold (a second stage of the fault).
+    pub(crate) then_block: Option<Rules>,
+}
+
+impl Injected {
+    fn just(detail: String) -> Injected {
+        Injected {
+            detail,
+            then_block: None,
+        }
+    }
 }
 
 impl Target {
@@ -116,20 +163,39 @@ impl Target {
         self.clock.elapsed().as_nanos() as u64
     }
 
-    fn nodes(&self) -> std::sync::MutexGuard<'_, Nodes> {
+    pub(crate) fn nodes(&self) -> std::sync::MutexGuard<'_, Nodes> {
         self.nodes.lock().expect("nodes lock")
     }
 
-    /// Restarts every stopped node, resumes every paused one, clears every network
-    /// fault.
-    pub fn heal(&self) -> std::io::Result<()> {
-        self.proxy.set_rules(Rules::default());
-        let mut nodes = self.nodes();
-        for id in nodes.ids() {
-            nodes.resume(id);
-            nodes.start(id)?;
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        self.nodes().endpoints()
+    }
+
+    /// Clears every network fault, resumes every paused node, restarts every
+    /// node running on a false clock with the true one, starts every stopped
+    /// node, and waits (a while) for nodes that join to be admitted.
+    pub async fn heal(&self) -> anyhow::Result<()> {
+        self.net.set_rules(Rules::default())?;
+        let joining = {
+            let mut nodes = self.nodes();
+            let mut joining = Vec::new();
+            for id in nodes.ids() {
+                nodes.resume(id);
+                if !nodes.spec(id).env.is_empty() {
+                    nodes.kill(id)?;
+                    nodes.spec_mut(id).env.clear();
+                }
+                if !nodes.is_running(id) && nodes.spec(id).join.is_some() {
+                    joining.push(id);
+                }
+                nodes.start(id)?;
+            }
+            self.net.set_owners(nodes.pids());
+            joining
+        };
+        for id in joining {
+            member::wait_admitted(self, id, Duration::from_secs(20)).await;
         }
-        self.proxy.set_owners(nodes.pids());
         Ok(())
     }
 }
@@ -144,7 +210,7 @@ pub async fn run(
     until: Instant,
 ) -> anyhow::Result<Vec<FaultEvent>> {
     let mut events = Vec::new();
-    let endpoints = target.nodes().endpoints();
+    let endpoints = target.endpoints();
     loop {
         let quiet = Duration::from_millis(rng.range(schedule.quiet_ms.0, schedule.quiet_ms.1));
         let hold = Duration::from_millis(rng.range(schedule.hold_ms.0, schedule.hold_ms.1));
@@ -155,27 +221,34 @@ pub async fn run(
         let Some(&kind) = rng.pick(kinds) else { break };
         let leader = cluster::leader(&target.client, &endpoints).await;
         let start_ns = target.ns();
-        let detail = inject(target, kind, leader, &mut rng)?;
-        tokio::time::sleep(hold).await;
-        target.heal()?;
+        let injected = inject(target, kind, leader, &mut rng).await?;
+        match injected.then_block {
+            Some(rules) => {
+                tokio::time::sleep(hold / 2).await;
+                target.net.set_rules(rules)?;
+                tokio::time::sleep(hold / 2).await;
+            }
+            None => tokio::time::sleep(hold).await,
+        }
+        target.heal().await?;
         events.push(FaultEvent {
             nemesis: kind,
-            detail,
+            detail: injected.detail,
             start_ns,
             end_ns: target.ns(),
         });
     }
-    target.heal()?;
+    target.heal().await?;
     Ok(events)
 }
 
-/// Starts one fault; returns its description.
-fn inject(
+/// Starts one fault.
+async fn inject(
     target: &Target,
     kind: Nemesis,
     leader: Option<u64>,
     rng: &mut Rng,
-) -> std::io::Result<String> {
+) -> anyhow::Result<Injected> {
     let ids = target.nodes().ids();
     let victim = match leader {
         Some(l) if rng.chance(0.5) => l,
@@ -183,98 +256,53 @@ fn inject(
     };
     let is_leader = |id| if Some(id) == leader { " (leader)" } else { "" };
     Ok(match kind {
+        Nemesis::Kill if rng.chance(0.2) => {
+            let mut nodes = target.nodes();
+            for id in &ids {
+                nodes.kill(*id)?;
+            }
+            Injected::just("kill -9 every node at once (a power loss)".into())
+        }
         Nemesis::Kill => {
             target.nodes().kill(victim)?;
-            format!("kill -9 node {victim}{}", is_leader(victim))
+            Injected::just(format!("kill -9 node {victim}{}", is_leader(victim)))
         }
         Nemesis::Pause => {
             target.nodes().pause(victim);
-            format!("SIGSTOP node {victim}{}", is_leader(victim))
+            Injected::just(format!("SIGSTOP node {victim}{}", is_leader(victim)))
         }
         Nemesis::Partition => {
-            let (blocked, detail) = partition(&ids, leader, rng);
-            target.proxy.set_rules(Rules {
+            let (blocked, detail) = partition::choose(&ids, leader, rng);
+            target.net.set_rules(Rules {
                 blocked,
                 ..Rules::default()
-            });
-            detail
+            })?;
+            Injected::just(detail)
         }
         Nemesis::Delay => {
             let lo = rng.range(1, 30);
             let hi = lo + rng.range(0, 120);
-            target.proxy.set_rules(Rules {
+            target.net.set_rules(Rules {
                 delay_ms: Some((lo, hi)),
                 ..Rules::default()
-            });
-            format!("delay {lo}-{hi} ms on every link")
+            })?;
+            Injected::just(format!("delay {lo}-{hi} ms on every link"))
         }
         Nemesis::Loss => {
             let p = rng.range(1, 5) as f64 / 100.0;
-            target.proxy.set_rules(Rules {
+            target.net.set_rules(Rules {
                 reset_probability: p,
                 ..Rules::default()
-            });
-            format!("cut connections with probability {p} per chunk")
+            })?;
+            Injected::just(match target.net.mode_name() {
+                "netns" => format!("drop packets between nodes with probability {p}"),
+                _ => format!("cut connections between nodes with probability {p} per chunk"),
+            })
         }
+        Nemesis::Skew => process::skew(target, victim, rng).await?,
+        Nemesis::Member => Injected::just(member::remove(target, victim, leader).await?),
+        Nemesis::Wal => Injected::just(disk::damage(target, victim, rng).await?),
     })
-}
-
-/// A network partition: the blocked links and a description.
-pub fn partition(
-    ids: &[u64],
-    leader: Option<u64>,
-    rng: &mut Rng,
-) -> (BTreeSet<(u64, u64)>, String) {
-    let mut shuffled = ids.to_vec();
-    rng.shuffle(&mut shuffled);
-    let mut blocked = BTreeSet::new();
-    let cut_between = |blocked: &mut BTreeSet<(u64, u64)>, a: &[u64], b: &[u64]| {
-        for &x in a {
-            for &y in b {
-                blocked.insert((x, y));
-                blocked.insert((y, x));
-            }
-        }
-    };
-    match rng.range(0, 3) {
-        0 => {
-            let (a, b) = shuffled.split_at(shuffled.len() / 2);
-            cut_between(&mut blocked, a, b);
-            (blocked, format!("partition {a:?} | {b:?}"))
-        }
-        1 => {
-            let alone = leader.unwrap_or(shuffled[0]);
-            let rest: Vec<u64> = ids.iter().copied().filter(|&i| i != alone).collect();
-            cut_between(&mut blocked, &[alone], &rest);
-            (
-                blocked,
-                format!(
-                    "isolate node {alone}{}",
-                    if leader.is_some() { " (leader)" } else { "" }
-                ),
-            )
-        }
-        2 if ids.len() >= 3 => {
-            // A bridge: two sides that cannot see each other, and one node that
-            // sees both (each side plus the bridge is a majority of 5).
-            let bridge = shuffled[0];
-            let rest = &shuffled[1..];
-            let (a, b) = rest.split_at(rest.len() / 2);
-            cut_between(&mut blocked, a, b);
-            (blocked, format!("bridge: {a:?} | {bridge} | {b:?}"))
-        }
-        _ => {
-            // One-way: the leader (or a node) hears nobody, but everyone hears it.
-            let deaf = leader.unwrap_or(shuffled[0]);
-            for &other in ids.iter().filter(|&&i| i != deaf) {
-                blocked.insert((other, deaf));
-            }
-            (
-                blocked,
-                format!("one-way: node {deaf} receives from nobody"),
-            )
-        }
-    }
 }
 
 #[cfg(test)]
@@ -282,15 +310,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_parse_and_partitions_keep_a_majority_somewhere() {
+    fn names_parse() {
         assert_eq!("kill".parse::<Nemesis>(), Ok(Nemesis::Kill));
+        assert_eq!("wal".parse::<Nemesis>(), Ok(Nemesis::Wal));
         assert!("nope".parse::<Nemesis>().is_err());
-        let ids = [1, 2, 3, 4, 5];
-        let mut rng = Rng::new(3);
-        for _ in 0..50 {
-            let (blocked, detail) = partition(&ids, Some(2), &mut rng);
-            assert!(!blocked.is_empty(), "{detail}");
-            assert!(blocked.iter().all(|&(a, b)| a != b && a != 0 && b != 0));
+        for n in Nemesis::ALL {
+            assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
     }
 }
