@@ -213,12 +213,19 @@ fn restart_with_contradicting_flags_is_refused() {
     // First start: runs, records its identity, serves.
     let mut first = spawn("1", &me);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_err() {
+    // Listening is not enough: a node binds its ports before it records its
+    // identity, and killed in between it would have recorded nothing to contradict.
+    while TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_err()
+        || !dir.path().join("identity.json").exists()
+    {
         assert!(
             first.try_wait().expect("wait").is_none(),
             "first start failed"
         );
-        assert!(std::time::Instant::now() < deadline, "node never listened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node never listened or never recorded its identity"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = first.kill();
