@@ -378,7 +378,7 @@ fn send_and_read_to_close(addr: SocketAddr, bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_close_only_their_connection() {
     let mut t = TestCluster::start_with_redis(3, &[]);
-    let leader = leader_by_info(&t);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
     let follower = followers(&t, leader)[0];
     let addr = t.cluster.redis_addr(follower);
 
@@ -426,7 +426,7 @@ async fn malformed_frames_close_only_their_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_and_a_leader_change() {
     let mut t = TestCluster::start_with_redis(3, &[]);
-    let leader = leader_by_info(&t);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
     let follower = followers(&t, leader)[0];
 
     // redis-benchmark against the leader and a follower completes without an
