@@ -5,7 +5,8 @@
 //! - [`checker`]: per-key linearizability (Wing–Gong/Lowe search) and cheap checks.
 //! - [`nodes`], [`net`], [`proxy`], [`nemesis`]: the cluster, its hosts and links,
 //!   and the faults.
-//! - [`workload`]: the clients that make the history.
+//! - [`workload`]: the clients that make the history; [`lull`]: spells in which
+//!   they only read.
 //! - [`run`]: one whole run; [`report`]: its summary and violation timelines.
 //!
 //! See `docs/chaos.md`.
@@ -14,6 +15,7 @@ pub mod binary;
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod lull;
 pub mod nemesis;
 pub mod net;
 pub mod nodes;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::checker::{self, CheckOptions, CheckReport};
 use crate::cluster;
 use crate::history::Outcome;
+use crate::lull::WriteLull;
 use crate::nemesis::{self, FaultEvent, Nemesis, Schedule, Skew, Target};
 use crate::net::{NetMode, Network};
 use crate::nodes::Nodes;
@@ -128,12 +129,14 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
     let clock = Instant::now();
     let recorder = Arc::new(Recorder::create(&cfg.out.join("history.jsonl"), clock)?);
     let until = clock + cfg.duration;
+    let lull = WriteLull::default();
     let target = Target {
         nodes: nodes.clone(),
         net: net.clone(),
         client: admin.clone(),
         clock,
         skew: cfg.skew.clone(),
+        lull: lull.clone(),
     };
     let (keys, faults) = tokio::join!(
         workload::run(
@@ -141,6 +144,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
             endpoints.clone(),
             recorder.clone(),
             rng.fork(1),
+            lull,
             until
         ),
         nemesis::run(&target, &cfg.nemeses, &cfg.schedule, rng.fork(2), until),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use keel_client::{Client, ClientConfig, Error, Precondition, ReadMode};
 
 use crate::history::{Call, Op, OpResult, Outcome, write_op};
+use crate::lull::WriteLull;
 use crate::rng::Rng;
 
 /// The shape of the workload.
@@ -246,12 +247,14 @@ pub fn client_config(endpoints: Vec<String>, deadline: Duration) -> ClientConfig
     }
 }
 
-/// Runs the workers until `until`; returns every key used.
+/// Runs the workers until `until`, reading only while `lull` is on; returns
+/// every key used.
 pub async fn run(
     cfg: &WorkloadConfig,
     endpoints: Vec<String>,
     recorder: Arc<Recorder>,
     rng: Rng,
+    lull: WriteLull,
     until: Instant,
 ) -> anyhow::Result<Vec<String>> {
     let pool = Arc::new(Mutex::new(KeyPool::new(cfg.active_keys, cfg.ops_per_key)));
@@ -276,6 +279,7 @@ pub async fn run(
             next_client: next_client.clone(),
             recorder: recorder.clone(),
             known: HashMap::new(),
+            lull: lull.clone(),
         };
         tasks.spawn(worker.run(until));
     }
@@ -299,6 +303,29 @@ struct Worker {
     recorder: Arc<Recorder>,
     /// The last value and version this worker saw per key, for its CAS.
     known: HashMap<String, (String, u64)>,
+    /// While on, the worker only reads.
+    lull: WriteLull,
+}
+
+/// The kinds of operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Get,
+    Cas,
+    Put,
+}
+
+/// The kind of the next operation, for a `roll` uniform in `0..=99`: reads,
+/// CAS and puts in the configured proportions, but only reads when `can_write`
+/// is false (during a lull).
+fn kind(cfg: &WorkloadConfig, roll: u64, can_write: bool) -> Kind {
+    if !can_write || roll < cfg.read_percent {
+        Kind::Get
+    } else if roll < cfg.read_percent + cfg.cas_percent {
+        Kind::Cas
+    } else {
+        Kind::Put
+    }
 }
 
 impl Worker {
@@ -308,16 +335,20 @@ impl Worker {
             let roll = self.rng.range(0, 99);
             let value = format!("v{}", self.values.fetch_add(1, Ordering::Relaxed));
             let known = self.known.get(&key).cloned();
-            let (call, version) = if roll < self.cfg.read_percent {
-                (Call::Get, None)
-            } else if roll < self.cfg.read_percent + self.cfg.cas_percent {
-                let call = Call::Cas {
-                    expected: known.as_ref().map(|k| k.0.clone()),
-                    new: value,
-                };
-                (call, known.map(|k| k.1))
-            } else {
-                (Call::Put { value }, None)
+            // Leave to write, held until the write ends (refused during a lull).
+            let write = (roll >= self.cfg.read_percent)
+                .then(|| self.lull.begin_write())
+                .flatten();
+            let (call, version) = match kind(&self.cfg, roll, write.is_some()) {
+                Kind::Get => (Call::Get, None),
+                Kind::Cas => {
+                    let call = Call::Cas {
+                        expected: known.as_ref().map(|k| k.0.clone()),
+                        new: value,
+                    };
+                    (call, known.map(|k| k.1))
+                }
+                Kind::Put => (Call::Put { value }, None),
             };
             let any_node =
                 matches!(call, Call::Get) && self.rng.range(0, 99) < self.cfg.any_node_read_percent;
@@ -335,6 +366,7 @@ impl Worker {
                     false,
                 )
                 .await;
+            drop(write);
             self.learn(&op);
             if op.outcome == Outcome::Unknown {
                 // The operation may still take effect: continue as a new client so
@@ -376,5 +408,16 @@ mod tests {
         }
         assert!(counts.values().all(|&c| c <= 3), "{counts:?}");
         assert!(pool.all().len() >= 10);
+    }
+
+    #[test]
+    fn a_lull_leaves_only_reads() {
+        let cfg = WorkloadConfig::default();
+        let kinds: Vec<Kind> = (0..100).map(|roll| kind(&cfg, roll, true)).collect();
+        let count = |k| kinds.iter().filter(|&&x| x == k).count() as u64;
+        assert_eq!(count(Kind::Get), cfg.read_percent);
+        assert_eq!(count(Kind::Cas), cfg.cas_percent);
+        assert_eq!(count(Kind::Put), 100 - cfg.read_percent - cfg.cas_percent);
+        assert!((0..100).all(|roll| kind(&cfg, roll, false) == Kind::Get));
     }
 }

@@ -1,6 +1,6 @@
 //! A short run of a real 5-node cluster under every nemesis (kill, pause,
-//! partitions, delay, loss, clock skew, membership changes, WAL damage), with
-//! concurrent clients; fails on any violation the checker or the final checks
+//! partitions, delay, loss, clock skew, membership changes, WAL damage, a leader
+//! cut off after a write lull), with concurrent clients; fails on any violation the checker or the final checks
 //! find. Nodes run in network namespaces when the test runs as root (as CI does),
 //! on loopback otherwise. The seed is printed (set `KEEL_CHAOS_SEED` to replay its
 //! schedule), and on failure the run's directory (history, node logs, HTML

@@ -1,6 +1,7 @@
 // The whole `keel` command line, shared by the `keel` binary (main.rs) and
 // `keel-test-bugs` (test_bugs_main.rs), which differ only in their features.
 
+mod certs_cmd;
 mod client_cmds;
 mod config_cmd;
 mod config_file;
@@ -84,6 +85,8 @@ enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
+    /// Create a development CA and node and client certificates for TLS.
+    Certs(certs_cmd::CertsArgs),
     /// Inspect a node's write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Config { command } => config_cmd::run(&command, subcommand(&matches, "config")),
         Command::Demo(args) => demo::run(args),
         Command::Wal { command } => wal_cmd::run(command),
+        Command::Certs(a) => certs_cmd::run(a),
         Command::Leader { command } => leader_cmd::run(command),
         Command::Member { command } => member_cmd::run(command),
         Command::Snapshot { command } => snapshot_cmd::run(command),

@@ -4,12 +4,15 @@
 //! conditional writes; a conflict exits with 1 and changes nothing.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use keel_client::{Client, ClientConfig, Error, Precondition, ReadMode, ScanOptions};
+use keel_client::{
+    BearerToken, Client, ClientConfig, Error, Precondition, ReadMode, ScanOptions, TlsConfig,
+};
 use serde_json::json;
 
 use crate::DEFAULT_ENDPOINTS;
@@ -29,6 +32,46 @@ pub(crate) struct ConnArgs {
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Connect with TLS, trusting this CA (PEM) for the members' certificates.
+    #[arg(long = "ca", env = "KEEL_CA", global = true, value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// With --ca: present this client certificate (PEM), for clusters started
+    /// with --client-ca.
+    #[arg(
+        long = "cert",
+        env = "KEEL_CERT",
+        global = true,
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(
+        long = "key",
+        env = "KEEL_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// With --ca: the name the members' certificates must carry, instead of the
+    /// host in the endpoint.
+    #[arg(long, env = "KEEL_SERVER_NAME", global = true)]
+    pub(crate) server_name: Option<String>,
+    /// Send this bearer token with every request (for clusters started with
+    /// --auth-token-file). Visible to other local users in the process list:
+    /// prefer --token-file or KEEL_TOKEN.
+    #[arg(
+        long,
+        env = "KEEL_TOKEN",
+        global = true,
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub(crate) token: Option<String>,
+    /// Send the bearer token in this file (its first line).
+    #[arg(long, env = "KEEL_TOKEN_FILE", global = true, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 impl ConnArgs {
@@ -45,9 +88,34 @@ impl ConnArgs {
             endpoints,
             deadline,
             request_timeout: deadline.min(ClientConfig::default().request_timeout),
+            tls: self.tls()?,
+            token: self.bearer_token()?,
             ..ClientConfig::default()
         };
         Client::new(cfg).context("cannot create the client")
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<TlsConfig>> {
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_cert.is_some() || self.server_name.is_some() {
+                anyhow::bail!("--cert, --key and --server-name need --ca (TLS)");
+            }
+            return Ok(None);
+        };
+        let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+        Ok(Some(TlsConfig::from_files(
+            ca,
+            identity,
+            self.server_name.clone(),
+        )?))
+    }
+
+    fn bearer_token(&self) -> anyhow::Result<Option<BearerToken>> {
+        Ok(match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(BearerToken::new(t).context("--token")?),
+            (None, Some(path)) => Some(BearerToken::from_file(path)?),
+            (None, None) => None,
+        })
     }
 }
 

@@ -159,6 +159,35 @@ pub(crate) struct ServeArgs {
     /// machine's cores (see BENCHMARKS.md).
     #[arg(long, env = "KEEL_IO_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) io_threads: Option<u16>,
+    /// This node's TLS certificate (PEM), signed by the cluster CA for every name
+    /// clients and peers use to reach it (`keel certs` makes one). With it, the
+    /// gRPC, HTTP and RESP ports speak TLS only; needs --tls-key and --peer-ca.
+    #[arg(long, env = "KEEL_TLS_CERT")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "KEEL_TLS_KEY")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): nodes accept peer traffic only from connections that
+    /// present a node certificate it signed, and trust only it when connecting to
+    /// peers.
+    #[arg(long, env = "KEEL_PEER_CA")]
+    pub(crate) peer_ca: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM) on every client port
+    /// (may be the same file as --peer-ca). Without it, clients need none.
+    #[arg(long, env = "KEEL_CLIENT_CA")]
+    pub(crate) client_ca: Option<PathBuf>,
+    /// The certificate this node presents when it connects to peers, if not
+    /// --tls-cert (a node certificate of the cluster CA).
+    #[arg(long, env = "KEEL_PEER_CERT")]
+    pub(crate) peer_cert: Option<PathBuf>,
+    /// The private key of --peer-cert.
+    #[arg(long, env = "KEEL_PEER_KEY")]
+    pub(crate) peer_key: Option<PathBuf>,
+    /// Require this bearer token (the file's first line) on every client request:
+    /// gRPC metadata or HTTP header `authorization: Bearer <token>`, or Redis
+    /// AUTH. /healthz, /metrics and the dashboard page stay open.
+    #[arg(long, env = "KEEL_AUTH_TOKEN_FILE")]
+    pub(crate) auth_token_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,
@@ -207,6 +236,13 @@ impl ServeArgs {
         cfg.session_idle_timeout_ms = self.session_idle_timeout_ms;
         cfg.max_client_sessions = self.max_client_sessions;
         cfg.fault_lose_write_reply_every = self.fault_lose_write_reply_every;
+        cfg.tls_cert = self.tls_cert;
+        cfg.tls_key = self.tls_key;
+        cfg.peer_ca = self.peer_ca;
+        cfg.client_ca = self.client_ca;
+        cfg.peer_cert = self.peer_cert;
+        cfg.peer_key = self.peer_key;
+        cfg.auth_token_file = self.auth_token_file;
         if cfg.learner && cfg.join.is_none() {
             anyhow::bail!(
                 "{} only applies with {}, which is not set",
@@ -234,6 +270,13 @@ pub(crate) const FILE_EXAMPLES: &[(&str, &str)] = &[
     ("join", "\"10.0.0.1:7001\""),
     ("event_log", "\"/var/log/keel/events.log\""),
     ("io_threads", "4"),
+    ("tls_cert", "\"/etc/keel/node-1.pem\""),
+    ("tls_key", "\"/etc/keel/node-1-key.pem\""),
+    ("peer_ca", "\"/etc/keel/ca.pem\""),
+    ("client_ca", "\"/etc/keel/ca.pem\""),
+    ("peer_cert", "\"/etc/keel/node-1.pem\""),
+    ("peer_key", "\"/etc/keel/node-1-key.pem\""),
+    ("auth_token_file", "\"/etc/keel/token\""),
 ];
 
 /// The process environment, as `resolve` looks it up.

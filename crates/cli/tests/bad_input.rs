@@ -142,6 +142,57 @@ async fn messages_from_another_cluster_are_rejected_and_logged() {
     t.assert_no_panics();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_a_removed_member_are_rejected_and_logged() {
+    let mut t = TestCluster::start(3);
+    let leader = t.wait_for_leader(LEADER_TIMEOUT).await;
+    let gone = (1..=3).find(|&id| id != leader).expect("a follower");
+    // Removed while down, it misses its removal and, restarted, campaigns.
+    t.cluster.kill(gone).expect("kill");
+    // A membership change has no session: its outcome may be unknown (a
+    // connection broken by the kill), so the member list decides.
+    common::eventually(Duration::from_secs(15), "the node is removed", || {
+        let c = t.client.clone();
+        async move {
+            let _ = c.remove_member(gone).await;
+            let m = c.members().await.ok()?;
+            (!m.members.iter().any(|m| m.id == gone) && !m.change_in_progress).then_some(())
+        }
+    })
+    .await;
+    t.client.put("after", "removal").await.expect("write");
+    t.cluster.spawn(gone).expect("restart the removed node");
+    let survivors: Vec<u64> = (1..=3).filter(|&id| id != gone).collect();
+    let logs: Vec<_> = survivors.iter().map(|&id| t.cluster.log_path(id)).collect();
+    let wanted = format!("rejected messages from node {gone}, which is not a member");
+    common::eventually(
+        Duration::from_secs(15),
+        "a member logs the removed node's refusal",
+        || {
+            let found = logs
+                .iter()
+                .any(|p| std::fs::read_to_string(p).is_ok_and(|text| text.contains(&wanted)));
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+    // The removed node learns it from the refusals.
+    let events = t.cluster.event_log_path(gone);
+    common::eventually(
+        Duration::from_secs(15),
+        "the removed node notes its removal",
+        || {
+            let text = std::fs::read_to_string(&events).unwrap_or_default();
+            async move { text.contains("was removed from the cluster").then_some(()) }
+        },
+    )
+    .await;
+    t.cluster.kill(gone).expect("stop the removed node");
+    // The cluster is unaffected.
+    t.client.put("still", "fine").await.expect("write");
+    t.assert_no_panics();
+}
+
 #[test]
 fn restart_with_contradicting_flags_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -162,12 +213,19 @@ fn restart_with_contradicting_flags_is_refused() {
     // First start: runs, records its identity, serves.
     let mut first = spawn("1", &me);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_err() {
+    // Listening is not enough: a node binds its ports before it records its
+    // identity, and killed in between it would have recorded nothing to contradict.
+    while TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_err()
+        || !dir.path().join("identity.json").exists()
+    {
         assert!(
             first.try_wait().expect("wait").is_none(),
             "first start failed"
         );
-        assert!(std::time::Instant::now() < deadline, "node never listened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node never listened or never recorded its identity"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = first.kill();

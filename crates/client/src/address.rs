@@ -15,16 +15,19 @@ use crate::config::ConfigError;
 pub(crate) struct Address(Arc<str>);
 
 impl Address {
-    /// Parses `host:port` or `http://host:port`.
+    /// Parses `host:port`, `http://host:port` or `https://host:port` (TLS is the
+    /// client's setting, not the address's: all three name the same member).
     pub(crate) fn parse(s: &str) -> Result<Self, ConfigError> {
         let invalid = |reason: &str| ConfigError::InvalidEndpoint {
             endpoint: s.to_owned(),
             reason: reason.to_owned(),
         };
         let s = s.trim();
-        let uri = if s.contains("://") {
+        let uri = if let Some(rest) = s.strip_prefix("https://") {
+            format!("http://{rest}")
+        } else if s.contains("://") {
             if !s.starts_with("http://") {
-                return Err(invalid("only http:// is supported (no TLS yet)"));
+                return Err(invalid("only http:// and https:// are supported"));
             }
             s.to_owned()
         } else {
@@ -72,6 +75,7 @@ mod tests {
         let a = Address::parse("127.0.0.1:7001").expect("valid");
         let b = Address::parse("http://127.0.0.1:7001/").expect("valid");
         assert_eq!(a, b);
+        assert_eq!(a, Address::parse("https://127.0.0.1:7001").expect("valid"));
         assert_eq!(a.uri(), "http://127.0.0.1:7001");
         assert_eq!(a.to_string(), "127.0.0.1:7001");
         assert!(Address::parse("node-3.keel.internal:7000").is_ok());
@@ -84,7 +88,7 @@ mod tests {
             "",
             "127.0.0.1",
             "host:notaport",
-            "https://host:1",
+            "ftp://host:1",
             "http://host:1/path",
             "a b:1",
         ] {

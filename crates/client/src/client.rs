@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::channel::AuthChannel;
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
-use tonic::transport::Channel;
 
 use crate::address::Address;
 use crate::call::{Caller, Op, Route};
@@ -98,7 +98,7 @@ impl Client {
         Ok(response.into_inner())
     }
 
-    pub(crate) fn cluster(&self, channel: Channel) -> ClusterClient<Channel> {
+    pub(crate) fn cluster(&self, channel: AuthChannel) -> ClusterClient<AuthChannel> {
         ClusterClient::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes)

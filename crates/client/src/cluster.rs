@@ -5,8 +5,8 @@ use keel_proto::v1::{
     RemoveMemberResponse, StatusResponse,
 };
 
+use crate::channel::AuthChannel;
 use keel_proto::v1::cluster_client::ClusterClient;
-use tonic::transport::Channel;
 
 use crate::address::Address;
 use crate::call::{Op, Route};
@@ -154,7 +154,7 @@ impl Client {
     ) -> Result<T, Error>
     where
         M: Clone,
-        F: Fn(ClusterClient<Channel>, tonic::Request<M>) -> Fut,
+        F: Fn(ClusterClient<AuthChannel>, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         Ok(self

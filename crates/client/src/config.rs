@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::address::Address;
+use crate::tls::TlsConfig;
+use crate::token::BearerToken;
 
 /// How a [`crate::Client`] finds the cluster and how long it keeps trying.
 ///
@@ -49,6 +51,11 @@ pub struct ClientConfig {
     /// the per-call cost of gRPC is shared. On by default; calls to a member
     /// without the Batch method fall back to unary calls by themselves.
     pub batching: bool,
+    /// Connect with TLS (`https`), verifying the members' certificates and
+    /// presenting a client certificate if configured. `None`: plain connections.
+    pub tls: Option<TlsConfig>,
+    /// Send this bearer token with every request (`keel serve --auth-token-file`).
+    pub token: Option<BearerToken>,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +78,8 @@ impl Default for ClientConfig {
             keepalive_timeout: Duration::from_secs(5),
             sessions: true,
             batching: true,
+            tls: None,
+            token: None,
         }
     }
 }
@@ -120,6 +129,9 @@ impl ClientConfig {
                 max: self.backoff_max,
             });
         }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         Ok(())
     }
 }
@@ -149,6 +161,13 @@ pub enum ConfigError {
         /// The configured maximum backoff.
         max: Duration,
     },
+    /// The TLS settings are unusable (a file cannot be read, or holds no
+    /// certificate or key).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The bearer token is unusable.
+    #[error("bearer token: {0}")]
+    Token(String),
 }
 
 #[cfg(test)]

@@ -108,10 +108,14 @@ impl Failure {
             return Failure::NotSent(message());
         }
         match status.code() {
-            Code::Unimplemented => Failure::Rejected {
-                code: status.code(),
-                message: message(),
-            },
+            // Refused before any handler ran (no or a wrong bearer token, a
+            // certificate that is not allowed): final, and nothing was applied.
+            Code::Unimplemented | Code::Unauthenticated | Code::PermissionDenied => {
+                Failure::Rejected {
+                    code: status.code(),
+                    message: message(),
+                }
+            }
             Code::InvalidArgument => Failure::InvalidArgument(message()),
             _ => Failure::Ambiguous(message()),
         }

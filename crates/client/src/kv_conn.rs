@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::channel::AuthChannel;
 use keel_proto::v1::batch_request_item::Request as Item;
 use keel_proto::v1::batch_response_item::Response as Answer;
 use keel_proto::v1::kv_client::KvClient;
@@ -11,14 +12,13 @@ use keel_proto::v1::{
     ScanResponse, TxnRequest, TxnResponse,
 };
 use prost::Message;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::mux::{MAX_BATCHED_REQUEST_BYTES, Mux, MuxError};
 
 /// The `keel.v1.Kv` methods, each batched when possible (see [`crate::mux`]).
 pub(crate) struct KvConn {
-    unary: KvClient<Channel>,
+    unary: KvClient<AuthChannel>,
     mux: Option<Arc<Mux>>,
 }
 
@@ -31,7 +31,7 @@ enum Batched<M> {
 }
 
 impl KvConn {
-    pub(crate) fn new(unary: KvClient<Channel>, mux: Option<Arc<Mux>>) -> Self {
+    pub(crate) fn new(unary: KvClient<AuthChannel>, mux: Option<Arc<Mux>>) -> Self {
         KvConn { unary, mux }
     }
 

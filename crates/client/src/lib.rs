@@ -82,6 +82,7 @@
 mod address;
 mod backoff;
 mod call;
+mod channel;
 mod client;
 mod cluster;
 mod config;
@@ -93,10 +94,13 @@ mod mux;
 mod pool;
 mod router;
 mod session;
+mod tls;
+mod token;
 mod txn;
 mod types;
 mod write;
 
+pub use channel::AuthChannel;
 pub use client::Client;
 pub use cluster::SnapshotStream;
 pub use config::{ClientConfig, ConfigError};
@@ -104,6 +108,8 @@ pub use error::Error;
 pub use keel_proto::v1::{
     Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };
+pub use tls::{TlsConfig, TlsIdentity, endpoint};
+pub use token::BearerToken;
 pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnResponse};
 pub use types::{
     DeleteResponse, GetResponse, KeyValue, Precondition, ReadMode, ScanOptions, ScanResponse,

@@ -26,13 +26,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::channel::AuthChannel;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::batch_request_item::Request as Item;
 use keel_proto::v1::batch_response_item::Response as Answer;
 use keel_proto::v1::kv_client::KvClient;
 use keel_proto::v1::{BatchError, BatchRequest, BatchRequestItem, BatchResponse};
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 /// Requests packed into one message at most.
@@ -67,7 +67,7 @@ type Reply = oneshot::Sender<Result<Answer, MuxError>>;
 
 /// The batch stream of one connection, opened on first use.
 pub(crate) struct Mux {
-    channel: Channel,
+    channel: AuthChannel,
     /// Largest message the stream decodes or encodes.
     max_message_bytes: usize,
     queue: OnceLock<mpsc::UnboundedSender<(Item, Reply)>>,
@@ -93,7 +93,7 @@ struct Waiting {
 
 impl Mux {
     /// A mux over `channel`; nothing is opened until the first request.
-    pub(crate) fn new(channel: Channel, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(channel: AuthChannel, max_message_bytes: usize) -> Self {
         Mux {
             channel,
             max_message_bytes,
@@ -235,7 +235,7 @@ async fn send(
 
 /// Opens the stream, then hands every answer to its caller until the stream ends.
 async fn receive(
-    mut kv: KvClient<Channel>,
+    mut kv: KvClient<AuthChannel>,
     outgoing: mpsc::Receiver<BatchRequest>,
     shared: Arc<Shared>,
 ) {
@@ -244,6 +244,18 @@ async fn receive(
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == Code::Unimplemented => {
             shared.close_unsupported();
+            return;
+        }
+        // Refused before anything ran (no or a wrong bearer token): every request
+        // gets the refusal itself, which is final.
+        Err(status)
+            if matches!(
+                status.code(),
+                Code::Unauthenticated | Code::PermissionDenied
+            ) =>
+        {
+            let (code, why) = (status.code(), status.message().to_owned());
+            shared.close(|| Status::new(code, why.clone()));
             return;
         }
         // The connection could not be (re-)established: nothing left.
@@ -338,7 +350,7 @@ mod tests {
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
             .expect("uri")
             .connect_lazy();
-        let mux = Mux::new(channel, 1 << 20);
+        let mux = Mux::new(AuthChannel::new(channel, None), 1 << 20);
         match mux.call(get()).await {
             Err(MuxError::Failed(status)) => assert!(never_sent(&status), "{status:?}"),
             other => panic!("expected a never-sent failure, got {other:?}"),

@@ -2,16 +2,19 @@
 
 use std::sync::{Arc, Mutex};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::address::Address;
+use crate::channel::AuthChannel;
 use crate::config::ClientConfig;
 use crate::mux::Mux;
+use crate::tls::TlsConfig;
+use crate::token::BearerToken;
 
 /// One open connection and its batch stream.
 #[derive(Clone)]
 pub(crate) struct Conn {
-    pub(crate) channel: Channel,
+    pub(crate) channel: AuthChannel,
     /// `None` when batching is off.
     pub(crate) mux: Option<Arc<Mux>>,
 }
@@ -35,6 +38,8 @@ struct Settings {
     connect_timeout: std::time::Duration,
     keepalive_interval: std::time::Duration,
     keepalive_timeout: std::time::Duration,
+    tls: Option<TlsConfig>,
+    token: Option<BearerToken>,
 }
 
 #[derive(Default)]
@@ -60,6 +65,8 @@ impl Pool {
                 connect_timeout: cfg.connect_timeout,
                 keepalive_interval: cfg.keepalive_interval,
                 keepalive_timeout: cfg.keepalive_timeout,
+                tls: cfg.tls.clone(),
+                token: cfg.token.clone(),
             },
             max: cfg.max_channels,
             slots: Mutex::new(Slots::default()),
@@ -81,6 +88,7 @@ impl Pool {
             .connect()
             .await
             .map_err(|e| tonic::Status::from_error(Box::new(e)))?;
+        let channel = AuthChannel::new(channel, self.settings.token.as_ref());
         Ok(self.insert(address, channel))
     }
 
@@ -114,11 +122,11 @@ impl Pool {
         Some(slot.conn.clone())
     }
 
-    fn mux(&self, channel: &Channel) -> Arc<Mux> {
+    fn mux(&self, channel: &AuthChannel) -> Arc<Mux> {
         Arc::new(Mux::new(channel.clone(), self.settings.max_message_bytes))
     }
 
-    fn insert(&self, address: &Address, channel: Channel) -> Conn {
+    fn insert(&self, address: &Address, channel: AuthChannel) -> Conn {
         let mut slots = self.lock();
         slots.tick += 1;
         let tick = slots.tick;
@@ -149,8 +157,8 @@ impl Pool {
     }
 
     fn endpoint(&self, address: &Address) -> Result<Endpoint, tonic::Status> {
-        let endpoint = Endpoint::from_shared(address.uri().to_owned())
-            .map_err(|e| tonic::Status::invalid_argument(format!("bad address {address}: {e}")))?;
+        let endpoint = crate::tls::endpoint(address.uri(), self.settings.tls.as_ref())
+            .map_err(tonic::Status::invalid_argument)?;
         Ok(endpoint
             .connect_timeout(self.settings.connect_timeout)
             .http2_keep_alive_interval(self.settings.keepalive_interval)
@@ -186,9 +194,10 @@ mod tests {
         let p = pool(2);
         // connect_lazy makes a channel without a peer; the pool does not care.
         let lazy = |a: &Address| {
-            Endpoint::from_shared(a.uri().to_owned())
+            let channel = Endpoint::from_shared(a.uri().to_owned())
                 .expect("valid")
-                .connect_lazy()
+                .connect_lazy();
+            AuthChannel::new(channel, None)
         };
         let (a, b, c) = (addr(1), addr(2), addr(3));
         p.insert(&a, lazy(&a));

@@ -203,16 +203,25 @@ impl Progress {
                 true
             }
             ProgressState::Probe => {
-                // Only the answer to the outstanding probe counts. A rejection at or
-                // below the match index cannot come from a correct follower (it
-                // acknowledged those entries durably); answering it at once would
-                // ping-pong as fast as the network allows, so it waits for the next
-                // heartbeat like any unanswered probe.
-                if self.next_index == 0
-                    || rejected != self.next_index - 1
-                    || rejected <= self.match_index
-                {
+                // Only the answer to the outstanding probe counts.
+                if self.next_index == 0 || rejected != self.next_index - 1 {
                     return false;
+                }
+                if rejected <= self.match_index {
+                    // The follower lacks an entry it acknowledged: its disk lost
+                    // the tail of its log (a torn write it truncated at start, a
+                    // restored backup). That is outside the crash model, but it
+                    // must not stall replication to it for as long as this leader
+                    // lasts. What it still holds is a prefix of what it
+                    // acknowledged, so it matches up to `next_probe` (at most its
+                    // last index): lowering `match_index` only delays commitment,
+                    // never hastens it. A stale rejection of an older probe lands
+                    // here too and costs one more round trip.
+                    self.match_index = next_probe.min(rejected - 1);
+                    self.match_at_heartbeat = self.match_index;
+                    self.next_index = self.match_index + 1;
+                    self.probe_sent = false;
+                    return true;
                 }
                 self.next_index = (next_probe + 1).min(rejected).max(self.match_index + 1);
                 self.probe_sent = false;
@@ -283,19 +292,18 @@ mod tests {
     }
 
     #[test]
-    fn probe_ignores_rejection_at_or_below_match() {
+    fn probe_rejected_at_match_forgets_what_the_follower_lost() {
         let mut p = Progress::new(11, 8, 1 << 20);
         p.maybe_update(6);
         p.next_index = 7;
         p.sent_entries(None, 0);
-        assert!(
-            !p.maybe_decrease_to(6, 0),
-            "the follower acknowledged 6 before"
-        );
-        assert!(
-            p.is_paused(),
-            "the probe stays outstanding until a heartbeat"
-        );
+        assert!(!p.maybe_decrease_to(5, 0), "answers an older probe");
+        assert!(p.is_paused());
+        // The follower acknowledged 6 but no longer has it: its log ends at 4.
+        assert!(p.maybe_decrease_to(6, 4));
+        assert_eq!((p.match_index, p.next_index), (4, 5));
+        assert!(!p.is_paused(), "the next probe goes out at once");
+        assert!(p.maybe_update(10), "the follower takes the entries again");
     }
 
     #[test]

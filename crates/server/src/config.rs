@@ -113,6 +113,24 @@ pub struct ServerConfig {
     /// OUTCOME_UNKNOWN after it was applied, as if the reply were lost (0: never).
     /// Lets tests force a client to retry a write that did happen.
     pub fault_lose_write_reply_every: u64,
+    /// `--tls-cert`: this node's certificate (PEM), presented on every listener
+    /// and to peers. With it, every port speaks TLS (`docs/security.md`).
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`: the certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `--peer-ca`: the cluster CA; peers must present a node certificate it
+    /// signed, and this node trusts only it when connecting to peers.
+    pub peer_ca: Option<PathBuf>,
+    /// `--client-ca`: when set, clients must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
+    /// `--peer-cert`: the certificate presented when connecting to peers, if not
+    /// `tls_cert`.
+    pub peer_cert: Option<PathBuf>,
+    /// `--peer-key`: its private key.
+    pub peer_key: Option<PathBuf>,
+    /// `--auth-token-file`: when set, every client request must carry this bearer
+    /// token (the file's first line).
+    pub auth_token_file: Option<PathBuf>,
 }
 
 /// Shortest `session_idle_timeout_ms`: sessions must outlive the clients'
@@ -157,6 +175,13 @@ impl ServerConfig {
             session_idle_timeout_ms: 3_600_000,
             max_client_sessions: 100_000,
             fault_lose_write_reply_every: 0,
+            tls_cert: None,
+            tls_key: None,
+            peer_ca: None,
+            client_ca: None,
+            peer_cert: None,
+            peer_key: None,
+            auth_token_file: None,
         }
     }
 
@@ -326,6 +351,7 @@ impl ServerConfig {
                 self.max_client_sessions
             ));
         }
+        self.validate_tls()?;
         if self.snapshot_trailing_entries > 100_000_000 {
             return bad(format!(
                 "{} must be at most 100000000, got {}",
@@ -334,6 +360,69 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The TLS flags go together: a certificate needs its key, and TLS on the
+    /// gRPC port (which peers share) needs the cluster CA to talk to peers.
+    fn validate_tls(&self) -> Result<(), ServerError> {
+        let bad = |msg: String| Err(ServerError::Config(msg));
+        for (a, a_set, b, b_set) in [
+            (
+                "tls_cert",
+                self.tls_cert.is_some(),
+                "tls_key",
+                self.tls_key.is_some(),
+            ),
+            (
+                "peer_cert",
+                self.peer_cert.is_some(),
+                "peer_key",
+                self.peer_key.is_some(),
+            ),
+        ] {
+            if a_set != b_set {
+                return bad(format!(
+                    "{} and {} go together: set both or neither",
+                    setting(a),
+                    setting(b)
+                ));
+            }
+        }
+        let tls = self.tls_cert.is_some();
+        if tls && self.peer_ca.is_none() {
+            return bad(format!(
+                "{} needs {}: peers reach each other on the gRPC port, which then speaks \
+                 TLS, and must present node certificates signed by the cluster CA",
+                setting("tls_cert"),
+                setting("peer_ca")
+            ));
+        }
+        for (key, set) in [
+            ("peer_ca", self.peer_ca.is_some()),
+            ("client_ca", self.client_ca.is_some()),
+            ("peer_cert", self.peer_cert.is_some()),
+        ] {
+            if set && !tls {
+                return bad(format!(
+                    "{} needs {} and {} (the node's own certificate)",
+                    setting(key),
+                    setting("tls_cert"),
+                    setting("tls_key")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The TLS files, when TLS is configured (after [`Self::validate`]).
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            peer_ca: self.peer_ca.clone()?,
+            client_ca: self.client_ca.clone(),
+            peer_identity: self.peer_cert.clone().zip(self.peer_key.clone()),
+        })
     }
 
     /// Ticks per election timeout and per heartbeat, for the consensus core.
@@ -569,5 +658,44 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn tls_flags_go_together() {
+        let refused = |f: &dyn Fn(&mut ServerConfig), wants: &str| {
+            let mut c = cfg();
+            f(&mut c);
+            let e = c.validate().expect_err("must be refused").to_string();
+            assert!(e.contains(wants), "{e} should mention {wants}");
+        };
+        refused(&|c| c.tls_cert = Some("n.pem".into()), "--tls-key");
+        refused(&|c| c.tls_key = Some("k.pem".into()), "--tls-cert");
+        refused(
+            &|c| {
+                c.tls_cert = Some("n.pem".into());
+                c.tls_key = Some("k.pem".into());
+            },
+            "--peer-ca",
+        );
+        refused(
+            &|c| c.peer_ca = Some("ca.pem".into()),
+            "peer_ca (--peer-ca, KEEL_PEER_CA) needs tls_cert (--tls-cert, KEEL_TLS_CERT)",
+        );
+        refused(
+            &|c| c.client_ca = Some("ca.pem".into()),
+            "client_ca (--client-ca, KEEL_CLIENT_CA) needs",
+        );
+        refused(&|c| c.peer_cert = Some("p.pem".into()), "--peer-key");
+        let mut c = cfg();
+        assert!(c.tls_files().is_none());
+        c.tls_cert = Some("n.pem".into());
+        c.tls_key = Some("k.pem".into());
+        c.peer_ca = Some("ca.pem".into());
+        c.validate().expect("complete TLS settings");
+        let files = c.tls_files().expect("TLS configured");
+        assert_eq!(files.peer_identity, None);
+        c.auth_token_file = Some("token".into());
+        c.validate()
+            .expect("a token file is checked when the node starts");
     }
 }

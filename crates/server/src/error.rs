@@ -44,6 +44,9 @@ pub enum ServerError {
     /// The recovered state is inconsistent (e.g. the state machine is ahead of the log).
     #[error("recovered state is inconsistent: {0}")]
     Recovery(String),
+    /// A TLS file or certificate cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A fatal runtime failure (e.g. an fsync error): the node stopped.
     #[error("fatal: {0}")]
     Fatal(String),

@@ -11,12 +11,21 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use keel_client::{Client, ClientConfig, Error as ClientError, Member};
+use keel_client::{BearerToken, Client, ClientConfig, Error as ClientError, Member};
 use keel_raft::NodeId;
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::identity;
+use crate::transport::PeerConnector;
+
+/// How this node talks to other members as a client: the peers' TLS (mutual,
+/// under the cluster CA) and the cluster's bearer token, if any.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Credentials {
+    pub(crate) peers: PeerConnector,
+    pub(crate) token: Option<BearerToken>,
+}
 
 /// How long a node keeps asking to be added before it gives up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,9 +43,15 @@ pub(crate) struct Joined {
     pub(crate) members: BTreeMap<NodeId, String>,
 }
 
-fn client(endpoints: Vec<String>, deadline: Duration) -> Result<Client, ServerError> {
+fn client(
+    endpoints: Vec<String>,
+    deadline: Duration,
+    creds: &Credentials,
+) -> Result<Client, ServerError> {
     let mut cfg = ClientConfig::with_endpoints(endpoints);
     cfg.deadline = deadline;
+    cfg.tls = creds.peers.tls().cloned();
+    cfg.token = creds.token.clone();
     Client::new(cfg).map_err(|e| ServerError::Config(format!("cannot build a client: {e}")))
 }
 
@@ -46,11 +61,11 @@ fn by_id(members: &[Member]) -> BTreeMap<NodeId, String> {
 
 /// Asks the cluster at `cfg.join` to add this node; returns what the node needs
 /// to create its identity.
-pub(crate) async fn join(cfg: &ServerConfig) -> Result<Joined, ServerError> {
+pub(crate) async fn join(cfg: &ServerConfig, creds: &Credentials) -> Result<Joined, ServerError> {
     let seed = cfg.join.clone().unwrap_or_default();
     let fail =
         |what: String| ServerError::Config(format!("cannot join the cluster at {seed}: {what}"));
-    let client = client(vec![seed.clone()], Duration::from_secs(10))?;
+    let client = client(vec![seed.clone()], Duration::from_secs(10), creds)?;
     let give_up = Instant::now() + JOIN_TIMEOUT;
     let info = loop {
         match client.members().await {
@@ -112,11 +127,16 @@ pub(crate) async fn join(cfg: &ServerConfig) -> Result<Joined, ServerError> {
 
 /// Removes node `id` from the cluster through the members at `endpoints`, for a
 /// graceful leave. Returns a line for the log either way.
-pub(crate) async fn leave(id: NodeId, endpoints: Vec<String>, timeout: Duration) -> String {
+pub(crate) async fn leave(
+    id: NodeId,
+    endpoints: Vec<String>,
+    timeout: Duration,
+    creds: &Credentials,
+) -> String {
     if endpoints.is_empty() {
         return format!("node {id} is the only member; it stays in the configuration");
     }
-    let client = match client(endpoints, timeout) {
+    let client = match client(endpoints, timeout, creds) {
         Ok(c) => c,
         Err(e) => return format!("node {id} could not leave the cluster: {e}"),
     };

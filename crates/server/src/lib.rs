@@ -6,12 +6,15 @@
 //! HTTP/JSON; `redis`: the Redis protocol). [`run`] assembles everything from a [`ServerConfig`].
 
 pub mod api;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;
 pub mod events;
 pub mod identity;
 mod join;
+mod listeners;
+mod log_limit;
 pub mod members;
 pub mod metrics;
 pub mod node;
@@ -20,6 +23,7 @@ mod redis;
 mod server;
 pub mod test_bugs;
 pub mod timeline;
+pub mod tls;
 pub mod transport;
 
 pub use config::{DefaultReadMode, MAX_KEY_BYTES, ServerConfig, parse_initial_cluster};

@@ -48,6 +48,20 @@ struct RefusalLabels {
     reason: &'static str,
 }
 
+/// Which listener a connection came to (`grpc`, `http`, `redis`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// A refused request: where, and why (`missing_token`, `wrong_token`,
+/// `not_a_node_certificate`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
 /// All metrics of a node.
 pub struct Metrics {
     registry: Registry,
@@ -96,6 +110,8 @@ pub struct Metrics {
     client_sessions: Gauge,
     session_duplicates: Counter,
     session_rejections: Counter,
+    tls_handshake_failures: Family<ListenerLabels, Counter>,
+    auth_failures: Family<AuthLabels, Counter>,
     /// 1 while this node refuses writes because its data disk is full, else 0.
     pub disk_full: Gauge,
     /// Free bytes on the data directory's filesystem, as last measured.
@@ -156,6 +172,8 @@ impl Metrics {
             client_sessions: Gauge::default(),
             session_duplicates: Counter::default(),
             session_rejections: Counter::default(),
+            tls_handshake_failures: Family::default(),
+            auth_failures: Family::default(),
             disk_full: Gauge::default(),
             disk_available_bytes: Gauge::default(),
             wal_no_space: Counter::default(),
@@ -302,6 +320,17 @@ impl Metrics {
             m.session_rejections.clone(),
         );
         r.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused or failed, by listener",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Requests refused for their credentials (bearer token, peer certificate), by \
+             listener and reason",
+            m.auth_failures.clone(),
+        );
+        r.register(
             "redis_connections",
             "Open Redis protocol connections",
             m.redis_connections.clone(),
@@ -329,6 +358,20 @@ impl Metrics {
         self.session_rejections
             .inner()
             .store(stats.rejected, Relaxed);
+    }
+
+    /// Counts a TLS handshake that failed on `listener`.
+    pub fn tls_handshake_failed(&self, listener: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    /// Counts a request refused for its credentials.
+    pub fn auth_failed(&self, listener: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { listener, reason })
+            .inc();
     }
 
     /// Counts a proposal the core refused.

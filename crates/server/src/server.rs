@@ -6,26 +6,31 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_client::BearerToken;
 use keel_proto::raft::raft_server::RaftServer;
 use keel_proto::v1::cluster_server::ClusterServer;
 use keel_proto::v1::kv_server::KvServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::{self, ApiContext, ApiIdentity, ApiLimits, ClusterService, KvService};
+use crate::auth::{GrpcAuth, TokenCheck};
 use crate::backup::Backups;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::identity::{self, lock_data_dir};
-use crate::join;
+use crate::join::{self, Credentials};
+use crate::listeners;
 use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
 use crate::timeline::{self, Timeline};
+use crate::tls::NodeTls;
 use crate::transport::{
-    LocalIdentity, MAX_PEER_MESSAGE_BYTES, RaftService, SnapshotInbox, Transport, TransportStats,
+    LocalIdentity, MAX_PEER_MESSAGE_BYTES, PeerConnector, RaftService, SnapshotInbox, Transport,
+    TransportStats,
 };
 
 /// Runs a node until `shutdown` resolves (returns Ok) or the node fails (Err).
@@ -34,6 +39,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     cfg.validate()?;
+    let (tls, creds) = load_security(&cfg)?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
     // Bind before anything else (joining included), so a port in use fails fast
     // and clearly.
@@ -53,7 +59,7 @@ pub async fn run(
     let mut joined_members = BTreeMap::new();
     let identity = match &cfg.join {
         Some(seed) if !identity::is_initialised(&cfg.data_dir) => {
-            let joined = join::join(&cfg).await?;
+            let joined = join::join(&cfg, &creds).await?;
             let identity = identity::create_joined(
                 &cfg.data_dir,
                 cfg.id,
@@ -121,7 +127,13 @@ pub async fn run(
         cluster_id: identity.cluster_id,
         incarnation: identity.incarnation,
     };
-    let transport = Transport::start(local, &peers, cfg.max_peer_queue, stats.clone());
+    let transport = Transport::start(
+        local,
+        &peers,
+        cfg.max_peer_queue,
+        stats.clone(),
+        creds.peers.clone(),
+    );
     // Sized for the largest cluster this node is likely to see (it may grow).
     let (peer_tx, peer_rx) = crossbeam_channel::bounded(cfg.max_peer_queue * peers.len().max(5));
     let node::RunningNode {
@@ -160,7 +172,13 @@ pub async fn run(
         cluster_id: identity.cluster_id,
         address: cfg.advertise.clone(),
         http_address: cfg.http.map(|a| a.to_string()),
+        peers: creds.peers.clone(),
+        token: creds.token.clone(),
     };
+    let token_check = creds
+        .token
+        .clone()
+        .map(|t| TokenCheck::new(t, metrics.clone()));
     let backups = Backups::open(&cfg.data_dir)?;
     let ctx = ApiContext::new(
         handle,
@@ -171,7 +189,7 @@ pub async fn run(
         backups,
         timeline.clone(),
     );
-    let raft_svc = RaftService::new(
+    let mut raft_svc = RaftService::new(
         cfg.id,
         identity.cluster_id,
         book.clone(),
@@ -185,6 +203,9 @@ pub async fn run(
         peer_tx,
         snapshot_metrics,
     ));
+    if let Some(tls) = &tls {
+        raft_svc = raft_svc.with_node_certs(tls.nodes.clone(), ctx.metrics.clone());
+    }
     let max_client_message = cfg.max_value_bytes + (64 << 10);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -193,56 +214,70 @@ pub async fn run(
         ctx.node.clone(),
         stop_rx.clone(),
     ));
-    let grpc = {
-        let mut stop = stop_rx.clone();
-        let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(
-                RaftServer::new(raft_svc).max_decoding_message_size(MAX_PEER_MESSAGE_BYTES),
+    // Client services check the bearer token (if any) before their handlers run;
+    // the peer service is authenticated by mutual TLS instead.
+    let auth = GrpcAuth(token_check.clone());
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(RaftServer::new(raft_svc).max_decoding_message_size(MAX_PEER_MESSAGE_BYTES))
+        .add_service(InterceptedService::new(
+            KvServer::new(KvService::new(ctx.clone()))
+                .max_decoding_message_size(max_client_message)
+                .max_encoding_message_size(max_client_message),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            ClusterServer::new(ClusterService::new(ctx.clone())),
+            auth,
+        ));
+    let grpc = listeners::spawn_grpc(
+        router,
+        grpc_listener,
+        tls.as_ref(),
+        ctx.metrics.clone(),
+        stop_rx.clone(),
+    )
+    .map_err(|source| ServerError::Bind {
+        addr: cfg.listen.to_string(),
+        source,
+    })?;
+    let http = match (http_listener, cfg.http) {
+        (Some(listener), Some(addr)) => Some(
+            listeners::spawn_http(
+                api::router(ctx.clone(), token_check.clone()),
+                listener,
+                tls.as_ref(),
+                ctx.metrics.clone(),
+                stop_rx.clone(),
             )
-            .add_service(
-                KvServer::new(KvService::new(ctx.clone()))
-                    .max_decoding_message_size(max_client_message)
-                    .max_encoding_message_size(max_client_message),
-            )
-            .add_service(ClusterServer::new(ClusterService::new(ctx.clone())));
-        tokio::spawn(async move {
-            // Serving from our own listener bypasses the builder's nodelay setting:
-            // set it on every accepted socket, or small responses wait ~40 ms for a
-            // delayed ACK (Nagle).
-            let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-            router
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
+            .map_err(|source| ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?,
+        ),
+        _ => None,
     };
-    let http = http_listener.map(|listener| {
-        let mut stop = stop_rx.clone();
-        let app = api::router(ctx.clone());
-        tokio::spawn(async move {
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {e}");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
+    let redis = redis_listener.map(|listener| {
+        let security = crate::redis::Security {
+            tls: tls.as_ref().map(|t| t.client_ports.clone()),
+            token: token_check.clone(),
+        };
+        tokio::spawn(crate::redis::serve(
+            listener,
+            ctx.clone(),
+            security,
+            stop_rx.clone(),
+        ))
     });
-    let redis = redis_listener
-        .map(|listener| tokio::spawn(crate::redis::serve(listener, ctx.clone(), stop_rx.clone())));
     tracing::info!(
         id = cfg.id,
         grpc = %cfg.listen,
         http = ?cfg.http,
         redis = ?cfg.redis,
         cluster = format!("{:016x}", identity.cluster_id),
+        tls = tls.is_some(),
+        client_certificates = cfg.client_ca.is_some(),
+        token = creds.token.is_some(),
         "node started"
     );
 
@@ -253,7 +288,7 @@ pub async fn run(
         _ = shutdown => {
             hand_off_leadership(&ctx, Duration::from_millis(2 * cfg.election_timeout_ms)).await;
             if cfg.leave_on_shutdown {
-                leave_cluster(&ctx, Duration::from_millis(cfg.request_timeout_ms)).await;
+                leave_cluster(&ctx, Duration::from_millis(cfg.request_timeout_ms), &creds).await;
             }
             let _ = stop_node.send(());
             (&mut node_done).await
@@ -304,7 +339,7 @@ async fn hand_off_leadership(ctx: &ApiContext, timeout: Duration) {
 
 /// `--leave-on-shutdown`: asks the (new) leader to remove this node, so the
 /// cluster's quorum no longer counts it.
-async fn leave_cluster(ctx: &ApiContext, timeout: Duration) {
+async fn leave_cluster(ctx: &ApiContext, timeout: Duration, creds: &Credentials) {
     let others: Vec<String> = ctx
         .members
         .members()
@@ -312,8 +347,41 @@ async fn leave_cluster(ctx: &ApiContext, timeout: Duration) {
         .filter(|m| m.id != ctx.id && !m.address.is_empty())
         .map(|m| m.address)
         .collect();
-    let line = join::leave(ctx.id, others, timeout).await;
+    let line = join::leave(ctx.id, others, timeout, creds).await;
     tracing::info!("{line}");
+}
+
+/// Loads the TLS material and the bearer token, so that a bad file stops the
+/// node before it binds or joins anything.
+fn load_security(cfg: &ServerConfig) -> Result<(Option<NodeTls>, Credentials), ServerError> {
+    let tls = match cfg.tls_files() {
+        Some(files) => {
+            let host = cfg
+                .advertise
+                .rsplit_once(':')
+                .map_or(cfg.advertise.as_str(), |(host, _)| host);
+            Some(NodeTls::load(&files, host)?)
+        }
+        None => None,
+    };
+    let token = match &cfg.auth_token_file {
+        Some(path) => Some(
+            BearerToken::from_file(path)
+                .map_err(|e| ServerError::Config(format!("--auth-token-file: {e}")))?,
+        ),
+        None => None,
+    };
+    if token.is_some() && tls.is_none() {
+        tracing::warn!(
+            "--auth-token-file without TLS: the bearer token crosses the network in clear \
+             text (set --tls-cert, --tls-key and --peer-ca)"
+        );
+    }
+    let peers = match &tls {
+        Some(tls) => PeerConnector::with_tls(tls.peer_client.clone()),
+        None => PeerConnector::plain(),
+    };
+    Ok((tls, Credentials { peers, token }))
 }
 
 fn fmt_ids<'a>(ids: impl Iterator<Item = &'a u64>) -> String {

@@ -28,7 +28,8 @@ pub struct ClusterSpec {
     /// Redis protocol address of each node; empty: not served
     /// ([`ClusterSpec::with_redis`]).
     pub redis: Vec<SocketAddr>,
-    /// Extra flags for every `keel serve`.
+    /// Extra flags for every `keel serve`; `{id}` in them becomes the node's id
+    /// (e.g. `--tls-cert`, `certs/node-{id}.pem`).
     pub extra_args: Vec<String>,
 }
 
@@ -204,8 +205,14 @@ impl LocalCluster {
         if self.event_logs {
             command.arg("--event-log").arg(self.event_log_path(id));
         }
+        let id_text = id.to_string();
         let child = command
-            .args(&self.spec.extra_args)
+            .args(
+                self.spec
+                    .extra_args
+                    .iter()
+                    .map(|a| a.replace("{id}", &id_text)),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))

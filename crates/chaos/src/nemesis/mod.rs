@@ -4,9 +4,12 @@
 //! - [`partition`]: which links a partition cuts;
 //! - [`process`]: kill, pause, and the clock nemesis (libfaketime);
 //! - [`member`]: removing a node and adding it back;
-//! - [`disk`]: damaging a stopped node's WAL.
+//! - [`disk`]: damaging a stopped node's WAL;
+//! - [`failover`]: the leader cut off while followers learn of commits late, then
+//!   a lull in the writes.
 
 pub mod disk;
+pub mod failover;
 pub mod member;
 pub mod partition;
 pub mod process;
@@ -19,6 +22,7 @@ use keel_client::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster;
+use crate::lull::WriteLull;
 use crate::net::Network;
 use crate::nodes::Nodes;
 use crate::proxy::Rules;
@@ -53,11 +57,14 @@ pub enum Nemesis {
     /// Kill a node, truncate its WAL's tail or flip a bit in it, restart it; a
     /// node that refuses to start is removed, wiped and added back.
     Wal,
+    /// Slow every link between nodes, then let the clients only read and cut
+    /// the leader off once their writes are answered (see [`failover`]).
+    Failover,
 }
 
 impl Nemesis {
     /// Every kind.
-    pub const ALL: [Nemesis; 8] = [
+    pub const ALL: [Nemesis; 9] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Partition,
@@ -66,6 +73,7 @@ impl Nemesis {
         Nemesis::Skew,
         Nemesis::Member,
         Nemesis::Wal,
+        Nemesis::Failover,
     ];
 
     /// Its name on the command line.
@@ -79,6 +87,7 @@ impl Nemesis {
             Nemesis::Skew => "skew",
             Nemesis::Member => "member",
             Nemesis::Wal => "wal",
+            Nemesis::Failover => "failover",
         }
     }
 }
@@ -139,22 +148,34 @@ pub struct Target {
     pub clock: Instant,
     /// The clock nemesis's settings.
     pub skew: Skew,
+    /// The workload's write lulls (the `failover` nemesis starts them).
+    pub lull: WriteLull,
 }
 
 /// A fault just injected.
 pub(crate) struct Injected {
     /// What it is, in words.
     pub(crate) detail: String,
-    /// Links to cut halfway through the hold (a second stage of the fault).
-    pub(crate) then_block: Option<Rules>,
+    /// Its second stage, halfway through the hold.
+    pub(crate) then: Option<Stage>,
+}
+
+/// The second stage of a fault.
+pub(crate) enum Stage {
+    /// Links to cut; the fault then lasts the rest of the hold.
+    Block(Rules),
+    /// Start a write lull and, once the writes in flight are answered, cut the
+    /// leader of that moment off, keeping these delays on every link
+    /// ([`failover::cut`]); the fault then lasts another whole hold.
+    CutLeader {
+        /// The delays in force, `(min, max)` milliseconds.
+        delay_ms: (u64, u64),
+    },
 }
 
 impl Injected {
     fn just(detail: String) -> Injected {
-        Injected {
-            detail,
-            then_block: None,
-        }
+        Injected { detail, then: None }
     }
 }
 
@@ -173,9 +194,11 @@ impl Target {
 
     /// Clears every network fault, resumes every paused node, restarts every
     /// node running on a false clock with the true one, starts every stopped
-    /// node, and waits (a while) for nodes that join to be admitted.
+    /// node, ends a write lull, and waits (a while) for nodes that join to be
+    /// admitted.
     pub async fn heal(&self) -> anyhow::Result<()> {
         self.net.set_rules(Rules::default())?;
+        self.lull.end();
         let joining = {
             let mut nodes = self.nodes();
             let mut joining = Vec::new();
@@ -214,19 +237,29 @@ pub async fn run(
     loop {
         let quiet = Duration::from_millis(rng.range(schedule.quiet_ms.0, schedule.quiet_ms.1));
         let hold = Duration::from_millis(rng.range(schedule.hold_ms.0, schedule.hold_ms.1));
-        if Instant::now() + quiet + hold >= until || kinds.is_empty() {
+        let Some(&kind) = rng.pick(kinds) else { break };
+        // A failover is slowed links for half a hold, then a whole hold cut off.
+        let length = match kind {
+            Nemesis::Failover => hold + hold / 2,
+            _ => hold,
+        };
+        if Instant::now() + quiet + length >= until {
             break;
         }
         tokio::time::sleep(quiet).await;
-        let Some(&kind) = rng.pick(kinds) else { break };
         let leader = cluster::leader(&target.client, &endpoints).await;
         let start_ns = target.ns();
-        let injected = inject(target, kind, leader, &mut rng).await?;
-        match injected.then_block {
-            Some(rules) => {
+        let mut injected = inject(target, kind, leader, &mut rng).await?;
+        match injected.then {
+            Some(Stage::Block(rules)) => {
                 tokio::time::sleep(hold / 2).await;
                 target.net.set_rules(rules)?;
                 tokio::time::sleep(hold / 2).await;
+            }
+            Some(Stage::CutLeader { delay_ms }) => {
+                tokio::time::sleep(hold / 2).await;
+                injected.detail += &failover::cut(target, delay_ms).await?;
+                tokio::time::sleep(hold).await;
             }
             None => tokio::time::sleep(hold).await,
         }
@@ -302,6 +335,17 @@ async fn inject(
         Nemesis::Skew => process::skew(target, victim, rng).await?,
         Nemesis::Member => Injected::just(member::remove(target, victim, leader).await?),
         Nemesis::Wal => Injected::just(disk::damage(target, victim, rng).await?),
+        Nemesis::Failover => {
+            let delay_ms = failover::delay_ms(rng);
+            target.net.set_rules(Rules {
+                delay_ms: Some(delay_ms),
+                ..Rules::default()
+            })?;
+            Injected {
+                detail: format!("delay {}-{} ms on every link", delay_ms.0, delay_ms.1),
+                then: Some(Stage::CutLeader { delay_ms }),
+            }
+        }
     })
 }
 
@@ -313,6 +357,7 @@ mod tests {
     fn names_parse() {
         assert_eq!("kill".parse::<Nemesis>(), Ok(Nemesis::Kill));
         assert_eq!("wal".parse::<Nemesis>(), Ok(Nemesis::Wal));
+        assert_eq!("failover".parse::<Nemesis>(), Ok(Nemesis::Failover));
         assert!("nope".parse::<Nemesis>().is_err());
         for n in Nemesis::ALL {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Injected, Target, partition};
+use super::{Injected, Stage, Target, partition};
 use crate::cluster;
 use crate::proxy::Rules;
 use crate::rng::Rng;
@@ -127,10 +127,10 @@ pub(crate) async fn skew(target: &Target, victim: u64, rng: &mut Rng) -> anyhow:
     let ids = target.nodes().ids();
     Ok(Injected {
         detail,
-        then_block: Some(Rules {
+        then: Some(Stage::Block(Rules {
             blocked: partition::isolate(&ids, victim),
             ..Rules::default()
-        }),
+        })),
     })
 }
 

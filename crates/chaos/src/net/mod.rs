@@ -185,6 +185,24 @@ impl Network {
         }
         Ok(())
     }
+
+    /// [`Network::set_rules`], with the blocked links cut at once: in namespaces
+    /// the proxy holds their bytes too (from now on) while the nftables rules,
+    /// tens of milliseconds per namespace, go in. The next `set_rules` lifts the
+    /// proxy's part.
+    pub fn set_rules_at_once(&self, rules: Rules) -> Result<(), NetError> {
+        let Some(hosts) = &self.hosts else {
+            self.proxy.set_rules(rules);
+            return Ok(());
+        };
+        self.proxy.set_rules(Rules {
+            blocked: rules.blocked.clone(),
+            delay_ms: rules.delay_ms,
+            ..Rules::default()
+        });
+        nft::apply(hosts, &self.ids, &rules.blocked, rules.reset_probability)?;
+        Ok(())
+    }
 }
 
 /// `nft` is on the path, or installed now (as root, from Debian's `nftables`).

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chromium;
+pub mod tls;
 pub mod tmpfs;
 pub mod workload;
 
@@ -15,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use keel_client::{Client, ClientConfig, ReadMode, StatusResponse};
+use keel_client::{BearerToken, Client, ClientConfig, ReadMode, StatusResponse, TlsConfig};
 use keel_testkit::local_cluster::{ClusterSpec, LocalCluster};
 
 /// The binary under test.
@@ -73,6 +74,9 @@ where
 pub struct TestCluster {
     pub cluster: LocalCluster,
     pub client: Client,
+    /// The TLS and token the test clients use (none for a plain cluster).
+    pub client_tls: Option<TlsConfig>,
+    pub client_token: Option<BearerToken>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -100,32 +104,55 @@ impl TestCluster {
             .prefix("keel-test-")
             .tempdir()
             .expect("tempdir");
-        let mut spec = ClusterSpec::on_free_ports(
-            nodes,
-            unique_loopback(),
-            dir.path().to_path_buf(),
-            keel_bin(),
-        )
-        .and_then(adjust)
-        .expect("free ports");
-        spec.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_in(dir, unique_loopback(), nodes, extra, adjust, None, None)
+    }
+
+    /// Starts `nodes` nodes on `ip` with `extra` flags, in `dir` (kept until the
+    /// cluster is dropped), after `adjust` (e.g. [`ClusterSpec::with_redis`]);
+    /// the test clients connect with `tls` and `token`.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        ip: IpAddr,
+        nodes: u64,
+        extra: Vec<String>,
+        adjust: impl FnOnce(ClusterSpec) -> std::io::Result<ClusterSpec>,
+        tls: Option<TlsConfig>,
+        token: Option<BearerToken>,
+    ) -> TestCluster {
+        let mut spec = ClusterSpec::on_free_ports(nodes, ip, dir.path().to_path_buf(), keel_bin())
+            .and_then(adjust)
+            .expect("free ports");
+        spec.extra_args = extra;
         let cluster = LocalCluster::start(spec).expect("start cluster");
-        let mut t = Self::adopt(cluster);
+        let mut t = Self::adopt_with(cluster, tls, token);
         t._dir = Some(dir);
         t
     }
 
     /// Wraps a cluster started elsewhere (its directory is the caller's).
     pub fn adopt(cluster: LocalCluster) -> TestCluster {
+        Self::adopt_with(cluster, None, None)
+    }
+
+    fn adopt_with(
+        cluster: LocalCluster,
+        tls: Option<TlsConfig>,
+        token: Option<BearerToken>,
+    ) -> TestCluster {
         let client = Client::new(ClientConfig {
             deadline: Duration::from_secs(10),
             request_timeout: Duration::from_secs(3),
+            tls: tls.clone(),
+            token: token.clone(),
             ..ClientConfig::with_endpoints(cluster.endpoints())
         })
         .expect("client");
         TestCluster {
             cluster,
             client,
+            client_tls: tls,
+            client_token: token,
             _dir: None,
         }
     }
@@ -135,6 +162,8 @@ impl TestCluster {
         Client::new(ClientConfig {
             deadline: Duration::from_secs(2),
             request_timeout: Duration::from_secs(1),
+            tls: self.client_tls.clone(),
+            token: self.client_token.clone(),
             ..ClientConfig::with_endpoints([self.cluster.grpc_addr(id).to_string()])
         })
         .expect("client")

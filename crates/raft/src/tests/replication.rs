@@ -505,3 +505,32 @@ fn response_beyond_the_leaders_log_is_dropped() {
     net.node(1).validate();
     assert_eq!(net.node(1).commit_index(), 1);
 }
+
+#[test]
+fn a_follower_that_lost_acknowledged_entries_is_caught_up_again() {
+    // Outside the crash model (its disk lost the tail of its log, e.g. a torn
+    // write truncated at start), but the leader must not stall on it: it keeps
+    // probing at the follower's old match index, which the follower rejects.
+    let mut net = Network::new(3);
+    net.elect(1);
+    for i in 0..5 {
+        net.propose(1, &format!("p{i}"));
+    }
+    net.stabilize();
+    let last = net.node(1).last_index();
+    assert_eq!(net.node(3).last_index(), last);
+    let disk = net.disks.get_mut(&3).expect("node 3");
+    disk.entries.truncate(disk.entries.len() - 3);
+    disk.hard_state.commit = disk.hard_state.commit.min(last - 3);
+    net.restart(3);
+    assert_eq!(net.node(3).last_index(), last - 3);
+    // With node 2 cut off, only node 3 can make a new entry committed.
+    net.isolate(2);
+    net.propose(1, "after");
+    for _ in 0..4 {
+        net.tick(1, 1);
+        net.stabilize();
+    }
+    assert_eq!(net.node(3).last_index(), last + 1, "node 3 caught up");
+    assert_eq!(net.node(1).commit_index(), last + 1);
+}

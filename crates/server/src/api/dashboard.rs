@@ -25,11 +25,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
      style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// The dashboard routes (merged into the main router).
-pub(super) fn routes() -> Router<Arc<ApiContext>> {
-    Router::new()
-        .route("/", get(page))
-        .route("/v1/cluster/status", get(cluster_status))
+/// The page (open: it holds no data).
+pub(super) fn page_route() -> Router<Arc<ApiContext>> {
+    Router::new().route("/", get(page))
+}
+
+/// The page's data (behind the bearer token, when there is one).
+pub(super) fn data_route() -> Router<Arc<ApiContext>> {
+    Router::new().route("/v1/cluster/status", get(cluster_status))
 }
 
 async fn page() -> Response {
@@ -75,5 +78,7 @@ mod tests {
         assert!(!PAGE.contains("insertAdjacentHTML"));
         assert!(!PAGE.contains("document.write"));
         assert!(PAGE.contains("/v1/cluster/status"));
+        // With a bearer token configured, the page asks for it and sends it.
+        assert!(PAGE.contains("\"Authorization\": \"Bearer \" + token"));
     }
 }

@@ -1,47 +1,61 @@
 //! Forwarding of HTTP requests from a follower to the leader over gRPC, so that a
 //! plain `curl` works against any node. One hop only: the leader never forwards.
+//! With TLS the connections are the peers' (mutual TLS under the cluster CA), and
+//! with a bearer token each forwarded request carries this node's copy.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use keel_client::{AuthChannel, BearerToken};
 use keel_proto::error::{ErrorDetail, error_detail};
 
 use super::{ApiContext, DetailExt};
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
-use tonic::transport::{Channel, Endpoint};
+
+use crate::transport::PeerConnector;
 
 /// Cached gRPC connections to leaders (and, for the cluster status, to every
 /// member), by address.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, AuthChannel>>,
     max_message: usize,
+    connector: PeerConnector,
+    token: Option<BearerToken>,
 }
 
 /// Bound on cached connections (members come and go).
 const MAX_CACHED: usize = 16;
 
 impl Forwarder {
-    pub(crate) fn new(max_value_bytes: usize) -> Self {
+    pub(crate) fn new(
+        max_value_bytes: usize,
+        connector: PeerConnector,
+        token: Option<BearerToken>,
+    ) -> Self {
         Forwarder {
             channels: Mutex::new(HashMap::new()),
             max_message: max_value_bytes + (64 << 10),
+            connector,
+            token,
         }
     }
 
     /// A connection to the leader at `addr` (connecting lazily).
-    fn channel(&self, addr: &str) -> Result<Channel, ErrorDetail> {
+    fn channel(&self, addr: &str) -> Result<AuthChannel, ErrorDetail> {
         let mut channels = self.channels.lock().expect("forwarder lock poisoned");
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = self
+            .connector
+            .endpoint(addr)
             .map_err(|e| ErrorDetail::internal(format!("bad leader address {addr}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = AuthChannel::new(endpoint.connect_lazy(), self.token.as_ref());
         if channels.len() >= MAX_CACHED {
             channels.clear();
         }
@@ -50,14 +64,14 @@ impl Forwarder {
     }
 
     /// A key-value client for the leader at `addr`.
-    pub(crate) fn client(&self, addr: &str) -> Result<KvClient<Channel>, ErrorDetail> {
+    pub(crate) fn client(&self, addr: &str) -> Result<KvClient<AuthChannel>, ErrorDetail> {
         Ok(KvClient::new(self.channel(addr)?)
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message))
     }
 
     /// A cluster client for the leader at `addr`.
-    pub(crate) fn cluster(&self, addr: &str) -> Result<ClusterClient<Channel>, ErrorDetail> {
+    pub(crate) fn cluster(&self, addr: &str) -> Result<ClusterClient<AuthChannel>, ErrorDetail> {
         Ok(ClusterClient::new(self.channel(addr)?))
     }
 }
@@ -69,7 +83,7 @@ impl ApiContext {
         &self,
         addr: &str,
         is_write: bool,
-        call: impl FnOnce(KvClient<Channel>) -> Fut,
+        call: impl FnOnce(KvClient<AuthChannel>) -> Fut,
     ) -> Result<T, ErrorDetail>
     where
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,

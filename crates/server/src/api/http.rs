@@ -29,15 +29,43 @@ use super::ApiContext;
 use super::grpc::status_response;
 use super::http_session::session_of;
 use super::ops::Forwarding;
+use crate::auth::{TokenCheck, require_token};
 use crate::metrics::ClientOp;
 
 pub(super) type Ctx = State<Arc<ApiContext>>;
 
-/// The router for one node's HTTP API.
-pub fn router(ctx: Arc<ApiContext>) -> Router {
+/// The router for one node's HTTP API. With `token`, every route but the open
+/// ones ([`open_routes`]) requires it.
+pub fn router(ctx: Arc<ApiContext>, token: Option<Arc<TokenCheck>>) -> Router {
     // Room for the value plus JSON quoting, so an oversized value gets our clear
     // 413 rather than a generic one.
     let body_limit = ctx.limits.max_value_bytes * 2 + (64 << 10);
+    let mut protected = protected_routes();
+    if let Some(check) = token {
+        protected =
+            protected.route_layer(axum::middleware::from_fn_with_state(check, require_token));
+    }
+    protected
+        .merge(open_routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(ctx)
+}
+
+/// Routes served without a bearer token: the health probe, the metrics (as
+/// etcd does: a scraper or probe rarely carries a client secret, and neither
+/// shows keys or values), and the dashboard page itself, a static page that
+/// holds no data (it asks for the token and sends it with each status poll).
+fn open_routes() -> Router<Arc<ApiContext>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(super::dashboard::page_route())
+}
+
+/// Everything else: keys, status, membership, transactions, backups, and the
+/// dashboard's data.
+fn protected_routes() -> Router<Arc<ApiContext>> {
     Router::new()
         .route("/v1/kv", get(scan))
         .route(
@@ -48,14 +76,9 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
                 .delete(delete_key),
         )
         .route("/v1/status", get(status))
-        .merge(super::dashboard::routes())
+        .merge(super::dashboard::data_route())
         .merge(super::http_members::routes())
         .merge(super::http_txn::routes())
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(ctx)
 }
 
 /// `GET /metrics`: Prometheus text exposition (OpenMetrics).

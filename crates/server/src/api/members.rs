@@ -6,6 +6,7 @@
 //! first hands leadership to another voter, then the change is sent on to it, so
 //! the removal never costs an election timeout (thesis §3.10, §4.2.2).
 
+use keel_client::AuthChannel;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::{
@@ -13,7 +14,6 @@ use keel_proto::v1::{
     PromoteMemberRequest, PromoteMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
 };
 use keel_raft::{NodeId, Role};
-use tonic::transport::Channel;
 
 use super::ApiContext;
 use super::forward::call_leader;
@@ -212,7 +212,7 @@ impl ApiContext {
         call: F,
     ) -> Result<T, ErrorDetail>
     where
-        F: FnOnce(ClusterClient<Channel>) -> Fut,
+        F: FnOnce(ClusterClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         if fwd == Forwarding::Never {
@@ -224,7 +224,7 @@ impl ApiContext {
     /// Runs a cluster call on the leader at `addr` (one hop).
     async fn forward_to<T, F, Fut>(&self, addr: &str, call: F) -> Result<T, ErrorDetail>
     where
-        F: FnOnce(ClusterClient<Channel>) -> Fut,
+        F: FnOnce(ClusterClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         call_leader(self.forwarder.cluster(addr), true, call).await

@@ -26,6 +26,7 @@ pub(crate) mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keel_client::BearerToken;
 use keel_proto::error::ErrorDetail;
 use keel_raft::NodeId;
 
@@ -40,6 +41,7 @@ use crate::members::MemberBook;
 use crate::metrics::{ClientOp, Metrics};
 use crate::node::{NodeError, NodeHandle};
 use crate::timeline::Timeline;
+use crate::transport::PeerConnector;
 use forward::Forwarder;
 
 /// Limits and defaults the APIs enforce.
@@ -72,6 +74,10 @@ pub struct ApiIdentity {
     pub address: String,
     /// Its HTTP address, if served.
     pub http_address: Option<String>,
+    /// How it connects to other members when forwarding (plain or mutual TLS).
+    pub peers: PeerConnector,
+    /// The bearer token its forwarded requests carry, if the cluster has one.
+    pub token: Option<BearerToken>,
 }
 
 /// Everything a request handler needs. Shared by all handlers.
@@ -122,7 +128,7 @@ impl ApiContext {
             members,
             address: who.address,
             http_address: who.http_address,
-            forwarder: Forwarder::new(limits.max_value_bytes),
+            forwarder: Forwarder::new(limits.max_value_bytes, who.peers, who.token),
             lost_replies: sessions::LostReplies::every(limits.fault_lose_write_reply_every),
             limits,
             started: Instant::now(),

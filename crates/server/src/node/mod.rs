@@ -123,6 +123,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
             group: recover::KV_GROUP,
             store: parts.recovered.snapshots.store.clone(),
             metrics: metrics.clone(),
+            connector: parts.transport.connector(),
             runtime: tokio::runtime::Handle::current(),
             done,
         };

@@ -37,7 +37,11 @@ pub(crate) enum Local {
         protocol: Option<i64>,
         /// A connection name to set.
         name: Option<Bytes>,
+        /// The password of `AUTH username password` (the username is ignored).
+        auth: Option<Bytes>,
     },
+    /// `AUTH [username] password` (the username is ignored: keel has one token).
+    Auth(Bytes),
     /// `CLIENT SETNAME name`.
     SetName(Bytes),
     /// `CLIENT GETNAME`.

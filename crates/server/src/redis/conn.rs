@@ -4,12 +4,12 @@
 //! it is served is held back by TCP, not buffered. A malformed request is
 //! answered with a protocol error and ends this connection only.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use keel_proto::v1::ReadMode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::Shared;
@@ -32,26 +32,40 @@ pub(crate) struct ConnState {
     pub(crate) name: Option<Bytes>,
     /// READMODE; `Default` is the node's `--default-read-mode`.
     pub(crate) read_mode: ReadMode,
+    /// Whether the connection may run commands: from the start without a
+    /// bearer token configured, after AUTH (or HELLO AUTH) with one.
+    pub(crate) authenticated: bool,
+    /// The client's address, for the log.
+    pub(crate) peer: Option<SocketAddr>,
 }
 
 impl ConnState {
     /// A fresh connection's state.
-    pub(crate) fn new(id: u64) -> Self {
+    pub(crate) fn new(id: u64, authenticated: bool, peer: Option<SocketAddr>) -> Self {
         ConnState {
             id,
             protocol: Protocol::Resp2,
             name: None,
             read_mode: ReadMode::Default,
+            authenticated,
+            peer,
         }
     }
 }
 
-/// Serves one connection until the client leaves, breaks the protocol, or the
-/// node stops.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+/// Serves one connection (its two halves, plain or TLS) until the client
+/// leaves, breaks the protocol, or the node stops.
+pub(crate) async fn serve<R, W>(
+    shared: Arc<Shared>,
+    (mut reader, mut writer): (R, W),
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let id = shared.next_client_id();
-    let (mut reader, mut writer) = stream.into_split();
-    let mut conn = ConnState::new(id);
+    let mut conn = ConnState::new(id, shared.token.is_none(), Some(peer));
     let mut parser = RequestParser::default();
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);

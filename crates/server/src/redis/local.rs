@@ -32,9 +32,10 @@ pub(crate) fn parse(name: &str, args: &[Bytes]) -> Result<Local, Reply> {
         "ping" => Local::Ping(args.first().cloned()),
         "echo" => Local::Reply(Reply::Bulk(args[0].clone())),
         "quit" => Local::Quit,
-        "auth" => Local::Reply(Reply::err(
-            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        )),
+        "auth" => match args {
+            [password] | [_, password] => Local::Auth(password.clone()),
+            _ => return Err(syntax_error()),
+        },
         "select" => match integer(&args[0]) {
             Ok(0) => Local::Reply(Reply::OK),
             Ok(_) => Local::Reply(Reply::err(
@@ -76,6 +77,7 @@ fn hello(args: &[Bytes]) -> Result<Local, Reply> {
         return Ok(Local::Hello {
             protocol: None,
             name: None,
+            auth: None,
         });
     };
     let protocol = integer(version)
@@ -84,12 +86,12 @@ fn hello(args: &[Bytes]) -> Result<Local, Reply> {
         return Err(Reply::Error("NOPROTO unsupported protocol version".into()));
     }
     let mut name = None;
+    let mut auth = None;
     while let Some((opt, more)) = rest.split_first() {
         match (opt.to_ascii_uppercase().as_slice(), more) {
-            (b"AUTH", [_, _, ..]) => {
-                return Err(Reply::Error(
-                    "WRONGPASS keel has no users or passwords (AUTH is not supported)".into(),
-                ));
+            (b"AUTH", [_, password, ..]) => {
+                auth = Some(password.clone());
+                rest = &more[2..];
             }
             (b"SETNAME", [n, ..]) => {
                 name = Some(checked_name(n)?);
@@ -101,6 +103,7 @@ fn hello(args: &[Bytes]) -> Result<Local, Reply> {
     Ok(Local::Hello {
         protocol: Some(protocol),
         name,
+        auth,
     })
 }
 
@@ -217,7 +220,31 @@ pub(crate) fn run(cmd: &Local, shared: &Shared, conn: &mut ConnState) -> (Reply,
         Local::Ping(None) => Reply::Simple("PONG"),
         Local::Ping(Some(message)) => Reply::Bulk(message.clone()),
         Local::Quit => return (Reply::OK, Flow::Close),
-        Local::Hello { protocol, name } => {
+        Local::Auth(password) => match authenticate(shared, conn, password) {
+            Ok(()) => Reply::OK,
+            Err(refused) => refused,
+        },
+        Local::Hello {
+            protocol,
+            name,
+            auth,
+        } => {
+            // HELLO with a wrong password changes nothing.
+            if let Some(password) = auth
+                && let Err(refused) = authenticate(shared, conn, password)
+            {
+                return (refused, Flow::Continue);
+            }
+            if !conn.authenticated {
+                return (
+                    Reply::Error(
+                        "NOAUTH HELLO must be called with the client already authenticated, \
+                         otherwise the HELLO <proto> AUTH <user> <pass> option can be used"
+                            .into(),
+                    ),
+                    Flow::Continue,
+                );
+            }
             if let Some(p) = protocol {
                 conn.protocol = if *p == 3 {
                     Protocol::Resp3
@@ -245,6 +272,24 @@ pub(crate) fn run(cmd: &Local, shared: &Shared, conn: &mut ConnState) -> (Reply,
         }
     };
     (reply, Flow::Continue)
+}
+
+/// Checks `password` against the node's bearer token; on success the connection
+/// may run every command.
+fn authenticate(shared: &Shared, conn: &mut ConnState, password: &[u8]) -> Result<(), Reply> {
+    let Some(check) = &shared.token else {
+        return Err(Reply::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    };
+    if check.admit_password("redis", conn.peer, password) {
+        conn.authenticated = true;
+        Ok(())
+    } else {
+        Err(Reply::Error(
+            "WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ))
+    }
 }
 
 fn mode_name(mode: ReadMode) -> &'static str {
@@ -292,18 +337,32 @@ mod tests {
             parse_words("hello", &["3", "SETNAME", "app"]),
             Ok(Local::Hello {
                 protocol: Some(3),
-                name: Some(Bytes::from_static(b"app"))
+                name: Some(Bytes::from_static(b"app")),
+                auth: None,
             })
         );
         assert_eq!(
             parse_words("hello", &["4"]),
             Err(Reply::Error("NOPROTO unsupported protocol version".into()))
         );
-        assert!(matches!(
-            parse_words("hello", &["3", "AUTH", "u", "p"]),
-            Err(Reply::Error(e)) if e.starts_with("WRONGPASS")
-        ));
+        assert_eq!(
+            parse_words("hello", &["3", "AUTH", "u", "p", "SETNAME", "n"]),
+            Ok(Local::Hello {
+                protocol: Some(3),
+                name: Some(Bytes::from_static(b"n")),
+                auth: Some(Bytes::from_static(b"p")),
+            })
+        );
+        assert_eq!(
+            parse_words("hello", &["3", "AUTH", "u"]),
+            Err(syntax_error())
+        );
         assert_eq!(parse_words("hello", &["2", "SETNAME"]), Err(syntax_error()));
+        assert_eq!(
+            parse_words("auth", &["default", "secret"]),
+            Ok(Local::Auth(Bytes::from_static(b"secret")))
+        );
+        assert_eq!(parse_words("auth", &["a", "b", "c"]), Err(syntax_error()));
     }
 
     #[test]

@@ -21,7 +21,13 @@
 //! `answer.rs` (outcomes and errors as replies), `local.rs` and `info.rs`
 //! (connection and server commands), `scan.rs` (SCAN patterns and cursors),
 //! `retry.rs` (waiting out an election), `limits.rs`, `conn.rs` (one connection)
-//! and this file (accepting connections). `docs/redis.md` is the user's guide.
+//! and this file (accepting connections, plain or TLS). `docs/redis.md` is the
+//! user's guide.
+//!
+//! With `--tls-cert` the port speaks TLS only (the HTTP port's settings: client
+//! certificates with `--client-ca`); with `--auth-token-file` a connection must
+//! `AUTH <token>` (or `HELLO 3 AUTH <user> <token>`) before anything but AUTH,
+//! HELLO and QUIT (`docs/security.md`).
 
 mod answer;
 mod command;
@@ -39,16 +45,20 @@ mod scan;
 mod table;
 mod writes;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::ApiContext;
+use crate::auth::TokenCheck;
+use crate::metrics::Metrics;
+use crate::tls::accept::{self, TlsIncoming};
 use limits::{MAX_CONNECTIONS, RedisLimits};
 use scan::Cursors;
 
@@ -60,17 +70,20 @@ pub(crate) struct Shared {
     pub(crate) limits: RedisLimits,
     /// The port clients reach, for INFO.
     pub(crate) port: u16,
+    /// The bearer token connections must AUTH with, if any.
+    pub(crate) token: Option<Arc<TokenCheck>>,
     cursors: Mutex<Cursors>,
     connections: AtomicUsize,
     next_client: AtomicU64,
 }
 
 impl Shared {
-    fn new(ctx: Arc<ApiContext>, port: u16) -> Self {
+    fn new(ctx: Arc<ApiContext>, port: u16, token: Option<Arc<TokenCheck>>) -> Self {
         Shared {
             limits: RedisLimits::from_api(&ctx.limits),
             ctx,
             port,
+            token,
             cursors: Mutex::new(Cursors::default()),
             connections: AtomicUsize::new(0),
             next_client: AtomicU64::new(1),
@@ -106,36 +119,100 @@ impl Drop for Counted {
     }
 }
 
+/// Where connections come from: the TCP listener, or the TLS handshakes on it.
+enum Incoming {
+    Plain(TcpListener),
+    Tls(TlsIncoming),
+}
+
+/// One accepted connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Incoming {
+    async fn accept(&mut self) -> std::io::Result<(Stream, SocketAddr)> {
+        match self {
+            Incoming::Plain(l) => {
+                let (s, peer) = l.accept().await?;
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY on a Redis connection: {e}");
+                }
+                Ok((Stream::Plain(s), peer))
+            }
+            Incoming::Tls(t) => match t.next().await {
+                Some((s, peer)) => Ok((Stream::Tls(Box::new(s)), peer)),
+                // The accept task ends only with this listener; never here.
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
+impl Stream {
+    /// Tells the client it is one too many, and closes.
+    async fn refuse(self) {
+        const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
+        let _ = match self {
+            Stream::Plain(mut s) => s.write_all(FULL).await,
+            Stream::Tls(mut s) => s.write_all(FULL).await,
+        };
+    }
+
+    async fn serve(self, shared: Arc<Shared>, peer: SocketAddr, stop: watch::Receiver<bool>) {
+        match self {
+            Stream::Plain(s) => conn::serve(shared, s.into_split(), peer, stop).await,
+            Stream::Tls(s) => conn::serve(shared, tokio::io::split(*s), peer, stop).await,
+        }
+    }
+}
+
+/// How the Redis port is secured: TLS (the client ports' settings) and the
+/// bearer token, each optional.
+#[derive(Default)]
+pub(crate) struct Security {
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) token: Option<Arc<TokenCheck>>,
+}
+
 /// Serves the Redis protocol on `listener` until `stop` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
     ctx: Arc<ApiContext>,
+    security: Security,
     mut stop: watch::Receiver<bool>,
 ) {
     let port = listener.local_addr().map_or(0, |a| a.port());
-    let shared = Arc::new(Shared::new(ctx, port));
+    let metrics: Arc<Metrics> = ctx.metrics.clone();
+    let shared = Arc::new(Shared::new(ctx, port, security.token));
+    let mut incoming = match security.tls {
+        None => Incoming::Plain(listener),
+        Some(tls) => match accept::start(listener, tls, "redis", metrics) {
+            Ok(t) => Incoming::Tls(t),
+            Err(e) => {
+                tracing::error!("cannot serve the Redis protocol over TLS: {e}");
+                return;
+            }
+        },
+    };
     let mut connections = JoinSet::new();
     let for_connections = stop.clone();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
+            accepted = incoming.accept() => match accepted {
+                Ok((stream, peer)) => {
                     if shared.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
                         shared.connections.fetch_sub(1, Ordering::Relaxed);
                         // Told at once and closed, as Redis does at maxclients.
-                        connections.spawn(async move {
-                            let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
-                        });
+                        connections.spawn(stream.refuse());
                         continue;
                     }
                     shared.ctx.metrics.redis_connections.inc();
                     let counted = Counted(shared.clone());
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!("cannot set TCP_NODELAY on a Redis connection: {e}");
-                    }
                     let stop = for_connections.clone();
                     connections.spawn(async move {
-                        conn::serve(counted.0.clone(), stream, stop).await;
+                        stream.serve(counted.0.clone(), peer, stop).await;
                         drop(counted);
                     });
                 }

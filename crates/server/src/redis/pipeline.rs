@@ -62,6 +62,15 @@ pub(crate) async fn execute<W: AsyncWrite + Unpin>(
     shared.ctx.metrics.redis_commands.inc_by(cmds.len() as u64);
     let mut i = 0;
     while i < cmds.len() {
+        if !conn.authenticated && !may_run_unauthenticated(&cmds[i]) {
+            out.push(
+                conn,
+                &Reply::Error("NOAUTH Authentication required.".into()),
+            );
+            i += 1;
+            out.maybe_flush().await?;
+            continue;
+        }
         match &cmds[i] {
             Ok(Cmd::Read(_)) => {
                 let run = run_of(&cmds[i..], |c| match c {
@@ -102,6 +111,18 @@ pub(crate) async fn execute<W: AsyncWrite + Unpin>(
         out.maybe_flush().await?;
     }
     Ok(Flow::Continue)
+}
+
+/// AUTH, HELLO and QUIT run before a connection has authenticated (Redis's
+/// `noauth` commands); so does answering a malformed command with its error.
+fn may_run_unauthenticated(cmd: &Result<Cmd, Reply>) -> bool {
+    use super::command::Local;
+    matches!(
+        cmd,
+        Ok(Cmd::Local(
+            Local::Auth(_) | Local::Hello { .. } | Local::Quit
+        )) | Err(_)
+    )
 }
 
 /// The commands at the start of `cmds` that `pick` accepts, up to the first one

@@ -8,6 +8,7 @@
 //! everywhere: when a peer is slow or unreachable, batches are dropped, which Raft
 //! tolerates (it retransmits what matters).
 
+mod connect;
 mod sender;
 mod service;
 mod snapshot;
@@ -20,6 +21,7 @@ use keel_proto::raft::{MessageBatch, RaftMessage};
 use keel_raft::{Message, NodeId};
 use tokio::sync::mpsc;
 
+pub use connect::PeerConnector;
 pub use service::RaftService;
 pub use snapshot::SnapshotInbox;
 pub(crate) use snapshot::{SnapshotOutbox, TransferOutcome};
@@ -63,6 +65,7 @@ pub struct Transport {
     stats: Arc<TransportStats>,
     queue_batches: usize,
     runtime: tokio::runtime::Handle,
+    connector: PeerConnector,
 }
 
 /// What identifies this node on every batch it sends.
@@ -78,12 +81,14 @@ pub struct LocalIdentity {
 
 impl Transport {
     /// Starts one connection task per peer on the current tokio runtime.
-    /// `queue_batches` bounds the batches waiting for each peer.
+    /// `queue_batches` bounds the batches waiting for each peer; `connector`
+    /// says how to reach them (plain or TLS).
     pub fn start(
         local: LocalIdentity,
         peers: &BTreeMap<NodeId, String>,
         queue_batches: usize,
         stats: Arc<TransportStats>,
+        connector: PeerConnector,
     ) -> Transport {
         let mut t = Transport {
             local,
@@ -92,6 +97,7 @@ impl Transport {
             stats,
             queue_batches,
             runtime: tokio::runtime::Handle::current(),
+            connector,
         };
         for (&id, addr) in peers {
             t.set_peer(id, addr);
@@ -109,8 +115,13 @@ impl Transport {
         }
         let (tx, rx) = mpsc::channel(self.queue_batches);
         // Dropping the old sender (if any) ends its task.
-        self.runtime
-            .spawn(sender::run(peer, addr.to_string(), rx, self.stats.clone()));
+        self.runtime.spawn(sender::run(
+            peer,
+            addr.to_string(),
+            rx,
+            self.stats.clone(),
+            self.connector.clone(),
+        ));
         self.peers.insert(peer, tx);
         self.addrs.insert(peer, addr.to_string());
     }
@@ -133,6 +144,11 @@ impl Transport {
     /// This node's identity on the wire.
     pub(crate) fn local(&self) -> LocalIdentity {
         self.local
+    }
+
+    /// How this node connects to peers.
+    pub(crate) fn connector(&self) -> PeerConnector {
+        self.connector.clone()
     }
 
     /// The address of `peer`, if known.

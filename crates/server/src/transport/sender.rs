@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::{MAX_PEER_MESSAGE_BYTES, PeerConnector, TransportStats};
 use keel_proto::raft::MessageBatch;
 use keel_proto::raft::raft_client::RaftClient;
 use keel_raft::NodeId;
 use tokio::sync::{Mutex, mpsc};
-use tonic::transport::Endpoint;
-
-use super::{MAX_PEER_MESSAGE_BYTES, TransportStats};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -29,9 +27,10 @@ pub(super) async fn run(
     addr: String,
     queue: mpsc::Receiver<MessageBatch>,
     stats: Arc<TransportStats>,
+    connector: PeerConnector,
 ) {
     let queue: Queue = Arc::new(Mutex::new(queue));
-    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+    let endpoint = match connector.endpoint(&addr) {
         Ok(e) => e
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)

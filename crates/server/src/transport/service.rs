@@ -14,8 +14,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::snapshot::SnapshotInbox;
 use super::{NOT_A_MEMBER, TransportStats};
+use crate::log_limit::{LogLimit, left_out};
 use crate::members::MemberBook;
+use crate::metrics::Metrics;
 use crate::peers::{IncarnationCheck, PeerIncarnations};
+use crate::tls::NodeCertCheck;
 
 /// The `keel.raft.v1.Raft` service of one node.
 #[derive(Debug)]
@@ -28,6 +31,11 @@ pub struct RaftService {
     stats: Arc<TransportStats>,
     /// Receives snapshot files (`snapshot.rs`); without it, offers are refused.
     snapshots: Option<Arc<SnapshotInbox>>,
+    /// With TLS: only connections that presented a node certificate of the
+    /// cluster CA may use this service (`tls/verify.rs`).
+    node_certs: Option<(Arc<NodeCertCheck>, Arc<Metrics>)>,
+    /// Refusals a refused peer repeats at will are logged at this rate at most.
+    refusal_log: LogLimit,
 }
 
 impl RaftService {
@@ -48,7 +56,45 @@ impl RaftService {
             inbox,
             stats,
             snapshots: None,
+            node_certs: None,
+            refusal_log: LogLimit::default(),
         }
+    }
+
+    /// Admits only connections that presented a node certificate `check`
+    /// accepts; refusals are counted in `metrics`.
+    pub fn with_node_certs(mut self, check: Arc<NodeCertCheck>, metrics: Arc<Metrics>) -> Self {
+        self.node_certs = Some((check, metrics));
+        self
+    }
+
+    /// With TLS, whether the connection's certificate is a node's. A client
+    /// certificate of the same CA, or none, is refused (PERMISSION_DENIED).
+    fn admit_connection<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some((check, metrics)) = &self.node_certs else {
+            return Ok(());
+        };
+        let verdict = match request.peer_certs() {
+            Some(chain) => check.check(&chain),
+            None => Err("no client certificate presented".to_string()),
+        };
+        verdict.map_err(|why| {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            metrics.auth_failed("grpc", "not_a_node_certificate");
+            let from = request
+                .remote_addr()
+                .map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
+            if let Some(n) = self.refusal_log.admit() {
+                tracing::warn!(
+                    peer = %from,
+                    "refused a peer connection from {from}: {why}{}",
+                    left_out(n)
+                );
+            }
+            Status::permission_denied(format!(
+                "the peer service needs a node certificate signed by the cluster CA: {why}"
+            ))
+        })
     }
 
     /// Accepts snapshot transfers into `inbox`.
@@ -90,11 +136,17 @@ impl RaftService {
             )));
         }
         if !self.members.admits(batch.from) || batch.from == self.node_id {
-            tracing::debug!(
-                from = batch.from,
-                "rejected messages from node {}, which is not a member",
-                batch.from
-            );
+            // A removed node keeps trying until it learns of its removal (from
+            // this refusal): worth a warning, but not one per attempt.
+            if let Some(n) = self.refusal_log.admit() {
+                tracing::warn!(
+                    from = batch.from,
+                    "rejected messages from node {}, which is not a member of this cluster \
+                     (removed, or never added){}",
+                    batch.from,
+                    left_out(n)
+                );
+            }
             return Err(Status::permission_denied(format!(
                 "node {} {NOT_A_MEMBER}",
                 batch.from
@@ -131,6 +183,7 @@ impl Raft for RaftService {
         &self,
         request: Request<Streaming<MessageBatch>>,
     ) -> Result<Response<StreamSummary>, Status> {
+        self.admit_connection(&request)?;
         let mut stream = request.into_inner();
         let mut summary = StreamSummary::default();
         while let Some(batch) = stream.message().await? {
@@ -181,6 +234,7 @@ impl Raft for RaftService {
         &self,
         request: Request<SnapshotOffer>,
     ) -> Result<Response<SnapshotOfferReply>, Status> {
+        self.admit_connection(&request)?;
         let offer = request.into_inner();
         let inbox = self.admit_offer(&offer)?;
         inbox.offer(offer).await.map(Response::new)
@@ -190,6 +244,7 @@ impl Raft for RaftService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotSendReply>, Status> {
+        self.admit_connection(&request)?;
         let mut stream = request.into_inner();
         let Some(mut first) = stream.message().await? else {
             return Err(Status::invalid_argument("empty snapshot stream"));

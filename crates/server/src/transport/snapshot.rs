@@ -62,6 +62,8 @@ pub(crate) struct SnapshotOutbox {
     pub(crate) group: GroupId,
     pub(crate) store: Arc<SnapshotStore>,
     pub(crate) metrics: Arc<Metrics>,
+    /// How to reach peers (plain or TLS).
+    pub(crate) connector: super::PeerConnector,
     pub(crate) runtime: tokio::runtime::Handle,
     /// Outcomes for the consensus thread; bounded (one transfer per peer at a time,
     /// so it never holds more than one per peer).
@@ -81,6 +83,7 @@ impl SnapshotOutbox {
             group: self.group,
             store: self.store.clone(),
             metrics: self.metrics.clone(),
+            connector: self.connector.clone(),
         };
         let done = self.done.clone();
         self.runtime.spawn(async move {
@@ -111,6 +114,7 @@ struct SendJob {
     group: GroupId,
     store: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
+    connector: super::PeerConnector,
 }
 
 impl SendJob {
@@ -145,7 +149,9 @@ impl SendJob {
             term,
             total,
         };
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+        let endpoint = self
+            .connector
+            .endpoint(&self.addr)
             .map_err(|e| format!("invalid peer address {}: {e}", self.addr))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -701,6 +707,7 @@ mod tests {
             group: 1,
             store: sender,
             metrics: metrics.clone(),
+            connector: crate::transport::PeerConnector::plain(),
             runtime: tokio::runtime::Handle::current(),
             done,
         };
