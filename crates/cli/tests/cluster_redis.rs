@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use redis::Commands;
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -69,21 +69,18 @@ async fn start() -> (TestCluster, u64, u64, u64) {
 }
 
 /// The node whose Redis INFO says it leads, polled until one does.
-fn leader_by_info(t: &TestCluster) -> u64 {
-    let deadline = std::time::Instant::now() + LEADER_TIMEOUT;
-    loop {
-        for id in 1..=t.cluster.spec().nodes {
-            let info = cli(t.cluster.redis_addr(id), &["INFO", "replication"]);
-            if info.contains("role:master") && info.contains(&format!("keel_leader_id:{id}")) {
-                return id;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no node says it leads"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+async fn leader_by_info(t: &TestCluster) -> u64 {
+    eventually(
+        LEADER_TIMEOUT,
+        "a node whose INFO says it leads",
+        || async {
+            (1..=t.cluster.spec().nodes).find(|&id| {
+                let info = cli(t.cluster.redis_addr(id), &["INFO", "replication"]);
+                info.contains("role:master") && info.contains(&format!("keel_leader_id:{id}"))
+            })
+        },
+    )
+    .await
 }
 
 fn followers(t: &TestCluster, leader: u64) -> Vec<u64> {
@@ -187,7 +184,7 @@ async fn redis_cli_through_every_node() {
 
     // INFO tells the leader from the followers. The leader is asked for again:
     // on a loaded machine an election may have moved it since the start.
-    let leader = leader_by_info(&t);
+    let leader = leader_by_info(&t).await;
     let follower = followers(&t, leader)[0];
     let info = cli(addr(leader), &["INFO", "replication"]);
     assert!(info.contains("role:master"), "{info}");

@@ -161,15 +161,7 @@ pub fn https(
     body: &[u8],
 ) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = connect(tls, addr)?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes())?;
+    stream.write_all(super::request_head(addr, method, path, headers, body.len()).as_bytes())?;
     stream.write_all(body)?;
     Ok(super::parse_response(&read_all(&mut stream)?))
 }
