@@ -118,6 +118,9 @@ pub struct Metrics {
     pub disk_available_bytes: Gauge,
     /// Times the WAL could not grow because the disk was full.
     pub wal_no_space: Counter,
+    /// Peer messages (and snapshot offers) for a group this node does not host,
+    /// dropped.
+    pub peer_messages_unknown_group: Counter,
     /// Open Redis protocol connections.
     pub redis_connections: Gauge,
     /// Redis commands answered (errors included).
@@ -177,6 +180,7 @@ impl Metrics {
             disk_full: Gauge::default(),
             disk_available_bytes: Gauge::default(),
             wal_no_space: Counter::default(),
+            peer_messages_unknown_group: Counter::default(),
             redis_connections: Gauge::default(),
             redis_commands: Counter::default(),
             redis_protocol_errors: Counter::default(),
@@ -298,6 +302,12 @@ impl Metrics {
             "Free space on the data directory's filesystem, as last measured",
             Unit::Bytes,
             m.disk_available_bytes.clone(),
+        );
+        r.register(
+            "peer_messages_unknown_group",
+            "Peer messages and snapshot offers dropped because this node does not host \
+             their Raft group",
+            m.peer_messages_unknown_group.clone(),
         );
         r.register(
             "wal_no_space",

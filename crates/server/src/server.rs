@@ -29,8 +29,8 @@ use crate::peers::PeerIncarnations;
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
-    LocalIdentity, MAX_PEER_MESSAGE_BYTES, PeerConnector, RaftService, SnapshotInbox, Transport,
-    TransportStats,
+    GroupDemux, HostedGroups, LocalIdentity, MAX_PEER_MESSAGE_BYTES, PeerConnector, RaftService,
+    SnapshotInbox, Transport, TransportStats,
 };
 
 /// Runs a node until `shutdown` resolves (returns Ok) or the node fails (Err).
@@ -136,6 +136,8 @@ pub async fn run(
     );
     // Sized for the largest cluster this node is likely to see (it may grow).
     let (peer_tx, peer_rx) = crossbeam_channel::bounded(cfg.max_peer_queue * peers.len().max(5));
+    // The node adds the groups it hosts; the receiver lets in only theirs.
+    let hosted = HostedGroups::new([], metrics.peer_messages_unknown_group.clone());
     let node::RunningNode {
         handle,
         stop: stop_node,
@@ -145,6 +147,7 @@ pub async fn run(
         transport,
         events,
         peer_rx,
+        hosted: hosted.clone(),
         tick: Duration::from_millis(cfg.tick_ms),
         flush_interval: Duration::from_millis(cfg.state_flush_interval_ms),
         max_pending: cfg.max_pending_requests,
@@ -194,7 +197,7 @@ pub async fn run(
         identity.cluster_id,
         book.clone(),
         incarnations,
-        peer_tx.clone(),
+        GroupDemux::new(hosted, peer_tx.clone()),
         stats,
     )
     .with_snapshots(SnapshotInbox::new(

@@ -18,15 +18,17 @@
 //! While full, the core refuses new entries (`keel_raft::Raft::set_disk_full`),
 //! clients get DISK_FULL, and a leader hands leadership to another voter.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keel_raft::Role;
+use keel_raft::{GroupId, Role};
 use keel_storage::vfs::Vfs;
 use keel_storage::wal::WalError;
 
 use super::driver::Driver;
+use super::group::Group;
 use crate::error::ServerError;
 use crate::metrics::gauge_value;
 
@@ -53,7 +55,8 @@ pub(crate) struct DiskWatch {
 #[derive(Debug)]
 struct Stall {
     reason: String,
-    last_ready: u64,
+    /// Per group, the newest Ready whose writes wait.
+    last_ready: BTreeMap<GroupId, u64>,
 }
 
 impl DiskWatch {
@@ -75,25 +78,24 @@ impl DiskWatch {
         self.stall.is_some()
     }
 
-    /// The WAL could not make Ready `number`'s writes durable.
-    pub(crate) fn stall(&mut self, number: u64, e: &WalError) {
-        match &mut self.stall {
-            Some(s) => s.last_ready = number,
-            None => {
-                self.stall = Some(Stall {
-                    reason: e.to_string(),
-                    last_ready: number,
-                });
-                // Retry soon rather than a whole interval after the last check.
-                self.next_check = Instant::now() + CHECK_INTERVAL;
-            }
+    /// The WAL could not make the writes of `readys` (group, Ready number)
+    /// durable.
+    pub(crate) fn stall(&mut self, readys: impl Iterator<Item = (GroupId, u64)>, e: &WalError) {
+        if self.stall.is_none() {
+            self.stall = Some(Stall {
+                reason: e.to_string(),
+                last_ready: BTreeMap::new(),
+            });
+            // Retry soon rather than a whole interval after the last check.
+            self.next_check = Instant::now() + CHECK_INTERVAL;
         }
+        self.queue(readys);
     }
 
-    /// Ready `number`'s writes wait behind a stall.
-    pub(crate) fn queue(&mut self, number: u64) {
+    /// The writes of `readys` (group, Ready number) wait behind a stall.
+    pub(crate) fn queue(&mut self, readys: impl Iterator<Item = (GroupId, u64)>) {
         if let Some(s) = &mut self.stall {
-            s.last_ready = number;
+            s.last_ready.extend(readys);
         }
     }
 
@@ -144,17 +146,18 @@ impl DiskWatch {
 
 impl Driver {
     /// Once per turn, outside any Ready: measures free space when due, retries a
-    /// stalled WAL write, and tells the core (and operators) when the state changes.
+    /// stalled WAL write, and tells the cores (and operators) when the state
+    /// changes.
     pub(super) fn disk_turn(&mut self) -> Result<(), ServerError> {
         let now = Instant::now();
-        if now < self.disk.next_check {
+        if now < self.ctx.disk.next_check {
             return Ok(());
         }
-        self.disk.next_check = now + CHECK_INTERVAL;
-        if let Some(a) = self.disk.measure() {
-            self.metrics.disk_available_bytes.set(gauge_value(a));
+        self.ctx.disk.next_check = now + CHECK_INTERVAL;
+        if let Some(a) = self.ctx.disk.measure() {
+            self.ctx.metrics.disk_available_bytes.set(gauge_value(a));
         }
-        if self.disk.stalled() {
+        if self.ctx.disk.stalled() {
             self.retry_stalled_wal()?;
         }
         self.sync_disk_state();
@@ -162,17 +165,24 @@ impl Driver {
     }
 
     fn retry_stalled_wal(&mut self) -> Result<(), ServerError> {
-        match self.wal.sync() {
+        match self.ctx.wal.sync() {
             Ok(()) => {
-                let stall = self.disk.stall.take().expect("stalled");
-                // Everything buffered is durable, the latest hard state included.
-                let hs = self.raft.hard_state();
-                self.durable_term_vote = (hs.term, hs.vote);
-                self.raft.on_persisted(stall.last_ready);
+                let stall = self.ctx.disk.stall.take().expect("stalled");
+                // Everything buffered is durable, every group's latest hard state
+                // included.
+                for g in self.groups.iter_mut() {
+                    let hs = g.raft.hard_state();
+                    g.durable_term_vote = (hs.term, hs.vote);
+                }
+                for (group, number) in stall.last_ready {
+                    if let Some(g) = self.group_mut(group) {
+                        g.raft.on_persisted(number);
+                    }
+                }
                 Ok(())
             }
             Err(e) if e.is_no_space() => {
-                self.metrics.wal_no_space.inc();
+                self.ctx.metrics.wal_no_space.inc();
                 Ok(())
             }
             Err(e) => Err(ServerError::Fatal(format!(
@@ -181,41 +191,48 @@ impl Driver {
         }
     }
 
-    /// Tells the core whether the disk is full, if that changed; a leader whose
-    /// disk filled up hands leadership to the voter with the most of the log.
+    /// Tells every core whether the disk is full, if that changed; a group whose
+    /// leader's disk filled up hands leadership to the voter with the most of
+    /// the log.
     pub(super) fn sync_disk_state(&mut self) {
-        let full = self.disk.should_be_full();
-        if full == self.disk.full {
+        let disk = &mut self.ctx.disk;
+        let full = disk.should_be_full();
+        if full == disk.full {
             return;
         }
-        self.disk.full = full;
-        self.raft.set_disk_full(full);
-        self.metrics.disk_full.set(i64::from(full));
-        let id = self.raft.id();
+        disk.full = full;
+        for g in self.groups.iter_mut() {
+            g.raft.set_disk_full(full);
+        }
+        self.ctx.metrics.disk_full.set(i64::from(full));
+        let id = self.ctx.transport.local().node_id;
         let line = if full {
             format!(
                 "Node {id} cannot write its log: disk full ({}); refusing writes until space \
                  returns.",
-                self.disk.reason()
+                self.ctx.disk.reason()
             )
         } else {
             let free = self
+                .ctx
                 .disk
                 .available
                 .map_or_else(String::new, |a| format!(" ({a} bytes free)"));
             format!("Node {id} has disk space again{free}; accepting writes.")
         };
         tracing::warn!("{line}");
-        {
-            let mut events = self.events.lock().expect("event log lock poisoned");
-            events.note(&line);
-            events.flush();
-        }
-        if full && self.role == Role::Leader {
-            self.hand_over_leadership();
+        self.ctx.note(&line);
+        if full {
+            for g in self.groups.iter_mut() {
+                if g.role == Role::Leader {
+                    g.hand_over_leadership();
+                }
+            }
         }
     }
+}
 
+impl Group {
     fn hand_over_leadership(&mut self) {
         let Some(target) = self.best_transfer_target() else {
             tracing::warn!("disk full, and no other voter is active to take over");
@@ -288,10 +305,11 @@ mod tests {
             dir: PathBuf::from("/data/wal"),
             source: std::io::Error::from_raw_os_error(28),
         };
-        w.stall(7, &e);
-        w.queue(9);
+        w.stall([(1, 7), (2, 4)].into_iter(), &e);
+        w.queue([(1, 9)].into_iter());
         assert!(w.stalled() && w.should_be_full());
-        assert_eq!(w.stall.as_ref().map(|s| s.last_ready), Some(9));
+        let waiting = w.stall.as_ref().map(|s| s.last_ready.clone());
+        assert_eq!(waiting, Some(BTreeMap::from([(1, 9), (2, 4)])));
         assert!(w.reason().contains("preallocate segment"), "{}", w.reason());
     }
 }

@@ -4,10 +4,10 @@
 use keel_raft::{NO_NODE, NodeId, TransferError};
 use tokio::sync::oneshot;
 
-use super::driver::Driver;
+use super::group::Group;
 use super::requests::NodeError;
 
-impl Driver {
+impl Group {
     /// Starts a transfer to `to`, or to the best target when `to` is 0, and
     /// answers with the target.
     pub(crate) fn transfer_leader(

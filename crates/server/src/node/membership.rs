@@ -20,7 +20,8 @@ use keel_raft::{ConfChange, ConfChangeError, ConfState, Entry, EntryKind, NodeId
 use tokio::sync::oneshot;
 
 use super::apply::ApplyJob;
-use super::driver::Driver;
+use super::ctx::NodeCtx;
+use super::group::Group;
 use super::requests::{ChangeProposed, MemberChange, NodeError};
 use crate::error::ServerError;
 use crate::members::{MemberBook, MemberInfo, decode_context, encode_context};
@@ -105,56 +106,72 @@ pub(crate) fn member_of_entry(e: &Entry) -> Option<(NodeId, MemberInfo)> {
     }
 }
 
-impl Driver {
+impl Group {
     /// Step 1 of a Ready, before its messages go out: learns the addresses that
     /// appended `AddLearner` entries carry, so the leader can reach a new member at
     /// once. A re-added node may come with a fresh data directory: its old
     /// incarnation is forgotten.
-    pub(super) fn note_conf_entries(&mut self, entries: &[Entry]) {
+    pub(super) fn note_conf_entries(&mut self, ctx: &mut NodeCtx, entries: &[Entry]) {
         for e in entries.iter().filter(|e| e.kind == EntryKind::ConfChange) {
             self.membership.conf_index = self.membership.conf_index.max(e.index);
             if let Some((id, info)) = member_of_entry(e) {
                 if let Err(err) = self.membership.incarnations.forget(id) {
                     tracing::warn!("cannot forget node {id}'s old incarnation: {err}");
                 }
-                self.transport.set_peer(id, &info.address);
+                if self.is_primary() {
+                    ctx.transport.set_peer(id, &info.address);
+                }
                 self.membership.book.record(id, info);
             }
         }
     }
 
     /// Book entries from an installed snapshot.
-    pub(super) fn learn_members(&mut self, entries: Vec<(NodeId, MemberInfo)>) {
+    pub(super) fn learn_members(&mut self, ctx: &mut NodeCtx, entries: Vec<(NodeId, MemberInfo)>) {
         for (id, info) in entries {
-            self.transport.set_peer(id, &info.address);
+            if self.is_primary() {
+                ctx.transport.set_peer(id, &info.address);
+            }
             self.membership.book.record(id, info);
         }
     }
 
     /// Once a turn: brings the book and the transport in line with the
     /// configuration in force, and on the leader promotes caught-up learners.
-    pub(super) fn membership_turn(&mut self, status: &Status) -> Result<(), ServerError> {
+    pub(super) fn membership_turn(
+        &mut self,
+        ctx: &mut NodeCtx,
+        status: &Status,
+    ) -> Result<(), ServerError> {
         for d in std::mem::take(&mut self.membership.deferred) {
-            self.change_members(d.change, d.deadline, d.reply)?;
+            self.change_members(ctx, d.change, d.deadline, d.reply)?;
         }
-        self.sync_members(status);
+        self.sync_members(ctx, status);
         // Peers refusing us as a non-member while no leader talks to us: we were
         // removed and missed the entry. (A member that just joined can be refused
         // by a peer that has not heard of it yet, but it has a leader.)
         if !self.membership.removal_noted
-            && self.transport.refused_as_non_member() > 0
+            && self.is_primary()
+            && ctx.transport.refused_as_non_member() > 0
             && (status.leader == keel_raft::NO_NODE || status.role != Role::Follower)
         {
-            self.note_removal(status.id, "its peers refuse its messages as a non-member's");
+            self.note_removal(
+                ctx,
+                status.id,
+                "its peers refuse its messages as a non-member's",
+            );
         }
         if status.role == Role::Leader && Instant::now() >= self.membership.next_promotion_check {
             self.membership.next_promotion_check = Instant::now() + PROMOTION_CHECK_INTERVAL;
-            self.promote_caught_up_learners(status);
+            self.promote_caught_up_learners(ctx, status);
         }
         Ok(())
     }
 
-    fn sync_members(&mut self, status: &Status) {
+    /// The primary group's configuration also decides which peers the transport
+    /// keeps connections to (until the cluster map does, docs/sharding.md).
+    fn sync_members(&mut self, ctx: &mut NodeCtx, status: &Status) {
+        let primary = self.is_primary();
         let m = &mut self.membership;
         m.book
             .set_conf(&status.conf, m.conf_index, status.pending_conf_index != 0);
@@ -165,14 +182,18 @@ impl Driver {
         let was_member = m.synced.as_ref().is_some_and(|c| c.contains(me));
         let conf = status.conf.clone();
         for id in conf.voters.iter().chain(&conf.learners) {
-            if let Some(addr) = m.book.address(*id) {
-                self.transport.set_peer(*id, &addr);
+            if let Some(addr) = m.book.address(*id)
+                && primary
+            {
+                ctx.transport.set_peer(*id, &addr);
             }
         }
         // Close connections to members that left; keep the others (a node that
         // just joined also knows members its log does not mention yet).
-        if let Some(prev) = &m.synced {
-            self.transport
+        if let Some(prev) = &m.synced
+            && primary
+        {
+            ctx.transport
                 .retain_peers(|id| conf.contains(id) || !prev.contains(id));
         }
         let removed = was_member && !conf.contains(me);
@@ -188,28 +209,24 @@ impl Driver {
         };
         m.synced = Some(conf);
         if let Some(line) = line {
-            let mut events = self.events.lock().expect("event log lock poisoned");
-            events.note(&line);
-            events.flush();
+            ctx.note(&line);
         }
         if removed {
-            self.note_removal(me, "its log holds the change");
+            self.note_removal(ctx, me, "its log holds the change");
         }
     }
 
     /// Notes, once, that this node is no longer a member.
-    fn note_removal(&mut self, me: NodeId, how: &str) {
+    fn note_removal(&mut self, ctx: &NodeCtx, me: NodeId, how: &str) {
         self.membership.removal_noted = true;
         let line = format!(
             "Node {me} was removed from the cluster ({how}); it no longer takes part. Stop \
              it, or wipe its data directory and add it back as a new member."
         );
-        let mut events = self.events.lock().expect("event log lock poisoned");
-        events.note(&line);
-        events.flush();
+        ctx.note(&line);
     }
 
-    fn promote_caught_up_learners(&mut self, status: &Status) {
+    fn promote_caught_up_learners(&mut self, ctx: &NodeCtx, status: &Status) {
         if status.pending_conf_index != 0 || status.lead_transferee != 0 {
             return;
         }
@@ -238,9 +255,7 @@ impl Driver {
                          {} of {} entries.",
                         status.id, p.id, p.match_index, status.last_index
                     );
-                    let mut events = self.events.lock().expect("event log lock poisoned");
-                    events.note(&line);
-                    events.flush();
+                    ctx.note(&line);
                     return;
                 }
                 Err(e) => tracing::debug!("not promoting node {} yet: {e}", p.id),
@@ -273,11 +288,12 @@ impl Driver {
     /// answered when applied.
     pub(super) fn change_members(
         &mut self,
+        ctx: &mut NodeCtx,
         change: MemberChange,
         deadline: Instant,
         reply: oneshot::Sender<Result<ChangeProposed, NodeError>>,
     ) -> Result<(), ServerError> {
-        match self.propose_member_change(&change) {
+        match self.propose_member_change(ctx, &change) {
             Ok(Proposal::Already(index)) => {
                 let _ = reply.send(Ok(ChangeProposed {
                     index,
@@ -287,13 +303,14 @@ impl Driver {
             Ok(Proposal::Appended(index, term)) => {
                 let (tx, rx) = oneshot::channel();
                 self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
-                self.hand_to_apply(ApplyJob::Register {
+                let job = ApplyJob::Register {
                     index,
                     term,
                     leader: self.raft.id(),
                     deadline,
                     reply: tx,
-                })?;
+                };
+                self.hand_to_apply(ctx, job)?;
                 let _ = reply.send(Ok(ChangeProposed {
                     index,
                     applied: Some(rx),
@@ -319,7 +336,11 @@ impl Driver {
         Ok(())
     }
 
-    fn propose_member_change(&mut self, change: &MemberChange) -> Result<Proposal, NodeError> {
+    fn propose_member_change(
+        &mut self,
+        ctx: &NodeCtx,
+        change: &MemberChange,
+    ) -> Result<Proposal, NodeError> {
         let status = self.raft.status();
         if status.role != Role::Leader {
             return Err(NodeError::NotLeader {
@@ -421,7 +442,7 @@ impl Driver {
             .propose_conf_change_with_context(conf_change, &context)
         {
             Ok((index, term)) => {
-                self.metrics.proposals.inc();
+                ctx.metrics.proposals.inc();
                 Ok(Proposal::Appended(index, term))
             }
             Err(ConfChangeError::NotCommittedInTerm { .. }) => Ok(Proposal::NotYet),

@@ -1,16 +1,25 @@
-//! The node runtime: two dedicated threads. The consensus thread owns the core and
-//! writes the WAL (`driver.rs`), and applies committed entries inline when it can;
-//! the apply thread takes over while the state machine is busy, and flushes it
+//! The node runtime: dedicated threads. The consensus thread owns a table of
+//! hosted Raft groups (`group.rs`; group 1 only until placement creates others)
+//! and the node's one WAL (`ctx.rs`): each turn it steps every group with input,
+//! writes every group's Ready into one WAL batch with one fsync (`driver.rs`,
+//! `persist.rs`), and applies committed entries inline when it can; each group's
+//! apply thread takes over while its state machine is busy, and flushes it
 //! (`apply.rs`). Everything else talks to the consensus thread through bounded
-//! channels via [`NodeHandle`].
+//! channels via [`NodeHandle`], which serves group 1.
 
 mod apply;
+mod ctx;
 mod disk;
 mod driver;
+mod group;
+mod hosting;
 mod leadership;
 mod lease;
 mod membership;
+mod persist;
+mod propose;
 mod reads;
+mod ready;
 mod recover;
 mod requests;
 mod snapshots;
@@ -32,9 +41,7 @@ pub use requests::{ChangeProposed, MemberChange, NodeError};
 pub use snapshots::snapshot_dir;
 pub use status::NodeStatus;
 
-use apply::{ApplyState, apply_side};
 use driver::Driver;
-use reads::UnconfirmedReads;
 pub(crate) use recover::{Recovered, recover};
 use requests::Request;
 
@@ -58,6 +65,9 @@ pub(crate) struct NodeParts {
     pub(crate) transport: Transport,
     pub(crate) events: EventLog,
     pub(crate) peer_rx: crossbeam_channel::Receiver<Message>,
+    /// The groups the transport's receiver lets in; the node adds the groups it
+    /// hosts.
+    pub(crate) hosted: crate::transport::HostedGroups,
     pub(crate) tick: Duration,
     pub(crate) flush_interval: Duration,
     pub(crate) max_pending: usize,
@@ -86,92 +96,69 @@ pub(crate) struct RunningNode {
     pub(crate) join: std::thread::JoinHandle<Result<(), ServerError>>,
 }
 
-/// Starts the node's threads. The returned join handle covers both: it yields once
-/// they have stopped, with the first fatal error if any.
+/// Starts the node's threads: the consensus thread with its table of hosted
+/// groups (group 1 only, until placement creates others), and an apply thread
+/// per group. The returned join handle covers them all: it yields once they have
+/// stopped, with the first fatal error if any.
 pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let (req_tx, req_rx) = crossbeam_channel::bounded(parts.max_pending);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
-    let id = parts.recovered.raft.id();
-    let (status_tx, status_rx) = watch::channel(NodeStatus::initial(id));
-    let kv = parts.recovered.kv.clone();
-    let hs = parts.recovered.raft.hard_state();
-    let role = parts.recovered.raft.role();
-    let events = Arc::new(std::sync::Mutex::new(parts.events));
-    let writes_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let metrics = parts.metrics;
-    let lease = Arc::new(LeaseCell::default());
-    let clock = parts.clock;
-
-    let (apply, applier) = apply_side(
-        ApplyState {
-            kv: kv.clone(),
-            waiters: waiters::Waiters::default(),
-            events: events.clone(),
-            writes_in_flight: writes_in_flight.clone(),
-            metrics: metrics.clone(),
-            durable_applied: parts.recovered.snapshots.durable_applied.clone(),
-        },
-        parts.flush_interval,
-        parts.tick,
-    );
-    let snapshots = {
-        // One transfer per peer at a time: this bounds the outcomes in flight.
-        let (done, outcomes) = crossbeam_channel::bounded(256);
-        let outbox = crate::transport::SnapshotOutbox {
-            local: parts.transport.local(),
-            group: recover::KV_GROUP,
-            store: parts.recovered.snapshots.store.clone(),
-            metrics: metrics.clone(),
-            connector: parts.transport.connector(),
-            runtime: tokio::runtime::Handle::current(),
-            done,
-        };
-        snapshots::Snapshots::new(
-            parts.recovered.snapshots,
-            parts.snapshot_entries,
-            parts.snapshot_trailing_entries,
-            outbox,
-            outcomes,
-        )
-    };
-    let membership = membership::Membership::new(
-        parts.recovered.book.clone(),
-        parts.incarnations,
-        parts.promote_lag_entries,
-        parts.recovered.conf_index,
-    );
-    let driver = Driver {
-        membership,
+    let Recovered {
+        raft,
+        wal,
+        kv,
         snapshots,
-        raft: parts.recovered.raft,
-        kv: kv.clone(),
-        transport: parts.transport,
-        events: events.clone(),
-        peer_rx: parts.peer_rx,
-        req_rx,
-        fatal_rx,
-        shutdown_rx,
-        wal: parts.recovered.wal,
-        durable_term_vote: (hs.term, hs.vote),
-        apply,
-        status_tx,
-        tick: parts.tick,
-        max_pending: parts.max_pending,
-        writes_in_flight,
-        reads: UnconfirmedReads::default(),
-        role,
-        metrics,
-        heartbeats_out: std::collections::BTreeMap::new(),
-        last_leader: keel_raft::NO_NODE,
-        lease: lease.clone(),
-        clock,
-        disk: disk::DiskWatch::new(
+        book,
+        conf_index,
+    } = parts.recovered;
+    let id = raft.id();
+    let events = Arc::new(std::sync::Mutex::new(parts.events));
+    let clock = parts.clock;
+    let ctx = ctx::NodeCtx::new(
+        parts.transport,
+        events.clone(),
+        wal,
+        parts.metrics,
+        disk::DiskWatch::new(
             Arc::new(keel_storage::vfs::StdVfs::new()),
             parts.data_dir,
             parts.min_free_disk_bytes,
         ),
+        fatal_rx,
+        clock,
+        parts.max_pending,
+    );
+    let settings = hosting::GroupSettings {
+        flush_interval: parts.flush_interval,
+        tick: parts.tick,
+        snapshot_entries: parts.snapshot_entries,
+        snapshot_trailing_entries: parts.snapshot_trailing_entries,
+        incarnations: parts.incarnations,
+        promote_lag_entries: parts.promote_lag_entries,
     };
+    let boot = hosting::GroupBoot {
+        raft,
+        kv: kv.clone(),
+        snapshots,
+        book,
+        conf_index,
+    };
+    let hosted = hosting::host(&ctx, &settings, boot);
+    let lease = hosted.group.lease.clone();
+    let mut groups = group::GroupTable::default();
+    parts.hosted.host(hosted.group.id());
+    groups.insert(hosted.group);
+    let driver = Driver {
+        ctx,
+        groups,
+        hosted: parts.hosted,
+        peer_rx: parts.peer_rx,
+        req_rx,
+        shutdown_rx,
+        tick: parts.tick,
+    };
+    let applier = hosted.applier;
     let apply = spawn(format!("keel-apply-{id}"), fatal_tx, move || applier.run())?;
     let join = std::thread::Builder::new()
         .name(format!("keel-raft-{id}"))
@@ -199,7 +186,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         handle: NodeHandle {
             req_tx,
             kv,
-            status: status_rx,
+            status: hosted.status,
             lease,
             clock,
         },

@@ -54,11 +54,13 @@ pub(crate) fn recover(
         tracing::warn!("{line}");
         events.note(&line);
     }
+    // Only group 1 is hosted so far; the WAL keeps any other group's records
+    // (none yet), and compaction keeps the segments holding them.
     let group = recovery.groups.remove(&KV_GROUP).unwrap_or_default();
     let kv = Arc::new(KvStore::open(vfs.clone(), &state_path(&cfg.data_dir))?);
     // Snapshots: the newest valid one, installed if the state machine is behind it,
     // and the log cut to what follows it (`snapshots.rs`).
-    let boot = super::snapshots::boot(cfg, vfs, &kv, &mut wal, group, events)?;
+    let boot = super::snapshots::boot(cfg, vfs, &kv, &mut wal, (KV_GROUP, group), events)?;
     let applied = boot.applied;
     let (election_ticks, heartbeat_ticks) = cfg.ticks();
     let (lease_duration, max_clock_drift) = cfg.lease_nanos();

@@ -124,3 +124,17 @@ pub enum Request {
         reply: oneshot::Sender<Result<NodeId, NodeError>>,
     },
 }
+
+impl Request {
+    /// Answers the request with `err` without doing anything.
+    pub(crate) fn refuse(self, err: NodeError) {
+        match self {
+            Request::Write { reply, .. } => drop(reply.send(Err(err))),
+            Request::ReadBarrier { reply, .. } | Request::WaitApplied { reply, .. } => {
+                drop(reply.send(Err(err)))
+            }
+            Request::TransferLeader { reply, .. } => drop(reply.send(Err(err))),
+            Request::ChangeMembers { reply, .. } => drop(reply.send(Err(err))),
+        }
+    }
+}

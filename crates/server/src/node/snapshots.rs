@@ -44,7 +44,8 @@ use keel_storage::vfs::Vfs;
 use keel_storage::wal::{LogStart, LogStartKind, RecoveredGroup, Wal};
 
 use super::apply::ApplyJob;
-use super::driver::Driver;
+use super::ctx::NodeCtx;
+use super::group::Group;
 use super::recover::KV_GROUP;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -98,26 +99,35 @@ pub(crate) struct SnapshotState {
     pub(crate) durable_applied: Arc<AtomicU64>,
 }
 
-/// Where a group's snapshots live in a data directory.
+/// Where the key-value group's snapshots live in a data directory.
 pub fn snapshot_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
-    data_dir.join("snap").join(KV_GROUP.to_string())
+    group_snapshot_dir(data_dir, KV_GROUP)
 }
 
-/// Start-up: finds the newest valid snapshot (refusing damaged ones), installs it
-/// if the state machine is behind it, and cuts the recovered log to what follows.
+/// Where group `group`'s snapshots live in a data directory.
+pub(crate) fn group_snapshot_dir(
+    data_dir: &std::path::Path,
+    group: keel_raft::GroupId,
+) -> std::path::PathBuf {
+    data_dir.join("snap").join(group.to_string())
+}
+
+/// Start-up of group `group_id`: finds the newest valid snapshot (refusing
+/// damaged ones), installs it if the state machine is behind it, and cuts the
+/// recovered log to what follows.
 pub(crate) fn boot(
     cfg: &ServerConfig,
     vfs: Arc<dyn Vfs>,
     kv: &KvStore,
     wal: &mut Wal,
-    group: RecoveredGroup,
+    (group_id, group): (keel_raft::GroupId, RecoveredGroup),
     events: &mut EventLog,
 ) -> Result<SnapshotBoot, ServerError> {
     let id = cfg.id;
-    let dir = snapshot_dir(&cfg.data_dir);
+    let dir = group_snapshot_dir(&cfg.data_dir, group_id);
     let snap_err = |e: SnapshotError| ServerError::Recovery(format!("snapshots: {e}"));
     let (store, removed) =
-        SnapshotStore::open(vfs, &dir, KV_GROUP, SnapshotOptions::default()).map_err(snap_err)?;
+        SnapshotStore::open(vfs, &dir, group_id, SnapshotOptions::default()).map_err(snap_err)?;
     for path in removed {
         events.note(&format!(
             "Node {id} removed an unfinished snapshot file {} left by an interrupted write or transfer.",
@@ -221,7 +231,7 @@ pub(crate) fn boot(
                 }
                 entries.clear();
                 wal.set_log_start(
-                    KV_GROUP,
+                    group_id,
                     LogStart {
                         index: meta.index,
                         term: meta.term,
@@ -356,12 +366,12 @@ fn is_snapshot(m: &Message) -> bool {
     matches!(m.body, MessageBody::InstallSnapshot { .. })
 }
 
-impl Driver {
+impl Group {
     /// Once per turn, outside any Ready: finishes a background write (compacting
     /// the core), reports finished transfers to the core, compacts the WAL once
     /// the state machine is durable far enough, and starts a write when due.
-    pub(super) fn snapshot_turn(&mut self) -> Result<(), ServerError> {
-        self.finish_snapshot_write();
+    pub(crate) fn snapshot_turn(&mut self, ctx: &mut NodeCtx) -> Result<(), ServerError> {
+        self.finish_snapshot_write(ctx);
         while let Ok(o) = self.snapshots.outcomes.try_recv() {
             self.snapshots.sending.remove(&o.peer);
             let id = self.raft.id();
@@ -378,18 +388,12 @@ impl Driver {
                     o.index, o.peer
                 ),
             };
-            self.note(&line);
+            ctx.note(&line);
             self.raft.report_snapshot(o.peer, o.result.is_ok());
         }
-        self.compact_wal_when_durable()?;
+        self.compact_wal_when_durable(ctx)?;
         self.maybe_start_snapshot();
         Ok(())
-    }
-
-    fn note(&self, line: &str) {
-        let mut events = self.events.lock().expect("event log lock poisoned");
-        events.note(line);
-        events.flush();
     }
 
     fn maybe_start_snapshot(&mut self) {
@@ -467,7 +471,7 @@ impl Driver {
         }
     }
 
-    fn finish_snapshot_write(&mut self) {
+    fn finish_snapshot_write(&mut self, ctx: &NodeCtx) {
         let Some(rx) = &self.snapshots.writing else {
             return;
         };
@@ -487,7 +491,7 @@ impl Driver {
             Ok(info) => info,
             Err(e) => {
                 self.snapshots.not_before = Instant::now() + RETRY_AFTER_FAILURE;
-                self.note(&format!("Node {id} failed to write a snapshot: {e}."));
+                ctx.note(&format!("Node {id} failed to write a snapshot: {e}."));
                 return;
             }
         };
@@ -499,7 +503,7 @@ impl Driver {
             tracing::warn!("the core refused the snapshot at index {}: {e}", meta.index);
             return;
         }
-        self.note(&format!(
+        ctx.note(&format!(
             "Node {id} took a snapshot at index {} (term {}): {} keys, {} bytes, in {} ms; \
              its log in memory now starts at index {}.",
             meta.index,
@@ -528,12 +532,12 @@ impl Driver {
         }
     }
 
-    fn compact_wal_when_durable(&mut self) -> Result<(), ServerError> {
+    fn compact_wal_when_durable(&mut self, ctx: &mut NodeCtx) -> Result<(), ServerError> {
         let Some((start, up_to)) = self.snapshots.pending_wal else {
             return Ok(());
         };
         // Its writes would only queue behind the ones waiting for space.
-        if self.disk.stalled() {
+        if ctx.disk.stalled() {
             return Ok(());
         }
         // Recovery replays the WAL after the state machine's durable index: never
@@ -542,26 +546,27 @@ impl Driver {
             return Ok(());
         }
         self.snapshots.pending_wal = None;
-        let current = self.wal.log_start(KV_GROUP);
+        let group = self.id();
+        let current = ctx.wal.log_start(group);
         if current.is_some_and(|cur| cur.index > start.index) {
             return Ok(());
         }
         if current.is_none_or(|cur| cur.index < start.index) {
-            self.wal.set_log_start(KV_GROUP, start)?;
+            ctx.wal.set_log_start(group, start)?;
         }
-        let done = match self.wal.compact(|_| up_to) {
+        let done = match ctx.compact_wal(group, up_to) {
             Ok(done) => done,
             // Nothing was deleted and the WAL is intact; the next snapshot's
             // compaction covers these segments too.
             Err(e) if e.is_no_space() => {
                 tracing::warn!("WAL compaction skipped: {e}");
-                self.metrics.wal_no_space.inc();
+                ctx.metrics.wal_no_space.inc();
                 return Ok(());
             }
             Err(e) => return Err(ServerError::Fatal(format!("WAL compaction failed: {e}"))),
         };
         let id = self.raft.id();
-        self.note(&format!(
+        ctx.note(&format!(
             "Node {id} compacted its log: it now starts after index {}, and {} WAL segment(s) \
              were deleted.",
             start.index,
@@ -572,7 +577,7 @@ impl Driver {
 
     /// Step 1 of a Ready: `InstallSnapshot` messages are not sent as messages; a
     /// transfer of the snapshot file starts instead (one per peer at a time).
-    pub(super) fn divert_snapshot_messages(&mut self, messages: &mut Vec<Message>) {
+    pub(super) fn divert_snapshot_messages(&mut self, ctx: &NodeCtx, messages: &mut Vec<Message>) {
         if !messages.iter().any(is_snapshot) {
             return;
         }
@@ -586,7 +591,7 @@ impl Driver {
             if !self.snapshots.sending.insert(m.to) {
                 continue;
             }
-            match self.transport.peer_addr(m.to) {
+            match ctx.transport.peer_addr(m.to) {
                 Some(addr) => {
                     self.snapshots
                         .outbox
@@ -609,7 +614,11 @@ impl Driver {
     /// Step 2 of a Ready with `snapshot` (see `keel_raft::Ready`): install the
     /// received file into the state machine, then make the log start after it, both
     /// durable before the Ready's acknowledgements go out.
-    pub(super) fn install_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), ServerError> {
+    pub(super) fn install_snapshot(
+        &mut self,
+        ctx: &mut NodeCtx,
+        meta: SnapshotMeta,
+    ) -> Result<(), ServerError> {
         let id = self.raft.id();
         let file = SnapshotFile {
             path: self.snapshots.store.path_of(meta.term, meta.index),
@@ -630,8 +639,9 @@ impl Driver {
                 )));
             }
         };
-        self.wal.set_log_start(
-            KV_GROUP,
+        let group = self.id();
+        ctx.wal.set_log_start(
+            group,
             LogStart {
                 index: meta.index,
                 term: meta.term,
@@ -641,7 +651,7 @@ impl Driver {
         // A full disk here too stops the node: the state machine was already
         // replaced, and a restart finishes the install from the snapshot file.
         // (A node that knows its disk is full refuses snapshots, so this is rare.)
-        self.wal.sync().map_err(|e| {
+        ctx.wal.sync().map_err(|e| {
             ServerError::Fatal(format!(
                 "cannot record the installed snapshot in the WAL, stopping to protect the \
                  log: {e}"
@@ -652,9 +662,8 @@ impl Driver {
         // The installed state machine is durable (fsynced and renamed in place), so
         // the segments the snapshot covers can go now: otherwise every restart
         // would read them, until this node's own second snapshot.
-        let removed = self
-            .wal
-            .compact(|_| meta.index)
+        let removed = ctx
+            .compact_wal(group, meta.index)
             .map_err(|e| ServerError::Fatal(format!("WAL compaction failed: {e}")))?
             .removed
             .len();
@@ -663,17 +672,17 @@ impl Driver {
             .durable_applied
             .fetch_max(self.kv.applied_index(), Ordering::AcqRel);
         if removed > 0 {
-            self.note(&format!(
+            ctx.note(&format!(
                 "Node {id} compacted its log after installing the snapshot: {removed} WAL \
                  segment(s) were deleted."
             ));
         }
         if let Some(info) = installed {
             match decode_conf(&info.header.conf) {
-                Ok((_, entries)) => self.learn_members(entries),
+                Ok((_, entries)) => self.learn_members(ctx, entries),
                 Err(e) => tracing::warn!("the installed snapshot's member book is unreadable: {e}"),
             }
-            self.note(&format!(
+            ctx.note(&format!(
                 "Node {id} installed the leader's snapshot at index {} (term {}): {} keys, \
                  {} bytes, in {} ms.",
                 meta.index,
@@ -684,7 +693,7 @@ impl Driver {
             ));
         }
         // Reads waiting for an index the snapshot covers are answered now.
-        self.hand_to_apply(ApplyJob::SnapshotInstalled { index: meta.index })
+        self.hand_to_apply(ctx, ApplyJob::SnapshotInstalled { index: meta.index })
     }
 }
 

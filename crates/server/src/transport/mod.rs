@@ -4,11 +4,13 @@
 //! inbound service (`service.rs`). The consensus thread groups each `Ready`'s
 //! messages by peer and hands one batch per peer straight to the channel the gRPC
 //! request stream reads, so a message crosses no other thread on its way out.
-//! Every batch names the cluster and the sender's incarnation. Queues are bounded
+//! Every batch names the cluster and the sender's incarnation; the receiver
+//! lets in only the messages of groups this node hosts (`demux.rs`). Queues are bounded
 //! everywhere: when a peer is slow or unreachable, batches are dropped, which Raft
 //! tolerates (it retransmits what matters).
 
 mod connect;
+mod demux;
 mod sender;
 mod service;
 mod snapshot;
@@ -22,6 +24,7 @@ use keel_raft::{Message, NodeId};
 use tokio::sync::mpsc;
 
 pub use connect::PeerConnector;
+pub use demux::{Delivery, GroupDemux, HostedGroups};
 pub use service::RaftService;
 pub use snapshot::SnapshotInbox;
 pub(crate) use snapshot::{SnapshotOutbox, TransferOutcome};

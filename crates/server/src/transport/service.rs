@@ -1,6 +1,7 @@
 //! The inbound side: accepts peers' streams, checks who is talking, and hands
 //! messages to the consensus thread.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -9,9 +10,10 @@ use keel_proto::raft::{
     MessageBatch, SnapshotChunk, SnapshotOffer, SnapshotOfferReply, SnapshotSendReply,
     StreamSummary,
 };
-use keel_raft::{Message, MessageBody, NodeId};
+use keel_raft::{GroupId, Message, MessageBody, NodeId};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::demux::{Delivery, GroupDemux};
 use super::snapshot::SnapshotInbox;
 use super::{NOT_A_MEMBER, TransportStats};
 use crate::log_limit::{LogLimit, left_out};
@@ -27,10 +29,12 @@ pub struct RaftService {
     cluster_id: u64,
     members: Arc<MemberBook>,
     incarnations: Arc<PeerIncarnations>,
-    inbox: crossbeam_channel::Sender<Message>,
+    /// Hands hosted groups' messages to the consensus thread (`demux.rs`).
+    demux: GroupDemux,
     stats: Arc<TransportStats>,
-    /// Receives snapshot files (`snapshot.rs`); without it, offers are refused.
-    snapshots: Option<Arc<SnapshotInbox>>,
+    /// Receives snapshot files (`snapshot.rs`), one inbox per hosted group;
+    /// offers for other groups are refused.
+    snapshots: BTreeMap<GroupId, Arc<SnapshotInbox>>,
     /// With TLS: only connections that presented a node certificate of the
     /// cluster CA may use this service (`tls/verify.rs`).
     node_certs: Option<(Arc<NodeCertCheck>, Arc<Metrics>)>,
@@ -39,13 +43,14 @@ pub struct RaftService {
 }
 
 impl RaftService {
-    /// A service delivering into `inbox` (the consensus thread's peer queue).
+    /// A service delivering through `demux` (into the consensus thread's peer
+    /// queue).
     pub fn new(
         node_id: NodeId,
         cluster_id: u64,
         members: Arc<MemberBook>,
         incarnations: Arc<PeerIncarnations>,
-        inbox: crossbeam_channel::Sender<Message>,
+        demux: GroupDemux,
         stats: Arc<TransportStats>,
     ) -> Self {
         RaftService {
@@ -53,9 +58,9 @@ impl RaftService {
             cluster_id,
             members,
             incarnations,
-            inbox,
+            demux,
             stats,
-            snapshots: None,
+            snapshots: BTreeMap::new(),
             node_certs: None,
             refusal_log: LogLimit::default(),
         }
@@ -97,9 +102,9 @@ impl RaftService {
         })
     }
 
-    /// Accepts snapshot transfers into `inbox`.
+    /// Accepts snapshot transfers of `inbox`'s group into it.
     pub fn with_snapshots(mut self, inbox: SnapshotInbox) -> Self {
-        self.snapshots = Some(Arc::new(inbox));
+        self.snapshots.insert(inbox.group(), Arc::new(inbox));
         self
     }
 
@@ -115,9 +120,21 @@ impl RaftService {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(status);
         }
-        self.snapshots
-            .as_deref()
-            .ok_or_else(|| Status::unimplemented("this node does not receive snapshots"))
+        if self.snapshots.is_empty() {
+            return Err(Status::unimplemented(
+                "this node does not receive snapshots",
+            ));
+        }
+        match self.snapshots.get(&offer.group) {
+            Some(inbox) if self.demux.hosted().contains(offer.group) => Ok(inbox),
+            _ => {
+                self.demux.hosted().count_unknown(offer.group);
+                Err(Status::not_found(format!(
+                    "node {} does not host group {}",
+                    self.node_id, offer.group
+                )))
+            }
+        }
     }
 
     /// Decides whether a batch may be processed; the error ends the stream.
@@ -205,10 +222,15 @@ impl Raft for RaftService {
                     }
                     Ok(m) if m.from == batch.from && m.to == self.node_id => {
                         summary.messages += 1;
-                        if self.inbox.try_send(m).is_ok() {
-                            self.stats.received.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        match self.demux.deliver(m) {
+                            Delivery::Queued => {
+                                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // Counted by the demultiplexer, as its own metric.
+                            Delivery::UnknownGroup => {}
+                            Delivery::QueueFull => {
+                                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     Ok(m) => {

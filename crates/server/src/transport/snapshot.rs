@@ -306,7 +306,8 @@ fn code_name(c: tonic::Code) -> &'static str {
     }
 }
 
-/// The receiving side (follower), served by `RaftService`.
+/// The receiving side (follower) of one group, served by `RaftService`, which
+/// holds one per hosted group.
 #[derive(Debug)]
 pub struct SnapshotInbox {
     node_id: NodeId,
@@ -333,6 +334,11 @@ impl SnapshotInbox {
             metrics,
             busy: Arc::default(),
         }
+    }
+
+    /// The group whose snapshots this inbox receives.
+    pub fn group(&self) -> GroupId {
+        self.store.group()
     }
 
     fn check(&self, offer: &SnapshotOffer) -> Result<(), Status> {
@@ -526,7 +532,7 @@ mod tests {
     use super::*;
     use crate::members::encode_conf;
     use crate::peers::PeerIncarnations;
-    use crate::transport::{RaftService, TransportStats};
+    use crate::transport::{GroupDemux, HostedGroups, RaftService, TransportStats};
 
     const CLUSTER: u64 = 0xc1;
 
@@ -581,7 +587,10 @@ mod tests {
                 (3, "127.0.0.1:3".to_string()),
             ]))),
             Arc::new(PeerIncarnations::open(dir).expect("peers")),
-            tx.clone(),
+            GroupDemux::new(
+                HostedGroups::new([1], prometheus_client::metrics::counter::Counter::default()),
+                tx.clone(),
+            ),
             Arc::new(TransportStats::default()),
         )
         .with_snapshots(SnapshotInbox::new(
