@@ -16,6 +16,9 @@ pub const TICK: Time = 100;
 /// Largest cluster the simulator accepts. Node ids are `1..=nodes`.
 pub const MAX_NODES: usize = 7;
 
+/// Most Raft groups a simulated node hosts.
+pub const MAX_GROUPS: usize = 8;
+
 /// Which storage a simulated node runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StorageKind {
@@ -251,6 +254,13 @@ pub struct SimConfig {
     pub seed: u64,
     /// Cluster size (`1..=MAX_NODES`).
     pub nodes: usize,
+    /// Raft groups every node hosts (`1..=MAX_GROUPS`), each with a replica on
+    /// every node. The replicas of a node share its one WAL — a turn's writes of
+    /// every group go into one batch with one fsync — its disk, clock, network
+    /// links and fate (a crash or pause strikes them all); each group has its own
+    /// client and its own checker. More than one group needs the real storage and
+    /// the synchronous form of the contract (the server's).
+    pub groups: usize,
     /// Scheduler steps (events) in the fault phase, before healing.
     pub steps: u64,
     /// Storage under each node.
@@ -297,6 +307,7 @@ impl SimConfig {
         SimConfig {
             seed,
             nodes,
+            groups: 1,
             steps: DEFAULT_STEPS,
             storage: StorageKind::default(),
             persistence: Persistence::default(),
@@ -341,6 +352,22 @@ impl SimConfig {
                 self.nodes
             ));
         }
+        if self.groups == 0 || self.groups > MAX_GROUPS {
+            return Err(format!(
+                "groups must be in 1..={MAX_GROUPS}, got {}",
+                self.groups
+            ));
+        }
+        if self.groups > 1 && self.storage != StorageKind::Real {
+            return Err("more than one group needs the real storage (a shared WAL)".into());
+        }
+        if self.groups > 1 && self.persistence == Persistence::Async {
+            return Err(
+                "more than one group runs the synchronous form of the contract, as the \
+                 server does (--persistence sync or mixed)"
+                    .into(),
+            );
+        }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
             return Err(format!(
                 "need 0 < heartbeat_ticks ({}) < election_ticks ({})",
@@ -362,6 +389,9 @@ impl SimConfig {
             "cargo run -p keel-sim --release -- --seed {} --nodes {}",
             self.seed, self.nodes
         );
+        if self.groups != 1 {
+            cmd.push_str(&format!(" --groups {}", self.groups));
+        }
         if self.steps != DEFAULT_STEPS {
             cmd.push_str(&format!(" --steps {}", self.steps));
         }

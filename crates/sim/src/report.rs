@@ -132,6 +132,11 @@ pub struct Stats {
     pub async_starts: u64,
     /// Fsyncs that covered more than one `Ready` (group commits).
     pub group_commits: u64,
+    /// Fsyncs of nodes' WALs (of either form of the contract).
+    pub fsyncs: u64,
+    /// Fsyncs that covered the writes of more than one Raft group: a node's turn
+    /// wrote several groups' `Ready`s into its one WAL and synced once.
+    pub shared_fsyncs: u64,
     /// Restarts at which WAL recovery discarded a torn tail.
     pub torn_tails: u64,
     /// Faults injected (of every kind, crashes included).
@@ -211,6 +216,8 @@ impl Stats {
         self.starts += s.starts;
         self.async_starts += s.async_starts;
         self.group_commits += s.group_commits;
+        self.fsyncs += s.fsyncs;
+        self.shared_fsyncs += s.shared_fsyncs;
         self.torn_tails += s.torn_tails;
         self.faults += s.faults;
         self.leader_terms += s.leader_terms;
@@ -311,12 +318,14 @@ impl fmt::Display for RunSummary {
         let s = &self.stats;
         write!(
             f,
-            "seed {} ({} nodes): ok in {} steps, {} ticks; {} messages, {} faults ({}), {}/{} \
-             starts async, {} group commits, {} leader terms, {} committed, {}/{} proposals \
-             acked, {} membership changes, {} transfers, {}; {}; leader after healing in {} \
-             ticks, slowest request {} ticks; fingerprint {:016x}",
+            "seed {} ({} nodes, {} group(s)): ok in {} steps, {} ticks; {} messages, {} faults \
+             ({}), {}/{} starts async, {} group commits, {} fsyncs ({} for several groups), {} \
+             leader terms, {} committed, {}/{} proposals acked, {} membership changes, {} \
+             transfers, {}; {}; leader after healing in {} ticks, slowest request {} ticks; \
+             fingerprint {:016x}",
             self.config.seed,
             self.config.nodes,
+            self.config.groups,
             s.steps,
             self.time / TICK,
             s.messages,
@@ -325,6 +334,8 @@ impl fmt::Display for RunSummary {
             s.async_starts,
             s.starts,
             s.group_commits,
+            s.fsyncs,
+            s.shared_fsyncs,
             s.leader_terms,
             s.committed,
             s.acked,

@@ -164,8 +164,16 @@ pub struct Checker {
 impl Checker {
     /// A checker for a cluster of nodes `1..=n`, all starting empty.
     pub fn new(n: usize) -> Self {
+        Checker::for_nodes(1..=n as NodeId)
+    }
+
+    /// A checker for one group whose replicas have the ids `ids`, all starting
+    /// empty. Every invariant is about one group: a run with several keeps one
+    /// checker per group.
+    pub fn for_nodes(ids: impl IntoIterator<Item = NodeId>) -> Self {
         Checker {
-            nodes: (1..=n as NodeId)
+            nodes: ids
+                .into_iter()
                 .map(|id| (id, NodeState::default()))
                 .collect(),
             ..Checker::default()

@@ -13,7 +13,7 @@
 //! either, a removed node that did not learn of its removal disrupts the cluster
 //! forever (thesis §4.2.3), a liveness failure the core does not claim to avoid.
 
-use keel_raft::{ConfChange, NodeId};
+use keel_raft::{ConfChange, GroupId, NodeId};
 
 use super::{Phase, Scheduled, Simulation, Stop};
 use crate::config::{Bug, Time};
@@ -42,7 +42,8 @@ impl Simulation {
         }
         let gap = self.admin_gap();
         self.schedule(gap, Scheduled::Admin);
-        let Some(leader) = self.current_leader() else {
+        let group = self.pick_group();
+        let Some(leader) = self.current_leader(group) else {
             return Ok(());
         };
         let Some(core) = self.node(leader).core() else {
@@ -50,7 +51,7 @@ impl Simulation {
         };
         let conf = core.conf_state();
         let removed: Vec<NodeId> = self
-            .ids()
+            .group_ids(group)
             .into_iter()
             .filter(|id| !conf.contains(*id))
             .collect();
@@ -105,40 +106,63 @@ impl Simulation {
 }
 
 impl Simulation {
-    /// Liveness phase: the operator puts every node back as a voter, one change
-    /// at a time (retrying every half election timeout until the leader takes
-    /// it), so that the run ends with the cluster it started with: removed nodes
-    /// catch up — and so resolve the client requests they had accepted while they
-    /// led — and every replica must converge.
+    /// Liveness phase: the operator puts every node back as a voter of every
+    /// group, one change per group at a time (retrying every half election
+    /// timeout until the leader takes it), so that the run ends with the cluster
+    /// it started with: removed nodes catch up — and so resolve the client
+    /// requests they had accepted while they led — and every replica must
+    /// converge.
     fn restore_membership(&mut self) -> Result<(), Stop> {
-        let Some(leader) = self.current_leader() else {
-            self.schedule(self.election_time() / 2, Scheduled::Admin);
+        // One look again for all groups, however many need one.
+        let mut again = false;
+        for group in self.groups() {
+            self.restore_group_membership(group, &mut again)?;
+        }
+        Ok(())
+    }
+
+    /// [`Simulation::restore_membership`] for one group; schedules the next look
+    /// unless `again` says it is scheduled already.
+    fn restore_group_membership(&mut self, group: GroupId, again: &mut bool) -> Result<(), Stop> {
+        let mut look_again = |sim: &mut Self| {
+            if !std::mem::replace(again, true) {
+                sim.schedule(sim.election_time() / 2, Scheduled::Admin);
+            }
+        };
+        let Some(leader) = self.current_leader(group) else {
+            look_again(self);
             return Ok(());
         };
         let Some(core) = self.node(leader).core() else {
             return Ok(());
         };
         let conf = core.conf_state();
-        let missing = self.ids().into_iter().find(|id| !conf.contains(*id));
+        let missing = self
+            .group_ids(group)
+            .into_iter()
+            .find(|id| !conf.contains(*id));
+        let pending = core.pending_conf_index();
         let change = match (missing, conf.learners.first()) {
             (Some(n), _) => ConfChange::AddLearner(n),
             (None, Some(&n)) => ConfChange::PromoteLearner(n),
-            (None, None) if core.pending_conf_index() == 0 => return Ok(()),
+            (None, None) if pending == 0 => return Ok(()),
             (None, None) => {
-                self.schedule(self.election_time() / 2, Scheduled::Admin);
+                look_again(self);
                 return Ok(());
             }
         };
-        self.schedule(self.election_time() / 2, Scheduled::Admin);
+        look_again(self);
         self.feed(leader, Input::ConfChange(change))
     }
 
-    /// Whether every node is a voter of the committed configuration of the
-    /// current leader.
+    /// Whether every node is a voter of the committed configuration of each
+    /// group's current leader.
     pub(super) fn membership_restored(&self) -> bool {
-        let Some(core) = self.current_leader().and_then(|l| self.node(l).core()) else {
-            return false;
-        };
-        core.pending_conf_index() == 0 && core.conf_state().voters.len() == self.cfg.nodes
+        self.groups().all(|group| {
+            let Some(core) = self.current_leader(group).and_then(|l| self.node(l).core()) else {
+                return false;
+            };
+            core.pending_conf_index() == 0 && core.conf_state().voters.len() == self.cfg.nodes
+        })
     }
 }

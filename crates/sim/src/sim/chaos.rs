@@ -41,22 +41,27 @@ impl Simulation {
         self.fault_mix().max_active(self.cfg.nodes)
     }
 
+    /// The nodes as faults see them: hosts (a fault strikes every group a node
+    /// hosts), and as the leader the node leading group 1.
     fn view(&self) -> ClusterView {
+        let hosts = self.hosts();
         ClusterView {
-            nodes: self.ids(),
-            up: self
-                .nodes
+            up: hosts
                 .iter()
-                .filter(|n| n.is_up())
-                .map(|n| n.id)
+                .copied()
+                .filter(|&h| self.node(h).is_up())
                 .collect(),
-            leader: self.current_leader(),
-            syncing: self
-                .nodes
+            leader: self.current_leader(1).map(|l| self.host_of(l)),
+            syncing: hosts
                 .iter()
-                .filter(|n| n.is_syncing())
-                .map(|n| n.id)
+                .copied()
+                .filter(|&h| {
+                    self.replicas_on(h)
+                        .iter()
+                        .any(|&r| self.node(r).is_syncing())
+                })
                 .collect(),
+            nodes: hosts,
             paused: self.pauses.nodes(),
         }
     }
@@ -84,6 +89,7 @@ impl Simulation {
     /// there and restart it a moment later, while the election it voted in is still
     /// running: the moment a lost vote would let it vote twice in one term.
     pub(super) fn maybe_crash_after_vote(&mut self, node: NodeId) {
+        let node = self.host_of(node);
         if self.phase != Phase::Chaos
             || !self.cfg.faults
             || self.chaos.active.len() >= self.max_active_faults()
@@ -117,6 +123,7 @@ impl Simulation {
         if self.phase != Phase::Chaos || !self.cfg.faults || !self.rng.one_in(one_in) {
             return;
         }
+        let node = self.host_of(node);
         let at = self.rng.range(0, latency - 1);
         let incarnation = self.node(node).incarnation;
         self.schedule(
@@ -132,14 +139,17 @@ impl Simulation {
     /// A planned crash is due: strike if the node is still busy in the same
     /// incarnation and the fault budget allows.
     pub(super) fn on_planned_crash(&mut self, node: NodeId, incarnation: u32, during: Busy) {
+        let busy = self.replicas_on(node).iter().any(|&r| {
+            let n = self.node(r);
+            match during {
+                Busy::Fsync => n.is_syncing(),
+                Busy::SnapshotWrite => n
+                    .process
+                    .as_ref()
+                    .is_some_and(|p| p.snaps.writing.is_some()),
+            }
+        });
         let n = self.node(node);
-        let busy = match during {
-            Busy::Fsync => n.is_syncing(),
-            Busy::SnapshotWrite => n
-                .process
-                .as_ref()
-                .is_some_and(|p| p.snaps.writing.is_some()),
-        };
         if self.phase != Phase::Chaos
             || n.incarnation != incarnation
             || !busy
@@ -197,8 +207,8 @@ impl Simulation {
             self.on_fault_end(id)?;
         }
         self.net.heal_all();
-        for id in self.ids() {
-            self.restart(id)?;
+        for host in self.hosts() {
+            self.restart(host)?;
         }
         Ok(())
     }

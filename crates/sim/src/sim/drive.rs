@@ -54,7 +54,7 @@ impl Simulation {
     }
 
     pub(super) fn on_deliver(&mut self, m: Message) -> Result<(), Stop> {
-        let why = if self.net.is_cut(m.from, m.to) {
+        let why = if self.net.is_cut(self.host_of(m.from), self.host_of(m.to)) {
             Some(CUT)
         } else if !self.node(m.to).is_up() {
             Some("recipient down")
@@ -72,8 +72,9 @@ impl Simulation {
         self.feed(m.to, Input::Message(m))
     }
 
-    /// Hands `input` to node `id`: at once, or — for a synchronous node with an
-    /// fsync in flight — after it, or — for a paused node — when it resumes.
+    /// Hands `input` to replica `id`: at once, or — for a synchronous node with an
+    /// fsync in flight (of any of its groups: the server's consensus thread waits
+    /// for it) — after it, or — for a paused node — when it resumes.
     pub(super) fn feed(&mut self, id: NodeId, input: Input) -> Result<(), Stop> {
         if self.is_paused(id) {
             let incarnation = self.node(id).incarnation;
@@ -85,11 +86,12 @@ impl Simulation {
             debug_assert!(held.is_none(), "a paused node holds its inputs");
             return Ok(());
         }
+        let busy = self.sync_in_flight(self.host_of(id));
         let Some(p) = self.process_mut(id) else {
             return Ok(());
         };
         if let Driver::Sync(d) = &mut p.driver
-            && d.syncing.is_some()
+            && busy
         {
             d.inbox.push_back(input);
             return Ok(());
@@ -132,7 +134,7 @@ impl Simulation {
                     proposal: attempt,
                     accepted: result.ok(),
                 });
-                self.client.on_proposed(attempt, result);
+                self.client(id).on_proposed(attempt, result);
             }
             Input::ConfChange(change) => {
                 let outcome = match p.core.propose_conf_change(change) {
@@ -170,27 +172,49 @@ impl Simulation {
     }
 
     /// Takes and carries out `Ready`s as far as the node's form of the contract
-    /// allows, then does the runtime's snapshot work.
+    /// allows — for a synchronous node, of every group it hosts, as the server's
+    /// turn does — then does the runtime's snapshot work.
     pub(super) fn drive(&mut self, id: NodeId) -> Result<(), Stop> {
         match self.node(id).process.as_ref().map(|p| &p.driver) {
-            None => return Ok(()),
-            Some(Driver::Sync(_)) => self.drive_sync(id)?,
-            Some(Driver::Async(_)) => self.drive_async(id)?,
+            None => Ok(()),
+            Some(Driver::Sync(_)) => {
+                let host = self.host_of(id);
+                self.drive_sync(host)?;
+                self.snapshot_turns(host)
+            }
+            Some(Driver::Async(_)) => {
+                self.drive_async(id)?;
+                self.snapshot_turn(id)
+            }
         }
-        self.snapshot_turn(id)
     }
 
-    /// An fsync completed (if it belongs to the current incarnation).
+    /// An fsync completed (if it belongs to the current incarnation): a
+    /// synchronous node's (`id` is the node), or an asynchronous replica's
+    /// storage thread's.
     pub(super) fn on_sync_done(&mut self, id: NodeId, incarnation: u32) -> Result<(), Stop> {
         if self.node(id).incarnation != incarnation {
             return Ok(());
         }
         match self.node(id).process.as_ref().map(|p| &p.driver) {
-            None => return Ok(()),
-            Some(Driver::Sync(_)) => self.sync_done(id)?,
-            Some(Driver::Async(_)) => self.async_fsync_done(id)?,
+            None => Ok(()),
+            Some(Driver::Sync(_)) => {
+                self.sync_done(id)?;
+                self.snapshot_turns(id)
+            }
+            Some(Driver::Async(_)) => {
+                self.async_fsync_done(id)?;
+                self.snapshot_turn(id)
+            }
         }
-        self.snapshot_turn(id)
+    }
+
+    /// The snapshot work of every replica node `host` hosts.
+    fn snapshot_turns(&mut self, host: NodeId) -> Result<(), Stop> {
+        for id in self.replicas_on(host) {
+            self.snapshot_turn(id)?;
+        }
+        Ok(())
     }
 
     /// Takes the core's next `Ready`, if it has one, and does what both forms of the
@@ -224,8 +248,8 @@ impl Simulation {
         if let Some(meta) = &rd.snapshot {
             self.on_restored(id, meta)?;
         }
-        self.checker.on_log(id, &rd.entries)?;
-        self.client.on_write(id, &rd.entries);
+        self.checker(id).on_log(id, &rd.entries)?;
+        self.client(id).on_write(id, &rd.entries);
         self.observe(id)?;
         for e in &rd.events {
             if let keel_raft::Event::WaitingForOldLease { term, remaining } = *e {
@@ -262,18 +286,24 @@ impl Simulation {
                 .map(|(a, b)| (a.index, b.index)),
             hard_state: hard_state.map(|hs| (hs.term, hs.vote, hs.commit)),
         });
-        self.checker.on_write(id, entries, hard_state);
+        self.checker(id).on_write(id, entries, hard_state);
         Ok(())
     }
 
-    /// Fsyncs storage: everything it was given becomes durable. `readys` is how many
-    /// `Ready`s the fsync covers (for the trace).
+    /// Fsyncs the storage of replica `id` — the node's WAL, shared by every group
+    /// it hosts: everything any of them wrote becomes durable. `readys` is how
+    /// many `Ready`s the fsync covers (for the trace).
     pub(super) fn fsync(&mut self, id: NodeId, readys: usize) -> Result<(), Stop> {
         let p = self.process_mut(id).expect("driven nodes run");
         if let Err(error) = p.storage.sync() {
             return Err(Stop::Storage { node: id, error });
         }
-        self.checker.on_sync(id);
+        self.stats.fsyncs += 1;
+        for r in self.replicas_on(self.host_of(id)) {
+            if self.node(r).is_up() {
+                self.checker(r).on_sync(r);
+            }
+        }
         self.record(TraceEvent::Synced { node: id, readys });
         Ok(())
     }
@@ -303,7 +333,7 @@ impl Simulation {
         // The checker first: an entry that is not durable yet must be reported before
         // a flush could make the state machine outlive it.
         for e in &committed {
-            self.checker.on_apply(id, e)?;
+            self.checker(id).on_apply(id, e)?;
         }
         let p = self.process_mut(id).expect("driven nodes run");
         let applied = p.storage.apply(&committed);
@@ -322,15 +352,16 @@ impl Simulation {
             first,
             last,
         });
+        let now = self.now;
         for e in &committed {
-            if let Some(attempt) = self.client.on_apply(id, incarnation, e, self.now)? {
+            if let Some(attempt) = self.client(id).on_apply(id, incarnation, e, now)? {
                 self.record(TraceEvent::Ack {
                     node: id,
                     proposal: attempt,
                     index: e.index,
                 });
                 let at = self.moment();
-                self.checker.on_ack(at, attempt, e.index);
+                self.checker(id).on_ack(at, attempt, e.index);
             }
         }
         self.serve_applied_reads(id)
@@ -342,7 +373,7 @@ impl Simulation {
             return Ok(());
         };
         let (role, term, commit) = (core.role(), core.term(), core.commit_index());
-        self.checker.observe(id, role, term, commit)?;
+        self.checker(id).observe(id, role, term, commit)?;
         Ok(())
     }
 
@@ -352,7 +383,8 @@ impl Simulation {
             !matches!(m.body, MessageBody::InstallSnapshot { .. }),
             "snapshots travel as transfers"
         );
-        let delays = self.net.route(m.from, m.to, &mut self.rng);
+        let (from, to) = (self.host_of(m.from), self.host_of(m.to));
+        let delays = self.net.route(from, to, &mut self.rng);
         self.stats.messages += 1;
         self.record(TraceEvent::Send {
             msg: MsgSummary::of(&m),

@@ -6,7 +6,7 @@ use super::{Scheduled, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
 use crate::config::{Bug, Persistence, TICK, Time};
 use crate::node::{Driver, Process, SnapshotRuntime, StorageThread, SyncDriver};
-use crate::storage::StorageError;
+use crate::storage::{NodeStorage, Recovered, StorageError};
 use crate::trace::TraceEvent;
 
 /// Disk operations a dying process may still complete during its last fsync or
@@ -21,29 +21,44 @@ pub(super) const FSYNC_MAX: Time = TICK / 5;
 const SLOW_FSYNC_MAX: Time = TICK;
 
 impl Simulation {
-    /// Starts node `id`'s process: opens (recovers) its storage — from its newest
-    /// durable snapshot and the log after it — checks what came back, and builds a
-    /// core from it, as the server does at startup.
-    pub(super) fn start(&mut self, id: NodeId) -> Result<(), Stop> {
-        let (storage, recovered) = match self.node(id).disk.open() {
+    /// Starts node `host`'s process: opens (recovers) its storage — one WAL for
+    /// every group it hosts, and each group's newest durable snapshot and the log
+    /// after it — and starts each group's replica from it.
+    pub(super) fn start(&mut self, host: NodeId) -> Result<(), Stop> {
+        let groups: Vec<keel_raft::GroupId> = self.groups().collect();
+        let opened = match self.node(host).disk.open(&groups) {
             Ok(opened) => opened,
             // The runtime cut its log where no durable snapshot covers it.
             Err(StorageError::Unrecoverable(why)) => {
                 return Err(Violation::new(
                     Invariant::Durability,
-                    vec![id],
-                    format!("node {id} cannot restart from its disk: {why}"),
+                    vec![host],
+                    format!("node {host} cannot restart from its disk: {why}"),
                 )
                 .into());
             }
             // The disk only ever went through clean power failures: storage must be
             // able to recover from any of them.
-            Err(error) => return Err(Stop::Storage { node: id, error }),
+            Err(error) => return Err(Stop::Storage { node: host, error }),
         };
+        for (id, (storage, recovered)) in self.replicas_on(host).into_iter().zip(opened) {
+            self.start_replica(id, storage, recovered)?;
+        }
+        Ok(())
+    }
+
+    /// Starts replica `id` from what its storage recovered: checks it, and builds
+    /// a core from it, as the server does at startup.
+    fn start_replica(
+        &mut self,
+        id: NodeId,
+        storage: Box<dyn NodeStorage>,
+        recovered: Recovered,
+    ) -> Result<(), Stop> {
         let digest = storage
             .digest()
             .map_err(|error| Stop::Storage { node: id, error })?;
-        self.checker.on_recover(
+        self.checker(id).on_recover(
             id,
             &recovered.hard_state,
             recovered.snapshot.as_ref(),
@@ -67,13 +82,14 @@ impl Simulation {
         snaps.next_at = snapshot + self.snapshot_gap();
         let init = InitialState {
             hard_state,
-            conf: ConfState::with_voters(self.ids()),
+            conf: ConfState::with_voters(self.group_ids(self.group_of(id))),
             snapshot: recovered.snapshot,
             entries: recovered.entries,
             applied: recovered.applied,
         };
         let cfg = keel_raft::Config {
             id,
+            group: self.group_of(id),
             ..self.raft.clone()
         };
         let mut core = Raft::new(cfg, init, self.rng.fork_seed()).map_err(|e| {
@@ -97,11 +113,14 @@ impl Simulation {
         let first_tick = self.rng.range(1, self.node(id).clock.tick_period());
         // Drawn whatever the mode, so that forcing one changes only this choice.
         let coin = self.rng.one_in(2);
-        let asynchronous = match self.cfg.persistence {
-            Persistence::Sync => false,
-            Persistence::Async => true,
-            Persistence::Mixed => coin,
-        };
+        // A node hosting several groups drives them all in one turn, synchronously
+        // (the server's form; `SimConfig::validate`).
+        let asynchronous = self.cfg.groups == 1
+            && match self.cfg.persistence {
+                Persistence::Sync => false,
+                Persistence::Async => true,
+                Persistence::Mixed => coin,
+            };
         let driver = if asynchronous {
             self.stats.async_starts += 1;
             Driver::Async(StorageThread::default())
@@ -146,19 +165,20 @@ impl Simulation {
         self.drive(id)
     }
 
-    /// Cuts node `id`'s power: the process and everything only it knew are gone, and
-    /// the disk keeps only what was synced, plus a random (possibly torn) part of the
-    /// rest.
-    pub(super) fn crash(&mut self, id: NodeId) {
+    /// Cuts node `host`'s power: the process — every group's replica — and
+    /// everything only it knew are gone, and the disk keeps only what was synced,
+    /// plus a random (possibly torn) part of the rest.
+    pub(super) fn crash(&mut self, host: NodeId) {
         // A power failure ends a pause: what the node held is released, to find
         // the process gone.
-        self.resume(id, None);
-        let mid_sync = self.node(id).is_syncing();
-        let not_durable = self
-            .node(id)
-            .process
-            .as_ref()
-            .map_or(0, Process::not_durable);
+        self.resume(host, None);
+        let replicas = self.replicas_on(host);
+        let mid_sync = replicas.iter().any(|&r| self.node(r).is_syncing());
+        let not_durable: usize = replicas
+            .iter()
+            .filter_map(|&r| self.node(r).process.as_ref())
+            .map(Process::not_durable)
+            .sum();
         // Most crashes during an fsync strike while its data is being written: let
         // the process get one disk operation in (the frame is written, its fsync never
         // happens, so the crash may tear it), or sometimes any number up to the end
@@ -174,33 +194,45 @@ impl Simulation {
         // durable), and failing that, the crash sometimes strikes in the middle of a
         // state machine flush (a redb durable commit: page writes, fsync, header,
         // fsync).
-        let writing = self
-            .node(id)
-            .process
-            .as_ref()
-            .is_some_and(|p| p.snaps.writing.is_some());
+        let writer = replicas.iter().copied().find(|&r| {
+            self.node(r)
+                .process
+                .as_ref()
+                .is_some_and(|p| p.snaps.writing.is_some())
+        });
+        let writing = writer.is_some();
         let die_mid_snapshot = !die_mid_write && writing && self.rng.one_in(2);
         let die_mid_flush = !die_mid_write && !die_mid_snapshot && self.rng.one_in(4);
         let flush_ops = self.rng.range(0, MAX_OPS_BEFORE_DEATH);
         let crash_seed = self.rng.fork_seed();
-        let node = self.node_mut(id);
-        let Some(mut process) = node.process.take() else {
+        if !self.node(host).is_up() {
             return;
-        };
-        // In each case the process gets some disk operations in, then every call
-        // fails: the error it gets is the death we arranged, so it is ignored.
-        if die_mid_write {
-            node.disk.die_after(ops);
-            let _ = process.storage.sync();
-        } else if let Some(w) = process.snaps.writing.take().filter(|_| die_mid_snapshot) {
-            node.disk.die_after(flush_ops);
-            let _ = process.storage.write_snapshot(w.view, &w.meta);
-        } else if die_mid_flush {
-            node.disk.die_after(flush_ops);
-            let _ = process.storage.flush();
         }
-        drop(process);
-        node.disk.crash(crash_seed);
+        let mut processes: Vec<(NodeId, Process)> = replicas
+            .iter()
+            .filter_map(|&r| Some((r, self.node_mut(r).process.take()?)))
+            .collect();
+        let disk = self.node(host).disk.clone();
+        // In each case the process gets some disk operations in, then every call
+        // fails: the error it gets is the death we arranged, so it is ignored. The
+        // WAL is the node's: any group's storage syncs it.
+        if die_mid_write {
+            disk.die_after(ops);
+            let _ = processes[0].1.storage.sync();
+        } else if let Some((_, p)) = processes
+            .iter_mut()
+            .find(|(r, _)| Some(*r) == writer)
+            .filter(|_| die_mid_snapshot)
+        {
+            let w = p.snaps.writing.take().expect("the writer is writing");
+            disk.die_after(flush_ops);
+            let _ = p.storage.write_snapshot(w.view, &w.meta);
+        } else if die_mid_flush {
+            disk.die_after(flush_ops);
+            let _ = processes[0].1.storage.flush();
+        }
+        drop(processes);
+        disk.crash(crash_seed);
         self.stats.crashes += 1;
         if mid_sync {
             self.stats.crashes_mid_sync += 1;
@@ -208,9 +240,14 @@ impl Simulation {
         if not_durable > 1 {
             self.stats.crashes_many_in_flight += 1;
         }
-        self.client.on_crash(id);
-        self.reads_on_crash(id);
-        self.checker.on_crash(id);
-        self.record(TraceEvent::Crash { node: id, mid_sync });
+        for r in replicas {
+            self.client(r).on_crash(r);
+            self.reads_on_crash(r);
+            self.checker(r).on_crash(r);
+        }
+        self.record(TraceEvent::Crash {
+            node: host,
+            mid_sync,
+        });
     }
 }

@@ -9,7 +9,7 @@
 //! Finally every acknowledged write — from the whole run, not only this phase — must
 //! be in every replica, and all replicas must hold the same data.
 
-use keel_raft::NodeId;
+use keel_raft::{GroupId, NodeId};
 
 use super::{Phase, Simulation, Stop};
 use crate::checker::{Invariant, Violation};
@@ -27,7 +27,7 @@ impl Simulation {
         let healed = self.now;
 
         let deadline = healed + bounds.leader_ticks * TICK;
-        while self.established_leader().is_none() {
+        while !self.leaders_established() {
             if self.now > deadline {
                 return Err(self.stuck(
                     LivenessBound::Leader,
@@ -67,7 +67,7 @@ impl Simulation {
             self.check_request_bounds()?;
             self.step_once()?;
         }
-        for r in &self.client.requests {
+        for r in self.clients.iter().flat_map(|c| &c.requests) {
             let acked = r.acked.expect("all requests are acknowledged");
             let ticks = (acked - r.issued) / TICK;
             self.stats.max_request_ticks = self.stats.max_request_ticks.max(ticks);
@@ -93,29 +93,38 @@ impl Simulation {
         self.final_checks()
     }
 
-    /// The liveness client: opens new requests up to the configured number, and
-    /// (re)tries every request that has no attempt in flight.
+    /// The liveness client of every group: opens new requests up to the
+    /// configured number, and (re)tries every request that has no attempt in
+    /// flight.
     pub(super) fn liveness_client(&mut self) -> Result<(), Stop> {
         if !self.requests_open {
             return Ok(());
         }
-        if self.client.requests.len() < self.cfg.bounds.requests as usize {
-            let backlog = self.backlog();
-            self.client.new_request(self.now, backlog);
+        for group in self.groups() {
+            self.group_liveness_client(group)?;
         }
-        for r in 0..self.client.requests.len() {
-            if !self.client.may_retry(r) {
+        Ok(())
+    }
+
+    fn group_liveness_client(&mut self, group: GroupId) -> Result<(), Stop> {
+        let gi = (group - 1) as usize;
+        if self.clients[gi].requests.len() < self.cfg.bounds.requests as usize {
+            let backlog = self.backlog(group);
+            self.clients[gi].new_request(self.now, backlog);
+        }
+        for r in 0..self.clients[gi].requests.len() {
+            if !self.clients[gi].may_retry(r) {
                 continue;
             }
-            let hint = self.client.hint;
+            let hint = self.clients[gi].hint;
             let target = if hint != 0 && self.node(hint).is_up() {
                 hint
             } else {
-                let ids = self.ids();
+                let ids = self.group_ids(group);
                 self.rng.pick(&ids).expect("a cluster has nodes")
             };
             let incarnation = self.node(target).incarnation;
-            let (attempt, data) = self.client.propose(target, incarnation, Some(r), self.now);
+            let (attempt, data) = self.clients[gi].propose(target, incarnation, Some(r), self.now);
             self.stats.proposals += 1;
             self.feed(target, Input::Propose { attempt, data })?;
         }
@@ -123,9 +132,10 @@ impl Simulation {
     }
 
     fn all_requests_acked(&self) -> bool {
-        let requests = &self.client.requests;
-        requests.len() == self.cfg.bounds.requests as usize
-            && requests.iter().all(|r| r.acked.is_some())
+        self.clients.iter().all(|c| {
+            c.requests.len() == self.cfg.bounds.requests as usize
+                && c.requests.iter().all(|r| r.acked.is_some())
+        })
     }
 
     /// A request must be acknowledged within the bound plus one tick per entry of
@@ -133,9 +143,9 @@ impl Simulation {
     fn check_request_bounds(&self) -> Result<(), Stop> {
         let bound = self.cfg.bounds.commit_ticks;
         let late = self
-            .client
-            .requests
+            .clients
             .iter()
+            .flat_map(|c| &c.requests)
             .find(|r| r.acked.is_none() && self.now > r.issued + (bound + r.backlog) * TICK);
         if let Some(r) = late {
             let detail = format!(
@@ -158,10 +168,10 @@ impl Simulation {
     /// leader that accepted proposals while cut off must ship them all first — one
     /// per round trip under the tightest flow control — which the request bound
     /// allows for as the catch-up bound does.
-    fn backlog(&self) -> u64 {
+    fn backlog(&self, group: GroupId) -> u64 {
         // Nodes that only just came back (a re-added member still catching up)
         // hold up no commit: count those that kept following.
-        let members = self.members();
+        let members = self.members(group);
         let cores = self
             .nodes
             .iter()
@@ -172,23 +182,34 @@ impl Simulation {
         longest.saturating_sub(lowest_commit)
     }
 
-    /// How many entries the slowest replica has yet to apply.
+    /// How many entries the slowest replica of any group has yet to apply.
     fn max_lag(&self) -> u64 {
-        let members = self.members();
-        let commits = self
-            .nodes
-            .iter()
-            .filter(|n| members.contains(&n.id))
-            .filter_map(|n| n.core());
-        let max_commit = commits.clone().map(|c| c.commit_index()).max().unwrap_or(0);
-        let min_applied = commits.map(|c| c.applied_index()).min().unwrap_or(0);
-        max_commit.saturating_sub(min_applied)
+        self.groups()
+            .map(|group| {
+                let members = self.members(group);
+                let commits = self
+                    .nodes
+                    .iter()
+                    .filter(|n| members.contains(&n.id))
+                    .filter_map(|n| n.core());
+                let max_commit = commits.clone().map(|c| c.commit_index()).max().unwrap_or(0);
+                let min_applied = commits.map(|c| c.applied_index()).min().unwrap_or(0);
+                max_commit.saturating_sub(min_applied)
+            })
+            .max()
+            .unwrap_or(0)
     }
 
-    /// A leader that leads, in its term, a majority of its configuration's voters
-    /// that knows it.
-    pub(super) fn established_leader(&self) -> Option<NodeId> {
-        let leader = self.current_leader()?;
+    /// Whether every group has an established leader.
+    fn leaders_established(&self) -> bool {
+        self.groups()
+            .all(|group| self.established_leader(group).is_some())
+    }
+
+    /// A leader of `group` that leads, in its term, a majority of its
+    /// configuration's voters that knows it.
+    pub(super) fn established_leader(&self, group: GroupId) -> Option<NodeId> {
+        let leader = self.current_leader(group)?;
         let core = self.node(leader).core()?;
         let (term, voters) = (core.term(), core.conf_state().voters);
         let following = voters
@@ -199,37 +220,38 @@ impl Simulation {
         (following > voters.len() / 2).then_some(leader)
     }
 
-    /// The members (voters and learners) of the configuration of the node with the
-    /// highest commit index: the replicas that must converge. Nodes removed from the
-    /// group no longer receive its log.
-    pub(super) fn members(&self) -> Vec<NodeId> {
-        let Some(conf) = self
-            .nodes
+    /// The members (voters and learners) of the configuration of `group`'s
+    /// replica with the highest commit index: the replicas that must converge.
+    /// Nodes removed from the group no longer receive its log.
+    pub(super) fn members(&self, group: GroupId) -> Vec<NodeId> {
+        let ids = self.group_ids(group);
+        let Some(conf) = ids
             .iter()
-            .filter_map(|n| n.core())
+            .filter_map(|&id| self.node(id).core())
             .max_by_key(|c| (c.commit_index(), c.term()))
             .map(|c| c.conf_state())
         else {
-            return self.ids();
+            return ids;
         };
-        self.ids()
-            .into_iter()
-            .filter(|&id| conf.contains(id))
-            .collect()
+        ids.into_iter().filter(|&id| conf.contains(id)).collect()
     }
 
-    /// Every member runs, is idle, and has applied everything any node knows
-    /// committed.
+    /// In every group, every member runs, is idle, and has applied everything
+    /// any replica knows committed.
     fn converged(&self) -> bool {
-        let Some(max_commit) = self
-            .nodes
+        self.groups().all(|group| self.group_converged(group))
+    }
+
+    fn group_converged(&self, group: GroupId) -> bool {
+        let ids = self.group_ids(group);
+        let Some(max_commit) = ids
             .iter()
-            .map(|n| n.core().map_or(0, |c| c.commit_index()))
+            .map(|&id| self.node(id).core().map_or(0, |c| c.commit_index()))
             .max()
         else {
             return true;
         };
-        let members = self.members();
+        let members = self.members(group);
         self.nodes
             .iter()
             .filter(|n| members.contains(&n.id))
@@ -242,11 +264,19 @@ impl Simulation {
             })
     }
 
-    /// Every acknowledged write is in every member's replica; all of them hold
-    /// the same data.
+    /// In every group, every acknowledged write is in every member's replica,
+    /// and all of them hold the same data.
     fn final_checks(&mut self) -> Result<(), Stop> {
-        let members = self.members();
-        for (attempt, key, value) in self.client.acknowledged() {
+        for group in self.groups() {
+            self.final_group_checks(group)?;
+        }
+        self.record(TraceEvent::Phase("end: all checks passed"));
+        Ok(())
+    }
+
+    fn final_group_checks(&self, group: GroupId) -> Result<(), Stop> {
+        let members = self.members(group);
+        for (attempt, key, value) in self.clients[(group - 1) as usize].acknowledged() {
             for node in self.nodes.iter().filter(|n| members.contains(&n.id)) {
                 let p = node.process.as_ref().expect("converged nodes run");
                 let found = p.storage.get(key).map_err(|error| Stop::Storage {
@@ -287,14 +317,13 @@ impl Simulation {
             )
             .into());
         }
-        self.record(TraceEvent::Phase("end: all checks passed"));
         Ok(())
     }
 
     fn stuck(&self, bound: LivenessBound, detail: String) -> Stop {
         Stop::Liveness {
             bound,
-            nodes: self.ids(),
+            nodes: self.nodes.iter().map(|n| n.id).collect(),
             detail,
         }
     }

@@ -33,7 +33,7 @@ mod transfer;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use keel_raft::{Message, MessageBody, NodeId, Role};
+use keel_raft::{GroupId, Message, MessageBody, NodeId, Role};
 
 use crate::checker::{Checker, Invariant, Violation};
 use crate::client::Client;
@@ -142,10 +142,14 @@ pub(crate) struct Simulation {
     step: u64,
     seq: u64,
     queue: BTreeMap<(Time, u64), Scheduled>,
+    /// Every replica: group `g`'s replica on node `k` has id `(g - 1) * nodes + k`
+    /// (see [`Simulation::host_of`]), so group 1's replicas are the nodes' ids.
     nodes: Vec<SimNode>,
     net: Network,
-    client: Client,
-    checker: Checker,
+    /// One client per group (index `g - 1`).
+    clients: Vec<Client>,
+    /// One checker per group (index `g - 1`): every invariant is about one group.
+    checkers: Vec<Checker>,
     chaos: chaos::ChaosState,
     trace: Trace,
     stats: Stats,
@@ -196,8 +200,22 @@ impl Simulation {
         } else {
             NetParams::calm()
         };
-        let nodes = (1..=cfg.nodes as NodeId)
-            .map(|id| SimNode::new(id, Disk::new(cfg.storage), random_clock(&cfg, &mut rng)))
+        // A node's disk and clock, shared by the replicas it hosts.
+        let hosts: Vec<(Disk, NodeClock)> = (1..=cfg.nodes)
+            .map(|_| (Disk::new(cfg.storage), random_clock(&cfg, &mut rng)))
+            .collect();
+        let nodes = (0..cfg.groups)
+            .flat_map(|g| hosts.iter().enumerate().map(move |(k, h)| (g, k, h)))
+            .map(|(g, k, (disk, clock))| {
+                let id = (g * cfg.nodes + k + 1) as NodeId;
+                SimNode::new(id, disk.clone(), *clock)
+            })
+            .collect();
+        let clients = (0..cfg.groups as u64)
+            .map(|g| Client::new(cfg.seed ^ (g << 48)))
+            .collect();
+        let checkers = (1..=cfg.groups as GroupId)
+            .map(|g| Checker::for_nodes(group_replicas(cfg.nodes, g)))
             .collect();
         let snapshot_policy = snapshots::Policy::random(&mut rng);
         Simulation {
@@ -209,8 +227,8 @@ impl Simulation {
             queue: BTreeMap::new(),
             nodes,
             net: Network::new(params),
-            client: Client::new(cfg.seed),
-            checker: Checker::new(cfg.nodes),
+            clients,
+            checkers,
             chaos: chaos::ChaosState::default(),
             trace: Trace::new(cfg.verbose),
             stats: Stats::default(),
@@ -227,15 +245,15 @@ impl Simulation {
 
     fn run_to_end(&mut self) -> Result<(), Stop> {
         self.record(TraceEvent::Phase("start"));
-        for n in &self.nodes {
+        for n in &self.nodes[..self.cfg.nodes] {
             let event = TraceEvent::Clock {
                 node: n.id,
                 rate_ppm: n.clock.rate_ppm,
             };
             self.trace.record(0, 0, event);
         }
-        for id in self.ids() {
-            self.guarded(|sim| sim.start(id))?;
+        for host in self.hosts() {
+            self.guarded(|sim| sim.start(host))?;
         }
         let first_request = self.rng.range(1, TICK);
         self.schedule(first_request, Scheduled::Client);
@@ -353,8 +371,9 @@ impl Simulation {
                 continue;
             };
             core.validate();
-            let (last, shadow_last) = (core.last_index(), self.checker.last_index(id));
-            let term_matches = core.log_term(last).unwrap_or(0) == self.checker.last_term(id);
+            let checker = &self.checkers[self.group_index(id)];
+            let (last, shadow_last) = (core.last_index(), checker.last_index(id));
+            let term_matches = core.log_term(last).unwrap_or(0) == checker.last_term(id);
             if last != shadow_last || !term_matches {
                 return Err(Violation::new(
                     Invariant::CoreInvariant,
@@ -363,12 +382,12 @@ impl Simulation {
                         "node {id}'s core log ends at {last}@{:?}, but it handed storage a log \
                          ending at {shadow_last}@{}",
                         core.log_term(last),
-                        self.checker.last_term(id)
+                        checker.last_term(id)
                     ),
                 )
                 .into());
             }
-            self.checker.check_persisted(id, core.status().persisted)?;
+            checker.check_persisted(id, core.status().persisted)?;
         }
         self.touched = touched;
         Ok(())
@@ -395,25 +414,26 @@ impl Simulation {
     /// clients writing concurrently: what makes an asynchronous node's storage
     /// thread cover several `Ready`s with one fsync (group commit).
     fn chaos_proposal(&mut self) -> Result<(), Stop> {
-        let hint = self.client.hint;
-        let stuck = hint != 0
-            && self
-                .client
-                .hint_is_stuck(self.now.saturating_sub(PROPOSAL_PATIENCE));
+        let group = self.pick_group();
+        let gi = (group - 1) as usize;
+        let hint = self.clients[gi].hint;
+        let stuck =
+            hint != 0 && self.clients[gi].hint_is_stuck(self.now.saturating_sub(PROPOSAL_PATIENCE));
         let target = if hint != 0 && !stuck && self.node(hint).is_up() {
             hint
         } else {
-            let others: Vec<NodeId> = self.ids().into_iter().filter(|&n| n != hint).collect();
+            let members = self.group_ids(group);
+            let others: Vec<NodeId> = members.iter().copied().filter(|&n| n != hint).collect();
             let ids = if stuck && !others.is_empty() {
                 others
             } else {
-                self.ids()
+                members
             };
             self.rng.pick(&ids).expect("a cluster has nodes")
         };
         if !self.node(target).is_up() {
             // Connection refused: try someone else next time.
-            self.client.hint = 0;
+            self.clients[gi].hint = 0;
             return Ok(());
         }
         let burst = if self.rng.one_in(4) {
@@ -423,7 +443,7 @@ impl Simulation {
         };
         let incarnation = self.node(target).incarnation;
         for _ in 0..burst {
-            let (attempt, data) = self.client.propose(target, incarnation, None, self.now);
+            let (attempt, data) = self.clients[gi].propose(target, incarnation, None, self.now);
             self.stats.proposals += 1;
             self.feed(target, crate::node::Input::Propose { attempt, data })?;
         }
@@ -432,8 +452,62 @@ impl Simulation {
 
     // ---- Helpers ------------------------------------------------------------------
 
-    fn ids(&self) -> Vec<NodeId> {
-        self.nodes.iter().map(|n| n.id).collect()
+    /// The nodes (hosts), `1..=nodes`: what crashes, pauses and is cut off.
+    fn hosts(&self) -> Vec<NodeId> {
+        (1..=self.cfg.nodes as NodeId).collect()
+    }
+
+    /// The groups, `1..=groups`.
+    fn groups(&self) -> std::ops::RangeInclusive<GroupId> {
+        1..=self.cfg.groups as GroupId
+    }
+
+    /// Group `group`'s replicas, one per node.
+    fn group_ids(&self, group: GroupId) -> Vec<NodeId> {
+        group_replicas(self.cfg.nodes, group).collect()
+    }
+
+    /// The node that hosts replica `id` (its own id in group 1).
+    fn host_of(&self, id: NodeId) -> NodeId {
+        (id - 1) % self.cfg.nodes as NodeId + 1
+    }
+
+    /// The group replica `id` belongs to.
+    fn group_of(&self, id: NodeId) -> GroupId {
+        (id - 1) / self.cfg.nodes as NodeId + 1
+    }
+
+    /// Index of replica `id`'s group in `clients` and `checkers`.
+    fn group_index(&self, id: NodeId) -> usize {
+        (self.group_of(id) - 1) as usize
+    }
+
+    /// The replicas node `host` hosts, in group order.
+    fn replicas_on(&self, host: NodeId) -> Vec<NodeId> {
+        let n = self.cfg.nodes as NodeId;
+        self.groups().map(|g| (g - 1) * n + host).collect()
+    }
+
+    /// The checker of replica `id`'s group.
+    fn checker(&mut self, id: NodeId) -> &mut Checker {
+        let gi = self.group_index(id);
+        &mut self.checkers[gi]
+    }
+
+    /// The client of replica `id`'s group.
+    fn client(&mut self, id: NodeId) -> &mut Client {
+        let gi = self.group_index(id);
+        &mut self.clients[gi]
+    }
+
+    /// A group for the next client action: drawn only when there are several,
+    /// so that a one-group run draws what it always drew.
+    fn pick_group(&mut self) -> GroupId {
+        if self.cfg.groups == 1 {
+            1
+        } else {
+            self.rng.range(1, self.cfg.groups as u64)
+        }
     }
 
     fn node(&self, id: NodeId) -> &SimNode {
@@ -458,9 +532,11 @@ impl Simulation {
         self.trace.record(self.step, self.now, event);
     }
 
-    /// The running leader with the highest term, if any.
-    fn current_leader(&self) -> Option<NodeId> {
-        self.nodes
+    /// Group `group`'s running leader with the highest term, if any.
+    fn current_leader(&self, group: GroupId) -> Option<NodeId> {
+        let n = self.cfg.nodes;
+        let first = (group as usize - 1) * n;
+        self.nodes[first..first + n]
             .iter()
             .filter_map(|n| n.core())
             .filter(|c| c.role() == Role::Leader)
@@ -470,10 +546,9 @@ impl Simulation {
 
     fn summary(&self) -> RunSummary {
         let mut stats = self.stats;
-        stats.leader_terms = self.checker.leader_terms() as u64;
-        stats.committed = self.checker.committed_len();
-        let (_, acked, _, _) = self.client.counts();
-        stats.acked = acked as u64;
+        stats.leader_terms = self.checkers.iter().map(|c| c.leader_terms() as u64).sum();
+        stats.committed = self.checkers.iter().map(Checker::committed_len).sum();
+        stats.acked = self.clients.iter().map(|c| c.counts().1 as u64).sum();
         RunSummary {
             config: self.cfg.clone(),
             fingerprint: self.trace.fingerprint(),
@@ -516,6 +591,12 @@ impl Simulation {
     fn bug(&self, bug: Bug) -> bool {
         self.cfg.bug == Some(bug)
     }
+}
+
+/// Group `group`'s replica ids on a cluster of `nodes` nodes.
+fn group_replicas(nodes: usize, group: GroupId) -> impl Iterator<Item = NodeId> {
+    let n = nodes as NodeId;
+    ((group - 1) * n + 1)..=(group * n)
 }
 
 /// Whether `messages` include a granted (real) vote.
@@ -564,6 +645,7 @@ fn random_raft_config(cfg: &SimConfig, rng: &mut SimRng) -> keel_raft::Config {
     let leases = !rng.one_in(8) || cfg.bug == Some(Bug::LeaseWithoutDriftMargin);
     keel_raft::Config {
         id: 0,
+        // Set per replica at start.
         group: crate::storage::GROUP,
         election_ticks: cfg.election_ticks,
         heartbeat_ticks: cfg.heartbeat_ticks,

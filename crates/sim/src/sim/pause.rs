@@ -9,7 +9,8 @@
 //! only its clock tells it that time has passed.
 //!
 //! A crash of a paused node (a power failure) ends the pause: what was held is
-//! released first, and then finds the process gone, as it would.
+//! released first, and then finds the process gone, as it would. A pause
+//! stops the whole process: every group the node hosts.
 
 use std::collections::BTreeMap;
 
@@ -41,9 +42,9 @@ impl Pauses {
 }
 
 impl Simulation {
-    /// Whether node `id` is paused.
+    /// Whether replica `id`'s node is paused.
     pub(super) fn is_paused(&self, id: NodeId) -> bool {
-        self.pauses.by_node.contains_key(&id)
+        self.pauses.by_node.contains_key(&self.host_of(id))
     }
 
     /// Pauses node `id` (fault `fault`), unless it is down or paused already.
@@ -85,7 +86,8 @@ impl Simulation {
         let Some(node) = self.recipient(&event) else {
             return Some(event);
         };
-        match self.pauses.by_node.get_mut(&node) {
+        let host = self.host_of(node);
+        match self.pauses.by_node.get_mut(&host) {
             Some(p) => {
                 p.held.push(event);
                 None

@@ -54,30 +54,34 @@ impl Simulation {
             4..=7 => ReadMode::Lease,
             _ => ReadMode::Stale,
         };
-        let node = self.read_target(mode);
-        let key = self.client.recent_key(&mut self.rng);
+        let group = self.pick_group();
+        let node = self.read_target(group, mode);
+        let gi = (group - 1) as usize;
+        let key = self.clients[gi].recent_key(&mut self.rng);
         let incarnation = self.node(node).incarnation;
-        let invoked = (self.moment(), self.checker.committed_len());
+        let invoked = (self.moment(), self.checkers[gi].committed_len());
         let id = self.reads.issue(node, incarnation, mode, key, invoked);
         self.stats.reads_issued += 1;
         // Through `handle`, so that a paused node holds it.
         self.handle(Scheduled::ReadArrives(id))
     }
 
-    /// Lease reads go to a node that believes it leads; the others anywhere.
-    fn read_target(&mut self, mode: ReadMode) -> NodeId {
-        let leaders: Vec<NodeId> = self
-            .nodes
+    /// Lease reads go to a replica of `group` that believes it leads; the others
+    /// to any of its replicas.
+    fn read_target(&mut self, group: keel_raft::GroupId, mode: ReadMode) -> NodeId {
+        let ids = self.group_ids(group);
+        let leaders: Vec<NodeId> = ids
             .iter()
-            .filter(|n| n.core().is_some_and(|c| c.role() == Role::Leader))
-            .map(|n| n.id)
+            .copied()
+            .filter(|&id| {
+                self.node(id)
+                    .core()
+                    .is_some_and(|c| c.role() == Role::Leader)
+            })
             .collect();
         match self.rng.pick(&leaders) {
             Some(l) if mode == ReadMode::Lease => l,
-            _ => {
-                let ids = self.ids();
-                self.rng.pick(&ids).expect("a cluster has nodes")
-            }
+            _ => self.rng.pick(&ids).expect("a cluster has nodes"),
         }
     }
 
@@ -281,7 +285,7 @@ impl Simulation {
             index,
             value,
         };
-        self.checker.on_read(&record)?;
+        self.checker(record.node).on_read(&record)?;
         Ok(())
     }
 

@@ -114,7 +114,7 @@ impl Simulation {
         };
         let storage = |error| Stop::Storage { node: id, error };
         let view = p.storage.view().map_err(storage)?;
-        self.checker.on_snapshot(id, &meta)?;
+        self.checker(id).on_snapshot(id, &meta)?;
         let trailing = self.snapshot_trailing(every);
         let latency: Time = self.rng.range(TICK / 10, 2 * TICK);
         let incarnation = self.node(id).incarnation;
@@ -235,8 +235,8 @@ impl Simulation {
     /// after it, and the proposals waiting at the indexes it covers are never
     /// answered.
     pub(super) fn on_restored(&mut self, id: NodeId, meta: &SnapshotMeta) -> Result<(), Stop> {
-        self.checker.on_restore(id, meta)?;
-        self.client.on_snapshot(id, meta.index);
+        self.checker(id).on_restore(id, meta)?;
+        self.client(id).on_snapshot(id, meta.index);
         let leader = self.node(id).core().map_or(0, |c| c.leader());
         self.snapshot_event(id, leader, meta, SnapshotStep::Restored);
         Ok(())
@@ -262,7 +262,7 @@ impl Simulation {
         let digest = installed.map_err(|error| Stop::Storage { node: id, error })?;
         p.snaps.on_installed(meta);
         p.snaps.next_at = next;
-        self.checker.on_install(id, meta, digest)?;
+        self.checker(id).on_install(id, meta, digest)?;
         self.stats.snapshots_installed += 1;
         self.snapshot_event(id, 0, meta, SnapshotStep::Installed);
         Ok(())

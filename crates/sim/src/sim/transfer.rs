@@ -77,7 +77,8 @@ impl Simulation {
         self.stats.snapshots_sent += 1;
         let bytes = data.len();
         self.snapshot_event(from, to, &meta, SnapshotStep::Sending { bytes });
-        let delays = self.net.route(from, to, &mut self.rng);
+        let (a, b) = (self.host_of(from), self.host_of(to));
+        let delays = self.net.route(a, b, &mut self.rng);
         let Some(&delay) = delays.first() else {
             self.transfer_failed(from, to, &meta, "lost");
             return Ok(());
@@ -149,7 +150,7 @@ impl Simulation {
             return Ok(());
         }
         let recipient = self.node(to);
-        let why = if self.net.is_cut(from, to) {
+        let why = if self.net.is_cut(self.host_of(from), self.host_of(to)) {
             Some(CUT)
         } else if !recipient.is_up() {
             Some("recipient down")
@@ -167,7 +168,8 @@ impl Simulation {
             return Err(Stop::Storage { node: to, error });
         }
         self.snapshot_event(to, from, &meta, SnapshotStep::Received);
-        match self.net.route(to, from, &mut self.rng).first() {
+        let (a, b) = (self.host_of(to), self.host_of(from));
+        match self.net.route(a, b, &mut self.rng).first() {
             Some(&delay) => {
                 let incarnation = t.incarnation;
                 self.schedule(

@@ -28,7 +28,8 @@ use keel_storage::wal::{LogStart, LogStartKind};
 use crate::config::StorageKind;
 use crate::hash::StateDigest;
 
-/// The one Raft group every simulated node runs.
+/// The first Raft group of every simulated node (a run with `groups = 1` runs it
+/// alone); groups are numbered `1..=groups`.
 pub const GROUP: GroupId = 1;
 
 /// Snapshots a node keeps (the newest ones), as the server does: a damaged newest
@@ -218,8 +219,12 @@ pub trait NodeStorage {
     ) -> Result<(), StorageError>;
 }
 
-/// A node's disk, which survives crashes.
-#[derive(Debug)]
+/// One group's storage as a starting process opened it, and what it recovered.
+pub type OpenedGroup = (Box<dyn NodeStorage>, Recovered);
+
+/// A node's disk, which survives crashes. A clone is the same disk (the
+/// replicas of the groups a node hosts share it).
+#[derive(Clone, Debug)]
 pub enum Disk {
     /// A `MemVfs` for the real storage.
     Real(real::RealDisk),
@@ -236,15 +241,27 @@ impl Disk {
         }
     }
 
-    /// Opens storage on the disk (recovering it) for a starting process, and
-    /// reconciles snapshot, log and state machine ([`reconcile`]).
-    pub fn open(&self) -> Result<(Box<dyn NodeStorage>, Recovered), StorageError> {
-        let (mut storage, found) = match self {
-            Disk::Real(d) => d.open()?,
-            Disk::Model(d) => d.open()?,
+    /// Opens storage on the disk (recovering it) for a starting process hosting
+    /// `groups` — one WAL shared by them all — and reconciles each group's
+    /// snapshot, log and state machine ([`reconcile`]). The model storage holds
+    /// one group only.
+    pub fn open(&self, groups: &[GroupId]) -> Result<Vec<OpenedGroup>, StorageError> {
+        let opened = match self {
+            Disk::Real(d) => d.open(groups)?,
+            Disk::Model(d) if groups == [GROUP] => vec![d.open()?],
+            Disk::Model(_) => {
+                return Err(StorageError::StateMachine(
+                    "the model storage holds one group only".into(),
+                ));
+            }
         };
-        let recovered = reconcile(&mut *storage, found)?;
-        Ok((storage, recovered))
+        opened
+            .into_iter()
+            .map(|(mut storage, found)| {
+                let recovered = reconcile(&mut *storage, found)?;
+                Ok((storage, recovered))
+            })
+            .collect()
     }
 
     /// A power failure: un-synced writes are lost, kept, or torn as decided by

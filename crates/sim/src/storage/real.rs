@@ -1,29 +1,47 @@
 //! The real storage: `keel-storage`'s write-ahead log, redb key-value state machine
 //! and snapshot files, all on one crash-simulating [`MemVfs`] — the code a node runs
 //! on a real disk.
+//!
+//! A node hosting several groups opens one WAL, shared by their storages
+//! ([`SharedWal`]): each group's records carry its id, any group's `sync` makes
+//! every group's buffered records durable with one fsync, and a segment is
+//! deleted only once every group's compaction covers it. Each group has its own
+//! state machine and snapshot directory, as in the server (docs/sharding.md).
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use keel_raft::{ConfState, Entry, EntryKind, HardState, Index, SnapshotMeta, Term};
+use keel_raft::{ConfState, Entry, EntryKind, GroupId, HardState, Index, SnapshotMeta, Term};
 use keel_storage::kv::{ApplyOutcome, KvOptions, KvStore};
 use keel_storage::snapshot::{MAX_CHUNK_BYTES, SnapshotFile, SnapshotOptions, SnapshotStore};
 use keel_storage::vfs::{MemVfs, Vfs};
 use keel_storage::wal::{LogStart, LogStartKind, Wal, WalOptions};
 
 use super::{
-    Found, GROUP, NodeStorage, SnapshotData, StateView, StorageError, installed,
-    snapshots_to_delete,
+    Found, NodeStorage, SnapshotData, StateView, StorageError, installed, snapshots_to_delete,
 };
 use crate::hash::StateDigest;
 
 /// Where the WAL lives on the simulated disk.
 const WAL_DIR: &str = "/data/wal";
-/// Where the state machine lives.
+/// Where group 1's state machine lives (other groups': [`kv_path`]).
 const KV_PATH: &str = "/data/kv/state.redb";
-/// Where snapshot files live.
+/// Where snapshot files live, a directory per group.
 const SNAP_DIR: &str = "/data/snap";
+
+/// Where `group`'s state machine lives: group 1 keeps the single-group path, as
+/// the server's does.
+fn kv_path(group: GroupId) -> PathBuf {
+    if group == 1 {
+        PathBuf::from(KV_PATH)
+    } else {
+        PathBuf::from(format!("/data/kv/state/{group}.redb"))
+    }
+}
 
 /// Small segments, so that runs cross segment boundaries (rollover, preallocation,
 /// recovery across files) rather than living in one file, and compaction deletes
@@ -36,6 +54,10 @@ const KV_CACHE_BYTES: usize = 256 << 10;
 /// hundred keys have several.
 const SNAPSHOT_CHUNK_BYTES: usize = 4 << 10;
 
+/// One group's storage as opened, and what its disk holds (before
+/// reconciliation).
+type FoundGroup = (Box<dyn NodeStorage>, Found);
+
 /// A node's simulated disk. Cloning shares it.
 #[derive(Clone, Debug, Default)]
 pub struct RealDisk {
@@ -43,24 +65,48 @@ pub struct RealDisk {
 }
 
 impl RealDisk {
-    /// Opens the WAL (running its recovery), the state machine and the snapshot
-    /// directory (removing leftovers of interrupted snapshot writes and transfers).
-    pub fn open(&self) -> Result<(Box<dyn NodeStorage>, Found), StorageError> {
+    /// Opens the WAL once (running its recovery), and for each of `groups` its
+    /// state machine and snapshot directory (removing leftovers of interrupted
+    /// snapshot writes and transfers), all sharing the WAL.
+    pub fn open(&self, groups: &[GroupId]) -> Result<Vec<FoundGroup>, StorageError> {
         let vfs = Arc::new(self.vfs.clone());
         let opts = WalOptions {
             segment_bytes: SEGMENT_BYTES,
         };
-        let (wal, recovery) = Wal::open(vfs.clone(), Path::new(WAL_DIR), opts)?;
+        let (wal, mut recovery) = Wal::open(vfs.clone(), Path::new(WAL_DIR), opts)?;
+        let wal = Rc::new(RefCell::new(SharedWal {
+            wal,
+            bounds: BTreeMap::new(),
+        }));
+        let mut opened = Vec::with_capacity(groups.len());
+        for (i, &group) in groups.iter().enumerate() {
+            let recovered = recovery.groups.remove(&group).unwrap_or_default();
+            // One torn tail for the node, not one per group.
+            let torn_tail = i == 0 && recovery.torn_tail.is_some();
+            opened.push(self.open_group(&vfs, &wal, group, recovered, torn_tail)?);
+        }
+        Ok(opened)
+    }
+
+    fn open_group(
+        &self,
+        vfs: &Arc<MemVfs>,
+        wal: &Rc<RefCell<SharedWal>>,
+        group: GroupId,
+        recovered: keel_storage::wal::RecoveredGroup,
+        torn_tail: bool,
+    ) -> Result<FoundGroup, StorageError> {
+        let vfs = vfs.clone();
         let kv_opts = KvOptions {
             cache_bytes: KV_CACHE_BYTES,
         };
-        let kv = KvStore::open_with(vfs.clone(), Path::new(KV_PATH), kv_opts)?;
+        let kv = KvStore::open_with(vfs.clone(), &kv_path(group), kv_opts)?;
         let snap_opts = SnapshotOptions {
             chunk_bytes: SNAPSHOT_CHUNK_BYTES,
             ..SnapshotOptions::default()
         };
-        let (snaps, _leftovers) =
-            SnapshotStore::open(vfs.clone(), Path::new(SNAP_DIR), GROUP, snap_opts)?;
+        let snap_dir = Path::new(SNAP_DIR).join(group.to_string());
+        let (snaps, _leftovers) = SnapshotStore::open(vfs.clone(), &snap_dir, group, snap_opts)?;
         let newest = snaps.newest_valid()?;
         if let Some(damage) = newest.refused.first() {
             // The simulated disk only loses unsynced writes; a finished snapshot file
@@ -82,18 +128,18 @@ impl RealDisk {
             }),
             None => None,
         };
-        let group = recovery.groups.get(&GROUP).cloned().unwrap_or_default();
         let found = Found {
-            hard_state: group.hard_state,
-            log_start: group.log_start,
-            entries: group.entries,
+            hard_state: recovered.hard_state,
+            log_start: recovered.log_start,
+            entries: recovered.entries,
             snapshot,
-            torn_tail: recovery.torn_tail.is_some(),
+            torn_tail,
         };
         Ok((
             Box::new(RealStorage {
                 vfs,
-                wal,
+                wal: wal.clone(),
+                group,
                 kv,
                 snaps,
             }),
@@ -138,11 +184,22 @@ fn decode_conf(b: &[u8]) -> Option<ConfState> {
     (b.len().is_multiple_of(8) && words.next().is_none()).then_some(ConfState { voters, learners })
 }
 
-/// The WAL, state machine and snapshot files one incarnation of a node opened.
+/// A node's one WAL, shared by the storages of the groups it hosts.
+#[derive(Debug)]
+struct SharedWal {
+    wal: Wal,
+    /// Each group's latest compaction bound: a segment goes only once every
+    /// group's entries in it are covered (0 until a group's first compaction).
+    bounds: BTreeMap<GroupId, Index>,
+}
+
+/// One group's storage in one incarnation of a node: the node's shared WAL, and
+/// the group's state machine and snapshot files.
 #[derive(Debug)]
 struct RealStorage {
     vfs: Arc<MemVfs>,
-    wal: Wal,
+    wal: Rc<RefCell<SharedWal>>,
+    group: GroupId,
     kv: KvStore,
     snaps: SnapshotStore,
 }
@@ -177,15 +234,17 @@ impl NodeStorage for RealStorage {
         entries: &[Entry],
         hard_state: Option<HardState>,
     ) -> Result<(), StorageError> {
-        self.wal.append_entries(GROUP, entries)?;
+        let mut shared = self.wal.borrow_mut();
+        let wal = &mut shared.wal;
+        wal.append_entries(self.group, entries)?;
         if let Some(hs) = hard_state {
-            self.wal.set_hard_state(GROUP, hs)?;
+            wal.set_hard_state(self.group, hs)?;
         }
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        Ok(self.wal.sync()?)
+        Ok(self.wal.borrow_mut().wal.sync()?)
     }
 
     fn apply(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
@@ -293,26 +352,35 @@ impl NodeStorage for RealStorage {
     }
 
     fn start_log_after(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
-        Ok(self.wal.set_log_start(GROUP, installed(meta))?)
+        Ok(self
+            .wal
+            .borrow_mut()
+            .wal
+            .set_log_start(self.group, installed(meta))?)
     }
 
     fn compact_log(&mut self, start: (Index, Term), up_to: Index) -> Result<(), StorageError> {
-        if self
-            .wal
-            .log_start(GROUP)
+        let mut guard = self.wal.borrow_mut();
+        let shared = &mut *guard;
+        let wal = &mut shared.wal;
+        if wal
+            .log_start(self.group)
             .is_some_and(|cur| cur.index >= start.0)
         {
             return Ok(());
         }
-        self.wal.set_log_start(
-            GROUP,
+        wal.set_log_start(
+            self.group,
             LogStart {
                 index: start.0,
                 term: start.1,
                 kind: LogStartKind::Compacted,
             },
         )?;
-        self.wal.compact(|_| up_to)?;
+        let bound = shared.bounds.entry(self.group).or_default();
+        *bound = (*bound).max(up_to);
+        let bounds = &shared.bounds;
+        wal.compact(|g| bounds.get(&g).copied().unwrap_or_default())?;
         Ok(())
     }
 }
