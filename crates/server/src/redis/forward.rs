@@ -75,6 +75,10 @@ async fn forward_once(ctx: &ApiContext, command: &Command) -> Result<ApplyOutcom
                 value: r.value,
             })
         }
+        // The Redis protocol never builds one: slot moves are the runtime's.
+        Command::Slot(_) => Err(ErrorDetail::internal(
+            "a slot-move command cannot be forwarded as a client request",
+        )),
     }
 }
 

@@ -350,15 +350,18 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
         let outcome = match start {
             Ok((pending, at)) => match pending.await {
                 Ok(outcome) => {
-                    ctx.metrics.client_request(op_of(&unit.command), at, None);
+                    if let Some(op) = op_of(&unit.command) {
+                        ctx.metrics.client_request(op, at, None);
+                    }
                     Ok(outcome)
                 }
                 Err(NodeError::NotLeader { .. }) => forward_unit(&unit.command).await,
                 Err(e) => {
                     let e = ctx.error(e);
                     let kind = e.kind().as_str_name();
-                    ctx.metrics
-                        .client_request(op_of(&unit.command), at, Some(kind));
+                    if let Some(op) = op_of(&unit.command) {
+                        ctx.metrics.client_request(op, at, Some(kind));
+                    }
                     Err(e)
                 }
             },
@@ -370,13 +373,15 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
     outcomes
 }
 
-/// The metrics label of a proposal.
-fn op_of(command: &Command) -> ClientOp {
+/// The metrics label of a proposal (`None` for a slot-move command, which is
+/// the runtime's, never a client's, and so never built here).
+fn op_of(command: &Command) -> Option<ClientOp> {
     match command {
-        Command::Put { .. } => ClientOp::Put,
-        Command::Delete { .. } => ClientOp::Delete,
-        Command::Txn(_) => ClientOp::Txn,
-        Command::Add { .. } => ClientOp::Add,
+        Command::Put { .. } => Some(ClientOp::Put),
+        Command::Delete { .. } => Some(ClientOp::Delete),
+        Command::Txn(_) => Some(ClientOp::Txn),
+        Command::Add { .. } => Some(ClientOp::Add),
+        Command::Slot(_) => None,
     }
 }
 

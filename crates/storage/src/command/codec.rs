@@ -5,7 +5,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::add::{unzigzag, zigzag};
-use super::{Command, CommandError, Expect, txn_codec};
+use super::{Command, CommandError, Expect, slot_codec, txn_codec};
 
 /// The format version of a command without a header (`session.rs` has version 2).
 pub(super) const PLAIN_VERSION: u8 = 1;
@@ -37,6 +37,7 @@ impl Command {
             Command::Put { key, value, .. } => (key.len(), value.len()),
             Command::Delete { key, .. } | Command::Add { key, .. } => (key.len(), 0),
             Command::Txn(txn) => return 1 + txn_codec::encoded_len_bound(txn),
+            Command::Slot(cmd) => return slot_codec::encoded_len_bound(cmd),
         };
         2 + MAX_VARINT_LEN * 3 + key + value
     }
@@ -57,6 +58,10 @@ impl Command {
                 put_varint(buf, key.len() as u64);
                 buf.put_slice(key);
                 put_varint(buf, zigzag(*delta));
+                return;
+            }
+            Command::Slot(cmd) => {
+                slot_codec::encode(buf, cmd);
                 return;
             }
         };
@@ -200,6 +205,9 @@ pub(super) fn decode_op(
         let delta = unzigzag(r.varint("delta")?);
         return Ok(Command::Add { key, delta });
     }
+    if slot_codec::is_slot_op(op) {
+        return Ok(Command::Slot(slot_codec::decode(op, r, make)?));
+    }
     if op != OP_PUT && op != OP_DELETE {
         return Err(CommandError::UnknownOp(op));
     }
@@ -265,8 +273,8 @@ pub(super) mod tests {
         let cases: &[(&[u8], CommandError)] = &[
             (&[], CommandError::Empty),
             (&[2, 1, 0, 0, 0], CommandError::UnsupportedVersion(2)),
-            (&[1, 9], CommandError::UnknownOp(9)),
-            (&[1, 5], CommandError::UnknownOp(5)),
+            (&[1, 0x40], CommandError::UnknownOp(0x40)),
+            (&[1, 0x0B], CommandError::UnknownOp(0x0B)),
             (&[1, 4, 1, b'n'], CommandError::Truncated("delta")),
             (
                 &[1, 4, 1, b'n', 0x80, 0x00],
@@ -323,6 +331,7 @@ pub(super) mod tests {
             (bytes(), expect).prop_map(|(key, expect)| Command::Delete { key, expect }),
             super::txn_codec::tests::arb_txn().prop_map(Command::Txn),
             (bytes(), any::<i64>()).prop_map(|(key, delta)| Command::Add { key, delta }),
+            super::slot_codec::tests::arb_slot_command().prop_map(Command::Slot),
         ]
     }
 

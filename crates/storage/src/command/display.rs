@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Command, Compare, CompareTarget, Expect, Txn, TxnOp};
+use super::{Command, Compare, CompareTarget, Expect, MoveStep, SlotCommand, Txn, TxnOp};
 
 /// Writes bytes as text: printable ASCII as-is, everything else — including space,
 /// backslash and double quote, which would make the output ambiguous — as `\xNN`;
@@ -48,6 +48,33 @@ impl fmt::Display for Command {
             Command::Delete { key, expect } => write!(f, "DEL {}{expect}", Escaped(key)),
             Command::Txn(txn) => txn.fmt(f),
             Command::Add { key, delta } => write!(f, "ADD {} {delta}", Escaped(key)),
+            Command::Slot(cmd) => cmd.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for SlotCommand {
+    /// `FENCE-SLOT 17 EPOCH=5`; an ingest page shows its position and counts,
+    /// not its data: `INGEST-SLOT 17 EPOCH=5 ROUND=0 PAGE=2 PUTS=310 DELETES=0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} EPOCH={}", self.step.name(), self.slot, self.epoch)?;
+        match &self.step {
+            MoveStep::Fence | MoveStep::Unfence => Ok(()),
+            MoveStep::Ingest(page) => write!(
+                f,
+                " ROUND={} PAGE={} PUTS={} DELETES={}",
+                page.round,
+                page.page,
+                page.puts.len(),
+                page.deletes.len()
+            ),
+            MoveStep::Ingested {
+                fence_index,
+                revision,
+            } => write!(f, " FENCE-INDEX={fence_index} REVISION={revision}"),
+            MoveStep::Own { map_version } | MoveStep::Drop { map_version } => {
+                write!(f, " MAP-VERSION={map_version}")
+            }
         }
     }
 }
@@ -141,6 +168,54 @@ mod tests {
             expect: Expect::Any,
         };
         assert_eq!(quotes.to_string(), "SET k \\x22\\x22");
+    }
+
+    #[test]
+    fn slot_commands_print_their_step_and_numbers() {
+        use crate::command::{IngestPage, IngestPut};
+        let slot = keel_placement::Slot::new(17).expect("slot");
+        let cmd = |step| {
+            Command::Slot(SlotCommand {
+                slot,
+                epoch: 5,
+                step,
+            })
+        };
+        assert_eq!(cmd(MoveStep::Fence).to_string(), "FENCE-SLOT 17 EPOCH=5");
+        assert_eq!(
+            cmd(MoveStep::Unfence).to_string(),
+            "UNFENCE-SLOT 17 EPOCH=5"
+        );
+        let page = IngestPage {
+            round: 1,
+            page: 2,
+            puts: vec![IngestPut {
+                key: Bytes::from_static(b"k"),
+                version: 3,
+                value: Bytes::from_static(b"v"),
+            }],
+            deletes: vec![],
+        };
+        assert_eq!(
+            cmd(MoveStep::Ingest(page)).to_string(),
+            "INGEST-SLOT 17 EPOCH=5 ROUND=1 PAGE=2 PUTS=1 DELETES=0"
+        );
+        assert_eq!(
+            cmd(MoveStep::Ingested {
+                fence_index: 40,
+                revision: 90
+            })
+            .to_string(),
+            "SLOT-INGESTED 17 EPOCH=5 FENCE-INDEX=40 REVISION=90"
+        );
+        assert_eq!(
+            cmd(MoveStep::Own { map_version: 6 }).to_string(),
+            "OWN-SLOT 17 EPOCH=5 MAP-VERSION=6"
+        );
+        assert_eq!(
+            cmd(MoveStep::Drop { map_version: 6 }).to_string(),
+            "DROP-SLOT 17 EPOCH=5 MAP-VERSION=6"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Errors decoding a [`super::Command`].
 
-use super::TxnError;
+use super::{IngestError, TxnError};
 
 /// Why bytes are not a valid command.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +34,15 @@ pub enum CommandError {
     /// A transaction breaks a rule of [`super::Txn::validate`].
     #[error("invalid transaction: {0}")]
     Txn(#[from] TxnError),
+    /// A slot number at or above `SLOT_COUNT` (4096).
+    #[error("slot {0} is out of range (0..4096)")]
+    SlotOutOfRange(u64),
+    /// A slot-move command with epoch 0, which no move ever has.
+    #[error("a slot-move command has epoch 0")]
+    ZeroEpoch,
+    /// An ingest page breaks a rule of [`super::IngestPage::validate`].
+    #[error("invalid ingest page: {0}")]
+    Ingest(#[from] IngestError),
     /// Bytes left over after the last field.
     #[error("{0} unexpected trailing bytes after the command")]
     TrailingBytes(usize),

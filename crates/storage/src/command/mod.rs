@@ -21,6 +21,12 @@
 //!          | 0x02 expect key                  Delete
 //!          | 0x03 txn                         Txn
 //!          | 0x04 key delta:zigzag            Add (signed; zigzag varint)
+//!          | 0x05 move                        FenceSlot
+//!          | 0x06 move                        UnfenceSlot
+//!          | 0x07 move page                   IngestSlot
+//!          | 0x08 move fence_index:varint revision:varint    SlotIngested
+//!          | 0x09 move map_version:varint     OwnSlot
+//!          | 0x0A move map_version:varint     DropSlot
 //! expect   = 0x00                             Any
 //!          | 0x01                             Absent
 //!          | 0x02 version:varint              Version(n)
@@ -37,6 +43,11 @@
 //! txnop    = 0x01 key value             put
 //!          | 0x02 key                   delete
 //!          | 0x03 key                   get
+//!
+//! move     = slot:varint epoch:varint   slot < 4096; epoch > 0
+//! page     = round:varint page:varint
+//!            count:varint (key version:varint value)*   puts, keys increasing
+//!            count:varint key*                          deletes, keys increasing
 //! ```
 //!
 //! `varint` is unsigned LEB128 in its shortest form (anything longer is rejected, so
@@ -56,7 +67,16 @@
 //! older replica refuses the unknown op code and stops rather than diverge, as for
 //! any new op, so every member must be upgraded before clients use it.
 //!
-//! Room to grow: op codes from `0x05` on are free for new commands.
+//! The slot-move ops (`0x05`..=`0x0A`, [`SlotCommand`]) are the steps of moving a
+//! hash slot between groups (`docs/sharding.md`); the runtime proposes them, never
+//! a client. An ingest page carries at most [`MAX_INGEST_ITEMS`] puts and deletes
+//! together (checked as the counts are read), each list in strictly increasing key
+//! order, no key in both: the decoder refuses anything else, so every decoded
+//! page passes [`IngestPage::validate`]. Whether a page's keys belong to its slot
+//! is the state machine's check (a refusal there changes nothing; a decoding
+//! error would stop the replica). Like `Add`, they need no new format version.
+//!
+//! Room to grow: op codes from `0x0B` on are free for new commands.
 //! The session header wraps whatever `op` follows, so every op code (transactions
 //! included) is exactly-once as soon as it exists. The decoder checks
 //! syntax only: what the header's numbers mean, including nonsense such as
@@ -71,6 +91,8 @@ mod codec;
 mod display;
 mod error;
 mod session;
+mod slot;
+mod slot_codec;
 mod txn;
 mod txn_codec;
 
@@ -79,9 +101,12 @@ use bytes::Bytes;
 pub use add::{AddError, parse_integer};
 pub use error::CommandError;
 pub use session::{Envelope, SessionHeader};
+pub use slot::{IngestError, IngestPage, IngestPut, MAX_INGEST_ITEMS, MoveStep, SlotCommand};
 pub use txn::{Compare, CompareOp, CompareTarget, MAX_TXN_OPS, Txn, TxnError, TxnOp};
 // The varint codec, shared with the state machine's session rows.
 pub(crate) use codec::{Reader, put_varint};
+// Printing keys in errors the state machine reports.
+pub(crate) use display::Escaped;
 
 /// A precondition on the key's current version (the log index that last wrote it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -127,6 +152,8 @@ pub enum Command {
         /// What to add (negative to subtract).
         delta: i64,
     },
+    /// A step of moving a hash slot between groups; proposed by the runtime.
+    Slot(SlotCommand),
 }
 
 impl Command {
@@ -136,7 +163,7 @@ impl Command {
             Command::Put { key, .. } | Command::Delete { key, .. } | Command::Add { key, .. } => {
                 Some(key)
             }
-            Command::Txn(_) => None,
+            Command::Txn(_) | Command::Slot(_) => None,
         }
     }
 
@@ -144,7 +171,7 @@ impl Command {
     pub fn expect(&self) -> Option<Expect> {
         match self {
             Command::Put { expect, .. } | Command::Delete { expect, .. } => Some(*expect),
-            Command::Txn(_) | Command::Add { .. } => None,
+            Command::Txn(_) | Command::Add { .. } | Command::Slot(_) => None,
         }
     }
 }

@@ -4,23 +4,21 @@
 //! (the rules are [`parse_integer`]'s), and a refused add writes nothing.
 
 use bytes::Bytes;
-use keel_raft::Index;
-use redb::{ReadableTable, Table};
 
-use super::error::{KvError, engine};
+use super::error::KvError;
+use super::keyspace::KeySpace;
 use super::outcome::ApplyOutcome;
-use super::value;
 use crate::command::{AddError, parse_integer};
 
-/// Adds `delta` to `key`'s integer (absent: 0), committed at `index`.
+/// Adds `delta` to `key`'s integer (absent: 0), committed at `revision`.
 pub(super) fn execute(
-    data: &mut Table<&[u8], &[u8]>,
-    index: Index,
+    space: &mut KeySpace<'_>,
+    revision: u64,
     key: &Bytes,
     delta: i64,
 ) -> Result<ApplyOutcome, KvError> {
-    let current = match data.get(key.as_ref()).map_err(engine)? {
-        Some(stored) => match parse_integer(value::decode(stored.value())?.1) {
+    let current = match space.lookup(key)? {
+        Some((value, _)) => match parse_integer(&value) {
             Some(n) => n,
             None => return Ok(ApplyOutcome::AddRefused(AddError::NotAnInteger)),
         },
@@ -30,13 +28,9 @@ pub(super) fn execute(
         return Ok(ApplyOutcome::AddRefused(AddError::Overflow));
     };
     let text = sum.to_string();
-    data.insert(
-        key.as_ref(),
-        value::encode(index, text.as_bytes()).as_slice(),
-    )
-    .map_err(engine)?;
+    space.put(key, revision, text.as_bytes())?;
     Ok(ApplyOutcome::Added {
-        revision: index,
+        revision,
         value: sum,
     })
 }

@@ -1,19 +1,39 @@
 //! Executing commands inside a write transaction.
 
-use bytes::Bytes;
 use keel_raft::{Entry, EntryKind, Index};
-use redb::{ReadableTable, Table};
 
-use super::error::{KvError, engine};
+use super::error::KvError;
+use super::keyspace::KeySpace;
 use super::outcome::ApplyOutcome;
 use super::sessions::SessionBatch;
-use super::value;
+use super::slots::{self, SlotTable};
 use crate::command::{Command, Envelope, Expect};
+
+/// The replicated state one apply batch works on, besides client sessions.
+pub(crate) struct Machine<'a, 'txn> {
+    /// User data and its slot index.
+    pub(crate) space: KeySpace<'txn>,
+    /// The slot table (the store's in-memory copy; reloaded if the batch fails).
+    pub(crate) slots: &'a mut SlotTable,
+    /// Whether the batch changed `slots` (then it is written back).
+    pub(crate) slots_changed: bool,
+    /// Added to an entry's index to make its revision.
+    pub(crate) revision_offset: u64,
+}
+
+impl Machine<'_, '_> {
+    /// The revision of the entry at `index`: what its writes get as version.
+    /// The offset is at most [`slots::MAX_REVISION`], so this cannot overflow
+    /// in practice; saturating keeps it total regardless.
+    pub(crate) fn revision(&self, index: Index) -> u64 {
+        index.saturating_add(self.revision_offset)
+    }
+}
 
 /// Applies `entries` on top of `applied`; returns the outcomes and the new applied
 /// index. Writes of client sessions go through `sessions` (exactly-once).
 pub(super) fn apply_entries(
-    data: &mut Table<&[u8], &[u8]>,
+    m: &mut Machine<'_, '_>,
     sessions: &mut SessionBatch<'_>,
     mut applied: Index,
     entries: &[Entry],
@@ -41,8 +61,8 @@ pub(super) fn apply_entries(
                         source,
                     })?;
                 match session {
-                    None => execute(data, entry.index, &command)?,
-                    Some(h) => sessions.apply(&h, || execute(data, entry.index, &command))?,
+                    None => execute(m, entry.index, &command)?,
+                    Some(h) => sessions.apply(&h, || execute(m, entry.index, &command))?,
                 }
             }
         };
@@ -61,29 +81,26 @@ fn holds(expect: Expect, current: Option<u64>) -> bool {
     }
 }
 
-pub(super) fn current_version(
-    data: &Table<&[u8], &[u8]>,
-    key: &Bytes,
-) -> Result<Option<u64>, KvError> {
-    match data.get(key.as_ref()).map_err(engine)? {
-        Some(stored) => Ok(Some(value::decode(stored.value())?.0)),
-        None => Ok(None),
-    }
-}
-
 fn execute(
-    data: &mut Table<&[u8], &[u8]>,
+    m: &mut Machine<'_, '_>,
     index: Index,
     command: &Command,
 ) -> Result<ApplyOutcome, KvError> {
+    if let Some(refused) = slots::check_served(m.slots, command) {
+        return Ok(ApplyOutcome::SlotUnavailable(refused));
+    }
+    let revision = m.revision(index);
     // `value` is `None` for a delete.
     let (key, value, expect) = match command {
         Command::Put { key, value, expect } => (key, Some(value), *expect),
         Command::Delete { key, expect } => (key, None, *expect),
-        Command::Txn(txn) => return super::txn::execute(data, index, txn),
-        Command::Add { key, delta } => return super::add::execute(data, index, key, *delta),
+        Command::Txn(txn) => return super::txn::execute(&mut m.space, revision, txn),
+        Command::Add { key, delta } => {
+            return super::add::execute(&mut m.space, revision, key, *delta);
+        }
+        Command::Slot(cmd) => return slots::execute(m, index, cmd),
     };
-    let current = current_version(data, key)?;
+    let current = m.space.version(key)?;
     if !holds(expect, current) {
         return Ok(ApplyOutcome::Conflict {
             current_version: current,
@@ -91,18 +108,12 @@ fn execute(
     }
     Ok(match value {
         Some(value) => {
-            data.insert(key.as_ref(), value::encode(index, value).as_slice())
-                .map_err(engine)?;
-            ApplyOutcome::Put { revision: index }
+            m.space.put(key, revision, value)?;
+            ApplyOutcome::Put { revision }
         }
-        None => {
-            if current.is_some() {
-                data.remove(key.as_ref()).map_err(engine)?;
-            }
-            ApplyOutcome::Deleted {
-                revision: index,
-                existed: current.is_some(),
-            }
-        }
+        None => ApplyOutcome::Deleted {
+            revision,
+            existed: m.space.remove(key)?,
+        },
     })
 }

@@ -27,7 +27,10 @@ pub struct KvDigest {
     /// unless there are no sessions and the session clock is 0 (so a store that
     /// never saw a session hashes as before sessions existed), the clock as
     /// `u64` and every session in id order as `id:u128 row_len:u32 row` (the id
-    /// big-endian, the row as stored).
+    /// big-endian, the row as stored); then, unless every slot is served and the
+    /// revision offset is 0 (so a store from before sharding hashes as before),
+    /// the offset as `u64` and the slot table as stored (one `tag:u8 epoch:u64`
+    /// per slot, in slot order).
     pub hash: u128,
 }
 
@@ -85,6 +88,11 @@ impl KvStore {
                 h.write(row);
                 Ok(true)
             })?;
+        }
+        let slots = view.slot_table()?;
+        if !slots.is_all_serving() || view.revision_offset() != 0 {
+            h.write(&view.revision_offset().to_le_bytes());
+            h.write(&slots.encode());
         }
         Ok(KvDigest {
             applied_index: view.applied_index(),

@@ -24,8 +24,11 @@ use keel_raft::{Index, Term};
 use redb::{Database, Durability, WriteTransaction};
 
 use super::error::{KvError, engine};
+use super::keyspace::KeySpace;
+use super::schema::load_slot_table;
 use super::sessions::{SESSION_CLOCK, SESSIONS, SessionRow};
-use super::{APPLIED_INDEX, APPLIED_TERM, DATA, KvOptions, KvStore, META, init_tables, open_db};
+use super::slots::{REVISION_OFFSET, SlotTable, open_slot_table};
+use super::{APPLIED_INDEX, APPLIED_TERM, KvOptions, KvStore, META, init_tables, open_db};
 use crate::vfs::Vfs;
 
 /// Suffix of the database being built from a snapshot.
@@ -62,6 +65,10 @@ pub(crate) struct Staging {
     txn: Option<WriteTransaction>,
     bytes_in_txn: u64,
     session_clock_ms: u64,
+    revision_offset: u64,
+    /// The snapshot's slot table; `None` keeps the new database's own (every
+    /// slot served), which is right for snapshots from before sharding.
+    slot_table: Option<SlotTable>,
 }
 
 impl KvStore {
@@ -92,6 +99,8 @@ impl KvStore {
             txn: None,
             bytes_in_txn: 0,
             session_clock_ms: 0,
+            revision_offset: 0,
+            slot_table: None,
         })
     }
 
@@ -113,9 +122,10 @@ impl KvStore {
         let file = self.vfs.open(&self.path, false).map_err(io(&self.path))?;
         let db = open_db(file, &self.opts)?;
         let applied = init_tables(&db)?;
-        // Applies are held off (the caller holds the writer lock), so the index
-        // can switch to the new contents before the database does.
+        // Applies are held off (the caller holds the writer lock), so the
+        // in-memory copies can switch to the new contents before the database does.
         self.lock_sessions().reload(&db)?;
+        *self.lock_slots() = load_slot_table(&db)?;
         let mut guard = self
             .db
             .write()
@@ -135,12 +145,7 @@ impl Staging {
     /// Adds one key; commits the running transaction non-durably every
     /// [`INSTALL_TXN_BYTES`] (a crash loses nothing of value: the file is not live).
     pub(crate) fn insert(&mut self, key: &[u8], version: u64, value: &[u8]) -> Result<(), KvError> {
-        {
-            let txn = self.txn()?;
-            let mut table = txn.open_table(DATA).map_err(engine)?;
-            let stored = super::value::encode(version, value);
-            table.insert(key, stored.as_slice()).map_err(engine)?;
-        }
+        KeySpace::open(self.txn()?)?.put(key, version, value)?;
         self.added((key.len() + value.len()) as u64)
     }
 
@@ -159,6 +164,16 @@ impl Staging {
     /// Sets the session clock recorded by [`Staging::finish`].
     pub(crate) fn set_session_clock(&mut self, ms: u64) {
         self.session_clock_ms = ms;
+    }
+
+    /// Sets the revision offset recorded by [`Staging::finish`].
+    pub(crate) fn set_revision_offset(&mut self, offset: u64) {
+        self.revision_offset = offset;
+    }
+
+    /// Sets the slot table recorded by [`Staging::finish`].
+    pub(crate) fn set_slot_table(&mut self, table: SlotTable) {
+        self.slot_table = Some(table);
     }
 
     /// The running transaction, begun if there is none.
@@ -204,6 +219,11 @@ impl Staging {
             meta.insert(APPLIED_TERM, term).map_err(engine)?;
             meta.insert(SESSION_CLOCK, self.session_clock_ms)
                 .map_err(engine)?;
+            meta.insert(REVISION_OFFSET, self.revision_offset)
+                .map_err(engine)?;
+            if let Some(table) = &self.slot_table {
+                table.store(&mut open_slot_table(&txn)?)?;
+            }
         }
         txn.commit().map_err(engine)?;
         Ok((self.db, self.path))

@@ -10,6 +10,10 @@
 //! The state machine is deterministic: every replica reaches the same state from the
 //! same log. It therefore enforces no configurable limits (they are checked before a
 //! command is proposed) and never rejects a committed entry.
+//!
+//! Besides the keys it keeps what the group serves ([`slots`]: the slot table, a
+//! slot index beside the keys, the revision offset) and client sessions
+//! ([`sessions`]). The tables and their versions are in `schema.rs`.
 
 mod add;
 mod apply;
@@ -17,8 +21,11 @@ mod backend;
 mod digest;
 mod error;
 pub(crate) mod install;
+pub(crate) mod keyspace;
 mod outcome;
+mod schema;
 pub(crate) mod sessions;
+pub mod slots;
 mod txn;
 pub(crate) mod value;
 mod view;
@@ -28,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
+use keel_placement::Slot;
 use keel_raft::{Entry, Index};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -37,8 +45,10 @@ pub use digest::KvDigest;
 pub use error::KvError;
 use error::engine;
 pub use outcome::{ApplyOutcome, TxnOpResult, TxnOutcome};
+pub(crate) use schema::init_tables;
 pub use sessions::{EVICTION_GRACE_MS, MAX_RESULTS_PER_SESSION, SessionRejection, SessionStats};
-use sessions::{SESSIONS, SessionBatch, SessionIndex};
+use sessions::{SessionBatch, SessionIndex};
+pub use slots::{SlotState, SlotTable};
 pub use view::KvReadView;
 
 /// User data: key → version (u64 LE) followed by the value.
@@ -50,12 +60,6 @@ pub(crate) const APPLIED_INDEX: &str = "applied_index";
 /// Term of the entry at the applied index (0 if unknown: written by a build that did
 /// not record it, or nothing applied yet). Snapshots need it for their metadata.
 pub(crate) const APPLIED_TERM: &str = "applied_term";
-/// Layout version of the tables above (and [`sessions::SESSIONS`]).
-const SCHEMA: &str = "schema_version";
-/// 2 added the client session table; a version-1 database is upgraded by creating
-/// it (empty). A build that knows only 1 refuses a version-2 database rather than
-/// ignore its sessions.
-const SCHEMA_VERSION: u64 = 2;
 
 /// State-machine settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +101,9 @@ pub struct KvStore {
     writer: Mutex<()>,
     /// The session table's in-memory index; locked only with `writer` held.
     sessions: Mutex<SessionIndex>,
+    /// The slot table, as the database holds it; changed only with `writer`
+    /// held. Every write consults it, so it is not read from the database.
+    slots: Mutex<SlotTable>,
     vfs: Arc<dyn Vfs>,
     path: PathBuf,
     opts: KvOptions,
@@ -133,11 +140,13 @@ impl KvStore {
         let db = open_db(file, &opts)?;
         let applied = init_tables(&db)?;
         let sessions = SessionIndex::load(&db)?;
+        let slots = schema::load_slot_table(&db)?;
         Ok(KvStore {
             db: RwLock::new(Arc::new(db)),
             applied: AtomicU64::new(applied),
             writer: Mutex::new(()),
             sessions: Mutex::new(sessions),
+            slots: Mutex::new(slots),
             vfs,
             path: path.to_path_buf(),
             opts,
@@ -177,10 +186,12 @@ impl KvStore {
         let _writer = self.lock_writer();
         let db = self.db();
         let mut sessions = self.lock_sessions();
-        let result = self.apply_in(&db, &mut sessions, entries);
+        let mut slots = self.lock_slots();
+        let result = self.apply_in(&db, &mut sessions, &mut slots, entries);
         if result.is_err() {
-            // The transaction was dropped, but the index may have moved on.
+            // The transaction was dropped, but the copies may have moved on.
             sessions.reload(&db)?;
+            *slots = schema::load_slot_table(&db)?;
         }
         result
     }
@@ -189,21 +200,36 @@ impl KvStore {
         &self,
         db: &Database,
         sessions: &mut SessionIndex,
+        slots: &mut SlotTable,
         entries: &[Entry],
     ) -> Result<Vec<ApplyOutcome>, KvError> {
         let mut txn = db.begin_write().map_err(engine)?;
         // The WAL holds these entries durably; see the module docs.
         txn.set_durability(Durability::None).map_err(engine)?;
         let (outcomes, applied, changed) = {
-            let mut data = txn.open_table(DATA).map_err(engine)?;
             let mut meta = txn.open_table(META).map_err(engine)?;
-            let start = meta
-                .get(APPLIED_INDEX)
-                .map_err(engine)?
-                .map_or(0, |g| g.value());
+            let read = |name| -> Result<u64, KvError> {
+                Ok(meta.get(name).map_err(engine)?.map_or(0, |g| g.value()))
+            };
+            let start = read(APPLIED_INDEX)?;
+            let offset = read(slots::REVISION_OFFSET)?;
+            let mut machine = apply::Machine {
+                space: keyspace::KeySpace::open(&txn)?,
+                slots,
+                slots_changed: false,
+                revision_offset: offset,
+            };
             let mut batch = SessionBatch::new(&txn, sessions);
-            let (outcomes, applied) = apply::apply_entries(&mut data, &mut batch, start, entries)?;
+            let (outcomes, applied) =
+                apply::apply_entries(&mut machine, &mut batch, start, entries)?;
             batch.finish(&mut meta)?;
+            if machine.slots_changed {
+                machine.slots.store(&mut slots::open_slot_table(&txn)?)?;
+            }
+            if machine.revision_offset != offset {
+                meta.insert(slots::REVISION_OFFSET, machine.revision_offset)
+                    .map_err(engine)?;
+            }
             if applied != start {
                 meta.insert(APPLIED_INDEX, applied).map_err(engine)?;
                 let term = entries
@@ -228,6 +254,25 @@ impl KvStore {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The slot table. Locked only with `writer` held, or alone.
+    pub(crate) fn lock_slots(&self) -> MutexGuard<'_, SlotTable> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The state of `slot` as of the last applied batch. Waits for a batch being
+    /// applied; a read that must agree with the data it returns takes both from
+    /// one [`KvReadView`] (`slot_table`) instead.
+    pub fn slot_state(&self, slot: Slot) -> SlotState {
+        self.lock_slots().get(slot)
+    }
+
+    /// A copy of the whole slot table as of the last applied entry.
+    pub fn slot_table(&self) -> SlotTable {
+        self.lock_slots().clone()
     }
 
     /// Counters of the client-session table (for metrics).
@@ -368,36 +413,10 @@ pub(crate) fn open_db(
         .map_err(engine)
 }
 
-/// Creates the tables if missing, checks the schema version, and returns the applied
-/// index. Commits durably (only at open, so the cost does not matter).
-pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
-    let txn = db.begin_write().map_err(engine)?;
-    let applied = {
-        txn.open_table(DATA).map_err(engine)?;
-        txn.open_table(SESSIONS).map_err(engine)?;
-        let mut meta = txn.open_table(META).map_err(engine)?;
-        let schema = meta.get(SCHEMA).map_err(engine)?.map(|g| g.value());
-        match schema {
-            // New, or from before sessions: the session table was just created.
-            None | Some(1) => {
-                meta.insert(SCHEMA, SCHEMA_VERSION).map_err(engine)?;
-            }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => {
-                return Err(KvError::Corrupt(format!(
-                    "schema version {other}, this build knows {SCHEMA_VERSION}"
-                )));
-            }
-        }
-        let applied = meta.get(APPLIED_INDEX).map_err(engine)?;
-        applied.map_or(0, |g| g.value())
-    };
-    txn.commit().map_err(engine)?;
-    Ok(applied)
-}
-
 #[cfg(test)]
 mod add_tests;
+#[cfg(test)]
+mod schema_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

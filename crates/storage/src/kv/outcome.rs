@@ -1,6 +1,7 @@
 //! What applying one entry did.
 
 use super::sessions::SessionRejection;
+use super::slots::{SlotCommandError, SlotState, SlotUnavailable};
 use crate::command::AddError;
 use bytes::Bytes;
 
@@ -8,14 +9,15 @@ use bytes::Bytes;
 /// [`super::KvStore::apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// The key now holds the new value; its version is `revision`, the entry's index.
+    /// The key now holds the new value; its version is `revision`: the entry's
+    /// index plus the group's revision offset (0 unless a slot moved in).
     Put {
-        /// The log index the write committed at.
+        /// The revision the write committed at.
         revision: u64,
     },
     /// The delete was applied at `revision`; `existed` says whether there was a key.
     Deleted {
-        /// The log index the delete committed at.
+        /// The revision the delete committed at.
         revision: u64,
         /// Whether the key existed.
         existed: bool,
@@ -35,7 +37,7 @@ pub enum ApplyOutcome {
     },
     /// An add stored `value` in its key at `revision`.
     Added {
-        /// The log index the add committed at; the key's new version.
+        /// The revision the add committed at; the key's new version.
         revision: u64,
         /// The key's value after the add.
         value: i64,
@@ -47,6 +49,18 @@ pub enum ApplyOutcome {
     /// [`SessionRejection`]); nothing changed. A write whose session number was
     /// seen before is not rejected: it gets the outcome of its first execution.
     SessionRejected(SessionRejection),
+    /// A client command touched a slot this group does not serve (see
+    /// [`SlotUnavailable`]); nothing changed.
+    SlotUnavailable(SlotUnavailable),
+    /// A slot-move command took effect, or was already in effect.
+    SlotStep {
+        /// The slot's state after it.
+        state: SlotState,
+        /// Keys a `DropSlot` deleted (0 for the other steps).
+        keys_removed: u64,
+    },
+    /// A slot-move command was refused; nothing changed.
+    SlotStepRefused(SlotCommandError),
     /// A NO-OP or membership entry: only the applied index moved.
     NoOp,
     /// The entry was at or below the applied index and was skipped (replay after a
@@ -57,7 +71,7 @@ pub enum ApplyOutcome {
 /// What a transaction did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxnOutcome {
-    /// The log index it committed at, which every write in it has as its version.
+    /// The revision it committed at, which every write in it has as its version.
     pub revision: u64,
     /// Whether every comparison held (the `success` branch ran) or not (`failure`).
     pub succeeded: bool,

@@ -260,7 +260,7 @@ fn model_after(log: &[Command], n: usize) -> BTreeMap<Bytes, (Bytes, u64)> {
             Command::Delete { key, .. } => {
                 state.remove(key);
             }
-            Command::Txn(_) | Command::Add { .. } => {
+            Command::Txn(_) | Command::Add { .. } | Command::Slot(_) => {
                 unreachable!("the log holds puts and deletes only")
             }
         }

@@ -7,24 +7,21 @@
 //! happens entirely or not at all, without needing to undo anything.
 
 use bytes::Bytes;
-use keel_raft::Index;
-use redb::{ReadableTable, Table};
 
-use super::apply::current_version;
-use super::error::{KvError, engine};
+use super::error::KvError;
+use super::keyspace::KeySpace;
 use super::outcome::{ApplyOutcome, TxnOpResult, TxnOutcome};
-use super::value;
 use crate::command::{Compare, CompareTarget, Txn, TxnOp};
 
-/// Runs `txn`, committed at `index`.
+/// Runs `txn`, committed at `revision`.
 pub(super) fn execute(
-    data: &mut Table<&[u8], &[u8]>,
-    index: Index,
+    space: &mut KeySpace<'_>,
+    revision: u64,
     txn: &Txn,
 ) -> Result<ApplyOutcome, KvError> {
     let mut succeeded = true;
     for compare in &txn.compares {
-        if !holds(data, compare)? {
+        if !holds(space, compare)? {
             succeeded = false;
             break;
         }
@@ -49,15 +46,15 @@ pub(super) fn execute(
             TxnOp::Delete { key } => {
                 let existed = match written(&writes, key) {
                     Some(value) => value.is_some(),
-                    None => current_version(data, key)?.is_some(),
+                    None => space.version(key)?.is_some(),
                 };
                 writes.push((key, None));
                 TxnOpResult::Delete { existed }
             }
             TxnOp::Get { key } => {
                 let found = match written(&writes, key) {
-                    Some(value) => value.map(|v| (v.clone(), index)),
-                    None => value::lookup(data, key)?,
+                    Some(value) => value.map(|v| (v.clone(), revision)),
+                    None => space.lookup(key)?,
                 };
                 if let Some((value, _)) = &found {
                     read_bytes = read_bytes.saturating_add((key.len() + value.len()) as u64);
@@ -74,17 +71,14 @@ pub(super) fn execute(
     }
     for (key, value) in writes {
         match value {
-            Some(value) => {
-                data.insert(key.as_ref(), value::encode(index, value).as_slice())
-                    .map_err(engine)?;
-            }
+            Some(value) => space.put(key, revision, value)?,
             None => {
-                data.remove(key.as_ref()).map_err(engine)?;
+                space.remove(key)?;
             }
         }
     }
     Ok(ApplyOutcome::Txn(TxnOutcome {
-        revision: index,
+        revision,
         succeeded,
         results,
     }))
@@ -96,16 +90,16 @@ fn written<'a>(writes: &[(&Bytes, Option<&'a Bytes>)], key: &Bytes) -> Option<Op
 }
 
 /// Whether `compare` holds on the state before the transaction.
-fn holds(data: &Table<&[u8], &[u8]>, compare: &Compare) -> Result<bool, KvError> {
+fn holds(space: &KeySpace<'_>, compare: &Compare) -> Result<bool, KvError> {
     match &compare.target {
         CompareTarget::Version(op, version) => {
-            // Absent keys have version 0, which no write ever gets (log indexes
+            // Absent keys have version 0, which no write ever gets (revisions
             // start at 1), so `= 0` means "absent" and `> 0` "exists".
-            let current = current_version(data, &compare.key)?.unwrap_or(0);
+            let current = space.version(&compare.key)?.unwrap_or(0);
             Ok(op.holds(current, *version))
         }
-        CompareTarget::Value(want) => match data.get(compare.key.as_ref()).map_err(engine)? {
-            Some(stored) => Ok(value::decode(stored.value())?.1 == want.as_ref()),
+        CompareTarget::Value(want) => match space.lookup(&compare.key)? {
+            Some((value, _)) => Ok(value == want),
             None => Ok(false),
         },
     }

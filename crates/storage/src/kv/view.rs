@@ -9,8 +9,12 @@ use redb::{
     ReadableTableMetadata,
 };
 
+use keel_placement::Slot;
+
 use super::error::{KvError, engine};
+use super::keyspace::{SLOT_INDEX, as_slice, key_of_index, slot_range};
 use super::sessions::{SESSION_CLOCK, SESSIONS};
+use super::slots::{REVISION_OFFSET, SLOT_TABLE, SlotTable};
 use super::{APPLIED_INDEX, APPLIED_TERM, DATA, KvStore, META, value};
 
 /// A frozen view of the whole key space as of one applied index: a redb read
@@ -26,13 +30,15 @@ pub struct KvReadView {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     /// Client sessions (`kv::sessions`), part of the replicated state.
     sessions: ReadOnlyTable<u128, &'static [u8]>,
-    _txn: ReadTransaction,
+    /// Opens the tables that only some readers need (slot index and table).
+    txn: ReadTransaction,
     /// Keeps the database open even if an install swaps it out meanwhile (dropped
     /// last: fields drop in order).
     _db: Arc<Database>,
     applied_index: Index,
     applied_term: Term,
     session_clock_ms: u64,
+    revision_offset: u64,
 }
 
 impl std::fmt::Debug for KvReadView {
@@ -59,14 +65,16 @@ impl KvStore {
         let applied_index = get(APPLIED_INDEX)?;
         let applied_term = get(APPLIED_TERM)?;
         let session_clock_ms = get(SESSION_CLOCK)?;
+        let revision_offset = get(REVISION_OFFSET)?;
         Ok(KvReadView {
             table,
             sessions,
-            _txn: txn,
+            txn,
             _db: db,
             applied_index,
             applied_term,
             session_clock_ms,
+            revision_offset,
         })
     }
 
@@ -114,6 +122,49 @@ impl KvReadView {
             }
         }
         Ok(())
+    }
+
+    /// Calls `f` for every key of `slot` in key order, strictly after
+    /// `start_after` if given (a key of the slot), found through the slot index:
+    /// the cost is the slot's keys, not the group's. `f` returns `false` to stop.
+    pub fn for_each_in_slot(
+        &self,
+        slot: Slot,
+        start_after: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], u64, &[u8]) -> Result<bool, KvError>,
+    ) -> Result<(), KvError> {
+        let index = self.txn.open_table(SLOT_INDEX).map_err(engine)?;
+        let (lower, upper) = slot_range(slot, start_after);
+        let rows = index
+            .range::<&[u8]>((as_slice(&lower), as_slice(&upper)))
+            .map_err(engine)?;
+        for row in rows {
+            let (row, _) = row.map_err(engine)?;
+            let key = key_of_index(row.value());
+            let stored = self.table.get(key).map_err(engine)?.ok_or_else(|| {
+                KvError::Corrupt(format!(
+                    "slot index names key {} that does not exist",
+                    crate::command::Escaped(key)
+                ))
+            })?;
+            let (version, value) = value::decode(stored.value())?;
+            if !f(key, version, value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot table as of this view.
+    pub fn slot_table(&self) -> Result<SlotTable, KvError> {
+        let table = self.txn.open_table(SLOT_TABLE).map_err(engine)?;
+        SlotTable::load(&table)
+    }
+
+    /// The group's revision offset as of this view: a write at index `i` got
+    /// revision `i + offset`.
+    pub fn revision_offset(&self) -> u64 {
+        self.revision_offset
     }
 
     /// Number of keys in the view.

@@ -11,8 +11,11 @@ use crate::wal::MAX_ENTRY_BYTES;
 /// First bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"KEELSNAP";
 /// The format version this code writes. Version 2 added the state section
-/// (client sessions) after the keys; this code reads both.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// (client sessions) after the keys; version 3 added the revision offset and the
+/// slot table at its end. This code reads all three.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The format version with a state section but no slot records.
+pub(crate) const FORMAT_VERSION_SESSIONS: u32 = 2;
 /// The oldest format version this code reads: no state section.
 pub(crate) const FORMAT_VERSION_KEYS_ONLY: u32 = 1;
 /// Bytes of the header before the membership bytes.
@@ -33,9 +36,17 @@ pub(crate) const STATE_SESSION_CLOCK: u8 = 0x01;
 /// State record kind: a client session, body `client_id:u128` (big-endian) then
 /// the session's stored row. In increasing client id order.
 pub(crate) const STATE_SESSION: u8 = 0x02;
+/// State record kind (format 3): the revision offset, body `offset:u64`.
+/// Exactly one, after the sessions.
+pub(crate) const STATE_REVISION_OFFSET: u8 = 0x03;
+/// State record kind (format 3): the slot table as the state machine stores it
+/// (`SLOT_TABLE_BYTES`). Exactly one, last.
+pub(crate) const STATE_SLOT_TABLE: u8 = 0x04;
 /// Largest state record body a reader accepts: far above the largest session
-/// (16 bytes of id and a row of at most 1024 remembered results, ~22 KiB).
+/// (16 bytes of id and a row of at most 1024 remembered results, ~22 KiB) and
+/// the slot table (36 KiB).
 pub const MAX_STATE_RECORD_BYTES: u64 = 64 << 10;
+const _: () = assert!(crate::kv::slots::SLOT_TABLE_BYTES as u64 <= MAX_STATE_RECORD_BYTES);
 /// Bytes of a chunk header.
 pub(crate) const CHUNK_HEADER_LEN: u64 = 16;
 /// Bytes before a record's key: key length, value length, version.
@@ -96,7 +107,7 @@ impl SnapshotHeader {
     /// | offset | size | field |
     /// |---|---|---|
     /// | 0 | 8 | magic `KEELSNAP` |
-    /// | 8 | 4 | format version (1) |
+    /// | 8 | 4 | format version ([`FORMAT_VERSION`]) |
     /// | 12 | 4 | header length `h` (all of it, checksum included) |
     /// | 16 | 8 | group id |
     /// | 24 | 8 | last included index |

@@ -8,8 +8,9 @@ use crate::kv::KvStore;
 impl SnapshotStore {
     /// Replaces the whole contents of `kv` with the snapshot `file`, atomically and
     /// in bounded memory: afterwards `kv` holds exactly the snapshot's keys, values,
-    /// versions and client sessions, and its applied index and term are the
-    /// snapshot's.
+    /// versions, client sessions, slot table and revision offset (a file from
+    /// before sharding: every slot served, offset 0), and its applied index and
+    /// term are the snapshot's.
     ///
     /// The file is read once: records go into a staging database while every
     /// checksum is verified, and the staging database replaces the live one only if
@@ -57,6 +58,8 @@ impl SnapshotStore {
                     SnapshotItem::Session { client_id, row } => {
                         staging.insert_session(client_id, row)?;
                     }
+                    SnapshotItem::RevisionOffset(offset) => staging.set_revision_offset(offset),
+                    SnapshotItem::SlotTable(table) => staging.set_slot_table(table.clone()),
                 }
             }
             Ok::<(), SnapshotError>(())

@@ -1,7 +1,7 @@
 //! Snapshots of the key-value state machine: files, transfer and install.
 //!
-//! - [`SnapshotStore::write`] writes a snapshot (keys, then the client sessions)
-//!   from a [`crate::kv::KvReadView`]
+//! - [`SnapshotStore::write`] writes a snapshot (keys, then the client sessions,
+//!   the revision offset and the slot table) from a [`crate::kv::KvReadView`]
 //!   (a consistent redb read transaction), streaming, while applies continue;
 //! - [`SnapshotStore::newest_valid`] finds the newest snapshot that verifies,
 //!   reporting damaged ones it skipped; [`SnapshotStore::purge`] keeps the newest N;
@@ -31,5 +31,7 @@ pub use transfer::{MAX_SNAPSHOT_BYTES, SnapshotChunk, SnapshotChunks, SnapshotRe
 
 #[cfg(test)]
 mod session_tests;
+#[cfg(test)]
+mod slot_tests;
 #[cfg(test)]
 mod tests;

@@ -8,10 +8,12 @@ use bytes::Bytes;
 use super::error::SnapshotError;
 use super::format::{
     CHUNK_HEADER_LEN, CHUNK_MAGIC, FOOTER_LEN, FOOTER_MAGIC, FORMAT_VERSION,
-    FORMAT_VERSION_KEYS_ONLY, HEADER_FIXED_LEN, MAGIC, MAX_CHUNK_PAYLOAD, MAX_HEADER_BYTES,
-    MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES, MAX_VALUE_BYTES, RECORD_HEADER_LEN, STATE_CHUNK_MAGIC,
-    STATE_RECORD_HEADER_LEN, STATE_SESSION, STATE_SESSION_CLOCK, SnapshotHeader, u32_at, u64_at,
+    FORMAT_VERSION_KEYS_ONLY, FORMAT_VERSION_SESSIONS, HEADER_FIXED_LEN, MAGIC, MAX_CHUNK_PAYLOAD,
+    MAX_HEADER_BYTES, MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES, MAX_VALUE_BYTES, RECORD_HEADER_LEN,
+    STATE_CHUNK_MAGIC, STATE_RECORD_HEADER_LEN, STATE_REVISION_OFFSET, STATE_SESSION,
+    STATE_SESSION_CLOCK, STATE_SLOT_TABLE, SnapshotHeader, u32_at, u64_at,
 };
+use crate::kv::SlotTable;
 use crate::vfs::{Vfs, VfsFile};
 
 /// A snapshot file that passed a full verification pass.
@@ -56,6 +58,25 @@ pub enum SnapshotItem<'a> {
         /// The session's row as the state machine stores it.
         row: &'a [u8],
     },
+    /// The group's revision offset (format 3; exactly one, after the sessions).
+    RevisionOffset(u64),
+    /// The group's slot table (format 3; exactly one, last). A file without one
+    /// comes from before sharding: every slot served.
+    SlotTable(&'a SlotTable),
+}
+
+/// Where the reader is in the state section: each record kind may only follow
+/// the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatePhase {
+    /// Nothing read yet: the session clock comes first.
+    Clock,
+    /// After the clock: sessions, then (format 3) the revision offset.
+    Sessions,
+    /// After the revision offset: the slot table.
+    SlotTable,
+    /// After the slot table: nothing more.
+    Done,
 }
 
 /// Where the current item lies in the chunk buffer; turned into a borrowed
@@ -72,6 +93,9 @@ enum At {
         client_id: u128,
         row: (usize, usize),
     },
+    Offset(u64),
+    /// The table is decoded into the reader's `slot_table`.
+    Slots,
 }
 
 /// Reads a snapshot front to back, one chunk in memory at a time, verifying every
@@ -99,14 +123,18 @@ pub struct SnapshotReader {
     prev_key: Vec<u8>,
     have_prev: bool,
     finished: bool,
-    /// The file's format version (1 or 2).
+    /// The file's format version (1 to 3).
     version: u32,
     /// Whether the current chunk holds state records (else key records); once
     /// one does, no key chunk may follow.
     in_state: bool,
-    /// State records read: the clock, then the sessions.
+    /// State records read: the clock, the sessions, the offset, the slot table.
     state_records: u64,
+    phase: StatePhase,
+    sessions: u64,
     prev_session: Option<u128>,
+    /// The slot table, once read (a verified, decoded copy).
+    slot_table: Option<SlotTable>,
 }
 
 impl SnapshotReader {
@@ -141,7 +169,10 @@ impl SnapshotReader {
             version: FORMAT_VERSION,
             in_state: false,
             state_records: 0,
+            phase: StatePhase::Clock,
+            sessions: 0,
             prev_session: None,
+            slot_table: None,
         };
         r.read_header()?;
         Ok(r)
@@ -169,7 +200,7 @@ impl SnapshotReader {
 
     /// Client sessions returned so far.
     pub fn sessions(&self) -> u64 {
-        self.state_records.saturating_sub(1)
+        self.sessions
     }
 
     fn corrupt(&self, offset: u64, reason: impl Into<String>) -> SnapshotError {
@@ -292,6 +323,12 @@ impl SnapshotReader {
                 client_id,
                 row: bytes(row),
             },
+            At::Offset(offset) => SnapshotItem::RevisionOffset(offset),
+            At::Slots => SnapshotItem::SlotTable(
+                self.slot_table
+                    .as_ref()
+                    .expect("a slot-table position is made after decoding it"),
+            ),
         }
     }
 
@@ -358,7 +395,8 @@ impl SnapshotReader {
     }
 
     /// A state record: the clock first (exactly once), then sessions in
-    /// increasing client id order.
+    /// increasing client id order, then (format 3) the revision offset and the
+    /// slot table, once each.
     fn state_record(&mut self) -> Result<At, SnapshotError> {
         let rest = &self.chunk[self.cursor..];
         if rest.len() < STATE_RECORD_HEADER_LEN {
@@ -374,10 +412,13 @@ impl SnapshotReader {
         }
         let start = self.cursor + STATE_RECORD_HEADER_LEN;
         let end = start + len as usize;
-        let first = self.state_records == 0;
-        let at = match kind {
-            STATE_SESSION_CLOCK if first && len == 8 => At::Clock(u64_at(&self.chunk, start)),
-            STATE_SESSION if !first && len >= 16 => {
+        let slots_allowed = self.version >= FORMAT_VERSION;
+        let at = match (self.phase, kind) {
+            (StatePhase::Clock, STATE_SESSION_CLOCK) if len == 8 => {
+                self.phase = StatePhase::Sessions;
+                At::Clock(u64_at(&self.chunk, start))
+            }
+            (StatePhase::Sessions, STATE_SESSION) if len >= 16 => {
                 let id: [u8; 16] = self.chunk[start..start + 16]
                     .try_into()
                     .expect("16-byte slice");
@@ -389,10 +430,22 @@ impl SnapshotReader {
                     ));
                 }
                 self.prev_session = Some(client_id);
+                self.sessions += 1;
                 At::Session {
                     client_id,
                     row: (start + 16, end),
                 }
+            }
+            (StatePhase::Sessions, STATE_REVISION_OFFSET) if slots_allowed && len == 8 => {
+                self.phase = StatePhase::SlotTable;
+                At::Offset(u64_at(&self.chunk, start))
+            }
+            (StatePhase::SlotTable, STATE_SLOT_TABLE) => {
+                let table = SlotTable::decode(&self.chunk[start..end])
+                    .map_err(|e| self.corrupt(self.chunk_at, format!("slot table: {e}")))?;
+                self.slot_table = Some(table);
+                self.phase = StatePhase::Done;
+                At::Slots
             }
             _ => {
                 return Err(self.corrupt(
@@ -425,7 +478,7 @@ impl SnapshotReader {
         let magic = &head[0..4];
         if magic == CHUNK_MAGIC && !self.in_state {
             // Another chunk of keys.
-        } else if magic == STATE_CHUNK_MAGIC && self.version >= FORMAT_VERSION {
+        } else if magic == STATE_CHUNK_MAGIC && self.version >= FORMAT_VERSION_SESSIONS {
             self.in_state = true;
         } else {
             return Err(self.corrupt(at, "expected a chunk header (wrong magic bytes)"));
@@ -474,8 +527,14 @@ impl SnapshotReader {
         }
         let records = u64_at(&body, 8);
         let file_len = u64_at(&body, 16);
-        if self.version >= FORMAT_VERSION && self.state_records == 0 {
+        if self.version >= FORMAT_VERSION_SESSIONS && self.phase == StatePhase::Clock {
             return Err(self.corrupt(at, "the state section (session clock) is missing"));
+        }
+        if self.version >= FORMAT_VERSION && self.phase != StatePhase::Done {
+            return Err(self.corrupt(
+                at,
+                "the revision offset or the slot table is missing from the state section",
+            ));
         }
         if file_len != self.len {
             return Err(self.corrupt(

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use keel_raft::{Entry, EntryKind};
 
-use super::format::{
-    CHUNK_MAGIC, FOOTER_LEN, SnapshotHeader, chunk_header, encode_record, footer_body,
-};
+use super::format::{FOOTER_LEN, SnapshotHeader};
 use super::*;
 use crate::command::{Command, Envelope, Expect, SessionHeader};
 use crate::kv::{ApplyOutcome, KvStore};
@@ -42,7 +40,7 @@ fn kv_at(vfs: &MemVfs, path: &str) -> KvStore {
     KvStore::open(Arc::new(vfs.clone()), Path::new(path)).expect("open kv")
 }
 
-fn store(vfs: &MemVfs) -> SnapshotStore {
+pub(super) fn store(vfs: &MemVfs) -> SnapshotStore {
     let opts = SnapshotOptions {
         keep: 2,
         chunk_bytes: 4096,
@@ -77,7 +75,7 @@ fn session_put(index: u64, client: u128, seq: u64, key: &str) -> Entry {
     }
 }
 
-fn file_of(info: &SnapshotInfo) -> SnapshotFile {
+pub(super) fn file_of(info: &SnapshotInfo) -> SnapshotFile {
     SnapshotFile {
         path: info.path.clone(),
         term: info.header.term,
@@ -135,36 +133,22 @@ fn damage_in_the_state_section_is_refused() {
 
 /// A format-1 file (keys only), as builds before sessions wrote it.
 fn write_format_1(vfs: &MemVfs, index: u64, keys: &[(&str, u64, &str)]) -> SnapshotInfo {
-    let header = SnapshotHeader {
-        group: 1,
-        index,
-        term: 1,
-        conf: Bytes::new(),
-    };
-    let mut file = header.encode();
-    file[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let crc_at = file.len() - 4;
-    let crc = crc32c::crc32c(&file[..crc_at]);
-    file[crc_at..].copy_from_slice(&crc.to_le_bytes());
-    let mut payload = Vec::new();
-    for (key, version, value) in keys {
-        encode_record(&mut payload, key.as_bytes(), *version, value.as_bytes());
-    }
-    file.extend_from_slice(&chunk_header(CHUNK_MAGIC, &payload, keys.len() as u32));
-    file.extend_from_slice(&payload);
-    let len = file.len() as u64 + FOOTER_LEN;
-    file.extend_from_slice(&footer_body(keys.len() as u64, len));
-    let crc = crc32c::crc32c(&file);
-    file.extend_from_slice(&crc.to_le_bytes());
-    let path = Path::new(SNAP).join(super::format::file_name(1, index));
-    let f = vfs.open(&path, true).expect("create");
-    f.write_all_at(0, &file).expect("write");
+    let records: Vec<(&[u8], u64, &str)> = keys
+        .iter()
+        .map(|&(key, version, value)| (key.as_bytes(), version, value))
+        .collect();
+    let file = super::slot_tests::write_file(vfs, 1, index, &records, &[]);
     SnapshotInfo {
-        path,
-        header,
+        len: vfs.read_file(&file.path).expect("read").len() as u64,
+        path: file.path,
+        header: SnapshotHeader {
+            group: 1,
+            index,
+            term: 1,
+            conf: Bytes::new(),
+        },
         records: keys.len() as u64,
         sessions: 0,
-        len,
     }
 }
 

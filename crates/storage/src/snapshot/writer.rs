@@ -6,9 +6,9 @@ use std::sync::Arc;
 use super::error::SnapshotError;
 use super::format::{
     CHUNK_HEADER_LEN, CHUNK_MAGIC, MAX_CONF_BYTES, MAX_KEY_BYTES, MAX_STATE_RECORD_BYTES,
-    MAX_VALUE_BYTES, RECORD_HEADER_LEN, STATE_CHUNK_MAGIC, STATE_RECORD_HEADER_LEN, STATE_SESSION,
-    STATE_SESSION_CLOCK, SnapshotHeader, chunk_header, encode_record, encode_state_record,
-    footer_body,
+    MAX_VALUE_BYTES, RECORD_HEADER_LEN, STATE_CHUNK_MAGIC, STATE_RECORD_HEADER_LEN,
+    STATE_REVISION_OFFSET, STATE_SESSION, STATE_SESSION_CLOCK, STATE_SLOT_TABLE, SnapshotHeader,
+    chunk_header, encode_record, encode_state_record, footer_body,
 };
 use crate::kv::KvReadView;
 use crate::vfs::VfsFile;
@@ -122,9 +122,9 @@ pub(crate) struct Written {
 }
 
 /// Writes the snapshot of `view` into the empty `file` (not synced: the caller
-/// syncs and renames): the keys, then the state section (session clock and
-/// client sessions). Holds at most one chunk (`chunk_bytes`, or one record if
-/// larger) in memory.
+/// syncs and renames): the keys, then the state section (session clock, client
+/// sessions, revision offset, slot table). Holds at most one chunk
+/// (`chunk_bytes`, or one record if larger) in memory.
 pub(crate) fn write_view(
     file: &Arc<dyn VfsFile>,
     path: &Path,
@@ -194,10 +194,21 @@ pub(crate) fn write_view(
         written.sessions += 1;
         Ok(parked(pushed, &mut failed))
     })?;
-    end_section(chunks, failed, &mut out)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let offset = view.revision_offset().to_le_bytes();
+    chunks.push(STATE_RECORD_HEADER_LEN + offset.len(), &mut out, |buf| {
+        encode_state_record(buf, STATE_REVISION_OFFSET, &[&offset]);
+    })?;
+    let slots = view.slot_table()?.encode();
+    chunks.push(STATE_RECORD_HEADER_LEN + slots.len(), &mut out, |buf| {
+        encode_state_record(buf, STATE_SLOT_TABLE, &[&slots]);
+    })?;
+    end_section(chunks, None, &mut out)?;
 
-    // Every record: keys, the clock, the sessions.
-    let records = written.keys + 1 + written.sessions;
+    // Every record: keys, the clock, the sessions, the offset, the slot table.
+    let records = written.keys + 1 + written.sessions + 2;
     written.len = out.pos + super::format::FOOTER_LEN;
     out.write(&footer_body(records, written.len))?;
     let crc = out.crc;

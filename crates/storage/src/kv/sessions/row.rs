@@ -137,6 +137,12 @@ fn stored_tag(outcome: &ApplyOutcome) -> Option<(u8, u64)> {
         | ApplyOutcome::TxnReadLimit { .. }
         | ApplyOutcome::Added { .. }
         | ApplyOutcome::AddRefused(_) => None,
+        // A write refused for its slot did not run: not remembering it lets a
+        // retry run once the slot is served again (after an aborted move).
+        // Slot-move commands are the runtime's, never a session's.
+        ApplyOutcome::SlotUnavailable(_)
+        | ApplyOutcome::SlotStep { .. }
+        | ApplyOutcome::SlotStepRefused(_) => None,
     }
 }
 

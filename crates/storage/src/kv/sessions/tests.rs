@@ -398,7 +398,7 @@ fn a_database_from_before_sessions_is_upgraded() {
     let meta = txn.open_table(crate::kv::META).expect("meta");
     assert_eq!(
         meta.get("schema_version").expect("get").map(|g| g.value()),
-        Some(2)
+        Some(crate::kv::schema::SCHEMA_VERSION)
     );
     let mut log = Log(vec![Entry {
         term: 1,
