@@ -11,14 +11,6 @@ use crate::wal::{InspectedItem, LogStart, LogStartKind, Verdict, WalError, inspe
 
 const SEG: u64 = 1024;
 
-fn compacted(index: u64, term: u64) -> LogStart {
-    LogStart {
-        index,
-        term,
-        kind: LogStartKind::Compacted,
-    }
-}
-
 /// Two groups with `n` entries each (group 2 only every other batch), small
 /// segments, a hard state per group.
 fn build(vfs: &MemVfs, n: u64) -> Wal {

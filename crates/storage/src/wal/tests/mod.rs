@@ -93,6 +93,36 @@ pub(super) fn logs(
         .collect()
 }
 
+/// A compacted log start at `index` (with `term`).
+pub(super) fn compacted(index: u64, term: u64) -> super::LogStart {
+    super::LogStart {
+        index,
+        term,
+        kind: super::LogStartKind::Compacted,
+    }
+}
+
+/// Compacts with no trailing window; returns the segments deleted.
+pub(super) fn compact_all(wal: &mut Wal) -> Vec<PathBuf> {
+    wal.compact(|_| u64::MAX).expect("compact").removed
+}
+
+/// Keeps only the first `cut` bytes of the last frame, as a crash during its write
+/// would; returns the frame and whether only zeros were lost (the frame is whole).
+pub(super) fn tear_last_frame(vfs: &MemVfs, cut: u64) -> (FramePos, bool) {
+    let f = frames(vfs).pop().expect("a frame");
+    let original = vfs.read_file(&f.file).expect("read");
+    let lost = &original[(f.offset + cut) as usize..(f.offset + f.len) as usize];
+    let whole = lost.iter().all(|&b| b == 0);
+    poke(
+        vfs,
+        &f.file,
+        f.offset + cut,
+        &vec![0u8; (f.len - cut) as usize],
+    );
+    (f, whole)
+}
+
 /// A frame's place on the simulated disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct FramePos {

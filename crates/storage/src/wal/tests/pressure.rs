@@ -4,17 +4,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::wal::{LogStart, LogStartKind, Pin};
+use crate::wal::Pin;
 
 const SEG: u64 = 1024;
-
-fn compacted(index: u64) -> LogStart {
-    LogStart {
-        index,
-        term: 1,
-        kind: LogStartKind::Compacted,
-    }
-}
 
 /// Group 1 is busy (an entry per batch); group 2 wrote a few entries early on and
 /// then went quiet.
@@ -36,14 +28,9 @@ fn build(vfs: &MemVfs, n: u64) -> Wal {
 fn the_quiet_group_pinning_the_oldest_segment_is_named_until_it_snapshots() {
     let vfs = MemVfs::new();
     let mut wal = build(&vfs, 100);
-    wal.set_log_start(1, compacted(100)).expect("start");
+    wal.set_log_start(1, compacted(100, 1)).expect("start");
     wal.sync().expect("sync");
-    assert!(
-        wal.compact(|_| u64::MAX)
-            .expect("compact")
-            .removed
-            .is_empty()
-    );
+    assert!(compact_all(&mut wal).is_empty());
     let p = wal.pressure(|_| u64::MAX);
     let names = segment_names(&vfs);
     assert_eq!(p.segments, names.len() as u64);
@@ -63,14 +50,9 @@ fn the_quiet_group_pinning_the_oldest_segment_is_named_until_it_snapshots() {
     assert_eq!(p.pinning_group(), Some(2));
 
     // The runtime snapshots group 2; the next compaction frees the old segments.
-    wal.set_log_start(2, compacted(3)).expect("start");
+    wal.set_log_start(2, compacted(3, 1)).expect("start");
     wal.sync().expect("sync");
-    assert!(
-        !wal.compact(|_| u64::MAX)
-            .expect("compact")
-            .removed
-            .is_empty()
-    );
+    assert!(!compact_all(&mut wal).is_empty());
     let p = wal.pressure(|_| u64::MAX);
     assert_eq!((p.segments, p.oldest, p.pinning_group()), (1, None, None));
     assert!(p.pinned_by.is_empty());
@@ -86,8 +68,8 @@ fn the_quiet_group_pinning_the_oldest_segment_is_named_until_it_snapshots() {
 fn a_trailing_window_pins_without_asking_for_a_snapshot() {
     let vfs = MemVfs::new();
     let mut wal = build(&vfs, 100);
-    wal.set_log_start(1, compacted(100)).expect("start");
-    wal.set_log_start(2, compacted(3)).expect("start");
+    wal.set_log_start(1, compacted(100, 1)).expect("start");
+    wal.set_log_start(2, compacted(3, 1)).expect("start");
     wal.sync().expect("sync");
     // Group 1 keeps its last 95 entries for slow followers.
     let up_to = |g| if g == 1 { 5 } else { u64::MAX };
@@ -108,18 +90,13 @@ fn a_trailing_window_pins_without_asking_for_a_snapshot() {
 fn a_removed_group_pins_nothing() {
     let vfs = MemVfs::new();
     let mut wal = build(&vfs, 100);
-    wal.set_log_start(1, compacted(100)).expect("start");
+    wal.set_log_start(1, compacted(100, 1)).expect("start");
     wal.sync().expect("sync");
     assert_eq!(wal.pressure(|_| u64::MAX).pinning_group(), Some(2));
     wal.remove_group(2).expect("remove");
     // Judged before the tombstone is even synced: compaction syncs it first.
     let p = wal.pressure(|_| u64::MAX);
     assert_eq!((p.oldest, p.pinning_group()), (None, None));
-    assert!(
-        !wal.compact(|_| u64::MAX)
-            .expect("compact")
-            .removed
-            .is_empty()
-    );
+    assert!(!compact_all(&mut wal).is_empty());
     assert_eq!(wal.pressure(|_| u64::MAX).segments, 1);
 }

@@ -7,7 +7,7 @@ use keel_raft::HardState;
 
 use super::*;
 use crate::wal::record::{encode_entry, encode_group_removed, encode_hard_state, encode_log_start};
-use crate::wal::{InspectedItem, LogStart, LogStartKind, Verdict, WalError, inspect, inspect_all};
+use crate::wal::{InspectedItem, Verdict, WalError, inspect, inspect_all};
 
 const SEG: u64 = 1024;
 
@@ -16,14 +16,6 @@ fn hs(term: u64) -> HardState {
         term,
         vote: 1,
         commit: 1,
-    }
-}
-
-fn compacted(index: u64) -> LogStart {
-    LogStart {
-        index,
-        term: 1,
-        kind: LogStartKind::Compacted,
     }
 }
 
@@ -83,7 +75,7 @@ fn a_synced_tombstone_survives_a_crash_and_the_group_stays_removed() {
             Err(WalError::GroupRemoved { group: 2 })
         ));
         assert!(matches!(
-            wal.set_log_start(2, compacted(10)),
+            wal.set_log_start(2, compacted(10, 1)),
             Err(WalError::GroupRemoved { group: 2 })
         ));
         // Removing it again changes nothing.
@@ -117,19 +109,11 @@ fn a_torn_tombstone_is_truncated_and_the_group_is_still_there() {
     for cut in 0..=len {
         let vfs = MemVfs::new();
         let before = build_torn(&vfs);
-        let f = frames(&vfs).pop().expect("frame");
-        let original = vfs.read_file(&f.file).expect("read");
-        let lost = &original[(f.offset + cut) as usize..(f.offset + len) as usize];
         // Only the first `cut` bytes of the tombstone's frame reached the disk.
-        poke(
-            &vfs,
-            &f.file,
-            f.offset + cut,
-            &vec![0u8; (len - cut) as usize],
-        );
+        let (f, whole) = tear_last_frame(&vfs, cut);
         let what = format!("prefix of {cut} bytes kept");
         let (mut wal, rec) = reopen(&vfs, 4096);
-        if lost.iter().all(|&b| b == 0) {
+        if whole {
             // Only zeros are missing: the tombstone is whole.
             let mut after = before.clone();
             after.remove(2);
@@ -163,26 +147,23 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
     let vfs = MemVfs::new();
     let (mut wal, mut model) = build(&vfs, SEG, 60);
     for g in [1, 3] {
-        wal.set_log_start(g, compacted(60)).expect("start");
+        wal.set_log_start(g, compacted(60, 1)).expect("start");
         model
             .groups
             .get_mut(&g)
             .expect("group")
-            .start(compacted(60))
+            .start(compacted(60, 1))
             .expect("model");
     }
     wal.sync().expect("sync");
     // Group 2 has no snapshot: it pins every segment.
-    assert!(
-        wal.compact(|_| u64::MAX)
-            .expect("compact")
-            .removed
-            .is_empty()
-    );
+    assert!(compact_all(&mut wal).is_empty());
     wal.remove_group(2).expect("remove");
     model.remove(2);
-    let done = wal.compact(|_| u64::MAX).expect("compact");
-    assert!(!done.removed.is_empty(), "the removed group pins nothing");
+    assert!(
+        !compact_all(&mut wal).is_empty(),
+        "the removed group pins nothing"
+    );
     let tombstone_segment = dir().join(segment_names(&vfs).last().expect("a segment"));
     drop(wal);
 
@@ -223,7 +204,7 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
         for g in [1, 3] {
             wal.append_entries(g, &[entry(1, next, &[0; 60])])
                 .expect("append");
-            wal.set_log_start(g, compacted(next)).expect("start");
+            wal.set_log_start(g, compacted(next, 1)).expect("start");
             model
                 .groups
                 .get_mut(&g)
@@ -234,9 +215,9 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
         wal.sync().expect("sync");
         for g in [1, 3] {
             let m = model.groups.get_mut(&g).expect("group");
-            m.start(compacted(next)).expect("model");
+            m.start(compacted(next, 1)).expect("model");
         }
-        wal.compact(|_| u64::MAX).expect("compact");
+        compact_all(&mut wal);
         next += 1;
         assert!(next < 200, "the tombstone's segment never went");
     }
@@ -255,8 +236,8 @@ fn a_crash_at_any_point_of_a_compaction_after_a_removal_recovers_the_same_logs()
         for seed in 0..3 {
             let vfs = MemVfs::new();
             let (mut wal, _) = build(&vfs, SEG, 50);
-            wal.set_log_start(1, compacted(40)).expect("start");
-            wal.set_log_start(3, compacted(40)).expect("start");
+            wal.set_log_start(1, compacted(40, 1)).expect("start");
+            wal.set_log_start(3, compacted(40, 1)).expect("start");
             wal.remove_group(2).expect("remove");
             wal.sync().expect("sync");
             drop(wal);
@@ -315,7 +296,7 @@ fn any_record_after_a_tombstone_is_corruption_at_that_record() {
             encode_entry(b, 2, &entry(1, 1, b"new life"))
         }),
         ("hard state", |b| encode_hard_state(b, 2, &hs(9))),
-        ("log start", |b| encode_log_start(b, 2, &compacted(3))),
+        ("log start", |b| encode_log_start(b, 2, &compacted(3, 1))),
     ];
     let second_tombstone: (&str, Encode) = ("second tombstone", |b| encode_group_removed(b, 2));
     for (what, encode) in records.into_iter().chain([second_tombstone]) {
