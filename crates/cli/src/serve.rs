@@ -132,6 +132,12 @@ pub(crate) struct ServeArgs {
     /// entries instead of a whole snapshot).
     #[arg(long, env = "KEEL_SNAPSHOT_TRAILING_ENTRIES", default_value_t = 1_000)]
     pub(crate) snapshot_trailing_entries: u64,
+    /// Make the state machine durable (a redb commit with fsync) this often
+    /// (milliseconds); the WAL covers what was applied since. Longer intervals
+    /// stall answers less often (each flush pauses applying) but keep more WAL and
+    /// replay more of it at start-up.
+    #[arg(long, env = "KEEL_STATE_FLUSH_INTERVAL_MS", default_value_t = 1_000)]
+    pub(crate) state_flush_interval_ms: u64,
     /// Forget a client session (exactly-once writes) after it was unused for this
     /// long (milliseconds of log time); a retry of one of its writes is then
     /// refused instead of applied again. At least one minute.
@@ -234,6 +240,7 @@ impl ServeArgs {
         cfg.leave_on_shutdown = self.leave_on_shutdown;
         cfg.promote_lag_entries = self.promote_lag_entries;
         cfg.session_idle_timeout_ms = self.session_idle_timeout_ms;
+        cfg.state_flush_interval_ms = self.state_flush_interval_ms;
         cfg.max_client_sessions = self.max_client_sessions;
         cfg.fault_lose_write_reply_every = self.fault_lose_write_reply_every;
         cfg.tls_cert = self.tls_cert;

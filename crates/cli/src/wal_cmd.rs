@@ -62,6 +62,11 @@ pub(crate) fn run(cmd: WalCommand) -> anyhow::Result<ExitCode> {
                         start.index, start.term
                     );
                 }
+                InspectedItem::GroupRemoved { group, .. } => {
+                    println!(
+                        "# g{group} removed from this node: its records above are void"
+                    );
+                }
                 InspectedItem::Record(r) => match &r.record {
                     WalRecord::Entry { group, entry } => {
                         let text = entry_text(entry.kind, &entry.data);

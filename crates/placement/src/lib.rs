@@ -10,6 +10,10 @@
 //! every replica, since nothing here reads a clock, a random number generator or
 //! the file system.
 //!
+//! [`PlacementMachine`] wraps the map as the group's replicated state machine:
+//! committed entries applied in log order, the map a new cluster starts with
+//! ([`PlacementMachine::bootstrap`]), and the group's snapshot.
+//!
 //! The [`plan`] module decides what to do: where a joining node goes, how a
 //! node's replicas leave before it is removed, which slots to move to even the
 //! groups out. Its answers are commands; the runtime proposes them.
@@ -20,6 +24,7 @@
 mod command;
 mod error;
 mod ids;
+mod machine;
 mod map;
 pub mod plan;
 mod route;
@@ -31,6 +36,7 @@ pub use ids::{
     FIRST_DATA_GROUP, GroupId, MAX_ADDRESS_BYTES, MAX_ENCODED_COMMAND_BYTES, MAX_ENCODED_MAP_BYTES,
     MAX_GROUPS, MAX_MOVES, MAX_NODES, MAX_REPLICAS, NodeId, PLACEMENT_GROUP,
 };
+pub use machine::{ApplyError, BootstrapError, EntryOutcome, PlacementMachine, SnapshotError};
 pub use map::{ClusterMap, Group, Node, NodeState, SlotMove};
 pub use route::Route;
 pub use slot::{SLOT_COUNT, Slot, hash_tag, slot_for_key};

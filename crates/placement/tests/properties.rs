@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use keel_placement::plan;
-use keel_placement::{ClusterMap, Command, GroupId, Slot};
+use keel_placement::{ClusterMap, Command, GroupId, PlacementMachine, Slot};
 use proptest::prelude::*;
 
 /// A command described by picks among what the map holds, resolved when it is
@@ -193,6 +193,38 @@ proptest! {
             prop_assert_eq!(a.apply(&command), b.apply(&command));
         }
         prop_assert_eq!(a.encode(), b.encode());
+    }
+
+    #[test]
+    fn a_snapshot_plus_the_rest_of_the_log_is_the_whole_log(
+        ops in proptest::collection::vec((op(), proptest::bool::weighted(0.2)), 1..60),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        // The log as the placement group's leader would build it: commands
+        // resolved against its map, now and then an entry without one.
+        let mut leader = PlacementMachine::bootstrap(&BTreeMap::from([(1, "h1:1".to_owned())]))
+            .expect("bootstrap");
+        let mut log: Vec<Option<Vec<u8>>> = Vec::new();
+        for (op, empty) in ops {
+            let entry = (!empty).then(|| resolve(leader.map(), op).encode());
+            let index = log.len() as u64 + 1;
+            leader.apply(index, entry.as_deref()).expect("in order");
+            log.push(entry);
+        }
+        // A replica that restarts from a snapshot taken at `cut`, then applies
+        // the rest of the log, ends as the one that applied all of it.
+        let cut = cut.index(log.len() + 1);
+        let mut before_cut = PlacementMachine::bootstrap(&BTreeMap::from([(1, "h1:1".to_owned())]))
+            .expect("bootstrap");
+        for (i, entry) in log[..cut].iter().enumerate() {
+            before_cut.apply(i as u64 + 1, entry.as_deref()).expect("in order");
+        }
+        let mut restored = PlacementMachine::restore(&before_cut.snapshot()).expect("restore");
+        prop_assert_eq!(&restored, &before_cut);
+        for (i, entry) in log.iter().enumerate().skip(cut) {
+            restored.apply(i as u64 + 1, entry.as_deref()).expect("in order");
+        }
+        prop_assert_eq!(restored, leader);
     }
 }
 

@@ -336,6 +336,13 @@ impl ServerConfig {
                 self.snapshot_entries
             ));
         }
+        if !(10..=600_000).contains(&self.state_flush_interval_ms) {
+            return bad(format!(
+                "{} must be in 10..=600000 (10 ms to 10 minutes), got {}",
+                setting("state_flush_interval_ms"),
+                self.state_flush_interval_ms
+            ));
+        }
         if !(MIN_SESSION_IDLE_TIMEOUT_MS..=7 * 86_400_000).contains(&self.session_idle_timeout_ms) {
             return bad(format!(
                 "{} must be in {MIN_SESSION_IDLE_TIMEOUT_MS}..=604800000 (one minute to a \
@@ -591,6 +598,11 @@ mod tests {
                 |c| c.snapshot_entries = 5,
                 "snapshot_entries (--snapshot-entries, KEEL_SNAPSHOT_ENTRIES) must be 0 \
                  (never) or in 10..=1000000000, got 5",
+            ),
+            (
+                |c| c.state_flush_interval_ms = 0,
+                "state_flush_interval_ms (--state-flush-interval-ms, \
+                 KEEL_STATE_FLUSH_INTERVAL_MS) must be in 10..=600000 (10 ms to 10 minutes), got 0",
             ),
             (
                 |c| c.session_idle_timeout_ms = 1_000,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{FIRST_DATA_GROUP, GroupId, NodeId};
 use crate::slot::Slot;
 
-pub(crate) use codec::check_format;
+pub(crate) use codec::{MapRecord, check_format};
 pub use group::{Group, SlotMove};
 pub(crate) use node::check_address;
 pub use node::{Node, NodeState};

@@ -116,6 +116,16 @@ pub enum WalError {
         max: u64,
     },
 
+    /// A write for a group whose tombstone was written
+    /// ([`super::Wal::remove_group`]): its replica on this node is deleted and its
+    /// id is never used again, so recovery would call any later record of it
+    /// corruption. Nothing was buffered.
+    #[error("group {group} was removed from this node; its id cannot be written again")]
+    GroupRemoved {
+        /// The group.
+        group: GroupId,
+    },
+
     /// [`super::WalOptions::validate`] rejected the options.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),

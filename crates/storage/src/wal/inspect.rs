@@ -1,13 +1,13 @@
 //! Read-only inspection for `keel wal dump` and `keel wal check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use keel_raft::GroupId;
 
 use super::error::WalError;
 use super::first;
-use super::log::{LogStart, LogTrack};
+use super::log::{LogStart, LogTrack, check_not_removed};
 use super::record::{ScanRecord, WalRecord};
 use super::recovery::TornTail;
 use super::scan;
@@ -26,7 +26,8 @@ pub struct InspectedRecord<'a> {
     pub record: WalRecord,
 }
 
-/// Anything [`inspect_all`] finds: a [`WalRecord`] or a log-start record.
+/// Anything [`inspect_all`] finds: a [`WalRecord`], a log-start record or a group
+/// tombstone.
 #[derive(Debug)]
 pub enum InspectedItem<'a> {
     /// An entry or a hard state.
@@ -43,6 +44,18 @@ pub enum InspectedItem<'a> {
         group: GroupId,
         /// Where its log starts.
         start: LogStart,
+    },
+    /// A group tombstone: this node's replica of `group` was deleted, and every
+    /// earlier record of it is void.
+    GroupRemoved {
+        /// The segment file.
+        file: &'a Path,
+        /// Byte offset of the record in that file.
+        offset: u64,
+        /// Sequence number of the frame holding it.
+        frame_seq: u64,
+        /// The group.
+        group: GroupId,
     },
 }
 
@@ -84,7 +97,19 @@ pub fn inspect(
     })
 }
 
-/// Like [`inspect`], reporting log-start records too.
+/// Each group's log shape, and where its first record is (named if it is never
+/// anchored).
+type Tracks = BTreeMap<GroupId, (LogTrack, PathBuf, u64)>;
+
+/// `group`'s track, started at `file:offset` if this is its first record.
+fn track<'t>(tracks: &'t mut Tracks, group: GroupId, file: &Path, offset: u64) -> &'t mut LogTrack {
+    &mut tracks
+        .entry(group)
+        .or_insert_with(|| (LogTrack::default(), file.to_path_buf(), offset))
+        .0
+}
+
+/// Like [`inspect`], reporting log-start records and group tombstones too.
 pub fn inspect_all(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -105,20 +130,15 @@ pub fn inspect_all(
         }
         Err(e) => return Err(e),
     };
-    let mut groups: BTreeMap<GroupId, (LogTrack, PathBuf, u64)> = BTreeMap::new();
+    let mut groups: Tracks = BTreeMap::new();
+    let mut removed = BTreeSet::new();
     let scan = scan::scan(vfs, dir, first_seq, &mut |found| {
-        let group = match &found.record {
-            ScanRecord::Wal(WalRecord::Entry { group, .. })
-            | ScanRecord::Wal(WalRecord::HardState { group, .. })
-            | ScanRecord::LogStart { group, .. } => *group,
-        };
-        let (track, _, _) = groups
-            .entry(group)
-            .or_insert_with(|| (LogTrack::default(), found.file.to_path_buf(), found.offset));
+        let group = found.record.group();
+        check_not_removed(&removed, group)?;
         let item = match found.record {
             ScanRecord::Wal(record) => {
                 if let WalRecord::Entry { entry, .. } = &record {
-                    track
+                    track(&mut groups, group, found.file, found.offset)
                         .on_entry(entry.index)
                         .map_err(|r| format!("group {group}: {r}"))?;
                 }
@@ -130,7 +150,7 @@ pub fn inspect_all(
                 })
             }
             ScanRecord::LogStart { group, start } => {
-                track
+                track(&mut groups, group, found.file, found.offset)
                     .on_start(start)
                     .map_err(|r| format!("group {group}: {r}"))?;
                 InspectedItem::LogStart {
@@ -139,6 +159,17 @@ pub fn inspect_all(
                     frame_seq: found.frame_seq,
                     group,
                     start,
+                }
+            }
+            ScanRecord::GroupRemoved { group } => {
+                // The group's earlier records are void: its log need not be anchored.
+                groups.remove(&group);
+                removed.insert(group);
+                InspectedItem::GroupRemoved {
+                    file: found.file,
+                    offset: found.offset,
+                    frame_seq: found.frame_seq,
+                    group,
                 }
             }
         };

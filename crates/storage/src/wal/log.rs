@@ -1,7 +1,9 @@
 //! The rules by which records build a group's log, shared by the writer (to refuse a
 //! bad append up front), recovery and inspection (to detect a log that breaks them).
 
-use keel_raft::{Index, Term};
+use std::collections::BTreeSet;
+
+use keel_raft::{GroupId, Index, Term};
 
 /// Where a group's log starts: everything at or below `index` is covered by a
 /// snapshot and gone from the log; the entry at `index` had term `term` (Raft's
@@ -39,6 +41,20 @@ pub(crate) fn check_next(last: Index, index: Index) -> Result<(), String> {
     if index > last.saturating_add(1) {
         return Err(format!(
             "entry index {index} leaves a gap after last index {last}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a record of `group` may appear after the tombstones in `removed`:
+/// nothing of a group follows its tombstone, not even a second tombstone, because
+/// group ids are never reused. Recovery and inspection both use it, so that they
+/// call the same logs corrupt.
+pub(crate) fn check_not_removed(removed: &BTreeSet<GroupId>, group: GroupId) -> Result<(), String> {
+    if removed.contains(&group) {
+        return Err(format!(
+            "group {group}: record after the group's tombstone (a removed group's id is \
+             never used again)"
         ));
     }
     Ok(())

@@ -5,6 +5,7 @@
 //! body    = 0x01 group:u64 term:u64 index:u64 kind:u8 data...     an entry
 //!         | 0x02 group:u64 term:u64 vote:u64 commit:u64           a hard state
 //!         | 0x03 group:u64 index:u64 term:u64 kind:u8             a log start
+//!         | 0x04 group:u64                                        a group tombstone
 //! ```
 //!
 //! The frame checksum already covers the records; the per-record length and checksum
@@ -19,6 +20,11 @@ use super::log::{LogStart, LogStartKind};
 const TYPE_ENTRY: u8 = 1;
 const TYPE_HARD_STATE: u8 = 2;
 const TYPE_LOG_START: u8 = 3;
+const TYPE_GROUP_REMOVED: u8 = 4;
+/// Group tombstone body: type, group.
+const GROUP_REMOVED_LEN: usize = 1 + 8;
+/// Encoded size of a group tombstone record.
+pub(crate) const GROUP_REMOVED_RECORD_LEN: usize = RECORD_HEADER_LEN + GROUP_REMOVED_LEN;
 /// Log start body: type, group, index, term, kind.
 const LOG_START_LEN: usize = 1 + 8 + 8 + 8 + 1;
 /// Encoded size of a log-start record.
@@ -54,13 +60,41 @@ pub enum WalRecord {
     },
 }
 
-/// A record as the scan reads it: one of the public [`WalRecord`]s, or a log start
-/// (kept out of `WalRecord` so that code matching on it exhaustively keeps
-/// compiling).
+/// A record as the scan reads it: one of the public [`WalRecord`]s, a log start or
+/// a group tombstone (kept out of `WalRecord` so that code matching on it
+/// exhaustively keeps compiling).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ScanRecord {
     Wal(WalRecord),
-    LogStart { group: GroupId, start: LogStart },
+    LogStart {
+        group: GroupId,
+        start: LogStart,
+    },
+    /// The group's replica on this node was deleted: every earlier record of the
+    /// group is void, and no later one may exist.
+    GroupRemoved {
+        group: GroupId,
+    },
+}
+
+impl ScanRecord {
+    /// The group the record belongs to.
+    pub(crate) fn group(&self) -> GroupId {
+        match self {
+            ScanRecord::Wal(WalRecord::Entry { group, .. })
+            | ScanRecord::Wal(WalRecord::HardState { group, .. })
+            | ScanRecord::LogStart { group, .. }
+            | ScanRecord::GroupRemoved { group } => *group,
+        }
+    }
+}
+
+/// Appends the tombstone of `group` to `buf`.
+pub(crate) fn encode_group_removed(buf: &mut Vec<u8>, group: GroupId) {
+    let start = begin(buf, GROUP_REMOVED_LEN);
+    buf.push(TYPE_GROUP_REMOVED);
+    buf.extend_from_slice(&group.to_le_bytes());
+    finish(buf, start);
 }
 
 /// Appends the log-start record of `group` to `buf`.
@@ -210,7 +244,26 @@ pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(ScanRecord, usize),
                 },
             }
         }
-        Some(other) => return Err(format!("unknown record type {other}")),
+        Some(&TYPE_GROUP_REMOVED) => {
+            if body.len() != GROUP_REMOVED_LEN {
+                return Err(format!(
+                    "group tombstone record of {} bytes, expected {GROUP_REMOVED_LEN}",
+                    body.len()
+                ));
+            }
+            ScanRecord::GroupRemoved {
+                group: u64_at(body, 1),
+            }
+        }
+        // Never skipped: a record this build does not know may change what the
+        // records around it mean (as a tombstone does), so reading on could
+        // recover the wrong logs. A valid frame holding one is corruption, which
+        // refuses to start rather than being truncated as a torn tail.
+        Some(other) => {
+            return Err(format!(
+                "unknown record type {other} (written by a newer keel?)"
+            ));
+        }
         None => return Err("empty record".to_string()),
     };
     Ok((record, body_start + body_len))
@@ -278,6 +331,38 @@ mod tests {
                 start: ls
             }
         );
+        let mut buf = Vec::new();
+        encode_group_removed(&mut buf, 0x0102_0304_0506_0708);
+        assert_eq!(buf.len(), GROUP_REMOVED_RECORD_LEN);
+        // The layout docs/wal-format.md gives: length, checksum, type 4, group.
+        assert_eq!(&buf[..4], &9u32.to_le_bytes());
+        assert_eq!(buf[8], 4);
+        assert_eq!(&buf[9..], &0x0102_0304_0506_0708u64.to_le_bytes());
+        let (r4, end) = decode(&Bytes::from(buf), 0).expect("tombstone");
+        assert_eq!(
+            r4,
+            ScanRecord::GroupRemoved {
+                group: 0x0102_0304_0506_0708
+            }
+        );
+        assert_eq!(end, GROUP_REMOVED_RECORD_LEN);
+    }
+
+    #[test]
+    fn a_tombstone_of_the_wrong_length_and_an_unknown_type_are_refused() {
+        let mut buf = Vec::new();
+        let start = begin(&mut buf, GROUP_REMOVED_LEN + 1);
+        buf.push(TYPE_GROUP_REMOVED);
+        buf.extend_from_slice(&[0; 9]);
+        finish(&mut buf, start);
+        let err = decode(&Bytes::from(buf), 0).expect_err("long tombstone");
+        assert!(err.contains("group tombstone record of 10 bytes"), "{err}");
+        let mut buf = Vec::new();
+        let start = begin(&mut buf, 1);
+        buf.push(5);
+        finish(&mut buf, start);
+        let err = decode(&Bytes::from(buf), 0).expect_err("type 5");
+        assert!(err.contains("unknown record type 5"), "{err}");
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! What [`super::Wal::open`] hands back, and how it is rebuilt from the records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
 use keel_raft::{Entry, GroupId, HardState, Index};
 
-use super::log::{LogStart, LogTrack, StartEffect};
+use super::log::{LogStart, LogTrack, StartEffect, check_not_removed};
 use super::record::{ScanRecord, WalRecord};
 
 /// Everything the WAL held when it was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
-    /// Every group that has at least one record, by id.
+    /// Every group that has at least one record and no tombstone, by id.
     pub groups: BTreeMap<GroupId, RecoveredGroup>,
+    /// Groups whose tombstone ([`super::Wal::remove_group`]) is in the log: their
+    /// replica on this node was deleted and none of their records is returned. A
+    /// tombstone stays only as long as its segment (see `docs/wal-format.md`), so a
+    /// group removed long ago may be in neither map.
+    pub removed: BTreeSet<GroupId>,
     /// Set when a torn write after the last valid frame was discarded. The caller
     /// should log it as a warning: it is expected after a crash, but an operator
     /// may want to know.
@@ -109,7 +114,14 @@ impl fmt::Display for TornTail {
 impl Recovery {
     /// Folds one record into the state; `Err` is a corruption reason.
     pub(crate) fn apply(&mut self, record: ScanRecord) -> Result<(), String> {
+        check_not_removed(&self.removed, record.group())?;
         match record {
+            ScanRecord::GroupRemoved { group } => {
+                // Everything the group wrote before is void: its replica is gone.
+                self.groups.remove(&group);
+                self.removed.insert(group);
+                Ok(())
+            }
             ScanRecord::LogStart { group, start } => self
                 .groups
                 .entry(group)

@@ -1,6 +1,6 @@
 //! [`Wal`]: opening (recovery and repair) and appending.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,10 @@ use super::recovery::Recovery;
 use super::repair;
 use super::scan;
 use super::segment;
+use super::summary::Segments;
 use crate::vfs::{Vfs, VfsFile, create_dir_all_durable};
+
+mod groups;
 
 /// Name of the lock file in the WAL directory.
 const LOCK_FILE: &str = "LOCK";
@@ -78,11 +81,11 @@ pub struct Wal {
     /// Each group's last hard state, counting buffered ones; restated by
     /// [`Wal::compact`] so that deleting old segments never loses one.
     hard_states: BTreeMap<GroupId, HardState>,
-    /// Per segment, the highest entry index of each group written into it (an upper
-    /// bound: what decides whether compaction may delete the segment).
-    segment_max: BTreeMap<u64, BTreeMap<GroupId, Index>>,
-    /// Highest entry index per group in the buffered batch.
-    pending_max: BTreeMap<GroupId, Index>,
+    /// Groups whose tombstone is durable or buffered (from recovery, or removed
+    /// since): writes to them are refused, their entries count as covered.
+    removed: BTreeSet<GroupId>,
+    /// What each kept segment holds: decides what compaction may delete.
+    segments: Segments,
     /// Oldest segment kept (1 until the first compaction).
     first_seq: u64,
     batch: Batch,
@@ -125,14 +128,10 @@ impl Wal {
         let first_seq = first::read(&*vfs, dir)?;
         remove_below(&*vfs, dir, first_seq)?;
         let mut recovery = Recovery::default();
-        let mut segment_max: BTreeMap<u64, BTreeMap<GroupId, Index>> = BTreeMap::new();
+        let mut summaries = Segments::default();
         let mut first_at: BTreeMap<GroupId, (PathBuf, u64)> = BTreeMap::new();
         let scan = scan::scan(&*vfs, dir, first_seq, &mut |found| {
-            let group = match &found.record {
-                ScanRecord::Wal(WalRecord::Entry { group, .. })
-                | ScanRecord::Wal(WalRecord::HardState { group, .. })
-                | ScanRecord::LogStart { group, .. } => *group,
-            };
+            let group = found.record.group();
             first_at
                 .entry(group)
                 .or_insert_with(|| (found.file.to_path_buf(), found.offset));
@@ -143,12 +142,7 @@ impl Wal {
                     .and_then(|n| n.to_str())
                     .and_then(segment::parse_name)
                     .unwrap_or(u64::MAX);
-                let max = segment_max
-                    .entry(seq)
-                    .or_default()
-                    .entry(group)
-                    .or_default();
-                *max = (*max).max(entry.index);
+                summaries.note_entry(seq, group, entry.index);
             }
             recovery.apply(found.record)
         })?;
@@ -170,6 +164,13 @@ impl Wal {
         let mut segments = scan.segments.clone();
         if let Some(incomplete) = &scan.incomplete {
             segments.truncate(incomplete.segment);
+        }
+        for seg in &segments {
+            let len = vfs
+                .open(&seg.path, false)
+                .and_then(|f| f.len())
+                .map_err(WalError::io("stat segment", &seg.path))?;
+            summaries.add(seg.seq, len);
         }
         let active = match segments.last() {
             Some(seg) => {
@@ -213,8 +214,8 @@ impl Wal {
                 .iter()
                 .map(|(&g, rg)| (g, rg.hard_state))
                 .collect(),
-            segment_max,
-            pending_max: BTreeMap::new(),
+            removed: recovery.removed.clone(),
+            segments: summaries,
             first_seq,
             vfs,
             dir: dir.to_path_buf(),
@@ -249,7 +250,7 @@ impl Wal {
     /// else is a [`WalError::Gap`]. The whole call is checked before anything is
     /// buffered, so an error leaves the batch unchanged.
     pub fn append_entries(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), WalError> {
-        self.check_usable()?;
+        self.check_writable(group)?;
         let mut last = self.last_index(group);
         let start = self.log_start(group).map_or(0, |s| s.index);
         for e in entries {
@@ -282,8 +283,8 @@ impl Wal {
         }
         if !entries.is_empty() {
             self.last_index.insert(group, last);
-            let max = self.pending_max.entry(group).or_default();
-            *max = (*max).max(entries.iter().map(|e| e.index).max().unwrap_or(0));
+            self.segments
+                .note_pending(group, entries.iter().map(|e| e.index));
         }
         Ok(())
     }
@@ -302,7 +303,7 @@ impl Wal {
     /// Refused ([`WalError::LogStartBackwards`]) if it goes back before the current
     /// start, or restates its index with another term.
     pub fn set_log_start(&mut self, group: GroupId, start: LogStart) -> Result<(), WalError> {
-        self.check_usable()?;
+        self.check_writable(group)?;
         if let Some(cur) = self.log_start(group)
             && (start.index < cur.index || (start.index == cur.index && start.term != cur.term))
         {
@@ -352,21 +353,13 @@ impl Wal {
                 first_segment: self.first_seq,
             });
         };
-        let empty = BTreeMap::new();
-        let mut first_kept = self.first_seq;
-        // A segment with no entry (only hard states) has no summary and is covered:
-        // its hard states are restated below before it goes.
-        while first_kept < active {
-            let groups = self.segment_max.get(&first_kept).unwrap_or(&empty);
-            let covered = groups.iter().all(|(&g, &max)| {
-                let start = self.log_start(g).map_or(0, |s| s.index);
-                max <= up_to(g).min(start)
+        // A segment with no entry (only hard states) is covered: its hard states are
+        // restated below before it goes.
+        let first_kept = self
+            .segments
+            .first_uncovered(self.first_seq, active, |g, max| {
+                self.covered(g, max, &up_to)
             });
-            if !covered {
-                break;
-            }
-            first_kept += 1;
-        }
         if first_kept == self.first_seq {
             return Ok(Compaction {
                 removed: Vec::new(),
@@ -401,7 +394,7 @@ impl Wal {
         first::write(&*self.vfs, &self.dir, first_kept)?;
         self.first_seq = first_kept;
         let removed = remove_below(&*self.vfs, &self.dir, first_kept)?;
-        self.segment_max = self.segment_max.split_off(&first_kept);
+        self.segments.drop_below(first_kept);
         Ok(Compaction {
             removed,
             first_segment: first_kept,
@@ -411,7 +404,7 @@ impl Wal {
     /// Buffers `group`'s hard state for the next [`Wal::sync`]; the last one written
     /// wins on recovery.
     pub fn set_hard_state(&mut self, group: GroupId, hs: HardState) -> Result<(), WalError> {
-        self.check_usable()?;
+        self.check_writable(group)?;
         self.hard_states.insert(group, hs);
         self.batch.push(HARD_STATE_RECORD_LEN, |buf| {
             record::encode_hard_state(buf, group, &hs);
@@ -456,6 +449,15 @@ impl Wal {
         }
     }
 
+    /// Usable, and `group` was not removed.
+    fn check_writable(&self, group: GroupId) -> Result<(), WalError> {
+        self.check_usable()?;
+        if self.removed.contains(&group) {
+            return Err(WalError::GroupRemoved { group });
+        }
+        Ok(())
+    }
+
     fn write_frames(&mut self, frames: Vec<Vec<u8>>) -> Result<(), WalError> {
         let mut frames = frames.into_iter();
         while let Some(mut buf) = frames.next() {
@@ -495,16 +497,10 @@ impl Wal {
             active.pos += len;
             active.dirty = true;
             self.next_frame_seq += 1;
-            // Every frame of the batch is charged with the whole batch's maxima: an
-            // over-estimate, which only ever keeps a segment longer.
-            let summary = self.segment_max.entry(seq).or_default();
-            for (&g, &max) in &self.pending_max {
-                let m = summary.entry(g).or_default();
-                *m = (*m).max(max);
-            }
+            self.segments.charge_pending(seq);
             self.batch.recycle(buf);
         }
-        self.pending_max.clear();
+        self.segments.clear_pending();
         self.sync_active()
     }
 
@@ -544,6 +540,7 @@ impl Wal {
         let seq = self.next_segment_seq;
         let (file, path) = segment::create(&*self.vfs, &self.dir, seq, capacity)?;
         self.next_segment_seq += 1;
+        self.segments.add(seq, capacity);
         self.active = Some(Active {
             file,
             path,

@@ -2,20 +2,14 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
 use keel_raft::{HardState, SplitMix64};
 
 use super::*;
 use crate::wal::{InspectedItem, LogStart, LogStartKind, Verdict, WalError, inspect, inspect_all};
 
 const SEG: u64 = 1024;
-
-fn compacted(index: u64, term: u64) -> LogStart {
-    LogStart {
-        index,
-        term,
-        kind: LogStartKind::Compacted,
-    }
-}
 
 /// Two groups with `n` entries each (group 2 only every other batch), small
 /// segments, a hard state per group.
@@ -258,23 +252,45 @@ fn a_crash_at_any_point_of_a_compaction_recovers_the_same_logs() {
 }
 
 #[test]
-fn random_appends_log_starts_compactions_and_crashes_match_the_model() {
+fn random_appends_log_starts_removals_compactions_and_crashes_match_the_model() {
+    let mut tombstones_compacted_away = 0;
     for seed in 0..60u64 {
         let mut rng = SplitMix64::new(seed);
         let vfs = MemVfs::new();
         let mut model: BTreeMap<u64, (u64, Vec<u64>)> = BTreeMap::new(); // group -> (start, indexes)
+        let mut removed = BTreeSet::new();
         for life in 0..4 {
             let what = format!("seed {seed} life {life}");
             let (mut wal, rec) = Wal::open(Arc::new(vfs.clone()), dir(), opts(SEG))
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             for (g, (start, idx)) in &model {
-                let got = rec.groups.get(g).expect("group");
+                let Some(got) = rec.groups.get(g) else {
+                    // Only a group that never wrote anything may be missing.
+                    assert_eq!((*start, idx.len()), (0, 0), "{what} group {g}");
+                    continue;
+                };
                 let got_idx: Vec<u64> = got.entries.iter().map(|e| e.index).collect();
                 assert_eq!(&got_idx, idx, "{what} group {g}");
                 assert_eq!(got.log_start.map_or(0, |s| s.index), *start, "{what}");
             }
+            // A removed group is gone; its tombstone is reported while its segment
+            // is kept, and then the group is forgotten altogether.
+            assert!(rec.groups.keys().all(|g| model.contains_key(g)), "{what}");
+            assert!(rec.removed.is_subset(&removed), "{what}");
+            tombstones_compacted_away += removed.len() - rec.removed.len();
             for _ in 0..40 {
-                let g = 1 + rng.below(2);
+                // Two groups live at a time; a removed one is replaced by a new id.
+                let mut g = 1 + rng.below(2);
+                while removed.contains(&g) {
+                    g += 2;
+                }
+                if rng.below(15) == 0 {
+                    wal.remove_group(g).expect("remove");
+                    wal.sync().expect("sync");
+                    model.remove(&g);
+                    removed.insert(g);
+                    continue;
+                }
                 let (start, idx) = model.entry(g).or_default();
                 match rng.below(10) {
                     0 if !idx.is_empty() => {
@@ -302,6 +318,15 @@ fn random_appends_log_starts_compactions_and_crashes_match_the_model() {
                     }
                 }
             }
+            // A removed group never keeps a segment.
+            let pressure = wal.pressure(|g| model_start(&model, g));
+            assert!(
+                pressure
+                    .pinned_by
+                    .iter()
+                    .all(|p| !removed.contains(&p.group)),
+                "{what}: {pressure:?}"
+            );
             drop(wal);
             vfs.crash(rng.next_u64());
         }
@@ -311,6 +336,10 @@ fn random_appends_log_starts_compactions_and_crashes_match_the_model() {
             "seed {seed}"
         );
     }
+    assert!(
+        tombstones_compacted_away > 5,
+        "{tombstones_compacted_away} tombstones compacted away"
+    );
 }
 
 fn model_start(model: &BTreeMap<u64, (u64, Vec<u64>)>, g: u64) -> u64 {

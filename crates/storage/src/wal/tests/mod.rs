@@ -5,10 +5,12 @@ mod corruption;
 mod crash;
 mod full;
 mod inspect;
+mod pressure;
+mod removal;
 mod roundtrip;
 mod torn;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,6 +49,7 @@ pub(super) fn entry(term: u64, index: u64, data: &[u8]) -> Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Model {
     pub(super) groups: BTreeMap<GroupId, RecoveredGroup>,
+    pub(super) removed: BTreeSet<GroupId>,
 }
 
 impl Model {
@@ -61,11 +64,63 @@ impl Model {
         self.groups.entry(group).or_default().hard_state = hs;
     }
 
+    /// A tombstone: the group's records are void from now on.
+    pub(super) fn remove(&mut self, group: GroupId) {
+        self.groups.remove(&group);
+        self.removed.insert(group);
+    }
+
+    /// Whether recovery returned these logs, hard states and removed groups.
+    pub(super) fn matches(&self, rec: &Recovery) -> bool {
+        logs(&rec.groups) == logs(&self.groups) && rec.removed == self.removed
+    }
+
     pub(super) fn last_index(&self, group: GroupId) -> u64 {
         self.groups
             .get(&group)
             .map_or(0, RecoveredGroup::last_index)
     }
+}
+
+/// What recovery promises of each group: hard state, entries and log start
+/// (without the bookkeeping a model built another way may hold differently).
+pub(super) fn logs(
+    groups: &BTreeMap<GroupId, RecoveredGroup>,
+) -> BTreeMap<GroupId, (HardState, Vec<Entry>, Option<super::LogStart>)> {
+    groups
+        .iter()
+        .map(|(&g, rg)| (g, (rg.hard_state, rg.entries.clone(), rg.log_start)))
+        .collect()
+}
+
+/// A compacted log start at `index` (with `term`).
+pub(super) fn compacted(index: u64, term: u64) -> super::LogStart {
+    super::LogStart {
+        index,
+        term,
+        kind: super::LogStartKind::Compacted,
+    }
+}
+
+/// Compacts with no trailing window; returns the segments deleted.
+pub(super) fn compact_all(wal: &mut Wal) -> Vec<PathBuf> {
+    wal.compact(|_| u64::MAX).expect("compact").removed
+}
+
+/// Keeps only the first `cut` bytes of the last frame, as a crash during its write
+/// would; returns the frame and whether only zeros were lost (the frame is whole).
+pub(super) fn tear_last_frame(vfs: &MemVfs, cut: u64) -> (FramePos, bool) {
+    let f = frames(vfs).pop().expect("a frame");
+    let original = vfs.read_file(&f.file).expect("read");
+    let lost = &original[(f.offset + cut) as usize..(f.offset + f.len) as usize];
+    let whole = lost.iter().all(|&b| b == 0);
+    poke(
+        vfs,
+        &f.file,
+        f.offset + cut,
+        &vec![0u8; (f.len - cut) as usize],
+    );
+    (f, whole)
 }
 
 /// A frame's place on the simulated disk.
@@ -114,4 +169,30 @@ pub(super) fn segment_names(vfs: &MemVfs) -> Vec<String> {
         .into_iter()
         .filter(|n| n.ends_with(".wal"))
         .collect()
+}
+
+/// Writes a frame holding `records` (encoded records, back to back) right after the
+/// last frame, durably, numbered as the next frame: what a buggy or newer writer
+/// would have produced. Returns where its payload starts.
+pub(super) fn append_raw_frame(vfs: &MemVfs, records: &[u8]) -> (PathBuf, u64) {
+    let last = frames(vfs).pop().expect("a frame to follow");
+    let data = vfs.read_file(&last.file).expect("read segment");
+    let head = &data[last.offset as usize..][..FRAME_HEADER_LEN as usize];
+    let prev = FrameHeader::decode(head).expect("last frame header");
+    let header = FrameHeader {
+        payload_len: u32::try_from(records.len()).expect("small frame"),
+        frame_seq: prev.frame_seq + 1,
+        segment_seq: prev.segment_seq,
+        payload_crc: crc32c::crc32c(records),
+    };
+    let mut frame = header.encode().to_vec();
+    frame.extend_from_slice(records);
+    frame.resize(frame_len(records.len() as u64) as usize, 0);
+    let at = last.offset + last.len;
+    assert!(
+        at + frame.len() as u64 <= data.len() as u64,
+        "frame must fit"
+    );
+    poke(vfs, &last.file, at, &frame);
+    (last.file, at + FRAME_HEADER_LEN)
 }

@@ -1,0 +1,101 @@
+//! Removing a group's replica from the WAL, and what compaction may delete with
+//! many groups: coverage and compaction pressure.
+
+use keel_raft::{GroupId, Index};
+
+use super::super::error::WalError;
+use super::super::pressure::{Pin, Pressure};
+use super::super::record::{self, GROUP_REMOVED_RECORD_LEN};
+use super::Wal;
+
+impl Wal {
+    /// Buffers `group`'s tombstone for the next [`Wal::sync`]: this node's replica
+    /// of the group is deleted. After the sync, recovery returns none of the
+    /// group's records and lists it in [`super::super::Recovery::removed`];
+    /// compaction no longer waits for its entries to be covered, and restates
+    /// neither its hard state nor its log start.
+    ///
+    /// From this call on, writes for the group are refused with
+    /// [`WalError::GroupRemoved`]: group ids are never reused, and recovery calls a
+    /// record after a tombstone corruption. Removing a removed group changes
+    /// nothing. Sync before deleting the group's other files (state machine,
+    /// snapshots), so that a crash in between finds the group removed and the
+    /// deletion can be finished.
+    pub fn remove_group(&mut self, group: GroupId) -> Result<(), WalError> {
+        self.check_usable()?;
+        if !self.removed.insert(group) {
+            return Ok(());
+        }
+        self.batch.push(GROUP_REMOVED_RECORD_LEN, |buf| {
+            record::encode_group_removed(buf, group);
+        });
+        self.last_index.remove(&group);
+        self.log_start.remove(&group);
+        self.hard_states.remove(&group);
+        Ok(())
+    }
+
+    /// Whether `group` was removed: its tombstone was recovered from the log, or
+    /// written or buffered by this `Wal`. A `Wal` remembers what it removed for as
+    /// long as it is open; after a reopen, only tombstones still in the log count
+    /// (compaction deletes one with its segment, once nothing of its group is left).
+    pub fn is_removed(&self, group: GroupId) -> bool {
+        self.removed.contains(&group)
+    }
+
+    /// How much the WAL holds and which groups keep its oldest segment, judged as
+    /// [`Wal::compact`] would with the same `up_to`. Call it after compacting: the
+    /// oldest segment reported is then the one the next compaction must free.
+    /// Reads nothing from disk.
+    pub fn pressure(&self, up_to: impl Fn(GroupId) -> Index) -> Pressure {
+        let (segments, bytes, entries) = self.segments.totals();
+        let mut pressure = Pressure {
+            segments,
+            bytes,
+            entries,
+            ..Pressure::default()
+        };
+        let Some(active) = self.active.as_ref().map(|a| a.seq) else {
+            return pressure;
+        };
+        let oldest = self
+            .segments
+            .first_uncovered(self.first_seq, active, |g, max| {
+                self.covered(g, max, &up_to)
+            });
+        if oldest == active {
+            return pressure;
+        }
+        pressure.oldest = Some(oldest);
+        if let Some(summary) = self.segments.get(oldest) {
+            pressure.pinned_by = summary
+                .max
+                .iter()
+                .filter(|&(&g, &max)| !self.covered(g, max, &up_to))
+                .map(|(&group, &index)| Pin {
+                    group,
+                    index,
+                    log_start: self.log_start(group).map_or(0, |s| s.index),
+                })
+                .collect();
+        }
+        Pressure::sort_pins(&mut pressure.pinned_by);
+        pressure
+    }
+
+    /// Whether `group`'s entries up to `max` in a segment may be deleted: the group
+    /// was removed, or both its log start and the caller's `up_to` reach `max`
+    /// (entries no snapshot covers are never deleted).
+    pub(super) fn covered(
+        &self,
+        group: GroupId,
+        max: Index,
+        up_to: impl Fn(GroupId) -> Index,
+    ) -> bool {
+        if self.removed.contains(&group) {
+            return true;
+        }
+        let start = self.log_start(group).map_or(0, |s| s.index);
+        max <= up_to(group).min(start)
+    }
+}
