@@ -13,13 +13,11 @@
 //!   log, so that it does not slow commits down while it catches up.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use keel_raft::{ConfChange, ConfChangeError, ConfState, Entry, EntryKind, NodeId, Role, Status};
 use tokio::sync::oneshot;
 
-use super::apply::ApplyJob;
 use super::ctx::NodeCtx;
 use super::group::Group;
 use super::requests::{ChangeProposed, MemberChange, NodeError};
@@ -302,15 +300,7 @@ impl Group {
             }
             Ok(Proposal::Appended(index, term)) => {
                 let (tx, rx) = oneshot::channel();
-                self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
-                let job = ApplyJob::Register {
-                    index,
-                    term,
-                    leader: self.raft.id(),
-                    deadline,
-                    reply: tx,
-                };
-                self.hand_to_apply(ctx, job)?;
+                self.answer_when_applied(ctx, (index, term), deadline, tx)?;
                 let _ = reply.send(Ok(ChangeProposed {
                     index,
                     applied: Some(rx),

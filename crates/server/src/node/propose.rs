@@ -13,6 +13,28 @@ use super::requests::{NodeError, Request};
 use crate::error::ServerError;
 
 impl Group {
+    /// Answers `reply` once the entry proposed at `at` (index, term) is applied
+    /// (or another entry took its index, or the deadline passed).
+    pub(crate) fn answer_when_applied(
+        &mut self,
+        ctx: &NodeCtx,
+        (index, term): (keel_raft::Index, keel_raft::Term),
+        deadline: std::time::Instant,
+        reply: tokio::sync::oneshot::Sender<super::requests::WriteResult>,
+    ) -> Result<(), ServerError> {
+        // Counted here, so a burst within one turn is bounded too; the apply
+        // thread recounts as it answers.
+        self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
+        let job = ApplyJob::Register {
+            index,
+            term,
+            leader: self.raft.id(),
+            deadline,
+            reply,
+        };
+        self.hand_to_apply(ctx, job)
+    }
+
     /// Serves one request, or refuses it (overload, not the leader, ...).
     pub(crate) fn handle_request(
         &mut self,
@@ -47,17 +69,7 @@ impl Group {
             } => match self.raft.propose(data) {
                 Ok((index, term)) => {
                     ctx.metrics.proposals.inc();
-                    // Counted here, so a burst within one turn is bounded too; the
-                    // apply thread recounts as it answers.
-                    self.writes_in_flight.fetch_add(1, Ordering::Relaxed);
-                    let job = ApplyJob::Register {
-                        index,
-                        term,
-                        leader: self.raft.id(),
-                        deadline,
-                        reply,
-                    };
-                    self.hand_to_apply(ctx, job)?;
+                    self.answer_when_applied(ctx, (index, term), deadline, reply)?;
                 }
                 Err(e) => {
                     let (err, reason) = match e {
