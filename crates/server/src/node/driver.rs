@@ -1,14 +1,17 @@
-//! The consensus thread: the one place the core runs, and the WAL's writer.
+//! The consensus thread: the one place the cores run, and the WAL's writer.
 //!
-//! Each turn collects inputs (peer messages, client requests, ticks), steps the
-//! core, and carries out every `Ready`: messages go out at once (the leader
-//! replicates while its own fsync runs); entries and hard state are appended to the
-//! WAL with one fsync for the whole turn; then the messages that promised
-//! durability go out; committed entries and confirmed reads are applied and
-//! answered inline, or queued to the apply thread while it holds the state machine
-//! (`apply.rs`: it owns the state machine's slow flushes).
-//! Requests that arrive during an fsync wait in the channel and are proposed
-//! together in the next turn, which makes the WAL commit in groups under load.
+//! It holds a table of the groups this node hosts (`group.rs`) and the context
+//! they share (`ctx.rs`: the one WAL, the transport). Each turn collects inputs
+//! (peer messages, each stepped into its group's core; client requests; ticks,
+//! for every group), and carries out every group's `Ready`: messages go out at
+//! once (the leader replicates while its own fsync runs); every group's entries
+//! and hard state are appended to the WAL with one fsync for the whole turn
+//! (`persist.rs`); then the messages that promised durability go out; committed
+//! entries and confirmed reads are applied and answered inline, or queued to the
+//! group's apply thread while it holds the state machine (`apply.rs`: it owns the
+//! state machine's slow flushes). Requests that arrive during an fsync wait in
+//! the channel and are proposed together in the next turn, which makes the WAL
+//! commit in groups under load.
 //!
 //! (A separate WAL thread was measured too: overlapping the leader's fsync with
 //! the followers' did not pay for the extra hand-offs per Ready on this hardware;
