@@ -11,8 +11,12 @@ for i in 1 2 3; do
   $B serve --id $i --data-dir /tmp/tail/n$i --listen 127.0.0.1:1720$i --http 127.0.0.1:1730$i \
     --initial-cluster $IC --io-threads=1 "$@" > /tmp/tail/n$i.log 2>&1 &
 done
-sleep 3
+# Wait (up to 30 s) until every node answers its health check.
+for i in 1 2 3; do
+  for _ in $(seq 300); do curl -sf 127.0.0.1:1730$i/healthz > /dev/null && break; sleep 0.1; done
+  curl -sf 127.0.0.1:1730$i/healthz > /dev/null || { echo "node $i did not start" >&2; exit 1; }
+done
 GOMAXPROCS=1 $B bench --endpoints 127.0.0.1:17201,127.0.0.1:17202,127.0.0.1:17203 --clients ${CLIENTS:-64} \
   --duration ${DUR:-20s} --warmup 3s --value-size 256 --json $OUT/bench.json > $OUT/bench.txt 2>&1
 for i in 1 2 3; do curl -s 127.0.0.1:1730$i/metrics > $OUT/metrics-$i.txt; done
-pkill -f "data-dir /tmp/tail/n" ; sleep 1; rm -rf /tmp/tail
+pkill -f "data-dir /tmp/tail/n"; wait; rm -rf /tmp/tail

@@ -202,8 +202,7 @@ proptest! {
     ) {
         // The log as the placement group's leader would build it: commands
         // resolved against its map, now and then an entry without one.
-        let mut leader = PlacementMachine::bootstrap(&BTreeMap::from([(1, "h1:1".to_owned())]))
-            .expect("bootstrap");
+        let mut leader = one_node_cluster();
         let mut log: Vec<Option<Vec<u8>>> = Vec::new();
         for (op, empty) in ops {
             let entry = (!empty).then(|| resolve(leader.map(), op).encode());
@@ -214,8 +213,7 @@ proptest! {
         // A replica that restarts from a snapshot taken at `cut`, then applies
         // the rest of the log, ends as the one that applied all of it.
         let cut = cut.index(log.len() + 1);
-        let mut before_cut = PlacementMachine::bootstrap(&BTreeMap::from([(1, "h1:1".to_owned())]))
-            .expect("bootstrap");
+        let mut before_cut = one_node_cluster();
         for (i, entry) in log[..cut].iter().enumerate() {
             before_cut.apply(i as u64 + 1, entry.as_deref()).expect("in order");
         }
@@ -270,6 +268,11 @@ proptest! {
             }
         }
     }
+}
+
+/// The placement machine of a new one-node cluster.
+fn one_node_cluster() -> PlacementMachine {
+    PlacementMachine::bootstrap(&BTreeMap::from([(1, "h1:1".to_owned())])).expect("bootstrap")
 }
 
 /// A map with one node per group: group `i` on node `i + 1`, full or not as
