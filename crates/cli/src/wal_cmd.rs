@@ -62,9 +62,17 @@ pub(crate) fn run(cmd: WalCommand) -> anyhow::Result<ExitCode> {
                         start.index, start.term
                     );
                 }
-                InspectedItem::GroupRemoved { group, .. } => {
+                InspectedItem::GroupRemoved { group, last, .. } => {
                     println!(
-                        "# g{group} removed from this node: its records above are void"
+                        "# g{group} removed from this node at term {} (vote {}): its records \
+                         above are void",
+                        last.term, last.vote
+                    );
+                }
+                InspectedItem::GroupCreated { group, .. } => {
+                    println!(
+                        "# g{group} created again on this node: a new life from the term and \
+                         vote above"
                     );
                 }
                 InspectedItem::Record(r) => match &r.record {

@@ -117,11 +117,21 @@ pub enum WalError {
     },
 
     /// A write for a group whose tombstone was written
-    /// ([`super::Wal::remove_group`]): its replica on this node is deleted and its
-    /// id is never used again, so recovery would call any later record of it
-    /// corruption. Nothing was buffered.
-    #[error("group {group} was removed from this node; its id cannot be written again")]
+    /// ([`super::Wal::remove_group`]): its replica on this node is deleted, and
+    /// recovery would call any later record of it corruption unless a new life
+    /// was started first ([`super::Wal::recreate_group`]). Nothing was buffered.
+    #[error(
+        "group {group} was removed from this node; it cannot be written before it is created again"
+    )]
     GroupRemoved {
+        /// The group.
+        group: GroupId,
+    },
+
+    /// [`super::Wal::recreate_group`] for a group that was not removed: only a
+    /// removed replica may start a new life.
+    #[error("group {group} was not removed from this node: it cannot be created again")]
+    GroupNotRemoved {
         /// The group.
         group: GroupId,
     },

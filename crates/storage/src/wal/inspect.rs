@@ -1,13 +1,15 @@
 //! Read-only inspection for `keel wal dump` and `keel wal check`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use keel_raft::GroupId;
 
 use super::error::WalError;
 use super::first;
-use super::log::{LogStart, LogTrack, check_not_removed};
+use super::log::{
+    LogStart, LogTrack, Removed, RemovedGroup, check_not_removed, on_created, on_removed,
+};
 use super::record::{ScanRecord, WalRecord};
 use super::recovery::TornTail;
 use super::scan;
@@ -26,8 +28,8 @@ pub struct InspectedRecord<'a> {
     pub record: WalRecord,
 }
 
-/// Anything [`inspect_all`] finds: a [`WalRecord`], a log-start record or a group
-/// tombstone.
+/// Anything [`inspect_all`] finds: a [`WalRecord`], a log-start record, a group
+/// tombstone or a group-created record.
 #[derive(Debug)]
 pub enum InspectedItem<'a> {
     /// An entry or a hard state.
@@ -46,8 +48,22 @@ pub enum InspectedItem<'a> {
         start: LogStart,
     },
     /// A group tombstone: this node's replica of `group` was deleted, and every
-    /// earlier record of it is void.
+    /// earlier record of it is void (or a restatement of the tombstone in effect).
     GroupRemoved {
+        /// The segment file.
+        file: &'a Path,
+        /// Byte offset of the record in that file.
+        offset: u64,
+        /// Sequence number of the frame holding it.
+        frame_seq: u64,
+        /// The group.
+        group: GroupId,
+        /// The replica's last term and vote.
+        last: RemovedGroup,
+    },
+    /// A replica of `group` was created again: a new life, starting from the
+    /// tombstone's term and vote with an empty log.
+    GroupCreated {
         /// The segment file.
         file: &'a Path,
         /// Byte offset of the record in that file.
@@ -131,14 +147,17 @@ pub fn inspect_all(
         Err(e) => return Err(e),
     };
     let mut groups: Tracks = BTreeMap::new();
-    let mut removed = BTreeSet::new();
+    let mut removed = Removed::new();
     let scan = scan::scan(vfs, dir, first_seq, &mut |found| {
         let group = found.record.group();
-        check_not_removed(&removed, group)?;
         let item = match found.record {
             ScanRecord::Wal(record) => {
+                check_not_removed(&removed, group)?;
+                // Every record makes the group live, as in recovery (which a
+                // group-created record must not find).
+                let track = track(&mut groups, group, found.file, found.offset);
                 if let WalRecord::Entry { entry, .. } = &record {
-                    track(&mut groups, group, found.file, found.offset)
+                    track
                         .on_entry(entry.index)
                         .map_err(|r| format!("group {group}: {r}"))?;
                 }
@@ -150,6 +169,7 @@ pub fn inspect_all(
                 })
             }
             ScanRecord::LogStart { group, start } => {
+                check_not_removed(&removed, group)?;
                 track(&mut groups, group, found.file, found.offset)
                     .on_start(start)
                     .map_err(|r| format!("group {group}: {r}"))?;
@@ -161,11 +181,24 @@ pub fn inspect_all(
                     start,
                 }
             }
-            ScanRecord::GroupRemoved { group } => {
+            ScanRecord::GroupRemoved { group, last } => {
                 // The group's earlier records are void: its log need not be anchored.
-                groups.remove(&group);
-                removed.insert(group);
+                if on_removed(&mut removed, group, last)? {
+                    groups.remove(&group);
+                }
                 InspectedItem::GroupRemoved {
+                    file: found.file,
+                    offset: found.offset,
+                    frame_seq: found.frame_seq,
+                    group,
+                    last,
+                }
+            }
+            ScanRecord::GroupCreated { group } => {
+                on_created(&mut removed, group, groups.contains_key(&group))?;
+                // The new life is live from here on, as in recovery.
+                track(&mut groups, group, found.file, found.offset);
+                InspectedItem::GroupCreated {
                     file: found.file,
                     offset: found.offset,
                     frame_seq: found.frame_seq,

@@ -1,9 +1,9 @@
 //! The rules by which records build a group's log, shared by the writer (to refuse a
 //! bad append up front), recovery and inspection (to detect a log that breaks them).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
-use keel_raft::{GroupId, Index, Term};
+use keel_raft::{GroupId, Index, NodeId, Term};
 
 /// Where a group's log starts: everything at or below `index` is covered by a
 /// snapshot and gone from the log; the entry at `index` had term `term` (Raft's
@@ -46,18 +46,80 @@ pub(crate) fn check_next(last: Index, index: Index) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that a record of `group` may appear after the tombstones in `removed`:
-/// nothing of a group follows its tombstone, not even a second tombstone, because
-/// group ids are never reused. Recovery and inspection both use it, so that they
-/// call the same logs corrupt.
-pub(crate) fn check_not_removed(removed: &BTreeSet<GroupId>, group: GroupId) -> Result<(), String> {
-    if removed.contains(&group) {
+/// What a group tombstone remembers of the replica it ends: the last term and
+/// vote. A replica created again for the same group starts from them, never from
+/// term 0, so that it cannot vote twice in a term it already voted in (two leaders
+/// of one term could follow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemovedGroup {
+    /// The replica's term when it was deleted.
+    pub term: Term,
+    /// Whom it had voted for in that term (`NO_NODE`: nobody).
+    pub vote: NodeId,
+}
+
+/// The groups whose replica was deleted and not created again, while records
+/// are replayed.
+pub(crate) type Removed = BTreeMap<GroupId, RemovedGroup>;
+
+// The rules for a group's lives while records are replayed, shared by recovery
+// and inspection so that they call the same logs corrupt: ordinary records never
+// follow a group's tombstone; a tombstone may only be restated unchanged (as
+// compaction does); a *created* record starts a new life after a tombstone, or
+// begins a group with no earlier record (its tombstone went with a compacted
+// segment while the new life was already running).
+
+/// Checks that an ordinary record of `group` (entry, hard state, log start) may
+/// appear after the tombstones in `removed`.
+pub(crate) fn check_not_removed(removed: &Removed, group: GroupId) -> Result<(), String> {
+    if removed.contains_key(&group) {
         return Err(format!(
-            "group {group}: record after the group's tombstone (a removed group's id is \
-             never used again)"
+            "group {group}: record after the group's tombstone (only a group-created \
+             record may start a new life)"
         ));
     }
     Ok(())
+}
+
+/// A tombstone of `group`; `Ok(true)` if it ends a life, `Ok(false)` if it
+/// restates the tombstone already in effect.
+pub(crate) fn on_removed(
+    removed: &mut Removed,
+    group: GroupId,
+    last: RemovedGroup,
+) -> Result<bool, String> {
+    match removed.get(&group) {
+        Some(&cur) if cur == last => Ok(false),
+        Some(cur) => Err(format!(
+            "group {group}: a second tombstone (term {}, vote {}) contradicts the one in \
+             effect (term {}, vote {})",
+            last.term, last.vote, cur.term, cur.vote
+        )),
+        None => {
+            removed.insert(group, last);
+            Ok(true)
+        }
+    }
+}
+
+/// A group-created record of `group`, which has earlier records of a life not
+/// ended if `live`. Returns the tombstone whose term and vote the new life starts
+/// from, if one was in effect.
+pub(crate) fn on_created(
+    removed: &mut Removed,
+    group: GroupId,
+    live: bool,
+) -> Result<Option<RemovedGroup>, String> {
+    if let Some(last) = removed.remove(&group) {
+        return Ok(Some(last));
+    }
+    if live {
+        return Err(format!(
+            "group {group}: group-created record while the group's replica is live (no \
+             tombstone ended it)"
+        ));
+    }
+    Ok(None)
 }
 
 /// The shape of one group's log while records are replayed: enough to apply the

@@ -1,8 +1,8 @@
 //! The segmented write-ahead log shared by all Raft groups of a node.
 //!
-//! Records (entries, hard states, log starts and group tombstones, each tagged with
-//! its group) are buffered and written in **frames**, one frame per fsync, into
-//! preallocated **segment** files.
+//! Records (entries, hard states, log starts, group tombstones and group-created
+//! records, each tagged with its group) are buffered and written in **frames**, one
+//! frame per fsync, into preallocated **segment** files.
 //! [`Wal::open`] recovers every group's log and hard state, discarding a torn tail
 //! and refusing to start on corruption; [`inspect`] walks the log read-only for the
 //! CLI. `docs/wal-format.md` describes the byte layout and recovery rules.
@@ -27,7 +27,7 @@ mod writer;
 pub use error::WalError;
 pub use format::MAX_ENTRY_BYTES;
 pub use inspect::{InspectedItem, InspectedRecord, Verdict, inspect, inspect_all};
-pub use log::{LogStart, LogStartKind};
+pub use log::{LogStart, LogStartKind, RemovedGroup};
 pub use options::{MIN_SEGMENT_BYTES, WalOptions};
 pub use pressure::{Pin, Pressure};
 pub use record::WalRecord;

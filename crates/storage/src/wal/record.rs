@@ -5,7 +5,8 @@
 //! body    = 0x01 group:u64 term:u64 index:u64 kind:u8 data...     an entry
 //!         | 0x02 group:u64 term:u64 vote:u64 commit:u64           a hard state
 //!         | 0x03 group:u64 index:u64 term:u64 kind:u8             a log start
-//!         | 0x04 group:u64                                        a group tombstone
+//!         | 0x04 group:u64 term:u64 vote:u64                      a group tombstone
+//!         | 0x05 group:u64                                        a group created again
 //! ```
 //!
 //! The frame checksum already covers the records; the per-record length and checksum
@@ -15,16 +16,21 @@ use bytes::Bytes;
 use keel_raft::{Entry, EntryKind, GroupId, HardState};
 
 use super::format::MAX_ENTRY_BYTES;
-use super::log::{LogStart, LogStartKind};
+use super::log::{LogStart, LogStartKind, RemovedGroup};
 
 const TYPE_ENTRY: u8 = 1;
 const TYPE_HARD_STATE: u8 = 2;
 const TYPE_LOG_START: u8 = 3;
 const TYPE_GROUP_REMOVED: u8 = 4;
-/// Group tombstone body: type, group.
-const GROUP_REMOVED_LEN: usize = 1 + 8;
+const TYPE_GROUP_CREATED: u8 = 5;
+/// Group tombstone body: type, group, the replica's last term and vote.
+const GROUP_REMOVED_LEN: usize = 1 + 8 + 8 + 8;
 /// Encoded size of a group tombstone record.
 pub(crate) const GROUP_REMOVED_RECORD_LEN: usize = RECORD_HEADER_LEN + GROUP_REMOVED_LEN;
+/// Group-created body: type, group.
+const GROUP_CREATED_LEN: usize = 1 + 8;
+/// Encoded size of a group-created record.
+pub(crate) const GROUP_CREATED_RECORD_LEN: usize = RECORD_HEADER_LEN + GROUP_CREATED_LEN;
 /// Log start body: type, group, index, term, kind.
 const LOG_START_LEN: usize = 1 + 8 + 8 + 8 + 1;
 /// Encoded size of a log-start record.
@@ -71,8 +77,14 @@ pub(crate) enum ScanRecord {
         start: LogStart,
     },
     /// The group's replica on this node was deleted: every earlier record of the
-    /// group is void, and no later one may exist.
+    /// group is void, and only a `GroupCreated` may follow.
     GroupRemoved {
+        group: GroupId,
+        last: RemovedGroup,
+    },
+    /// A replica of the group was created again after its tombstone: a new life
+    /// starting from the tombstone's term and vote, with an empty log.
+    GroupCreated {
         group: GroupId,
     },
 }
@@ -84,15 +96,26 @@ impl ScanRecord {
             ScanRecord::Wal(WalRecord::Entry { group, .. })
             | ScanRecord::Wal(WalRecord::HardState { group, .. })
             | ScanRecord::LogStart { group, .. }
-            | ScanRecord::GroupRemoved { group } => *group,
+            | ScanRecord::GroupRemoved { group, .. }
+            | ScanRecord::GroupCreated { group } => *group,
         }
     }
 }
 
-/// Appends the tombstone of `group` to `buf`.
-pub(crate) fn encode_group_removed(buf: &mut Vec<u8>, group: GroupId) {
+/// Appends the tombstone of `group`, whose replica ended at `last`, to `buf`.
+pub(crate) fn encode_group_removed(buf: &mut Vec<u8>, group: GroupId, last: RemovedGroup) {
     let start = begin(buf, GROUP_REMOVED_LEN);
     buf.push(TYPE_GROUP_REMOVED);
+    buf.extend_from_slice(&group.to_le_bytes());
+    buf.extend_from_slice(&last.term.to_le_bytes());
+    buf.extend_from_slice(&last.vote.to_le_bytes());
+    finish(buf, start);
+}
+
+/// Appends the record starting a new life of `group` to `buf`.
+pub(crate) fn encode_group_created(buf: &mut Vec<u8>, group: GroupId) {
+    let start = begin(buf, GROUP_CREATED_LEN);
+    buf.push(TYPE_GROUP_CREATED);
     buf.extend_from_slice(&group.to_le_bytes());
     finish(buf, start);
 }
@@ -253,6 +276,21 @@ pub(crate) fn decode(payload: &Bytes, pos: usize) -> Result<(ScanRecord, usize),
             }
             ScanRecord::GroupRemoved {
                 group: u64_at(body, 1),
+                last: RemovedGroup {
+                    term: u64_at(body, 9),
+                    vote: u64_at(body, 17),
+                },
+            }
+        }
+        Some(&TYPE_GROUP_CREATED) => {
+            if body.len() != GROUP_CREATED_LEN {
+                return Err(format!(
+                    "group-created record of {} bytes, expected {GROUP_CREATED_LEN}",
+                    body.len()
+                ));
+            }
+            ScanRecord::GroupCreated {
+                group: u64_at(body, 1),
             }
         }
         // Never skipped: a record this build does not know may change what the
@@ -332,20 +370,35 @@ mod tests {
             }
         );
         let mut buf = Vec::new();
-        encode_group_removed(&mut buf, 0x0102_0304_0506_0708);
+        let last = RemovedGroup { term: 7, vote: 3 };
+        encode_group_removed(&mut buf, 0x0102_0304_0506_0708, last);
         assert_eq!(buf.len(), GROUP_REMOVED_RECORD_LEN);
-        // The layout docs/wal-format.md gives: length, checksum, type 4, group.
-        assert_eq!(&buf[..4], &9u32.to_le_bytes());
+        // The layout docs/wal-format.md gives: length, checksum, type 4, group,
+        // term, vote.
+        assert_eq!(&buf[..4], &25u32.to_le_bytes());
         assert_eq!(buf[8], 4);
-        assert_eq!(&buf[9..], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&buf[9..17], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&buf[17..25], &7u64.to_le_bytes());
+        assert_eq!(&buf[25..], &3u64.to_le_bytes());
         let (r4, end) = decode(&Bytes::from(buf), 0).expect("tombstone");
         assert_eq!(
             r4,
             ScanRecord::GroupRemoved {
-                group: 0x0102_0304_0506_0708
+                group: 0x0102_0304_0506_0708,
+                last
             }
         );
         assert_eq!(end, GROUP_REMOVED_RECORD_LEN);
+        let mut buf = Vec::new();
+        encode_group_created(&mut buf, 0x0a0b);
+        assert_eq!(buf.len(), GROUP_CREATED_RECORD_LEN);
+        // Length, checksum, type 5, group.
+        assert_eq!(&buf[..4], &9u32.to_le_bytes());
+        assert_eq!(buf[8], 5);
+        assert_eq!(&buf[9..], &0x0a0bu64.to_le_bytes());
+        let (r5, end) = decode(&Bytes::from(buf), 0).expect("created");
+        assert_eq!(r5, ScanRecord::GroupCreated { group: 0x0a0b });
+        assert_eq!(end, GROUP_CREATED_RECORD_LEN);
     }
 
     #[test]
@@ -353,16 +406,23 @@ mod tests {
         let mut buf = Vec::new();
         let start = begin(&mut buf, GROUP_REMOVED_LEN + 1);
         buf.push(TYPE_GROUP_REMOVED);
-        buf.extend_from_slice(&[0; 9]);
+        buf.extend_from_slice(&[0; 25]);
         finish(&mut buf, start);
         let err = decode(&Bytes::from(buf), 0).expect_err("long tombstone");
-        assert!(err.contains("group tombstone record of 10 bytes"), "{err}");
+        assert!(err.contains("group tombstone record of 26 bytes"), "{err}");
+        let mut buf = Vec::new();
+        let start = begin(&mut buf, GROUP_CREATED_LEN - 1);
+        buf.push(TYPE_GROUP_CREATED);
+        buf.extend_from_slice(&[0; 7]);
+        finish(&mut buf, start);
+        let err = decode(&Bytes::from(buf), 0).expect_err("short created");
+        assert!(err.contains("group-created record of 8 bytes"), "{err}");
         let mut buf = Vec::new();
         let start = begin(&mut buf, 1);
-        buf.push(5);
+        buf.push(6);
         finish(&mut buf, start);
-        let err = decode(&Bytes::from(buf), 0).expect_err("type 5");
-        assert!(err.contains("unknown record type 5"), "{err}");
+        let err = decode(&Bytes::from(buf), 0).expect_err("type 6");
+        assert!(err.contains("unknown record type 6"), "{err}");
     }
 
     #[test]

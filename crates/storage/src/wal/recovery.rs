@@ -1,12 +1,14 @@
 //! What [`super::Wal::open`] hands back, and how it is rebuilt from the records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use keel_raft::{Entry, GroupId, HardState, Index};
 
-use super::log::{LogStart, LogTrack, StartEffect, check_not_removed};
+use super::log::{
+    LogStart, LogTrack, RemovedGroup, StartEffect, check_not_removed, on_created, on_removed,
+};
 use super::record::{ScanRecord, WalRecord};
 
 /// Everything the WAL held when it was opened.
@@ -14,11 +16,11 @@ use super::record::{ScanRecord, WalRecord};
 pub struct Recovery {
     /// Every group that has at least one record and no tombstone, by id.
     pub groups: BTreeMap<GroupId, RecoveredGroup>,
-    /// Groups whose tombstone ([`super::Wal::remove_group`]) is in the log: their
-    /// replica on this node was deleted and none of their records is returned. A
-    /// tombstone stays only as long as its segment (see `docs/wal-format.md`), so a
-    /// group removed long ago may be in neither map.
-    pub removed: BTreeSet<GroupId>,
+    /// Groups whose replica on this node was deleted ([`super::Wal::remove_group`])
+    /// and not created again, with the replica's last term and vote: none of
+    /// their records is returned. Compaction restates tombstones, so a group
+    /// removed long ago is still here.
+    pub removed: BTreeMap<GroupId, RemovedGroup>,
     /// Set when a torn write after the last valid frame was discarded. The caller
     /// should log it as a warning: it is expected after a crash, but an operator
     /// may want to know.
@@ -114,27 +116,43 @@ impl fmt::Display for TornTail {
 impl Recovery {
     /// Folds one record into the state; `Err` is a corruption reason.
     pub(crate) fn apply(&mut self, record: ScanRecord) -> Result<(), String> {
-        check_not_removed(&self.removed, record.group())?;
         match record {
-            ScanRecord::GroupRemoved { group } => {
+            ScanRecord::GroupRemoved { group, last } => {
                 // Everything the group wrote before is void: its replica is gone.
-                self.groups.remove(&group);
-                self.removed.insert(group);
+                if on_removed(&mut self.removed, group, last)? {
+                    self.groups.remove(&group);
+                }
                 Ok(())
             }
-            ScanRecord::LogStart { group, start } => self
-                .groups
-                .entry(group)
-                .or_default()
-                .start(start)
-                .map_err(|reason| format!("group {group}: {reason}")),
-            ScanRecord::Wal(WalRecord::Entry { group, entry }) => self
-                .groups
-                .entry(group)
-                .or_default()
-                .push(entry)
-                .map_err(|reason| format!("group {group}: {reason}")),
+            ScanRecord::GroupCreated { group } => {
+                let live = self.groups.contains_key(&group);
+                let last = on_created(&mut self.removed, group, live)?.unwrap_or_default();
+                // The new life starts from the old one's term and vote, with no log.
+                self.groups.entry(group).or_default().hard_state = HardState {
+                    term: last.term,
+                    vote: last.vote,
+                    commit: 0,
+                };
+                Ok(())
+            }
+            ScanRecord::LogStart { group, start } => {
+                check_not_removed(&self.removed, group)?;
+                self.groups
+                    .entry(group)
+                    .or_default()
+                    .start(start)
+                    .map_err(|reason| format!("group {group}: {reason}"))
+            }
+            ScanRecord::Wal(WalRecord::Entry { group, entry }) => {
+                check_not_removed(&self.removed, group)?;
+                self.groups
+                    .entry(group)
+                    .or_default()
+                    .push(entry)
+                    .map_err(|reason| format!("group {group}: {reason}"))
+            }
             ScanRecord::Wal(WalRecord::HardState { group, hard_state }) => {
+                check_not_removed(&self.removed, group)?;
                 self.groups.entry(group).or_default().hard_state = hard_state;
                 Ok(())
             }

@@ -1,6 +1,6 @@
 //! [`Wal`]: opening (recovery and repair) and appending.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,9 +12,12 @@ use super::first;
 use super::format::{
     FRAME_HEADER_LEN, FrameHeader, MAX_ENTRY_BYTES, SEGMENT_HEADER_LEN, frame_len,
 };
-use super::log::{LogStart, LogStartKind, check_next};
+use super::log::{LogStart, LogStartKind, RemovedGroup, check_next};
 use super::options::WalOptions;
-use super::record::{self, HARD_STATE_RECORD_LEN, LOG_START_RECORD_LEN, ScanRecord, WalRecord};
+use super::record::{
+    self, GROUP_REMOVED_RECORD_LEN, HARD_STATE_RECORD_LEN, LOG_START_RECORD_LEN, ScanRecord,
+    WalRecord,
+};
 use super::recovery::Recovery;
 use super::repair;
 use super::scan;
@@ -82,8 +85,10 @@ pub struct Wal {
     /// [`Wal::compact`] so that deleting old segments never loses one.
     hard_states: BTreeMap<GroupId, HardState>,
     /// Groups whose tombstone is durable or buffered (from recovery, or removed
-    /// since): writes to them are refused, their entries count as covered.
-    removed: BTreeSet<GroupId>,
+    /// since), with their replica's last term and vote, and not created again:
+    /// writes to them are refused, their entries count as covered, and
+    /// [`Wal::compact`] restates their tombstones.
+    removed: BTreeMap<GroupId, RemovedGroup>,
     /// What each kept segment holds: decides what compaction may delete.
     segments: Segments,
     /// Oldest segment kept (1 until the first compaction).
@@ -377,6 +382,13 @@ impl Wal {
         for (g, hs) in hard_states {
             self.set_hard_state(g, hs)?;
         }
+        // Tombstones too: a replica created again later must start from its old
+        // term and vote, however long ago it was removed.
+        for (&g, &last) in &self.removed {
+            self.batch.push(GROUP_REMOVED_RECORD_LEN, |buf| {
+                record::encode_group_removed(buf, g, last);
+            });
+        }
         let starts: Vec<(GroupId, LogStart)> =
             self.log_start.iter().map(|(&g, &s)| (g, s)).collect();
         for (g, s) in starts {
@@ -452,7 +464,7 @@ impl Wal {
     /// Usable, and `group` was not removed.
     fn check_writable(&self, group: GroupId) -> Result<(), WalError> {
         self.check_usable()?;
-        if self.removed.contains(&group) {
+        if self.removed.contains_key(&group) {
             return Err(WalError::GroupRemoved { group });
         }
         Ok(())

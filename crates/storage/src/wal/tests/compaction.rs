@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use std::collections::BTreeSet;
-
 use keel_raft::{HardState, SplitMix64};
 
 use super::*;
@@ -252,44 +250,90 @@ fn a_crash_at_any_point_of_a_compaction_recovers_the_same_logs() {
 }
 
 #[test]
-fn random_appends_log_starts_removals_compactions_and_crashes_match_the_model() {
-    let mut tombstones_compacted_away = 0;
+fn random_appends_log_starts_removals_recreations_compactions_and_crashes_match_the_model() {
+    // Evidence that the interesting paths ran: segments deleted while a tombstone
+    // was in effect (so it had to be restated), and new lives started.
+    let (mut deleted_while_removed, mut recreated) = (0, 0);
     for seed in 0..60u64 {
         let mut rng = SplitMix64::new(seed);
         let vfs = MemVfs::new();
         let mut model: BTreeMap<u64, (u64, Vec<u64>)> = BTreeMap::new(); // group -> (start, indexes)
-        let mut removed = BTreeSet::new();
+        // Each live group's last term and vote, and each removed group's.
+        let mut term_vote: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut removed: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         for life in 0..4 {
             let what = format!("seed {seed} life {life}");
             let (mut wal, rec) = Wal::open(Arc::new(vfs.clone()), dir(), opts(SEG))
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             for (g, (start, idx)) in &model {
+                let expected_tv = term_vote.get(g).copied().unwrap_or_default();
                 let Some(got) = rec.groups.get(g) else {
                     // Only a group that never wrote anything may be missing.
-                    assert_eq!((*start, idx.len()), (0, 0), "{what} group {g}");
+                    assert_eq!(
+                        (*start, idx.len(), expected_tv),
+                        (0, 0, (0, 0)),
+                        "{what} group {g}"
+                    );
                     continue;
                 };
                 let got_idx: Vec<u64> = got.entries.iter().map(|e| e.index).collect();
                 assert_eq!(&got_idx, idx, "{what} group {g}");
                 assert_eq!(got.log_start.map_or(0, |s| s.index), *start, "{what}");
+                let hs = got.hard_state;
+                assert_eq!((hs.term, hs.vote), expected_tv, "{what} group {g}");
             }
-            // A removed group is gone; its tombstone is reported while its segment
-            // is kept, and then the group is forgotten altogether.
+            // A removed group is gone, and its tombstone is kept however many
+            // segments compaction deleted, with the replica's last term and vote.
             assert!(rec.groups.keys().all(|g| model.contains_key(g)), "{what}");
-            assert!(rec.removed.is_subset(&removed), "{what}");
-            tombstones_compacted_away += removed.len() - rec.removed.len();
+            let got_removed: BTreeMap<u64, (u64, u64)> = rec
+                .removed
+                .iter()
+                .map(|(&g, r)| (g, (r.term, r.vote)))
+                .collect();
+            assert_eq!(got_removed, removed, "{what}");
             for _ in 0..40 {
-                // Two groups live at a time; a removed one is replaced by a new id.
+                // Two groups live at a time; a removed one is sometimes created
+                // again (the node was added back), otherwise replaced by a new id.
                 let mut g = 1 + rng.below(2);
-                while removed.contains(&g) {
+                while let Some(&tv) = removed.get(&g) {
+                    if rng.below(3) == 0 {
+                        let hs = wal.recreate_group(g).expect("recreate");
+                        assert_eq!((hs.term, hs.vote, hs.commit), (tv.0, tv.1, 0), "{what}");
+                        wal.sync().expect("sync");
+                        removed.remove(&g);
+                        term_vote.insert(g, tv);
+                        model.insert(g, (0, Vec::new()));
+                        recreated += 1;
+                        break;
+                    }
                     g += 2;
                 }
-                if rng.below(15) == 0 {
-                    wal.remove_group(g).expect("remove");
-                    wal.sync().expect("sync");
-                    model.remove(&g);
-                    removed.insert(g);
-                    continue;
+                match rng.below(16) {
+                    0 => {
+                        // The replica's last hard state, then its tombstone.
+                        let tv = (1 + rng.below(50), rng.below(4));
+                        let hs = HardState {
+                            term: tv.0,
+                            vote: tv.1,
+                            commit: 0,
+                        };
+                        wal.set_hard_state(g, hs).expect("hard state");
+                        wal.remove_group(g).expect("remove");
+                        wal.sync().expect("sync");
+                        model.remove(&g);
+                        term_vote.remove(&g);
+                        removed.insert(g, tv);
+                        continue;
+                    }
+                    1 if !removed.is_empty() => {
+                        // Writing to a removed group stays refused.
+                        let (&r, _) = removed.iter().next().expect("one");
+                        assert!(matches!(
+                            wal.append_entries(r, &[entry(1, 1, b"x")]),
+                            Err(WalError::GroupRemoved { .. })
+                        ));
+                    }
+                    _ => {}
                 }
                 let (start, idx) = model.entry(g).or_default();
                 match rng.below(10) {
@@ -303,8 +347,12 @@ fn random_appends_log_starts_removals_compactions_and_crashes_match_the_model() 
                     }
                     1 => {
                         let window = rng.below(10);
-                        wal.compact(|g| model_start(&model, g).saturating_sub(window))
+                        let done = wal
+                            .compact(|g| model_start(&model, g).saturating_sub(window))
                             .expect("compact");
+                        if !removed.is_empty() {
+                            deleted_while_removed += done.removed.len();
+                        }
                     }
                     _ => {
                         let last = idx.last().copied().unwrap_or(*start);
@@ -324,7 +372,7 @@ fn random_appends_log_starts_removals_compactions_and_crashes_match_the_model() 
                 pressure
                     .pinned_by
                     .iter()
-                    .all(|p| !removed.contains(&p.group)),
+                    .all(|p| !removed.contains_key(&p.group)),
                 "{what}: {pressure:?}"
             );
             drop(wal);
@@ -337,8 +385,9 @@ fn random_appends_log_starts_removals_compactions_and_crashes_match_the_model() 
         );
     }
     assert!(
-        tombstones_compacted_away > 5,
-        "{tombstones_compacted_away} tombstones compacted away"
+        deleted_while_removed > 20 && recreated > 20,
+        "{deleted_while_removed} segments deleted while a group was removed, {recreated} \
+         groups created again"
     );
 }
 

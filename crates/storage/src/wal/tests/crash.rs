@@ -8,8 +8,8 @@ use super::*;
 use crate::wal::WalError;
 use keel_raft::SplitMix64;
 
-/// One simulated process lifetime: random appends (with overwrites), group removals
-/// and syncs until the planned death. Returns the state of the last successful sync and, if a sync
+/// One simulated process lifetime: random appends (with overwrites), group removals,
+/// recreations and syncs until the planned death. Returns the state of the last successful sync and, if a sync
 /// was cut short, the state it was trying to make durable.
 fn run_until_death(
     wal: &mut Wal,
@@ -19,10 +19,17 @@ fn run_until_death(
     for _ in 0..1 + rng.below(30) {
         let mut pending = model.clone();
         for _ in 0..1 + rng.below(3) {
-            // Three groups live at a time; a removed one is replaced by a new id
-            // (ids are never reused).
+            // Three groups live at a time; a removed one is sometimes created
+            // again (the node was added back to it), otherwise replaced by a new id.
             let mut group = 1 + rng.below(3);
-            while pending.removed.contains(&group) {
+            while pending.removed.contains_key(&group) {
+                if rng.below(4) == 0 {
+                    let Ok(hs) = wal.recreate_group(group) else {
+                        return (model, None);
+                    };
+                    assert_eq!(hs, pending.recreate(group));
+                    break;
+                }
                 group += 3;
             }
             if rng.below(12) == 0 {

@@ -10,7 +10,7 @@ mod removal;
 mod roundtrip;
 mod torn;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use keel_raft::{Entry, EntryKind, GroupId, HardState};
 
 use super::format::{FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN, frame_len};
 use super::segment;
-use super::{RecoveredGroup, Recovery, Wal, WalOptions};
+use super::{RecoveredGroup, Recovery, RemovedGroup, Wal, WalOptions};
 use crate::vfs::{MemVfs, Vfs};
 
 pub(super) const DIR: &str = "/node/wal";
@@ -49,7 +49,7 @@ pub(super) fn entry(term: u64, index: u64, data: &[u8]) -> Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Model {
     pub(super) groups: BTreeMap<GroupId, RecoveredGroup>,
-    pub(super) removed: BTreeSet<GroupId>,
+    pub(super) removed: BTreeMap<GroupId, RemovedGroup>,
 }
 
 impl Model {
@@ -64,10 +64,35 @@ impl Model {
         self.groups.entry(group).or_default().hard_state = hs;
     }
 
-    /// A tombstone: the group's records are void from now on.
+    /// A tombstone: the group's records are void from now on; its last term and
+    /// vote are remembered.
     pub(super) fn remove(&mut self, group: GroupId) {
-        self.groups.remove(&group);
-        self.removed.insert(group);
+        if self.removed.contains_key(&group) {
+            return;
+        }
+        let hs = self.groups.remove(&group).unwrap_or_default().hard_state;
+        self.removed.insert(
+            group,
+            RemovedGroup {
+                term: hs.term,
+                vote: hs.vote,
+            },
+        );
+    }
+
+    /// A new life of a removed group: empty log, the tombstone's term and vote.
+    pub(super) fn recreate(&mut self, group: GroupId) -> HardState {
+        let last = self
+            .removed
+            .remove(&group)
+            .expect("recreate a removed group");
+        let hs = HardState {
+            term: last.term,
+            vote: last.vote,
+            commit: 0,
+        };
+        self.groups.entry(group).or_default().hard_state = hs;
+        hs
     }
 
     /// Whether recovery returned these logs, hard states and removed groups.

@@ -1,13 +1,16 @@
-//! Group tombstones: a removed group's records are void, survive crashes and
-//! compaction as they should, and nothing of the group may follow its tombstone.
+//! Group tombstones and new lives: a removed group's records are void, its
+//! tombstone (with the replica's last term and vote) survives crashes and every
+//! compaction, and nothing of the group but a group-created record may follow it.
 
 use std::sync::Arc;
 
 use keel_raft::HardState;
 
 use super::*;
-use crate::wal::record::{encode_entry, encode_group_removed, encode_hard_state, encode_log_start};
-use crate::wal::{InspectedItem, Verdict, WalError, inspect, inspect_all};
+use crate::wal::record::{
+    encode_entry, encode_group_created, encode_group_removed, encode_hard_state, encode_log_start,
+};
+use crate::wal::{InspectedItem, RemovedGroup, Verdict, WalError, inspect, inspect_all};
 
 const SEG: u64 = 1024;
 
@@ -143,7 +146,7 @@ fn a_torn_tombstone_is_truncated_and_the_group_is_still_there() {
 }
 
 #[test]
-fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
+fn compaction_frees_what_a_removed_group_pinned_and_restates_only_its_tombstone() {
     let vfs = MemVfs::new();
     let (mut wal, mut model) = build(&vfs, SEG, 60);
     for g in [1, 3] {
@@ -168,14 +171,19 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
     drop(wal);
 
     // The tombstone is in the newest segment, which was kept; the restatement
-    // frame after it has nothing of group 2.
+    // frame after it has group 2's tombstone again, and nothing else of it.
     let (wal, rec) = reopen(&vfs, SEG);
     assert!(model.matches(&rec), "{:?}", rec.removed);
     drop(wal);
     let mut after_tombstone = Vec::new();
     let mut tombstone_seen = false;
+    let mut tombstones = 0;
     let verdict = inspect_all(&vfs, dir(), |item| match item {
-        InspectedItem::GroupRemoved { group: 2, .. } => tombstone_seen = true,
+        InspectedItem::GroupRemoved { group: 2, last, .. } => {
+            assert_eq!(*last, RemovedGroup { term: 60, vote: 1 });
+            tombstones += 1;
+            tombstone_seen = true;
+        }
         InspectedItem::Record(r) if tombstone_seen => after_tombstone.push(r.record.clone()),
         InspectedItem::LogStart { group, .. } if tombstone_seen => {
             assert_ne!(*group, 2, "log start of a removed group restated");
@@ -184,7 +192,7 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
     })
     .expect("inspect");
     assert_eq!(verdict, Verdict::Ok);
-    assert!(tombstone_seen);
+    assert_eq!(tombstones, 2, "the tombstone and its restatement");
     assert!(
         !after_tombstone.is_empty(),
         "restatements of groups 1 and 3"
@@ -196,8 +204,8 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
         );
     }
 
-    // Once the tombstone's segment goes too, nothing of group 2 is left: it is
-    // neither a group nor removed, and nothing is called corrupt.
+    // Once the tombstone's segment goes too, group 2 is still removed, with its
+    // last term and vote: a replica created again must not start from term 0.
     let (mut wal, _) = reopen(&vfs, SEG);
     let mut next = 61;
     while vfs.read_file(&tombstone_segment).is_ok() {
@@ -222,10 +230,17 @@ fn compaction_frees_what_a_removed_group_pinned_and_never_restates_it() {
         assert!(next < 200, "the tombstone's segment never went");
     }
     drop(wal);
-    let (_, rec) = reopen(&vfs, SEG);
-    assert!(rec.removed.is_empty());
-    model.removed.clear();
-    assert!(model.matches(&rec));
+    let (mut wal, rec) = reopen(&vfs, SEG);
+    assert!(model.matches(&rec), "{:?}", rec.removed);
+    assert_eq!(rec.removed[&2], RemovedGroup { term: 60, vote: 1 });
+    assert_eq!(
+        wal.recreate_group(2).expect("recreate"),
+        HardState {
+            term: 60,
+            vote: 1,
+            commit: 0
+        }
+    );
 }
 
 #[test]
@@ -254,7 +269,7 @@ fn a_crash_at_any_point_of_a_compaction_after_a_removal_recovers_the_same_logs()
                 (&expected.groups, &expected.removed),
                 "{what}"
             );
-            assert!(rec.removed.contains(&2), "{what}");
+            assert!(rec.removed.contains_key(&2), "{what}");
             wal.compact(|_| u64::MAX)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(wal.is_removed(2), "{what}");
@@ -298,7 +313,11 @@ fn any_record_after_a_tombstone_is_corruption_at_that_record() {
         ("hard state", |b| encode_hard_state(b, 2, &hs(9))),
         ("log start", |b| encode_log_start(b, 2, &compacted(3, 1))),
     ];
-    let second_tombstone: (&str, Encode) = ("second tombstone", |b| encode_group_removed(b, 2));
+    // build() leaves group 2 at term 5, vote 1: a tombstone saying otherwise
+    // contradicts the one in effect.
+    let second_tombstone: (&str, Encode) = ("contradicting tombstone", |b| {
+        encode_group_removed(b, 2, RemovedGroup { term: 9, vote: 1 })
+    });
     for (what, encode) in records.into_iter().chain([second_tombstone]) {
         for in_same_frame in [false, true] {
             let vfs = MemVfs::new();
@@ -328,7 +347,7 @@ fn a_record_type_this_build_does_not_know_refuses_to_start_and_is_not_truncated(
     let vfs = MemVfs::new();
     drop(build(&vfs, 4096, 3));
     let mut buf = Vec::new();
-    encode_group_removed(&mut buf, 2);
+    encode_group_removed(&mut buf, 2, RemovedGroup::default());
     buf[8] = 0x7f;
     let crc = crc32c::crc32c(&buf[8..]);
     buf[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -340,4 +359,125 @@ fn a_record_type_this_build_does_not_know_refuses_to_start_and_is_not_truncated(
         before,
         "nothing truncated"
     );
+}
+
+#[test]
+fn a_group_created_again_starts_from_its_last_term_and_vote_and_lives_on() {
+    for seed in 0..8 {
+        let vfs = MemVfs::new();
+        let (mut wal, mut model) = build(&vfs, SEG, 20);
+        // A live group cannot be "created again".
+        assert!(matches!(
+            wal.recreate_group(2),
+            Err(WalError::GroupNotRemoved { group: 2 })
+        ));
+        wal.remove_group(2).expect("remove");
+        wal.sync().expect("sync");
+        model.remove(2);
+        assert_eq!(model.removed[&2], RemovedGroup { term: 20, vote: 1 });
+        drop(wal);
+        vfs.crash(seed);
+
+        let (mut wal, rec) = reopen(&vfs, SEG);
+        assert!(model.matches(&rec), "seed {seed}");
+        let start = wal.recreate_group(2).expect("recreate");
+        assert_eq!(start, model.recreate(2));
+        assert_eq!((start.term, start.vote, start.commit), (20, 1, 0));
+        assert!(!wal.is_removed(2));
+        // The new life has an empty log: it starts again at index 1.
+        assert_eq!(wal.last_index(2), 0);
+        let es = [entry(21, 1, b"new life")];
+        wal.append_entries(2, &es).expect("append");
+        model.append(2, &es);
+        wal.set_hard_state(2, hs(21)).expect("hard state");
+        model.hard_state(2, hs(21));
+        wal.sync().expect("sync");
+        drop(wal);
+        vfs.crash(seed);
+
+        let (mut wal, rec) = reopen(&vfs, SEG);
+        assert!(model.matches(&rec), "seed {seed}: {:?}", rec.groups.get(&2));
+        assert_eq!(inspect(&vfs, dir(), |_| {}).expect("inspect"), Verdict::Ok);
+        // And it can be removed again: the new tombstone keeps the new term.
+        wal.remove_group(2).expect("remove again");
+        wal.sync().expect("sync");
+        model.remove(2);
+        drop(wal);
+        let (_, rec) = reopen(&vfs, SEG);
+        assert!(model.matches(&rec), "seed {seed}");
+        assert_eq!(rec.removed[&2], RemovedGroup { term: 21, vote: 1 });
+    }
+}
+
+#[test]
+fn a_recreated_group_unsynced_at_a_crash_is_still_removed() {
+    let vfs = MemVfs::new();
+    let (mut wal, mut model) = build(&vfs, SEG, 5);
+    wal.remove_group(3).expect("remove");
+    wal.sync().expect("sync");
+    model.remove(3);
+    wal.recreate_group(3).expect("recreate");
+    wal.append_entries(3, &[entry(6, 1, b"lost")])
+        .expect("append");
+    drop(wal);
+    vfs.crash(1);
+    let (wal, rec) = reopen(&vfs, SEG);
+    assert!(model.matches(&rec));
+    assert!(wal.is_removed(3));
+}
+
+#[test]
+fn a_second_group_created_record_is_corruption() {
+    let vfs = MemVfs::new();
+    let (mut wal, _) = build(&vfs, 4096, 5);
+    wal.remove_group(2).expect("remove");
+    wal.recreate_group(2).expect("recreate");
+    wal.sync().expect("sync");
+    drop(wal);
+    let mut buf = Vec::new();
+    encode_group_created(&mut buf, 2);
+    let (file, payload_at) = append_raw_frame(&vfs, &buf);
+    assert_corrupt_at(
+        &vfs,
+        &file,
+        payload_at,
+        "no tombstone ended it",
+        "created twice",
+    );
+}
+
+#[test]
+fn a_group_created_record_for_a_live_replica_is_corruption() {
+    // Group 2 has records and no tombstone: a created record cannot start a new
+    // life over a live one.
+    let vfs = MemVfs::new();
+    drop(build(&vfs, 4096, 5));
+    let mut buf = Vec::new();
+    encode_entry(&mut buf, 1, &entry(1, 6, b"fine"));
+    let before = buf.len() as u64;
+    encode_group_created(&mut buf, 2);
+    let (file, payload_at) = append_raw_frame(&vfs, &buf);
+    assert_corrupt_at(
+        &vfs,
+        &file,
+        payload_at + before,
+        "no tombstone ended it",
+        "created over a live group",
+    );
+}
+
+#[test]
+fn a_restated_tombstone_changes_nothing() {
+    let vfs = MemVfs::new();
+    let (mut wal, mut model) = build(&vfs, 4096, 5);
+    wal.remove_group(2).expect("remove");
+    wal.sync().expect("sync");
+    model.remove(2);
+    drop(wal);
+    let mut buf = Vec::new();
+    encode_group_removed(&mut buf, 2, RemovedGroup { term: 5, vote: 1 });
+    append_raw_frame(&vfs, &buf);
+    let (_, rec) = reopen(&vfs, 4096);
+    assert!(model.matches(&rec), "{:?}", rec.removed);
+    assert_eq!(inspect(&vfs, dir(), |_| {}).expect("inspect"), Verdict::Ok);
 }
