@@ -316,6 +316,12 @@ impl Caller {
             // A leader whose disk filled up hands leadership over: the next attempt
             // is usually redirected to the new leader.
             Failure::Overloaded(_) | Failure::DiskFull(_) => Ok(Next::Retry(target.clone())),
+            // The hand-off of a slot takes moments; the same group serves it or
+            // says where it went once it is over.
+            Failure::SlotMoving(_) => Ok(Next::Retry(target.clone())),
+            // Until the client routes by the cluster map, another member (which
+            // forwards by its own map) is the best next try.
+            Failure::WrongGroup { .. } => Ok(Next::Retry(elsewhere())),
             Failure::NotLeader { .. }
             | Failure::NoLeader(_)
             | Failure::ShuttingDown(_)

@@ -44,6 +44,17 @@ pub(crate) enum Failure {
     DiskFull(String),
     /// The member is shutting down. Not applied.
     ShuttingDown(String),
+    /// The key's slot is being handed between groups. Not applied; retry after a
+    /// pause.
+    SlotMoving(String),
+    /// The group asked does not serve the key's slot (as of cluster map version
+    /// `map_version`, 0 if unknown). Not applied.
+    WrongGroup {
+        /// The map version the answer is based on.
+        map_version: u64,
+        /// The server's explanation.
+        message: String,
+    },
     /// The request never left this process (connection not established). Not applied.
     NotSent(String),
     /// The precondition did not hold (0 = key absent). Not applied; final.
@@ -95,6 +106,15 @@ impl Failure {
                     };
                 }
                 Kind::InvalidArgument => return Failure::InvalidArgument(detail.message),
+                // Keys of several groups in one request: retrying cannot help.
+                Kind::CrossGroup => return Failure::InvalidArgument(detail.message),
+                Kind::SlotMoving => return Failure::SlotMoving(message()),
+                Kind::WrongGroup => {
+                    return Failure::WrongGroup {
+                        map_version: detail.map_version,
+                        message: message(),
+                    };
+                }
                 Kind::Refused => return Failure::Refused(detail.message),
                 Kind::SessionExpired => return Failure::SessionExpired(message()),
                 Kind::OutcomeUnknown => return Failure::Ambiguous(message()),
@@ -149,6 +169,11 @@ impl Failure {
             Failure::Overloaded(m) => format!("overloaded: {m}"),
             Failure::DiskFull(m) => m.clone(),
             Failure::ShuttingDown(m) => format!("shutting down: {m}"),
+            Failure::SlotMoving(m) => format!("slot moving between groups: {m}"),
+            Failure::WrongGroup {
+                map_version,
+                message,
+            } => format!("wrong group (cluster map version {map_version}): {message}"),
             Failure::NotSent(m) => format!("could not connect: {m}"),
             Failure::Conflict { current_version } => {
                 format!("conflict (current version {current_version})")
@@ -215,9 +240,19 @@ mod tests {
             ErrorDetail::no_leader(),
             ErrorDetail::overloaded("busy"),
             ErrorDetail::shutting_down(),
+            ErrorDetail::slot_moving(3, "moving"),
+            ErrorDetail::wrong_group(3, 8, "not here"),
         ] {
             assert!(Failure::from_status(&d.into(), &t).proves_not_applied());
         }
+        assert!(matches!(
+            Failure::from_status(&ErrorDetail::wrong_group(3, 8, "not here").into(), &t),
+            Failure::WrongGroup { map_version: 8, .. }
+        ));
+        assert!(matches!(
+            Failure::from_status(&ErrorDetail::cross_group("two groups").into(), &t),
+            Failure::InvalidArgument(m) if m == "two groups"
+        ));
     }
 
     #[test]

@@ -28,9 +28,13 @@ pub const ERROR_METADATA_KEY: &str = "keel-error-bin";
 /// `UNAVAILABLE`.
 pub fn code_for(kind: Kind) -> Code {
     match kind {
-        Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown => Code::Unavailable,
-        Kind::Conflict | Kind::Refused | Kind::SessionExpired => Code::FailedPrecondition,
-        Kind::InvalidArgument => Code::InvalidArgument,
+        Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown | Kind::SlotMoving => {
+            Code::Unavailable
+        }
+        Kind::Conflict | Kind::Refused | Kind::SessionExpired | Kind::WrongGroup => {
+            Code::FailedPrecondition
+        }
+        Kind::InvalidArgument | Kind::CrossGroup => Code::InvalidArgument,
         Kind::Overloaded | Kind::DiskFull => Code::ResourceExhausted,
         Kind::OutcomeUnknown => Code::Unknown,
         Kind::Internal => Code::Internal,
@@ -107,6 +111,27 @@ impl ErrorDetail {
     /// known: not applied now, perhaps applied by an earlier attempt.
     pub fn session_expired(message: impl Into<String>) -> Self {
         ErrorDetail::new(Kind::SessionExpired, message)
+    }
+
+    /// The group does not serve `slot` as of cluster map version `map_version`
+    /// (0: unknown); the request was not applied.
+    pub fn wrong_group(slot: u16, map_version: u64, message: impl Into<String>) -> Self {
+        let mut detail = ErrorDetail::new(Kind::WrongGroup, message);
+        detail.slot = u32::from(slot);
+        detail.map_version = map_version;
+        detail
+    }
+
+    /// `slot` is being handed between groups; the request was not applied.
+    pub fn slot_moving(slot: u16, message: impl Into<String>) -> Self {
+        let mut detail = ErrorDetail::new(Kind::SlotMoving, message);
+        detail.slot = u32::from(slot);
+        detail
+    }
+
+    /// The request's keys live in slots of different groups; nothing changed.
+    pub fn cross_group(message: impl Into<String>) -> Self {
+        ErrorDetail::new(Kind::CrossGroup, message)
     }
 
     /// An internal error on the node (e.g. storage failure).
@@ -202,6 +227,18 @@ mod tests {
                 ErrorDetail::session_expired("session expired"),
                 Code::FailedPrecondition,
             ),
+            (
+                ErrorDetail::wrong_group(4095, 17, "slot 4095 is not served here"),
+                Code::FailedPrecondition,
+            ),
+            (
+                ErrorDetail::slot_moving(7, "slot 7 is moving"),
+                Code::Unavailable,
+            ),
+            (
+                ErrorDetail::cross_group("keys of two groups"),
+                Code::InvalidArgument,
+            ),
         ];
         for (detail, code) in cases {
             let status = over_the_wire(detail.clone().into_status());
@@ -223,6 +260,14 @@ mod tests {
 
         let detail = error_detail(&over_the_wire(ErrorDetail::conflict(0).into())).expect("detail");
         assert_eq!((detail.kind(), detail.current_version), (Kind::Conflict, 0));
+        let detail = error_detail(&over_the_wire(
+            ErrorDetail::wrong_group(4095, 17, "").into(),
+        ))
+        .expect("detail");
+        assert_eq!(
+            (detail.kind(), detail.slot, detail.map_version),
+            (Kind::WrongGroup, 4095, 17)
+        );
     }
 
     #[test]

@@ -99,9 +99,13 @@ pub(super) struct HttpError(pub(super) StatusCode, pub(super) ErrorDetail);
 impl From<ErrorDetail> for HttpError {
     fn from(d: ErrorDetail) -> Self {
         let code = match d.kind() {
-            Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown => {
+            Kind::NotLeader | Kind::NoLeader | Kind::ShuttingDown | Kind::SlotMoving => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            // Not this group's slot: the client must ask another group, as with
+            // a redirect, but there is no single URL to send it to.
+            Kind::WrongGroup => StatusCode::MISDIRECTED_REQUEST,
+            Kind::CrossGroup => StatusCode::BAD_REQUEST,
             Kind::Conflict => StatusCode::PRECONDITION_FAILED,
             Kind::Refused | Kind::SessionExpired => StatusCode::CONFLICT,
             Kind::InvalidArgument => StatusCode::BAD_REQUEST,
@@ -128,6 +132,12 @@ impl IntoResponse for HttpError {
         if d.kind() == Kind::Conflict {
             body["current_version"] = json!(d.current_version);
         }
+        if matches!(d.kind(), Kind::WrongGroup | Kind::SlotMoving) {
+            body["slot"] = json!(d.slot);
+        }
+        if d.kind() == Kind::WrongGroup {
+            body["map_version"] = json!(d.map_version);
+        }
         (code, axum::Json(body)).into_response()
     }
 }
@@ -145,6 +155,9 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::ShuttingDown => "shutting_down",
         Kind::SessionExpired => "session_expired",
         Kind::Internal => "internal",
+        Kind::WrongGroup => "wrong_group",
+        Kind::SlotMoving => "slot_moving",
+        Kind::CrossGroup => "cross_group",
         Kind::Unspecified => "unknown",
     }
 }
@@ -474,6 +487,18 @@ async fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_errors_have_their_own_statuses_and_fields() {
+        let HttpError(code, _) = ErrorDetail::slot_moving(9, "moving").into();
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        let HttpError(code, _) = ErrorDetail::cross_group("two groups").into();
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        let response = HttpError::from(ErrorDetail::wrong_group(9, 12, "not here")).into_response();
+        assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+        let HttpError(_, detail) = ErrorDetail::wrong_group(9, 12, "not here").into();
+        assert_eq!(kind_name(detail.kind()), "wrong_group");
+    }
 
     #[test]
     fn query_decoding() {

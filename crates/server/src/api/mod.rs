@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use keel_client::BearerToken;
 use keel_proto::error::ErrorDetail;
 use keel_raft::NodeId;
+use keel_storage::kv::slots::SlotUnavailable;
 
 pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
@@ -177,6 +178,21 @@ impl ApiContext {
             }
             NodeError::ShuttingDown => ErrorDetail::shutting_down(),
             NodeError::Refused(m) => ErrorDetail::refused(m),
+            NodeError::SlotUnavailable(why) => slot_error(why),
+        }
+    }
+}
+
+/// The answer to a write the state machine refused for its slot: `SLOT_MOVING`
+/// while the slot is handed over, `WRONG_GROUP` when this group does not hold it.
+/// The map version is not known here (0): the client refreshes its map once.
+pub(crate) fn slot_error(why: SlotUnavailable) -> ErrorDetail {
+    match why {
+        SlotUnavailable::Moving { slot, .. } => {
+            ErrorDetail::slot_moving(slot.get(), why.to_string())
+        }
+        SlotUnavailable::WrongGroup { slot, .. } => {
+            ErrorDetail::wrong_group(slot.get(), 0, why.to_string())
         }
     }
 }
@@ -190,5 +206,39 @@ impl DetailExt for ErrorDetail {
     fn with_message(mut self, m: String) -> Self {
         self.message = m;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_placement::Slot;
+    use keel_proto::error::Kind;
+    use keel_storage::kv::ApplyOutcome;
+    use keel_storage::kv::SlotState;
+
+    use super::*;
+    use crate::node::slot_refusal_as_error;
+
+    #[test]
+    fn a_write_refused_for_its_slot_is_slot_moving_or_wrong_group() {
+        let slot = Slot::new(4095).expect("a slot");
+        let moving = SlotUnavailable::Moving {
+            slot,
+            state: SlotState::Fenced { epoch: 3 },
+        };
+        let gone = SlotUnavailable::WrongGroup {
+            slot,
+            state: SlotState::Absent,
+        };
+        for (why, kind) in [(moving, Kind::SlotMoving), (gone, Kind::WrongGroup)] {
+            let result = slot_refusal_as_error(Ok(ApplyOutcome::SlotUnavailable(why)));
+            assert_eq!(result, Err(NodeError::SlotUnavailable(why)));
+            let detail = slot_error(why);
+            assert_eq!((detail.kind(), detail.slot), (kind, 4095), "{detail:?}");
+            assert!(detail.message.contains("slot 4095"), "{}", detail.message);
+        }
+        // Any other outcome passes through.
+        let put = Ok(ApplyOutcome::Put { revision: 7 });
+        assert_eq!(slot_refusal_as_error(put.clone()), put);
     }
 }

@@ -37,6 +37,8 @@ use tokio::sync::{oneshot, watch};
 
 pub use lease::{LeaseCell, LeaseClock, LeaseRead};
 pub use recover::{KV_GROUP, state_path};
+#[cfg(test)]
+pub(crate) use requests::slot_refusal_as_error;
 pub use requests::{ChangeProposed, MemberChange, NodeError};
 pub use snapshots::snapshot_dir;
 pub use status::NodeStatus;
@@ -243,7 +245,7 @@ impl NodeHandle {
         })?;
         Ok(async move {
             match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
-                Ok(Ok(result)) => result,
+                Ok(Ok(result)) => requests::slot_refusal_as_error(result),
                 // The consensus thread answers every request it accepted; a dropped
                 // channel means it stopped with the write possibly in the log.
                 Ok(Err(_)) => Err(NodeError::OutcomeUnknown(

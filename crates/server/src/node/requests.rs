@@ -5,6 +5,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use keel_raft::{Index, NodeId};
 use keel_storage::kv::ApplyOutcome;
+use keel_storage::kv::slots::SlotUnavailable;
 use tokio::sync::oneshot;
 
 /// Why the consensus thread could not serve a request. Every variant says whether
@@ -40,10 +41,23 @@ pub enum NodeError {
     /// nothing was applied.
     #[error("refused: {0}")]
     Refused(String),
+    /// The state machine refused the write because this group does not serve a
+    /// slot it names (moving, or owned by another group); nothing was applied.
+    #[error("{0}")]
+    SlotUnavailable(SlotUnavailable),
 }
 
 /// A write committed and applied: what the state machine said.
 pub type WriteResult = Result<ApplyOutcome, NodeError>;
+
+/// A write the state machine's slot check refused (it applied as a no-op) is an
+/// error, not an outcome, so that every front end answers it the same way.
+pub(crate) fn slot_refusal_as_error(result: WriteResult) -> WriteResult {
+    match result {
+        Ok(ApplyOutcome::SlotUnavailable(why)) => Err(NodeError::SlotUnavailable(why)),
+        other => other,
+    }
+}
 
 /// A confirmed read barrier: the state machine has applied at least this index, and
 /// a read of local state now is linearizable.

@@ -69,12 +69,20 @@ pub(crate) fn answer(shape: Shape, outcome: &Result<ApplyOutcome, ErrorDetail>) 
 
 /// A keel error as a Redis error. The first word is the error code clients see:
 /// `TRYAGAIN` when nothing was applied and a retry may succeed (no leader,
-/// overloaded, shutting down), `UNCERTAIN` when a write may or may not have been
-/// applied, `MISCONF` when the leader's disk is full (Redis's own code for "cannot
-/// persist, writes refused"; nothing was applied), `ERR` otherwise.
+/// overloaded, shutting down, a slot moving between groups or not served by the
+/// group asked), `UNCERTAIN` when a write may or may not have been applied,
+/// `MISCONF` when the leader's disk is full (Redis's own code for "cannot persist,
+/// writes refused"; nothing was applied), `CROSSSLOT` for keys of several groups
+/// in one command (Redis Cluster's code), `ERR` otherwise.
 pub(crate) fn error_reply(e: &ErrorDetail) -> Reply {
     let code = match e.kind() {
-        Kind::NotLeader | Kind::NoLeader | Kind::Overloaded | Kind::ShuttingDown => "TRYAGAIN",
+        Kind::NotLeader
+        | Kind::NoLeader
+        | Kind::Overloaded
+        | Kind::ShuttingDown
+        | Kind::SlotMoving
+        | Kind::WrongGroup => "TRYAGAIN",
+        Kind::CrossGroup => "CROSSSLOT",
         Kind::DiskFull => "MISCONF",
         Kind::OutcomeUnknown => {
             return Reply::Error(format!(
@@ -94,6 +102,16 @@ mod tests {
     use keel_storage::kv::TxnOutcome;
 
     use super::*;
+
+    #[test]
+    fn slot_errors_are_tryagain_and_crossslot() {
+        let reply = error_reply(&ErrorDetail::slot_moving(1, "slot 1 is moving"));
+        assert_eq!(reply, Reply::Error("TRYAGAIN slot 1 is moving".into()));
+        let reply = error_reply(&ErrorDetail::wrong_group(1, 0, "not here"));
+        assert_eq!(reply, Reply::Error("TRYAGAIN not here".into()));
+        let reply = error_reply(&ErrorDetail::cross_group("keys of 2 groups"));
+        assert_eq!(reply, Reply::Error("CROSSSLOT keys of 2 groups".into()));
+    }
 
     fn txn(succeeded: bool, results: Vec<TxnOpResult>) -> Result<ApplyOutcome, ErrorDetail> {
         Ok(ApplyOutcome::Txn(TxnOutcome {
