@@ -18,9 +18,11 @@
 //!   group — the safe side.
 //! - Anything that needs the group wakes it: a proposal, membership change or
 //!   transfer on the leader, a read request anywhere, and any message except the
-//!   mark itself (and, on the leader, the acknowledgements of the mark). A woken
-//!   leader resumes heartbeats at once (which wakes its followers); a woken follower
-//!   restarts its election timer with a fresh random timeout.
+//!   mark itself, the leader's heartbeats sent before the mark (reordered behind
+//!   it: they carry its round number or an older one) and, on the leader, the
+//!   acknowledgements of the mark. A woken leader resumes heartbeats at once, in a
+//!   new round (which wakes its followers); a woken follower restarts its election
+//!   timer with a fresh random timeout.
 //! - Failure detection moves out of the core: a quiesced follower never times out
 //!   by itself, so the runtime must call [`Raft::wake`] when it decides, at node
 //!   level, that the leader's node is silent (one liveness heartbeat per peer node
@@ -138,10 +140,10 @@ impl Raft {
             for p in self.progress.values_mut() {
                 p.recent_active = true;
             }
-            if self.cfg.lease_duration > 0 {
-                // A numbered round, so that a quorum's answers bring a lease back.
-                self.read_only.force_round();
-            }
+            // A new round: followers tell its heartbeats from those sent before
+            // the mark (which must not wake them), and with leases on, a quorum's
+            // answers bring the lease back.
+            self.read_only.force_round();
             self.broadcast_heartbeat();
         } else {
             self.reset_election_timeout();
@@ -162,6 +164,26 @@ impl Raft {
             && self.role == Role::Follower
             && self.leader == from
             && from != NO_NODE
+    }
+
+    /// Whether `body` is a heartbeat our leader sent, in our term, before the mark
+    /// we accepted (the network reordered them): old news that must not wake us,
+    /// or every mark overtaken by its predecessor would start an election. A
+    /// leader that woke sends a new round, which does wake us.
+    pub(crate) fn is_pre_mark_heartbeat(
+        &self,
+        from: NodeId,
+        term: crate::types::Term,
+        body: &MessageBody,
+    ) -> bool {
+        self.role == Role::Follower
+            && term == self.term
+            && from == self.leader
+            && matches!(
+                *body,
+                MessageBody::Heartbeat { quiesce: false, read_seq, .. }
+                    if read_seq <= self.quiesce_mark_seq
+            )
     }
 
     /// Whether `body` (in our term) is a quiesced leader's echo of its own quiet

@@ -93,6 +93,9 @@ pub struct Raft {
     /// Leader only: ticks since the last proposal, read, membership change or
     /// transfer (or since it became leader or woke).
     pub(crate) idle_ticks: u32,
+    /// Quiesced follower: the heartbeat round of the mark it accepted. Its
+    /// leader's heartbeats of that round or earlier were sent before the mark.
+    pub(crate) quiesce_mark_seq: u64,
 
     // Outputs collected until the next `ready()`.
     pub(crate) msgs: Vec<Message>,
@@ -215,6 +218,7 @@ impl Raft {
             disk_full: false,
             quiesced: false,
             idle_ticks: 0,
+            quiesce_mark_seq: 0,
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             events: Vec::new(),
@@ -271,7 +275,10 @@ impl Raft {
         // Judged before the term rules change anything: a mark only counts from
         // the leader we already follow in our term (`quiesce.rs`).
         let mark = self.is_accepted_quiesce_mark(m.from, m.term, &m.body);
-        let wakes = self.quiesced && !mark && !self.is_quiet_echo(m.term, &m.body);
+        let wakes = self.quiesced
+            && !mark
+            && !self.is_quiet_echo(m.term, &m.body)
+            && !self.is_pre_mark_heartbeat(m.from, m.term, &m.body);
         if m.term > self.term && !self.accept_higher_term(&m) {
             if wakes {
                 self.wake_up();
@@ -287,9 +294,14 @@ impl Raft {
             self.on_lower_term(&m);
             return Ok(());
         }
+        let round = match m.body {
+            MessageBody::Heartbeat { read_seq, .. } => read_seq,
+            _ => 0,
+        };
         self.dispatch(m);
         if mark {
             self.quiesced = true;
+            self.quiesce_mark_seq = round;
         }
         Ok(())
     }

@@ -260,6 +260,32 @@ fn a_follower_receiving_a_message_wakes_and_its_timer_runs_again() {
 }
 
 #[test]
+fn a_heartbeat_overtaken_by_the_mark_does_not_wake_the_follower() {
+    let mut net = idle_group();
+    // The last ordinary heartbeat, and the mark right after it.
+    net.tick(1, 1);
+    let before = net.take_queue();
+    net.node_mut(1).quiesce().expect("idle and settled");
+    let marks = net.take_queue();
+    for m in marks {
+        net.deliver(m);
+    }
+    net.stabilize();
+    assert!(net.node(2).is_quiesced());
+    for m in before {
+        net.deliver(m);
+    }
+    net.stabilize();
+    assert!(net.node(2).is_quiesced(), "old news");
+    assert!(net.node(3).is_quiesced(), "old news");
+    // A leader that wakes heartbeats in a new round, which does wake them.
+    net.node_mut(1).wake();
+    net.stabilize();
+    assert!(!net.node(2).is_quiesced());
+    assert!(!net.node(3).is_quiesced());
+}
+
+#[test]
 fn a_read_at_a_quiesced_follower_wakes_the_group_and_is_answered() {
     let mut net = quiesced_group();
     net.node_mut(2).read_index(5).expect("knows its leader");
