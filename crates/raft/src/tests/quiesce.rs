@@ -197,6 +197,36 @@ fn not_with_reads_waiting_for_confirmation() {
 }
 
 #[test]
+fn not_while_a_snapshot_is_being_sent() {
+    let mut net = Network::new(3);
+    net.auto_report_snapshots = false;
+    net.elect(1);
+    net.isolate(3);
+    for i in 0..5 {
+        net.propose(1, &format!("e{i}"));
+    }
+    net.stabilize();
+    net.settle(1);
+    let keep_from = net.node(1).applied_index() + 1;
+    net.compact(1, keep_from);
+    net.heal();
+    // 3 answers a heartbeat, the leader finds its entries compacted away and
+    // starts a snapshot, whose transfer never completes.
+    for _ in 0..5 {
+        net.tick(1, 1);
+        while let Some(m) = net.queue.pop_front() {
+            if !matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+                net.deliver(m);
+            }
+        }
+    }
+    assert_eq!(
+        net.node_mut(1).quiesce(),
+        Err(QuiesceError::SnapshotInFlight { to: 3 })
+    );
+}
+
+#[test]
 fn not_during_a_leadership_transfer() {
     let mut net = idle_group();
     net.cut.insert((1, 2));
