@@ -176,6 +176,14 @@ impl std::fmt::Display for Totals {
             s.reads(),
             s.ticks_to_leader,
             s.max_request_ticks
-        )
+        )?;
+        if s.quiesces > 0 || s.quiet_ticks > 0 {
+            write!(
+                f,
+                "; {} quiesces, {} liveness wakes, {} messages in {} quiet ticks",
+                s.quiesces, s.liveness_wakes, s.quiet_messages, s.quiet_ticks
+            )?;
+        }
+        Ok(())
     }
 }
