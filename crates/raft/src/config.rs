@@ -48,11 +48,14 @@ pub struct Config {
     pub max_clock_drift: u64,
     /// Heartbeat intervals a leader must have seen no proposal, read, membership
     /// change or transfer for before [`crate::Raft::can_quiesce`] may say yes, or 0
-    /// to never quiesce. A few intervals, so that a client pausing between bursts
-    /// does not make the group flap between quiet and awake; the core never
-    /// quiesces by itself, only when the runtime calls [`crate::Raft::quiesce`]
-    /// (which it must do only if it detects failed nodes itself, see the
-    /// `quiesce` module).
+    /// to never quiesce. Default 3: a few intervals, so that a client pausing
+    /// between bursts does not make the group flap between quiet and awake (each
+    /// wake costs a heartbeat round), yet short against any idle period worth
+    /// saving heartbeats over. Counted in heartbeat intervals rather than ticks so
+    /// that the default suits any heartbeat setting. The core never quiesces by
+    /// itself, only when the runtime calls [`crate::Raft::quiesce`] (which it must
+    /// do only if it detects failed nodes itself, see the `quiesce` module), so a
+    /// runtime that does not is unaffected by the default.
     pub quiesce_after_heartbeats: u32,
 }
 
