@@ -46,6 +46,17 @@ pub struct Config {
     /// leader trusts its lease only until `lease_duration - max_clock_drift` after
     /// the heartbeat round a quorum acknowledged was sent.
     pub max_clock_drift: u64,
+    /// Heartbeat intervals a leader must have seen no proposal, read, membership
+    /// change or transfer for before [`crate::Raft::can_quiesce`] may say yes, or 0
+    /// to never quiesce. Default 3: a few intervals, so that a client pausing
+    /// between bursts does not make the group flap between quiet and awake (each
+    /// wake costs a heartbeat round), yet short against any idle period worth
+    /// saving heartbeats over. Counted in heartbeat intervals rather than ticks so
+    /// that the default suits any heartbeat setting. The core never quiesces by
+    /// itself, only when the runtime calls [`crate::Raft::quiesce`] (which it must
+    /// do only if it detects failed nodes itself, see the `quiesce` module), so a
+    /// runtime that does not is unaffected by the default.
+    pub quiesce_after_heartbeats: u32,
 }
 
 impl Default for Config {
@@ -64,6 +75,7 @@ impl Default for Config {
             max_apply_bytes: 16 << 20,
             lease_duration: 0,
             max_clock_drift: 0,
+            quiesce_after_heartbeats: 3,
         }
     }
 }
@@ -106,6 +118,19 @@ impl Config {
                 self.max_clock_drift, self.lease_duration
             )));
         }
+        if self.quiesce_after_ticks().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "quiesce_after_heartbeats ({}) times heartbeat_ticks ({}) overflows",
+                self.quiesce_after_heartbeats, self.heartbeat_ticks
+            )));
+        }
         Ok(())
+    }
+
+    /// Idle leader ticks before quiescing is allowed (0: never); `None` if the
+    /// product overflows.
+    pub(crate) fn quiesce_after_ticks(&self) -> Option<u32> {
+        self.quiesce_after_heartbeats
+            .checked_mul(self.heartbeat_ticks)
     }
 }

@@ -69,6 +69,7 @@ impl Raft {
     }
 
     fn become_pre_candidate(&mut self) {
+        self.quiesced = false;
         self.role = Role::PreCandidate;
         self.leader = NO_NODE;
         self.votes.clear();
@@ -79,6 +80,7 @@ impl Raft {
     }
 
     fn become_candidate(&mut self) {
+        self.quiesced = false;
         self.term += 1;
         self.vote = self.cfg.id;
         self.role = Role::Candidate;
@@ -209,6 +211,8 @@ impl Raft {
         debug_assert_eq!(self.role, Role::Candidate);
         self.lease_on_role_change();
         self.role = Role::Leader;
+        self.quiesced = false;
+        self.idle_ticks = 0;
         self.leader = self.cfg.id;
         self.votes.clear();
         self.election_elapsed = 0;

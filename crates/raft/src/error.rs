@@ -213,6 +213,77 @@ pub enum ReadIndexError {
     },
 }
 
+/// Why [`crate::Raft::quiesce`] was refused; nothing changed. Each variant is one
+/// condition of [`crate::Raft::can_quiesce`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum QuiesceError {
+    /// Only a leader quiesces its group (followers follow its mark).
+    #[error("not the leader (leader hint: {leader})")]
+    NotLeader {
+        /// Last known leader, or 0.
+        leader: NodeId,
+    },
+    /// `quiesce_after_heartbeats` is 0.
+    #[error("quiescence is off (quiesce_after_heartbeats = 0)")]
+    Disabled,
+    /// The group is quiesced already.
+    #[error("already quiesced")]
+    AlreadyQuiesced,
+    /// A proposal, read, membership change or transfer came too recently.
+    #[error("idle for {idle_ticks} ticks, {needed} needed")]
+    RecentActivity {
+        /// Ticks since the last activity (or since leading or waking).
+        idle_ticks: u32,
+        /// Ticks of idleness required.
+        needed: u32,
+    },
+    /// A leadership transfer is in progress.
+    #[error("leadership is being transferred to node {to}")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
+    /// A membership change is not committed yet.
+    #[error("membership change at index {index} is not committed")]
+    ConfChangePending {
+        /// Its index.
+        index: Index,
+    },
+    /// The log has entries not committed yet.
+    #[error("commit index {commit} is behind the last index {last}")]
+    Uncommitted {
+        /// The commit index.
+        commit: Index,
+        /// The last index.
+        last: Index,
+    },
+    /// The leader still has log writes (or sends) to hand out or make durable.
+    #[error("the leader's own log is not durable and sent yet")]
+    Unpersisted,
+    /// Reads wait for a heartbeat round.
+    #[error("{count} reads waiting for confirmation")]
+    ReadsPending {
+        /// Reads queued.
+        count: usize,
+    },
+    /// A snapshot is being sent to a follower.
+    #[error("a snapshot is being sent to node {to}")]
+    SnapshotInFlight {
+        /// The follower.
+        to: NodeId,
+    },
+    /// A voter or learner has not acknowledged the last entry.
+    #[error("node {id} has acknowledged up to {match_index}, the log ends at {last}")]
+    PeerBehind {
+        /// The follower.
+        id: NodeId,
+        /// What it acknowledged.
+        match_index: Index,
+        /// The leader's last index.
+        last: Index,
+    },
+}
+
 /// A message the core refuses to process (misrouted or malformed); nothing changed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum StepError {

@@ -198,6 +198,19 @@ impl Raft {
         self.lease.revoked = false;
     }
 
+    /// Leader going quiet: it ends its lease (a quiesced leader serves no lease
+    /// read, and the acknowledgements of its last rounds must not bring one back),
+    /// but first remembers it as a voter would, so that a vote it grants later
+    /// still makes the candidate wait it out (see `quiesce.rs`).
+    pub(crate) fn lease_on_quiesce(&mut self) {
+        if let Some(sent_at) = self.lease.confirmed_sent_at {
+            let term = self.term;
+            self.lease.remember(term, sent_at + self.cfg.lease_duration);
+        }
+        self.lease.rounds.clear();
+        self.lease.confirmed_sent_at = None;
+    }
+
     /// Candidate starting a real election; `transfer` if the leader of the
     /// previous term asked for it.
     pub(crate) fn lease_on_campaign(&mut self, transfer: bool) {

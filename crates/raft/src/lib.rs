@@ -13,7 +13,10 @@
 //! (see the `lease` module docs for why they are safe); snapshots and log
 //! compaction (the core keeps only snapshot metadata, the runtime moves the data);
 //! single-server membership changes with learners; leadership transfer; a node
-//! whose disk is full refusing new entries while still serving reads.
+//! whose disk is full refusing new entries while still serving reads; quiescence of
+//! idle groups (a settled leader's last heartbeat stops its followers' election
+//! timers; see the `quiesce` module docs for why that is safe and what the runtime
+//! must do in exchange).
 
 mod config;
 mod disk;
@@ -25,6 +28,7 @@ mod log;
 mod membership;
 mod message;
 mod progress;
+mod quiesce;
 mod quorum;
 mod raft;
 mod read_index;
@@ -38,7 +42,7 @@ mod types;
 
 pub use config::Config;
 pub use error::{
-    CompactError, ConfChangeDecodeError, ConfChangeError, ConfigError, ProposeError,
+    CompactError, ConfChangeDecodeError, ConfChangeError, ConfigError, ProposeError, QuiesceError,
     ReadIndexError, StepError, TransferError,
 };
 pub use lease::Lease;

@@ -297,6 +297,9 @@ impl Raft {
                 leader: self.leader,
             });
         }
+        // A membership change needs the group: wake it even if refused below.
+        self.wake_up();
+        self.idle_ticks = 0;
         self.check_disk()?;
         if self.lead_transferee != NO_NODE {
             return Err(ConfChangeError::TransferInProgress {

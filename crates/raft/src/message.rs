@@ -87,6 +87,10 @@ pub enum MessageBody {
         /// voter that acknowledges it must assume the leader serves reads for that
         /// long after receiving it.
         lease: u64,
+        /// The leader's last heartbeat before it goes quiet (see the `quiesce`
+        /// module): its follower stops the group's election timer. Always sent
+        /// with `lease` 0; false on every ordinary heartbeat.
+        quiesce: bool,
     },
     /// Reply to [`MessageBody::Heartbeat`].
     HeartbeatResponse {

@@ -87,6 +87,15 @@ pub struct Raft {
     pub(crate) uncommitted_bytes: u64,
     /// The runtime's storage takes no new writes (`disk.rs`).
     pub(crate) disk_full: bool,
+    /// Heartbeats (leader) or the election timer (follower) are stopped
+    /// (`quiesce.rs`).
+    pub(crate) quiesced: bool,
+    /// Leader only: ticks since the last proposal, read, membership change or
+    /// transfer (or since it became leader or woke).
+    pub(crate) idle_ticks: u32,
+    /// Quiesced follower: the heartbeat round of the mark it accepted. Its
+    /// leader's heartbeats of that round or earlier were sent before the mark.
+    pub(crate) quiesce_mark_seq: u64,
 
     // Outputs collected until the next `ready()`.
     pub(crate) msgs: Vec<Message>,
@@ -207,6 +216,9 @@ impl Raft {
             append_pending: false,
             uncommitted_bytes: 0,
             disk_full: false,
+            quiesced: false,
+            idle_ticks: 0,
+            quiesce_mark_seq: 0,
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             events: Vec::new(),
@@ -230,9 +242,12 @@ impl Raft {
     // ---- Inputs -------------------------------------------------------------------
 
     /// Advances logical time by one tick: drives election timeouts, heartbeats and
-    /// check-quorum.
+    /// check-quorum — none of which runs while quiesced (`quiesce.rs`).
     pub fn tick(&mut self) {
         self.assert_not_in_ready();
+        if self.quiesced {
+            return;
+        }
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
@@ -257,14 +272,37 @@ impl Raft {
         if m.term == 0 {
             return Err(StepError::ZeroTerm);
         }
+        // Judged before the term rules change anything: a mark only counts from
+        // the leader we already follow in our term (`quiesce.rs`).
+        let mark = self.is_accepted_quiesce_mark(m.from, m.term, &m.body);
+        let wakes = self.quiesced
+            && !mark
+            && !self.is_quiet_echo(m.term, &m.body)
+            && !self.is_pre_mark_heartbeat(m.from, m.term, &m.body);
         if m.term > self.term && !self.accept_higher_term(&m) {
+            if wakes {
+                self.wake_up();
+            }
             return Ok(());
+        }
+        // A step down above has ended quiescence already; otherwise wake now, so
+        // that the message is handled by an awake node.
+        if wakes {
+            self.wake_up();
         }
         if m.term < self.term {
             self.on_lower_term(&m);
             return Ok(());
         }
+        let round = match m.body {
+            MessageBody::Heartbeat { read_seq, .. } => read_seq,
+            _ => 0,
+        };
         self.dispatch(m);
+        if mark {
+            self.quiesced = true;
+            self.quiesce_mark_seq = round;
+        }
         Ok(())
     }
 
@@ -274,6 +312,8 @@ impl Raft {
     pub fn propose(&mut self, data: Bytes) -> Result<(Index, Term), ProposeError> {
         self.assert_not_in_ready();
         if self.role == Role::Leader {
+            // A proposal needs the group: wake it even if refused below.
+            self.wake_up();
             self.check_disk()?;
         }
         if self.role == Role::Leader && self.lead_transferee != NO_NODE {
@@ -300,6 +340,7 @@ impl Raft {
     /// non-voters.
     pub fn campaign(&mut self) {
         self.assert_not_in_ready();
+        self.wake_up();
         if self.role != Role::Leader && self.can_campaign() {
             self.start_election(false, false);
         }
@@ -554,6 +595,7 @@ impl Raft {
             conf: self.conf_state(),
             pending_conf_index: self.pending_conf_index(),
             lead_transferee: self.lead_transferee,
+            quiesced: self.quiesced,
             peers: self
                 .progress
                 .iter()
@@ -593,6 +635,15 @@ impl Raft {
                     self.lead_transferee == NO_NODE || self.voters.contains(&self.lead_transferee),
                     "transfer to a non-voter"
                 );
+                if self.quiesced {
+                    // Anything that could break these wakes the leader first.
+                    assert_eq!(self.lead_transferee, NO_NODE, "quiesced while transferring");
+                    assert_eq!(
+                        self.log.committed,
+                        self.log.last_index(),
+                        "quiesced with uncommitted entries"
+                    );
+                }
                 for (id, p) in &self.progress {
                     assert!(p.match_index < p.next_index, "peer {id}: match >= next");
                     assert!(
@@ -604,8 +655,13 @@ impl Raft {
             Role::Candidate => {
                 assert_eq!(self.vote, self.cfg.id, "candidate did not vote for itself");
                 assert_eq!(self.leader, NO_NODE);
+                assert!(!self.quiesced, "quiesced candidate");
             }
             Role::PreCandidate | Role::Follower => {
+                assert!(
+                    !self.quiesced || (self.role == Role::Follower && self.leader != NO_NODE),
+                    "quiesced without a leader to follow"
+                );
                 assert!(self.progress.is_empty(), "non-leader keeps progress");
                 assert_eq!(self.lead_transferee, NO_NODE, "non-leader transfers");
             }
@@ -756,6 +812,7 @@ impl Raft {
                 commit,
                 read_seq,
                 lease,
+                quiesce: _,
             } => {
                 if self.accept_leader(m.from) {
                     self.note_leader_lease(m.term, lease);
@@ -873,6 +930,7 @@ impl Raft {
     /// Becomes follower in `term` (clearing the vote when the term is new).
     pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
         self.lease_on_role_change();
+        self.quiesced = false;
         if term > self.term {
             self.term = term;
             self.vote = NO_NODE;

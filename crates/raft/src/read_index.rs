@@ -81,6 +81,11 @@ impl ReadOnly {
         self.seq = seq;
     }
 
+    /// Reads queued on this leader, confirmed or not.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.len()
+    }
+
     fn len(&self) -> usize {
         self.waiting_for_commit.len() + self.pending.len()
     }
@@ -90,6 +95,9 @@ impl Raft {
     /// A read asked of this node: queued on the leader, passed to the leader by
     /// anyone else who knows one.
     pub(crate) fn request_read(&mut self, ctx: u64) -> Result<(), ReadIndexError> {
+        // A quiesced leader confirms the read with a heartbeat round, and a quiesced
+        // follower waits for the leader's answer with its timer running.
+        self.wake_up();
         match self.role {
             Role::Leader => self.queue_read(self.cfg.id, ctx),
             Role::Follower if self.leader != NO_NODE => {
@@ -116,6 +124,8 @@ impl Raft {
     }
 
     fn queue_read(&mut self, from: NodeId, ctx: u64) -> Result<(), ReadIndexError> {
+        // A read is activity: the group stays awake for a while after it.
+        self.idle_ticks = 0;
         let pending = self.read_only.len();
         if pending >= MAX_PENDING_READS {
             return Err(ReadIndexError::Overloaded { pending });

@@ -44,6 +44,8 @@ impl Raft {
             });
         }
         let at = (entry.index, entry.term);
+        // A new entry is activity: the group stays awake for a while after it.
+        self.idle_ticks = 0;
         self.uncommitted_bytes += size;
         self.log.append([entry]);
         self.append_pending = true;
@@ -55,6 +57,7 @@ impl Raft {
 
     /// Leader tick: heartbeats and check-quorum.
     pub(crate) fn tick_leader(&mut self) {
+        self.idle_ticks = self.idle_ticks.saturating_add(1);
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         self.tick_transfer();
@@ -181,6 +184,7 @@ impl Raft {
                     commit,
                     read_seq,
                     lease,
+                    quiesce: false,
                 },
                 false,
             );

@@ -36,6 +36,9 @@ pub struct Status {
     pub pending_conf_index: Index,
     /// Leader only: target of a leadership transfer in progress, or 0.
     pub lead_transferee: NodeId,
+    /// Heartbeats (leader) or the election timer (follower) stopped because the
+    /// group is idle (`Raft::quiesce`).
+    pub quiesced: bool,
     /// Leader only: each member's replication progress (voters and learners); a
     /// runtime promotes a learner once its `match_index` is close to `last_index`.
     pub peers: Vec<PeerStatus>,

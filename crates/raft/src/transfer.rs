@@ -23,6 +23,10 @@ impl Raft {
                 leader: self.leader,
             });
         }
+        // A transfer needs the group (its target must hear from us): wake it, and
+        // count it as activity.
+        self.wake_up();
+        self.idle_ticks = 0;
         if to == self.cfg.id {
             return Err(TransferError::ToSelf { id: to });
         }

@@ -284,7 +284,27 @@ pub struct SimConfig {
     /// runs at a rate drawn from `[1 - d, 1 + d]` (and ticks at that rate). The
     /// cores' `max_clock_drift` is derived from it ([`SimConfig::lease_margin`]).
     pub clock_drift_ppm: u32,
+    /// Leaders quiesce idle groups (`Raft::can_quiesce`, `Raft::quiesce`), and the
+    /// runtime wakes a quiesced follower when node-level failure detection finds
+    /// its leader's node silent for an election timeout. Off by default, so that
+    /// existing seeds replay as they always did.
+    pub quiesce: bool,
+    /// The fault-phase client (and operator) go idle for the latter part of
+    /// every [`IDLE_CYCLE_TICKS`]: no proposals, reads, membership changes or
+    /// transfers, while faults go on. Gives groups the idle stretches quiescence
+    /// is for; the run counts messages in the quiet part of each stretch
+    /// (`Stats::quiet_messages`).
+    pub idle_stretches: bool,
 }
+
+/// Length of one active-then-idle cycle of [`SimConfig::idle_stretches`], in ticks.
+pub const IDLE_CYCLE_TICKS: u64 = 100;
+/// Ticks of each cycle during which the client is active; the rest is idle.
+pub const ACTIVE_TICKS: u64 = 40;
+/// Ticks into an idle stretch after which it counts as quiet: a few heartbeat
+/// intervals to quiesce, messages in flight (up to five ticks late) and
+/// duplicates drained, and the odd wake-and-settle cycle a late duplicate causes.
+pub const QUIET_AFTER_TICKS: u64 = 30;
 
 /// Default steps in the fault phase: long enough for dozens of faults and elections,
 /// short enough that `cargo test` runs hundreds of seeds quickly.
@@ -318,6 +338,8 @@ impl SimConfig {
             heartbeat_ticks: 2,
             bounds: LivenessBounds::for_election_ticks(election_ticks),
             clock_drift_ppm: DEFAULT_CLOCK_DRIFT_PPM,
+            quiesce: false,
+            idle_stretches: false,
         }
     }
 
@@ -409,6 +431,12 @@ impl SimConfig {
         }
         if !self.faults {
             cmd.push_str(" --no-faults");
+        }
+        if self.quiesce {
+            cmd.push_str(" --quiesce");
+        }
+        if self.idle_stretches {
+            cmd.push_str(" --idle-stretches");
         }
         cmd.push_str(" --verbose");
         cmd

@@ -187,6 +187,16 @@ pub struct Stats {
     /// Reads never answered: refused (no leader known), lost with a crash or a
     /// core that dropped them, or timed out.
     pub reads_unanswered: u64,
+    /// Leaders that quiesced their idle group (`SimConfig::quiesce`).
+    pub quiesces: u64,
+    /// Quiesced followers woken by node-level failure detection (their leader's
+    /// node down, paused, cut off, or no longer leading).
+    pub liveness_wakes: u64,
+    /// Simulated time spent in the quiet part of idle stretches, in ticks
+    /// (`SimConfig::idle_stretches`).
+    pub quiet_ticks: u64,
+    /// Messages handed to the network during the quiet part of idle stretches.
+    pub quiet_messages: u64,
 }
 
 impl Stats {
@@ -227,6 +237,10 @@ impl Stats {
         self.ticks_to_leader = self.ticks_to_leader.max(s.ticks_to_leader);
         self.max_request_ticks = self.max_request_ticks.max(s.max_request_ticks);
         self.conf_changes += s.conf_changes;
+        self.quiesces += s.quiesces;
+        self.liveness_wakes += s.liveness_wakes;
+        self.quiet_ticks += s.quiet_ticks;
+        self.quiet_messages += s.quiet_messages;
         self.transfers += s.transfers;
         self.snapshots_taken += s.snapshots_taken;
         self.snapshots_sent += s.snapshots_sent;
@@ -347,7 +361,15 @@ impl fmt::Display for RunSummary {
             s.ticks_to_leader,
             s.max_request_ticks,
             self.fingerprint
-        )
+        )?;
+        if self.config.quiesce || self.config.idle_stretches {
+            write!(
+                f,
+                "; {} quiesces, {} liveness wakes, {} messages in {} quiet ticks",
+                s.quiesces, s.liveness_wakes, s.quiet_messages, s.quiet_ticks
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -137,10 +137,12 @@ fn body_to_wire(body: &MessageBody) -> Body {
             commit,
             read_seq,
             lease,
+            quiesce,
         } => Body::Heartbeat(raft::Heartbeat {
             commit,
             read_seq,
             lease,
+            quiesce,
         }),
         MessageBody::HeartbeatResponse { read_seq } => {
             Body::HeartbeatResponse(raft::HeartbeatResponse { read_seq })
@@ -197,6 +199,7 @@ fn body_from_wire(body: Body, term: Term) -> Result<MessageBody, ConvertError> {
             commit: h.commit,
             read_seq: h.read_seq,
             lease: check_lease(h.lease)?,
+            quiesce: h.quiesce,
         },
         Body::HeartbeatResponse(h) => MessageBody::HeartbeatResponse {
             read_seq: h.read_seq,

@@ -95,13 +95,20 @@ fn other_body() -> impl Strategy<Value = MessageBody> {
                 hint_term,
             }
         ),
-        (any::<u64>(), any::<u64>(), 0..=super::MAX_LEASE_NANOS).prop_map(
-            |(commit, read_seq, lease)| MessageBody::Heartbeat {
-                commit,
-                read_seq,
-                lease
-            }
-        ),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            0..=super::MAX_LEASE_NANOS,
+            any::<bool>()
+        )
+            .prop_map(
+                |(commit, read_seq, lease, quiesce)| MessageBody::Heartbeat {
+                    commit,
+                    read_seq,
+                    lease,
+                    quiesce
+                }
+            ),
         any::<u64>().prop_map(|read_seq| MessageBody::HeartbeatResponse { read_seq }),
         any::<u64>().prop_map(|ctx| MessageBody::ReadIndex { ctx }),
         (any::<u64>(), any::<u64>())
@@ -207,6 +214,7 @@ fn heartbeat(from: u64, to: u64) -> raft::RaftMessage {
             commit: 0,
             read_seq: 0,
             lease: 0,
+            quiesce: false,
         })),
     }
 }

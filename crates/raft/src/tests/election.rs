@@ -407,6 +407,7 @@ fn candidate_steps_down_on_append_from_new_leader() {
             commit: 0,
             read_seq: 0,
             lease: 0,
+            quiesce: false,
         },
     };
     net.node_mut(2).step(m).expect("valid");

@@ -6,10 +6,10 @@
 use super::network::{Network, config};
 use crate::{Config, Event, InjectedBug, Lease, NodeId, Role};
 
-const LEASE: u64 = 1_000;
-const DRIFT: u64 = 100;
+pub(super) const LEASE: u64 = 1_000;
+pub(super) const DRIFT: u64 = 100;
 
-fn lease_config(id: NodeId) -> Config {
+pub(super) fn lease_config(id: NodeId) -> Config {
     Config {
         lease_duration: LEASE,
         max_clock_drift: DRIFT,
@@ -17,14 +17,14 @@ fn lease_config(id: NodeId) -> Config {
     }
 }
 
-fn set_clocks(net: &mut Network, now: u64) {
+pub(super) fn set_clocks(net: &mut Network, now: u64) {
     let ids: Vec<NodeId> = net.nodes.keys().copied().collect();
     for id in ids {
         net.node_mut(id).set_clock(now);
     }
 }
 
-fn waited(net: &Network, id: NodeId) -> Option<u64> {
+pub(super) fn waited(net: &Network, id: NodeId) -> Option<u64> {
     net.events_of(id).iter().find_map(|e| match e {
         Event::WaitingForOldLease { remaining, .. } => Some(*remaining),
         _ => None,
@@ -33,7 +33,7 @@ fn waited(net: &Network, id: NodeId) -> Option<u64> {
 
 /// A 3-node group whose leader 1 has committed its NO-OP and holds a lease from a
 /// heartbeat round sent at `now`.
-fn leader_with_lease(now: u64) -> Network {
+pub(super) fn leader_with_lease(now: u64) -> Network {
     let mut net = Network::with_config(3, lease_config);
     set_clocks(&mut net, 0);
     net.elect(1);

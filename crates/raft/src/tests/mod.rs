@@ -8,6 +8,7 @@ mod election;
 mod lease;
 mod membership;
 mod network;
+mod quiesce;
 mod read_index;
 mod replication;
 mod snapshot;

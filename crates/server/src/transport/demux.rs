@@ -128,6 +128,7 @@ mod tests {
                 commit: 0,
                 read_seq: 0,
                 lease: 0,
+                quiesce: false,
             },
         }
     }

@@ -58,6 +58,13 @@ struct Args {
     /// Run without faults (a calm, reordering network; no crashes).
     #[arg(long)]
     no_faults: bool,
+    /// Leaders quiesce idle groups; node-level failure detection wakes followers.
+    #[arg(long)]
+    quiesce: bool,
+    /// The client goes idle for the latter part of every 100 ticks (with
+    /// --quiesce: the idle stretches in which groups go quiet).
+    #[arg(long)]
+    idle_stretches: bool,
     /// Print every event (ticks excepted) as it happens.
     #[arg(long)]
     verbose: bool,
@@ -80,6 +87,8 @@ fn main() -> ExitCode {
             bug: args.inject_bug,
             clock_drift_ppm: args.clock_drift_ppm,
             faults: !args.no_faults,
+            quiesce: args.quiesce,
+            idle_stretches: args.idle_stretches,
             verbose: args.verbose,
             ..SimConfig::new(seed, args.nodes)
         };
@@ -167,6 +176,14 @@ impl std::fmt::Display for Totals {
             s.reads(),
             s.ticks_to_leader,
             s.max_request_ticks
-        )
+        )?;
+        if s.quiesces > 0 || s.quiet_ticks > 0 {
+            write!(
+                f,
+                "; {} quiesces, {} liveness wakes, {} messages in {} quiet ticks",
+                s.quiesces, s.liveness_wakes, s.quiet_messages, s.quiet_ticks
+            )?;
+        }
+        Ok(())
     }
 }

@@ -42,6 +42,9 @@ impl Simulation {
         }
         let gap = self.admin_gap();
         self.schedule(gap, Scheduled::Admin);
+        if self.client_idle() {
+            return Ok(());
+        }
         let group = self.pick_group();
         let Some(leader) = self.current_leader(group) else {
             return Ok(());

@@ -106,6 +106,12 @@ impl Simulation {
         if let Input::Compact { meta, trailing } = input {
             return self.compact(id, meta, trailing);
         }
+        if matches!(input, Input::Tick) {
+            // The runtime's quiescence duties come before the tick: a leader that
+            // quiesces sends its mark instead of one more ordinary heartbeat.
+            self.detect_silent_leader(id);
+            self.maybe_quiesce(id);
+        }
         let Some(p) = self.process_mut(id) else {
             return Ok(());
         };
@@ -386,6 +392,9 @@ impl Simulation {
         let (from, to) = (self.host_of(m.from), self.host_of(m.to));
         let delays = self.net.route(from, to, &mut self.rng);
         self.stats.messages += 1;
+        if self.quiet_at(self.now) {
+            self.stats.quiet_messages += 1;
+        }
         self.record(TraceEvent::Send {
             msg: MsgSummary::of(&m),
             copies: delays.len() as u8,

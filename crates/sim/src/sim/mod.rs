@@ -25,6 +25,7 @@ mod drive;
 mod lifecycle;
 mod liveness;
 mod pause;
+mod quiesce;
 mod reads;
 mod snapshots;
 mod sync_driver;
@@ -167,6 +168,11 @@ pub(crate) struct Simulation {
     pauses: pause::Pauses,
     /// The client's reads in flight.
     reads: crate::reads::Reads,
+    /// Quiesced followers whose leader's node has been silent, and since when
+    /// (`quiesce`).
+    silent_since: BTreeMap<NodeId, Time>,
+    /// Simulated time spent in the quiet part of idle stretches.
+    quiet_time: Time,
 }
 
 /// Runs one simulation to its end: the fault phase, then the liveness phase and the
@@ -239,6 +245,8 @@ impl Simulation {
             transfers: transfer::Transfers::default(),
             pauses: pause::Pauses::default(),
             reads: crate::reads::Reads::default(),
+            silent_since: BTreeMap::new(),
+            quiet_time: 0,
             cfg,
         }
     }
@@ -280,6 +288,9 @@ impl Simulation {
             unreachable!("event queue ran dry at step {}", self.step);
         };
         debug_assert!(at >= self.now, "time went backwards");
+        if self.quiet_at(self.now) {
+            self.quiet_time += at - self.now;
+        }
         self.now = at;
         self.step += 1;
         self.stats.steps = self.step;
@@ -398,6 +409,9 @@ impl Simulation {
             Phase::Chaos => {
                 let next = self.rng.range(TICK / 5, 2 * TICK);
                 self.schedule(next, Scheduled::Client);
+                if self.client_idle() {
+                    return Ok(());
+                }
                 self.chaos_proposal()
             }
             Phase::Liveness => {
@@ -549,6 +563,7 @@ impl Simulation {
         stats.leader_terms = self.checkers.iter().map(|c| c.leader_terms() as u64).sum();
         stats.committed = self.checkers.iter().map(Checker::committed_len).sum();
         stats.acked = self.clients.iter().map(|c| c.counts().1 as u64).sum();
+        stats.quiet_ticks = self.quiet_time / TICK;
         RunSummary {
             config: self.cfg.clone(),
             fingerprint: self.trace.fingerprint(),

@@ -49,6 +49,9 @@ impl Simulation {
         if let Some(before) = self.now.checked_sub(timeout) {
             self.stats.reads_unanswered += self.reads.expire(before) as u64;
         }
+        if self.client_idle() {
+            return Ok(());
+        }
         let mode = match self.rng.below(10) {
             0..=3 => ReadMode::Linearizable,
             4..=7 => ReadMode::Lease,

@@ -46,6 +46,7 @@ pub enum BodySummary {
         commit: Index,
         read_seq: u64,
         lease: u64,
+        quiesce: bool,
     },
     HeartbeatResp {
         read_seq: u64,
@@ -118,10 +119,12 @@ impl MsgSummary {
                 commit,
                 read_seq,
                 lease,
+                quiesce,
             } => BodySummary::Heartbeat {
                 commit: *commit,
                 read_seq: *read_seq,
                 lease: *lease,
+                quiesce: *quiesce,
             },
             MessageBody::HeartbeatResponse { read_seq } => BodySummary::HeartbeatResp {
                 read_seq: *read_seq,
@@ -195,10 +198,14 @@ impl fmt::Display for MsgSummary {
                 commit,
                 read_seq,
                 lease,
+                quiesce,
             } => {
                 write!(f, "Heartbeat(commit {commit}, round {read_seq}")?;
                 if *lease > 0 {
                     write!(f, ", lease {lease}")?;
+                }
+                if *quiesce {
+                    write!(f, ", quiesce")?;
                 }
                 write!(f, ")")
             }

@@ -189,6 +189,14 @@ pub enum TraceEvent {
         /// How many events it held.
         held: usize,
     },
+    /// A replica went quiet or woke (runs with quiescence on).
+    Quiet {
+        /// The replica.
+        node: NodeId,
+        /// What happened: "quiesced" (a leader sent its last heartbeat), or the
+        /// reason a follower was woken from outside the core.
+        what: &'static str,
+    },
     /// A fault began.
     FaultOn(String),
     /// A fault ended.
@@ -218,7 +226,8 @@ impl TraceEvent {
             | TraceEvent::Read { node: n, .. }
             | TraceEvent::LeaseWait { node: n, .. }
             | TraceEvent::Clock { node: n, .. }
-            | TraceEvent::Resumed { node: n, .. } => *n == node,
+            | TraceEvent::Resumed { node: n, .. }
+            | TraceEvent::Quiet { node: n, .. } => *n == node,
             TraceEvent::Snapshot { node: n, peer, .. } => *n == node || *peer == node,
         }
     }
@@ -336,6 +345,7 @@ impl fmt::Display for TraceEvent {
             TraceEvent::Resumed { node, held } => {
                 write!(f, "node {node} RESUMES ({held} events held)")
             }
+            TraceEvent::Quiet { node, what } => write!(f, "node {node} {what}"),
             TraceEvent::FaultOn(what) => write!(f, "FAULT {what}"),
             TraceEvent::FaultOff(what) => write!(f, "HEAL {what}"),
         }
