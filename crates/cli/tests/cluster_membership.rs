@@ -34,6 +34,23 @@ async fn poll_members_until(
     false
 }
 
+/// Whether the members list shows a change in progress before `call` returns
+/// (under the catch-up deadline). While the voters a change needs are frozen it
+/// cannot commit: it is refused at once, or it stays in flight until they are
+/// back. So this waits as long as `call` is out, never for a fixed time that a
+/// loaded machine could overrun.
+async fn change_seen_in_flight<T>(t: &TestCluster, call: &tokio::task::JoinHandle<T>) -> bool {
+    let c = t.client.with_deadline(Duration::from_secs(2));
+    let deadline = std::time::Instant::now() + CATCH_UP;
+    while std::time::Instant::now() < deadline && !call.is_finished() {
+        if c.members().await.is_ok_and(|m| m.change_in_progress) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
 async fn members(t: &TestCluster) -> MembersResponse {
     t.client.members().await.expect("members")
 }
@@ -223,12 +240,11 @@ async fn one_change_at_a_time_learners_and_a_graceful_leave() {
         for &id in &frozen {
             t.cluster.pause(id);
         }
-        let c = t.client.with_deadline(Duration::from_secs(2));
+        // A deadline long enough that the call comes back only when the
+        // promotion is refused at once, or once the voters are back.
+        let c = t.client.with_deadline(CATCH_UP);
         let first = tokio::spawn(async move { c.promote_member(learner).await });
-        // Generous: under load the first members() answers can be slow, and the
-        // change stays pending for as long as the voters are frozen.
-        let pending =
-            poll_members_until(&t, Duration::from_secs(3), |m| m.change_in_progress).await;
+        let pending = change_seen_in_flight(&t, &first).await;
         let second = t
             .client
             .with_deadline(Duration::from_secs(1))
