@@ -50,9 +50,9 @@ pub(crate) struct Driver {
     pub(crate) req_rx: Receiver<(GroupId, Request)>,
     pub(crate) shutdown_rx: Receiver<()>,
     pub(crate) tick: Duration,
-    /// Entries the WAL may hold before a quiet group is asked for a snapshot
-    /// (`pressure.rs`; 0: never).
-    pub(crate) pressure_entries: u64,
+    /// Whether groups other than group 1 are snapshotted when they keep the
+    /// WAL's oldest segment (`pressure.rs`; off when snapshots are).
+    pub(crate) relieve_pressure: bool,
     pub(crate) next_pressure_check: Instant,
 }
 

@@ -177,7 +177,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         req_rx,
         shutdown_rx,
         tick: parts.tick,
-        pressure_entries: parts.snapshot_entries.saturating_mul(2),
+        relieve_pressure: parts.snapshot_entries != 0,
         next_pressure_check: Instant::now(),
     };
     let mut applies = Vec::new();

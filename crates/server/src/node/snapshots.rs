@@ -312,6 +312,10 @@ pub(crate) struct Snapshots {
     /// A WAL compaction waiting for the state machine to be durable far enough:
     /// the new log start and the highest index segments may be deleted up to.
     pending_wal: Option<(LogStart, Index)>,
+    /// The pending compaction starts the log at the newest snapshot file itself
+    /// (`compact_to_newest_snapshot`): recovery installs that file if the state
+    /// machine is behind it, so it need not wait for a flush.
+    pending_wal_at_newest: bool,
     outbox: SnapshotOutbox,
     outcomes: Receiver<TransferOutcome>,
     /// Peers a transfer is running to (one at a time each).
@@ -339,6 +343,7 @@ impl Snapshots {
             writing: None,
             not_before: Instant::now(),
             pending_wal: None,
+            pending_wal_at_newest: false,
             outbox,
             outcomes,
             sending: BTreeSet::new(),
@@ -547,13 +552,15 @@ impl Group {
                 .saturating_sub(self.snapshots.trailing)
                 .min(index);
             self.snapshots.pending_wal = Some((start, up_to));
+            self.snapshots.pending_wal_at_newest = false;
         }
     }
 
     /// Asks for a snapshot to relieve the WAL (`pressure.rs`), unless one is
     /// already asked for.
     pub(super) fn snapshot_for_pressure(&mut self) {
-        if self.snapshots.every != 0 {
+        // A compaction already pending frees the segment once it runs.
+        if self.snapshots.every != 0 && self.snapshots.pending_wal.is_none() {
             self.snapshots.for_pressure = true;
         }
     }
@@ -572,6 +579,7 @@ impl Group {
                 kind: LogStartKind::Compacted,
             };
             self.snapshots.pending_wal = Some((start, index));
+            self.snapshots.pending_wal_at_newest = true;
         }
     }
 
@@ -584,8 +592,11 @@ impl Group {
             return Ok(());
         }
         // Recovery replays the WAL after the state machine's durable index: never
-        // let it drop an entry the durable state machine does not hold.
-        if self.snapshots.durable_applied.load(Ordering::Acquire) < start.index {
+        // let it drop an entry the durable state machine does not hold (unless
+        // the log starts at the newest snapshot file, which recovery installs).
+        if !self.snapshots.pending_wal_at_newest
+            && self.snapshots.durable_applied.load(Ordering::Acquire) < start.index
+        {
             return Ok(());
         }
         self.snapshots.pending_wal = None;
