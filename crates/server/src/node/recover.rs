@@ -19,7 +19,8 @@ use crate::events::EventLog;
 use crate::identity::{Identity, os_random_u64};
 use crate::members::MemberBook;
 
-/// The Raft group that holds the key-value data (the only one until sharding).
+/// The Raft group that holds the key-value data: group 1 of the cluster map (the
+/// only data group until slots move).
 pub const KV_GROUP: u64 = 1;
 
 /// What start-up produces: the node's WAL and every group it hosts.
