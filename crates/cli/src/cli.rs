@@ -10,6 +10,7 @@ mod leader_cmd;
 mod logging;
 mod member_cmd;
 mod serve;
+mod shard_cmd;
 mod snapshot_cmd;
 mod status_cmd;
 mod txn_cmd;
@@ -75,6 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
     },
+    /// Sharding: `keel shard map` shows the cluster map.
+    Shard {
+        #[command(subcommand)]
+        command: shard_cmd::ShardCommand,
+    },
     /// Leadership: `keel leader transfer --to ID`.
     Leader {
         #[command(subcommand)]
@@ -125,6 +131,7 @@ fn main() -> ExitCode {
         Command::Leader { command } => leader_cmd::run(command),
         Command::Member { command } => member_cmd::run(command),
         Command::Snapshot { command } => snapshot_cmd::run(command),
+        Command::Shard { command } => shard_cmd::run(command),
         Command::Put(a) => client_cmds::run(client_cmds::Op::Put(a)),
         Command::Get(a) => client_cmds::run(client_cmds::Op::Get(a)),
         Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),

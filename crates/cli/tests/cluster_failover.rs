@@ -2,6 +2,7 @@
 //! failures, full-cluster restart, and a follower catching up.
 
 mod common;
+mod placement;
 
 use std::time::{Duration, Instant};
 

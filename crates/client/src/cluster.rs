@@ -145,7 +145,7 @@ impl Client {
 
     /// One `keel.v1.Cluster` call through the retry loop: `call` sends `message`
     /// (with the attempt's deadline) on the attempt's connection.
-    async fn cluster_call<M, T, F, Fut>(
+    pub(crate) async fn cluster_call<M, T, F, Fut>(
         &self,
         op: Op,
         route: Route,

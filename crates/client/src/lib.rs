@@ -90,6 +90,7 @@ mod error;
 mod failure;
 mod kv;
 mod kv_conn;
+mod map;
 mod mux;
 mod pool;
 mod router;
@@ -105,6 +106,7 @@ pub use client::Client;
 pub use cluster::SnapshotStream;
 pub use config::{ClientConfig, ConfigError};
 pub use error::Error;
+pub use keel_placement::{ClusterMap, NodeState};
 pub use keel_proto::v1::{
     Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };

@@ -26,6 +26,7 @@ mod error;
 mod ids;
 mod machine;
 mod map;
+mod members;
 pub mod plan;
 mod route;
 mod slot;
@@ -38,5 +39,6 @@ pub use ids::{
 };
 pub use machine::{ApplyError, BootstrapError, EntryOutcome, PlacementMachine, SnapshotError};
 pub use map::{ClusterMap, Group, Node, NodeState, SlotMove};
+pub use members::{MAX_PLACEMENT_MEMBERS, placement_members};
 pub use route::Route;
 pub use slot::{SLOT_COUNT, Slot, hash_tag, slot_for_key};

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use keel_raft::{Event, NodeId, Role};
 
@@ -16,8 +16,13 @@ use crate::timeline::Timeline;
 #[derive(Debug)]
 pub struct EventLog {
     node: NodeId,
-    out: Option<BufWriter<File>>,
+    /// Shared by the logs [`EventLog::labelled`] makes, so that every group's
+    /// lines go to the one file in the order they happened.
+    out: Option<Arc<Mutex<BufWriter<File>>>>,
     timeline: Option<Arc<Timeline>>,
+    /// Put before every line (`[placement group]`) when the events are of a
+    /// group other than the key-value group.
+    label: Option<&'static str>,
 }
 
 impl EventLog {
@@ -39,9 +44,31 @@ impl EventLog {
         };
         Ok(EventLog {
             node,
-            out,
+            out: out.map(|o| Arc::new(Mutex::new(o))),
             timeline: None,
+            label: None,
         })
+    }
+
+    /// A log writing to the same file and timeline whose lines start with
+    /// `[label]`: for the events of a group other than the key-value group.
+    /// Its leader changes are not recorded as the node's (the dashboard's
+    /// leader history is the key-value group's).
+    pub fn labelled(&self, label: &'static str) -> EventLog {
+        EventLog {
+            node: self.node,
+            out: self.out.clone(),
+            timeline: self.timeline.clone(),
+            label: Some(label),
+        }
+    }
+
+    /// `line` with this log's label in front, if it has one.
+    fn labelled_line<'a>(&self, line: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.label {
+            Some(label) => std::borrow::Cow::Owned(format!("[{label}] {line}")),
+            None => std::borrow::Cow::Borrowed(line),
+        }
     }
 
     /// Also keeps events and leader changes in `timeline` (bounded, in memory),
@@ -59,6 +86,7 @@ impl EventLog {
     /// Records a core event.
     pub fn core_event(&mut self, e: &Event) {
         let line = describe(self.node, e);
+        let line = self.labelled_line(&line).into_owned();
         match e {
             // One a heartbeat: only for debugging, never in the event log file.
             Event::LeaseRenewing { .. } => {
@@ -78,6 +106,7 @@ impl EventLog {
             // (the core emits `BecameFollower` again when a follower learns of a
             // new leader), so they are the complete history this node saw.
             match *e {
+                _ if self.label.is_some() => {}
                 Event::BecameLeader { term } => t.leader(term, self.node),
                 Event::BecameFollower { term, leader } if leader != 0 => t.leader(term, leader),
                 _ => {}
@@ -97,12 +126,14 @@ impl EventLog {
             self.node,
             role.as_str()
         );
+        let line = self.labelled_line(&line).into_owned();
         tracing::debug!(target: "keel::events", "{line}");
         self.write(&line);
     }
 
     /// Records a free-form sentence (start-up, recovery, shutdown).
     pub fn note(&mut self, line: &str) {
+        let line = &*self.labelled_line(line);
         tracing::info!(target: "keel::events", "{line}");
         if let Some(t) = &self.timeline {
             t.event(line);
@@ -111,15 +142,21 @@ impl EventLog {
     }
 
     fn write(&mut self, line: &str) {
-        if let Some(out) = &mut self.out {
+        if let Some(out) = &self.out {
             // The event log is for people; failing to write it must not stop the node.
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = writeln!(out, "{line}");
         }
     }
 
     /// Pushes buffered lines to the file (once per loop iteration).
     pub fn flush(&mut self) {
-        if let Some(out) = &mut self.out {
+        if let Some(out) = &self.out {
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = out.flush();
         }
     }
@@ -244,6 +281,29 @@ mod tests {
                 }
             ),
             "Vote granted for Node 3 in term 4."
+        );
+    }
+
+    #[test]
+    fn a_labelled_log_writes_to_the_same_file_with_its_label() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.log");
+        let mut main = EventLog::open(2, Some(&path)).expect("open");
+        let mut placement = main.labelled("placement group");
+        main.core_event(&Event::BecameLeader { term: 5 });
+        placement.core_event(&Event::BecameLeader { term: 3 });
+        placement.note("Node 2 started.");
+        main.flush();
+        placement.flush();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "Node 2 became the leader for term 5.",
+                "[placement group] Node 2 became the leader for term 3.",
+                "[placement group] Node 2 started.",
+            ]
         );
     }
 

@@ -34,6 +34,27 @@ pub struct Identity {
     pub incarnation: u64,
     /// Membership the cluster was bootstrapped with: id → gRPC address.
     pub members: BTreeMap<NodeId, String>,
+    /// The placement group's bootstrap members (`keel_placement::placement_members`
+    /// of `members`), recorded when the data directory is created so that a
+    /// restart hosts exactly what the first start did. `None` in files written
+    /// before the placement group existed: such a node hosts only group 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Vec<NodeId>>,
+}
+
+impl Identity {
+    /// Whether this node is one of the placement group's members.
+    pub fn hosts_placement(&self) -> bool {
+        self.placement
+            .as_ref()
+            .is_some_and(|p| p.contains(&self.node_id))
+    }
+}
+
+/// The placement group's members for a cluster bootstrapped with `members`.
+fn placement_of(members: &BTreeMap<NodeId, String>) -> Vec<NodeId> {
+    let ids: Vec<NodeId> = members.keys().copied().collect();
+    keel_placement::placement_members(&ids)
 }
 
 /// Derives the cluster id from the token and the bootstrap membership.
@@ -166,6 +187,7 @@ pub fn load_or_create(
         cluster_id: cluster_id(cluster_token, members),
         incarnation: os_random_u64().max(1),
         members: members.clone(),
+        placement: Some(placement_of(members)),
     };
     let text = serde_json::to_string_pretty(&id).expect("identity serializes");
     write_atomically(&path, text.as_bytes())?;
@@ -193,6 +215,9 @@ pub fn create_joined(
         cluster_id,
         incarnation: os_random_u64().max(1),
         members: bootstrap.clone(),
+        // A joining node is never a bootstrap placement member (it is not in
+        // the bootstrap membership), but it follows the map from them.
+        placement: Some(placement_of(bootstrap)),
     };
     let text = serde_json::to_string_pretty(&id).expect("identity serializes");
     write_atomically(&path, text.as_bytes())?;
@@ -266,6 +291,36 @@ mod tests {
         assert!(!created);
         assert_eq!(made, back);
         assert_eq!(back.cluster_id, 99);
+    }
+
+    #[test]
+    fn new_identities_record_the_placement_members() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let four: BTreeMap<NodeId, String> = (1..=4).map(|i| (i, format!("h{i}:1"))).collect();
+        let (a, _) = load_or_create(dir.path(), 4, &four, "t").expect("create");
+        assert_eq!(a.placement, Some(vec![1, 2, 3]));
+        assert!(!a.hosts_placement());
+        let (back, _) = load_or_create(dir.path(), 4, &BTreeMap::new(), "t").expect("reload");
+        assert_eq!(back.placement, Some(vec![1, 2, 3]));
+        let joined = tempfile::tempdir().expect("tempdir");
+        let j = create_joined(joined.path(), 9, 99, &four).expect("join");
+        assert_eq!(j.placement, Some(vec![1, 2, 3]));
+        assert!(!j.hosts_placement());
+    }
+
+    #[test]
+    fn an_identity_written_before_placement_still_loads_without_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = r#"{"format":1,"node_id":1,"cluster_id":7,"incarnation":9,
+                      "members":{"1":"a:1","2":"b:2","3":"c:3"}}"#;
+        std::fs::write(dir.path().join(IDENTITY_FILE), old).expect("write");
+        let (id, created) = load_or_create(dir.path(), 1, &BTreeMap::new(), "t").expect("load");
+        assert!(!created);
+        assert_eq!(id.placement, None);
+        assert!(!id.hosts_placement());
+        // Rewritten by this build, it stays without the field.
+        let text = serde_json::to_string(&id).expect("encode");
+        assert!(!text.contains("placement"), "{text}");
     }
 
     #[test]

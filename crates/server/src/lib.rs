@@ -19,6 +19,7 @@ pub mod members;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+pub mod placement;
 mod redis;
 mod server;
 pub mod test_bugs;

@@ -26,12 +26,14 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
+use crate::placement::{MapCache, follow, member};
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
     GroupDemux, HostedGroups, LocalIdentity, MAX_PEER_MESSAGE_BYTES, PeerConnector, RaftService,
     SnapshotInbox, Transport, TransportStats,
 };
+use keel_placement::PlacementMachine;
 
 /// Runs a node until `shutdown` resolves (returns Ok) or the node fails (Err).
 pub async fn run(
@@ -97,7 +99,7 @@ pub async fn run(
     let incarnations = Arc::new(PeerIncarnations::open(&cfg.data_dir)?);
 
     let recovered = node::recover(&cfg, &identity, &mut events)?;
-    let book = recovered.book.clone();
+    let book = recovered.kv_group.book.clone();
     // A node that just joined knows the current members before its log does:
     // it must be able to answer a leader its log does not mention yet.
     let mut peers: BTreeMap<_, _> = book
@@ -118,7 +120,11 @@ pub async fn run(
         }
         peers.entry(id).or_insert(address);
     }
-    let snapshot_store = recovered.snapshots.store.clone();
+    let snapshot_store = recovered.kv_group.snapshots.store.clone();
+    let placement_store = recovered
+        .placement
+        .as_ref()
+        .map(|p| p.snapshots.store.clone());
     let metrics = Arc::new(Metrics::new());
     let snapshot_metrics = metrics.clone();
     let stats = Arc::new(TransportStats::default());
@@ -140,6 +146,7 @@ pub async fn run(
     let hosted = HostedGroups::new([], metrics.peer_messages_unknown_group.clone());
     let node::RunningNode {
         handle,
+        placement,
         stop: stop_node,
         join,
     } = node::start(NodeParts {
@@ -183,6 +190,7 @@ pub async fn run(
         .clone()
         .map(|t| TokenCheck::new(t, metrics.clone()));
     let backups = Backups::open(&cfg.data_dir)?;
+    let maps = MapCache::default();
     let ctx = ApiContext::new(
         handle,
         who,
@@ -191,6 +199,7 @@ pub async fn run(
         metrics,
         backups,
         timeline.clone(),
+        maps.clone(),
     );
     let mut raft_svc = RaftService::new(
         cfg.id,
@@ -203,9 +212,13 @@ pub async fn run(
     .with_snapshots(SnapshotInbox::new(
         cfg.id,
         snapshot_store,
-        peer_tx,
-        snapshot_metrics,
+        peer_tx.clone(),
+        snapshot_metrics.clone(),
     ));
+    if let Some(store) = placement_store {
+        raft_svc =
+            raft_svc.with_snapshots(SnapshotInbox::new(cfg.id, store, peer_tx, snapshot_metrics));
+    }
     if let Some(tls) = &tls {
         raft_svc = raft_svc.with_node_certs(tls.nodes.clone(), ctx.metrics.clone());
     }
@@ -217,6 +230,8 @@ pub async fn run(
         ctx.node.clone(),
         stop_rx.clone(),
     ));
+    let placement_handle = placement.clone();
+    start_map_tasks(&cfg, &identity, placement, &ctx, maps, stop_rx.clone());
     // Client services check the bearer token (if any) before their handlers run;
     // the peer service is authenticated by mutual TLS instead.
     let auth = GrpcAuth(token_check.clone());
@@ -289,7 +304,11 @@ pub async fn run(
     let mut node_done = tokio::task::spawn_blocking(move || join.join());
     let outcome = tokio::select! {
         _ = shutdown => {
-            hand_off_leadership(&ctx, Duration::from_millis(2 * cfg.election_timeout_ms)).await;
+            let hand_off = Duration::from_millis(2 * cfg.election_timeout_ms);
+            hand_off_leadership(&ctx, hand_off).await;
+            if let Some(p) = &placement_handle {
+                hand_off_placement(p, hand_off).await;
+            }
             if cfg.leave_on_shutdown {
                 leave_cluster(&ctx, Duration::from_millis(cfg.request_timeout_ms), &creds).await;
             }
@@ -316,6 +335,43 @@ pub async fn run(
     }
 }
 
+/// Starts what keeps the node's cached map current: on a placement member, the
+/// feed from its replica and (in a new cluster) the creation of the initial map
+/// by the group's first leader; elsewhere, following a placement member.
+fn start_map_tasks(
+    cfg: &ServerConfig,
+    identity: &identity::Identity,
+    placement: Option<node::NodeHandle>,
+    ctx: &Arc<ApiContext>,
+    maps: MapCache,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(members) = identity.placement.clone() else {
+        // A data directory from before the placement group: group 1 only.
+        return;
+    };
+    let Some(node) = placement else {
+        tokio::spawn(follow::follow(ctx.clone(), members, maps, stop));
+        return;
+    };
+    tokio::spawn(member::feed_cache(node.clone(), maps.clone(), stop.clone()));
+    match PlacementMachine::bootstrap(&identity.members) {
+        Ok(machine) => {
+            tokio::spawn(member::create_initial_map(
+                node,
+                machine.map().clone(),
+                maps,
+                Duration::from_millis(cfg.request_timeout_ms),
+                stop,
+            ));
+        }
+        // More than seven initial members: group 1 could not hold them all,
+        // so no initial map is derived (docs/sharding.md); the placement group
+        // runs without one until an operator creates it.
+        Err(e) => tracing::warn!("no initial cluster map: {e}"),
+    }
+}
+
 /// How long the servers may take to finish writing responses at shutdown.
 const SERVER_DRAIN: Duration = Duration::from_secs(1);
 
@@ -337,6 +393,19 @@ async fn hand_off_leadership(ctx: &ApiContext, timeout: Duration) {
     match ctx.node.transfer_leader(0, timeout).await {
         Ok(leader) => tracing::info!("handed leadership to node {leader} before shutting down"),
         Err(e) => tracing::warn!("could not hand leadership over before shutting down: {e}"),
+    }
+}
+
+/// The same for the placement group, so that the map stays writable without
+/// waiting out an election timeout.
+async fn hand_off_placement(node: &node::NodeHandle, timeout: Duration) {
+    let status = node.status();
+    if status.role != keel_raft::Role::Leader || status.peers.is_empty() {
+        return;
+    }
+    match node.transfer_leader(0, timeout).await {
+        Ok(leader) => tracing::info!("handed placement leadership to node {leader}"),
+        Err(e) => tracing::warn!("could not hand placement leadership over: {e}"),
     }
 }
 

@@ -444,6 +444,28 @@ impl Cluster for Service {
         Ok(Response::new(v1::DigestResponse::default()))
     }
 
+    async fn map(
+        &self,
+        _req: Request<v1::MapRequest>,
+    ) -> Result<Response<v1::MapResponse>, Status> {
+        self.begin("map").await?;
+        let map = mock_map();
+        Ok(Response::new(v1::MapResponse {
+            version: map.version(),
+            map_json: String::from_utf8(map.encode()).expect("JSON"),
+        }))
+    }
+
+    type WatchMapStream = futures::stream::Empty<Result<v1::MapResponse, Status>>;
+
+    async fn watch_map(
+        &self,
+        _req: Request<v1::WatchMapRequest>,
+    ) -> Result<Response<Self::WatchMapStream>, Status> {
+        self.begin("watch_map").await?;
+        Ok(Response::new(futures::stream::empty()))
+    }
+
     type SnapshotSaveStream = futures::stream::Empty<Result<v1::SnapshotSaveChunk, Status>>;
 
     async fn snapshot_save(
@@ -453,6 +475,17 @@ impl Cluster for Service {
         self.begin("snapshot_save").await?;
         Ok(Response::new(futures::stream::empty()))
     }
+}
+
+/// The map every mock node serves: a new 3-node cluster's.
+pub fn mock_map() -> keel_client::ClusterMap {
+    let members: std::collections::BTreeMap<u64, String> = (1..=3)
+        .map(|i| (i, format!("127.0.0.1:{}", 7000 + i)))
+        .collect();
+    keel_placement::PlacementMachine::bootstrap(&members)
+        .expect("bootstrap")
+        .map()
+        .clone()
 }
 
 /// A TCP server that accepts HTTP/2 connections, reads until a request containing

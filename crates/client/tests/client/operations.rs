@@ -5,7 +5,7 @@ use keel_client::{
     Compare, Error, KeyValue, Precondition, ReadMode, ScanOptions, Txn, TxnOp, TxnOpResult,
 };
 
-use crate::mock::{Behavior, MockNode, bounded, client};
+use crate::mock::{Behavior, MockNode, bounded, client, mock_map};
 
 #[tokio::test]
 async fn put_get_delete_round_trip() {
@@ -188,4 +188,18 @@ async fn clones_share_one_client_across_tasks() {
     // attempt per put (before the leader was known).
     assert_eq!(leader.calls("put"), 16);
     assert!(follower.calls("put") <= 16);
+}
+
+#[tokio::test]
+async fn the_cluster_map_is_retried_until_a_node_has_one() {
+    let node = MockNode::start(1, Behavior::Serve).await;
+    // A node without a map answers NO_LEADER (retryable) until it has one.
+    node.script([Behavior::NoLeader, Behavior::NoLeader]);
+    let c = client(&[node.addr()]);
+    let map = bounded(c.cluster_map()).await.expect("map");
+    assert_eq!(map, mock_map());
+    assert_eq!(map.version(), 4);
+    assert_eq!(node.calls("map"), 3);
+    let at = bounded(c.cluster_map_at(&node.addr())).await.expect("map");
+    assert_eq!(at, map);
 }

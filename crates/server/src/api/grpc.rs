@@ -9,11 +9,12 @@ use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
     AddMemberRequest, AddMemberResponse, AddRequest, AddResponse, BatchRequest, DeleteRequest,
-    DeleteResponse, DigestRequest, DigestResponse, GetRequest, GetResponse, MembersRequest,
-    MembersResponse, PeerProgress, PromoteMemberRequest, PromoteMemberResponse, PutRequest,
-    PutResponse, RemoveMemberRequest, RemoveMemberResponse, ScanRequest, ScanResponse,
-    SnapshotSaveChunk, SnapshotSaveRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
-    TransferLeaderResponse, TxnRequest, TxnResponse,
+    DeleteResponse, DigestRequest, DigestResponse, GetRequest, GetResponse, MapRequest,
+    MapResponse, MembersRequest, MembersResponse, PeerProgress, PromoteMemberRequest,
+    PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest, RemoveMemberResponse,
+    ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest, StatusRequest,
+    StatusResponse, TransferLeaderRequest, TransferLeaderResponse, TxnRequest, TxnResponse,
+    WatchMapRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -237,6 +238,20 @@ impl Cluster for ClusterService {
 
     async fn digest(&self, _: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
         Ok(Response::new(self.ctx.digest().await?))
+    }
+
+    async fn map(&self, _: Request<MapRequest>) -> Result<Response<MapResponse>, Status> {
+        Ok(Response::new(self.ctx.cluster_map()?))
+    }
+
+    type WatchMapStream = ReceiverStream<Result<MapResponse, Status>>;
+
+    async fn watch_map(
+        &self,
+        r: Request<WatchMapRequest>,
+    ) -> Result<Response<Self::WatchMapStream>, Status> {
+        let maps = self.ctx.watch_map(r.into_inner().after_version);
+        Ok(Response::new(ReceiverStream::new(maps)))
     }
 
     type SnapshotSaveStream = ReceiverStream<Result<SnapshotSaveChunk, Status>>;

@@ -76,6 +76,7 @@ fn protected_routes() -> Router<Arc<ApiContext>> {
                 .delete(delete_key),
         )
         .route("/v1/status", get(status))
+        .route("/v1/cluster/map", get(cluster_map))
         .merge(super::dashboard::data_route())
         .merge(super::http_members::routes())
         .merge(super::http_txn::routes())
@@ -456,6 +457,15 @@ async fn status(State(ctx): Ctx) -> Response {
     .into_response()
 }
 
+/// `GET /v1/cluster/map`: the node's cached cluster map, `{"version": N,
+/// "map": {...}}` with the map as keel stores it; 503 while the node has none.
+async fn cluster_map(State(ctx): Ctx) -> Result<Response, HttpError> {
+    let m = ctx.cluster_map()?;
+    let map: Json = serde_json::from_str(&m.map_json)
+        .map_err(|e| ErrorDetail::internal(format!("the cached map is not JSON: {e}")))?;
+    Ok(axum::Json(json!({"version": m.version, "map": map})).into_response())
+}
+
 async fn healthz(State(ctx): Ctx) -> Response {
     let s = ctx.node.status();
     let healthy = s.leader != 0;
@@ -479,7 +489,7 @@ async fn healthz(State(ctx): Ctx) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /v1/cluster/status, /healthz, /metrics, and the dashboard at /", "kind": "not_found"})),
+        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /v1/cluster/status, /v1/cluster/map, /healthz, /metrics, and the dashboard at /", "kind": "not_found"})),
     )
         .into_response()
 }

@@ -16,6 +16,7 @@ mod http;
 mod http_members;
 mod http_session;
 mod http_txn;
+mod map;
 mod members;
 mod ops;
 mod sessions;
@@ -41,6 +42,7 @@ use crate::config::DefaultReadMode;
 use crate::members::MemberBook;
 use crate::metrics::{ClientOp, Metrics};
 use crate::node::{NodeError, NodeHandle};
+use crate::placement::MapCache;
 use crate::timeline::Timeline;
 use crate::transport::PeerConnector;
 use forward::Forwarder;
@@ -106,6 +108,8 @@ pub struct ApiContext {
     pub backups: Arc<Backups>,
     /// This node's recent events, leaders and throughput, for the dashboard.
     pub timeline: Arc<Timeline>,
+    /// The newest cluster map this node has seen.
+    pub maps: MapCache,
     forwarder: Forwarder,
     lost_replies: sessions::LostReplies,
     status_cache: status::StatusCache,
@@ -113,6 +117,7 @@ pub struct ApiContext {
 
 impl ApiContext {
     /// Bundles the handler state.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: NodeHandle,
         who: ApiIdentity,
@@ -121,6 +126,7 @@ impl ApiContext {
         metrics: Arc<Metrics>,
         backups: Arc<Backups>,
         timeline: Arc<Timeline>,
+        maps: MapCache,
     ) -> Arc<Self> {
         Arc::new(ApiContext {
             node,
@@ -136,6 +142,7 @@ impl ApiContext {
             metrics,
             backups,
             timeline,
+            maps,
             status_cache: status::StatusCache::default(),
         })
     }
@@ -151,6 +158,16 @@ impl ApiContext {
         let outcome = result.as_ref().err().map(|e| e.kind().as_str_name());
         self.metrics.client_request(op, started, outcome);
         result
+    }
+
+    /// A `keel.v1.Cluster` client for the node at `addr` (connecting lazily),
+    /// over the connections forwarded requests use.
+    pub(crate) fn cluster_client(
+        &self,
+        addr: &str,
+    ) -> Result<keel_proto::v1::cluster_client::ClusterClient<keel_client::AuthChannel>, ErrorDetail>
+    {
+        self.forwarder.cluster(addr)
     }
 
     /// The gRPC address of a member, or "" if unknown.

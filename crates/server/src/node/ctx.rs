@@ -72,6 +72,14 @@ impl NodeCtx {
         events.flush();
     }
 
+    /// How much the WAL holds, and which groups keep its oldest segment, with
+    /// every group's latest compaction bound.
+    pub(crate) fn wal_pressure(&self) -> keel_storage::wal::Pressure {
+        let bounds = &self.wal_bounds;
+        self.wal
+            .pressure(|g| bounds.get(&g).copied().unwrap_or_default())
+    }
+
     /// Deletes the WAL segments that every group's snapshots cover, after
     /// raising `group`'s bound to `up_to`. Other groups keep the bounds they
     /// set last (0 until their first compaction: their entries pin segments).

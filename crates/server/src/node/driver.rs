@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, select};
 use keel_raft::{GroupId, Message, Ready};
 
-use super::KV_GROUP;
 use super::ctx::NodeCtx;
 use super::group::{Group, GroupTable};
 use super::persist::{GroupWrites, RoundWrite, write_round};
@@ -46,11 +45,15 @@ pub(crate) struct Driver {
     pub(crate) hosted: HostedGroups,
     /// Peer messages of every hosted group (the receiver demultiplexes by group).
     pub(crate) peer_rx: Receiver<Message>,
-    /// Client requests; all of them are for group 1 until requests are routed
-    /// (docs/sharding.md, step 7).
-    pub(crate) req_rx: Receiver<Request>,
+    /// Client requests, each for the group it names (a [`super::NodeHandle`]
+    /// serves one group).
+    pub(crate) req_rx: Receiver<(GroupId, Request)>,
     pub(crate) shutdown_rx: Receiver<()>,
     pub(crate) tick: Duration,
+    /// Whether groups other than group 1 are snapshotted when they keep the
+    /// WAL's oldest segment (`pressure.rs`; off when snapshots are).
+    pub(crate) relieve_pressure: bool,
+    pub(crate) next_pressure_check: Instant,
 }
 
 impl Driver {
@@ -63,7 +66,7 @@ impl Driver {
             g.fail_deferred_changes();
         }
         // Requests still queued were never proposed: they definitely did not apply.
-        while let Ok(r) = self.req_rx.try_recv() {
+        while let Ok((_, r)) = self.req_rx.try_recv() {
             r.refuse(NodeError::ShuttingDown);
         }
         result
@@ -80,7 +83,7 @@ impl Driver {
                     if let Ok(m) = m { self.route(m) }
                 }
                 recv(self.req_rx) -> r => {
-                    if let Ok(r) = r { self.handle_request(r)? }
+                    if let Ok((group, r)) = r { self.handle_request(group, r)? }
                 }
                 recv(self.ctx.fatal_rx) -> e => {
                     return Err(ServerError::Fatal(e.unwrap_or_else(|_| "the apply thread stopped".into())));
@@ -94,8 +97,8 @@ impl Driver {
                     self.route(m);
                     idle = false;
                 }
-                if let Ok(r) = self.req_rx.try_recv() {
-                    self.handle_request(r)?;
+                if let Ok((group, r)) = self.req_rx.try_recv() {
+                    self.handle_request(group, r)?;
                     idle = false;
                 }
                 if idle {
@@ -121,6 +124,7 @@ impl Driver {
             for g in self.groups.iter_mut() {
                 g.snapshot_turn(&mut self.ctx)?;
             }
+            self.relieve_wal_pressure(now);
             self.process_ready()?;
             self.end_turn(now)?;
         }
@@ -155,12 +159,12 @@ impl Driver {
         }
     }
 
-    fn handle_request(&mut self, r: Request) -> Result<(), ServerError> {
-        match self.groups.get_mut(KV_GROUP) {
+    fn handle_request(&mut self, group: GroupId, r: Request) -> Result<(), ServerError> {
+        match self.groups.get_mut(group) {
             Some(g) => g.handle_request(&mut self.ctx, r),
             None => {
                 r.refuse(NodeError::Invalid(format!(
-                    "this node does not host group {KV_GROUP}"
+                    "this node does not host group {group}"
                 )));
                 Ok(())
             }

@@ -4,8 +4,8 @@
 //! status. The node's WAL, transport and event log are shared (`ctx.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keel_raft::{GroupId, Message, MessageBody, NodeId, Raft, Role};
@@ -21,6 +21,7 @@ use super::reads::UnconfirmedReads;
 use super::snapshots::Snapshots;
 use super::status::NodeStatus;
 use crate::error::ServerError;
+use crate::events::EventLog;
 use crate::metrics::gauge_value;
 
 /// A hosted group's state on the consensus thread.
@@ -47,6 +48,17 @@ pub(crate) struct Group {
     pub(crate) membership: Membership,
     /// Where API handlers find the lease (`lease.rs`).
     pub(crate) lease: Arc<LeaseCell>,
+    /// The group's events: the node's event log, labelled for any group but
+    /// the key-value group (`[placement group] …`).
+    pub(crate) events: Arc<Mutex<EventLog>>,
+}
+
+/// Writes `line` to a group's event log at once. (A function of the field, not
+/// of the group, so it can be called while other fields are borrowed.)
+pub(crate) fn group_note(events: &Mutex<EventLog>, line: &str) {
+    let mut events = events.lock().expect("event log lock poisoned");
+    events.note(line);
+    events.flush();
 }
 
 impl Group {

@@ -2,8 +2,8 @@
 //! what start-up recovered, with its own apply side (queue and thread),
 //! snapshot runtime and membership state, and the handles the API reads it by.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_raft::Raft;
@@ -19,6 +19,7 @@ use super::reads::UnconfirmedReads;
 use super::snapshots::{SnapshotState, Snapshots};
 use super::status::NodeStatus;
 use super::waiters::Waiters;
+use crate::events::EventLog;
 use crate::members::MemberBook;
 use crate::peers::PeerIncarnations;
 use crate::transport::SnapshotOutbox;
@@ -54,8 +55,13 @@ pub(crate) struct HostedGroup {
     pub(crate) status: watch::Receiver<NodeStatus>,
 }
 
-/// Builds the table entry for `boot`.
-pub(crate) fn host(ctx: &NodeCtx, settings: &GroupSettings, boot: GroupBoot) -> HostedGroup {
+/// Builds the table entry for `boot`; its events go to `events`.
+pub(crate) fn host(
+    ctx: &NodeCtx,
+    settings: &GroupSettings,
+    boot: GroupBoot,
+    events: Arc<Mutex<EventLog>>,
+) -> HostedGroup {
     let GroupBoot {
         raft,
         kv,
@@ -69,7 +75,7 @@ pub(crate) fn host(ctx: &NodeCtx, settings: &GroupSettings, boot: GroupBoot) -> 
         ApplyState {
             kv: kv.clone(),
             waiters: Waiters::default(),
-            events: ctx.events.clone(),
+            events: events.clone(),
             writes_in_flight: writes_in_flight.clone(),
             metrics: ctx.metrics.clone(),
             durable_applied: snapshots.durable_applied.clone(),
@@ -117,6 +123,7 @@ pub(crate) fn host(ctx: &NodeCtx, settings: &GroupSettings, boot: GroupBoot) -> 
         snapshots,
         membership,
         lease: Arc::new(LeaseCell::default()),
+        events,
     };
     HostedGroup {
         group,

@@ -19,7 +19,7 @@ use keel_raft::{ConfChange, ConfChangeError, ConfState, Entry, EntryKind, NodeId
 use tokio::sync::oneshot;
 
 use super::ctx::NodeCtx;
-use super::group::Group;
+use super::group::{Group, group_note};
 use super::requests::{ChangeProposed, MemberChange, NodeError};
 use crate::error::ServerError;
 use crate::members::{MemberBook, MemberInfo, decode_context, encode_context};
@@ -153,15 +153,11 @@ impl Group {
             && ctx.transport.refused_as_non_member() > 0
             && (status.leader == keel_raft::NO_NODE || status.role != Role::Follower)
         {
-            self.note_removal(
-                ctx,
-                status.id,
-                "its peers refuse its messages as a non-member's",
-            );
+            self.note_removal(status.id, "its peers refuse its messages as a non-member's");
         }
         if status.role == Role::Leader && Instant::now() >= self.membership.next_promotion_check {
             self.membership.next_promotion_check = Instant::now() + PROMOTION_CHECK_INTERVAL;
-            self.promote_caught_up_learners(ctx, status);
+            self.promote_caught_up_learners(status);
         }
         Ok(())
     }
@@ -207,24 +203,24 @@ impl Group {
         };
         m.synced = Some(conf);
         if let Some(line) = line {
-            ctx.note(&line);
+            group_note(&self.events, &line);
         }
         if removed {
-            self.note_removal(ctx, me, "its log holds the change");
+            self.note_removal(me, "its log holds the change");
         }
     }
 
     /// Notes, once, that this node is no longer a member.
-    fn note_removal(&mut self, ctx: &NodeCtx, me: NodeId, how: &str) {
+    fn note_removal(&mut self, me: NodeId, how: &str) {
         self.membership.removal_noted = true;
         let line = format!(
             "Node {me} was removed from the cluster ({how}); it no longer takes part. Stop \
              it, or wipe its data directory and add it back as a new member."
         );
-        ctx.note(&line);
+        group_note(&self.events, &line);
     }
 
-    fn promote_caught_up_learners(&mut self, ctx: &NodeCtx, status: &Status) {
+    fn promote_caught_up_learners(&mut self, status: &Status) {
         if status.pending_conf_index != 0 || status.lead_transferee != 0 {
             return;
         }
@@ -253,7 +249,7 @@ impl Group {
                          {} of {} entries.",
                         status.id, p.id, p.match_index, status.last_index
                     );
-                    ctx.note(&line);
+                    group_note(&self.events, &line);
                     return;
                 }
                 Err(e) => tracing::debug!("not promoting node {} yet: {e}", p.id),

@@ -5,7 +5,8 @@
 //! `persist.rs`), and applies committed entries inline when it can; each group's
 //! apply thread takes over while its state machine is busy, and flushes it
 //! (`apply.rs`). Everything else talks to the consensus thread through bounded
-//! channels via [`NodeHandle`], which serves group 1.
+//! channels via a [`NodeHandle`] per hosted group: group 1 (the key-value
+//! group) always, and the placement group on its members (`recover.rs`).
 
 mod apply;
 mod ctx;
@@ -17,6 +18,7 @@ mod leadership;
 mod lease;
 mod membership;
 mod persist;
+mod pressure;
 mod propose;
 mod reads;
 mod ready;
@@ -31,12 +33,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
-use keel_raft::{Message, NodeId, Role};
+use keel_raft::{GroupId, Message, NodeId, Role};
 use keel_storage::kv::{ApplyOutcome, KvStore};
 use tokio::sync::{oneshot, watch};
 
 pub use lease::{LeaseCell, LeaseClock, LeaseRead};
-pub use recover::{KV_GROUP, state_path};
+pub use recover::{KV_GROUP, group_state_path, state_path};
 #[cfg(test)]
 pub(crate) use requests::slot_refusal_as_error;
 pub use requests::{ChangeProposed, MemberChange, NodeError};
@@ -44,17 +46,19 @@ pub use snapshots::snapshot_dir;
 pub use status::NodeStatus;
 
 use driver::Driver;
-pub(crate) use recover::{Recovered, recover};
+pub(crate) use recover::{PLACEMENT_LABEL, Recovered, recover};
 use requests::Request;
 
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::transport::Transport;
 
-/// How API handlers reach the node. Cheap to clone.
+/// How API handlers reach one group hosted by the node. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct NodeHandle {
-    req_tx: Sender<Request>,
+    /// The group this handle serves; every request it sends names it.
+    group: GroupId,
+    req_tx: Sender<(GroupId, Request)>,
     kv: Arc<KvStore>,
     status: watch::Receiver<NodeStatus>,
     lease: Arc<LeaseCell>,
@@ -91,7 +95,10 @@ pub(crate) struct NodeParts {
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
 pub(crate) struct RunningNode {
+    /// The key-value group.
     pub(crate) handle: NodeHandle,
+    /// The placement group, when this node hosts it.
+    pub(crate) placement: Option<NodeHandle>,
     /// Sending (or dropping) stops the thread.
     pub(crate) stop: Sender<()>,
     /// Yields an error if the thread stopped on a fatal failure.
@@ -99,22 +106,24 @@ pub(crate) struct RunningNode {
 }
 
 /// Starts the node's threads: the consensus thread with its table of hosted
-/// groups (group 1 only, until placement creates others), and an apply thread
-/// per group. The returned join handle covers them all: it yields once they have
-/// stopped, with the first fatal error if any.
+/// groups (group 1, and the placement group on its members), and an apply
+/// thread per group. The returned join handle covers them all: it yields once
+/// they have stopped, with the first fatal error if any.
 pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let (req_tx, req_rx) = crossbeam_channel::bounded(parts.max_pending);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let Recovered {
-        raft,
         wal,
-        kv,
-        snapshots,
-        book,
-        conf_index,
+        kv_group,
+        placement,
     } = parts.recovered;
-    let id = raft.id();
+    let id = kv_group.raft.id();
+    let placement_events = placement.as_ref().map(|_| {
+        Arc::new(std::sync::Mutex::new(
+            parts.events.labelled(PLACEMENT_LABEL),
+        ))
+    });
     let events = Arc::new(std::sync::Mutex::new(parts.events));
     let clock = parts.clock;
     let ctx = ctx::NodeCtx::new(
@@ -139,18 +148,29 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         incarnations: parts.incarnations,
         promote_lag_entries: parts.promote_lag_entries,
     };
-    let boot = hosting::GroupBoot {
-        raft,
-        kv: kv.clone(),
-        snapshots,
-        book,
-        conf_index,
-    };
-    let hosted = hosting::host(&ctx, &settings, boot);
-    let lease = hosted.group.lease.clone();
     let mut groups = group::GroupTable::default();
-    parts.hosted.host(hosted.group.id());
-    groups.insert(hosted.group);
+    let mut appliers = Vec::new();
+    let mut host = |boot: hosting::GroupBoot, events| {
+        let kv = boot.kv.clone();
+        let hosted = hosting::host(&ctx, &settings, boot, events);
+        let handle = NodeHandle {
+            group: hosted.group.id(),
+            req_tx: req_tx.clone(),
+            kv,
+            status: hosted.status,
+            lease: hosted.group.lease.clone(),
+            clock,
+        };
+        parts.hosted.host(hosted.group.id());
+        groups.insert(hosted.group);
+        appliers.push(hosted.applier);
+        handle
+    };
+    let handle = host(kv_group, events.clone());
+    let placement = match (placement, placement_events) {
+        (Some(boot), Some(events)) => Some(host(boot, events)),
+        _ => None,
+    };
     let driver = Driver {
         ctx,
         groups,
@@ -159,19 +179,31 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         req_rx,
         shutdown_rx,
         tick: parts.tick,
+        relieve_pressure: parts.snapshot_entries != 0,
+        next_pressure_check: Instant::now(),
     };
-    let applier = hosted.applier;
-    let apply = spawn(format!("keel-apply-{id}"), fatal_tx, move || applier.run())?;
+    let mut applies = Vec::new();
+    for (n, applier) in appliers.into_iter().enumerate() {
+        // Group 1's thread keeps its name; others are numbered after it.
+        let name = match n {
+            0 => format!("keel-apply-{id}"),
+            n => format!("keel-apply-{id}-{n}"),
+        };
+        applies.push(spawn(name, fatal_tx.clone(), move || applier.run())?);
+    }
     let join = std::thread::Builder::new()
         .name(format!("keel-raft-{id}"))
         .spawn(move || {
-            // The driver hangs up on the apply thread when it returns; it finishes
-            // its queue (applies done, the state machine flushed) before it stops.
-            let result = driver.run();
-            let apply = apply
-                .join()
-                .unwrap_or_else(|_| Err(ServerError::Fatal("the apply thread panicked".into())));
-            let result = result.and(apply);
+            // The driver hangs up on the apply threads when it returns; each
+            // finishes its queue (applies done, the state machine flushed)
+            // before it stops.
+            let mut result = driver.run();
+            for apply in applies {
+                let apply = apply
+                    .join()
+                    .unwrap_or_else(|_| Err(ServerError::Fatal("an apply thread panicked".into())));
+                result = result.and(apply);
+            }
             let mut events = events.lock().expect("event log lock poisoned");
             match &result {
                 Ok(()) => events.note(&format!("Node {id} shut down cleanly.")),
@@ -185,13 +217,8 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         })
         .map_err(|e| ServerError::Fatal(format!("cannot start the consensus thread: {e}")))?;
     Ok(RunningNode {
-        handle: NodeHandle {
-            req_tx,
-            kv,
-            status: hosted.status,
-            lease,
-            clock,
-        },
+        handle,
+        placement,
         stop: shutdown_tx,
         join,
     })
@@ -370,13 +397,18 @@ impl NodeHandle {
     }
 
     fn submit(&self, r: Request) -> Result<(), NodeError> {
-        match self.req_tx.try_send(r) {
+        match self.req_tx.try_send((self.group, r)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 Err(NodeError::Overloaded("request queue is full".into()))
             }
             Err(TrySendError::Disconnected(_)) => Err(NodeError::ShuttingDown),
         }
+    }
+
+    /// The group this handle serves.
+    pub fn group(&self) -> GroupId {
+        self.group
     }
 
     /// The leader as last published (0 if unknown), without copying the status.

@@ -49,7 +49,7 @@ impl Group {
             self.role = ss.role;
         }
         if !rd.events.is_empty() {
-            let mut events = ctx.events.lock().expect("event log lock poisoned");
+            let mut events = self.events.lock().expect("event log lock poisoned");
             for e in rd.events.drain(..) {
                 events.core_event(&e);
             }

@@ -1,35 +1,39 @@
-//! Start-up: open the WAL (recovering it), open the state machine, and rebuild the
-//! consensus core from both.
+//! Start-up: open the WAL (recovering it), and for every group this node hosts
+//! (group 1 always; the placement group on its members) open the state machine
+//! and rebuild the consensus core from both.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use keel_raft::{ConfState, Config, InitialState, Raft};
+use keel_placement::PLACEMENT_GROUP;
+use keel_raft::{ConfState, Config, GroupId, InitialState, NodeId, Raft};
 use keel_storage::kv::KvStore;
 use keel_storage::vfs::{StdVfs, Vfs};
-use keel_storage::wal::{Wal, WalOptions};
+use keel_storage::wal::{RecoveredGroup, Wal, WalOptions};
 
+use super::hosting::GroupBoot;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::identity::{Identity, os_random_u64};
 use crate::members::MemberBook;
 
-/// The Raft group that holds the key-value data (the only one until sharding).
+/// The Raft group that holds the key-value data: group 1 of the cluster map (the
+/// only data group until slots move).
 pub const KV_GROUP: u64 = 1;
 
-/// What start-up produces.
+/// What start-up produces: the node's WAL and every group it hosts.
 pub(crate) struct Recovered {
-    pub(crate) raft: Raft,
     pub(crate) wal: Wal,
-    pub(crate) kv: Arc<KvStore>,
-    /// Snapshot files and what is known of them.
-    pub(crate) snapshots: super::snapshots::SnapshotState,
-    /// Members' addresses as of the recovered log.
-    pub(crate) book: Arc<MemberBook>,
-    /// Index of the newest membership change in the recovered log (0: none).
-    pub(crate) conf_index: u64,
+    /// The key-value group, always hosted.
+    pub(crate) kv_group: GroupBoot,
+    /// The placement group, when this node is one of its members.
+    pub(crate) placement: Option<GroupBoot>,
 }
+
+/// The label of the placement group's events.
+pub(crate) const PLACEMENT_LABEL: &str = "placement group";
 
 pub(crate) fn recover(
     cfg: &ServerConfig,
@@ -54,19 +58,94 @@ pub(crate) fn recover(
         tracing::warn!("{line}");
         events.note(&line);
     }
-    // Only group 1 is hosted so far; the WAL keeps any other group's records
-    // (none yet), and compaction keeps the segments holding them.
-    let group = recovery.groups.remove(&KV_GROUP).unwrap_or_default();
-    let kv = Arc::new(KvStore::open(vfs.clone(), &state_path(&cfg.data_dir))?);
+    // The WAL keeps the records of any group not hosted (none today), and
+    // compaction keeps the segments holding them.
+    let kv_group = recover_group(
+        cfg,
+        &vfs,
+        &mut wal,
+        GroupSpec {
+            id: KV_GROUP,
+            log: recovery.groups.remove(&KV_GROUP).unwrap_or_default(),
+            state: state_path(&cfg.data_dir),
+            voters: identity.members.clone(),
+        },
+        events,
+    )?;
+    let placement = match placement_voters(identity) {
+        Some(voters) => {
+            let state = group_state_path(&cfg.data_dir, PLACEMENT_GROUP);
+            create_state_dir(&state)?;
+            let mut events = events.labelled(PLACEMENT_LABEL);
+            let group = recover_group(
+                cfg,
+                &vfs,
+                &mut wal,
+                GroupSpec {
+                    id: PLACEMENT_GROUP,
+                    log: recovery.groups.remove(&PLACEMENT_GROUP).unwrap_or_default(),
+                    state,
+                    voters,
+                },
+                &mut events,
+            )?;
+            events.flush();
+            Some(group)
+        }
+        None => None,
+    };
+    Ok(Recovered {
+        wal,
+        kv_group,
+        placement,
+    })
+}
+
+/// The placement group's bootstrap voters with their addresses, if this node
+/// is one of them.
+fn placement_voters(identity: &Identity) -> Option<BTreeMap<NodeId, String>> {
+    if !identity.hosts_placement() {
+        return None;
+    }
+    let ids = identity.placement.as_deref().unwrap_or_default();
+    Some(
+        identity
+            .members
+            .iter()
+            .filter(|(id, _)| ids.contains(id))
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect(),
+    )
+}
+
+/// A group start-up recovers: its id, its records from the WAL, its state
+/// file, and the voters it was bootstrapped with.
+struct GroupSpec {
+    id: GroupId,
+    log: RecoveredGroup,
+    state: PathBuf,
+    voters: BTreeMap<NodeId, String>,
+}
+
+/// Opens a group's state machine and snapshots, and rebuilds its core from
+/// them and its log.
+fn recover_group(
+    cfg: &ServerConfig,
+    vfs: &Arc<dyn Vfs>,
+    wal: &mut Wal,
+    spec: GroupSpec,
+    events: &mut EventLog,
+) -> Result<GroupBoot, ServerError> {
+    let kv = Arc::new(KvStore::open(vfs.clone(), &spec.state)?);
     // Snapshots: the newest valid one, installed if the state machine is behind it,
     // and the log cut to what follows it (`snapshots.rs`).
-    let boot = super::snapshots::boot(cfg, vfs, &kv, &mut wal, (KV_GROUP, group), events)?;
+    let boot = super::snapshots::boot(cfg, vfs.clone(), &kv, wal, (spec.id, spec.log), events)?;
     let applied = boot.applied;
     let (election_ticks, heartbeat_ticks) = cfg.ticks();
     let (lease_duration, max_clock_drift) = cfg.lease_nanos();
     let raft_cfg = Config {
         id: cfg.id,
-        group: KV_GROUP,
+        group: spec.id,
         election_ticks,
         heartbeat_ticks,
         lease_duration,
@@ -74,7 +153,7 @@ pub(crate) fn recover(
         ..Config::default()
     };
     // The member book: bootstrap, then the snapshot's, then the log's changes.
-    let book = Arc::new(MemberBook::new(&identity.members));
+    let book = Arc::new(MemberBook::new(&spec.voters));
     for (id, info) in boot.book {
         book.record(id, info);
     }
@@ -90,27 +169,45 @@ pub(crate) fn recover(
     let entries = boot.entries.len();
     let init = InitialState {
         hard_state: boot.hard_state,
-        conf: ConfState::with_voters(identity.members.keys().copied()),
+        conf: ConfState::with_voters(spec.voters.keys().copied()),
         snapshot: boot.snapshot,
         entries: boot.entries,
         applied,
     };
     let mut raft = Raft::new(raft_cfg, init, os_random_u64())?;
-    inject_test_bug(&mut raft);
+    if spec.id == KV_GROUP {
+        inject_test_bug(&mut raft);
+    }
     events.note(&format!(
         "Node {} started: term {}, {} log entries, applied through index {applied}.",
         cfg.id,
         raft.term(),
         entries
     ));
-    Ok(Recovered {
+    Ok(GroupBoot {
         raft,
-        wal,
         kv,
         snapshots: boot.state,
         book,
         conf_index,
     })
+}
+
+/// Creates the directory a group's state file goes in.
+fn create_state_dir(state: &Path) -> Result<(), ServerError> {
+    let dir = state.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+        what: "cannot create the state directory",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Where group `group`'s state machine lives in a data directory, for every
+/// group but the key-value group (which keeps [`state_path`] for
+/// compatibility): `state/<group>.redb`.
+pub fn group_state_path(data_dir: &Path, group: GroupId) -> PathBuf {
+    data_dir.join("state").join(format!("{group}.redb"))
 }
 
 /// Where the state machine lives in a data directory.

@@ -45,7 +45,7 @@ use keel_storage::wal::{LogStart, LogStartKind, RecoveredGroup, Wal};
 
 use super::apply::ApplyJob;
 use super::ctx::NodeCtx;
-use super::group::Group;
+use super::group::{Group, group_note};
 use super::recover::KV_GROUP;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -312,10 +312,17 @@ pub(crate) struct Snapshots {
     /// A WAL compaction waiting for the state machine to be durable far enough:
     /// the new log start and the highest index segments may be deleted up to.
     pending_wal: Option<(LogStart, Index)>,
+    /// The pending compaction starts the log at the newest snapshot file itself
+    /// (`compact_to_newest_snapshot`): recovery installs that file if the state
+    /// machine is behind it, so it need not wait for a flush.
+    pending_wal_at_newest: bool,
     outbox: SnapshotOutbox,
     outcomes: Receiver<TransferOutcome>,
     /// Peers a transfer is running to (one at a time each).
     sending: BTreeSet<NodeId>,
+    /// The node's WAL holds too much because of this group (`pressure.rs`):
+    /// snapshot now, whatever the schedule, and compact up to that snapshot.
+    for_pressure: bool,
 }
 
 impl Snapshots {
@@ -336,9 +343,11 @@ impl Snapshots {
             writing: None,
             not_before: Instant::now(),
             pending_wal: None,
+            pending_wal_at_newest: false,
             outbox,
             outcomes,
             sending: BTreeSet::new(),
+            for_pressure: false,
         }
     }
 
@@ -371,7 +380,7 @@ impl Group {
     /// the core), reports finished transfers to the core, compacts the WAL once
     /// the state machine is durable far enough, and starts a write when due.
     pub(crate) fn snapshot_turn(&mut self, ctx: &mut NodeCtx) -> Result<(), ServerError> {
-        self.finish_snapshot_write(ctx);
+        self.finish_snapshot_write();
         while let Ok(o) = self.snapshots.outcomes.try_recv() {
             self.snapshots.sending.remove(&o.peer);
             let id = self.raft.id();
@@ -388,7 +397,7 @@ impl Group {
                     o.index, o.peer
                 ),
             };
-            ctx.note(&line);
+            group_note(&self.events, &line);
             self.raft.report_snapshot(o.peer, o.result.is_ok());
         }
         self.compact_wal_when_durable(ctx)?;
@@ -406,7 +415,7 @@ impl Group {
             return;
         }
         let last = s.last_index();
-        if self.kv.applied_index() < s.due_at() {
+        if self.kv.applied_index() < s.due_at() && !s.for_pressure {
             return;
         }
         let view = match self.kv.read_view() {
@@ -419,6 +428,10 @@ impl Group {
         };
         let index = view.applied_index();
         if index <= last {
+            if self.snapshots.for_pressure {
+                // Nothing applied since the newest snapshot: it covers the log.
+                self.compact_to_newest_snapshot();
+            }
             return;
         }
         let meta = match self.raft.snapshot_meta(index) {
@@ -471,7 +484,7 @@ impl Group {
         }
     }
 
-    fn finish_snapshot_write(&mut self, ctx: &NodeCtx) {
+    fn finish_snapshot_write(&mut self) {
         let Some(rx) = &self.snapshots.writing else {
             return;
         };
@@ -491,7 +504,10 @@ impl Group {
             Ok(info) => info,
             Err(e) => {
                 self.snapshots.not_before = Instant::now() + RETRY_AFTER_FAILURE;
-                ctx.note(&format!("Node {id} failed to write a snapshot: {e}."));
+                group_note(
+                    &self.events,
+                    &format!("Node {id} failed to write a snapshot: {e}."),
+                );
                 return;
             }
         };
@@ -503,18 +519,25 @@ impl Group {
             tracing::warn!("the core refused the snapshot at index {}: {e}", meta.index);
             return;
         }
-        ctx.note(&format!(
-            "Node {id} took a snapshot at index {} (term {}): {} keys, {} bytes, in {} ms; \
+        group_note(
+            &self.events,
+            &format!(
+                "Node {id} took a snapshot at index {} (term {}): {} keys, {} bytes, in {} ms; \
              its log in memory now starts at index {}.",
-            meta.index,
-            meta.term,
-            info.records,
-            info.len,
-            outcome.elapsed.as_millis(),
-            self.raft.first_index()
-        ));
+                meta.index,
+                meta.term,
+                info.records,
+                info.len,
+                outcome.elapsed.as_millis(),
+                self.raft.first_index()
+            ),
+        );
         self.snapshots.remember(meta.index, meta.term);
         self.snapshots.jitter = draw_jitter(self.snapshots.every);
+        if self.snapshots.for_pressure {
+            self.compact_to_newest_snapshot();
+            return;
+        }
         // The WAL keeps what the previous snapshot needs (see the module docs).
         if let Some((index, term)) = prev
             && index < meta.index
@@ -529,6 +552,34 @@ impl Group {
                 .saturating_sub(self.snapshots.trailing)
                 .min(index);
             self.snapshots.pending_wal = Some((start, up_to));
+            self.snapshots.pending_wal_at_newest = false;
+        }
+    }
+
+    /// Asks for a snapshot to relieve the WAL (`pressure.rs`), unless one is
+    /// already asked for.
+    pub(super) fn snapshot_for_pressure(&mut self) {
+        // A compaction already pending frees the segment once it runs.
+        if self.snapshots.every != 0 && self.snapshots.pending_wal.is_none() {
+            self.snapshots.for_pressure = true;
+        }
+    }
+
+    /// Under WAL pressure: lets the WAL go up to the newest snapshot itself,
+    /// without the trailing window and without keeping the previous snapshot's
+    /// entries (a quiet group may never take a second snapshot, and its few
+    /// entries would otherwise keep every later segment of every group). A
+    /// follower that needs an entry before it gets the snapshot.
+    fn compact_to_newest_snapshot(&mut self) {
+        self.snapshots.for_pressure = false;
+        if let Some(&(index, term)) = self.snapshots.known.last() {
+            let start = LogStart {
+                index,
+                term,
+                kind: LogStartKind::Compacted,
+            };
+            self.snapshots.pending_wal = Some((start, index));
+            self.snapshots.pending_wal_at_newest = true;
         }
     }
 
@@ -541,8 +592,11 @@ impl Group {
             return Ok(());
         }
         // Recovery replays the WAL after the state machine's durable index: never
-        // let it drop an entry the durable state machine does not hold.
-        if self.snapshots.durable_applied.load(Ordering::Acquire) < start.index {
+        // let it drop an entry the durable state machine does not hold (unless
+        // the log starts at the newest snapshot file, which recovery installs).
+        if !self.snapshots.pending_wal_at_newest
+            && self.snapshots.durable_applied.load(Ordering::Acquire) < start.index
+        {
             return Ok(());
         }
         self.snapshots.pending_wal = None;
@@ -566,12 +620,15 @@ impl Group {
             Err(e) => return Err(ServerError::Fatal(format!("WAL compaction failed: {e}"))),
         };
         let id = self.raft.id();
-        ctx.note(&format!(
-            "Node {id} compacted its log: it now starts after index {}, and {} WAL segment(s) \
+        group_note(
+            &self.events,
+            &format!(
+                "Node {id} compacted its log: it now starts after index {}, and {} WAL segment(s) \
              were deleted.",
-            start.index,
-            done.removed.len()
-        ));
+                start.index,
+                done.removed.len()
+            ),
+        );
         Ok(())
     }
 
@@ -672,25 +729,31 @@ impl Group {
             .durable_applied
             .fetch_max(self.kv.applied_index(), Ordering::AcqRel);
         if removed > 0 {
-            ctx.note(&format!(
-                "Node {id} compacted its log after installing the snapshot: {removed} WAL \
+            group_note(
+                &self.events,
+                &format!(
+                    "Node {id} compacted its log after installing the snapshot: {removed} WAL \
                  segment(s) were deleted."
-            ));
+                ),
+            );
         }
         if let Some(info) = installed {
             match decode_conf(&info.header.conf) {
                 Ok((_, entries)) => self.learn_members(ctx, entries),
                 Err(e) => tracing::warn!("the installed snapshot's member book is unreadable: {e}"),
             }
-            ctx.note(&format!(
-                "Node {id} installed the leader's snapshot at index {} (term {}): {} keys, \
+            group_note(
+                &self.events,
+                &format!(
+                    "Node {id} installed the leader's snapshot at index {} (term {}): {} keys, \
                  {} bytes, in {} ms.",
-                meta.index,
-                meta.term,
-                info.records,
-                info.len,
-                started.elapsed().as_millis()
-            ));
+                    meta.index,
+                    meta.term,
+                    info.records,
+                    info.len,
+                    started.elapsed().as_millis()
+                ),
+            );
         }
         // Reads waiting for an index the snapshot covers are answered now.
         self.hand_to_apply(ctx, ApplyJob::SnapshotInstalled { index: meta.index })

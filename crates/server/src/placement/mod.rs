@@ -1,0 +1,16 @@
+//! The node's side of the placement group (docs/sharding.md, *The placement
+//! group*): the cluster map kept as one key of the placement group's
+//! key-value state machine, changed only by compare-and-set (`cas.rs`, over
+//! the group's handle: `node_store.rs`); the node's cached copy (`cache.rs`),
+//! fed from the local replica on placement members (`member.rs`) and from a
+//! member's `WatchMap` stream elsewhere (`follow.rs`).
+
+pub mod cache;
+pub mod cas;
+pub(crate) mod follow;
+pub(crate) mod member;
+pub mod node_store;
+
+pub use cache::{CachedMap, MapCache};
+pub use cas::{CasError, Changed, Created, MAP_KEY, MapStore, Written, change_map, create_map};
+pub use node_store::NodeMapStore;
