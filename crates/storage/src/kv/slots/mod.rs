@@ -25,6 +25,7 @@
 //!   group holds or was told of: the offset is the group's revision floor, and
 //!   a key's versions never go backwards.
 
+pub mod copy;
 mod refusal;
 mod state;
 mod step;

@@ -1,0 +1,196 @@
+//! A whole move between two stores, for tests: every step is a real command
+//! applied by the real state machine, in the protocol's order, and the test
+//! interleaves its own writes on A between any two reads of A.
+
+use bytes::Bytes;
+use keel_placement::Slot;
+
+use super::{
+    FenceWitness, PageBuilder, SourceView, fetch_page, fetch_values, fetch_versions, plan_delta,
+};
+use crate::command::{Command, MoveStep, SlotCommand};
+use crate::kv::ApplyOutcome;
+use crate::kv::slots::SlotState;
+use crate::kv::slots::tests::Replica;
+
+/// How a move is paged, and what the test does between reads of A.
+pub(crate) struct Mover<'a> {
+    pub(crate) slot: Slot,
+    pub(crate) epoch: u64,
+    /// Page budget in bytes.
+    pub(crate) page_bytes: usize,
+    /// Keys per page of the key list.
+    pub(crate) version_keys: usize,
+    /// A catch-up round with at most this many items ends the catch-up.
+    pub(crate) small: usize,
+    /// Most catch-up rounds before fencing anyway.
+    pub(crate) max_rounds: u64,
+    /// Called with A before every read of A.
+    pub(crate) chaos: &'a mut dyn FnMut(&mut Replica),
+}
+
+/// What a move did.
+#[derive(Debug, Default)]
+pub(crate) struct MoveReport {
+    /// Items (puts and deletes) of each round, round 0 first, the final last.
+    pub(crate) round_items: Vec<usize>,
+    /// `IngestSlot` commands of each round.
+    pub(crate) round_pages: Vec<usize>,
+    /// Index of A's fence entry.
+    pub(crate) fence_index: u64,
+    /// What B was sealed with.
+    pub(crate) sealed: Option<MoveStep>,
+}
+
+/// Applies a move command on `r`, which must take it.
+pub(crate) fn apply(r: &mut Replica, cmd: SlotCommand) -> SlotState {
+    match r.run(Command::Slot(cmd)) {
+        ApplyOutcome::SlotStep { state, .. } => state,
+        other => panic!("move step refused: {other:?}"),
+    }
+}
+
+impl Mover<'_> {
+    /// Round 0: every key of A's slot into B's staging (B's slot must be absent).
+    pub(crate) fn bulk_copy(&mut self, a: &mut Replica, b: &mut Replica, report: &mut MoveReport) {
+        let mut builder = PageBuilder::new(self.slot, self.epoch, 0, self.page_bytes);
+        let (mut cursor, mut items, mut pages) = (None::<Bytes>, 0, 0);
+        loop {
+            (self.chaos)(a);
+            let view = a.kv.read_view().expect("view");
+            let page = fetch_page(
+                &view,
+                self.slot,
+                self.epoch,
+                cursor.as_deref(),
+                self.page_bytes,
+            )
+            .expect("fetch page");
+            items += page.puts.len();
+            cursor = page.puts.last().map(|p| p.key.clone()).or(cursor);
+            builder.add(page.puts, Vec::new()).expect("add");
+            for cmd in builder.take_ready() {
+                apply(b, cmd);
+                pages += 1;
+            }
+            if !page.more {
+                break;
+            }
+        }
+        for cmd in builder.finish() {
+            apply(b, cmd);
+            pages += 1;
+        }
+        report.round_items.push(items);
+        report.round_pages.push(pages);
+    }
+
+    /// One catch-up round (`witness: None`) or the final one; returns how
+    /// many items it ingested.
+    pub(crate) fn round(
+        &mut self,
+        round: u64,
+        a: &mut Replica,
+        b: &mut Replica,
+        mut witness: Option<&mut FenceWitness>,
+        report: &mut MoveReport,
+    ) -> Result<usize, super::CopyError> {
+        let mut see = |source: &SourceView| match witness.as_deref_mut() {
+            Some(w) => w.witness(source),
+            None => Ok(()),
+        };
+        let mut builder = PageBuilder::new(self.slot, self.epoch, round, self.page_bytes);
+        let (mut cursor, mut items, mut pages) = (None::<Bytes>, 0, 0);
+        loop {
+            (self.chaos)(a);
+            let view = a.kv.read_view()?;
+            let list = fetch_versions(
+                &view,
+                self.slot,
+                self.epoch,
+                cursor.as_deref(),
+                self.version_keys,
+            )?;
+            see(&list.source)?;
+            let staged = b.kv.read_view()?;
+            let delta = plan_delta(&staged, self.slot, self.epoch, cursor.as_deref(), &list)?;
+            let mut puts = Vec::new();
+            let mut done = 0;
+            while done < delta.fetch.len() {
+                (self.chaos)(a);
+                let view = a.kv.read_view()?;
+                let values = fetch_values(
+                    &view,
+                    self.slot,
+                    self.epoch,
+                    &delta.fetch[done..],
+                    self.page_bytes,
+                )?;
+                see(&values.source)?;
+                done += values.covered;
+                puts.extend(values.puts);
+            }
+            items += puts.len() + delta.delete.len();
+            builder.add(puts, delta.delete)?;
+            for cmd in builder.take_ready() {
+                apply(b, cmd);
+                pages += 1;
+            }
+            match delta.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for cmd in builder.finish() {
+            apply(b, cmd);
+            pages += 1;
+        }
+        report.round_items.push(items);
+        report.round_pages.push(pages);
+        Ok(items)
+    }
+
+    /// The whole move: bulk copy, catch-up rounds, fence, final delta, seal,
+    /// own, release. `map_version` is the version the commit produced.
+    pub(crate) fn run(&mut self, a: &mut Replica, b: &mut Replica, map_version: u64) -> MoveReport {
+        let mut report = MoveReport::default();
+        self.bulk_copy(a, b, &mut report);
+        let mut round = 1;
+        while round <= self.max_rounds {
+            let items = self.round(round, a, b, None, &mut report).expect("round");
+            round += 1;
+            if items <= self.small {
+                break;
+            }
+        }
+        report.fence_index = a.next;
+        let fenced = apply(a, self.command(MoveStep::Fence));
+        assert_eq!(fenced, SlotState::Fenced { epoch: self.epoch });
+        let mut witness = FenceWitness::new(self.slot, self.epoch);
+        self.round(round, a, b, Some(&mut witness), &mut report)
+            .expect("final round");
+        let seal = witness.seal().expect("fenced evidence");
+        report.sealed = Some(seal.step.clone());
+        assert_eq!(apply(b, seal), SlotState::Ingested { epoch: self.epoch });
+        assert_eq!(
+            apply(b, self.command(MoveStep::Own { map_version })),
+            SlotState::Serving
+        );
+        self.release(a, map_version);
+        report
+    }
+
+    /// `DropSlot` on `r` until the slot is absent (A after the commit, B after
+    /// an abort).
+    pub(crate) fn release(&self, r: &mut Replica, map_version: u64) {
+        while apply(r, self.command(MoveStep::Drop { map_version })) != SlotState::Absent {}
+    }
+
+    pub(crate) fn command(&self, step: MoveStep) -> SlotCommand {
+        SlotCommand {
+            slot: self.slot,
+            epoch: self.epoch,
+            step,
+        }
+    }
+}
