@@ -70,7 +70,7 @@ use crate::message::MessageBody;
 use crate::progress::ProgressState;
 use crate::raft::Raft;
 use crate::ready::Role;
-use crate::types::{Index, NO_NODE, NodeId};
+use crate::types::{NO_NODE, NodeId};
 
 impl Raft {
     /// Whether [`Raft::quiesce`] would succeed now: only on a leader whose group
@@ -87,24 +87,8 @@ impl Raft {
         self.assert_not_in_ready();
         self.quiesce_blocker()?;
         self.lease_on_quiesce();
-        let read_seq = self.read_only.seq();
-        let targets: Vec<(NodeId, Index)> = self
-            .progress
-            .iter()
-            .map(|(&id, p)| (id, p.match_index.min(self.log.committed)))
-            .collect();
-        for (to, commit) in targets {
-            self.send(
-                to,
-                MessageBody::Heartbeat {
-                    commit,
-                    read_seq,
-                    lease: 0,
-                    quiesce: true,
-                },
-                false,
-            );
-        }
+        // The mark claims no lease: a quiesced leader holds none.
+        self.send_heartbeats(self.read_only.seq(), 0, true);
         self.quiesced = true;
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;

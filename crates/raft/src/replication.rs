@@ -172,6 +172,13 @@ impl Raft {
         let read_seq = self.read_only.seq();
         let lease = self.lease_claim();
         self.lease_round_sent(read_seq);
+        self.send_heartbeats(read_seq, lease, false);
+    }
+
+    /// One heartbeat to every peer of round `read_seq`, claiming `lease`, marked
+    /// `quiesce` or not; each carries the commit index capped at what the peer
+    /// is known to hold.
+    pub(crate) fn send_heartbeats(&mut self, read_seq: u64, lease: u64, quiesce: bool) {
         let targets: Vec<(NodeId, Index)> = self
             .progress
             .iter()
@@ -184,7 +191,7 @@ impl Raft {
                     commit,
                     read_seq,
                     lease,
-                    quiesce: false,
+                    quiesce,
                 },
                 false,
             );
