@@ -5,6 +5,8 @@
 //! safety, log matching, leader completeness, state machine safety, durability,
 //! linearizable reads, no lost acknowledged write, convergence.
 
+mod common;
+
 use keel_sim::{Bug, FailureKind, Invariant, SimConfig, Stats, run};
 
 fn config(seed: u64, nodes: usize, groups: usize) -> SimConfig {
@@ -17,27 +19,11 @@ fn config(seed: u64, nodes: usize, groups: usize) -> SimConfig {
 /// Runs `seeds` with `groups` groups on `nodes` nodes; fails with every failing
 /// seed's replay command. Returns the runs' counters, summed.
 fn sweep(nodes: usize, groups: usize, seeds: std::ops::Range<u64>) -> Stats {
-    let mut total = Stats::default();
-    let mut failures = Vec::new();
-    for seed in seeds.clone() {
-        match run(config(seed, nodes, groups)) {
-            Ok(summary) => total.accumulate(&summary.stats),
-            Err(failure) => {
-                if failures.is_empty() {
-                    eprintln!("{failure}");
-                }
-                failures.push(failure.replay_command());
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of the seeds {seeds:?} failed with {groups} groups on {nodes} nodes; replay \
-         with:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    total
+    common::sweep(
+        seeds,
+        &format!("with {groups} groups on {nodes} nodes"),
+        |seed| config(seed, nodes, groups),
+    )
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! through crashes, pauses, partitions and loss, and idle groups must actually go
 //! quiet.
 
-use keel_sim::{SimConfig, Stats, run};
+mod common;
+
+use common::sweep;
+use keel_sim::{SimConfig, run};
 
 fn config(seed: u64, nodes: usize, groups: usize, quiesce: bool, faults: bool) -> SimConfig {
     SimConfig {
@@ -19,34 +22,11 @@ fn config(seed: u64, nodes: usize, groups: usize, quiesce: bool, faults: bool) -
     }
 }
 
-/// Runs every seed of `seeds`; fails with every failing seed's replay command.
-/// Returns the runs' counters, summed.
-fn sweep(seeds: std::ops::Range<u64>, cfg: impl Fn(u64) -> SimConfig) -> Stats {
-    let mut total = Stats::default();
-    let mut failures = Vec::new();
-    for seed in seeds.clone() {
-        match run(cfg(seed)) {
-            Ok(summary) => total.accumulate(&summary.stats),
-            Err(failure) => {
-                if failures.is_empty() {
-                    eprintln!("{failure}");
-                }
-                failures.push(failure.replay_command());
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of the seeds {seeds:?} failed; replay with:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    total
-}
-
 #[test]
 fn quiescing_three_node_runs_with_faults_pass_every_check() {
-    let s = sweep(0..16, |seed| config(seed, 3, 1, true, true));
+    let s = sweep(0..16, "with quiescence", |seed| {
+        config(seed, 3, 1, true, true)
+    });
     assert!(s.quiesces >= 16, "groups went quiet: {s:?}");
     assert!(
         s.liveness_wakes >= 1,
@@ -59,13 +39,17 @@ fn quiescing_three_node_runs_with_faults_pass_every_check() {
 
 #[test]
 fn quiescing_five_node_runs_with_faults_pass_every_check() {
-    let s = sweep(100..108, |seed| config(seed, 5, 1, true, true));
+    let s = sweep(100..108, "with quiescence", |seed| {
+        config(seed, 5, 1, true, true)
+    });
     assert!(s.quiesces >= 8 && s.liveness_wakes >= 1, "{s:?}");
 }
 
 #[test]
 fn quiescing_multi_group_runs_pass_every_check() {
-    let s = sweep(200..206, |seed| config(seed, 3, 3, true, true));
+    let s = sweep(200..206, "with quiescence", |seed| {
+        config(seed, 3, 3, true, true)
+    });
     assert!(s.quiesces >= 6 * 3, "{s:?}");
 }
 
@@ -75,8 +59,12 @@ fn quiescing_multi_group_runs_pass_every_check() {
 /// control, so the check can fail.
 #[test]
 fn idle_groups_go_quiet() {
-    let on = sweep(300..306, |seed| config(seed, 3, 1, true, false));
-    let off = sweep(300..306, |seed| config(seed, 3, 1, false, false));
+    let on = sweep(300..306, "with quiescence", |seed| {
+        config(seed, 3, 1, true, false)
+    });
+    let off = sweep(300..306, "without quiescence", |seed| {
+        config(seed, 3, 1, false, false)
+    });
     assert!(
         on.quiet_ticks >= 100 && off.quiet_ticks >= 100,
         "{on:?}\n{off:?}"
