@@ -30,8 +30,31 @@ fn the_map_encoding_is_pinned() {
     let text = String::from_utf8(sample().encode()).expect("JSON is UTF-8");
     assert_eq!(
         text,
-        r#"{"format":1,"version":10,"next_group":3,"nodes":[{"id":1,"address":"10.0.0.1:7001","state":"active"},{"id":2,"address":"10.0.0.2:7001","state":"active"},{"id":3,"address":"10.0.0.3:7001","state":"draining"},{"id":4,"address":"10.0.0.4:7001","state":"active"}],"groups":[{"id":1,"members":[1,2,3],"target_replicas":3},{"id":2,"members":[4],"target_replicas":1}],"slots":[{"first":0,"last":4094,"group":1},{"first":4095,"last":4095,"group":2}],"moves":[{"slot":7,"from":1,"to":2,"epoch":9}]}"#
+        r#"{"format":1,"version":10,"next_group":3,"nodes":[{"id":1,"address":"10.0.0.1:7001","state":"active"},{"id":2,"address":"10.0.0.2:7001","state":"active"},{"id":3,"address":"10.0.0.3:7001","state":"draining"},{"id":4,"address":"10.0.0.4:7001","state":"active"}],"groups":[{"id":1,"members":[1,2,3],"target_replicas":3,"initial":[1,2,3]},{"id":2,"members":[4],"target_replicas":1,"initial":[4]}],"slots":[{"first":0,"last":4094,"group":1},{"first":4095,"last":4095,"group":2}],"moves":[{"slot":7,"from":1,"to":2,"epoch":9}]}"#
     );
+}
+
+/// Maps written before groups recorded their initial members still decode,
+/// with no initial members, and encode as they were.
+#[test]
+fn a_map_without_initial_members_decodes() {
+    let old = r#"{"format":1,"version":4,"next_group":2,"nodes":[{"id":1,"address":"10.0.0.1:7001","state":"active"}],"groups":[{"id":1,"members":[1],"target_replicas":1}],"slots":[{"first":0,"last":4095,"group":1}],"moves":[]}"#;
+    let map = ClusterMap::decode(old.as_bytes()).expect("decodes");
+    let group = &map.groups()[&1];
+    assert!(group.initial.is_empty());
+    assert_eq!(String::from_utf8(map.encode()).ok().as_deref(), Some(old));
+}
+
+/// A group remembers the members it was created with, whatever changes later.
+#[test]
+fn initial_members_never_change() {
+    let mut map = cluster(4);
+    let g = create(&mut map, &[4], 2);
+    ok(&mut map, Command::AddGroupMember { group: g, node: 3 });
+    ok(&mut map, Command::RemoveGroupMember { group: g, node: 4 });
+    let group = &map.groups()[&g];
+    assert_eq!(group.initial.iter().copied().collect::<Vec<_>>(), [4]);
+    assert_eq!(group.members.iter().copied().collect::<Vec<_>>(), [3]);
 }
 
 #[test]

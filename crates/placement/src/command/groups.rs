@@ -39,6 +39,7 @@ impl ClusterMap {
             Group {
                 members: members.clone(),
                 target_replicas,
+                initial: members.clone(),
             },
         );
         // Ids are never reused: a stale message or WAL record naming a removed

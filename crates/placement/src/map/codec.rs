@@ -49,6 +49,9 @@ struct GroupRecord {
     id: GroupId,
     members: BTreeSet<NodeId>,
     target_replicas: u8,
+    /// Absent in maps written before groups recorded how they were created.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    initial: BTreeSet<NodeId>,
 }
 
 /// Slots `first..=last` are owned by `group`.
@@ -134,6 +137,7 @@ impl From<ClusterMap> for MapRecord {
                     id,
                     members: g.members,
                     target_replicas: g.target_replicas,
+                    initial: g.initial,
                 })
                 .collect(),
             slots: runs(&map.owners),
@@ -180,6 +184,7 @@ impl TryFrom<MapRecord> for ClusterMap {
                 let group = Group {
                     members: g.members,
                     target_replicas: g.target_replicas,
+                    initial: g.initial,
                 };
                 (g.id, group)
             }),

@@ -18,6 +18,14 @@ pub struct Group {
     /// How many replicas the group should have. Joining nodes fill groups below
     /// it; only groups at it receive slots when rebalancing.
     pub target_replicas: u8,
+    /// The members the group was created with: its Raft configuration before
+    /// the first entry of its log. Every replica starts from it, also one added
+    /// later (which then learns the configuration changes from the log or a
+    /// snapshot), so no two replicas ever start from different configurations.
+    /// Never changes. Empty in maps written before it existed; group 1 of those
+    /// was bootstrapped from the nodes' own member lists.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub initial: BTreeSet<NodeId>,
 }
 
 impl Group {

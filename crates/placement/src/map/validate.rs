@@ -69,6 +69,11 @@ impl ClusterMap {
             if info.members.iter().any(|m| !self.nodes.contains_key(m)) {
                 return bad("a member is not a registered node");
             }
+            // Initial members may have left the cluster since; only the count
+            // is bounded, as when the group was created.
+            if info.initial.len() > MAX_REPLICAS {
+                return bad("it was created with more members than the replica limit");
+            }
         }
         Ok(())
     }
