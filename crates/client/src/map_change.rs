@@ -32,7 +32,8 @@ impl Client {
     /// reported as [`Error::Unavailable`] or [`Error::Overloaded`]. A change
     /// that may or may not have been applied is [`Error::OutcomeUnknown`] and
     /// is not retried: read the map first, since [`Command::CreateGroup`]
-    /// applied twice makes two groups (every other command is idempotent).
+    /// applied twice makes two groups (and a slot move's commit or abort
+    /// applied twice is refused the second time).
     pub async fn change_map(&self, command: &Command) -> Result<ChangeMapOutcome, Error> {
         let command_json = String::from_utf8(command.encode())
             .map_err(|e| Error::InvalidArgument(format!("command is not UTF-8: {e}")))?;
