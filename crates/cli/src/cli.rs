@@ -11,6 +11,7 @@ mod logging;
 mod member_cmd;
 mod serve;
 mod shard_cmd;
+mod shard_group_cmd;
 mod snapshot_cmd;
 mod status_cmd;
 mod txn_cmd;
@@ -76,7 +77,8 @@ enum Command {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
     },
-    /// Sharding: `keel shard map` shows the cluster map.
+    /// Sharding: `keel shard map` shows the cluster map; `keel shard group
+    /// create|remove|set-replicas` changes its data groups.
     Shard {
         #[command(subcommand)]
         command: shard_cmd::ShardCommand,

@@ -1,6 +1,7 @@
 //! `keel shard map`: the cluster map as a node has cached it — nodes, groups
 //! with their members and target replica counts, the slots each group owns,
-//! and the slot moves in flight.
+//! and the slot moves in flight. `keel shard group ...` (changes to the map's
+//! data groups) lives in `shard_group_cmd.rs`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -10,12 +11,19 @@ use clap::{Args, Subcommand};
 use keel_client::ClusterMap;
 
 use crate::client_cmds::{ConnArgs, report};
+use crate::shard_group_cmd::GroupCommand;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ShardCommand {
     /// Print the cluster map: version, nodes, groups (members, target replicas,
     /// slot ranges) and slot moves in flight.
     Map(MapArgs),
+    /// Change the data groups in the cluster map: `create`, `remove`,
+    /// `set-replicas`.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -28,7 +36,10 @@ pub(crate) struct MapArgs {
 }
 
 pub(crate) fn run(command: ShardCommand) -> anyhow::Result<ExitCode> {
-    let ShardCommand::Map(a) = command;
+    let a = match command {
+        ShardCommand::Map(a) => a,
+        ShardCommand::Group { command } => return crate::shard_group_cmd::run(command),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

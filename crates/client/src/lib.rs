@@ -91,6 +91,7 @@ mod failure;
 mod kv;
 mod kv_conn;
 mod map;
+mod map_change;
 mod mux;
 mod pool;
 mod router;
@@ -106,10 +107,11 @@ pub use client::Client;
 pub use cluster::SnapshotStream;
 pub use config::{ClientConfig, ConfigError};
 pub use error::Error;
-pub use keel_placement::{ClusterMap, NodeState};
+pub use keel_placement::{ClusterMap, Command as MapCommand, GroupId, NodeState};
 pub use keel_proto::v1::{
     Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };
+pub use map_change::ChangeMapOutcome;
 pub use tls::{TlsConfig, TlsIdentity, endpoint};
 pub use token::BearerToken;
 pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnResponse};

@@ -13,7 +13,9 @@ use keel_proto::v1::kv_server::KvServer;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::api::{self, ApiContext, ApiIdentity, ApiLimits, ClusterService, KvService};
+use crate::api::{
+    self, ApiContext, ApiIdentity, ApiLimits, ClusterService, KvService, PlacementAccess,
+};
 use crate::auth::{GrpcAuth, TokenCheck};
 use crate::backup::Backups;
 use crate::config::ServerConfig;
@@ -200,6 +202,10 @@ pub async fn run(
         backups,
         timeline.clone(),
         maps.clone(),
+        PlacementAccess {
+            node: placement.clone(),
+            members: identity.placement.clone().unwrap_or_default(),
+        },
     );
     let mut raft_svc = RaftService::new(
         cfg.id,

@@ -1,12 +1,14 @@
 //! The placement group with real processes: every node shows the same cluster
 //! map (gRPC `Cluster.Map`, HTTP `/v1/cluster/map`, `keel shard map`), the map
 //! survives losing the placement leader and a restart, and nodes outside the
-//! placement group follow it.
+//! placement group follow it. Operators' changes to the map: `change.rs`.
 
 use std::process::Command;
 use std::time::Duration;
 
 use keel_client::ClusterMap;
+
+mod change;
 
 use super::common::{TestCluster, eventually, http, keel_bin};
 

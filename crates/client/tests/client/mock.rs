@@ -456,6 +456,14 @@ impl Cluster for Service {
         }))
     }
 
+    async fn change_map(
+        &self,
+        _req: Request<v1::ChangeMapRequest>,
+    ) -> Result<Response<v1::ChangeMapResponse>, Status> {
+        self.begin("change_map").await?;
+        Err(Status::unimplemented("the mock does not change maps"))
+    }
+
     type WatchMapStream = futures::stream::Empty<Result<v1::MapResponse, Status>>;
 
     async fn watch_map(

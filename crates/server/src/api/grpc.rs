@@ -8,18 +8,19 @@ use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
-    AddMemberRequest, AddMemberResponse, AddRequest, AddResponse, BatchRequest, DeleteRequest,
-    DeleteResponse, DigestRequest, DigestResponse, GetRequest, GetResponse, MapRequest,
-    MapResponse, MembersRequest, MembersResponse, PeerProgress, PromoteMemberRequest,
-    PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest, RemoveMemberResponse,
-    ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest, StatusRequest,
-    StatusResponse, TransferLeaderRequest, TransferLeaderResponse, TxnRequest, TxnResponse,
-    WatchMapRequest,
+    AddMemberRequest, AddMemberResponse, AddRequest, AddResponse, BatchRequest, ChangeMapRequest,
+    ChangeMapResponse, DeleteRequest, DeleteResponse, DigestRequest, DigestResponse, GetRequest,
+    GetResponse, MapRequest, MapResponse, MembersRequest, MembersResponse, PeerProgress,
+    PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest,
+    RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest,
+    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse, TxnRequest,
+    TxnResponse, WatchMapRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ApiContext;
+use super::map_change::MapCall;
 use super::ops::Forwarding;
 use crate::metrics::ClientOp;
 
@@ -252,6 +253,23 @@ impl Cluster for ClusterService {
     ) -> Result<Response<Self::WatchMapStream>, Status> {
         let maps = self.ctx.watch_map(r.into_inner().after_version);
         Ok(Response::new(ReceiverStream::new(maps)))
+    }
+
+    async fn change_map(
+        &self,
+        r: Request<ChangeMapRequest>,
+    ) -> Result<Response<ChangeMapResponse>, Status> {
+        let call = if r
+            .metadata()
+            .contains_key(super::map_route::FORWARDED_HEADER)
+        {
+            MapCall::Forwarded
+        } else {
+            MapCall::Client
+        };
+        Ok(Response::new(
+            self.ctx.change_map(r.into_inner(), call).await?,
+        ))
     }
 
     type SnapshotSaveStream = ReceiverStream<Result<SnapshotSaveChunk, Status>>;

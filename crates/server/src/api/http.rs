@@ -76,7 +76,7 @@ fn protected_routes() -> Router<Arc<ApiContext>> {
                 .delete(delete_key),
         )
         .route("/v1/status", get(status))
-        .route("/v1/cluster/map", get(cluster_map))
+        .route("/v1/cluster/map", get(cluster_map).post(change_cluster_map))
         .merge(super::dashboard::data_route())
         .merge(super::http_members::routes())
         .merge(super::http_txn::routes())
@@ -466,6 +466,24 @@ async fn cluster_map(State(ctx): Ctx) -> Result<Response, HttpError> {
     Ok(axum::Json(json!({"version": m.version, "map": map})).into_response())
 }
 
+/// `POST /v1/cluster/map`: applies the command in the body (its stored JSON
+/// form, as `Cluster.ChangeMap` takes it) to the cluster map, at the placement
+/// leader wherever it is; answers `{"changed": bool, "version": N,
+/// "created_group": G (only for a created group), "map": {...}}`.
+async fn change_cluster_map(State(ctx): Ctx, body: String) -> Result<Response, HttpError> {
+    let request = keel_proto::v1::ChangeMapRequest { command_json: body };
+    let r = ctx
+        .change_map(request, super::map_change::MapCall::Client)
+        .await?;
+    let map: Json = serde_json::from_str(&r.map_json)
+        .map_err(|e| ErrorDetail::internal(format!("the new map is not JSON: {e}")))?;
+    let mut body = json!({"changed": r.changed, "version": r.version, "map": map});
+    if r.created_group != 0 {
+        body["created_group"] = json!(r.created_group);
+    }
+    Ok(axum::Json(body).into_response())
+}
+
 async fn healthz(State(ctx): Ctx) -> Response {
     let s = ctx.node.status();
     let healthy = s.leader != 0;
@@ -489,7 +507,7 @@ async fn healthz(State(ctx): Ctx) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /v1/cluster/status, /v1/cluster/map, /healthz, /metrics, and the dashboard at /", "kind": "not_found"})),
+        axum::Json(json!({"error": "no such route; see /v1/kv, /v1/txn, /v1/members, /v1/status, /v1/cluster/status, /v1/cluster/map (GET; POST a map command), /healthz, /metrics, and the dashboard at /", "kind": "not_found"})),
     )
         .into_response()
 }

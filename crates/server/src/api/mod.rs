@@ -17,6 +17,8 @@ mod http_members;
 mod http_session;
 mod http_txn;
 mod map;
+mod map_change;
+mod map_route;
 mod members;
 mod ops;
 mod sessions;
@@ -83,6 +85,15 @@ pub struct ApiIdentity {
     pub token: Option<BearerToken>,
 }
 
+/// How this node reaches the placement group, which changes the cluster map.
+#[derive(Clone, Debug, Default)]
+pub struct PlacementAccess {
+    /// This node's replica of the placement group, if it is a member.
+    pub node: Option<NodeHandle>,
+    /// The placement group's members (empty in a cluster from before it).
+    pub members: Vec<NodeId>,
+}
+
 /// Everything a request handler needs. Shared by all handlers.
 #[derive(Debug)]
 pub struct ApiContext {
@@ -110,6 +121,8 @@ pub struct ApiContext {
     pub timeline: Arc<Timeline>,
     /// The newest cluster map this node has seen.
     pub maps: MapCache,
+    /// This node's part in the placement group, for changes to the map.
+    pub placement: PlacementAccess,
     forwarder: Forwarder,
     lost_replies: sessions::LostReplies,
     status_cache: status::StatusCache,
@@ -127,6 +140,7 @@ impl ApiContext {
         backups: Arc<Backups>,
         timeline: Arc<Timeline>,
         maps: MapCache,
+        placement: PlacementAccess,
     ) -> Arc<Self> {
         Arc::new(ApiContext {
             node,
@@ -143,6 +157,7 @@ impl ApiContext {
             backups,
             timeline,
             maps,
+            placement,
             status_cache: status::StatusCache::default(),
         })
     }
