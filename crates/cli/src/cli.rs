@@ -12,6 +12,7 @@ mod member_cmd;
 mod serve;
 mod shard_cmd;
 mod shard_group_cmd;
+mod shard_status_cmd;
 mod snapshot_cmd;
 mod status_cmd;
 mod txn_cmd;

@@ -24,6 +24,9 @@ pub(crate) enum ShardCommand {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Print every group with its slots, leader and each member's replica
+    /// (role, term, commit and applied index), asking every node at once.
+    Status(crate::shard_status_cmd::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -39,6 +42,7 @@ pub(crate) fn run(command: ShardCommand) -> anyhow::Result<ExitCode> {
     let a = match command {
         ShardCommand::Map(a) => a,
         ShardCommand::Group { command } => return crate::shard_group_cmd::run(command),
+        ShardCommand::Status(a) => return crate::shard_status_cmd::run(a),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -109,7 +109,7 @@ pub use config::{ClientConfig, ConfigError};
 pub use error::Error;
 pub use keel_placement::{ClusterMap, Command as MapCommand, GroupId, NodeState};
 pub use keel_proto::v1::{
-    Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
+    GroupStatus, Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };
 pub use map_change::ChangeMapOutcome;
 pub use tls::{TlsConfig, TlsIdentity, endpoint};

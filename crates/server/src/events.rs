@@ -22,7 +22,7 @@ pub struct EventLog {
     timeline: Option<Arc<Timeline>>,
     /// Put before every line (`[placement group]`) when the events are of a
     /// group other than the key-value group.
-    label: Option<&'static str>,
+    label: Option<Arc<str>>,
 }
 
 impl EventLog {
@@ -54,18 +54,18 @@ impl EventLog {
     /// `[label]`: for the events of a group other than the key-value group.
     /// Its leader changes are not recorded as the node's (the dashboard's
     /// leader history is the key-value group's).
-    pub fn labelled(&self, label: &'static str) -> EventLog {
+    pub fn labelled(&self, label: impl Into<Arc<str>>) -> EventLog {
         EventLog {
             node: self.node,
             out: self.out.clone(),
             timeline: self.timeline.clone(),
-            label: Some(label),
+            label: Some(label.into()),
         }
     }
 
     /// `line` with this log's label in front, if it has one.
     fn labelled_line<'a>(&self, line: &'a str) -> std::borrow::Cow<'a, str> {
-        match self.label {
+        match &self.label {
             Some(label) => std::borrow::Cow::Owned(format!("[{label}] {line}")),
             None => std::borrow::Cow::Borrowed(line),
         }

@@ -28,12 +28,12 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
-use crate::placement::{MapCache, follow, member};
+use crate::placement::{MapCache, follow, member, reconcile};
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
     GroupDemux, HostedGroups, LocalIdentity, MAX_PEER_MESSAGE_BYTES, PeerConnector, RaftService,
-    SnapshotInbox, Transport, TransportStats,
+    SnapshotInboxes, Transport, TransportStats,
 };
 use keel_placement::PlacementMachine;
 
@@ -122,13 +122,7 @@ pub async fn run(
         }
         peers.entry(id).or_insert(address);
     }
-    let snapshot_store = recovered.kv_group.snapshots.store.clone();
-    let placement_store = recovered
-        .placement
-        .as_ref()
-        .map(|p| p.snapshots.store.clone());
     let metrics = Arc::new(Metrics::new());
-    let snapshot_metrics = metrics.clone();
     let stats = Arc::new(TransportStats::default());
     let local = LocalIdentity {
         node_id: cfg.id,
@@ -146,9 +140,12 @@ pub async fn run(
     let (peer_tx, peer_rx) = crossbeam_channel::bounded(cfg.max_peer_queue * peers.len().max(5));
     // The node adds the groups it hosts; the receiver lets in only theirs.
     let hosted = HostedGroups::new([], metrics.peer_messages_unknown_group.clone());
+    let inboxes = SnapshotInboxes::default();
     let node::RunningNode {
         handle,
         placement,
+        directory,
+        hosts,
         stop: stop_node,
         join,
     } = node::start(NodeParts {
@@ -168,6 +165,9 @@ pub async fn run(
         clock: node::LeaseClock::new(),
         data_dir: cfg.data_dir.clone(),
         min_free_disk_bytes: cfg.min_free_disk_bytes,
+        cfg: cfg.clone(),
+        inboxes: inboxes.clone(),
+        peer_tx: peer_tx.clone(),
     })?;
 
     let limits = ApiLimits {
@@ -206,6 +206,7 @@ pub async fn run(
             node: placement.clone(),
             members: identity.placement.clone().unwrap_or_default(),
         },
+        directory.clone(),
     );
     let mut raft_svc = RaftService::new(
         cfg.id,
@@ -215,16 +216,7 @@ pub async fn run(
         GroupDemux::new(hosted, peer_tx.clone()),
         stats,
     )
-    .with_snapshots(SnapshotInbox::new(
-        cfg.id,
-        snapshot_store,
-        peer_tx.clone(),
-        snapshot_metrics.clone(),
-    ));
-    if let Some(store) = placement_store {
-        raft_svc =
-            raft_svc.with_snapshots(SnapshotInbox::new(cfg.id, store, peer_tx, snapshot_metrics));
-    }
+    .with_snapshot_inboxes(inboxes);
     if let Some(tls) = &tls {
         raft_svc = raft_svc.with_node_certs(tls.nodes.clone(), ctx.metrics.clone());
     }
@@ -237,7 +229,23 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let placement_handle = placement.clone();
-    start_map_tasks(&cfg, &identity, placement, &ctx, maps, stop_rx.clone());
+    start_map_tasks(
+        &cfg,
+        &identity,
+        placement,
+        &ctx,
+        maps.clone(),
+        stop_rx.clone(),
+    );
+    if identity.placement.is_some() {
+        tokio::spawn(reconcile::reconcile(
+            cfg.id,
+            maps,
+            directory,
+            hosts,
+            stop_rx.clone(),
+        ));
+    }
     // Client services check the bearer token (if any) before their handlers run;
     // the peer service is authenticated by mutual TLS instead.
     let auth = GrpcAuth(token_check.clone());

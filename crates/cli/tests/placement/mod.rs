@@ -9,6 +9,7 @@ use std::time::Duration;
 use keel_client::ClusterMap;
 
 mod change;
+mod hosting;
 
 use super::common::{TestCluster, eventually, http, keel_bin};
 

@@ -10,11 +10,11 @@ use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
     AddMemberRequest, AddMemberResponse, AddRequest, AddResponse, BatchRequest, ChangeMapRequest,
     ChangeMapResponse, DeleteRequest, DeleteResponse, DigestRequest, DigestResponse, GetRequest,
-    GetResponse, MapRequest, MapResponse, MembersRequest, MembersResponse, PeerProgress,
-    PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse, RemoveMemberRequest,
-    RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk, SnapshotSaveRequest,
-    StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse, TxnRequest,
-    TxnResponse, WatchMapRequest,
+    GetResponse, GroupStatus, MapRequest, MapResponse, MembersRequest, MembersResponse,
+    PeerProgress, PromoteMemberRequest, PromoteMemberResponse, PutRequest, PutResponse,
+    RemoveMemberRequest, RemoveMemberResponse, ScanRequest, ScanResponse, SnapshotSaveChunk,
+    SnapshotSaveRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse, TxnRequest, TxnResponse, WatchMapRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -165,6 +165,32 @@ pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
             .collect(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_ms: ctx.started.elapsed().as_millis() as u64,
+        groups: ctx
+            .groups
+            .all()
+            .iter()
+            .map(|h| group_status(h.group(), &h.status()))
+            .collect(),
+    }
+}
+
+/// One hosted group's replica as it sees its group.
+fn group_status(group: keel_raft::GroupId, s: &crate::node::NodeStatus) -> GroupStatus {
+    let learner = s.role == keel_raft::Role::Follower && s.conf.learners.contains(&s.id);
+    GroupStatus {
+        group,
+        role: if learner {
+            "learner".to_string()
+        } else {
+            s.role.as_str().to_string()
+        },
+        term: s.term,
+        leader_id: s.leader,
+        commit_index: s.commit,
+        applied_index: s.applied,
+        last_index: s.last_index,
+        voters: s.conf.voters.clone(),
+        learners: s.conf.learners.clone(),
     }
 }
 

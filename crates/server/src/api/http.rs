@@ -453,6 +453,17 @@ async fn status(State(ctx): Ctx) -> Response {
         "peers": peers,
         "version": s.version,
         "uptime_ms": s.uptime_ms,
+        "groups": s.groups.iter().map(|g| json!({
+            "group": g.group,
+            "role": g.role,
+            "term": g.term,
+            "leader_id": g.leader_id,
+            "commit_index": g.commit_index,
+            "applied_index": g.applied_index,
+            "last_index": g.last_index,
+            "voters": g.voters,
+            "learners": g.learners,
+        })).collect::<Vec<_>>(),
     }))
     .into_response()
 }

@@ -43,7 +43,7 @@ use crate::backup::Backups;
 use crate::config::DefaultReadMode;
 use crate::members::MemberBook;
 use crate::metrics::{ClientOp, Metrics};
-use crate::node::{NodeError, NodeHandle};
+use crate::node::{GroupDirectory, NodeError, NodeHandle};
 use crate::placement::MapCache;
 use crate::timeline::Timeline;
 use crate::transport::PeerConnector;
@@ -123,6 +123,8 @@ pub struct ApiContext {
     pub maps: MapCache,
     /// This node's part in the placement group, for changes to the map.
     pub placement: PlacementAccess,
+    /// Every group this node hosts.
+    pub groups: GroupDirectory,
     forwarder: Forwarder,
     lost_replies: sessions::LostReplies,
     status_cache: status::StatusCache,
@@ -141,6 +143,7 @@ impl ApiContext {
         timeline: Arc<Timeline>,
         maps: MapCache,
         placement: PlacementAccess,
+        groups: GroupDirectory,
     ) -> Arc<Self> {
         Arc::new(ApiContext {
             node,
@@ -158,6 +161,7 @@ impl ApiContext {
             timeline,
             maps,
             placement,
+            groups,
             status_cache: status::StatusCache::default(),
         })
     }

@@ -24,6 +24,7 @@ use keel_raft::{GroupId, Message, Ready};
 
 use super::ctx::NodeCtx;
 use super::group::{Group, GroupTable};
+use super::host_runtime::{HostOrder, Hosts};
 use super::persist::{GroupWrites, RoundWrite, write_round};
 use super::requests::{NodeError, Request};
 use crate::error::ServerError;
@@ -37,10 +38,17 @@ const MAX_INPUTS_PER_TURN: usize = 4096;
 /// time out an election, without spinning through hours of missed ticks.
 const MAX_CATCH_UP_TICKS: u32 = 1000;
 
+/// A group's apply thread, joined when the node stops.
+pub(crate) type ApplyThread = std::thread::JoinHandle<Result<(), ServerError>>;
+
 /// The consensus thread's state: the node-wide context and the hosted groups.
 pub(crate) struct Driver {
     pub(crate) ctx: NodeCtx,
     pub(crate) groups: GroupTable,
+    /// How groups are added at run time, and the apply threads started.
+    pub(crate) hosts: Hosts,
+    /// Orders to host more groups (from the map's reconciler).
+    pub(crate) host_rx: Receiver<HostOrder>,
     /// The groups the transport's receiver lets in, kept in line with `groups`.
     pub(crate) hosted: HostedGroups,
     /// Peer messages of every hosted group (the receiver demultiplexes by group).
@@ -57,9 +65,10 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Runs until shutdown (Ok) or a fatal error (the node must stop). Dropping the
-    /// driver hangs up on the apply threads, which then finish their queues.
-    pub(crate) fn run(mut self) -> Result<(), ServerError> {
+    /// Runs until shutdown (Ok) or a fatal error (the node must stop), and
+    /// returns that with the apply threads to join. Dropping the driver hangs up
+    /// on the apply threads, which then finish their queues.
+    pub(crate) fn run(mut self) -> (Result<(), ServerError>, Vec<ApplyThread>) {
         let result = self.main_loop();
         for g in self.groups.iter_mut() {
             g.reads.fail_all();
@@ -69,7 +78,9 @@ impl Driver {
         while let Ok((_, r)) = self.req_rx.try_recv() {
             r.refuse(NodeError::ShuttingDown);
         }
-        result
+        let applies = std::mem::take(&mut self.hosts.applies);
+        drop(self);
+        (result, applies)
     }
 
     fn main_loop(&mut self) -> Result<(), ServerError> {
@@ -84,6 +95,11 @@ impl Driver {
                 }
                 recv(self.req_rx) -> r => {
                     if let Ok((group, r)) = r { self.handle_request(group, r)? }
+                }
+                recv(self.host_rx) -> order => {
+                    if let Ok(order) = order {
+                        self.hosts.carry_out(&mut self.ctx, &mut self.groups, order)?;
+                    }
                 }
                 recv(self.ctx.fatal_rx) -> e => {
                     return Err(ServerError::Fatal(e.unwrap_or_else(|_| "the apply thread stopped".into())));

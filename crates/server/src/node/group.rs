@@ -129,6 +129,7 @@ impl Group {
                 applied,
                 last_index: s.last_index,
                 peers: s.peers,
+                conf: s.conf,
             };
             if *cur == next {
                 false

@@ -34,6 +34,9 @@ pub(crate) struct GroupSettings {
     pub(crate) incarnations: Arc<PeerIncarnations>,
     /// A learner is promoted once within this many entries of the leader's log.
     pub(crate) promote_lag_entries: u64,
+    /// The runtime snapshot transfers run on (groups added at run time are
+    /// built on the consensus thread, outside it).
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// A group as start-up recovered it.
@@ -91,7 +94,7 @@ pub(crate) fn host(
         store: snapshots.store.clone(),
         metrics: ctx.metrics.clone(),
         connector: ctx.transport.connector(),
-        runtime: tokio::runtime::Handle::current(),
+        runtime: settings.runtime.clone(),
         done,
     };
     let snapshots = Snapshots::new(

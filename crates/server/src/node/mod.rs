@@ -9,10 +9,13 @@
 //! group) always, and the placement group on its members (`recover.rs`).
 
 mod apply;
+mod boot_file;
 mod ctx;
+mod directory;
 mod disk;
 mod driver;
 mod group;
+mod host_runtime;
 mod hosting;
 mod leadership;
 mod lease;
@@ -37,6 +40,8 @@ use keel_raft::{GroupId, Message, NodeId, Role};
 use keel_storage::kv::{ApplyOutcome, KvStore};
 use tokio::sync::{oneshot, watch};
 
+pub use directory::GroupDirectory;
+pub use host_runtime::HostSender;
 pub use lease::{LeaseCell, LeaseClock, LeaseRead};
 pub use recover::{KV_GROUP, group_state_path, state_path};
 #[cfg(test)]
@@ -91,6 +96,12 @@ pub(crate) struct NodeParts {
     pub(crate) data_dir: std::path::PathBuf,
     /// Writes are refused while less than this is free (0: no floor).
     pub(crate) min_free_disk_bytes: u64,
+    /// The node's settings, for groups created at run time.
+    pub(crate) cfg: crate::config::ServerConfig,
+    /// Where the transport's receiver finds each hosted group's snapshot inbox.
+    pub(crate) inboxes: crate::transport::SnapshotInboxes,
+    /// The sending side of `peer_rx`, where received snapshots are announced.
+    pub(crate) peer_tx: Sender<Message>,
 }
 
 /// A running consensus thread: how to reach it, how to stop it, and how it ended.
@@ -99,6 +110,10 @@ pub(crate) struct RunningNode {
     pub(crate) handle: NodeHandle,
     /// The placement group, when this node hosts it.
     pub(crate) placement: Option<NodeHandle>,
+    /// Every hosted group's handle, kept current as groups are added.
+    pub(crate) directory: GroupDirectory,
+    /// Where orders to host more groups go.
+    pub(crate) hosts: HostSender,
     /// Sending (or dropping) stops the thread.
     pub(crate) stop: Sender<()>,
     /// Yields an error if the thread stopped on a fatal failure.
@@ -113,24 +128,29 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     let (req_tx, req_rx) = crossbeam_channel::bounded(parts.max_pending);
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
+    let (host_tx, host_rx) = crossbeam_channel::bounded(MAX_QUEUED_HOST_ORDERS);
     let Recovered {
         wal,
         kv_group,
         placement,
+        others,
     } = parts.recovered;
     let id = kv_group.raft.id();
-    let placement_events = placement.as_ref().map(|_| {
-        Arc::new(std::sync::Mutex::new(
-            parts.events.labelled(PLACEMENT_LABEL),
-        ))
-    });
+    let labelled = |label: String| Arc::new(std::sync::Mutex::new(parts.events.labelled(label)));
+    let placement_events = placement
+        .as_ref()
+        .map(|_| labelled(PLACEMENT_LABEL.to_string()));
+    let other_events: Vec<_> = others
+        .iter()
+        .map(|g| labelled(recover::group_label(g.raft.group())))
+        .collect();
     let events = Arc::new(std::sync::Mutex::new(parts.events));
     let clock = parts.clock;
     let ctx = ctx::NodeCtx::new(
         parts.transport,
         events.clone(),
         wal,
-        parts.metrics,
+        parts.metrics.clone(),
         disk::DiskWatch::new(
             Arc::new(keel_storage::vfs::StdVfs::new()),
             parts.data_dir,
@@ -140,40 +160,42 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         clock,
         parts.max_pending,
     );
-    let settings = hosting::GroupSettings {
-        flush_interval: parts.flush_interval,
-        tick: parts.tick,
-        snapshot_entries: parts.snapshot_entries,
-        snapshot_trailing_entries: parts.snapshot_trailing_entries,
-        incarnations: parts.incarnations,
-        promote_lag_entries: parts.promote_lag_entries,
+    let directory = GroupDirectory::default();
+    let mut hosts = host_runtime::Hosts {
+        cfg: parts.cfg,
+        settings: hosting::GroupSettings {
+            flush_interval: parts.flush_interval,
+            tick: parts.tick,
+            snapshot_entries: parts.snapshot_entries,
+            snapshot_trailing_entries: parts.snapshot_trailing_entries,
+            incarnations: parts.incarnations,
+            promote_lag_entries: parts.promote_lag_entries,
+            runtime: tokio::runtime::Handle::current(),
+        },
+        req_tx,
+        clock,
+        directory: directory.clone(),
+        hosted: parts.hosted.clone(),
+        inboxes: parts.inboxes,
+        peer_tx: parts.peer_tx,
+        metrics: parts.metrics,
+        fatal_tx,
+        applies: Vec::new(),
     };
     let mut groups = group::GroupTable::default();
-    let mut appliers = Vec::new();
-    let mut host = |boot: hosting::GroupBoot, events| {
-        let kv = boot.kv.clone();
-        let hosted = hosting::host(&ctx, &settings, boot, events);
-        let handle = NodeHandle {
-            group: hosted.group.id(),
-            req_tx: req_tx.clone(),
-            kv,
-            status: hosted.status,
-            lease: hosted.group.lease.clone(),
-            clock,
-        };
-        parts.hosted.host(hosted.group.id());
-        groups.insert(hosted.group);
-        appliers.push(hosted.applier);
-        handle
-    };
-    let handle = host(kv_group, events.clone());
+    let handle = hosts.add(&ctx, &mut groups, kv_group, events.clone())?;
     let placement = match (placement, placement_events) {
-        (Some(boot), Some(events)) => Some(host(boot, events)),
+        (Some(boot), Some(events)) => Some(hosts.add(&ctx, &mut groups, boot, events)?),
         _ => None,
     };
+    for (boot, events) in others.into_iter().zip(other_events) {
+        hosts.add(&ctx, &mut groups, boot, events)?;
+    }
     let driver = Driver {
         ctx,
         groups,
+        hosts,
+        host_rx,
         hosted: parts.hosted,
         peer_rx: parts.peer_rx,
         req_rx,
@@ -182,22 +204,13 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         relieve_pressure: parts.snapshot_entries != 0,
         next_pressure_check: Instant::now(),
     };
-    let mut applies = Vec::new();
-    for (n, applier) in appliers.into_iter().enumerate() {
-        // Group 1's thread keeps its name; others are numbered after it.
-        let name = match n {
-            0 => format!("keel-apply-{id}"),
-            n => format!("keel-apply-{id}-{n}"),
-        };
-        applies.push(spawn(name, fatal_tx.clone(), move || applier.run())?);
-    }
     let join = std::thread::Builder::new()
         .name(format!("keel-raft-{id}"))
         .spawn(move || {
             // The driver hangs up on the apply threads when it returns; each
             // finishes its queue (applies done, the state machine flushed)
             // before it stops.
-            let mut result = driver.run();
+            let (mut result, applies) = driver.run();
             for apply in applies {
                 let apply = apply
                     .join()
@@ -219,10 +232,16 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
     Ok(RunningNode {
         handle,
         placement,
+        directory,
+        hosts: HostSender::new(host_tx),
         stop: shutdown_tx,
         join,
     })
 }
+
+/// Host orders waiting for the consensus thread (the reconciler sends one per
+/// group it finds missing, and waits for each).
+const MAX_QUEUED_HOST_ORDERS: usize = 64;
 
 /// Spawns a helper thread that reports a fatal error to the consensus thread
 /// before returning it.

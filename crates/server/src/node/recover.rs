@@ -30,6 +30,13 @@ pub(crate) struct Recovered {
     pub(crate) kv_group: GroupBoot,
     /// The placement group, when this node is one of its members.
     pub(crate) placement: Option<GroupBoot>,
+    /// Data groups created at run time from the cluster map (`boot_file.rs`).
+    pub(crate) others: Vec<GroupBoot>,
+}
+
+/// The label of a data group's events, for every group but group 1.
+pub(crate) fn group_label(group: GroupId) -> String {
+    format!("group {group}")
 }
 
 /// The label of the placement group's events.
@@ -94,11 +101,126 @@ pub(crate) fn recover(
         }
         None => None,
     };
+    let mut others = Vec::new();
+    for (group, voters) in super::boot_file::read_all(&cfg.data_dir)? {
+        if group == KV_GROUP || group == PLACEMENT_GROUP {
+            return Err(ServerError::Recovery(format!(
+                "a boot file names group {group}, whose configuration comes from identity.json"
+            )));
+        }
+        if wal.is_removed(group) {
+            // Removed, and the crash came before its files were deleted:
+            // finish the deletion.
+            delete_group_files(&cfg.data_dir, group)?;
+            continue;
+        }
+        let mut events = events.labelled(group_label(group));
+        let boot = recover_group(
+            cfg,
+            &vfs,
+            &mut wal,
+            GroupSpec {
+                id: group,
+                log: recovery.groups.remove(&group).unwrap_or_default(),
+                state: group_state_path(&cfg.data_dir, group),
+                voters,
+            },
+            &mut events,
+        )?;
+        events.flush();
+        others.push(boot);
+    }
+    for group in recovery.groups.keys() {
+        // Not hosted, yet in the log: a replica whose boot file is gone. Its
+        // records stay (compaction keeps them) until an operator decides.
+        let line = format!(
+            "Node {} found log records of group {group} but no boot file for it;              the group is not hosted here.",
+            cfg.id
+        );
+        tracing::error!("{line}");
+        events.note(&line);
+    }
     Ok(Recovered {
         wal,
         kv_group,
         placement,
+        others,
     })
+}
+
+/// The files of a replica of `group` started at run time, before anything
+/// else: any left by an earlier life (or by a creation that crashed before its
+/// first WAL record) are deleted, since they mean nothing to an empty log, and
+/// the boot file is written. Nothing is in the WAL yet, so a failure here
+/// leaves the node as it was (a later order tries again).
+pub(crate) fn prepare_group_files(
+    cfg: &ServerConfig,
+    group: GroupId,
+    voters: &BTreeMap<NodeId, String>,
+) -> Result<(), ServerError> {
+    delete_group_files(&cfg.data_dir, group)?;
+    super::boot_file::write(&cfg.data_dir, group, voters)?;
+    create_state_dir(&group_state_path(&cfg.data_dir, group))
+}
+
+/// Opens the replica [`prepare_group_files`] prepared: its state machine and
+/// snapshots empty, its core from the configuration `voters` with an empty
+/// log — from term 0, or, if this node held a replica of the group before and
+/// left it, from that replica's last term and vote (`Wal::recreate_group`,
+/// which buffers the group's new life in the WAL).
+pub(crate) fn open_new_group(
+    cfg: &ServerConfig,
+    wal: &mut Wal,
+    group: GroupId,
+    voters: BTreeMap<NodeId, String>,
+    events: &mut EventLog,
+) -> Result<GroupBoot, ServerError> {
+    let vfs: Arc<dyn Vfs> = Arc::new(StdVfs::new());
+    let mut log = RecoveredGroup::default();
+    if wal.is_removed(group) {
+        log.hard_state = wal.recreate_group(group)?;
+    }
+    recover_group(
+        cfg,
+        &vfs,
+        wal,
+        GroupSpec {
+            id: group,
+            log,
+            state: group_state_path(&cfg.data_dir, group),
+            voters,
+        },
+        events,
+    )
+}
+
+/// Deletes a data group's boot file, state machine and snapshots.
+fn delete_group_files(data_dir: &Path, group: GroupId) -> Result<(), ServerError> {
+    let state = group_state_path(data_dir, group);
+    match std::fs::remove_file(&state) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServerError::Io {
+                what: "cannot delete a group's state file",
+                path: state,
+                source,
+            });
+        }
+    }
+    let snaps = super::snapshots::group_snapshot_dir(data_dir, group);
+    match std::fs::remove_dir_all(&snaps) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServerError::Io {
+                what: "cannot delete a group's snapshots",
+                path: snaps,
+                source,
+            });
+        }
+    }
+    super::boot_file::remove(data_dir, group)
 }
 
 /// The placement group's bootstrap voters with their addresses, if this node

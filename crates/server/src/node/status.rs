@@ -1,7 +1,7 @@
 //! A snapshot of the node's consensus state, published by the consensus thread for
 //! status pages and routing decisions, without a round trip to it.
 
-use keel_raft::{Index, NodeId, PeerStatus, Role, Term};
+use keel_raft::{ConfState, Index, NodeId, PeerStatus, Role, Term};
 
 /// What `keel status`, `/v1/status` and request routing need to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct NodeStatus {
     pub last_index: Index,
     /// On the leader: replication progress of each follower.
     pub peers: Vec<PeerStatus>,
+    /// The configuration in force, as this replica knows it.
+    pub conf: ConfState,
 }
 
 impl NodeStatus {
@@ -35,6 +37,7 @@ impl NodeStatus {
             applied: 0,
             last_index: 0,
             peers: Vec::new(),
+            conf: ConfState::default(),
         }
     }
 }

@@ -3,13 +3,15 @@
 //! key-value state machine, changed only by compare-and-set (`cas.rs`, over
 //! the group's handle: `node_store.rs`); the node's cached copy (`cache.rs`),
 //! fed from the local replica on placement members (`member.rs`) and from a
-//! member's `WatchMap` stream elsewhere (`follow.rs`).
+//! member's `WatchMap` stream elsewhere (`follow.rs`); and the groups the node
+//! hosts kept in line with it (`reconcile.rs`).
 
 pub mod cache;
 pub mod cas;
 pub(crate) mod follow;
 pub(crate) mod member;
 pub mod node_store;
+pub(crate) mod reconcile;
 
 pub use cache::{CachedMap, MapCache};
 pub use cas::{CasError, Changed, Created, MAP_KEY, MapStore, Written, change_map, create_map};

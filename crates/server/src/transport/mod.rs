@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 pub use connect::PeerConnector;
 pub use demux::{Delivery, GroupDemux, HostedGroups};
 pub use service::RaftService;
-pub use snapshot::SnapshotInbox;
+pub use snapshot::{SnapshotInbox, SnapshotInboxes};
 pub(crate) use snapshot::{SnapshotOutbox, TransferOutcome};
 
 /// Largest gRPC message a node accepts from a peer (a batch of AppendEntries).

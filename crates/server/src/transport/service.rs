@@ -1,7 +1,6 @@
 //! The inbound side: accepts peers' streams, checks who is talking, and hands
 //! messages to the consensus thread.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,11 +9,11 @@ use keel_proto::raft::{
     MessageBatch, SnapshotChunk, SnapshotOffer, SnapshotOfferReply, SnapshotSendReply,
     StreamSummary,
 };
-use keel_raft::{GroupId, Message, MessageBody, NodeId};
+use keel_raft::{Message, MessageBody, NodeId};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::demux::{Delivery, GroupDemux};
-use super::snapshot::SnapshotInbox;
+use super::snapshot::{SnapshotInbox, SnapshotInboxes};
 use super::{NOT_A_MEMBER, TransportStats};
 use crate::log_limit::{LogLimit, left_out};
 use crate::members::MemberBook;
@@ -34,7 +33,7 @@ pub struct RaftService {
     stats: Arc<TransportStats>,
     /// Receives snapshot files (`snapshot.rs`), one inbox per hosted group;
     /// offers for other groups are refused.
-    snapshots: BTreeMap<GroupId, Arc<SnapshotInbox>>,
+    snapshots: SnapshotInboxes,
     /// With TLS: only connections that presented a node certificate of the
     /// cluster CA may use this service (`tls/verify.rs`).
     node_certs: Option<(Arc<NodeCertCheck>, Arc<Metrics>)>,
@@ -60,7 +59,7 @@ impl RaftService {
             incarnations,
             demux,
             stats,
-            snapshots: BTreeMap::new(),
+            snapshots: SnapshotInboxes::default(),
             node_certs: None,
             refusal_log: LogLimit::default(),
         }
@@ -103,13 +102,20 @@ impl RaftService {
     }
 
     /// Accepts snapshot transfers of `inbox`'s group into it.
-    pub fn with_snapshots(mut self, inbox: SnapshotInbox) -> Self {
-        self.snapshots.insert(inbox.group(), Arc::new(inbox));
+    pub fn with_snapshots(self, inbox: SnapshotInbox) -> Self {
+        self.snapshots.register(inbox);
+        self
+    }
+
+    /// Receives snapshots into the inboxes of `inboxes`, a table the node
+    /// keeps current as it hosts groups.
+    pub fn with_snapshot_inboxes(mut self, inboxes: SnapshotInboxes) -> Self {
+        self.snapshots = inboxes;
         self
     }
 
     /// A snapshot offer passes the same checks as a batch of messages.
-    fn admit_offer(&self, offer: &SnapshotOffer) -> Result<&SnapshotInbox, Status> {
+    fn admit_offer(&self, offer: &SnapshotOffer) -> Result<Arc<SnapshotInbox>, Status> {
         let as_batch = MessageBatch {
             cluster_id: offer.cluster_id,
             from: offer.from,
@@ -125,7 +131,7 @@ impl RaftService {
                 "this node does not receive snapshots",
             ));
         }
-        match self.snapshots.get(&offer.group) {
+        match self.snapshots.get(offer.group) {
             Some(inbox) if self.demux.hosted().contains(offer.group) => Ok(inbox),
             _ => {
                 self.demux.hosted().count_unknown(offer.group);

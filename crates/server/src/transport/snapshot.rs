@@ -740,3 +740,45 @@ mod tests {
         );
     }
 }
+
+/// The snapshot inboxes of the groups a node hosts, by group. Cheap to clone;
+/// clones share the table (the node adds groups it starts hosting at run time).
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotInboxes {
+    inboxes: Arc<std::sync::RwLock<std::collections::BTreeMap<GroupId, Arc<SnapshotInbox>>>>,
+}
+
+impl SnapshotInboxes {
+    /// Receives `inbox`'s group's snapshots into it from now on.
+    pub fn register(&self, inbox: SnapshotInbox) {
+        self.inboxes
+            .write()
+            .expect("snapshot inboxes lock poisoned")
+            .insert(inbox.group(), Arc::new(inbox));
+    }
+
+    /// Stops receiving `group`'s snapshots.
+    pub fn unregister(&self, group: GroupId) {
+        self.inboxes
+            .write()
+            .expect("snapshot inboxes lock poisoned")
+            .remove(&group);
+    }
+
+    /// `group`'s inbox, if it has one.
+    pub fn get(&self, group: GroupId) -> Option<Arc<SnapshotInbox>> {
+        self.inboxes
+            .read()
+            .expect("snapshot inboxes lock poisoned")
+            .get(&group)
+            .cloned()
+    }
+
+    /// Whether no group receives snapshots here.
+    pub fn is_empty(&self) -> bool {
+        self.inboxes
+            .read()
+            .expect("snapshot inboxes lock poisoned")
+            .is_empty()
+    }
+}
