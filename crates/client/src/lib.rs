@@ -107,7 +107,9 @@ pub use client::Client;
 pub use cluster::SnapshotStream;
 pub use config::{ClientConfig, ConfigError};
 pub use error::Error;
-pub use keel_placement::{ClusterMap, Command as MapCommand, GroupId, NodeState};
+pub use keel_placement::{
+    ClusterMap, Command as MapCommand, GroupId, NodeState, Slot, slot_for_key,
+};
 pub use keel_proto::v1::{
     GroupStatus, Member, MembersResponse, PeerProgress, SnapshotSaveChunk, StatusResponse,
 };

@@ -44,7 +44,7 @@ fn keel_shard_err(t: &TestCluster, id: u64, args: &[&str]) -> String {
 
 /// Waits until every node in `nodes` caches a map at `version` at least, and
 /// returns node `nodes[0]`'s.
-async fn map_everywhere(t: &TestCluster, nodes: &[u64], version: u64) -> ClusterMap {
+pub(super) async fn map_everywhere(t: &TestCluster, nodes: &[u64], version: u64) -> ClusterMap {
     let mut first = None;
     for &id in nodes {
         let client = t.node_client(id);

@@ -18,11 +18,12 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<AddResponse, ErrorDetail> {
         validate::key(&req.key)?;
+        let node = self.group_for_key(&req.key)?;
         let cmd = Envelope::from(Command::Add {
             key: req.key.clone(),
             delta: req.delta,
         });
-        match self.propose(cmd).await {
+        match self.propose(&node, cmd).await {
             Ok(outcome) => add_response(outcome),
             Err(NodeError::NotLeader { leader }) if leader != 0 && fwd == Forwarding::Allowed => {
                 self.forward_kv(&self.address_of(leader), true, |mut c| async move {

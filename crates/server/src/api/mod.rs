@@ -21,6 +21,7 @@ mod map_change;
 mod map_route;
 mod members;
 mod ops;
+mod route;
 mod sessions;
 pub mod status;
 pub(crate) mod txn;
@@ -37,7 +38,7 @@ use keel_storage::kv::slots::SlotUnavailable;
 pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
-pub(crate) use ops::{Forwarding, Served};
+pub(crate) use ops::{Forwarding, Served, not_served};
 
 use crate::backup::Backups;
 use crate::config::DefaultReadMode;

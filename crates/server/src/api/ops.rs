@@ -14,11 +14,12 @@ use keel_proto::v1::{
     PutResponse, ReadMode, ScanRequest, ScanResponse, precondition,
 };
 use keel_storage::command::{Command, Envelope, Expect};
+use keel_storage::kv::slots::SlotUnavailable;
 use keel_storage::kv::{ApplyOutcome, KvStore};
 
 use super::{ApiContext, sessions, validate};
 use crate::config::DefaultReadMode;
-use crate::node::NodeError;
+use crate::node::{NodeError, NodeHandle};
 
 /// Scan page size when the request does not set one.
 const DEFAULT_SCAN_LIMIT: u32 = 100;
@@ -38,11 +39,13 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<GetResponse, ErrorDetail> {
         validate::key(&req.key)?;
+        let node = self.group_for_key(&req.key)?;
         let read = |kv: &KvStore| {
             let revision = kv.applied_index();
             let kv = kv
-                .get(&req.key)
+                .get_served(&req.key)
                 .map_err(|e| ErrorDetail::internal(format!("state machine read failed: {e}")))?
+                .map_err(not_served)?
                 .map(|(value, version)| KeyValue {
                     key: req.key.clone(),
                     value,
@@ -50,7 +53,7 @@ impl ApiContext {
                 });
             Ok(GetResponse { kv, revision })
         };
-        match self.serve_read(req.read_mode(), fwd, read).await? {
+        match self.serve_read(&node, req.read_mode(), fwd, read).await? {
             Served::Here(response) => Ok(response),
             Served::Forward(leader) => {
                 self.forward_kv(&leader, false, |mut c| async move { c.get(req).await })
@@ -74,7 +77,7 @@ impl ApiContext {
             let start_after = (!req.start_after.is_empty()).then_some(&req.start_after[..]);
             let revision = kv.applied_index();
             let (items, more) = kv
-                .scan(&req.prefix, start_after, limit)
+                .scan_served(&req.prefix, start_after, limit)
                 .map_err(|e| ErrorDetail::internal(format!("state machine scan failed: {e}")))?;
             let kvs = items
                 .into_iter()
@@ -90,7 +93,8 @@ impl ApiContext {
                 revision,
             })
         };
-        match self.serve_read(req.read_mode(), fwd, read).await? {
+        let node = self.group_for_scan()?;
+        match self.serve_read(&node, req.read_mode(), fwd, read).await? {
             Served::Here(response) => Ok(response),
             Served::Forward(leader) => {
                 self.forward_kv(&leader, false, |mut c| async move { c.scan(req).await })
@@ -106,6 +110,7 @@ impl ApiContext {
     ) -> Result<PutResponse, ErrorDetail> {
         validate::key(&req.key)?;
         validate::value(&req.value, self.limits.max_value_bytes)?;
+        let node = self.group_for_key(&req.key)?;
         let cmd = Envelope {
             session: sessions::header(&self.limits, req.session.as_ref())?,
             command: Command::Put {
@@ -114,7 +119,7 @@ impl ApiContext {
                 expect: expect_of(req.precondition.as_ref()),
             },
         };
-        match self.propose(cmd).await {
+        match self.propose(&node, cmd).await {
             Ok(ApplyOutcome::Put { revision }) => Ok(PutResponse { revision }),
             Ok(ApplyOutcome::Conflict { current_version }) => {
                 Err(ErrorDetail::conflict(current_version.unwrap_or(0)))
@@ -139,6 +144,7 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<DeleteResponse, ErrorDetail> {
         validate::key(&req.key)?;
+        let node = self.group_for_key(&req.key)?;
         let cmd = Envelope {
             session: sessions::header(&self.limits, req.session.as_ref())?,
             command: Command::Delete {
@@ -146,7 +152,7 @@ impl ApiContext {
                 expect: expect_of(req.precondition.as_ref()),
             },
         };
-        match self.propose(cmd).await {
+        match self.propose(&node, cmd).await {
             Ok(ApplyOutcome::Deleted { revision, existed }) => Ok(DeleteResponse {
                 revision,
                 deleted: existed,
@@ -168,9 +174,12 @@ impl ApiContext {
         }
     }
 
-    pub(super) async fn propose(&self, cmd: Envelope) -> Result<ApplyOutcome, NodeError> {
-        let outcome = self
-            .node
+    pub(super) async fn propose(
+        &self,
+        node: &NodeHandle,
+        cmd: Envelope,
+    ) -> Result<ApplyOutcome, NodeError> {
+        let outcome = node
             .write(cmd.encode(), self.limits.request_timeout)
             .await?;
         if self.lost_replies.lose() {
@@ -186,6 +195,7 @@ impl ApiContext {
     /// forward the request.
     pub(crate) async fn serve_read<T>(
         &self,
+        node: &NodeHandle,
         mode: ReadMode,
         fwd: Forwarding,
         read: impl Fn(&KvStore) -> Result<T, ErrorDetail>,
@@ -199,10 +209,10 @@ impl ApiContext {
             m => m,
         };
         match mode {
-            ReadMode::Stale => return Ok(Served::Here(read(self.node.kv())?)),
+            ReadMode::Stale => return Ok(Served::Here(read(node.kv())?)),
             ReadMode::Lease => {
                 let timeout = self.limits.request_timeout;
-                match self.node.lease_read(timeout, &read).await {
+                match node.lease_read(timeout, &read).await {
                     Ok(Some(result)) => {
                         self.metrics.lease_reads.inc();
                         return Ok(Served::Here(result?));
@@ -212,7 +222,7 @@ impl ApiContext {
                     }
                     Err(e) => return Err(self.error(e)),
                 }
-                let leader = self.node.leader();
+                let leader = node.leader();
                 if leader != 0 && leader != self.id {
                     // Only the leader holds a lease: send the client there.
                     return match fwd {
@@ -225,8 +235,8 @@ impl ApiContext {
             }
             _ => {}
         }
-        match self.node.read_barrier(self.limits.request_timeout).await {
-            Ok(_) => Ok(Served::Here(read(self.node.kv())?)),
+        match node.read_barrier(self.limits.request_timeout).await {
+            Ok(_) => Ok(Served::Here(read(node.kv())?)),
             Err(NodeError::NotLeader { leader })
                 if leader != 0 && leader != self.id && fwd == Forwarding::Allowed =>
             {
@@ -235,6 +245,23 @@ impl ApiContext {
             Err(e) => Err(self.error(e)),
         }
     }
+}
+
+/// A read of a slot the group does not serve (any more, or not yet): the
+/// same answer a write gets, so clients retry or re-route alike.
+pub(crate) fn not_served(n: keel_storage::kv::NotServed) -> ErrorDetail {
+    let why = if n.state.is_moving() {
+        SlotUnavailable::Moving {
+            slot: n.slot,
+            state: n.state,
+        }
+    } else {
+        SlotUnavailable::WrongGroup {
+            slot: n.slot,
+            state: n.state,
+        }
+    };
+    super::slot_error(why)
 }
 
 fn expect_of(p: Option<&Precondition>) -> Expect {

@@ -27,9 +27,17 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<TxnResponse, ErrorDetail> {
         let txn = to_txn(&req, self.limits.max_value_bytes)?;
+        let node = self.group_for_keys(
+            txn.compares.iter().map(|c| &c.key[..]).chain(
+                txn.success
+                    .iter()
+                    .chain(&txn.failure)
+                    .map(|op| &op.key()[..]),
+            ),
+        )?;
         let data = Command::Txn(txn).encode();
         check_encoded_size(data.len(), self.limits.max_value_bytes)?;
-        match self.node.write(data, self.limits.request_timeout).await {
+        match node.write(data, self.limits.request_timeout).await {
             Ok(ApplyOutcome::Txn(outcome)) => Ok(response(&req, outcome)),
             Ok(ApplyOutcome::TxnReadLimit { limit }) => {
                 Err(ErrorDetail::invalid_argument(format!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use keel_placement::PLACEMENT_GROUP;
 use keel_raft::{ConfState, Config, GroupId, InitialState, NodeId, Raft};
-use keel_storage::kv::KvStore;
+use keel_storage::kv::{KvOptions, KvStore};
 use keel_storage::vfs::{StdVfs, Vfs};
 use keel_storage::wal::{RecoveredGroup, Wal, WalOptions};
 
@@ -258,7 +258,13 @@ fn recover_group(
     spec: GroupSpec,
     events: &mut EventLog,
 ) -> Result<GroupBoot, ServerError> {
-    let kv = Arc::new(KvStore::open(vfs.clone(), &spec.state)?);
+    // A data group created after the cluster serves only the slots moved to
+    // it; group 1 and the placement group (one key, `map`) serve every slot.
+    let opts = KvOptions {
+        new_store_serves_all_slots: spec.id == KV_GROUP || spec.id == PLACEMENT_GROUP,
+        ..KvOptions::default()
+    };
+    let kv = Arc::new(KvStore::open_with(vfs.clone(), &spec.state, opts)?);
     // Snapshots: the newest valid one, installed if the state machine is behind it,
     // and the log cut to what follows it (`snapshots.rs`).
     let boot = super::snapshots::boot(cfg, vfs.clone(), &kv, wal, (spec.id, spec.log), events)?;

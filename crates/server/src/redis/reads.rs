@@ -9,9 +9,10 @@
 //! there. Reads are never forwarded.
 
 use bytes::Bytes;
+use keel_placement::slot_for_key;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::ReadMode;
-use keel_storage::kv::{KvReadView, KvStore};
+use keel_storage::kv::{KvReadView, KvStore, NotServed, SlotState, SlotTable};
 
 use super::Shared;
 use super::command::Read;
@@ -60,7 +61,10 @@ pub(crate) async fn run(shared: &Shared, conn: &ConnState, reads: &[&Read]) -> V
     let served = until_leader(ctx, || async {
         let mode = effective_mode(shared, conn.read_mode);
         let read = |kv: &KvStore| answer_all(kv, &prepared, limits);
-        match ctx.serve_read(mode, Forwarding::Never, read).await? {
+        match ctx
+            .serve_read(&ctx.node, mode, Forwarding::Never, read)
+            .await?
+        {
             Served::Here(answers) => Ok(answers),
             // Never asked to forward, so never told to.
             Served::Forward(_) => Err(ErrorDetail::internal("a Redis read was forwarded")),
@@ -118,6 +122,7 @@ fn answer_all(
     limits: &RedisLimits,
 ) -> Result<Vec<Answer>, ErrorDetail> {
     let view = kv.read_view().map_err(internal)?;
+    let served = kv.served_slots(&view).map_err(internal)?;
     let mut out = Vec::with_capacity(reads.len());
     let mut spent = 0usize;
     for r in reads {
@@ -126,12 +131,38 @@ fn answer_all(
         }
         let (answer, bytes) = match r {
             Prepared::Failed(reply) => (Answer::Reply(reply.clone()), 0),
-            Prepared::Read(read, start) => answer_one(kv, &view, read, start.as_ref(), limits)?,
+            Prepared::Read(read, start) => {
+                check_served(served.as_ref(), read)?;
+                answer_one(kv, &view, read, start.as_ref(), limits)?
+            }
         };
         spent += bytes;
         out.push(answer);
     }
     Ok(out)
+}
+
+/// Refuses a read of a key whose slot this group does not serve in the view
+/// (`served`: the view's slot table, `None` when every slot is served), with
+/// the answer a write gets. A SCAN by prefix spans slots; it is not checked
+/// here (`scan_keys` reads group 1, which serves every slot until one moves).
+fn check_served(served: Option<&SlotTable>, read: &Read) -> Result<(), ErrorDetail> {
+    let Some(table) = served else {
+        return Ok(());
+    };
+    let keys: &[Bytes] = match read {
+        Read::Get(key) | Read::StrLen(key) | Read::Type(key) => std::slice::from_ref(key),
+        Read::Exists(keys) | Read::MGet(keys) => keys,
+        Read::Scan(_) => &[],
+    };
+    for key in keys {
+        let slot = slot_for_key(key);
+        let state = table.get(slot);
+        if state != SlotState::Serving {
+            return Err(crate::api::not_served(NotServed { slot, state }));
+        }
+    }
+    Ok(())
 }
 
 /// One read's answer and the bytes it carries.

@@ -99,6 +99,7 @@ impl RealDisk {
         let vfs = vfs.clone();
         let kv_opts = KvOptions {
             cache_bytes: KV_CACHE_BYTES,
+            ..KvOptions::default()
         };
         let kv = KvStore::open_with(vfs.clone(), &kv_path(group), kv_opts)?;
         let snap_opts = SnapshotOptions {

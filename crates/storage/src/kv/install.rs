@@ -90,6 +90,7 @@ impl KvStore {
         let file = self.vfs.open(&path, true).map_err(io)?;
         let opts = KvOptions {
             cache_bytes: INSTALL_CACHE_BYTES,
+            ..KvOptions::default()
         };
         let db = open_db(file, &opts)?;
         init_tables(&db)?;
@@ -125,7 +126,12 @@ impl KvStore {
         // Applies are held off (the caller holds the writer lock), so the
         // in-memory copies can switch to the new contents before the database does.
         self.lock_sessions().reload(&db)?;
-        *self.lock_slots() = load_slot_table(&db)?;
+        let slots = load_slot_table(&db)?;
+        if !slots.is_all_serving() {
+            self.all_serving
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        *self.lock_slots() = slots;
         let mut guard = self
             .db
             .write()

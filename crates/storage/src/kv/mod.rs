@@ -24,6 +24,7 @@ pub(crate) mod install;
 pub(crate) mod keyspace;
 mod outcome;
 mod schema;
+mod served;
 pub(crate) mod sessions;
 pub mod slots;
 mod txn;
@@ -46,6 +47,7 @@ pub use error::KvError;
 use error::engine;
 pub use outcome::{ApplyOutcome, TxnOpResult, TxnOutcome};
 pub(crate) use schema::init_tables;
+pub use served::NotServed;
 pub use sessions::{EVICTION_GRACE_MS, MAX_RESULTS_PER_SESSION, SessionRejection, SessionStats};
 use sessions::{SessionBatch, SessionIndex};
 pub use slots::{SlotState, SlotTable};
@@ -66,12 +68,18 @@ pub(crate) const APPLIED_TERM: &str = "applied_term";
 pub struct KvOptions {
     /// Memory redb may use to cache pages, in bytes. Default 64 MiB.
     pub cache_bytes: usize,
+    /// Whether a store this open creates serves every slot (group 1, and any
+    /// store that is not a data group of a sharded cluster) or none (a data
+    /// group created later, which serves only slots moved to it). A store that
+    /// exists keeps its own table. Default: every slot.
+    pub new_store_serves_all_slots: bool,
 }
 
 impl Default for KvOptions {
     fn default() -> Self {
         KvOptions {
             cache_bytes: 64 << 20,
+            new_store_serves_all_slots: true,
         }
     }
 }
@@ -104,6 +112,10 @@ pub struct KvStore {
     /// The slot table, as the database holds it; changed only with `writer`
     /// held. Every write consults it, so it is not read from the database.
     slots: Mutex<SlotTable>,
+    /// True while every slot has been served in every state since the store
+    /// was opened: reads then need not consult the slot table (`served.rs`).
+    /// Cleared before the first commit that changes the table, never set again.
+    all_serving: std::sync::atomic::AtomicBool,
     vfs: Arc<dyn Vfs>,
     path: PathBuf,
     opts: KvOptions,
@@ -146,6 +158,7 @@ impl KvStore {
             applied: AtomicU64::new(applied),
             writer: Mutex::new(()),
             sessions: Mutex::new(sessions),
+            all_serving: std::sync::atomic::AtomicBool::new(slots.is_all_serving()),
             slots: Mutex::new(slots),
             vfs,
             path: path.to_path_buf(),
@@ -225,6 +238,9 @@ impl KvStore {
             batch.finish(&mut meta)?;
             if machine.slots_changed {
                 machine.slots.store(&mut slots::open_slot_table(&txn)?)?;
+                // Before the commit: a reader that still sees the flag set
+                // opened its transaction before this one committed.
+                self.all_serving.store(false, Ordering::SeqCst);
             }
             if machine.revision_offset != offset {
                 meta.insert(slots::REVISION_OFFSET, machine.revision_offset)
@@ -353,32 +369,44 @@ impl KvStore {
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
-        mut take: impl FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
+        take: impl FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
     ) -> Result<bool, KvError> {
-        use std::ops::Bound;
-        let lower = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
         // Hold the database for the whole read: an install may swap it meanwhile.
         let db = self.db();
         let txn = db.begin_read().map_err(engine)?;
         let table = txn.open_table(DATA).map_err(engine)?;
-        let range = table
-            .range::<&[u8]>((lower, Bound::Unbounded))
-            .map_err(engine)?;
-        for item in range {
-            let (key, stored) = item.map_err(engine)?;
-            let key = key.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if !take(key, stored.value())? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        walk_range(&table, prefix, start_after, take)
     }
+}
+
+/// Calls `take` with each key starting with `prefix` (strictly after
+/// `start_after`, if given) and its stored bytes, in key order, until it
+/// returns `false`. Returns whether it stopped early (more may follow).
+pub(crate) fn walk_range(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    mut take: impl FnMut(&[u8], &[u8]) -> Result<bool, KvError>,
+) -> Result<bool, KvError> {
+    use std::ops::Bound;
+    let lower = match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    let range = table
+        .range::<&[u8]>((lower, Bound::Unbounded))
+        .map_err(engine)?;
+    for item in range {
+        let (key, stored) = item.map_err(engine)?;
+        let key = key.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if !take(key, stored.value())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Builds an empty database at `path`, atomically: in a temporary file that is
@@ -398,6 +426,9 @@ fn create(vfs: &dyn Vfs, path: &Path, dir: &Path, opts: &KvOptions) -> Result<()
     let file = vfs.open(&tmp, true).map_err(io)?;
     let db = open_db(file, opts)?;
     init_tables(&db)?;
+    if !opts.new_store_serves_all_slots {
+        schema::serve_no_slot(&db)?;
+    }
     drop(db);
     vfs.rename(&tmp, path).map_err(io)?;
     vfs.sync_dir(dir).map_err(io)

@@ -73,6 +73,15 @@ pub(crate) fn init_tables(db: &Database) -> Result<Index, KvError> {
     Ok(applied)
 }
 
+/// Makes a new, empty store serve no slot (a data group created after the
+/// cluster: slots reach it only by moves). Durable, before the store is
+/// renamed into place.
+pub(crate) fn serve_no_slot(db: &Database) -> Result<(), KvError> {
+    let txn = db.begin_write().map_err(engine)?;
+    SlotTable::empty().store(&mut open_slot_table(&txn)?)?;
+    txn.commit().map_err(engine)
+}
+
 /// Builds the slot index from every key, in batches of non-durable transactions
 /// (the final durable commit in [`init_tables`] covers them). Starts from an
 /// empty index, so an upgrade interrupted by a crash is simply done again.

@@ -58,4 +58,6 @@ pub const MAX_REVISION: u64 = 1 << 62;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod served_tests;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -101,6 +101,23 @@ impl SlotTable {
         out
     }
 
+    /// The state of `slot` in [`SlotTable::encode`]'s bytes, decoding only
+    /// that slot's part.
+    pub(crate) fn decode_one(bytes: &[u8], slot: Slot) -> Result<SlotState, SlotTableError> {
+        if bytes.len() != SLOT_TABLE_BYTES {
+            return Err(SlotTableError::Length(bytes.len()));
+        }
+        let at = usize::from(slot.get()) * STATE_LEN;
+        let raw: [u8; STATE_LEN] = bytes[at..at + STATE_LEN]
+            .try_into()
+            .expect("a slot's part of a table of the right length");
+        SlotState::decode(raw).map_err(|(tag, epoch)| SlotTableError::BadState {
+            slot: slot.get(),
+            tag,
+            epoch,
+        })
+    }
+
     /// Parses [`SlotTable::encode`]'s bytes, refusing any non-canonical state.
     pub(crate) fn decode(bytes: &[u8]) -> Result<SlotTable, SlotTableError> {
         if bytes.len() != SLOT_TABLE_BYTES {

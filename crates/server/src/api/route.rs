@@ -1,0 +1,174 @@
+//! Which hosted group serves a request (docs/sharding.md, *Routing*): the
+//! owner of the key's slot in the node's cached cluster map. The map is a
+//! hint, never trusted for safety — the group's own state machine refuses a
+//! slot it does not serve — so a stale map costs a client a retry, never a
+//! wrong answer.
+//!
+//! Without a map (a cluster from before the placement group, or a node that
+//! has not heard one yet) every key goes to group 1, as before sharding.
+
+use keel_placement::{ClusterMap, GroupId, Slot, slot_for_key};
+use keel_proto::error::ErrorDetail;
+
+use super::ApiContext;
+use crate::node::{KV_GROUP, NodeHandle};
+
+/// Where a slot's requests go by `map`: its owner, or group 1 without a map
+/// (or before the map has any group).
+pub(crate) fn owner_of(map: Option<&ClusterMap>, slot: Slot) -> GroupId {
+    map.and_then(|m| m.owner(slot)).unwrap_or(KV_GROUP)
+}
+
+/// The one group that owns every slot of `slots` by `map`, or the two first
+/// found to differ.
+pub(crate) fn single_owner(
+    map: Option<&ClusterMap>,
+    slots: impl IntoIterator<Item = Slot>,
+) -> Result<GroupId, (GroupId, GroupId)> {
+    let mut owner = None;
+    for slot in slots {
+        let g = owner_of(map, slot);
+        match owner {
+            None => owner = Some(g),
+            Some(first) if first != g => return Err((first, g)),
+            Some(_) => {}
+        }
+    }
+    Ok(owner.unwrap_or(KV_GROUP))
+}
+
+impl ApiContext {
+    /// The handle of the group that serves `key`, if this node hosts it; else
+    /// `WRONG_GROUP` with the slot and this node's map version, so the client
+    /// refreshes its map and goes to a member of the owner.
+    pub(crate) fn group_for_key(&self, key: &[u8]) -> Result<NodeHandle, ErrorDetail> {
+        let map = self.maps.current();
+        let slot = slot_for_key(key);
+        let group = owner_of(map.as_ref().map(|m| &*m.map), slot);
+        self.hosted_group(group, slot, map.as_ref().map_or(0, |m| m.version()))
+    }
+
+    /// The handle of the one group that serves every key of `keys`; a request
+    /// spanning groups is refused with `CROSS_GROUP` (keel does not run
+    /// transactions across groups).
+    pub(crate) fn group_for_keys<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<NodeHandle, ErrorDetail> {
+        let map = self.maps.current();
+        let version = map.as_ref().map_or(0, |m| m.version());
+        let slots: Vec<Slot> = keys.into_iter().map(slot_for_key).collect();
+        match single_owner(map.as_ref().map(|m| &*m.map), slots.iter().copied()) {
+            Ok(group) => {
+                let slot = slots.first().copied().unwrap_or_else(|| slot_for_key(b""));
+                self.hosted_group(group, slot, version)
+            }
+            Err((a, b)) => Err(ErrorDetail::cross_group(format!(
+                "the request's keys belong to groups {a} and {b} (cluster map version \
+                 {version}); keel runs a transaction within one group only — give its keys \
+                 a common hash tag ({{tag}}) to keep them together"
+            ))),
+        }
+    }
+
+    /// The group a scan reads: the one group owning every slot (group 1 until
+    /// a slot moves). A scan over slots of several groups is refused for now
+    /// (`CROSS_GROUP`): merging the groups' pages is not built yet
+    /// (docs/sharding.md, *Routing*).
+    pub(crate) fn group_for_scan(&self) -> Result<NodeHandle, ErrorDetail> {
+        let map = self.maps.current();
+        let version = map.as_ref().map_or(0, |m| m.version());
+        match single_owner(map.as_ref().map(|m| &*m.map), Slot::all()) {
+            Ok(group) => self.hosted_group(group, Slot::all().next().expect("slot 0"), version),
+            Err((a, b)) => Err(ErrorDetail::cross_group(format!(
+                "the key space is spread over groups {a}, {b} and maybe more (cluster map                  version {version}); a scan across groups is not supported yet"
+            ))),
+        }
+    }
+
+    fn hosted_group(
+        &self,
+        group: GroupId,
+        slot: Slot,
+        map_version: u64,
+    ) -> Result<NodeHandle, ErrorDetail> {
+        if group == KV_GROUP {
+            return Ok(self.node.clone());
+        }
+        self.groups.get(group).ok_or_else(|| {
+            ErrorDetail::wrong_group(
+                slot.get(),
+                map_version,
+                format!(
+                    "slot {} belongs to group {group} (cluster map version {map_version}), \
+                     which node {} does not host",
+                    slot.get(),
+                    self.id
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use keel_placement::Command;
+
+    use super::*;
+
+    fn slot(n: u16) -> Slot {
+        Slot::new(n).expect("in range")
+    }
+
+    /// Groups 1 and 2 on nodes 1..=3, with slot 7 moved to group 2.
+    fn map_with_a_moved_slot() -> ClusterMap {
+        let mut map = ClusterMap::new();
+        for n in 1..=3 {
+            let register = Command::RegisterNode {
+                node: n,
+                address: format!("127.0.0.1:{}", 7000 + n),
+            };
+            map.apply(&register).expect("register");
+        }
+        for _ in 0..2 {
+            let create = Command::CreateGroup {
+                members: BTreeSet::from([1, 2, 3]),
+                target_replicas: 3,
+            };
+            map.apply(&create).expect("create");
+        }
+        let begin = Command::BeginSlotMove {
+            slot: slot(7),
+            to: 2,
+        };
+        map.apply(&begin).expect("begin");
+        let epoch = map.version();
+        map.apply(&Command::CommitSlotMove {
+            slot: slot(7),
+            epoch,
+        })
+        .expect("commit");
+        map
+    }
+
+    #[test]
+    fn keys_go_to_their_slots_owner_and_to_group_1_without_a_map() {
+        let map = map_with_a_moved_slot();
+        assert_eq!(owner_of(Some(&map), slot(7)), 2);
+        assert_eq!(owner_of(Some(&map), slot(8)), 1);
+        assert_eq!(owner_of(None, slot(7)), 1);
+        assert_eq!(owner_of(Some(&ClusterMap::new()), slot(7)), 1);
+    }
+
+    #[test]
+    fn keys_of_one_owner_pass_and_keys_of_two_are_named() {
+        let map = map_with_a_moved_slot();
+        assert_eq!(single_owner(Some(&map), [slot(8), slot(9)]), Ok(1));
+        assert_eq!(single_owner(Some(&map), [slot(7)]), Ok(2));
+        assert_eq!(single_owner(Some(&map), [slot(8), slot(7)]), Err((1, 2)));
+        assert_eq!(single_owner(None, [slot(8), slot(7)]), Ok(1));
+        assert_eq!(single_owner(Some(&map), []), Ok(1));
+    }
+}
