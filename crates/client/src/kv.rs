@@ -86,6 +86,7 @@ impl Client {
             limit: options.limit,
             read_mode: options.read_mode.to_proto().into(),
             start_after: options.start_after.clone(),
+            group: 0,
         };
         let response = self
             .caller

@@ -411,6 +411,7 @@ async fn scan(State(ctx): Ctx, RawQuery(q): RawQuery) -> Result<Response, HttpEr
         limit,
         read_mode: read_mode(&params)? as i32,
         start_after: Bytes::from(param(&params, "start_after").unwrap_or("").to_string()),
+        group: 0,
     };
     let resp = ctx
         .timed(ClientOp::Scan, ctx.scan(req, Forwarding::Allowed))

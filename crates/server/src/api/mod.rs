@@ -22,6 +22,7 @@ mod map_route;
 mod members;
 mod ops;
 mod route;
+mod scan_merge;
 mod sessions;
 pub mod status;
 pub(crate) mod txn;

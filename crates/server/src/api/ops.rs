@@ -19,7 +19,7 @@ use keel_storage::kv::{ApplyOutcome, KvStore};
 
 use super::{ApiContext, sessions, validate};
 use crate::config::DefaultReadMode;
-use crate::node::{NodeError, NodeHandle};
+use crate::node::{KV_GROUP, NodeError, NodeHandle};
 
 /// Scan page size when the request does not set one.
 const DEFAULT_SCAN_LIMIT: u32 = 100;
@@ -69,10 +69,25 @@ impl ApiContext {
     ) -> Result<ScanResponse, ErrorDetail> {
         validate::prefix(&req.prefix, "prefix")?;
         validate::prefix(&req.start_after, "start_after key")?;
-        let limit = match req.limit {
-            0 => DEFAULT_SCAN_LIMIT,
-            n => n.min(self.limits.max_scan_limit),
-        } as usize;
+        if req.group != 0 {
+            // One group's part of another node's fan-out: this node's replica.
+            let node = self.hosted_part(req.group)?;
+            return self.scan_group(&node, req, Forwarding::Never).await;
+        }
+        match self.scan_owners().as_slice() {
+            [] | [KV_GROUP] => self.scan_group(&self.node.clone(), req, fwd).await,
+            groups => self.scan_groups(groups, req).await,
+        }
+    }
+
+    /// A scan of one group's replica on this node (its served slots only).
+    pub(crate) async fn scan_group(
+        &self,
+        node: &NodeHandle,
+        req: ScanRequest,
+        fwd: Forwarding,
+    ) -> Result<ScanResponse, ErrorDetail> {
+        let limit = self.scan_limit(req.limit);
         let read = |kv: &KvStore| {
             let start_after = (!req.start_after.is_empty()).then_some(&req.start_after[..]);
             let revision = kv.applied_index();
@@ -93,14 +108,22 @@ impl ApiContext {
                 revision,
             })
         };
-        let node = self.group_for_scan()?;
-        match self.serve_read(&node, req.read_mode(), fwd, read).await? {
+        match self.serve_read(node, req.read_mode(), fwd, read).await? {
             Served::Here(response) => Ok(response),
             Served::Forward(leader) => {
                 self.forward_kv(&leader, false, |mut c| async move { c.scan(req).await })
                     .await
             }
         }
+    }
+
+    /// The page size a scan asks for, within the server's limit.
+    pub(crate) fn scan_limit(&self, asked: u32) -> usize {
+        let limit = match asked {
+            0 => DEFAULT_SCAN_LIMIT,
+            n => n.min(self.limits.max_scan_limit),
+        };
+        limit as usize
     }
 
     pub(crate) async fn put(

@@ -71,21 +71,6 @@ impl ApiContext {
         }
     }
 
-    /// The group a scan reads: the one group owning every slot (group 1 until
-    /// a slot moves). A scan over slots of several groups is refused for now
-    /// (`CROSS_GROUP`): merging the groups' pages is not built yet
-    /// (docs/sharding.md, *Routing*).
-    pub(crate) fn group_for_scan(&self) -> Result<NodeHandle, ErrorDetail> {
-        let map = self.maps.current();
-        let version = map.as_ref().map_or(0, |m| m.version());
-        match single_owner(map.as_ref().map(|m| &*m.map), Slot::all()) {
-            Ok(group) => self.hosted_group(group, Slot::all().next().expect("slot 0"), version),
-            Err((a, b)) => Err(ErrorDetail::cross_group(format!(
-                "the key space is spread over groups {a}, {b} and maybe more (cluster map                  version {version}); a scan across groups is not supported yet"
-            ))),
-        }
-    }
-
     fn hosted_group(
         &self,
         group: GroupId,
