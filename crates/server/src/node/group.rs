@@ -159,6 +159,11 @@ impl GroupTable {
         self.groups.get_mut(&id)
     }
 
+    /// Stops hosting `id`: takes its entry out of the table and returns it.
+    pub(crate) fn remove(&mut self, id: GroupId) -> Option<Group> {
+        self.groups.remove(&id)
+    }
+
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Group> {
         self.groups.values_mut()
     }
