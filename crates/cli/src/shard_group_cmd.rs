@@ -1,9 +1,12 @@
-//! `keel shard group create|remove|set-replicas`: an operator's changes to the
-//! data groups in the cluster map, sent as map commands (`Cluster.ChangeMap`)
-//! through any node to the placement group's leader.
+//! `keel shard group create|remove|set-replicas|add-member|remove-member`: an
+//! operator's changes to the data groups in the cluster map, sent as map
+//! commands (`Cluster.ChangeMap`) through any node to the placement group's
+//! leader.
 //!
-//! These change the map only: no node starts or stops a replica because of
-//! them yet (docs/sharding.md, *The placement group*).
+//! The nodes follow the map: a member gets a replica, the group's leader
+//! brings its Raft configuration in line with the members, and a replica the
+//! map and its group dropped is deleted (docs/sharding.md, *Replicas from the
+//! map*).
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -24,6 +27,22 @@ pub(crate) enum GroupCommand {
     Remove(RemoveArgs),
     /// Change how many replicas a data group should have (1..=7).
     SetReplicas(SetReplicasArgs),
+    /// Make a registered, active node a member of a data group: it gets a
+    /// replica, which the group's leader adds and promotes once caught up.
+    AddMember(MemberArgs),
+    /// Take a node out of a data group: the group's leader removes it from
+    /// the group's configuration, and the node then deletes its replica.
+    RemoveMember(MemberArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct MemberArgs {
+    /// The group's id.
+    group: u64,
+    /// The node's id.
+    node: u64,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +83,20 @@ pub(crate) fn run(command: GroupCommand) -> anyhow::Result<ExitCode> {
             MapCommand::SetTargetReplicas {
                 group: a.group,
                 target_replicas: a.replicas,
+            },
+            a.conn,
+        ),
+        GroupCommand::AddMember(a) => (
+            MapCommand::AddGroupMember {
+                group: a.group,
+                node: a.node,
+            },
+            a.conn,
+        ),
+        GroupCommand::RemoveMember(a) => (
+            MapCommand::RemoveGroupMember {
+                group: a.group,
+                node: a.node,
             },
             a.conn,
         ),
@@ -142,6 +175,12 @@ fn describe(command: &MapCommand, outcome: &ChangeMapOutcome) -> String {
             group,
             target_replicas,
         } => format!("group {group} now targets {target_replicas} replicas (map version {version})"),
+        MapCommand::AddGroupMember { group, node } => {
+            format!("node {node} is now a member of group {group} (map version {version})")
+        }
+        MapCommand::RemoveGroupMember { group, node } => {
+            format!("node {node} is no longer a member of group {group} (map version {version})")
+        }
         other => format!("applied {other:?} (map version {version})"),
     }
 }
