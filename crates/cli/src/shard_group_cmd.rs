@@ -20,10 +20,11 @@ use crate::client_cmds::{ConnArgs, report};
 #[derive(Subcommand, Debug)]
 pub(crate) enum GroupCommand {
     /// Create a data group on registered, active nodes. It gets the next free
-    /// group id and owns no slots (unless it is the first group ever). The map
-    /// records it; nothing starts its replicas yet.
+    /// group id and owns no slots (unless it is the first group ever). Each
+    /// member starts a replica of it.
     Create(CreateArgs),
-    /// Remove a data group that owns no slots and is no slot move's target.
+    /// Remove a data group that owns no slots and is no slot move's target;
+    /// every replica of it is deleted.
     Remove(RemoveArgs),
     /// Change how many replicas a data group should have (1..=7).
     SetReplicas(SetReplicasArgs),
