@@ -211,6 +211,29 @@ mod tests {
     }
 
     #[test]
+    fn member_changes_say_what_changed_or_that_nothing_did() {
+        let outcome = |changed| ChangeMapOutcome {
+            changed,
+            map: keel_client::ClusterMap::new(),
+            created_group: None,
+        };
+        let add = MapCommand::AddGroupMember { group: 2, node: 1 };
+        assert_eq!(
+            describe(&add, &outcome(true)),
+            "node 1 is now a member of group 2 (map version 0)"
+        );
+        let remove = MapCommand::RemoveGroupMember { group: 2, node: 3 };
+        assert_eq!(
+            describe(&remove, &outcome(true)),
+            "node 3 is no longer a member of group 2 (map version 0)"
+        );
+        assert_eq!(
+            describe(&remove, &outcome(false)),
+            "nothing changed (map version 0)"
+        );
+    }
+
+    #[test]
     fn a_node_listed_twice_is_refused() {
         let e = create_command(&[2, 3, 2], None).expect_err("duplicate");
         assert!(e.to_string().contains("node 2"), "{e}");
