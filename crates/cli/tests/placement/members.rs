@@ -1,7 +1,8 @@
 //! A data group's replicas follow its members in the map: a member added with
 //! `keel shard group add-member` gets a replica that the group's leader adds
-//! and promotes; one removed with `remove-member` is taken out of the group's
-//! configuration and deletes its replica (files included); added back, it
+//! and promotes; the leader removed with `remove-member` hands leadership
+//! over, is taken out of the group's configuration and deletes its replica
+//! (files included); added back, it
 //! starts a new life and catches up; and removing the group deletes every
 //! replica.
 
@@ -79,42 +80,50 @@ async fn a_groups_replicas_follow_its_members_in_the_map() {
     leads_with_voters(&t, 2, &[1, 2, 3], &[1, 2, 3]).await;
     assert!(replica(&t, 1, 2).await.is_some(), "node 1 hosts group 2");
 
-    // Node 3 leaves: the group's configuration drops it (after a hand-off if
-    // it led), and it deletes its replica and the replica's files.
-    let out = keel_shard(&t, 2, &["group", "remove-member", "2", "3"]);
+    // The group's leader leaves: it hands leadership over, the next leader
+    // takes it out of the configuration, and it deletes its replica and the
+    // replica's files.
+    let gone = leads_with_voters(&t, 2, &[1, 2, 3], &[1, 2, 3]).await;
+    let stay: Vec<u64> = [1, 2, 3].into_iter().filter(|&n| n != gone).collect();
+    let out = keel_shard(
+        &t,
+        stay[0],
+        &["group", "remove-member", "2", &gone.to_string()],
+    );
     assert!(
-        out.contains("node 3 is no longer a member of group 2"),
+        out.contains(&format!("node {gone} is no longer a member of group 2")),
         "{out}"
     );
-    leads_with_voters(&t, 2, &[1, 2], &[1, 2]).await;
-    deleted(&t, 3, 2).await;
-    let events = std::fs::read_to_string(t.cluster.event_log_path(3)).unwrap_or_default();
+    leads_with_voters(&t, 2, &stay, &stay).await;
+    deleted(&t, gone, 2).await;
+    let events = std::fs::read_to_string(t.cluster.event_log_path(gone)).unwrap_or_default();
     assert!(
-        events.contains("[group 2] Node 3 deleted its replica of group 2."),
+        events.contains(&format!(
+            "[group 2] Node {gone} deleted its replica of group 2."
+        )),
         "{events}"
     );
-    // Group 1 and the placement group are untouched on node 3.
+    // Group 1 and the placement group are untouched there.
     let status = t
-        .node_client(3)
-        .status(&t.cluster.grpc_addr(3).to_string())
+        .node_client(gone)
+        .status(&t.cluster.grpc_addr(gone).to_string())
         .await
-        .expect("node 3 answers");
+        .expect("the node answers");
     let hosted: Vec<u64> = status.groups.iter().map(|g| g.group).collect();
-    assert_eq!(hosted, [1, u64::MAX], "node 3 hosts {hosted:?}");
+    assert_eq!(hosted, [1, u64::MAX], "node {gone} hosts {hosted:?}");
 
-    // Node 3 comes back: a new life of its replica, added, promoted, caught up.
-    let out = keel_shard(&t, 1, &["group", "add-member", "2", "3"]);
-    assert!(out.contains("node 3 is now a member of group 2"), "{out}");
+    // It comes back: a new life of its replica, added, promoted, caught up.
+    let out = keel_shard(&t, 1, &["group", "add-member", "2", &gone.to_string()]);
+    assert!(
+        out.contains(&format!("node {gone} is now a member of group 2")),
+        "{out}"
+    );
     let leader = leads_with_voters(&t, 2, &[1, 2, 3], &[1, 2, 3]).await;
     let commit = replica(&t, leader, 2).await.map_or(0, |r| r.commit_index);
-    eventually(
-        CHANGE_TIMEOUT,
-        "node 3's new replica catching up",
-        || async {
-            let r = replica(&t, 3, 2).await?;
-            (r.applied_index >= commit && r.voters == [1, 2, 3]).then_some(())
-        },
-    )
+    eventually(CHANGE_TIMEOUT, "the new replica catching up", || async {
+        let r = replica(&t, gone, 2).await?;
+        (r.applied_index >= commit && r.voters == [1, 2, 3]).then_some(())
+    })
     .await;
 
     // The group leaves the map (it owns no slots): every replica goes.
