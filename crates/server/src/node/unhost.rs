@@ -52,8 +52,10 @@ impl Hosts {
         self.directory.remove(group);
         self.hosted.unhost(group);
         self.inboxes.unregister(group);
-        gone.reads.fail_all();
-        gone.fail_deferred_changes();
+        // Nothing waiting in it was proposed: say why it will not be.
+        let refusal = NodeError::Refused(format!("this node no longer hosts group {group}"));
+        gone.reads.fail_all_with(&refusal);
+        gone.refuse_deferred_changes(&refusal);
         let line = format!(
             "Node {} no longer hosts group {group}: the cluster map and the group's \
              configuration no longer list it; deleting its replica.",
