@@ -1,9 +1,12 @@
-//! `keel shard group create|remove|set-replicas`: an operator's changes to the
-//! data groups in the cluster map, sent as map commands (`Cluster.ChangeMap`)
-//! through any node to the placement group's leader.
+//! `keel shard group create|remove|set-replicas|add-member|remove-member`: an
+//! operator's changes to the data groups in the cluster map, sent as map
+//! commands (`Cluster.ChangeMap`) through any node to the placement group's
+//! leader.
 //!
-//! These change the map only: no node starts or stops a replica because of
-//! them yet (docs/sharding.md, *The placement group*).
+//! The nodes follow the map: a member gets a replica, the group's leader
+//! brings its Raft configuration in line with the members, and a replica the
+//! map and its group dropped is deleted (docs/sharding.md, *Replicas from the
+//! map*).
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -17,13 +20,30 @@ use crate::client_cmds::{ConnArgs, report};
 #[derive(Subcommand, Debug)]
 pub(crate) enum GroupCommand {
     /// Create a data group on registered, active nodes. It gets the next free
-    /// group id and owns no slots (unless it is the first group ever). The map
-    /// records it; nothing starts its replicas yet.
+    /// group id and owns no slots (unless it is the first group ever). Each
+    /// member starts a replica of it.
     Create(CreateArgs),
-    /// Remove a data group that owns no slots and is no slot move's target.
+    /// Remove a data group that owns no slots and is no slot move's target;
+    /// every replica of it is deleted.
     Remove(RemoveArgs),
     /// Change how many replicas a data group should have (1..=7).
     SetReplicas(SetReplicasArgs),
+    /// Make a registered, active node a member of a data group: it gets a
+    /// replica, which the group's leader adds and promotes once caught up.
+    AddMember(MemberArgs),
+    /// Take a node out of a data group: the group's leader removes it from
+    /// the group's configuration, and the node then deletes its replica.
+    RemoveMember(MemberArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct MemberArgs {
+    /// The group's id.
+    group: u64,
+    /// The node's id.
+    node: u64,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +84,20 @@ pub(crate) fn run(command: GroupCommand) -> anyhow::Result<ExitCode> {
             MapCommand::SetTargetReplicas {
                 group: a.group,
                 target_replicas: a.replicas,
+            },
+            a.conn,
+        ),
+        GroupCommand::AddMember(a) => (
+            MapCommand::AddGroupMember {
+                group: a.group,
+                node: a.node,
+            },
+            a.conn,
+        ),
+        GroupCommand::RemoveMember(a) => (
+            MapCommand::RemoveGroupMember {
+                group: a.group,
+                node: a.node,
             },
             a.conn,
         ),
@@ -142,6 +176,12 @@ fn describe(command: &MapCommand, outcome: &ChangeMapOutcome) -> String {
             group,
             target_replicas,
         } => format!("group {group} now targets {target_replicas} replicas (map version {version})"),
+        MapCommand::AddGroupMember { group, node } => {
+            format!("node {node} is now a member of group {group} (map version {version})")
+        }
+        MapCommand::RemoveGroupMember { group, node } => {
+            format!("node {node} is no longer a member of group {group} (map version {version})")
+        }
         other => format!("applied {other:?} (map version {version})"),
     }
 }
@@ -167,6 +207,29 @@ mod tests {
                 members: [4].into(),
                 target_replicas: 3
             }
+        );
+    }
+
+    #[test]
+    fn member_changes_say_what_changed_or_that_nothing_did() {
+        let outcome = |changed| ChangeMapOutcome {
+            changed,
+            map: keel_client::ClusterMap::new(),
+            created_group: None,
+        };
+        let add = MapCommand::AddGroupMember { group: 2, node: 1 };
+        assert_eq!(
+            describe(&add, &outcome(true)),
+            "node 1 is now a member of group 2 (map version 0)"
+        );
+        let remove = MapCommand::RemoveGroupMember { group: 2, node: 3 };
+        assert_eq!(
+            describe(&remove, &outcome(true)),
+            "node 3 is no longer a member of group 2 (map version 0)"
+        );
+        assert_eq!(
+            describe(&remove, &outcome(false)),
+            "nothing changed (map version 0)"
         );
     }
 

@@ -43,7 +43,7 @@ pub(crate) struct Joined {
     pub(crate) members: BTreeMap<NodeId, String>,
 }
 
-fn client(
+pub(crate) fn client(
     endpoints: Vec<String>,
     deadline: Duration,
     creds: &Credentials,

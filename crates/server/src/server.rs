@@ -28,7 +28,7 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
-use crate::placement::{MapCache, follow, member, reconcile};
+use crate::placement::{MapCache, conf_sync, follow, member, reconcile};
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
@@ -238,6 +238,18 @@ pub async fn run(
         stop_rx.clone(),
     );
     if identity.placement.is_some() {
+        // Asks other members whether a removal committed (`conf_sync.rs`):
+        // short deadlines, a member that does not answer counts for nothing.
+        let peer_client =
+            join::client(vec![cfg.advertise.clone()], Duration::from_secs(2), &creds)?;
+        tokio::spawn(conf_sync::conf_sync(
+            cfg.id,
+            peer_client,
+            maps.clone(),
+            directory.clone(),
+            hosts.clone(),
+            stop_rx.clone(),
+        ));
         tokio::spawn(reconcile::reconcile(
             cfg.id,
             maps,

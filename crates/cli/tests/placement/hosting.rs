@@ -12,10 +12,10 @@ use super::super::common::{TestCluster, eventually, keel_bin};
 use super::MAP_TIMEOUT;
 
 /// Long enough for a new group's first election on a loaded machine.
-const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Node `id`'s replica of `group`, if it hosts one (and answers).
-async fn replica(t: &TestCluster, id: u64, group: u64) -> Option<GroupStatus> {
+pub(super) async fn replica(t: &TestCluster, id: u64, group: u64) -> Option<GroupStatus> {
     let client = t.node_client(id);
     let status = client
         .status(&t.cluster.grpc_addr(id).to_string())
@@ -47,7 +47,7 @@ pub(super) async fn agreed_leader(t: &TestCluster, group: u64, members: &[u64]) 
     .await
 }
 
-fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> String {
+pub(super) fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> String {
     let addr = t.cluster.grpc_addr(id).to_string();
     let out = Command::new(keel_bin())
         .arg("shard")

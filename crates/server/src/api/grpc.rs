@@ -191,6 +191,7 @@ fn group_status(group: keel_raft::GroupId, s: &crate::node::NodeStatus) -> Group
         last_index: s.last_index,
         voters: s.conf.voters.clone(),
         learners: s.conf.learners.clone(),
+        conf_index: s.conf_index,
     }
 }
 

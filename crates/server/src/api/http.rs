@@ -464,6 +464,7 @@ async fn status(State(ctx): Ctx) -> Response {
             "last_index": g.last_index,
             "voters": g.voters,
             "learners": g.learners,
+            "conf_index": g.conf_index,
         })).collect::<Vec<_>>(),
     }))
     .into_response()

@@ -24,6 +24,14 @@ impl GroupDirectory {
             .insert(handle.group(), handle);
     }
 
+    /// Takes `group` out: this node no longer hosts it.
+    pub(crate) fn remove(&self, group: GroupId) {
+        self.handles
+            .write()
+            .expect("group directory lock poisoned")
+            .remove(&group);
+    }
+
     /// The handle of `group`, if this node hosts it.
     pub fn get(&self, group: GroupId) -> Option<NodeHandle> {
         self.handles

@@ -24,7 +24,7 @@ use keel_raft::{GroupId, Message, Ready};
 
 use super::ctx::NodeCtx;
 use super::group::{Group, GroupTable};
-use super::host_runtime::{HostOrder, Hosts};
+use super::host_runtime::{Hosts, Order};
 use super::persist::{GroupWrites, RoundWrite, write_round};
 use super::requests::{NodeError, Request};
 use crate::error::ServerError;
@@ -47,8 +47,9 @@ pub(crate) struct Driver {
     pub(crate) groups: GroupTable,
     /// How groups are added at run time, and the apply threads started.
     pub(crate) hosts: Hosts,
-    /// Orders to host more groups (from the map's reconciler).
-    pub(crate) host_rx: Receiver<HostOrder>,
+    /// Orders to host more groups, or to stop hosting one (from the map's
+    /// reconciler and the configuration follower).
+    pub(crate) host_rx: Receiver<Order>,
     /// The groups the transport's receiver lets in, kept in line with `groups`.
     pub(crate) hosted: HostedGroups,
     /// Peer messages of every hosted group (the receiver demultiplexes by group).
@@ -97,8 +98,14 @@ impl Driver {
                     if let Ok((group, r)) = r { self.handle_request(group, r)? }
                 }
                 recv(self.host_rx) -> order => {
-                    if let Ok(order) = order {
-                        self.hosts.carry_out(&mut self.ctx, &mut self.groups, order)?;
+                    match order {
+                        Ok(Order::Host(order)) => {
+                            self.hosts.carry_out(&mut self.ctx, &mut self.groups, order)?;
+                        }
+                        Ok(Order::Unhost(order)) => {
+                            self.hosts.unhost(&mut self.ctx, &mut self.groups, order)?;
+                        }
+                        Err(_) => {}
                     }
                 }
                 recv(self.ctx.fatal_rx) -> e => {

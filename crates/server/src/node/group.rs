@@ -130,6 +130,7 @@ impl Group {
                 last_index: s.last_index,
                 peers: s.peers,
                 conf: s.conf,
+                conf_index: self.membership.conf_index,
             };
             if *cur == next {
                 false
@@ -157,6 +158,11 @@ impl GroupTable {
 
     pub(crate) fn get_mut(&mut self, id: GroupId) -> Option<&mut Group> {
         self.groups.get_mut(&id)
+    }
+
+    /// Stops hosting `id`: takes its entry out of the table and returns it.
+    pub(crate) fn remove(&mut self, id: GroupId) -> Option<Group> {
+        self.groups.remove(&id)
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Group> {

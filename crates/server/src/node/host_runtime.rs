@@ -19,6 +19,7 @@ use super::hosting::{GroupBoot, GroupSettings, host};
 use super::lease::LeaseClock;
 use super::recover::{group_label, open_new_group, prepare_group_files};
 use super::requests::{NodeError, Request};
+use super::unhost::UnhostOrder;
 use super::{NodeHandle, spawn};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -35,15 +36,43 @@ pub(crate) struct HostOrder {
     pub(crate) reply: oneshot::Sender<Result<NodeHandle, NodeError>>,
 }
 
-/// Where host orders go: the consensus thread. Cheap to clone.
+/// An order about which groups the node hosts, for the consensus thread.
+#[derive(Debug)]
+pub(crate) enum Order {
+    /// Host a replica of a group.
+    Host(HostOrder),
+    /// Stop hosting one and delete it (`unhost.rs`).
+    Unhost(UnhostOrder),
+}
+
+/// Where host and unhost orders go: the consensus thread. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct HostSender {
-    tx: Sender<HostOrder>,
+    tx: Sender<Order>,
 }
 
 impl HostSender {
-    pub(crate) fn new(tx: Sender<HostOrder>) -> Self {
+    pub(crate) fn new(tx: Sender<Order>) -> Self {
         HostSender { tx }
+    }
+
+    fn send(&self, order: Order) -> Result<(), NodeError> {
+        self.tx.try_send(order).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => {
+                NodeError::Overloaded("host orders queue is full".into())
+            }
+            crossbeam_channel::TrySendError::Disconnected(_) => NodeError::ShuttingDown,
+        })
+    }
+
+    /// Asks the consensus thread to stop hosting `group` and delete this
+    /// node's replica of it (tombstone first, then its files), and waits until
+    /// it is done. Stopping a group not hosted here changes nothing; group 1
+    /// and the placement group are refused.
+    pub async fn unhost(&self, group: GroupId) -> Result<(), NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Order::Unhost(UnhostOrder { group, reply }))?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// Asks the consensus thread to host a replica of `group` from `voters`,
@@ -54,18 +83,11 @@ impl HostSender {
         voters: BTreeMap<NodeId, String>,
     ) -> Result<NodeHandle, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(HostOrder {
-                group,
-                voters,
-                reply,
-            })
-            .map_err(|e| match e {
-                crossbeam_channel::TrySendError::Full(_) => {
-                    NodeError::Overloaded("host orders queue is full".into())
-                }
-                crossbeam_channel::TrySendError::Disconnected(_) => NodeError::ShuttingDown,
-            })?;
+        self.send(Order::Host(HostOrder {
+            group,
+            voters,
+            reply,
+        }))?;
         rx.await.map_err(|_| NodeError::ShuttingDown)?
     }
 }

@@ -438,8 +438,13 @@ impl Group {
 
     /// At shutdown: changes still waiting were never proposed.
     pub(super) fn fail_deferred_changes(&mut self) {
+        self.refuse_deferred_changes(&NodeError::ShuttingDown);
+    }
+
+    /// Answers changes still waiting (never proposed) with `err`.
+    pub(super) fn refuse_deferred_changes(&mut self, err: &NodeError) {
         for d in self.membership.deferred.drain(..) {
-            let _ = d.reply.send(Err(NodeError::ShuttingDown));
+            let _ = d.reply.send(Err(err.clone()));
         }
     }
 }

@@ -29,6 +29,7 @@ mod recover;
 mod requests;
 mod snapshots;
 mod status;
+mod unhost;
 mod waiters;
 
 use std::sync::Arc;

@@ -74,8 +74,13 @@ impl UnconfirmedReads {
 
     /// Answers everything (shutdown); reads change nothing.
     pub(crate) fn fail_all(&mut self) {
+        self.fail_all_with(&NodeError::ShuttingDown);
+    }
+
+    /// Answers everything with `err` (the group stops being hosted, say).
+    pub(crate) fn fail_all_with(&mut self, err: &NodeError) {
         for (_, r) in std::mem::take(&mut self.waiting) {
-            let _ = r.reply.send(Err(NodeError::ShuttingDown));
+            let _ = r.reply.send(Err(err.clone()));
         }
     }
 }

@@ -195,7 +195,7 @@ pub(crate) fn open_new_group(
 }
 
 /// Deletes a data group's boot file, state machine and snapshots.
-fn delete_group_files(data_dir: &Path, group: GroupId) -> Result<(), ServerError> {
+pub(crate) fn delete_group_files(data_dir: &Path, group: GroupId) -> Result<(), ServerError> {
     let state = group_state_path(data_dir, group);
     match std::fs::remove_file(&state) {
         Ok(()) => {}

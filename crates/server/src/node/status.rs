@@ -24,6 +24,9 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// The configuration in force, as this replica knows it.
     pub conf: ConfState,
+    /// The log index of the entry that made that configuration (0: the
+    /// bootstrap one). Committed once `commit` reaches it.
+    pub conf_index: Index,
 }
 
 impl NodeStatus {
@@ -38,6 +41,7 @@ impl NodeStatus {
             last_index: 0,
             peers: Vec::new(),
             conf: ConfState::default(),
+            conf_index: 0,
         }
     }
 }

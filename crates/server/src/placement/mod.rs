@@ -4,10 +4,12 @@
 //! the group's handle: `node_store.rs`); the node's cached copy (`cache.rs`),
 //! fed from the local replica on placement members (`member.rs`) and from a
 //! member's `WatchMap` stream elsewhere (`follow.rs`); and the groups the node
-//! hosts kept in line with it (`reconcile.rs`).
+//! hosts kept in line with it (`reconcile.rs`), as are their configurations
+//! (`conf_sync.rs`).
 
 pub mod cache;
 pub mod cas;
+pub(crate) mod conf_sync;
 pub(crate) mod follow;
 pub(crate) mod member;
 pub mod node_store;

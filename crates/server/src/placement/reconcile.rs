@@ -9,8 +9,8 @@
 //! configuration never campaigns until the log makes it one, so a replica
 //! created early (before its group's leader adds it) is harmless.
 //!
-//! Replicas of groups the node is no longer a member of are not deleted yet
-//! (docs/sharding.md, step 6).
+//! Replicas of groups the node is no longer a member of are deleted by
+//! `conf_sync.rs`, once their group's configuration has let them go.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -42,6 +42,14 @@ impl HostedGroups {
             .insert(group);
     }
 
+    /// Stops letting `group`'s messages in: this node no longer hosts it.
+    pub fn unhost(&self, group: GroupId) {
+        self.groups
+            .write()
+            .expect("hosted groups lock poisoned")
+            .remove(&group);
+    }
+
     /// Whether this node hosts `group`.
     pub fn contains(&self, group: GroupId) -> bool {
         self.groups
