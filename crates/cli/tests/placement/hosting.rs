@@ -26,7 +26,7 @@ async fn replica(t: &TestCluster, id: u64, group: u64) -> Option<GroupStatus> {
 
 /// Waits until `group` has a leader among `members` that each member agrees
 /// on (in the same term); returns it.
-async fn agreed_leader(t: &TestCluster, group: u64, members: &[u64]) -> u64 {
+pub(super) async fn agreed_leader(t: &TestCluster, group: u64, members: &[u64]) -> u64 {
     eventually(
         GROUP_TIMEOUT,
         &format!("a leader of group {group}"),
@@ -47,7 +47,7 @@ async fn agreed_leader(t: &TestCluster, group: u64, members: &[u64]) -> u64 {
     .await
 }
 
-fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> String {
+pub(super) fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> String {
     let addr = t.cluster.grpc_addr(id).to_string();
     let out = Command::new(keel_bin())
         .arg("shard")

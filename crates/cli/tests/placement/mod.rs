@@ -10,6 +10,7 @@ use keel_client::ClusterMap;
 
 mod change;
 mod hosting;
+mod slot_rpc;
 
 use super::common::{TestCluster, eventually, http, keel_bin};
 
