@@ -24,7 +24,7 @@ use crate::node::{NodeError, NodeHandle};
 /// How long a `SlotFetch` waits for its read barrier.
 pub const FETCH_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a `SlotCommand` waits for its command to apply when the request
-/// names no timeout, and the most it may name.
+/// names no timeout.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest timeout a `SlotCommand` may ask for.
 pub const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
