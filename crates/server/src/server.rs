@@ -216,7 +216,8 @@ pub async fn run(
         GroupDemux::new(hosted, peer_tx.clone()),
         stats,
     )
-    .with_snapshot_inboxes(inboxes);
+    .with_snapshot_inboxes(inboxes)
+    .with_groups(directory.clone());
     if let Some(tls) = &tls {
         raft_svc = raft_svc.with_node_certs(tls.nodes.clone(), ctx.metrics.clone());
     }

@@ -12,6 +12,7 @@ mod change;
 mod hosting;
 mod members;
 mod routing;
+mod slot_rpc;
 
 use super::common::{TestCluster, eventually, http, keel_bin};
 

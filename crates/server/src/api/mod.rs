@@ -201,23 +201,31 @@ impl ApiContext {
 
     /// Turns a node-level failure into the error clients see.
     pub fn error(&self, e: NodeError) -> ErrorDetail {
-        match e {
-            NodeError::NotLeader { leader: 0 } => ErrorDetail::no_leader(),
-            NodeError::NotLeader { leader } => {
-                ErrorDetail::not_leader(leader, self.address_of(leader))
-            }
-            NodeError::Overloaded(m) => ErrorDetail::overloaded(m),
-            NodeError::DiskFull(m) => ErrorDetail::disk_full(m),
-            NodeError::Invalid(m) => ErrorDetail::invalid_argument(m),
-            NodeError::OutcomeUnknown(m) => ErrorDetail::outcome_unknown(m),
-            NodeError::Timeout(m) => {
-                // A read that timed out changed nothing; the client may retry.
-                ErrorDetail::no_leader().with_message(format!("read not confirmed: {m}"))
-            }
-            NodeError::ShuttingDown => ErrorDetail::shutting_down(),
-            NodeError::Refused(m) => ErrorDetail::refused(m),
-            NodeError::SlotUnavailable(why) => slot_error(why),
+        node_error_detail(e, |id| self.address_of(id))
+    }
+}
+
+/// Turns a node-level failure into keel's error detail, naming the leader's
+/// address as `address_of` knows it. Shared by the client API and the peer
+/// service's slot-move calls, so both answer a node error the same way.
+pub(crate) fn node_error_detail(
+    e: NodeError,
+    address_of: impl Fn(NodeId) -> String,
+) -> ErrorDetail {
+    match e {
+        NodeError::NotLeader { leader: 0 } => ErrorDetail::no_leader(),
+        NodeError::NotLeader { leader } => ErrorDetail::not_leader(leader, address_of(leader)),
+        NodeError::Overloaded(m) => ErrorDetail::overloaded(m),
+        NodeError::DiskFull(m) => ErrorDetail::disk_full(m),
+        NodeError::Invalid(m) => ErrorDetail::invalid_argument(m),
+        NodeError::OutcomeUnknown(m) => ErrorDetail::outcome_unknown(m),
+        NodeError::Timeout(m) => {
+            // A read that timed out changed nothing; the client may retry.
+            ErrorDetail::no_leader().with_message(format!("read not confirmed: {m}"))
         }
+        NodeError::ShuttingDown => ErrorDetail::shutting_down(),
+        NodeError::Refused(m) => ErrorDetail::refused(m),
+        NodeError::SlotUnavailable(why) => slot_error(why),
     }
 }
 

@@ -13,6 +13,9 @@ mod connect;
 mod demux;
 mod sender;
 mod service;
+mod slot_service;
+pub mod slot_wire;
+pub mod slots;
 mod snapshot;
 
 use std::collections::BTreeMap;

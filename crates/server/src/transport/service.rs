@@ -6,18 +6,20 @@ use std::sync::atomic::Ordering;
 
 use keel_proto::raft::raft_server::Raft;
 use keel_proto::raft::{
-    MessageBatch, SnapshotChunk, SnapshotOffer, SnapshotOfferReply, SnapshotSendReply,
-    StreamSummary,
+    MessageBatch, SlotCommandReply, SlotCommandRequest, SlotFetchReply, SlotFetchRequest,
+    SnapshotChunk, SnapshotOffer, SnapshotOfferReply, SnapshotSendReply, StreamSummary,
 };
 use keel_raft::{Message, MessageBody, NodeId};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::demux::{Delivery, GroupDemux};
+use super::slot_service;
 use super::snapshot::{SnapshotInbox, SnapshotInboxes};
 use super::{NOT_A_MEMBER, TransportStats};
 use crate::log_limit::{LogLimit, left_out};
 use crate::members::MemberBook;
 use crate::metrics::Metrics;
+use crate::node::{GroupDirectory, NodeHandle};
 use crate::peers::{IncarnationCheck, PeerIncarnations};
 use crate::tls::NodeCertCheck;
 
@@ -39,6 +41,9 @@ pub struct RaftService {
     node_certs: Option<(Arc<NodeCertCheck>, Arc<Metrics>)>,
     /// Refusals a refused peer repeats at will are logged at this rate at most.
     refusal_log: LogLimit,
+    /// The hosted groups' handles, for the slot-move calls (`slot_service.rs`);
+    /// without them those calls are UNIMPLEMENTED.
+    groups: Option<GroupDirectory>,
 }
 
 impl RaftService {
@@ -62,6 +67,7 @@ impl RaftService {
             snapshots: SnapshotInboxes::default(),
             node_certs: None,
             refusal_log: LogLimit::default(),
+            groups: None,
         }
     }
 
@@ -112,6 +118,46 @@ impl RaftService {
     pub fn with_snapshot_inboxes(mut self, inboxes: SnapshotInboxes) -> Self {
         self.snapshots = inboxes;
         self
+    }
+
+    /// Serves the slot-move calls from the groups of `groups`.
+    pub fn with_groups(mut self, groups: GroupDirectory) -> Self {
+        self.groups = Some(groups);
+        self
+    }
+
+    /// A slot-move call passes the same checks as a snapshot offer: a member
+    /// of this cluster, its incarnation, and a group this node hosts.
+    fn admit_slot_call(
+        &self,
+        cluster_id: u64,
+        from: NodeId,
+        incarnation: u64,
+        group: u64,
+    ) -> Result<NodeHandle, Status> {
+        let as_batch = MessageBatch {
+            cluster_id,
+            from,
+            incarnation,
+            messages: Vec::new(),
+        };
+        if let Err(status) = self.admit(&as_batch) {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(status);
+        }
+        let Some(groups) = &self.groups else {
+            return Err(Status::unimplemented("this node does not serve slot moves"));
+        };
+        match groups.get(group) {
+            Some(node) => Ok(node),
+            None => {
+                self.demux.hosted().count_unknown(group);
+                Err(Status::not_found(format!(
+                    "node {} does not host group {group}",
+                    self.node_id
+                )))
+            }
+        }
     }
 
     /// A snapshot offer passes the same checks as a batch of messages.
@@ -282,5 +328,30 @@ impl Raft for RaftService {
         })?;
         let inbox = self.admit_offer(&offer)?;
         inbox.receive(offer, first, stream).await.map(Response::new)
+    }
+
+    async fn slot_fetch(
+        &self,
+        request: Request<SlotFetchRequest>,
+    ) -> Result<Response<SlotFetchReply>, Status> {
+        self.admit_connection(&request)?;
+        let req = request.into_inner();
+        let node = self.admit_slot_call(req.cluster_id, req.from, req.incarnation, req.group)?;
+        let ask = slot_service::validate_fetch(&req)?;
+        slot_service::fetch(node, ask).await.map(Response::new)
+    }
+
+    async fn slot_command(
+        &self,
+        request: Request<SlotCommandRequest>,
+    ) -> Result<Response<SlotCommandReply>, Status> {
+        self.admit_connection(&request)?;
+        let req = request.into_inner();
+        let node = self.admit_slot_call(req.cluster_id, req.from, req.incarnation, req.group)?;
+        let cmd = slot_service::validate_command(&req.command)?;
+        let timeout = slot_service::command_timeout(req.timeout_ms);
+        slot_service::propose(&node, cmd, timeout)
+            .await
+            .map(Response::new)
     }
 }
