@@ -50,6 +50,9 @@ pub(crate) struct Driver {
     /// Orders to host more groups, or to stop hosting one (from the map's
     /// reconciler and the configuration follower).
     pub(crate) host_rx: Receiver<Order>,
+    /// Keeps `host_rx` connected whoever else holds a sender: a disconnected
+    /// channel is always ready in `select!`, which would spin this thread.
+    pub(crate) _host_tx: crossbeam_channel::Sender<Order>,
     /// The groups the transport's receiver lets in, kept in line with `groups`.
     pub(crate) hosted: HostedGroups,
     /// Peer messages of every hosted group (the receiver demultiplexes by group).

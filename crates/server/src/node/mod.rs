@@ -197,6 +197,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         groups,
         hosts,
         host_rx,
+        _host_tx: host_tx.clone(),
         hosted: parts.hosted,
         peer_rx: parts.peer_rx,
         req_rx,
