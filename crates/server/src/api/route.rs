@@ -37,15 +37,35 @@ pub(crate) fn single_owner(
     Ok(owner.unwrap_or(KV_GROUP))
 }
 
+/// The handle a request runs on: group 1's, borrowed from the context (the
+/// common case, no copy), or another hosted group's.
+pub(crate) enum Routed<'a> {
+    Primary(&'a NodeHandle),
+    Other(NodeHandle),
+}
+
+impl std::ops::Deref for Routed<'_> {
+    type Target = NodeHandle;
+
+    fn deref(&self) -> &NodeHandle {
+        match self {
+            Routed::Primary(h) => h,
+            Routed::Other(h) => h,
+        }
+    }
+}
+
 impl ApiContext {
     /// The handle of the group that serves `key`, if this node hosts it; else
     /// `WRONG_GROUP` with the slot and this node's map version, so the client
     /// refreshes its map and goes to a member of the owner.
-    pub(crate) fn group_for_key(&self, key: &[u8]) -> Result<NodeHandle, ErrorDetail> {
-        let map = self.maps.current();
+    pub(crate) fn group_for_key(&self, key: &[u8]) -> Result<Routed<'_>, ErrorDetail> {
         let slot = slot_for_key(key);
-        let group = owner_of(map.as_ref().map(|m| &*m.map), slot);
-        self.hosted_group(group, slot, map.as_ref().map_or(0, |m| m.version()))
+        let (group, version) = self.maps.with(|m| {
+            let owner = owner_of(m.map(|m| &*m.map), slot);
+            (owner, m.map_or(0, |m| m.version()))
+        });
+        self.hosted_group(group, slot, version)
     }
 
     /// The handle of the one group that serves every key of `keys`; a request
@@ -54,11 +74,13 @@ impl ApiContext {
     pub(crate) fn group_for_keys<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<NodeHandle, ErrorDetail> {
-        let map = self.maps.current();
-        let version = map.as_ref().map_or(0, |m| m.version());
+    ) -> Result<Routed<'_>, ErrorDetail> {
         let slots: Vec<Slot> = keys.into_iter().map(slot_for_key).collect();
-        match single_owner(map.as_ref().map(|m| &*m.map), slots.iter().copied()) {
+        let (owner, version) = self.maps.with(|m| {
+            let owner = single_owner(m.map(|m| &*m.map), slots.iter().copied());
+            (owner, m.map_or(0, |m| m.version()))
+        });
+        match owner {
             Ok(group) => {
                 let slot = slots.first().copied().unwrap_or_else(|| slot_for_key(b""));
                 self.hosted_group(group, slot, version)
@@ -76,11 +98,11 @@ impl ApiContext {
         group: GroupId,
         slot: Slot,
         map_version: u64,
-    ) -> Result<NodeHandle, ErrorDetail> {
+    ) -> Result<Routed<'_>, ErrorDetail> {
         if group == KV_GROUP {
-            return Ok(self.node.clone());
+            return Ok(Routed::Primary(&self.node));
         }
-        self.groups.get(group).ok_or_else(|| {
+        self.groups.get(group).map(Routed::Other).ok_or_else(|| {
             ErrorDetail::wrong_group(
                 slot.get(),
                 map_version,

@@ -56,6 +56,12 @@ impl MapCache {
         self.tx.borrow().clone()
     }
 
+    /// Runs `f` on the cached map without copying it (the cell stays locked
+    /// for reading meanwhile: keep `f` short).
+    pub fn with<R>(&self, f: impl FnOnce(Option<&CachedMap>) -> R) -> R {
+        f(self.tx.borrow().as_ref())
+    }
+
     /// The cached map's version (0: none yet; every map has version ≥ 1 once
     /// a group exists).
     pub fn version(&self) -> u64 {
