@@ -328,12 +328,7 @@ impl KvStore {
             if out.len() == limit {
                 return Ok(false);
             }
-            let (version, value) = value::decode(stored)?;
-            out.push((
-                Bytes::copy_from_slice(key),
-                Bytes::copy_from_slice(value),
-                version,
-            ));
+            out.push(owned_item(key, stored)?);
             Ok(true)
         })?;
         Ok((out, more))
@@ -377,6 +372,16 @@ impl KvStore {
         let table = txn.open_table(DATA).map_err(engine)?;
         walk_range(&table, prefix, start_after, take)
     }
+}
+
+/// A stored key and value as a [`KeyValue`] the caller owns.
+pub(crate) fn owned_item(key: &[u8], stored: &[u8]) -> Result<KeyValue, KvError> {
+    let (version, value) = value::decode(stored)?;
+    Ok((
+        Bytes::copy_from_slice(key),
+        Bytes::copy_from_slice(value),
+        version,
+    ))
 }
 
 /// Calls `take` with each key starting with `prefix` (strictly after

@@ -70,12 +70,7 @@ impl KvStore {
             if out.len() == limit {
                 return Ok(false);
             }
-            let (version, value) = value::decode(stored)?;
-            out.push((
-                Bytes::copy_from_slice(key),
-                Bytes::copy_from_slice(value),
-                version,
-            ));
+            out.push(super::owned_item(key, stored)?);
             Ok(true)
         })?;
         Ok((out, more))
