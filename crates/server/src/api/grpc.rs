@@ -137,14 +137,7 @@ pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
     StatusResponse {
         id: ctx.id,
         cluster_id: ctx.cluster_id,
-        // A learner follows but never votes or campaigns: say so.
-        role: if s.role == keel_raft::Role::Follower
-            && ctx.members.conf().learners.contains(&ctx.id)
-        {
-            "learner".to_string()
-        } else {
-            s.role.as_str().to_string()
-        },
+        role: role_name(s.role, ctx.members.conf().learners.contains(&ctx.id)),
         term: s.term,
         leader_id: s.leader,
         commit_index: s.commit,
@@ -174,16 +167,21 @@ pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
     }
 }
 
+/// How a replica's role is shown: a follower that is a learner of its
+/// configuration follows but never votes or campaigns, so it says so.
+fn role_name(role: keel_raft::Role, learner: bool) -> String {
+    if role == keel_raft::Role::Follower && learner {
+        "learner".to_string()
+    } else {
+        role.as_str().to_string()
+    }
+}
+
 /// One hosted group's replica as it sees its group.
 fn group_status(group: keel_raft::GroupId, s: &crate::node::NodeStatus) -> GroupStatus {
-    let learner = s.role == keel_raft::Role::Follower && s.conf.learners.contains(&s.id);
     GroupStatus {
         group,
-        role: if learner {
-            "learner".to_string()
-        } else {
-            s.role.as_str().to_string()
-        },
+        role: role_name(s.role, s.conf.learners.contains(&s.id)),
         term: s.term,
         leader_id: s.leader,
         commit_index: s.commit,
