@@ -45,13 +45,17 @@ impl Client {
 
 /// The map a node sent, checked as every copy is (`ClusterMap::decode`).
 fn decode(resp: MapResponse) -> Result<ClusterMap, Error> {
-    let map = ClusterMap::decode(resp.map_json.as_bytes())
+    checked_map(&resp.map_json, resp.version)
+}
+
+/// `map_json` decoded, refused unless it is a valid map of `version`.
+pub(crate) fn checked_map(map_json: &str, version: u64) -> Result<ClusterMap, Error> {
+    let map = ClusterMap::decode(map_json.as_bytes())
         .map_err(|e| Error::Internal(format!("the node sent an unreadable cluster map: {e}")))?;
-    if map.version() != resp.version {
+    if map.version() != version {
         return Err(Error::Internal(format!(
-            "the node sent map version {} labelled {}",
-            map.version(),
-            resp.version
+            "the node sent map version {} labelled {version}",
+            map.version()
         )));
     }
     Ok(map)

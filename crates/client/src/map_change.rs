@@ -52,15 +52,7 @@ impl Client {
 
 /// The outcome a node sent, with its map checked as every copy is.
 fn outcome(resp: ChangeMapResponse) -> Result<ChangeMapOutcome, Error> {
-    let map = ClusterMap::decode(resp.map_json.as_bytes())
-        .map_err(|e| Error::Internal(format!("the node sent an unreadable cluster map: {e}")))?;
-    if map.version() != resp.version {
-        return Err(Error::Internal(format!(
-            "the node sent map version {} labelled {}",
-            map.version(),
-            resp.version
-        )));
-    }
+    let map = crate::map::checked_map(&resp.map_json, resp.version)?;
     Ok(ChangeMapOutcome {
         changed: resp.changed,
         map,
