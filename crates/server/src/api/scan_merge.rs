@@ -7,13 +7,12 @@
 //! read, which any replica serves); the page is not one snapshot across
 //! groups, and its revision is 0. Memory: at most `groups × limit` entries.
 
-use keel_placement::{GroupId, Slot};
+use keel_placement::GroupId;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::{KeyValue, ReadMode, ScanRequest, ScanResponse};
 
 use super::ApiContext;
 use super::ops::Forwarding;
-use super::route::owner_of;
 use crate::node::{KV_GROUP, NodeHandle};
 
 impl ApiContext {
@@ -23,10 +22,12 @@ impl ApiContext {
         let Some(map) = self.maps.current() else {
             return Vec::new();
         };
-        let mut groups: Vec<GroupId> = Slot::all().map(|s| owner_of(Some(&map.map), s)).collect();
-        groups.sort_unstable();
-        groups.dedup();
-        groups
+        let counts = map.map.slot_counts();
+        counts
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(g, _)| g)
+            .collect()
     }
 
     /// This node's replica of `group`, for a part another node asked for.
