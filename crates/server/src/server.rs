@@ -28,7 +28,7 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
-use crate::placement::{MapCache, conf_sync, follow, member, reconcile};
+use crate::placement::{MapCache, conf_sync, follow, member, mover, reconcile};
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
@@ -254,10 +254,15 @@ pub async fn run(
         tokio::spawn(reconcile::reconcile(
             cfg.id,
             maps,
-            directory,
+            directory.clone(),
             hosts,
             stop_rx.clone(),
         ));
+        let mover = mover::Mover {
+            ctx: ctx.clone(),
+            reach: mover::Reach::new(cfg.id, directory, creds.peers.clone(), local),
+        };
+        tokio::spawn(mover::run(Arc::new(mover), stop_rx.clone()));
     }
     // Client services check the bearer token (if any) before their handlers run;
     // the peer service is authenticated by mutual TLS instead.

@@ -11,6 +11,7 @@ use keel_client::ClusterMap;
 mod change;
 mod hosting;
 mod members;
+mod moves;
 mod routing;
 mod slot_rpc;
 

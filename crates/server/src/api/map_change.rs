@@ -18,8 +18,13 @@ use crate::placement::{CachedMap, CasError, Changed, NodeMapStore, change_map};
 /// the placement leader) or from a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MapCall {
-    /// From a client: a node that cannot apply it forwards it.
+    /// From a client: a node that cannot apply it forwards it. A client may
+    /// not commit a slot move: only the mover knows that the target holds
+    /// the slot's data (`docs/sharding.md`, *Moving a slot*).
     Client,
+    /// From this node's slot mover (`placement/mover/`): forwarded like a
+    /// client's, and the one caller that commits moves.
+    Mover,
     /// Forwarded by another node: never forwarded again (one hop), so two
     /// nodes with stale views of the leader cannot pass it back and forth.
     Forwarded,
@@ -36,13 +41,19 @@ impl ApiContext {
         // Checked here, before any forwarding: bad input never leaves the node
         // it was sent to.
         let command = parse_command(&req.command_json)?;
+        if call == MapCall::Client && matches!(command, Command::CommitSlotMove { .. }) {
+            return Err(ErrorDetail::invalid_argument(
+                "a slot move commits only through the mover of its target group, once the \
+                 group holds the slot's data; begin a move and let it finish, or abort it",
+            ));
+        }
         if let Some(node) = &self.placement.node
             && node.status().role == Role::Leader
         {
             return self.change_map_here(node, &command).await;
         }
         match call {
-            MapCall::Client => self.forward_map_change(req).await,
+            MapCall::Client | MapCall::Mover => self.forward_map_change(req).await,
             MapCall::Forwarded => Err(self.not_placement_leader()),
         }
     }

@@ -39,6 +39,7 @@ use keel_storage::kv::slots::SlotUnavailable;
 pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
+pub(crate) use map_change::MapCall;
 pub(crate) use ops::{Forwarding, Served, not_served};
 
 use crate::backup::Backups;

@@ -119,33 +119,15 @@ impl ApiContext {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use keel_placement::Command;
 
     use super::*;
 
-    fn slot(n: u16) -> Slot {
-        Slot::new(n).expect("in range")
-    }
+    use crate::placement::test_maps::{slot, two_groups};
 
     /// Groups 1 and 2 on nodes 1..=3, with slot 7 moved to group 2.
     fn map_with_a_moved_slot() -> ClusterMap {
-        let mut map = ClusterMap::new();
-        for n in 1..=3 {
-            let register = Command::RegisterNode {
-                node: n,
-                address: format!("127.0.0.1:{}", 7000 + n),
-            };
-            map.apply(&register).expect("register");
-        }
-        for _ in 0..2 {
-            let create = Command::CreateGroup {
-                members: BTreeSet::from([1, 2, 3]),
-                target_replicas: 3,
-            };
-            map.apply(&create).expect("create");
-        }
+        let mut map = two_groups();
         let begin = Command::BeginSlotMove {
             slot: slot(7),
             to: 2,

@@ -5,15 +5,18 @@
 //! fed from the local replica on placement members (`member.rs`) and from a
 //! member's `WatchMap` stream elsewhere (`follow.rs`); and the groups the node
 //! hosts kept in line with it (`reconcile.rs`), as are their configurations
-//! (`conf_sync.rs`).
+//! (`conf_sync.rs`), and the slots moving between them (`mover/`).
 
 pub mod cache;
 pub mod cas;
 pub(crate) mod conf_sync;
 pub(crate) mod follow;
 pub(crate) mod member;
+pub(crate) mod mover;
 pub mod node_store;
 pub(crate) mod reconcile;
+#[cfg(test)]
+pub(crate) mod test_maps;
 
 pub use cache::{CachedMap, MapCache};
 pub use cas::{CasError, Changed, Created, MAP_KEY, MapStore, Written, change_map, create_map};

@@ -13,7 +13,7 @@ mod connect;
 mod demux;
 mod sender;
 mod service;
-mod slot_service;
+pub(crate) mod slot_service;
 pub mod slot_wire;
 pub mod slots;
 mod snapshot;

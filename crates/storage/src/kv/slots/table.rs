@@ -78,7 +78,9 @@ impl SlotTable {
         self.states[usize::from(slot.get())]
     }
 
-    pub(crate) fn set(&mut self, slot: Slot, state: SlotState) {
+    /// Sets the state of `slot` in this table. A store's own table changes
+    /// only by applying slot-move commands; this is for copies (and tests).
+    pub fn set(&mut self, slot: Slot, state: SlotState) {
         self.states[usize::from(slot.get())] = state;
     }
 

@@ -1,0 +1,237 @@
+//! One move driven by the target group's leader (`docs/sharding.md`, *Moving
+//! a slot*, steps 2–7): copy the slot from the source in rounds, fence it at
+//! the source, copy the final delta from fenced views only, seal the copy,
+//! have placement commit the move, and serve the slot.
+//!
+//! An attempt starts from whatever the target holds: nothing (bulk copy), a
+//! copy in progress for this move (catch-up rounds converge on the source
+//! whatever the copy holds, so a new leader resumes instead of starting
+//! over), a sealed copy (straight to the commit), or a leftover of another
+//! move (dropped first).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use keel_placement::Slot;
+use keel_storage::command::{MoveStep, SlotCommand};
+use keel_storage::kv::SlotState;
+use keel_storage::kv::slots::copy::{
+    CopyError, FenceWitness, MAX_PAGE_BYTES, PageBuilder, SourceView, plan_delta,
+};
+
+use super::error::MoveError;
+use super::reach::{Answer, GroupAt, Reach, Read, propose_local, with_view};
+use crate::node::NodeHandle;
+
+/// A catch-up round that changes at most this many keys ends the catch-up:
+/// the final delta after the fence is about as small, so writes pause only
+/// briefly.
+pub(crate) const SMALL_ROUND: usize = 1000;
+/// Most catch-up rounds before fencing anyway (a slot written faster than it
+/// can be copied still moves, with a longer pause).
+pub(crate) const MAX_CATCH_UP_ROUNDS: u64 = 8;
+
+/// Where an attempt got to.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Progress {
+    /// When the source fenced the slot for this move (writes to it pause).
+    pub(crate) fenced_at: Option<Instant>,
+}
+
+/// One move, seen from its target's leader.
+pub(crate) struct Drive<'a> {
+    pub(crate) reach: &'a Reach,
+    /// This node's replica of the target group, which leads it.
+    pub(crate) target: NodeHandle,
+    /// The source group.
+    pub(crate) source: GroupAt,
+    pub(crate) slot: Slot,
+    pub(crate) epoch: u64,
+}
+
+impl Drive<'_> {
+    fn command(&self, step: MoveStep) -> SlotCommand {
+        SlotCommand {
+            slot: self.slot,
+            epoch: self.epoch,
+            step,
+        }
+    }
+
+    /// Proposes `step` in the target group (here).
+    async fn here(&self, step: MoveStep) -> Result<SlotState, MoveError> {
+        propose_local(&self.target, self.command(step)).await
+    }
+
+    /// Brings the target to a sealed copy of the slot as of the source's
+    /// fence; `progress` says how far it got, also when it fails.
+    pub(crate) async fn seal(&self, progress: &mut Progress) -> Result<(), MoveError> {
+        let held = self.target.kv().slot_state(self.slot);
+        let mut round = 1;
+        match held {
+            SlotState::Ingested { epoch } if epoch == self.epoch => return Ok(()),
+            SlotState::Staging { epoch } if epoch == self.epoch => {}
+            other => {
+                self.clear(other).await?;
+                self.bulk_copy().await?;
+            }
+        }
+        while round <= MAX_CATCH_UP_ROUNDS {
+            let items = self.round(round, None).await?;
+            round += 1;
+            if items <= SMALL_ROUND {
+                break;
+            }
+        }
+        let fenced = self
+            .reach
+            .propose(&self.source, self.command(MoveStep::Fence))
+            .await?;
+        if fenced != (SlotState::Fenced { epoch: self.epoch }) {
+            return Err(MoveError::StepRefused {
+                group: self.source.group,
+                step: MoveStep::Fence.name(),
+                why: format!("the slot is {fenced} after the fence"),
+            });
+        }
+        progress.fenced_at = Some(Instant::now());
+        let mut witness = FenceWitness::new(self.slot, self.epoch);
+        self.round(round, Some(&mut witness)).await?;
+        let seal = witness.seal()?;
+        propose_local(&self.target, seal).await?;
+        Ok(())
+    }
+
+    /// Drops whatever the target holds of the slot from an earlier move, a
+    /// batch per entry, until it is absent.
+    async fn clear(&self, mut held: SlotState) -> Result<(), MoveError> {
+        while let Some(epoch) = held.epoch() {
+            let drop = SlotCommand {
+                slot: self.slot,
+                epoch,
+                step: MoveStep::Drop {
+                    map_version: self.epoch,
+                },
+            };
+            held = propose_local(&self.target, drop).await?;
+        }
+        if held == SlotState::Absent {
+            Ok(())
+        } else {
+            Err(MoveError::StepRefused {
+                group: self.target.group(),
+                step: "INGEST-SLOT",
+                why: format!("the target holds the slot as {held}, not absent"),
+            })
+        }
+    }
+
+    /// Round 0: every key of the source's slot into the target's staging.
+    async fn bulk_copy(&self) -> Result<(), MoveError> {
+        let mut builder = PageBuilder::new(self.slot, self.epoch, 0, MAX_PAGE_BYTES);
+        let mut cursor: Option<Bytes> = None;
+        loop {
+            let Answer::Page(page) = self
+                .reach
+                .read(
+                    &self.source,
+                    self.slot,
+                    self.epoch,
+                    Read::Page(cursor.clone()),
+                )
+                .await?
+            else {
+                unreachable!("a page read answers a page");
+            };
+            cursor = page.puts.last().map(|p| p.key.clone()).or(cursor);
+            builder.add(page.puts, Vec::new())?;
+            for cmd in builder.take_ready() {
+                propose_local(&self.target, cmd).await?;
+            }
+            if !page.more {
+                break;
+            }
+        }
+        for cmd in builder.finish() {
+            propose_local(&self.target, cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// One catch-up round, or the final one (with `witness`, which must see
+    /// only fenced views); how many keys it changed at the target.
+    async fn round(
+        &self,
+        round: u64,
+        mut witness: Option<&mut FenceWitness>,
+    ) -> Result<usize, MoveError> {
+        let mut see = |source: &SourceView| -> Result<(), CopyError> {
+            match witness.as_deref_mut() {
+                Some(w) => w.witness(source),
+                None => Ok(()),
+            }
+        };
+        let mut builder = PageBuilder::new(self.slot, self.epoch, round, MAX_PAGE_BYTES);
+        let (mut cursor, mut items) = (None::<Bytes>, 0);
+        loop {
+            let Answer::Versions(list) = self
+                .reach
+                .read(
+                    &self.source,
+                    self.slot,
+                    self.epoch,
+                    Read::Versions(cursor.clone()),
+                )
+                .await?
+            else {
+                unreachable!("a versions read answers versions");
+            };
+            see(&list.source)?;
+            let (slot, epoch, after) = (self.slot, self.epoch, cursor.clone());
+            let delta = with_view(&self.target, move |staged| {
+                plan_delta(staged, slot, epoch, after.as_deref(), &list)
+            })
+            .await?;
+            let mut puts = Vec::new();
+            let mut done = 0;
+            while done < delta.fetch.len() {
+                let keys = delta.fetch[done..].to_vec();
+                let Answer::Values(values) = self
+                    .reach
+                    .read(&self.source, self.slot, self.epoch, Read::Values(keys))
+                    .await?
+                else {
+                    unreachable!("a values read answers values");
+                };
+                see(&values.source)?;
+                if values.covered == 0 {
+                    return Err(MoveError::Unavailable {
+                        group: self.source.group,
+                        why: "a values read covered no key".into(),
+                    });
+                }
+                done += values.covered;
+                puts.extend(values.puts);
+            }
+            items += puts.len() + delta.delete.len();
+            builder.add(puts, delta.delete)?;
+            for cmd in builder.take_ready() {
+                propose_local(&self.target, cmd).await?;
+            }
+            match delta.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for cmd in builder.finish() {
+            propose_local(&self.target, cmd).await?;
+        }
+        Ok(items)
+    }
+
+    /// Serves the slot here once the map names this group its owner
+    /// (`OwnSlot`).
+    pub(crate) async fn own(&self, map_version: u64) -> Result<SlotState, MoveError> {
+        self.here(MoveStep::Own { map_version }).await
+    }
+}
