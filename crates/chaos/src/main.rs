@@ -21,7 +21,7 @@ use keel_client::ReadMode;
 #[command(name = "keel-chaos", version)]
 struct Args {
     /// Faults to inject, comma-separated: kill, pause, partition, delay, loss,
-    /// skew, member, wal, failover (or "all", or "none").
+    /// skew, member, wal, failover, rebalance (or "all", or "none").
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// How long the workload runs, e.g. 60s, 5m.
@@ -219,7 +219,7 @@ mod tests {
             parse_nemeses("kill,pause"),
             Ok(vec![Nemesis::Kill, Nemesis::Pause])
         );
-        assert_eq!(parse_nemeses("all").map(|n| n.len()), Ok(9));
+        assert_eq!(parse_nemeses("all").map(|n| n.len()), Ok(10));
         assert!(parse_nemeses("kill,bogus").is_err());
     }
 }

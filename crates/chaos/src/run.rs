@@ -137,7 +137,12 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
         clock,
         skew: cfg.skew.clone(),
         lull: lull.clone(),
+        left_groups: Arc::default(),
     };
+    if cfg.nemeses.contains(&Nemesis::Rebalance) {
+        nemesis::rebalance::prepare(&target).await?;
+        progress("group 2 up on every node; slots will move between groups 1 and 2");
+    }
     let (keys, faults) = tokio::join!(
         workload::run(
             &cfg.workload,
@@ -158,6 +163,11 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<(RunSummary, CheckReport)> {
     ));
 
     let mut problems = Vec::new();
+    if cfg.nemeses.contains(&Nemesis::Rebalance)
+        && let Err(e) = nemesis::rebalance::settle(&target).await
+    {
+        problems.push(e);
+    }
     // A cluster that did not recover gets its final reads tried briefly (they
     // record what can still be read), not ten seconds per key.
     let mut final_deadline = Duration::from_secs(10);

@@ -44,7 +44,7 @@ pub(crate) async fn damage(target: &Target, victim: u64, rng: &mut Rng) -> anyho
         Started::Refused(why) => {
             match member::remove_from_config(target, victim, Duration::from_secs(5)).await {
                 Ok(()) => {
-                    member::rejoin_later(target, victim)?;
+                    member::wipe_and_rejoin(target, victim).await?;
                     format!("it refused to start ({why}); removed, wiped, re-added with --join")
                 }
                 Err(e) => format!("it refused to start ({why}); removing it failed: {e}"),

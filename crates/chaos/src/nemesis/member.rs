@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Target;
+use super::{Target, rebalance};
 
 /// Removes `victim` from the configuration, stops it and wipes its data; the
 /// next heal starts it with `--join`. Returns the fault's description.
@@ -23,7 +23,7 @@ pub(crate) async fn remove(
     if let Err(e) = remove_from_config(target, victim, Duration::from_secs(5)).await {
         return Ok(format!("member: removing node {victim}{role} failed: {e}"));
     }
-    rejoin_later(target, victim)?;
+    wipe_and_rejoin(target, victim).await?;
     Ok(format!(
         "member: removed node {victim}{role}, wiped it; it rejoins with --join"
     ))
@@ -55,9 +55,20 @@ pub(crate) async fn remove_from_config(
     }
 }
 
+/// Takes `id` out of the data groups too (a wiped node must not come back as
+/// a voter with an empty log), then stops and wipes it; the next heal starts
+/// it with `--join` and puts it back into those groups once admitted.
+pub(crate) async fn wipe_and_rejoin(target: &Target, id: u64) -> std::io::Result<()> {
+    let groups = rebalance::leave_data_groups(target, id, Duration::from_secs(10)).await;
+    if !groups.is_empty() {
+        target.left_groups().insert(id, groups);
+    }
+    rejoin_later(target, id)
+}
+
 /// Stops `id`, wipes its data directory and makes its next start a `--join`
 /// through another member.
-pub(crate) fn rejoin_later(target: &Target, id: u64) -> std::io::Result<()> {
+fn rejoin_later(target: &Target, id: u64) -> std::io::Result<()> {
     let mut nodes = target.nodes();
     nodes.wipe(id)?;
     let through = nodes

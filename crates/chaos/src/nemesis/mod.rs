@@ -6,14 +6,18 @@
 //! - [`member`]: removing a node and adding it back;
 //! - [`disk`]: damaging a stopped node's WAL;
 //! - [`failover`]: the leader cut off while followers learn of commits late, then
-//!   a lull in the writes.
+//!   a lull in the writes;
+//! - [`rebalance`]: slots of workload keys moving between two data groups,
+//!   sometimes with a node killed meanwhile.
 
 pub mod disk;
 pub mod failover;
 pub mod member;
 pub mod partition;
 pub mod process;
+pub mod rebalance;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,11 +64,14 @@ pub enum Nemesis {
     /// Slow every link between nodes, then let the clients only read and cut
     /// the leader off once their writes are answered (see [`failover`]).
     Failover,
+    /// Move the slots of a few workload keys to the other of two data groups,
+    /// half the time killing a node meanwhile (see [`rebalance`]).
+    Rebalance,
 }
 
 impl Nemesis {
     /// Every kind.
-    pub const ALL: [Nemesis; 9] = [
+    pub const ALL: [Nemesis; 10] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Partition,
@@ -74,6 +81,7 @@ impl Nemesis {
         Nemesis::Member,
         Nemesis::Wal,
         Nemesis::Failover,
+        Nemesis::Rebalance,
     ];
 
     /// Its name on the command line.
@@ -88,6 +96,7 @@ impl Nemesis {
             Nemesis::Member => "member",
             Nemesis::Wal => "wal",
             Nemesis::Failover => "failover",
+            Nemesis::Rebalance => "rebalance",
         }
     }
 }
@@ -150,6 +159,8 @@ pub struct Target {
     pub skew: Skew,
     /// The workload's write lulls (the `failover` nemesis starts them).
     pub lull: WriteLull,
+    /// Data groups each wiped node left, to rejoin once it is admitted again.
+    pub left_groups: Arc<Mutex<BTreeMap<u64, Vec<u64>>>>,
 }
 
 /// A fault just injected.
@@ -188,6 +199,10 @@ impl Target {
         self.nodes.lock().expect("nodes lock")
     }
 
+    pub(crate) fn left_groups(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<u64>>> {
+        self.left_groups.lock().expect("left groups lock")
+    }
+
     pub(crate) fn endpoints(&self) -> Vec<String> {
         self.nodes().endpoints()
     }
@@ -218,6 +233,10 @@ impl Target {
         };
         for id in joining {
             member::wait_admitted(self, id, Duration::from_secs(20)).await;
+            let left = self.left_groups().remove(&id);
+            if let Some(groups) = left {
+                rebalance::rejoin_data_groups(self, id, &groups).await;
+            }
         }
         Ok(())
     }
@@ -335,6 +354,7 @@ async fn inject(
         Nemesis::Skew => process::skew(target, victim, rng).await?,
         Nemesis::Member => Injected::just(member::remove(target, victim, leader).await?),
         Nemesis::Wal => Injected::just(disk::damage(target, victim, rng).await?),
+        Nemesis::Rebalance => rebalance::inject(target, rng).await?,
         Nemesis::Failover => {
             let delay_ms = failover::delay_ms(rng);
             target.net.set_rules(Rules {

@@ -7,7 +7,9 @@
 //!   `OwnSlot`. A failed attempt is tried again; a move that has not
 //!   committed [`MOVE_TIMEOUT`] after this node began driving it, or
 //!   [`HANDOFF_TIMEOUT`] after it fenced the source (writes to the slot are
-//!   paused from the fence), is aborted (`AbortSlotMove`).
+//!   paused from the fence), is aborted (`AbortSlotMove`); as a backstop the
+//!   placement leader aborts any move in flight for [`WATCHDOG_TIMEOUT`]
+//!   (`watchdog.rs`).
 //! - What a move that ended left behind is finished by whichever group holds
 //!   it: the target serves a committed copy (`OwnSlot`), the source drops its
 //!   copy after a commit (`DropSlot`) or serves it again after an abort
@@ -21,6 +23,7 @@ mod actions;
 mod drive;
 mod error;
 mod reach;
+mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ use self::drive::{Drive, Progress};
 use self::error::MoveError;
 pub(crate) use self::reach::Reach;
 use self::reach::{GroupAt, propose_local};
+use self::watchdog::{WATCHDOG_TIMEOUT, Watchdog};
 use crate::api::{ApiContext, MapCall};
 use crate::node::NodeHandle;
 
@@ -70,10 +74,12 @@ pub(crate) struct Mover {
 pub(crate) async fn run(mover: Arc<Mover>, mut stop: watch::Receiver<bool>) {
     let mut updates = mover.ctx.maps.subscribe();
     let mut running: HashMap<(GroupId, Slot), (bool, JoinHandle<()>)> = HashMap::new();
+    let mut watchdog = Watchdog::default();
     loop {
         running.retain(|_, (_, task)| !task.is_finished());
         let map = updates.borrow_and_update().clone();
         if let Some(map) = map {
+            watch_moves(&mover, &map.map, &mut watchdog);
             for handle in mover.ctx.groups.all() {
                 let group = handle.group();
                 if group == PLACEMENT_GROUP || handle.status().role != Role::Leader {
@@ -104,6 +110,25 @@ pub(crate) async fn run(mover: Arc<Mover>, mut stop: watch::Receiver<bool>) {
     }
     for (_, (_, task)) in running {
         task.abort();
+    }
+}
+
+/// On the placement leader, aborts every move in flight for longer than
+/// [`WATCHDOG_TIMEOUT`] (in the background: an abort is a map change).
+fn watch_moves(mover: &Arc<Mover>, map: &keel_placement::ClusterMap, watchdog: &mut Watchdog) {
+    let leads = mover
+        .ctx
+        .placement
+        .node
+        .as_ref()
+        .is_some_and(|n| n.status().role == Role::Leader);
+    if !leads {
+        watchdog.reset();
+        return;
+    }
+    for (slot, epoch) in watchdog.overdue(map, Instant::now(), WATCHDOG_TIMEOUT) {
+        let mover = mover.clone();
+        tokio::spawn(async move { abort(&mover, slot, epoch).await });
     }
 }
 
