@@ -4,7 +4,9 @@
 //! throughout; afterwards every key holds its last acknowledged value (or a
 //! later attempt whose answer was lost), the writer's acknowledged revisions
 //! only grew across the hand-off, the source dropped its copy, and the slot
-//! moves back the same way. An operator cannot commit a move by hand.
+//! moves back the same way. An operator cannot commit a move by hand. A move
+//! aborted after the source fenced the slot leaves the source serving it
+//! again, with its data.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +16,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use keel_client::{Client, ClientConfig, ReadMode, Slot, slot_for_key};
 use keel_placement::Command;
+use keel_proto::error::Kind;
 use keel_server::transport::slots::SlotPeerError;
+use keel_storage::command::{MoveStep, SlotCommand};
 use keel_storage::kv::SlotState;
 use keel_storage::kv::slots::copy::CopyError;
 
 use super::super::common::{TestCluster, eventually};
 use super::hosting::agreed_leader;
 use super::map_on;
-use super::slot_rpc::peer;
+use super::slot_rpc::{client_put, peer, propose_on};
 
 /// How long a move may take here (the mover's own limit is 60 s).
 const MOVE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -225,5 +229,70 @@ async fn a_slot_moves_to_another_group_under_writes_and_back() {
         "revisions went back: {:?}",
         w.revisions
     );
+    t.assert_no_panics();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_move_leaves_the_source_serving_again() {
+    let mut t = TestCluster::start(3);
+    let _ = map_on(&t, 1).await;
+    let key = Bytes::from_static(b"{ab}kept");
+    let slot = slot_for_key(&key);
+    writer_client(&t)
+        .put(key.clone(), Bytes::from_static(b"before"))
+        .await
+        .expect("put");
+    // Group 2 on nodes 2 and 3; with node 3 down it has no quorum, so no
+    // leader of it drives the move: the test plays the fence by hand.
+    let created = t
+        .client
+        .change_map(&Command::CreateGroup {
+            members: BTreeSet::from([2, 3]),
+            target_replicas: 2,
+        })
+        .await
+        .expect("create group 2");
+    assert_eq!(created.created_group, Some(2));
+    let _ = agreed_leader(&t, 2, &[2, 3]).await;
+    t.cluster.kill(3).expect("kill node 3");
+    let begun = t
+        .client
+        .change_map(&Command::BeginSlotMove { slot, to: 2 })
+        .await
+        .expect("begin the move");
+    let epoch = begun.map.version();
+    let fence = SlotCommand {
+        slot,
+        epoch,
+        step: MoveStep::Fence,
+    };
+    let state = propose_on(&t, &[1, 2], 1, fence).await.expect("fenced");
+    assert_eq!(state, SlotState::Fenced { epoch });
+    let leader = t.wait_for_leader(MOVE_TIMEOUT).await;
+    assert_eq!(client_put(&t, leader, &key).await, Err(Kind::SlotMoving));
+
+    // The operator aborts; group 1's leader sees the move ended with group 1
+    // still the owner, and unfences the slot.
+    t.client
+        .change_map(&Command::AbortSlotMove { slot, epoch })
+        .await
+        .expect("abort");
+    eventually(MOVE_TIMEOUT, "a write after the abort", || {
+        let t = &t;
+        let key = key.clone();
+        async move { client_put(t, leader, &key).await.ok() }
+    })
+    .await;
+    let got = writer_client(&t)
+        .get(key.clone(), ReadMode::Linearizable)
+        .await
+        .expect("get")
+        .kv
+        .expect("the key is there");
+    assert_eq!(got.value, "after");
+    t.cluster.restart(3).expect("restart node 3");
+    let map = t.client.cluster_map().await.expect("map");
+    assert_eq!(map.owner(slot), Some(1));
+    assert!(map.moves().is_empty());
     t.assert_no_panics();
 }

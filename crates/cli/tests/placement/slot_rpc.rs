@@ -52,13 +52,23 @@ pub(super) async fn peer(t: &TestCluster, id: u64) -> SlotPeer {
 /// Proposes `cmd` in `group` on whichever node leads it, following
 /// NOT_LEADER answers; the state machine's answer.
 async fn propose(t: &TestCluster, group: u64, cmd: SlotCommand) -> Result<SlotState, String> {
+    propose_on(t, &[1, 2, 3], group, cmd).await
+}
+
+/// [`propose`], asking only `nodes` (the others may be down).
+pub(super) async fn propose_on(
+    t: &TestCluster,
+    nodes: &[u64],
+    group: u64,
+    cmd: SlotCommand,
+) -> Result<SlotState, String> {
     eventually(
         CALL_TIMEOUT,
         &format!("{} in group {group}", cmd.step.name()),
         || {
             let cmd = cmd.clone();
             async move {
-                for id in 1..=3 {
+                for &id in nodes {
                     match peer(t, id)
                         .await
                         .propose(group, cmd.clone(), CALL_TIMEOUT)
@@ -80,7 +90,7 @@ async fn propose(t: &TestCluster, group: u64, cmd: SlotCommand) -> Result<SlotSt
 }
 
 /// A client put of `key` on node `id`: the error kind if refused.
-async fn client_put(t: &TestCluster, id: u64, key: &Bytes) -> Result<(), Kind> {
+pub(super) async fn client_put(t: &TestCluster, id: u64, key: &Bytes) -> Result<(), Kind> {
     let addr = format!("http://{}", t.cluster.grpc_addr(id));
     let mut kv = KvClient::connect(addr).await.expect("connect");
     let put = PutRequest {
