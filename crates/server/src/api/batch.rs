@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tonic::{Status, Streaming};
 
 use super::ApiContext;
+use super::group_forward::Hop;
 use super::ops::Forwarding;
 use crate::metrics::ClientOp;
 
@@ -118,19 +119,31 @@ async fn answer(ctx: &ApiContext, item: BatchRequestItem) -> BatchResponseItem {
     let id = item.id;
     let result = match item.request {
         Some(Item::Get(r)) => ctx
-            .timed(ClientOp::Get, ctx.get(r, Forwarding::Never))
+            .timed(
+                ClientOp::Get,
+                ctx.routed_get(r, Forwarding::Never, Hop::Client),
+            )
             .await
             .map(Answer::Get),
         Some(Item::Put(r)) => ctx
-            .timed(ClientOp::Put, ctx.put(r, Forwarding::Never))
+            .timed(
+                ClientOp::Put,
+                ctx.routed_put(r, Forwarding::Never, Hop::Client),
+            )
             .await
             .map(Answer::Put),
         Some(Item::Delete(r)) => ctx
-            .timed(ClientOp::Delete, ctx.delete(r, Forwarding::Never))
+            .timed(
+                ClientOp::Delete,
+                ctx.routed_delete(r, Forwarding::Never, Hop::Client),
+            )
             .await
             .map(Answer::Delete),
         Some(Item::Txn(r)) => ctx
-            .timed(ClientOp::Txn, ctx.txn(r, Forwarding::Never))
+            .timed(
+                ClientOp::Txn,
+                ctx.routed_txn(r, Forwarding::Never, Hop::Client),
+            )
             .await
             .map(Answer::Txn),
         None => Err(ErrorDetail::invalid_argument(

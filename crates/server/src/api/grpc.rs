@@ -1,6 +1,8 @@
 //! The gRPC services `keel.v1.Kv` and `keel.v1.Cluster`. A follower answers writes
 //! and linearizable reads with NOT_LEADER and the leader's address; the client
-//! follows it.
+//! follows it. A key operation for a group this node does not host is
+//! forwarded to a member of that group (`group_forward.rs`), unless it was
+//! itself forwarded.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ApiContext;
+use super::group_forward::Hop;
 use super::map_change::MapCall;
 use super::ops::Forwarding;
 use crate::metrics::ClientOp;
@@ -42,10 +45,10 @@ impl Kv for KvService {
     async fn get(&self, r: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let out = self
             .ctx
-            .timed(
-                ClientOp::Get,
-                self.ctx.get(r.into_inner(), Forwarding::Never),
-            )
+            .timed(ClientOp::Get, {
+                let hop = Hop::of(r.metadata());
+                self.ctx.routed_get(r.into_inner(), Forwarding::Never, hop)
+            })
             .await?;
         Ok(Response::new(out))
     }
@@ -53,10 +56,10 @@ impl Kv for KvService {
     async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let out = self
             .ctx
-            .timed(
-                ClientOp::Put,
-                self.ctx.put(r.into_inner(), Forwarding::Never),
-            )
+            .timed(ClientOp::Put, {
+                let hop = Hop::of(r.metadata());
+                self.ctx.routed_put(r.into_inner(), Forwarding::Never, hop)
+            })
             .await?;
         Ok(Response::new(out))
     }
@@ -64,10 +67,11 @@ impl Kv for KvService {
     async fn delete(&self, r: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         let out = self
             .ctx
-            .timed(
-                ClientOp::Delete,
-                self.ctx.delete(r.into_inner(), Forwarding::Never),
-            )
+            .timed(ClientOp::Delete, {
+                let hop = Hop::of(r.metadata());
+                self.ctx
+                    .routed_delete(r.into_inner(), Forwarding::Never, hop)
+            })
             .await?;
         Ok(Response::new(out))
     }
@@ -86,10 +90,10 @@ impl Kv for KvService {
     async fn txn(&self, r: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let out = self
             .ctx
-            .timed(
-                ClientOp::Txn,
-                self.ctx.txn(r.into_inner(), Forwarding::Never),
-            )
+            .timed(ClientOp::Txn, {
+                let hop = Hop::of(r.metadata());
+                self.ctx.routed_txn(r.into_inner(), Forwarding::Never, hop)
+            })
             .await?;
         Ok(Response::new(out))
     }
@@ -97,10 +101,10 @@ impl Kv for KvService {
     async fn add(&self, r: Request<AddRequest>) -> Result<Response<AddResponse>, Status> {
         let out = self
             .ctx
-            .timed(
-                ClientOp::Add,
-                self.ctx.add(r.into_inner(), Forwarding::Never),
-            )
+            .timed(ClientOp::Add, {
+                let hop = Hop::of(r.metadata());
+                self.ctx.routed_add(r.into_inner(), Forwarding::Never, hop)
+            })
             .await?;
         Ok(Response::new(out))
     }

@@ -26,6 +26,7 @@ use keel_proto::v1::{
 use serde_json::{Value as Json, json};
 
 use super::ApiContext;
+use super::group_forward::Hop;
 use super::grpc::status_response;
 use super::http_session::session_of;
 use super::ops::Forwarding;
@@ -248,7 +249,10 @@ async fn get_key(
         read_mode: read_mode(&params)? as i32,
     };
     let resp = ctx
-        .timed(ClientOp::Get, ctx.get(req, Forwarding::Allowed))
+        .timed(
+            ClientOp::Get,
+            ctx.routed_get(req, Forwarding::Allowed, Hop::Client),
+        )
         .await?;
     let Some(kv) = resp.kv else {
         let body = json!({"error": format!("key {key:?} not found"), "kind": "not_found", "revision": resp.revision});
@@ -341,7 +345,10 @@ async fn put_key(
         session: session_of(&headers)?,
     };
     let resp = ctx
-        .timed(ClientOp::Put, ctx.put(req, Forwarding::Allowed))
+        .timed(
+            ClientOp::Put,
+            ctx.routed_put(req, Forwarding::Allowed, Hop::Client),
+        )
         .await?;
     Ok(axum::Json(json!({"revision": resp.revision, "version": resp.revision})).into_response())
 }
@@ -362,7 +369,10 @@ async fn create_key(
         session: session_of(&headers)?,
     };
     match ctx
-        .timed(ClientOp::Put, ctx.put(req, Forwarding::Allowed))
+        .timed(
+            ClientOp::Put,
+            ctx.routed_put(req, Forwarding::Allowed, Hop::Client),
+        )
         .await
     {
         Ok(resp) => Ok((
@@ -393,7 +403,10 @@ async fn delete_key(
         session: session_of(&headers)?,
     };
     let resp = ctx
-        .timed(ClientOp::Delete, ctx.delete(req, Forwarding::Allowed))
+        .timed(
+            ClientOp::Delete,
+            ctx.routed_delete(req, Forwarding::Allowed, Hop::Client),
+        )
         .await?;
     Ok(axum::Json(json!({"revision": resp.revision, "deleted": resp.deleted})).into_response())
 }

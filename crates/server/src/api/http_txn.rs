@@ -43,6 +43,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::ApiContext;
+use super::group_forward::Hop;
 use super::http::{Ctx, HttpError, bad_request, put_bytes};
 use super::ops::Forwarding;
 use crate::metrics::ClientOp;
@@ -203,7 +204,10 @@ async fn txn(State(ctx): Ctx, body: Bytes) -> Result<Response, HttpError> {
     })?;
     let req = to_request(&body)?;
     let resp = ctx
-        .timed(ClientOp::Txn, ctx.txn(req, Forwarding::Allowed))
+        .timed(
+            ClientOp::Txn,
+            ctx.routed_txn(req, Forwarding::Allowed, Hop::Client),
+        )
         .await?;
     Ok(axum::Json(response_json(&body, &resp)).into_response())
 }

@@ -4,13 +4,16 @@
 //! `http_txn.rs`) and the Redis protocol (`crate::redis`); errors everywhere are
 //! keel's `ErrorDetail`, which says whether a write may have been applied. The
 //! dashboard (`dashboard.rs`) is served over HTTP from the cluster status
-//! (`status.rs`).
+//! (`status.rs`). Key operations reach `ops.rs` through `routed.rs`, which
+//! forwards one hop to a member of the key's group when this node hosts no
+//! replica of it (`group_forward.rs`).
 
 mod add;
 mod backup;
 mod batch;
 mod dashboard;
 mod forward;
+mod group_forward;
 mod grpc;
 mod http;
 mod http_members;
@@ -22,6 +25,7 @@ mod map_route;
 mod members;
 mod ops;
 mod route;
+mod routed;
 mod scan_merge;
 mod sessions;
 pub mod status;
@@ -36,6 +40,7 @@ use keel_proto::error::ErrorDetail;
 use keel_raft::NodeId;
 use keel_storage::kv::slots::SlotUnavailable;
 
+pub(crate) use group_forward::Hop;
 pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
@@ -129,6 +134,7 @@ pub struct ApiContext {
     /// Every group this node hosts.
     pub groups: GroupDirectory,
     forwarder: Forwarder,
+    group_leaders: group_forward::GroupLeaders,
     lost_replies: sessions::LostReplies,
     status_cache: status::StatusCache,
 }
@@ -156,6 +162,7 @@ impl ApiContext {
             address: who.address,
             http_address: who.http_address,
             forwarder: Forwarder::new(limits.max_value_bytes, who.peers, who.token),
+            group_leaders: group_forward::GroupLeaders::default(),
             lost_replies: sessions::LostReplies::every(limits.fault_lose_write_reply_every),
             limits,
             started: Instant::now(),

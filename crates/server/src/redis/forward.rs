@@ -14,7 +14,7 @@ use keel_storage::command::{Command, Compare, CompareOp, CompareTarget, Expect, 
 use keel_storage::kv::{ApplyOutcome, TxnOpResult, TxnOutcome};
 
 use super::retry::until_leader;
-use crate::api::{ApiContext, Forwarding};
+use crate::api::{ApiContext, Forwarding, Hop};
 
 /// Has the leader carry out `command`, waiting out an election if there is no
 /// leader (until the request timeout).
@@ -35,7 +35,7 @@ async fn forward_once(ctx: &ApiContext, command: &Command) -> Result<ApplyOutcom
                 precondition: precondition_of(*expect),
                 session: None,
             };
-            match ctx.put(req, allowed).await {
+            match ctx.routed_put(req, allowed, Hop::Client).await {
                 Ok(r) => Ok(ApplyOutcome::Put {
                     revision: r.revision,
                 }),
@@ -48,7 +48,7 @@ async fn forward_once(ctx: &ApiContext, command: &Command) -> Result<ApplyOutcom
                 precondition: precondition_of(*expect),
                 session: None,
             };
-            match ctx.delete(req, allowed).await {
+            match ctx.routed_delete(req, allowed, Hop::Client).await {
                 Ok(r) => Ok(ApplyOutcome::Deleted {
                     revision: r.revision,
                     existed: r.deleted,
@@ -57,7 +57,9 @@ async fn forward_once(ctx: &ApiContext, command: &Command) -> Result<ApplyOutcom
             }
         }
         Command::Txn(txn) => {
-            let r = ctx.txn(txn_request(txn), allowed).await?;
+            let r = ctx
+                .routed_txn(txn_request(txn), allowed, Hop::Client)
+                .await?;
             Ok(ApplyOutcome::Txn(TxnOutcome {
                 revision: r.revision,
                 succeeded: r.succeeded,
@@ -69,7 +71,7 @@ async fn forward_once(ctx: &ApiContext, command: &Command) -> Result<ApplyOutcom
                 key: key.clone(),
                 delta: *delta,
             };
-            let r = ctx.add(req, allowed).await?;
+            let r = ctx.routed_add(req, allowed, Hop::Client).await?;
             Ok(ApplyOutcome::Added {
                 revision: r.revision,
                 value: r.value,

@@ -1,0 +1,158 @@
+//! The key operations as the front ends call them: served by this node's
+//! replica of the key's group when it hosts one (`ops.rs`, `txn.rs`,
+//! `add.rs`), else forwarded one hop to a member of that group
+//! (`group_forward.rs`). Inputs are checked before anything is sent on.
+
+use keel_proto::error::ErrorDetail;
+use keel_proto::v1::{
+    AddRequest, AddResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest,
+    PutResponse, TxnRequest, TxnResponse, txn_op,
+};
+
+use super::group_forward::Hop;
+use super::ops::Forwarding;
+use super::{ApiContext, validate};
+
+impl ApiContext {
+    /// `Kv.Get`, routed.
+    pub(crate) async fn routed_get(
+        &self,
+        req: GetRequest,
+        fwd: Forwarding,
+        hop: Hop,
+    ) -> Result<GetResponse, ErrorDetail> {
+        if let Some(remote) = self.remote_owner(hop, [&req.key[..]]) {
+            validate::key(&req.key)?;
+            return self
+                .forward_to_group(remote, false, req, |mut c, r| async move { c.get(r).await })
+                .await;
+        }
+        self.get(req, fwd).await
+    }
+
+    /// `Kv.Put`, routed.
+    pub(crate) async fn routed_put(
+        &self,
+        req: PutRequest,
+        fwd: Forwarding,
+        hop: Hop,
+    ) -> Result<PutResponse, ErrorDetail> {
+        if let Some(remote) = self.remote_owner(hop, [&req.key[..]]) {
+            validate::key(&req.key)?;
+            validate::value(&req.value, self.limits.max_value_bytes)?;
+            return self
+                .forward_to_group(remote, true, req, |mut c, r| async move { c.put(r).await })
+                .await;
+        }
+        self.put(req, fwd).await
+    }
+
+    /// `Kv.Delete`, routed.
+    pub(crate) async fn routed_delete(
+        &self,
+        req: DeleteRequest,
+        fwd: Forwarding,
+        hop: Hop,
+    ) -> Result<DeleteResponse, ErrorDetail> {
+        if let Some(remote) = self.remote_owner(hop, [&req.key[..]]) {
+            validate::key(&req.key)?;
+            return self
+                .forward_to_group(
+                    remote,
+                    true,
+                    req,
+                    |mut c, r| async move { c.delete(r).await },
+                )
+                .await;
+        }
+        self.delete(req, fwd).await
+    }
+
+    /// `Kv.Add`, routed.
+    pub(crate) async fn routed_add(
+        &self,
+        req: AddRequest,
+        fwd: Forwarding,
+        hop: Hop,
+    ) -> Result<AddResponse, ErrorDetail> {
+        if let Some(remote) = self.remote_owner(hop, [&req.key[..]]) {
+            validate::key(&req.key)?;
+            return self
+                .forward_to_group(remote, true, req, |mut c, r| async move { c.add(r).await })
+                .await;
+        }
+        self.add(req, fwd).await
+    }
+
+    /// `Kv.Txn`, routed: forwarded only when every key belongs to one group
+    /// this node does not host (keys of several groups are refused here with
+    /// `CROSS_GROUP`). The receiving node checks the transaction's limits.
+    pub(crate) async fn routed_txn(
+        &self,
+        req: TxnRequest,
+        fwd: Forwarding,
+        hop: Hop,
+    ) -> Result<TxnResponse, ErrorDetail> {
+        let remote = self.remote_owner(hop, txn_keys(&req));
+        if let Some(remote) = remote {
+            for key in txn_keys(&req) {
+                validate::key(key)?;
+            }
+            return self
+                .forward_to_group(remote, true, req, |mut c, r| async move { c.txn(r).await })
+                .await;
+        }
+        self.txn(req, fwd).await
+    }
+}
+
+/// Every key a transaction request names: its comparisons', then its
+/// operations' (an operation naming nothing has the empty key, which
+/// validation refuses).
+pub(crate) fn txn_keys(req: &TxnRequest) -> impl Iterator<Item = &[u8]> {
+    let compares = req.compares.iter().map(|c| &c.key[..]);
+    let ops = req
+        .success
+        .iter()
+        .chain(&req.failure)
+        .map(|op| match &op.op {
+            Some(txn_op::Op::Put(p)) => &p.key[..],
+            Some(txn_op::Op::Delete(d)) => &d.key[..],
+            Some(txn_op::Op::Get(g)) => &g.key[..],
+            None => &[][..],
+        });
+    compares.chain(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use keel_proto::v1::{self, TxnOp};
+
+    use super::*;
+
+    #[test]
+    fn a_transactions_keys_are_its_comparisons_and_operations() {
+        let op = |op| TxnOp { op: Some(op) };
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let req = TxnRequest {
+            compares: vec![v1::Compare {
+                key: b("c"),
+                ..Default::default()
+            }],
+            success: vec![
+                op(txn_op::Op::Put(v1::TxnPut {
+                    key: b("p"),
+                    value: b("v"),
+                })),
+                op(txn_op::Op::Get(v1::TxnGet { key: b("g") })),
+            ],
+            failure: vec![
+                op(txn_op::Op::Delete(v1::TxnDelete { key: b("d") })),
+                TxnOp { op: None },
+            ],
+        };
+        let keys: Vec<&[u8]> = txn_keys(&req).collect();
+        assert_eq!(keys, [&b"c"[..], b"p", b"g", b"d", b""]);
+    }
+}
