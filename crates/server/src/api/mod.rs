@@ -46,6 +46,7 @@ pub use grpc::{ClusterService, KvService};
 pub use http::router;
 pub(crate) use map_change::MapCall;
 pub(crate) use ops::{Forwarding, Served, not_served};
+pub(crate) use route::owner_of;
 
 use crate::backup::Backups;
 use crate::config::DefaultReadMode;

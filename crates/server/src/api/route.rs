@@ -93,6 +93,14 @@ impl ApiContext {
         }
     }
 
+    /// This node's replica of `group`, if it hosts one.
+    pub(crate) fn hosted(&self, group: GroupId) -> Option<Routed<'_>> {
+        if group == KV_GROUP {
+            return Some(Routed::Primary(&self.node));
+        }
+        self.groups.get(group).map(Routed::Other)
+    }
+
     fn hosted_group(
         &self,
         group: GroupId,

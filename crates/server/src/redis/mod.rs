@@ -2,6 +2,10 @@
 //! `--redis ADDR` by every node with keel's guarantees: redis-cli, redis-benchmark
 //! and Redis client libraries work against any member.
 //!
+//! - Every key goes to the group that owns its slot in the node's cached map
+//!   (group 1 without one); a group this node does not host is reached by
+//!   forwarding to one of its members, and atomic commands (MSET, MSETNX, DEL)
+//!   whose keys belong to several groups are refused with `CROSSSLOT`.
 //! - Writes go through the same path as gRPC writes: proposed by the leader,
 //!   acknowledged once committed on a majority and applied. A follower forwards
 //!   them to the leader (a Redis client cannot follow a redirect), and a request
@@ -20,9 +24,11 @@
 //! order), `reads.rs`, `writes.rs`, `forward.rs` (writes via the leader),
 //! `answer.rs` (outcomes and errors as replies), `local.rs` and `info.rs`
 //! (connection and server commands), `scan.rs` (SCAN patterns and cursors),
-//! `retry.rs` (waiting out an election), `limits.rs`, `conn.rs` (one connection)
-//! and this file (accepting connections, plain or TLS). `docs/redis.md` is the
-//! user's guide.
+//! `retry.rs` (waiting out an election), `limits.rs`, `conn.rs` (one connection),
+//! `groups.rs` (which group owns a command's keys: commands are routed by slot
+//! like gRPC and HTTP requests) and `split_reads.rs` (reads of keys in groups
+//! this node does not host, or in several groups), and this file (accepting
+//! connections, plain or TLS). `docs/redis.md` is the user's guide.
 //!
 //! With `--tls-cert` the port speaks TLS only (the HTTP port's settings: client
 //! certificates with `--client-ca`); with `--auth-token-file` a connection must
@@ -33,6 +39,7 @@ mod answer;
 mod command;
 mod conn;
 mod forward;
+mod groups;
 mod info;
 mod limits;
 mod local;
@@ -42,6 +49,7 @@ mod reads;
 mod resp;
 mod retry;
 mod scan;
+mod split_reads;
 mod table;
 mod writes;
 

@@ -6,10 +6,17 @@
 //!
 //! `lease` mode on a follower is served as `linearizable` (ReadIndex through the
 //! leader): only the leader holds a lease, and a Redis client cannot be sent
-//! there. Reads are never forwarded.
+//! there.
+//!
+//! A run is served by the group owning its keys (`groups.rs`): the longest
+//! start of the run whose keys all belong to one group this node hosts shares
+//! that group's barrier and view (every run, while one group owns every slot).
+//! A read whose keys belong to a group this node does not host, or to several
+//! groups (MGET, EXISTS), is answered alone, part by part (`split_reads.rs`).
+//! SCAN reads group 1, as before sharding.
 
 use bytes::Bytes;
-use keel_placement::slot_for_key;
+use keel_placement::{GroupId, slot_for_key};
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::ReadMode;
 use keel_storage::kv::{KvReadView, KvStore, NotServed, SlotState, SlotTable};
@@ -17,15 +24,17 @@ use keel_storage::kv::{KvReadView, KvStore, NotServed, SlotState, SlotTable};
 use super::Shared;
 use super::command::Read;
 use super::conn::ConnState;
+use super::groups::KeyGroups;
 use super::limits::RedisLimits;
 use super::resp::Reply;
 use super::retry::until_leader;
 use super::scan::Pattern;
 use crate::api::{Forwarding, Served};
 use crate::config::DefaultReadMode;
+use crate::node::{KV_GROUP, NodeHandle};
 
 /// A read ready to run: a SCAN's cursor already turned into its resume key.
-enum Prepared<'a> {
+pub(crate) enum Prepared<'a> {
     Read(&'a Read, Option<Bytes>),
     Failed(Reply),
 }
@@ -58,13 +67,20 @@ pub(crate) async fn run(shared: &Shared, conn: &ConnState, reads: &[&Read]) -> V
     };
     let ctx = &shared.ctx;
     let limits = &shared.limits;
+    let groups = KeyGroups::now(ctx);
+    let (count, group) = one_group_prefix(&groups, &prepared);
+    let hosted = match count {
+        0 => None,
+        _ => ctx.hosted(group.unwrap_or(KV_GROUP)),
+    };
+    let Some(node) = hosted else {
+        return vec![super::split_reads::answer(shared, conn, &prepared[0], &groups).await];
+    };
+    let prepared = &prepared[..count];
     let served = until_leader(ctx, || async {
-        let mode = effective_mode(shared, conn.read_mode);
-        let read = |kv: &KvStore| answer_all(kv, &prepared, limits);
-        match ctx
-            .serve_read(&ctx.node, mode, Forwarding::Never, read)
-            .await?
-        {
+        let mode = effective_mode(shared, conn.read_mode, &node);
+        let read = |kv: &KvStore| answer_all(kv, prepared, limits);
+        match ctx.serve_read(&node, mode, Forwarding::Never, read).await? {
             Served::Here(answers) => Ok(answers),
             // Never asked to forward, so never told to.
             Served::Forward(_) => Err(ErrorDetail::internal("a Redis read was forwarded")),
@@ -74,12 +90,45 @@ pub(crate) async fn run(shared: &Shared, conn: &ConnState, reads: &[&Read]) -> V
     match served {
         Ok(answers) => answers.into_iter().map(|a| finish(shared, a)).collect(),
         // The whole run failed alike: every read gets the error, none is retried.
-        Err(e) => vec![super::answer::error_reply(&e); reads.len()],
+        Err(e) => vec![super::answer::error_reply(&e); count],
     }
 }
 
-/// The mode a read is served in here (see the module docs).
-fn effective_mode(shared: &Shared, asked: ReadMode) -> ReadMode {
+/// How many reads at the start of `reads` have keys of one group only, all
+/// the same, and that group (`None` if none of them names a key). SCAN counts
+/// as group 1's; a read that failed already fits anywhere.
+fn one_group_prefix(groups: &KeyGroups, reads: &[Prepared<'_>]) -> (usize, Option<GroupId>) {
+    let mut group = None;
+    for (i, r) in reads.iter().enumerate() {
+        let own = match r {
+            Prepared::Failed(_) => continue,
+            Prepared::Read(Read::Scan(_), _) => KV_GROUP,
+            Prepared::Read(read, _) => match groups.single(keys_of(read).iter().map(|k| &k[..])) {
+                Ok(g) => g,
+                Err(_) => return (i, group),
+            },
+        };
+        match group {
+            None => group = Some(own),
+            Some(g) if g != own => return (i, group),
+            Some(_) => {}
+        }
+    }
+    (reads.len(), group)
+}
+
+/// The keys a read names (none for SCAN, which spans slots).
+pub(crate) fn keys_of(read: &Read) -> &[Bytes] {
+    match read {
+        Read::Get(key) | Read::StrLen(key) | Read::Type(key) => std::slice::from_ref(key),
+        Read::Exists(keys) | Read::MGet(keys) => keys,
+        Read::Scan(_) => &[],
+    }
+}
+
+/// The mode a read is served in by this node's replica `node` (see the module
+/// docs).
+pub(crate) fn effective_mode(shared: &Shared, asked: ReadMode, node: &NodeHandle) -> ReadMode {
     let mode = match asked {
         ReadMode::Default => match shared.ctx.limits.default_read_mode {
             DefaultReadMode::Linearizable => ReadMode::Linearizable,
@@ -88,7 +137,7 @@ fn effective_mode(shared: &Shared, asked: ReadMode) -> ReadMode {
         },
         m => m,
     };
-    if mode == ReadMode::Lease && shared.ctx.node.leader() != shared.ctx.id {
+    if mode == ReadMode::Lease && node.leader() != shared.ctx.id {
         return ReadMode::Linearizable;
     }
     mode
@@ -111,7 +160,7 @@ fn finish(shared: &Shared, answer: Answer) -> Reply {
     }
 }
 
-fn internal(e: keel_storage::kv::KvError) -> ErrorDetail {
+pub(crate) fn internal(e: keel_storage::kv::KvError) -> ErrorDetail {
     ErrorDetail::internal(format!("state machine read failed: {e}"))
 }
 
@@ -147,13 +196,16 @@ fn answer_all(
 /// the answer a write gets. A SCAN by prefix spans slots; it is not checked
 /// here (`scan_keys` reads group 1, which serves every slot until one moves).
 fn check_served(served: Option<&SlotTable>, read: &Read) -> Result<(), ErrorDetail> {
+    check_keys_served(served, keys_of(read))
+}
+
+/// [`check_served`] for a list of keys.
+pub(crate) fn check_keys_served(
+    served: Option<&SlotTable>,
+    keys: &[Bytes],
+) -> Result<(), ErrorDetail> {
     let Some(table) = served else {
         return Ok(());
-    };
-    let keys: &[Bytes] = match read {
-        Read::Get(key) | Read::StrLen(key) | Read::Type(key) => std::slice::from_ref(key),
-        Read::Exists(keys) | Read::MGet(keys) => keys,
-        Read::Scan(_) => &[],
     };
     for key in keys {
         let slot = slot_for_key(key);
@@ -245,4 +297,70 @@ fn answer_one(
         }
     };
     Ok((Answer::Reply(reply), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_placement::Slot;
+
+    use super::*;
+    use crate::redis::groups::tests::{groups_with, key_in};
+    use crate::redis::scan::ScanArgs;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn a_run_shares_a_barrier_only_while_its_keys_stay_in_one_group() {
+        let groups = groups_with("moved");
+        let beside = Slot::new(slot_for_key(b"moved").get() ^ 1).expect("slot");
+        let here = b(&key_in(beside, "h"));
+        let get_here = Read::Get(here.clone());
+        let get_there = Read::Get(b("moved"));
+        let mget_both = Read::MGet(vec![here.clone(), b("moved")]);
+        let scan = Read::Scan(ScanArgs {
+            cursor: 0,
+            pattern: Pattern::Prefix(Bytes::new()),
+            count: 10,
+            strings_only: true,
+        });
+        let failed = Prepared::Failed(Reply::err("bad cursor"));
+        let run = |reads: Vec<Prepared<'_>>| one_group_prefix(&groups, &reads);
+
+        // Without a map, one group owns everything: the whole run.
+        let all = [&get_here, &get_there, &mget_both, &scan];
+        let prepared: Vec<Prepared<'_>> = all.iter().map(|r| Prepared::Read(r, None)).collect();
+        assert_eq!(
+            one_group_prefix(&KeyGroups::default(), &prepared),
+            (4, Some(1))
+        );
+        // With the map: group 1's GET and SCAN share one; group 2's stops it.
+        assert_eq!(
+            run(vec![
+                Prepared::Read(&get_here, None),
+                Prepared::Read(&scan, None),
+                Prepared::Read(&get_there, None),
+            ]),
+            (2, Some(1))
+        );
+        assert_eq!(
+            run(vec![
+                Prepared::Read(&get_there, None),
+                Prepared::Read(&get_there, None),
+                Prepared::Read(&scan, None),
+            ]),
+            (2, Some(2))
+        );
+        // A read of two groups goes alone; a failed read fits anywhere.
+        assert_eq!(run(vec![Prepared::Read(&mget_both, None)]), (0, None));
+        assert_eq!(
+            run(vec![
+                failed,
+                Prepared::Read(&get_here, None),
+                Prepared::Read(&mget_both, None),
+            ]),
+            (2, Some(1))
+        );
+    }
 }

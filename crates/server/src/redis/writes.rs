@@ -12,13 +12,20 @@
 //! the state machine), DEL a delete or a transaction of deletes, INCR and friends
 //! an add.
 //!
-//! On a follower every proposal is forwarded to the leader (`forward.rs`), one at
-//! a time in order.
+//! Each proposal goes to the group that owns its keys (`groups.rs`): a SET
+//! joins the merged transaction only while its key belongs to the same group,
+//! and an MSET, MSETNX or DEL whose keys belong to several groups is refused
+//! with `CROSSSLOT` (they are atomic, and keel writes atomically within one
+//! group only). Where this node leads the group, the proposal is handed to its
+//! replica; otherwise it is forwarded (`forward.rs`): to the leader of a hosted
+//! group, or to a member of a group this node does not host, one at a time in
+//! order.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
+use keel_placement::GroupId;
 use keel_proto::error::{ErrorDetail, Kind};
 use keel_storage::command::{
     Command, Compare, CompareOp, CompareTarget, Expect, MAX_TXN_OPS, Txn, TxnOp,
@@ -29,11 +36,12 @@ use super::Shared;
 use super::answer::{Shape, answer};
 use super::command::{Cond, Write};
 use super::forward::forward;
+use super::groups::KeyGroups;
 use super::limits::RedisLimits;
 use super::resp::Reply;
 use crate::api::txn::{TXN_OVERHEAD_BYTES, check_encoded_size, read_limit};
 use crate::metrics::ClientOp;
-use crate::node::NodeError;
+use crate::node::{KV_GROUP, NodeError};
 
 /// Bytes a put adds to an encoded transaction beyond its key and value: a tag and
 /// two lengths, generously.
@@ -44,12 +52,15 @@ const PUT_OVERHEAD: usize = 24;
 struct Unit {
     command: Command,
     answers: Vec<(usize, Shape)>,
+    /// The group that owns the command's keys.
+    group: GroupId,
 }
 
 /// Answers `writes` in order.
 pub(crate) async fn run(shared: &Shared, writes: &[&Write]) -> Vec<Reply> {
     let mut replies: Vec<Option<Reply>> = vec![None; writes.len()];
-    let units = plan(&shared.limits, writes, &mut replies);
+    let groups = KeyGroups::now(&shared.ctx);
+    let units = plan(&shared.limits, writes, &mut replies, &groups);
     let outcomes = propose_all(shared, &units).await;
     for (unit, outcome) in units.iter().zip(&outcomes) {
         for &(i, shape) in &unit.answers {
@@ -64,7 +75,12 @@ pub(crate) async fn run(shared: &Shared, writes: &[&Write]) -> Vec<Reply> {
 
 /// Proposals for `writes`; a command refused before proposing gets its reply in
 /// `replies` instead.
-fn plan(limits: &RedisLimits, writes: &[&Write], replies: &mut [Option<Reply>]) -> Vec<Unit> {
+fn plan(
+    limits: &RedisLimits,
+    writes: &[&Write],
+    replies: &mut [Option<Reply>],
+    groups: &KeyGroups,
+) -> Vec<Unit> {
     // The estimate per put (PUT_OVERHEAD) exceeds what a put really takes by more
     // than a transaction header, so a group within this encodes within the limit.
     let max_bytes = limits.max_value_bytes + TXN_OVERHEAD_BYTES;
@@ -79,16 +95,28 @@ fn plan(limits: &RedisLimits, writes: &[&Write], replies: &mut [Option<Reply>]) 
             Write::MSet(pairs) => pairs.clone(),
             _ => {
                 units.extend(group.take());
-                match single(w, read_limit) {
-                    Ok(unit) => units.push(Unit {
+                let owner = groups.single(keys_of(w));
+                match owner.and_then(|g| single(w, read_limit).map(|unit| (g, unit))) {
+                    Ok((g, unit)) => units.push(Unit {
                         command: unit.0,
                         answers: vec![(i, unit.1)],
+                        group: g,
                     }),
                     Err(reply) => replies[i] = Some(reply),
                 }
                 continue;
             }
         };
+        let owner = match groups.single(pairs.iter().map(|(k, _)| &k[..])) {
+            Ok(g) => g,
+            Err(reply) => {
+                replies[i] = Some(reply);
+                continue;
+            }
+        };
+        if group.group.is_some_and(|g| g != owner) {
+            units.extend(group.take());
+        }
         if !group.fits(&pairs, max_bytes) {
             units.extend(group.take());
             if !group.fits(&pairs, max_bytes) {
@@ -99,6 +127,7 @@ fn plan(limits: &RedisLimits, writes: &[&Write], replies: &mut [Option<Reply>]) 
                 continue;
             }
         }
+        group.group = Some(owner);
         group.add(i, pairs);
     }
     units.extend(group.take());
@@ -113,6 +142,8 @@ struct SetGroup {
     at: HashMap<Bytes, usize>,
     bytes: usize,
     members: Vec<usize>,
+    /// The group owning every key merged so far.
+    group: Option<GroupId>,
 }
 
 impl SetGroup {
@@ -167,7 +198,11 @@ impl SetGroup {
                 read_limit: 0,
             }),
         };
-        Some(Unit { command, answers })
+        Some(Unit {
+            command,
+            answers,
+            group: group.group.unwrap_or(KV_GROUP),
+        })
     }
 }
 
@@ -287,6 +322,15 @@ fn single(w: &Write, read_limit: u64) -> Result<(Command, Shape), Reply> {
     })
 }
 
+/// The keys a write names.
+fn keys_of(w: &Write) -> Vec<&[u8]> {
+    match w {
+        Write::Set { key, .. } | Write::GetDel(key) | Write::Add { key, .. } => vec![&key[..]],
+        Write::Del(keys) => keys.iter().map(|k| &k[..]).collect(),
+        Write::MSet(pairs) | Write::MSetNx(pairs) => pairs.iter().map(|(k, _)| &k[..]).collect(),
+    }
+}
+
 /// `version(key) op 0`: `=` is "absent", `>` is "exists".
 fn version(key: &Bytes, op: CompareOp) -> Compare {
     Compare {
@@ -306,7 +350,6 @@ fn distinct(keys: impl Iterator<Item = Bytes>) -> Vec<Bytes> {
 async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome, ErrorDetail>> {
     let ctx = &shared.ctx;
     let timeout = ctx.limits.request_timeout;
-    let leading = ctx.node.leader() == ctx.id;
     // Hand everything over first: proposals in this order, one turn, one fsync.
     let mut started = Vec::with_capacity(units.len());
     for unit in units {
@@ -317,9 +360,10 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
             started.push(Err(Some(e)));
             continue;
         }
-        started.push(if leading {
-            ctx.node
-                .start_write(data, timeout)
+        // This node's replica of the unit's group, if it hosts one and leads.
+        let node = ctx.hosted(unit.group).filter(|n| n.leader() == ctx.id);
+        started.push(if let Some(node) = node {
+            node.start_write(data, timeout)
                 .map(|pending| (pending, Instant::now()))
                 .map_err(|e| match e {
                     // Leadership moved: forward below.
@@ -331,18 +375,19 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
         });
     }
     let mut outcomes = Vec::with_capacity(units.len());
-    // Once a forward found no leader for a whole request timeout, the rest of
-    // the run fails at once rather than wait that long again, each.
-    let mut leaderless: Option<ErrorDetail> = None;
-    let mut forward_unit = async |command: &Command| {
-        if let Some(e) = &leaderless {
+    // Once a forward found no leader of a group for a whole request timeout,
+    // the rest of the run's writes to that group fail at once rather than wait
+    // that long again, each.
+    let mut leaderless: Vec<(GroupId, ErrorDetail)> = Vec::new();
+    let mut forward_unit = async |unit: &Unit| {
+        if let Some((_, e)) = leaderless.iter().find(|(g, _)| *g == unit.group) {
             return Err(e.clone());
         }
-        let outcome = forward(ctx, command).await;
+        let outcome = forward(ctx, &unit.command).await;
         if let Err(e) = &outcome
             && matches!(e.kind(), Kind::NotLeader | Kind::NoLeader)
         {
-            leaderless = Some(e.clone());
+            leaderless.push((unit.group, e.clone()));
         }
         outcome
     };
@@ -355,7 +400,7 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
                     }
                     Ok(outcome)
                 }
-                Err(NodeError::NotLeader { .. }) => forward_unit(&unit.command).await,
+                Err(NodeError::NotLeader { .. }) => forward_unit(unit).await,
                 Err(e) => {
                     let e = ctx.error(e);
                     let kind = e.kind().as_str_name();
@@ -365,7 +410,7 @@ async fn propose_all(shared: &Shared, units: &[Unit]) -> Vec<Result<ApplyOutcome
                     Err(e)
                 }
             },
-            Err(None) => forward_unit(&unit.command).await,
+            Err(None) => forward_unit(unit).await,
             Err(Some(e)) => Err(e),
         };
         outcomes.push(outcome);
@@ -418,7 +463,7 @@ mod tests {
         ];
         let refs: Vec<&Write> = writes.iter().collect();
         let mut replies = vec![None; refs.len()];
-        let units = plan(&limits(), &refs, &mut replies);
+        let units = plan(&limits(), &refs, &mut replies, &KeyGroups::default());
         assert!(replies.iter().all(Option::is_none));
         assert_eq!(units.len(), 3);
         let Command::Txn(t) = &units[0].command else {
@@ -460,7 +505,7 @@ mod tests {
             .collect();
         let refs: Vec<&Write> = writes.iter().collect();
         let mut replies = vec![None; refs.len()];
-        let units = plan(&limits(), &refs, &mut replies);
+        let units = plan(&limits(), &refs, &mut replies, &KeyGroups::default());
         assert_eq!(units.len(), 2);
         assert_eq!(units[0].answers.len(), MAX_TXN_OPS);
 
@@ -470,7 +515,7 @@ mod tests {
                 .collect(),
         );
         let mut replies = vec![None];
-        let units = plan(&limits(), &[&huge], &mut replies);
+        let units = plan(&limits(), &[&huge], &mut replies, &KeyGroups::default());
         assert!(units.is_empty());
         assert!(matches!(&replies[0], Some(Reply::Error(e)) if e.contains("MSET of 129 keys")));
     }
@@ -526,5 +571,55 @@ mod tests {
                 value: b("2")
             }]
         );
+    }
+
+    #[test]
+    fn sets_merge_within_one_group_and_atomic_commands_across_groups_are_crossslot() {
+        use crate::redis::groups::tests::{groups_with, key_in};
+        let groups = groups_with("moved");
+        let slot = keel_placement::slot_for_key(b"moved");
+        let there = key_in(slot, "t");
+        let beside = keel_placement::Slot::new(slot.get() ^ 1).expect("slot");
+        let here = key_in(beside, "h");
+        let also_here = key_in(beside, "a");
+        let writes = [
+            set(&here, "1"),
+            set(&also_here, "2"),
+            set(&there, "3"),
+            Write::MSet(vec![(b("moved"), b("4")), (b(&there), b("5"))]),
+            set(&here, "6"),
+            Write::MSet(vec![(b(&here), b("7")), (b("moved"), b("8"))]),
+            Write::Del(vec![b(&here), b("moved")]),
+            Write::MSetNx(vec![(b("moved"), b("9")), (b(&here), b("9"))]),
+            Write::Del(vec![b("moved"), b(&there)]),
+            Write::Add {
+                key: b("moved"),
+                delta: 1,
+            },
+        ];
+        let refs: Vec<&Write> = writes.iter().collect();
+        let mut replies = vec![None; refs.len()];
+        let units = plan(&limits(), &refs, &mut replies, &groups);
+        // Refused before anything is proposed: the MSET, DEL and MSETNX that
+        // span both groups.
+        for i in [5, 6, 7] {
+            assert!(
+                matches!(&replies[i], Some(Reply::Error(e)) if e.starts_with("CROSSSLOT ")),
+                "write {i}: {:?}",
+                replies[i]
+            );
+        }
+        let summary: Vec<(GroupId, Vec<usize>)> = units
+            .iter()
+            .map(|u| (u.group, u.answers.iter().map(|a| a.0).collect()))
+            .collect();
+        let expected: Vec<(GroupId, Vec<usize>)> = vec![
+            (1, vec![0, 1]),
+            (2, vec![2, 3]),
+            (1, vec![4]),
+            (2, vec![8]),
+            (2, vec![9]),
+        ];
+        assert_eq!(summary, expected);
     }
 }
