@@ -12,6 +12,7 @@ mod member_cmd;
 mod serve;
 mod shard_cmd;
 mod shard_group_cmd;
+mod shard_move_cmd;
 mod shard_status_cmd;
 mod snapshot_cmd;
 mod status_cmd;
@@ -78,8 +79,10 @@ enum Command {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
     },
-    /// Sharding: `keel shard map` shows the cluster map; `keel shard group
-    /// create|remove|set-replicas` changes its data groups.
+    /// Sharding: `keel shard map|status` show the cluster map and its groups;
+    /// `keel shard group create|remove|set-replicas|add-member|remove-member`
+    /// changes its data groups; `keel shard move|abort-move|rebalance` moves
+    /// slots.
     Shard {
         #[command(subcommand)]
         command: shard_cmd::ShardCommand,

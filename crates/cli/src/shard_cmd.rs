@@ -1,7 +1,9 @@
 //! `keel shard map`: the cluster map as a node has cached it — nodes, groups
 //! with their members and target replica counts, the slots each group owns,
 //! and the slot moves in flight. `keel shard group ...` (changes to the map's
-//! data groups) lives in `shard_group_cmd.rs`.
+//! data groups) lives in `shard_group_cmd.rs`, `keel shard status` in
+//! `shard_status_cmd.rs`, and `keel shard move|abort-move|rebalance` in
+//! `shard_move_cmd.rs`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -27,6 +29,14 @@ pub(crate) enum ShardCommand {
     /// Print every group with its slots, leader and each member's replica
     /// (role, term, commit and applied index), asking every node at once.
     Status(crate::shard_status_cmd::StatusArgs),
+    /// Begin moving a slot to another group (`--wait`: until it committed or
+    /// was aborted).
+    Move(crate::shard_move_cmd::MoveArgs),
+    /// Abort the move of a slot in flight; its owner keeps it.
+    AbortMove(crate::shard_move_cmd::AbortArgs),
+    /// Plan the fewest moves that spread the slots evenly over the full groups
+    /// and begin them (`--dry-run`: only print them).
+    Rebalance(crate::shard_move_cmd::RebalanceArgs),
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +53,9 @@ pub(crate) fn run(command: ShardCommand) -> anyhow::Result<ExitCode> {
         ShardCommand::Map(a) => a,
         ShardCommand::Group { command } => return crate::shard_group_cmd::run(command),
         ShardCommand::Status(a) => return crate::shard_status_cmd::run(a),
+        ShardCommand::Move(a) => return crate::shard_move_cmd::run_move(a),
+        ShardCommand::AbortMove(a) => return crate::shard_move_cmd::run_abort(a),
+        ShardCommand::Rebalance(a) => return crate::shard_move_cmd::run_rebalance(a),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

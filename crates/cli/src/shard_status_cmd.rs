@@ -2,6 +2,7 @@
 //! members, and how each member's replica sees the group (role, term, leader,
 //! commit and applied index), asked of every node the map lists at once.
 //! A node that does not answer, or does not host a replica it should, says so.
+//! The slot moves in flight (slot, from, to, epoch) close the report.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,6 +33,28 @@ struct GroupReport {
     replicas: Vec<ReplicaReport>,
 }
 
+/// One slot move in flight.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct MoveReport {
+    slot: u16,
+    from: u64,
+    to: u64,
+    epoch: u64,
+}
+
+/// The map's moves in flight, by slot.
+fn moves(map: &ClusterMap) -> Vec<MoveReport> {
+    map.moves()
+        .iter()
+        .map(|(slot, m)| MoveReport {
+            slot: slot.get(),
+            from: m.from,
+            to: m.to,
+            epoch: m.epoch,
+        })
+        .collect()
+}
+
 /// One member's replica of a group.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 struct ReplicaReport {
@@ -57,11 +80,16 @@ pub(crate) fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         };
         let answers = ask_every_node(&client, &map).await;
         let groups = reports(&map, &answers);
+        let moves = moves(&map);
         if a.conn.json {
-            let json = serde_json::json!({"map_version": map.version(), "groups": groups});
+            let json = serde_json::json!({
+                "map_version": map.version(),
+                "groups": groups,
+                "moves": moves,
+            });
             println!("{}", serde_json::to_string_pretty(&json)?);
         } else {
-            print!("{}", describe(map.version(), &groups));
+            print!("{}", describe(map.version(), &groups, &moves));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -134,7 +162,7 @@ fn replica(node: u64, group: u64, answer: Option<&Option<Vec<GroupStatus>>>) -> 
     }
 }
 
-fn describe(version: u64, groups: &[GroupReport]) -> String {
+fn describe(version: u64, groups: &[GroupReport], moves: &[MoveReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "map version {version}");
     for g in groups {
@@ -159,6 +187,18 @@ fn describe(version: u64, groups: &[GroupReport]) -> String {
                 ),
                 _ => writeln!(out, "  node {:<4} {}", r.node, r.state),
             };
+        }
+    }
+    if moves.is_empty() {
+        let _ = writeln!(out, "moves in flight: none");
+    } else {
+        let _ = writeln!(out, "moves in flight:");
+        for m in moves {
+            let _ = writeln!(
+                out,
+                "  slot {} from group {} to group {} (epoch {})",
+                m.slot, m.from, m.to, m.epoch
+            );
         }
     }
     out
@@ -208,8 +248,20 @@ mod tests {
                 applied_index: None,
             }],
         }];
-        let text = describe(9, &groups);
+        let text = describe(9, &groups, &[]);
         assert!(text.contains("group 2: 0 slots, 1 of 3 replicas, leader none"), "{text}");
         assert!(text.contains("node 3    unreachable"), "{text}");
+        assert!(text.contains("moves in flight: none"), "{text}");
+        let moving = [MoveReport {
+            slot: 7,
+            from: 1,
+            to: 2,
+            epoch: 12,
+        }];
+        let text = describe(9, &groups, &moving);
+        assert!(
+            text.contains("moves in flight:\n  slot 7 from group 1 to group 2 (epoch 12)"),
+            "{text}"
+        );
     }
 }
