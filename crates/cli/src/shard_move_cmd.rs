@@ -145,7 +145,8 @@ pub(crate) fn run_move(a: MoveArgs) -> anyhow::Result<ExitCode> {
         if !a.wait {
             return Ok(ExitCode::SUCCESS);
         }
-        Ok(wait_for(&client, a.slot, a.to, a.timeout).await)
+        let since = map.version();
+        Ok(wait_for(&client, a.slot, a.to, since, a.timeout).await)
     })
 }
 
@@ -156,12 +157,17 @@ pub(crate) enum MoveState {
     Done,
     /// No move of the slot is in flight and another group owns it.
     Aborted(Option<GroupId>),
-    /// Still in flight.
+    /// Still in flight, or `map` is older than the begin (a node's cached
+    /// copy may lag): look again.
     Moving,
 }
 
-/// Where the move of `slot` to `to` stands in `map`.
-pub(crate) fn move_state(map: &ClusterMap, slot: Slot, to: GroupId) -> MoveState {
+/// Where the move of `slot` to `to`, begun at map version `since` or
+/// before, stands in `map`.
+pub(crate) fn move_state(map: &ClusterMap, slot: Slot, to: GroupId, since: u64) -> MoveState {
+    if map.version() < since {
+        return MoveState::Moving;
+    }
     if map.owner(slot) == Some(to) {
         return MoveState::Done;
     }
@@ -171,11 +177,17 @@ pub(crate) fn move_state(map: &ClusterMap, slot: Slot, to: GroupId) -> MoveState
     }
 }
 
-async fn wait_for(client: &Client, slot: Slot, to: GroupId, timeout: Duration) -> ExitCode {
+async fn wait_for(
+    client: &Client,
+    slot: Slot,
+    to: GroupId,
+    since: u64,
+    timeout: Duration,
+) -> ExitCode {
     let deadline = Instant::now() + timeout;
     loop {
         match client.cluster_map().await {
-            Ok(map) => match move_state(&map, slot, to) {
+            Ok(map) => match move_state(&map, slot, to, since) {
                 MoveState::Done => {
                     println!(
                         "slot {} now belongs to group {to} (map version {})",

@@ -98,14 +98,17 @@ fn two_groups() -> ClusterMap {
 #[test]
 fn wait_tells_a_committed_move_from_an_aborted_one() {
     let mut map = two_groups();
-    assert_eq!(move_state(&map, slot(7), 2), MoveState::Aborted(Some(1)));
+    let before = map.clone();
+    assert_eq!(move_state(&map, slot(7), 2, 0), MoveState::Aborted(Some(1)));
     map.apply(&MapCommand::BeginSlotMove {
         slot: slot(7),
         to: 2,
     })
     .expect("begin");
     let epoch = map.version();
-    assert_eq!(move_state(&map, slot(7), 2), MoveState::Moving);
+    assert_eq!(move_state(&map, slot(7), 2, epoch), MoveState::Moving);
+    // A node's copy from before the begin says nothing yet.
+    assert_eq!(move_state(&before, slot(7), 2, epoch), MoveState::Moving);
     let mut aborted = map.clone();
     aborted
         .apply(&MapCommand::AbortSlotMove {
@@ -113,13 +116,16 @@ fn wait_tells_a_committed_move_from_an_aborted_one() {
             epoch,
         })
         .expect("abort");
-    assert_eq!(move_state(&aborted, slot(7), 2), MoveState::Aborted(Some(1)));
+    assert_eq!(
+        move_state(&aborted, slot(7), 2, epoch),
+        MoveState::Aborted(Some(1))
+    );
     map.apply(&MapCommand::CommitSlotMove {
         slot: slot(7),
         epoch,
     })
     .expect("commit");
-    assert_eq!(move_state(&map, slot(7), 2), MoveState::Done);
+    assert_eq!(move_state(&map, slot(7), 2, epoch), MoveState::Done);
 }
 
 #[test]
