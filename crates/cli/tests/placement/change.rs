@@ -10,7 +10,7 @@ use super::super::common::{TestCluster, eventually, http, keel_bin};
 use super::{MAP_TIMEOUT, map_on, placement_leader};
 
 /// Runs `keel shard <args>` with node `id` as the only endpoint.
-fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> Output {
+pub(super) fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> Output {
     let addr = t.cluster.grpc_addr(id).to_string();
     Command::new(keel_bin())
         .arg("shard")
@@ -21,7 +21,7 @@ fn keel_shard(t: &TestCluster, id: u64, args: &[&str]) -> Output {
 }
 
 /// Like [`keel_shard`], for a command that must succeed; its stdout.
-fn keel_shard_ok(t: &TestCluster, id: u64, args: &[&str]) -> String {
+pub(super) fn keel_shard_ok(t: &TestCluster, id: u64, args: &[&str]) -> String {
     let out = keel_shard(t, id, args);
     assert!(
         out.status.success(),
@@ -32,7 +32,7 @@ fn keel_shard_ok(t: &TestCluster, id: u64, args: &[&str]) -> String {
 }
 
 /// Like [`keel_shard`], for a command that must fail; its stderr.
-fn keel_shard_err(t: &TestCluster, id: u64, args: &[&str]) -> String {
+pub(super) fn keel_shard_err(t: &TestCluster, id: u64, args: &[&str]) -> String {
     let out = keel_shard(t, id, args);
     assert!(
         !out.status.success(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use keel_client::ClusterMap;
 
 mod change;
+mod forward;
 mod hosting;
 mod members;
 mod moves;
