@@ -266,6 +266,8 @@ pub(crate) enum Step {
     Stop,
 }
 
+/// What to do after a forwarded call failed with `e`, `redirects` hints
+/// having been followed already.
 pub(crate) fn next_step(e: &ErrorDetail, redirects: usize) -> Step {
     match e.kind() {
         Kind::NotLeader if !e.leader_addr.is_empty() && redirects < MAX_REDIRECTS => {
