@@ -183,7 +183,7 @@ impl ApiContext {
             let message = format!("{addr} answered: {}", e.message);
             last = Some(e.with_message(message));
         }
-        Err(exhausted(self, &remote, last))
+        Err(exhausted(self.id, &remote, last))
     }
 }
 
@@ -218,21 +218,23 @@ pub(crate) fn remote_of(
 }
 
 /// The answer once no member could serve the call; every answer before it
-/// proved nothing was applied. NOT_LEADER would send a client to a leader of
-/// another group, so it becomes NO_LEADER.
-fn exhausted(ctx: &ApiContext, remote: &RemoteGroup, last: Option<ErrorDetail>) -> ErrorDetail {
+/// proved nothing was applied. The last member's WRONG_GROUP stays (the
+/// client refreshes its map); anything else becomes NO_LEADER, retryable —
+/// NOT_LEADER would send a client to a leader of another group, and
+/// SHUTTING_DOWN to another node, though this one is fine.
+pub(crate) fn exhausted(
+    me: NodeId,
+    remote: &RemoteGroup,
+    last: Option<ErrorDetail>,
+) -> ErrorDetail {
     match last {
         Some(e) if e.kind() == Kind::WrongGroup => e,
-        Some(e) if e.kind() != Kind::NotLeader => e.clone().with_message(format!(
-            "no member of group {} could serve the request (nothing was applied); last: {}",
-            remote.group, e.message
-        )),
         last => ErrorDetail::no_leader().with_message(format!(
             "no member of group {} (slot {}) could serve the request from node {} within \
              the request timeout (nothing was applied){}",
             remote.group,
             remote.slot.get(),
-            ctx.id,
+            me,
             last.map(|e| format!("; last: {}", e.message))
                 .unwrap_or_default()
         )),

@@ -139,3 +139,25 @@ fn leader_hints_are_kept_per_group_and_forgotten_when_wrong() {
     assert_eq!(hints.get(2), None);
     assert_eq!(hints.get(3).as_deref(), Some("a:3"));
 }
+
+#[test]
+fn when_no_member_could_serve_the_client_learns_nothing_was_applied() {
+    let remote = RemoteGroup {
+        group: 2,
+        slot: slot(7),
+        members: vec![(2, "a:2".into())],
+    };
+    // Every member refused the slot: the client refreshes its map.
+    let wrong = ErrorDetail::wrong_group(7, 9, "a:2 answered: not here");
+    assert_eq!(exhausted(1, &remote, Some(wrong.clone())), wrong);
+    // A hint that could not be followed is no hint for a client: it would
+    // send the client to another group's leader.
+    let hint = ErrorDetail::not_leader(3, "a:3");
+    let e = exhausted(1, &remote, Some(hint));
+    assert_eq!((e.kind(), e.leader_id), (Kind::NoLeader, 0));
+    assert!(e.message.contains("group 2 (slot 7)"), "{}", e.message);
+    let e = exhausted(1, &remote, Some(ErrorDetail::shutting_down()));
+    assert_eq!(e.kind(), Kind::NoLeader);
+    assert!(e.message.contains("nothing was applied"), "{}", e.message);
+    assert_eq!(exhausted(1, &remote, None).kind(), Kind::NoLeader);
+}
