@@ -2,11 +2,15 @@
 //! members, and how each member's replica sees the group (role, term, leader,
 //! commit and applied index), asked of every node the map lists at once.
 //! A node that does not answer, or does not host a replica it should, says so.
-//! The slot moves in flight (slot, from, to, epoch) close the report.
+//! Each group's size (keys in its leader's replica) and load (log entries its
+//! leader applied per second, from two rounds of asking `--load-sample-ms`
+//! apart) come with it. The slot moves in flight (slot, from, to, epoch)
+//! close the report.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -19,6 +23,10 @@ use crate::client_cmds::{ConnArgs, report};
 pub(crate) struct StatusArgs {
     #[command(flatten)]
     conn: ConnArgs,
+    /// Ask every node twice, this many milliseconds apart, to show each
+    /// group's load (entries applied per second); 0 asks once and shows none.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    load_sample_ms: u64,
 }
 
 /// One group as the status shows it.
@@ -30,6 +38,11 @@ struct GroupReport {
     target_replicas: u8,
     /// The leader the reachable replicas agree on in the highest term (0: none).
     leader: u64,
+    /// Keys in the leader's replica (`None`: no leader answered).
+    keys: Option<u64>,
+    /// Log entries the leader applied per second while sampled (`None`: not
+    /// sampled, or no leader answered both times).
+    entries_per_sec: Option<u64>,
     replicas: Vec<ReplicaReport>,
 }
 
@@ -78,8 +91,20 @@ pub(crate) fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
             Ok(map) => map,
             Err(e) => return Ok(report(&e)),
         };
-        let answers = ask_every_node(&client, &map).await;
-        let groups = reports(&map, &answers);
+        let first = ask_every_node(&client, &map).await;
+        let (answers, sampled) = if a.load_sample_ms == 0 {
+            (first, None)
+        } else {
+            let start = Instant::now();
+            tokio::time::sleep(Duration::from_millis(a.load_sample_ms)).await;
+            let second = ask_every_node(&client, &map).await;
+            let elapsed = start.elapsed();
+            (second, Some((first, elapsed)))
+        };
+        let mut groups = reports(&map, &answers);
+        if let Some((before, elapsed)) = &sampled {
+            add_load(&mut groups, before, &answers, *elapsed);
+        }
         let moves = moves(&map);
         if a.conn.json {
             let json = serde_json::json!({
@@ -133,10 +158,36 @@ fn reports(map: &ClusterMap, answers: &Answers) -> Vec<GroupReport> {
                 slots: slots.get(&group).copied().unwrap_or(0),
                 target_replicas: info.target_replicas,
                 leader,
+                keys: hosted(answers, leader, group).map(|g| g.keys),
+                entries_per_sec: None,
                 replicas,
             }
         })
         .collect()
+}
+
+/// Node `node`'s replica of `group` in `answers`, if it answered with one.
+fn hosted(answers: &Answers, node: u64, group: u64) -> Option<&GroupStatus> {
+    answers
+        .get(&node)?
+        .as_ref()?
+        .iter()
+        .find(|g| g.group == group)
+}
+
+/// Each group's load: how far its leader's applied index moved between the
+/// two rounds of answers, per second. A leader that changed between the
+/// rounds (or did not answer both) gives none.
+fn add_load(groups: &mut [GroupReport], before: &Answers, after: &Answers, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    for g in groups.iter_mut().filter(|g| g.leader != 0) {
+        let then = hosted(before, g.leader, g.group).filter(|r| r.role == "leader");
+        let now = hosted(after, g.leader, g.group);
+        if let (Some(then), Some(now), true) = (then, now, secs > 0.0) {
+            let moved = now.applied_index.saturating_sub(then.applied_index);
+            g.entries_per_sec = Some((moved as f64 / secs).round() as u64);
+        }
+    }
 }
 
 fn replica(node: u64, group: u64, answer: Option<&Option<Vec<GroupStatus>>>) -> ReplicaReport {
@@ -170,9 +221,13 @@ fn describe(version: u64, groups: &[GroupReport], moves: &[MoveReport]) -> Strin
             0 => "none".to_string(),
             n => format!("node {n}"),
         };
+        let size = g.keys.map_or(String::new(), |k| format!(", {k} keys"));
+        let load = g
+            .entries_per_sec
+            .map_or(String::new(), |r| format!(", {r} entries/s"));
         let _ = writeln!(
             out,
-            "group {}: {} slots, {} of {} replicas, leader {leader}",
+            "group {}: {} slots, {} of {} replicas, leader {leader}{size}{load}",
             g.group,
             g.slots,
             g.replicas.len(),
@@ -234,12 +289,51 @@ mod tests {
     }
 
     #[test]
+    fn size_and_load_come_from_the_leader_of_both_rounds() {
+        let at = |applied: u64, keys: u64| GroupStatus {
+            applied_index: applied,
+            keys,
+            ..status(2, "leader", 4)
+        };
+        let mut map = ClusterMap::new();
+        for n in 1..=2 {
+            map.apply(&keel_client::MapCommand::RegisterNode {
+                node: n,
+                address: format!("127.0.0.1:{}", 7000 + n),
+            })
+            .expect("register");
+        }
+        for _ in 0..2 {
+            map.apply(&keel_client::MapCommand::CreateGroup {
+                members: [1, 2].into(),
+                target_replicas: 2,
+            })
+            .expect("create");
+        }
+        let before: Answers = BTreeMap::from([(1, Some(vec![at(100, 40)])), (2, None)]);
+        let after: Answers = BTreeMap::from([(1, Some(vec![at(400, 55)])), (2, None)]);
+        let mut groups = reports(&map, &after);
+        add_load(&mut groups, &before, &after, Duration::from_millis(1500));
+        let g2 = groups.iter().find(|g| g.group == 2).expect("group 2");
+        assert_eq!((g2.leader, g2.keys, g2.entries_per_sec), (1, Some(55), Some(200)));
+        assert!(describe(5, &groups, &[]).contains("leader node 1, 55 keys, 200 entries/s"));
+        // A leader that did not lead in the first round gives no load.
+        let before: Answers = BTreeMap::from([(1, None), (2, None)]);
+        let mut groups = reports(&map, &after);
+        add_load(&mut groups, &before, &after, Duration::from_secs(1));
+        let g2 = groups.iter().find(|g| g.group == 2).expect("group 2");
+        assert_eq!(g2.entries_per_sec, None);
+    }
+
+    #[test]
     fn the_text_names_each_group_its_leader_and_replicas() {
         let groups = vec![GroupReport {
             group: 2,
             slots: 0,
             target_replicas: 3,
             leader: 0,
+            keys: None,
+            entries_per_sec: None,
             replicas: vec![ReplicaReport {
                 node: 3,
                 state: "unreachable".into(),

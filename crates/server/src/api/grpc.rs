@@ -166,7 +166,10 @@ pub(crate) fn status_response(ctx: &ApiContext) -> StatusResponse {
             .groups
             .all()
             .iter()
-            .map(|h| group_status(h.group(), &h.status()))
+            .map(|h| GroupStatus {
+                keys: h.kv().read_view().and_then(|v| v.len()).unwrap_or(0),
+                ..group_status(h.group(), &h.status())
+            })
             .collect(),
     }
 }
@@ -194,6 +197,7 @@ fn group_status(group: keel_raft::GroupId, s: &crate::node::NodeStatus) -> Group
         voters: s.conf.voters.clone(),
         learners: s.conf.learners.clone(),
         conf_index: s.conf_index,
+        keys: 0,
     }
 }
 
