@@ -87,7 +87,7 @@ async fn write_until(client: Client, written: Arc<Mutex<Written>>, stop: Arc<Ato
 
 /// Waits until every node's map names `to` the owner of `slot` with no move
 /// of it in flight.
-async fn moved(t: &TestCluster, slot: Slot, to: u64) {
+pub(super) async fn moved(t: &TestCluster, slot: Slot, to: u64) {
     for id in 1..=3 {
         let client = t.node_client(id);
         eventually(

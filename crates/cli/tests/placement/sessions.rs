@@ -1,12 +1,16 @@
 //! Client sessions per group with real processes (docs/sharding.md,
-//! *Sessions across moves*): a slot is handed from group 1 to group 2 by
-//! hand, through the slot-move commands in protocol order, and a default
-//! client (sessions on) then writes keys of that slot and of others. Its
-//! writes of the moved slot are numbered in group 2's session, the rest in
-//! group 1's, under one client id, and all of them succeed — also many at
-//! once. A node refuses a session write whose session names another group
-//! than the key's owner, proposing nothing.
+//! *Sessions across moves*): a slot moves from group 1 to group 2 (the
+//! mover on group 2's leader copies, fences, seals, commits and owns it)
+//! while a default client (sessions on) keeps writing keys of that slot;
+//! then the same client writes keys of that slot and of others. Its writes of
+//! the moved slot are numbered in group 2's session, the rest in group 1's,
+//! under one client id, and every one of them succeeds — through the
+//! hand-off, and many at once after it. A node refuses a session write whose
+//! session names another group than the key's owner, proposing nothing.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,14 +18,39 @@ use keel_client::{Client, ClientConfig, MapCommand, Precondition, ReadMode, Slot
 use keel_proto::error::{Kind, error_detail};
 use keel_proto::v1::kv_client::KvClient;
 use keel_proto::v1::{ClientSession, PutRequest};
-use keel_storage::command::{MoveStep, SlotCommand};
-use keel_storage::kv::SlotState;
-use keel_storage::kv::slots::copy::{FenceWitness, MAX_PAGE_BYTES, PageBuilder};
 
 use super::super::common::{TestCluster, eventually};
 use super::hosting::{agreed_leader, keel_shard};
-use super::slot_rpc::{peer, propose};
+use super::moves::moved;
 use super::{MAP_TIMEOUT, map_on};
+
+/// What a writer saw: each acknowledged write, in order, and each failure.
+#[derive(Clone, Default)]
+struct Record {
+    acked: Vec<(Bytes, Bytes)>,
+    failed: Vec<String>,
+}
+
+/// Writes `keys` in turn with `client`, one write at a time, until `stop`.
+async fn write_until(
+    client: Client,
+    keys: Vec<Bytes>,
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut n = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let key = keys[n % keys.len()].clone();
+        let value = Bytes::from(format!("during-{n}"));
+        n += 1;
+        let result = client.put(key.clone(), value.clone()).await;
+        let mut r = record.lock().expect("record");
+        match result {
+            Ok(_) => r.acked.push((key, value)),
+            Err(e) => r.failed.push(format!("{key:?}: {e}")),
+        }
+    }
+}
 
 /// `n` keys named from `base` whose slot is (or, `inside` false, is not) `slot`.
 fn keys_of(base: &str, slot: Slot, inside: bool, n: usize) -> Vec<Bytes> {
@@ -30,59 +59,6 @@ fn keys_of(base: &str, slot: Slot, inside: bool, n: usize) -> Vec<Bytes> {
         .filter(|k| (slot_for_key(k) == slot) == inside)
         .take(n)
         .collect()
-}
-
-/// Hands `slot` from group 1 to group 2 the way the mover will: begin in the
-/// map, fence in group 1, copy one page into group 2, seal, commit in the map,
-/// own in group 2. Returns the map version of the commit.
-async fn move_slot_by_hand(t: &TestCluster, slot: Slot) -> u64 {
-    let begun = t
-        .client
-        .change_map(&MapCommand::BeginSlotMove { slot, to: 2 })
-        .await
-        .expect("begin the move");
-    let epoch = begun.map.version();
-    let step = |step: MoveStep| SlotCommand { slot, epoch, step };
-
-    let fenced = propose(t, 1, step(MoveStep::Fence)).await.expect("fence");
-    assert_eq!(fenced, SlotState::Fenced { epoch });
-    let page = peer(t, 2)
-        .await
-        .fetch_page(1, slot, epoch, None, MAX_PAGE_BYTES)
-        .await
-        .expect("fetch the fenced slot");
-    assert!(!page.more, "a handful of keys fits one page");
-    let mut witness = FenceWitness::new(slot, epoch);
-    witness.witness(&page.source).expect("read after the fence");
-
-    let mut builder = PageBuilder::new(slot, epoch, 0, MAX_PAGE_BYTES);
-    builder.add(page.puts, Vec::new()).expect("page");
-    for cmd in builder.finish() {
-        let state = propose(t, 2, cmd).await.expect("ingest");
-        assert_eq!(state, SlotState::Staging { epoch });
-    }
-    let seal = witness.seal().expect("witnessed");
-    let sealed = propose(t, 2, seal).await.expect("ingested");
-    assert_eq!(sealed, SlotState::Ingested { epoch });
-
-    let committed = t
-        .client
-        .change_map(&MapCommand::CommitSlotMove { slot, epoch })
-        .await
-        .expect("commit the move");
-    let version = committed.map.version();
-    assert_eq!(committed.map.owner(slot), Some(2));
-    let owned = propose(
-        t,
-        2,
-        step(MoveStep::Own {
-            map_version: version,
-        }),
-    )
-    .await
-    .expect("own");
-    assert_eq!(owned, SlotState::Serving);
-    version
 }
 
 /// A raw gRPC put of `key` on node `id` in the session of `group`: the error
@@ -126,39 +102,59 @@ async fn session_writes_go_to_each_keys_group_after_a_slot_moves() {
     let _ = agreed_leader(&t, 2, &[1, 2, 3]).await;
 
     let slot = slot_for_key(b"moved");
-    let moved = keys_of("moved", slot, true, 4);
+    let in_slot = keys_of("moved", slot, true, 4);
     let stays = keys_of("stays", slot, false, 4);
     // Before the move, everything is group 1's (and so is the client's
     // session: its numbers there are past 1 by the time group 2 sees it).
     let client = t.client.clone();
-    for key in moved.iter().chain(&stays) {
+    for key in in_slot.iter().chain(&stays) {
         client
             .put(key.clone(), Bytes::from_static(b"before"))
             .await
             .expect("put before the move");
     }
 
-    let version = move_slot_by_hand(&t, slot).await;
-    for id in 1..=3 {
-        let c = t.node_client(id);
-        eventually(MAP_TIMEOUT, &format!("map {version} on node {id}"), || {
-            let c = c.clone();
-            async move {
-                c.cluster_map()
-                    .await
-                    .ok()
-                    .filter(|m| m.version() >= version)
-            }
-        })
-        .await;
-    }
+    // The slot moves while the client keeps writing its keys: through the
+    // hand-off (SLOT_MOVING) and after it (WRONG_GROUP, then group 2's
+    // session), every write succeeds.
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(
+        client.clone(),
+        in_slot[1..].to_vec(),
+        record.clone(),
+        stop.clone(),
+    ));
+    let acked = || record.lock().expect("record").acked.len();
+    eventually(MAP_TIMEOUT, "writes before the move", || async {
+        (acked() >= 10).then_some(())
+    })
+    .await;
+    client
+        .change_map(&MapCommand::BeginSlotMove { slot, to: 2 })
+        .await
+        .expect("begin the move");
+    moved(&t, slot, 2).await;
+    let before = acked();
+    eventually(MAP_TIMEOUT, "writes after the move", || async {
+        (acked() >= before + 10).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.expect("writer");
+    let during = record.lock().expect("record").clone();
+    assert!(
+        during.failed.is_empty(),
+        "session writes failed: {:?}",
+        during.failed
+    );
 
     // A node refuses a session write whose session is another group's than
     // the key's owner, from its map (not the group's answer); in the owner's
     // session it goes through.
     for id in 1..=3 {
         assert_eq!(
-            put_in_session(&t, id, &moved[0], 1).await,
+            put_in_session(&t, id, &in_slot[0], 1).await,
             Err((Kind::WrongGroup, false)),
             "node {id}"
         );
@@ -169,42 +165,43 @@ async fn session_writes_go_to_each_keys_group_after_a_slot_moves() {
         );
     }
     let leader_2 = agreed_leader(&t, 2, &[1, 2, 3]).await;
-    put_in_session(&t, leader_2, &moved[0], 2)
+    put_in_session(&t, leader_2, &in_slot[0], 2)
         .await
         .expect("a session write in the owner's session");
 
-    // The copied data is group 2's now: the keys kept their values.
-    let got = client
-        .get(moved[1].clone(), ReadMode::Linearizable)
-        .await
-        .expect("read a moved key");
-    assert_eq!(
-        got.kv.map(|kv| kv.value),
-        Some(Bytes::from_static(b"before"))
-    );
+    // Group 2 serves the slot with the values its keys were last
+    // acknowledged with.
+    let last: BTreeMap<Bytes, Bytes> = during.acked.into_iter().collect();
+    for (key, value) in &last {
+        let got = client
+            .get(key.clone(), ReadMode::Linearizable)
+            .await
+            .expect("read a moved key");
+        assert_eq!(got.kv.map(|kv| kv.value).as_ref(), Some(value), "{key:?}");
+    }
 
     // The same client (one id, its group-1 numbers well past 1) writes both
     // groups' keys, one at a time and then all at once.
-    for key in moved.iter().chain(&stays) {
+    for key in in_slot.iter().chain(&stays) {
         client
             .put(key.clone(), Bytes::from_static(b"after"))
             .await
             .unwrap_or_else(|e| panic!("put {key:?} after the move: {e}"));
     }
     let revision = client
-        .put(moved[2].clone(), Bytes::from_static(b"cas-1"))
+        .put(in_slot[2].clone(), Bytes::from_static(b"cas-1"))
         .await
         .expect("put");
     client
         .put_with(
-            moved[2].clone(),
+            in_slot[2].clone(),
             Bytes::from_static(b"cas-2"),
             Precondition::Version(revision),
         )
         .await
         .expect("compare-and-set in group 2");
     client
-        .delete(moved[3].clone())
+        .delete(in_slot[3].clone())
         .await
         .expect("delete in group 2");
     let burst = keys_of("burst", slot, true, 12)
@@ -235,11 +232,11 @@ async fn session_writes_go_to_each_keys_group_after_a_slot_moves() {
     .expect("client");
     let mut expected: Vec<(Bytes, Option<Bytes>)> =
         written.into_iter().map(|(k, v)| (k, Some(v))).collect();
-    for key in [&moved[1], &stays[0], &stays[2], &stays[3]] {
+    for key in [&in_slot[1], &stays[0], &stays[2], &stays[3]] {
         expected.push((key.clone(), Some(Bytes::from_static(b"after"))));
     }
-    expected.push((moved[2].clone(), Some(Bytes::from_static(b"cas-2"))));
-    expected.push((moved[3].clone(), None));
+    expected.push((in_slot[2].clone(), Some(Bytes::from_static(b"cas-2"))));
+    expected.push((in_slot[3].clone(), None));
     for (key, value) in expected {
         let got = reader
             .get(key.clone(), ReadMode::Linearizable)
