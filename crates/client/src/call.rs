@@ -13,6 +13,13 @@
 //! | INTERNAL | stop: `Internal` | **stop**: `OutcomeUnknown` |
 //! | CONFLICT, INVALID_ARGUMENT, UNIMPLEMENTED | stop | stop |
 //!
+//! A session write answered WRONG_GROUP or SLOT_MOVING ends the call with a
+//! [`Reroute`] when that proves it was not applied (see `reroute.rs`): the
+//! write loop (`write.rs`) then refreshes its map and sends it as a new write in
+//! the owner's session. Otherwise — and for every other operation — the table
+//! above applies: SLOT_MOVING backs off at the same member, WRONG_GROUP tries
+//! another member.
+//!
 //! A write with a client session (the default) is exactly-once: the cluster
 //! answers a repeated sequence number with the first execution's result. So it is
 //! retried like a read — after timeouts, transport failures, OUTCOME_UNKNOWN and
@@ -41,6 +48,7 @@ use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::failure::Failure;
 use crate::pool::{Conn, Pool};
+use crate::reroute::{Reroute, SlotVerdict, slot_verdict};
 use crate::router::Router;
 use crate::session::RETRY_WINDOW;
 
@@ -94,11 +102,36 @@ pub(crate) enum Route {
 }
 
 /// The next move after a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
 enum Next {
     /// Follow a leader hint without waiting.
     Redirect(Address),
     /// Back off, then try this member.
     Retry(Address),
+    /// End a session write's call: it was not applied in its group, and is to
+    /// be sent again as a new write where the map says.
+    Reroute {
+        /// The answer was SLOT_MOVING.
+        moving: bool,
+        /// The map version the answer named.
+        map_version: u64,
+    },
+}
+
+/// How a call ended without a result.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The call's error.
+    Error(Error),
+    /// A session write to be sent again, as a new write (only for
+    /// [`Op::SessionWrite`]).
+    Reroute(Reroute),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Error(e)
+    }
 }
 
 /// Runs calls: owns the connections and the leader knowledge shared by all calls.
@@ -122,6 +155,11 @@ impl Caller {
         }
     }
 
+    /// A fresh backoff with the client's settings.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_initial, self.backoff_max)
+    }
+
     /// Runs `attempt` until it succeeds, a failure ends the call, or `deadline` passes.
     ///
     /// `attempt` gets a connection and the attempt's time budget (to forward
@@ -131,8 +169,48 @@ impl Caller {
         deadline: Duration,
         op: Op,
         route: Route,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, Error>
+    where
+        F: FnMut(Conn, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.run(deadline, op, route, attempt)
+            .await
+            .map_err(|stop| match stop {
+                Stop::Error(e) => e,
+                // Only session writes reroute; were another op to, its
+                // answers all proved "not applied".
+                Stop::Reroute(r) => Error::Unavailable {
+                    attempts: r.attempts,
+                    last_error: r.reason,
+                },
+            })
+    }
+
+    /// A session write's call: like [`Caller::call`], but a slot answer that
+    /// proves the write was not applied in its group ends it with
+    /// [`Stop::Reroute`].
+    pub(crate) async fn session_call<T, F, Fut>(
+        &self,
+        deadline: Duration,
+        attempt: F,
+    ) -> Result<T, Stop>
+    where
+        F: FnMut(Conn, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.run(deadline, Op::SessionWrite, Route::Leader, attempt)
+            .await
+    }
+
+    async fn run<T, F, Fut>(
+        &self,
+        deadline: Duration,
+        op: Op,
+        route: Route,
+        mut attempt: F,
+    ) -> Result<T, Stop>
     where
         F: FnMut(Conn, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -153,17 +231,17 @@ impl Caller {
         loop {
             let remaining = deadline_at.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(gave_up(attempts, last, progress.maybe_applied));
+                return Err(gave_up(attempts, last, progress.maybe_applied).into());
             }
             // Checked before every attempt, since backoff may have slept past it.
             if progress.maybe_applied && !op.may_retry_ambiguous(progress.started.elapsed()) {
-                return Err(Error::OutcomeUnknown {
+                return Err(Stop::Error(Error::OutcomeUnknown {
                     reason: format!(
                         "retried for {RETRY_WINDOW:?}, as long as the session is sure to be \
                          remembered; last: {}",
                         last.as_ref().map_or_else(String::new, Failure::describe)
                     ),
-                });
+                }));
             }
             attempts += 1;
             let budget = remaining.min(self.request_timeout);
@@ -199,10 +277,21 @@ impl Caller {
                     let delay = backoff.next_delay();
                     // Waiting into the deadline would only end in the same error later.
                     if Instant::now() + delay >= deadline_at {
-                        return Err(gave_up(attempts, last, progress.maybe_applied));
+                        return Err(gave_up(attempts, last, progress.maybe_applied).into());
                     }
                     tokio::time::sleep(delay).await;
                     target = member;
+                }
+                Next::Reroute {
+                    moving,
+                    map_version,
+                } => {
+                    return Err(Stop::Reroute(Reroute {
+                        moving,
+                        map_version,
+                        attempts,
+                        reason: last.as_ref().map_or_else(String::new, Failure::describe),
+                    }));
                 }
             }
         }
@@ -297,6 +386,21 @@ impl Caller {
             // A member failing internally is not worth hammering, even for a read.
             Failure::Internal(message) => Err(Error::Internal(message.clone())),
             Failure::Ambiguous(_) => Ok(Next::Retry(elsewhere())),
+            // A session write leaves its group only on proof it was not
+            // applied there (`reroute.rs`).
+            Failure::SlotMoving { by_group, .. } | Failure::WrongGroup { by_group, .. }
+                if op == Op::SessionWrite
+                    && slot_verdict(*by_group, progress.maybe_applied) == SlotVerdict::Reroute =>
+            {
+                let map_version = match failure {
+                    Failure::WrongGroup { map_version, .. } => *map_version,
+                    _ => 0,
+                };
+                Ok(Next::Reroute {
+                    moving: matches!(failure, Failure::SlotMoving { .. }),
+                    map_version,
+                })
+            }
             Failure::NotLeader {
                 leader: Some(leader),
                 ..
@@ -318,9 +422,11 @@ impl Caller {
             Failure::Overloaded(_) | Failure::DiskFull(_) => Ok(Next::Retry(target.clone())),
             // The hand-off of a slot takes moments; the same group serves it or
             // says where it went once it is over.
-            Failure::SlotMoving(_) => Ok(Next::Retry(target.clone())),
+            Failure::SlotMoving { .. } => Ok(Next::Retry(target.clone())),
             // Until the client routes by the cluster map, another member (which
-            // forwards by its own map) is the best next try.
+            // forwards by its own map) is the best next try. A session write
+            // that may have been applied comes here too: same group, same
+            // number, until its group answers.
             Failure::WrongGroup { .. } => Ok(Next::Retry(elsewhere())),
             Failure::NotLeader { .. }
             | Failure::NoLeader(_)
@@ -353,5 +459,97 @@ fn gave_up(attempts: u32, last: Option<Failure>, maybe_applied: bool) -> Error {
             attempts,
             last_error: "the deadline passed before the first attempt".to_owned(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> (Caller, Address) {
+        let cfg = ClientConfig::with_endpoints(["127.0.0.1:1", "127.0.0.1:2"]);
+        let endpoints: Vec<Address> = cfg
+            .endpoints
+            .iter()
+            .map(|e| Address::parse(e).expect("valid"))
+            .collect();
+        let first = endpoints[0].clone();
+        (Caller::new(&cfg, endpoints), first)
+    }
+
+    fn wrong_group(by_group: bool) -> Failure {
+        Failure::WrongGroup {
+            map_version: 5,
+            by_group,
+            message: String::new(),
+        }
+    }
+
+    fn moving(by_group: bool) -> Failure {
+        Failure::SlotMoving {
+            by_group,
+            message: String::new(),
+        }
+    }
+
+    /// The next move of `op` after `failures`, one attempt each, in order.
+    fn after(op: Op, failures: &[Failure]) -> Next {
+        let (caller, target) = caller();
+        let mut progress = Progress {
+            started: Instant::now(),
+            maybe_applied: false,
+        };
+        let mut next = None;
+        for failure in failures {
+            next = Some(
+                caller
+                    .next_move(op, &Route::Leader, &target, failure, 0, &mut progress)
+                    .expect("retryable"),
+            );
+        }
+        next.expect("at least one failure")
+    }
+
+    #[tokio::test]
+    async fn a_session_write_leaves_its_group_only_on_proof_it_was_not_applied() {
+        let ambiguous = Failure::Ambiguous("no answer".into());
+        // Nothing may have applied it: any slot answer sends it to the owner.
+        assert_eq!(
+            after(Op::SessionWrite, &[wrong_group(false)]),
+            Next::Reroute {
+                moving: false,
+                map_version: 5
+            }
+        );
+        assert_eq!(
+            after(Op::SessionWrite, &[moving(true)]),
+            Next::Reroute {
+                moving: true,
+                map_version: 0
+            }
+        );
+        // An earlier attempt may have applied it: a node's map-based answer
+        // keeps it in its group (same number, another member); the group's
+        // own answer, given after its session lookup, settles it.
+        assert!(matches!(
+            after(Op::SessionWrite, &[ambiguous.clone(), wrong_group(false)]),
+            Next::Retry(_)
+        ));
+        assert!(matches!(
+            after(Op::SessionWrite, &[ambiguous.clone(), moving(false)]),
+            Next::Retry(_)
+        ));
+        assert_eq!(
+            after(Op::SessionWrite, &[ambiguous.clone(), wrong_group(true)]),
+            Next::Reroute {
+                moving: false,
+                map_version: 5
+            }
+        );
+        // Other operations never reroute: they retry as before.
+        for op in [Op::Read, Op::Write] {
+            assert!(matches!(after(op, &[wrong_group(true)]), Next::Retry(_)));
+            assert!(matches!(after(op, &[moving(true)]), Next::Retry(_)));
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::call::{Caller, Op, Route};
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::kv_conn::KvConn;
+use crate::map_cache::MapCache;
 use crate::pool::Conn;
 use crate::session::Session;
 
@@ -22,7 +23,10 @@ use crate::session::Session;
 /// Connections are opened lazily, on first use.
 ///
 /// Each client made by [`Client::new`] has its own client session (unless
-/// [`ClientConfig::sessions`] is off), which makes its writes exactly-once.
+/// [`ClientConfig::sessions`] is off), which makes its writes exactly-once:
+/// one client id, with a sequence of numbers per Raft group it writes to.
+/// Clones share the session and the cached cluster map that picks each
+/// write's group.
 ///
 /// Every call follows the retry rules described in the crate documentation and
 /// returns within the configured deadline.
@@ -33,6 +37,8 @@ pub struct Client {
     pub(crate) max_message_bytes: usize,
     /// The session writes carry; `None` when sessions are off.
     pub(crate) session: Option<Arc<Session>>,
+    /// The cluster map as last fetched, which picks a session write's group.
+    pub(crate) maps: Arc<MapCache>,
 }
 
 impl Client {
@@ -50,6 +56,7 @@ impl Client {
             deadline: cfg.deadline,
             max_message_bytes: cfg.max_message_bytes,
             session: cfg.sessions.then(Arc::default),
+            maps: Arc::default(),
         })
     }
 

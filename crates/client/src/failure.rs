@@ -46,12 +46,21 @@ pub(crate) enum Failure {
     ShuttingDown(String),
     /// The key's slot is being handed between groups. Not applied; retry after a
     /// pause.
-    SlotMoving(String),
+    SlotMoving {
+        /// Whether the group's state machine answered (after its session
+        /// lookup), not a node from its map.
+        by_group: bool,
+        /// The server's explanation.
+        message: String,
+    },
     /// The group asked does not serve the key's slot (as of cluster map version
     /// `map_version`, 0 if unknown). Not applied.
     WrongGroup {
         /// The map version the answer is based on.
         map_version: u64,
+        /// Whether the group's state machine answered (after its session
+        /// lookup), not a node from its map.
+        by_group: bool,
         /// The server's explanation.
         message: String,
     },
@@ -108,10 +117,16 @@ impl Failure {
                 Kind::InvalidArgument => return Failure::InvalidArgument(detail.message),
                 // Keys of several groups in one request: retrying cannot help.
                 Kind::CrossGroup => return Failure::InvalidArgument(detail.message),
-                Kind::SlotMoving => return Failure::SlotMoving(message()),
+                Kind::SlotMoving => {
+                    return Failure::SlotMoving {
+                        by_group: detail.by_group,
+                        message: message(),
+                    };
+                }
                 Kind::WrongGroup => {
                     return Failure::WrongGroup {
                         map_version: detail.map_version,
+                        by_group: detail.by_group,
                         message: message(),
                     };
                 }
@@ -169,10 +184,13 @@ impl Failure {
             Failure::Overloaded(m) => format!("overloaded: {m}"),
             Failure::DiskFull(m) => m.clone(),
             Failure::ShuttingDown(m) => format!("shutting down: {m}"),
-            Failure::SlotMoving(m) => format!("slot moving between groups: {m}"),
+            Failure::SlotMoving { message, .. } => {
+                format!("slot moving between groups: {message}")
+            }
             Failure::WrongGroup {
                 map_version,
                 message,
+                ..
             } => format!("wrong group (cluster map version {map_version}): {message}"),
             Failure::NotSent(m) => format!("could not connect: {m}"),
             Failure::Conflict { current_version } => {
@@ -247,7 +265,21 @@ mod tests {
         }
         assert!(matches!(
             Failure::from_status(&ErrorDetail::wrong_group(3, 8, "not here").into(), &t),
-            Failure::WrongGroup { map_version: 8, .. }
+            Failure::WrongGroup {
+                map_version: 8,
+                by_group: false,
+                ..
+            }
+        ));
+        let by_group = ErrorDetail::wrong_group(3, 0, "state machine").by_group();
+        assert!(matches!(
+            Failure::from_status(&by_group.into(), &t),
+            Failure::WrongGroup { by_group: true, .. }
+        ));
+        let moving = ErrorDetail::slot_moving(3, "fenced").by_group();
+        assert!(matches!(
+            Failure::from_status(&moving.into(), &t),
+            Failure::SlotMoving { by_group: true, .. }
         ));
         assert!(matches!(
             Failure::from_status(&ErrorDetail::cross_group("two groups").into(), &t),

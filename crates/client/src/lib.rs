@@ -59,7 +59,12 @@
 //!   write still unanswered after that, or at the deadline, ends in
 //!   [`Error::OutcomeUnknown`]. If the cluster forgot the session (idle for longer
 //!   than its session idle time), a write that cannot have been applied is sent
-//!   again in a new session. See `docs/sessions.md`.
+//!   again in a new session. Sessions are per Raft group: the client numbers
+//!   each group's writes on its own, picking a write's group from its cached
+//!   cluster map, and a write whose outcome is unknown is only ever retried in
+//!   the group of its first attempt; one its group proves it did not apply
+//!   (the key's slot moved away, or is in hand-off) is sent again, as a new
+//!   write, to the slot's owner. See `docs/sessions.md`.
 //! - **Writes without a session** are retried only when the failure proves the
 //!   write was not applied:
 //!   the server answered NOT_LEADER, NO_LEADER, OVERLOADED or SHUTTING_DOWN, or the
@@ -91,9 +96,11 @@ mod failure;
 mod kv;
 mod kv_conn;
 mod map;
+mod map_cache;
 mod map_change;
 mod mux;
 mod pool;
+mod reroute;
 mod router;
 mod session;
 mod tls;

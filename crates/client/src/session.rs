@@ -1,23 +1,31 @@
 //! The client's session: the id and sequence numbers that make its writes
 //! exactly-once.
 //!
-//! Every write takes a [`Ticket`]: the next sequence number of the session. While
-//! the ticket lives, the write may still be retried, so the session's
-//! `first_unacked` (the lowest live ticket) stays at or below it and the cluster
-//! keeps its result; dropping the ticket acknowledges the write. The cluster
-//! remembers at most [`MAX_IN_FLIGHT`] results per session, so at most that many
-//! tickets exist at once (more writes wait for one).
+//! Sessions are per Raft group (each group's state machine keeps its own
+//! session table), so the one client id has one sequence per group: a group
+//! sees the numbers of the writes sent to it, 1, 2, 3, …, and nothing else
+//! (docs/sharding.md, *Sessions across moves*).
+//!
+//! Every write takes a [`Ticket`] for the group it goes to: the next sequence
+//! number of that group's session. While the ticket lives, the write may still
+//! be retried, so that group's `first_unacked` (its lowest live ticket) stays
+//! at or below it and the group keeps its result; dropping the ticket
+//! acknowledges the write. The cluster remembers at most [`MAX_IN_FLIGHT`]
+//! results per session, so at most that many tickets exist at once, over all
+//! groups (more writes wait for one).
 //!
 //! A session the cluster no longer knows (idle for longer than its idle timeout,
 //! or evicted) is replaced: [`Session::renew`] picks a new random id and starts
-//! again at sequence number 1. See `docs/sessions.md` for the whole protocol.
+//! every group again at sequence number 1. See `docs/sessions.md` for the whole
+//! protocol.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use keel_placement::GroupId;
 use keel_proto::v1::ClientSession;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -41,9 +49,26 @@ pub(crate) struct Session {
 #[derive(Debug)]
 struct State {
     id: u128,
+    /// Each group's numbers under `id`; a group is added on its first write
+    /// (at most the cluster's groups, 1024).
+    groups: HashMap<GroupId, Numbers>,
+}
+
+/// One group's sequence under the session id.
+#[derive(Debug)]
+struct Numbers {
     next_seq: u64,
-    /// Sequence numbers of this id's live tickets.
+    /// Sequence numbers of this group's live tickets.
     live: BTreeSet<u64>,
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Numbers {
+            next_seq: 1,
+            live: BTreeSet::new(),
+        }
+    }
 }
 
 impl Default for Session {
@@ -59,8 +84,7 @@ impl State {
     fn fresh() -> State {
         State {
             id: random_id(),
-            next_seq: 1,
-            live: BTreeSet::new(),
+            groups: HashMap::new(),
         }
     }
 }
@@ -73,19 +97,23 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The next sequence number, waiting while [`MAX_IN_FLIGHT`] writes are.
-    pub(crate) async fn ticket(self: &Arc<Self>) -> Ticket {
+    /// The next sequence number of `group`'s session, waiting while
+    /// [`MAX_IN_FLIGHT`] writes are.
+    pub(crate) async fn ticket(self: &Arc<Self>, group: GroupId) -> Ticket {
         let permit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
         let mut state = self.lock();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.live.insert(seq);
+        let id = state.id;
+        let numbers = state.groups.entry(group).or_default();
+        let seq = numbers.next_seq;
+        numbers.next_seq += 1;
+        numbers.live.insert(seq);
         Ticket {
             session: Arc::clone(self),
-            id: state.id,
+            id,
+            group,
             seq,
             _permit: permit,
         }
@@ -101,11 +129,14 @@ impl Session {
     }
 }
 
-/// One write's place in the session; acknowledges the write when dropped.
+/// One write's place in one group's session; acknowledges the write when
+/// dropped. Its group never changes: every attempt of the write goes to that
+/// group with this number.
 #[derive(Debug)]
 pub(crate) struct Ticket {
     session: Arc<Session>,
     id: u128,
+    group: GroupId,
     seq: u64,
     _permit: OwnedSemaphorePermit,
 }
@@ -116,20 +147,27 @@ impl Ticket {
         self.id
     }
 
-    /// The request field, with the session's current `first_unacked` (it only
+    /// The group whose session numbered this write.
+    pub(crate) fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The request field, with the group's current `first_unacked` (it only
     /// grows, so each attempt sends the latest).
     pub(crate) fn to_proto(&self) -> ClientSession {
         let state = self.session.lock();
-        let lowest = if state.id == self.id {
-            state.live.first().copied().unwrap_or(self.seq)
-        } else {
+        let lowest = match state.groups.get(&self.group) {
+            Some(numbers) if state.id == self.id => {
+                numbers.live.first().copied().unwrap_or(self.seq)
+            }
             // The session was renewed; the old one only serves this retry.
-            self.seq
+            _ => self.seq,
         };
         ClientSession {
             client_id: Bytes::copy_from_slice(&self.id.to_be_bytes()),
             seq: self.seq,
             first_unacked: lowest.min(self.seq),
+            group: self.group,
         }
     }
 }
@@ -137,8 +175,10 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut state = self.session.lock();
-        if state.id == self.id {
-            state.live.remove(&self.seq);
+        if state.id == self.id
+            && let Some(numbers) = state.groups.get_mut(&self.group)
+        {
+            numbers.live.remove(&self.seq);
         }
     }
 }
@@ -168,9 +208,9 @@ mod tests {
     #[tokio::test]
     async fn tickets_count_up_and_first_unacked_is_the_lowest_live_one() {
         let s = Arc::new(Session::default());
-        let t1 = s.ticket().await;
-        let t2 = s.ticket().await;
-        let t3 = s.ticket().await;
+        let t1 = s.ticket(1).await;
+        let t2 = s.ticket(1).await;
+        let t3 = s.ticket(1).await;
         assert_eq!((t1.seq, t2.seq, t3.seq), (1, 2, 3));
         assert_eq!(t3.to_proto().first_unacked, 1);
         drop(t1);
@@ -184,18 +224,18 @@ mod tests {
     #[tokio::test]
     async fn renewing_starts_a_new_session_once() {
         let s = Arc::new(Session::default());
-        let old = s.ticket().await;
+        let old = s.ticket(1).await;
         let old_id = old.id();
         s.renew(old_id);
         s.renew(old_id);
-        let new = s.ticket().await;
+        let new = s.ticket(1).await;
         assert_ne!(new.id(), old_id);
         assert_eq!(new.to_proto().seq, 1);
         // The old ticket still retries under its own id, acknowledging nothing.
         let p = old.to_proto();
         assert_eq!(&p.client_id[..], &old_id.to_be_bytes());
         assert_eq!((p.seq, p.first_unacked), (1, 1));
-        let second = s.ticket().await;
+        let second = s.ticket(1).await;
         drop(old);
         assert_eq!(second.to_proto().first_unacked, 1, "new session unaffected");
     }
@@ -205,16 +245,62 @@ mod tests {
         let s = Arc::new(Session::default());
         let mut held = Vec::new();
         for _ in 0..MAX_IN_FLIGHT {
-            held.push(s.ticket().await);
+            held.push(s.ticket(1).await);
         }
         let waiting = tokio::spawn({
             let s = Arc::clone(&s);
-            async move { s.ticket().await.seq }
+            async move { s.ticket(1).await.seq }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         held.pop();
         assert_eq!(waiting.await.expect("task"), MAX_IN_FLIGHT as u64 + 1);
+    }
+
+    #[tokio::test]
+    async fn each_group_has_its_own_dense_sequence_under_one_id() {
+        let s = Arc::new(Session::default());
+        let a1 = s.ticket(1).await;
+        let a2 = s.ticket(1).await;
+        // Group 2's first write is its session's first: seq 1, first_unacked 1,
+        // whatever group 1 has done (a group that never saw the session opens it
+        // only for first_unacked 1).
+        let b1 = s.ticket(2).await;
+        let p = b1.to_proto();
+        assert_eq!((p.seq, p.first_unacked, p.group), (1, 1, 2));
+        assert_eq!(p.client_id, a1.to_proto().client_id, "one client id");
+        assert_eq!((a2.to_proto().seq, a2.to_proto().group), (2, 1));
+        // Acknowledging in one group moves only that group's first_unacked.
+        let b2 = s.ticket(2).await;
+        drop(b1);
+        assert_eq!(b2.to_proto().first_unacked, 2);
+        assert_eq!(a2.to_proto().first_unacked, 1, "group 1 untouched");
+        drop(a1);
+        assert_eq!(a2.to_proto().first_unacked, 2);
+        assert_eq!((b2.group(), a2.group()), (2, 1));
+        // Numbers never restart within a group while the id lives.
+        drop((a2, b2));
+        let a3 = s.ticket(1).await;
+        let b3 = s.ticket(2).await;
+        assert_eq!((a3.to_proto().seq, b3.to_proto().seq), (3, 3));
+        assert_eq!(
+            (a3.to_proto().first_unacked, b3.to_proto().first_unacked),
+            (3, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn renewing_restarts_every_group() {
+        let s = Arc::new(Session::default());
+        let old_1 = s.ticket(1).await;
+        let _old_2 = s.ticket(2).await;
+        let _old_2b = s.ticket(2).await;
+        s.renew(old_1.id());
+        let new_2 = s.ticket(2).await;
+        assert_ne!(new_2.id(), old_1.id());
+        let p = new_2.to_proto();
+        assert_eq!((p.seq, p.first_unacked, p.group), (1, 1, 2));
+        assert_eq!(s.ticket(1).await.to_proto().seq, 1);
     }
 
     #[test]

@@ -1,26 +1,42 @@
 //! Running a write: exactly-once with the client's session, or the plain way.
+//!
+//! A session write is numbered in the session of the group the client's map
+//! names for its key's slot (group 1 without a map). If that group proves it
+//! did not apply it (`reroute.rs`), the number is given up, the map refreshed,
+//! and the write sent again as a new write in the owner's session — after a
+//! backoff while the slot is in hand-off or the owner did not change — until
+//! the call's deadline.
 
 use std::future::Future;
 
+use keel_placement::slot_for_key;
 use keel_proto::v1::{self, ClientSession};
 use tokio::time::Instant;
 use tonic::{Response, Status};
 
-use crate::call::{Op, Route};
+use crate::call::{Op, Route, Stop};
 use crate::client::{Client, request};
 use crate::error::Error;
 use crate::kv_conn::KvConn;
+use crate::reroute::{Reroute, wait_before_resend};
 use crate::session::MAX_IN_FLIGHT;
 
 /// A write request that can carry a client session.
 pub(crate) trait SessionWrite: Clone {
     /// Sets the request's session field.
     fn set_session(&mut self, session: ClientSession);
+
+    /// The key whose slot decides the write's group.
+    fn key(&self) -> &[u8];
 }
 
 impl SessionWrite for v1::PutRequest {
     fn set_session(&mut self, session: ClientSession) {
         self.session = Some(session);
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key
     }
 }
 
@@ -28,14 +44,19 @@ impl SessionWrite for v1::DeleteRequest {
     fn set_session(&mut self, session: ClientSession) {
         self.session = Some(session);
     }
+
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
 }
 
 impl Client {
     /// Sends `message` through `rpc` until it is answered (see `call.rs` for what
-    /// is retried). With a session, every attempt carries the write's sequence
-    /// number; if the cluster forgot the session and no attempt could have applied
-    /// the write, a new session is opened and the write sent once more in it,
-    /// within the same deadline.
+    /// is retried). With a session, every attempt carries the write's group and
+    /// sequence number; if the cluster forgot the session and no attempt could
+    /// have applied the write, a new session is opened and the write sent once
+    /// more in it, within the same deadline. A write its group proves it did not
+    /// apply for a slot reason is sent again in the owner's session.
     pub(crate) async fn write<M, T, F, Fut>(&self, message: M, rpc: F) -> Result<T, Error>
     where
         M: SessionWrite,
@@ -53,11 +74,15 @@ impl Client {
                 .map(Response::into_inner);
         };
         let deadline_at = Instant::now() + self.deadline;
+        let slot = slot_for_key(message.key());
         let mut renewed = false;
+        let mut backoff = self.caller.backoff();
         loop {
+            let group = self.maps.group_of(slot);
             // Waits while the session has its maximum of writes in flight, but
             // never past the deadline.
-            let Ok(ticket) = tokio::time::timeout_at(deadline_at, session.ticket()).await else {
+            let Ok(ticket) = tokio::time::timeout_at(deadline_at, session.ticket(group)).await
+            else {
                 return Err(Error::Overloaded {
                     attempts: 0,
                     message: format!(
@@ -69,19 +94,42 @@ impl Client {
             let deadline = deadline_at.saturating_duration_since(Instant::now());
             let result = self
                 .caller
-                .call(deadline, Op::SessionWrite, Route::Leader, |conn, budget| {
+                .session_call(deadline, |conn, budget| {
                     let mut message = message.clone();
                     message.set_session(ticket.to_proto());
                     rpc(self.kv(conn), request(message, budget))
                 })
                 .await;
-            match result {
-                Err(Error::SessionExpired(_)) if !renewed => {
+            let reroute = match result {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(Stop::Error(Error::SessionExpired(_))) if !renewed => {
                     session.renew(ticket.id());
                     renewed = true;
+                    continue;
                 }
-                other => return other.map(Response::into_inner),
+                Err(Stop::Error(e)) => return Err(e),
+                Err(Stop::Reroute(reroute)) => reroute,
+            };
+            // Not applied in its group: its number is acknowledged.
+            let refused = ticket.group();
+            drop(ticket);
+            self.refresh_map(reroute.map_version, deadline_at).await;
+            if wait_before_resend(&reroute, refused, self.maps.group_of(slot)) {
+                let delay = backoff.next_delay();
+                if Instant::now() + delay >= deadline_at {
+                    return Err(gave_up(reroute));
+                }
+                tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// The error of a session write whose deadline passed while its slot was
+/// elsewhere or in hand-off: every attempt proved it was not applied.
+fn gave_up(reroute: Reroute) -> Error {
+    Error::Unavailable {
+        attempts: reroute.attempts,
+        last_error: reroute.reason,
     }
 }

@@ -129,6 +129,14 @@ impl ErrorDetail {
         detail
     }
 
+    /// Marks a `WRONG_GROUP` or `SLOT_MOVING` answer as the group's own (its
+    /// state machine refused, after its session lookup), not a node's reading
+    /// of its cluster map.
+    pub fn by_group(mut self) -> Self {
+        self.by_group = true;
+        self
+    }
+
     /// The request's keys live in slots of different groups; nothing changed.
     pub fn cross_group(message: impl Into<String>) -> Self {
         ErrorDetail::new(Kind::CrossGroup, message)

@@ -14,6 +14,7 @@ mod hosting;
 mod members;
 mod moves;
 mod routing;
+mod sessions;
 mod slot_rpc;
 
 use super::common::{TestCluster, eventually, http, keel_bin};

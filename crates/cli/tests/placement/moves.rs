@@ -51,11 +51,10 @@ fn key(i: usize) -> String {
     format!("{{mv}}key{i:05}")
 }
 
-/// A client of every node, without sessions (a session's writes to a group
-/// other than group 1 need per-group sessions in the client).
+/// A client of every node, with sessions (exactly-once writes, numbered per
+/// group), as clients run by default.
 fn writer_client(t: &TestCluster) -> Client {
     Client::new(ClientConfig {
-        sessions: false,
         deadline: Duration::from_secs(20),
         ..ClientConfig::with_endpoints((1..=3).map(|id| t.cluster.grpc_addr(id).to_string()))
     })
@@ -87,7 +86,7 @@ async fn write_until(client: Client, written: Arc<Mutex<Written>>, stop: Arc<Ato
 
 /// Waits until every node's map names `to` the owner of `slot` with no move
 /// of it in flight.
-async fn moved(t: &TestCluster, slot: Slot, to: u64) {
+pub(super) async fn moved(t: &TestCluster, slot: Slot, to: u64) {
     for id in 1..=3 {
         let client = t.node_client(id);
         eventually(

@@ -37,6 +37,11 @@ pub enum Behavior {
     Internal,
     /// SESSION_EXPIRED.
     SessionExpired,
+    /// WRONG_GROUP naming map version 5; `by_group`: the group's own answer
+    /// (its state machine), else a node's from its map.
+    WrongGroup { by_group: bool },
+    /// SLOT_MOVING; `by_group` as for `WrongGroup`.
+    SlotMoving { by_group: bool },
     /// Never answer.
     Hang,
 }
@@ -57,6 +62,8 @@ struct State {
     /// The session of every put and delete that arrived, in order.
     sessions: Mutex<Vec<Option<v1::ClientSession>>>,
     store: Mutex<Store>,
+    /// The map `Cluster.Map` answers with.
+    map: Mutex<keel_client::ClusterMap>,
     /// Serves `Kv/Batch` (else answers it UNIMPLEMENTED, like an older build).
     batching: bool,
 }
@@ -90,6 +97,7 @@ impl MockNode {
             calls: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Vec::new()),
             store: Mutex::new(Store::default()),
+            map: Mutex::new(mock_map()),
             batching,
         });
         let service = Service(state.clone());
@@ -119,6 +127,11 @@ impl MockNode {
     /// request counts as a call of its method.
     pub fn calls(&self, method: &str) -> usize {
         lock(&self.state.calls).get(method).copied().unwrap_or(0)
+    }
+
+    /// Makes `Cluster.Map` answer with `map` from now on.
+    pub fn set_map(&self, map: keel_client::ClusterMap) {
+        *lock(&self.state.map) = map;
     }
 
     /// The session of every put and delete that reached the service, in order.
@@ -157,6 +170,14 @@ impl Service {
             Behavior::OutcomeUnknown => ErrorDetail::outcome_unknown("lost leadership"),
             Behavior::Internal => ErrorDetail::internal("disk on fire"),
             Behavior::SessionExpired => ErrorDetail::session_expired("idle too long"),
+            Behavior::WrongGroup { by_group } => {
+                let d = ErrorDetail::wrong_group(7, 5, "not this group's slot");
+                if by_group { d.by_group() } else { d }
+            }
+            Behavior::SlotMoving { by_group } => {
+                let d = ErrorDetail::slot_moving(7, "in hand-off");
+                if by_group { d.by_group() } else { d }
+            }
         };
         Err(detail.into_status())
     }
@@ -449,7 +470,7 @@ impl Cluster for Service {
         _req: Request<v1::MapRequest>,
     ) -> Result<Response<v1::MapResponse>, Status> {
         self.begin("map").await?;
-        let map = mock_map();
+        let map = lock(&self.0.map).clone();
         Ok(Response::new(v1::MapResponse {
             version: map.version(),
             map_json: String::from_utf8(map.encode()).expect("JSON"),

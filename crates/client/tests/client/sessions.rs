@@ -4,10 +4,116 @@
 
 use std::time::Duration;
 
-use keel_client::Error;
+use keel_client::{ClusterMap, Error, MapCommand, Slot, slot_for_key};
 use keel_proto::v1::ClientSession;
 
-use crate::mock::{Behavior, HangupNode, MockNode, bounded, client, eventually};
+use crate::mock::{Behavior, HangupNode, MockNode, bounded, client, eventually, mock_map};
+
+/// (group, seq, first_unacked) of each session write `node` received.
+fn numbers_of(node: &MockNode) -> Vec<(u64, u64, u64)> {
+    sessions_of(node)
+        .iter()
+        .map(|s| (s.group, s.seq, s.first_unacked))
+        .collect()
+}
+
+/// The mock map with `slot` handed to a new group 2.
+fn map_moving(slot: Slot) -> ClusterMap {
+    let mut map = mock_map();
+    let create = MapCommand::CreateGroup {
+        members: [1, 2, 3].into(),
+        target_replicas: 3,
+    };
+    map.apply(&create).expect("create group 2");
+    map.apply(&MapCommand::BeginSlotMove { slot, to: 2 })
+        .expect("begin");
+    let epoch = map.version();
+    map.apply(&MapCommand::CommitSlotMove { slot, epoch })
+        .expect("commit");
+    map
+}
+
+/// A key whose slot is not `slot`.
+fn key_outside(slot: Slot) -> String {
+    (0..)
+        .map(|i| format!("other{i}"))
+        .find(|k| slot_for_key(k.as_bytes()) != slot)
+        .expect("a key elsewhere")
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_retried_in_its_group_whatever_a_node_says() {
+    let leader = MockNode::start(1, Behavior::Serve).await;
+    // The map would send the key to group 2, but the write's first attempt
+    // (group 1, no map cached yet) may have been applied: a node's map-based
+    // WRONG_GROUP or SLOT_MOVING settles nothing, so it stays in group 1 with
+    // its number, and no map is even fetched.
+    leader.set_map(map_moving(slot_for_key(b"k")));
+    leader.script([
+        Behavior::OutcomeUnknown,
+        Behavior::WrongGroup { by_group: false },
+        Behavior::SlotMoving { by_group: false },
+    ]);
+    let c = client(&[leader.addr()]);
+    bounded(c.put("k", "v"))
+        .await
+        .expect("answered by its group");
+    assert_eq!(numbers_of(&leader), [(1, 1, 1); 4]);
+    assert_eq!(leader.calls("map"), 0);
+}
+
+#[tokio::test]
+async fn a_write_its_group_did_not_apply_is_sent_anew_in_the_owners_session() {
+    let leader = MockNode::start(1, Behavior::Serve).await;
+    let slot = slot_for_key(b"k");
+    leader.set_map(map_moving(slot));
+    let other = key_outside(slot);
+    let c = client(&[leader.addr()]);
+    bounded(c.put(other.clone(), "v")).await.expect("group 1");
+    // Group 1 refuses (its state machine answered, after an ambiguous first
+    // try): the number is given up, the map fetched, and the write goes to
+    // group 2 as that session's first write.
+    leader.script([
+        Behavior::OutcomeUnknown,
+        Behavior::WrongGroup { by_group: true },
+    ]);
+    bounded(c.put("k", "v")).await.expect("rerouted");
+    // The cached map now numbers each key in its owner's session.
+    bounded(c.delete("k")).await.expect("group 2");
+    bounded(c.put(other, "w")).await.expect("group 1");
+    assert_eq!(
+        numbers_of(&leader),
+        [
+            (1, 1, 1),
+            (1, 2, 2),
+            (1, 2, 2),
+            (2, 1, 1),
+            (2, 2, 2),
+            (1, 3, 3)
+        ]
+    );
+    assert_eq!(leader.calls("map"), 1, "fetched once, lazily");
+}
+
+#[tokio::test]
+async fn a_slot_in_hand_off_is_retried_with_a_new_number_after_a_pause() {
+    let leader = MockNode::start(1, Behavior::Serve).await;
+    // Calls in order: the put, the map fetch it causes, the put again.
+    leader.script([
+        Behavior::SlotMoving { by_group: true },
+        Behavior::Serve,
+        Behavior::SlotMoving { by_group: true },
+    ]);
+    let c = client(&[leader.addr()]);
+    bounded(c.put("k", "v"))
+        .await
+        .expect("served after the hand-off");
+    // The bootstrap map keeps the slot in group 1: each try is a new write
+    // there, and the map is fetched once (the second answer names nothing
+    // newer within the refresh interval).
+    assert_eq!(numbers_of(&leader), [(1, 1, 1), (1, 2, 2), (1, 3, 3)]);
+    assert_eq!(leader.calls("map"), 1);
+}
 
 fn sessions_of(node: &MockNode) -> Vec<ClientSession> {
     node.sessions()

@@ -1,7 +1,9 @@
 //! The HTTP form of a client session: a `Keel-Session` request header
-//! `<client id: 32 hex digits>/<seq>[/<first_unacked>]` makes a PUT, POST or
-//! DELETE exactly-once, like the gRPC `ClientSession` (without `first_unacked` it
-//! is `seq`: nothing earlier will be retried).
+//! `<client id: 32 hex digits>/<seq>[/<first_unacked>[/<group>]]` makes a PUT,
+//! POST or DELETE exactly-once, like the gRPC `ClientSession` (without
+//! `first_unacked` it is `seq`: nothing earlier will be retried; without
+//! `group` the session is group 1's, and a key another group owns is refused
+//! with 421 `wrong_group`).
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
@@ -20,7 +22,9 @@ pub(super) fn session_of(headers: &HeaderMap) -> Result<Option<ClientSession>, H
     parse(raw.to_str().unwrap_or_default())
         .map(Some)
         .ok_or_else(|| {
-            bad_request("Keel-Session must be <client id as 32 hex digits>/<seq>[/<first_unacked>]")
+            bad_request(
+                "Keel-Session must be <client id as 32 hex digits>/<seq>[/<first_unacked>[/<group>]]",
+            )
         })
 }
 
@@ -36,6 +40,10 @@ fn parse(raw: &str) -> Option<ClientSession> {
         Some(n) => n.parse().ok()?,
         None => seq,
     };
+    let group = match parts.next() {
+        Some(n) => n.parse().ok()?,
+        None => 0,
+    };
     if parts.next().is_some() {
         return None;
     }
@@ -43,6 +51,7 @@ fn parse(raw: &str) -> Option<ClientSession> {
         client_id: Bytes::copy_from_slice(&id.to_be_bytes()),
         seq,
         first_unacked,
+        group,
     })
 }
 
@@ -56,13 +65,16 @@ mod tests {
         assert_eq!(&s.client_id[..], &(0u8..16).collect::<Vec<_>>()[..]);
         assert_eq!((s.seq, s.first_unacked), (7, 5));
         let s = parse("ffffffffffffffffffffffffffffffff/3").expect("valid");
-        assert_eq!((s.seq, s.first_unacked), (3, 3));
+        assert_eq!((s.seq, s.first_unacked, s.group), (3, 3, 0));
+        let s = parse("000102030405060708090a0b0c0d0e0f/7/5/2").expect("valid");
+        assert_eq!((s.seq, s.first_unacked, s.group), (7, 5, 2));
         for bad in [
             "",
             "abc/1",
             "000102030405060708090a0b0c0d0e0f",
             "000102030405060708090a0b0c0d0e0f/x",
-            "000102030405060708090a0b0c0d0e0f/1/2/3",
+            "000102030405060708090a0b0c0d0e0f/1/2/3/4",
+            "000102030405060708090a0b0c0d0e0f/1/2/x",
             "g00102030405060708090a0b0c0d0e0f/1",
         ] {
             assert!(parse(bad).is_none(), "{bad:?}");

@@ -241,15 +241,18 @@ pub(crate) fn node_error_detail(
 /// The answer to a write the state machine refused for its slot: `SLOT_MOVING`
 /// while the slot is handed over, `WRONG_GROUP` when this group does not hold it.
 /// The map version is not known here (0): the client refreshes its map once.
+/// The answer is the group's own (`by_group`): a session write refused so was
+/// looked up in the group's session table first and not found applied.
 pub(crate) fn slot_error(why: SlotUnavailable) -> ErrorDetail {
-    match why {
+    let detail = match why {
         SlotUnavailable::Moving { slot, .. } => {
             ErrorDetail::slot_moving(slot.get(), why.to_string())
         }
         SlotUnavailable::WrongGroup { slot, .. } => {
             ErrorDetail::wrong_group(slot.get(), 0, why.to_string())
         }
-    }
+    };
+    detail.by_group()
 }
 
 /// Small conveniences on the shared error type.
@@ -290,6 +293,7 @@ mod tests {
             assert_eq!(result, Err(NodeError::SlotUnavailable(why)));
             let detail = slot_error(why);
             assert_eq!((detail.kind(), detail.slot), (kind, 4095), "{detail:?}");
+            assert!(detail.by_group, "the group's own answer");
             assert!(detail.message.contains("slot 4095"), "{}", detail.message);
         }
         // Any other outcome passes through.

@@ -133,7 +133,7 @@ impl ApiContext {
     ) -> Result<PutResponse, ErrorDetail> {
         validate::key(&req.key)?;
         validate::value(&req.value, self.limits.max_value_bytes)?;
-        let node = self.group_for_key(&req.key)?;
+        let node = self.group_for_session_write(&req.key, req.session.as_ref())?;
         let cmd = Envelope {
             session: sessions::header(&self.limits, req.session.as_ref())?,
             command: Command::Put {
@@ -167,7 +167,7 @@ impl ApiContext {
         fwd: Forwarding,
     ) -> Result<DeleteResponse, ErrorDetail> {
         validate::key(&req.key)?;
-        let node = self.group_for_key(&req.key)?;
+        let node = self.group_for_session_write(&req.key, req.session.as_ref())?;
         let cmd = Envelope {
             session: sessions::header(&self.limits, req.session.as_ref())?,
             command: Command::Delete {

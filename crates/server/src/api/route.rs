@@ -9,8 +9,9 @@
 
 use keel_placement::{ClusterMap, GroupId, Slot, slot_for_key};
 use keel_proto::error::ErrorDetail;
+use keel_proto::v1::ClientSession;
 
-use super::ApiContext;
+use super::{ApiContext, sessions};
 use crate::node::{KV_GROUP, NodeHandle};
 
 /// Where a slot's requests go by `map`: its owner, or group 1 without a map
@@ -37,6 +38,18 @@ pub(crate) fn single_owner(
     Ok(owner.unwrap_or(KV_GROUP))
 }
 
+/// Where routing sends one key: its slot, the slot's owner by this node's
+/// map, and that map's version (0 without a map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRoute {
+    /// The owner of `slot`.
+    pub(crate) group: GroupId,
+    /// The key's slot.
+    pub(crate) slot: Slot,
+    /// The version of the map that named the owner.
+    pub(crate) map_version: u64,
+}
+
 /// The handle a request runs on: group 1's, borrowed from the context (the
 /// common case, no copy), or another hosted group's.
 pub(crate) enum Routed<'a> {
@@ -60,12 +73,36 @@ impl ApiContext {
     /// `WRONG_GROUP` with the slot and this node's map version, so the client
     /// refreshes its map and goes to a member of the owner.
     pub(crate) fn group_for_key(&self, key: &[u8]) -> Result<Routed<'_>, ErrorDetail> {
+        let route = self.route_key(key);
+        self.hosted_group(route.group, route.slot, route.map_version)
+    }
+
+    /// Like [`Self::group_for_key`], for a write that may carry a client
+    /// session: a session of another group than the one routing picked is
+    /// refused with `WRONG_GROUP` before anything is proposed
+    /// ([`sessions::check_group`]).
+    pub(crate) fn group_for_session_write(
+        &self,
+        key: &[u8],
+        session: Option<&ClientSession>,
+    ) -> Result<Routed<'_>, ErrorDetail> {
+        let route = self.route_key(key);
+        sessions::check_group(session, &route)?;
+        self.hosted_group(route.group, route.slot, route.map_version)
+    }
+
+    /// Where `key` goes by this node's cached map.
+    fn route_key(&self, key: &[u8]) -> KeyRoute {
         let slot = slot_for_key(key);
-        let (group, version) = self.maps.with(|m| {
+        let (group, map_version) = self.maps.with(|m| {
             let owner = owner_of(m.map(|m| &*m.map), slot);
             (owner, m.map_or(0, |m| m.version()))
         });
-        self.hosted_group(group, slot, version)
+        KeyRoute {
+            group,
+            slot,
+            map_version,
+        }
     }
 
     /// The handle of the one group that serves every key of `keys`; a request

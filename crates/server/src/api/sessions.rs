@@ -6,12 +6,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use keel_placement::GroupId;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::ClientSession;
 use keel_storage::command::SessionHeader;
 use keel_storage::kv::SessionRejection;
 
 use super::ApiLimits;
+use super::route::KeyRoute;
+use crate::node::KV_GROUP;
 
 /// The entry header for a request's session (`None`: the write has none).
 ///
@@ -49,6 +52,43 @@ pub(super) fn header(
         idle_timeout_ms: limits.session_idle_timeout_ms,
         max_sessions: limits.max_client_sessions,
     }))
+}
+
+/// The group whose session `s` is: its `group` field, 0 meaning group 1 (the
+/// only group before sharding, so older clients' sessions are group 1's).
+pub(super) fn group_of(s: &ClientSession) -> GroupId {
+    if s.group == 0 { KV_GROUP } else { s.group }
+}
+
+/// Refuses a session write that routing sends to a group other than its
+/// session's. Sessions are per group (each group's state machine numbers a
+/// client's writes on its own), so proposing it elsewhere would be checked
+/// against the wrong sequence. The answer is `WRONG_GROUP` with the slot and
+/// this node's map version, like routing's own: not applied, nothing proposed.
+/// It is not the group's answer (`by_group` stays false), so a client whose
+/// earlier attempt of the write may have applied it keeps asking that group.
+pub(super) fn check_group(
+    session: Option<&ClientSession>,
+    route: &KeyRoute,
+) -> Result<(), ErrorDetail> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    let named = group_of(session);
+    if named == route.group {
+        return Ok(());
+    }
+    Err(ErrorDetail::wrong_group(
+        route.slot.get(),
+        route.map_version,
+        format!(
+            "the write's session is group {named}'s, but slot {} belongs to group {} \
+             (cluster map version {}); refresh the map and send it in the owner's session",
+            route.slot.get(),
+            route.group,
+            route.map_version
+        ),
+    ))
 }
 
 /// What the client is told when the state machine refused a session write.
@@ -113,6 +153,42 @@ mod tests {
             client_id: Bytes::from(vec![1; id_len]),
             seq,
             first_unacked,
+            group: 0,
+        }
+    }
+
+    fn route(group: u64) -> KeyRoute {
+        KeyRoute {
+            group,
+            slot: keel_placement::Slot::new(77).expect("a slot"),
+            map_version: 9,
+        }
+    }
+
+    #[test]
+    fn a_session_write_goes_only_to_its_sessions_group() {
+        // Without a session, and with group 1's (0 or 1), group 1 passes.
+        assert_eq!(check_group(None, &route(2)), Ok(()));
+        let old_client = session(16, 1, 1);
+        assert_eq!(group_of(&old_client), 1);
+        assert_eq!(check_group(Some(&old_client), &route(1)), Ok(()));
+        let group_1 = ClientSession {
+            group: 1,
+            ..session(16, 1, 1)
+        };
+        assert_eq!(check_group(Some(&group_1), &route(1)), Ok(()));
+        // A group-1 session routed to group 2, and the other way round, are
+        // WRONG_GROUP with the slot and the map version, not by the group.
+        let group_2 = ClientSession {
+            group: 2,
+            ..session(16, 3, 2)
+        };
+        assert_eq!(check_group(Some(&group_2), &route(2)), Ok(()));
+        for (s, r) in [(&old_client, route(2)), (&group_2, route(1))] {
+            let e = check_group(Some(s), &r).expect_err("another group's session");
+            assert_eq!(e.kind(), Kind::WrongGroup);
+            assert_eq!((e.slot, e.map_version, e.by_group), (77, 9, false));
+            assert!(e.message.contains("session"), "{}", e.message);
         }
     }
 
