@@ -133,4 +133,7 @@ pub enum Scenario {
     /// Snapshot catch-up, memory during a transfer, restart time, and writes/s
     /// while a snapshot is taken and sent (`keel bench snapshot --help`).
     Snapshot(crate::snapshot::SnapshotArgs),
+    /// Moving a slot under load: how long the move takes and what it costs the
+    /// clients' latency (`keel bench move --help`).
+    Move(crate::slot_move::MoveArgs),
 }

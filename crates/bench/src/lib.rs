@@ -14,7 +14,9 @@
 //! Module map: [`args`] and [`plan`] read the command line; [`session`] runs the
 //! plan over [`systems`] (clusters) through [`target`]s (client connections), each
 //! run by the [`driver`] with [`workload`] choosing operations and [`stats`]
-//! recording them; [`report`] prints the table and writes JSON.
+//! recording them; [`report`] prints the table and writes JSON. Scenarios with
+//! their own cluster and phases: [`snapshot`] (`keel bench snapshot`) and
+//! [`slot_move`] (`keel bench move`).
 
 pub mod args;
 pub mod driver;
@@ -26,6 +28,7 @@ pub mod report;
 pub mod results;
 pub mod rng;
 pub mod session;
+pub mod slot_move;
 pub mod snapshot;
 pub mod stats;
 pub mod systems;
@@ -41,8 +44,10 @@ pub use args::BenchArgs;
 
 /// Runs `keel bench`: measures, prints the table on stdout, and writes JSON if asked.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if let Some(args::Scenario::Snapshot(scenario)) = args.scenario {
-        return snapshot::run(scenario);
+    match args.scenario {
+        Some(args::Scenario::Snapshot(scenario)) => return snapshot::run(scenario),
+        Some(args::Scenario::Move(scenario)) => return slot_move::run(scenario),
+        None => {}
     }
     let plan = args.plan(keel_testkit::etcd_cluster::find_etcd)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
+
 use crate::target::Target;
 use crate::workload::{Op, OpKind, Workload, key};
 
@@ -14,24 +16,39 @@ const ATTEMPTS: u32 = 3;
 /// Writes keys `0..workload.keys` once each. Fails if some key could not be written
 /// after a few attempts.
 pub async fn preload(target: &Target, workload: &Workload) -> anyhow::Result<()> {
-    let next = Arc::new(AtomicU64::new(0));
     let value = workload.value();
-    let keys = workload.keys;
-    let writers: Vec<_> = (0..PRELOAD_CLIENTS.min(keys as usize).max(1))
+    let item = move |k: u64| (key(k), value.clone());
+    preload_with(target, workload.keys, PRELOAD_CLIENTS, Arc::new(item)).await
+}
+
+/// Key number `k` of a preload and its value.
+pub type Item = Arc<dyn Fn(u64) -> (Bytes, Bytes) + Send + Sync>;
+
+/// Writes `item(0) .. item(count - 1)` once each, with `writers` concurrent
+/// writers. Fails if some key could not be written after a few attempts.
+pub async fn preload_with(
+    target: &Target,
+    count: u64,
+    writers: usize,
+    item: Item,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..writers.min(count as usize).max(1))
         .map(|i| {
             let mut conn = target.conn(i);
             let next = next.clone();
-            let value = value.clone();
+            let item = item.clone();
             tokio::spawn(async move {
                 let mut failed = Vec::new();
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= keys {
+                    if k >= count {
                         return failed;
                     }
+                    let (key, value) = item(k);
                     let op = Op {
                         kind: OpKind::Write,
-                        key: key(k),
+                        key,
                     };
                     let mut last = None;
                     for _ in 0..ATTEMPTS {

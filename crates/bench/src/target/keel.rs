@@ -23,10 +23,24 @@ impl KeelTarget {
         reads: ReadConsistency,
         batching: bool,
     ) -> Result<Self, Error> {
+        Self::with_sessions(endpoints, connections, reads, batching, true)
+    }
+
+    /// As [`KeelTarget::new`], with client sessions on or off. A session's writes
+    /// only work in group 1 for now (sessions are per group, and the client keeps
+    /// one), so a load whose keys move to another group runs without.
+    pub fn with_sessions(
+        endpoints: &[String],
+        connections: usize,
+        reads: ReadConsistency,
+        batching: bool,
+        sessions: bool,
+    ) -> Result<Self, Error> {
         let clients = (0..connections.max(1))
             .map(|_| {
                 Client::new(ClientConfig {
                     batching,
+                    sessions,
                     ..ClientConfig::with_endpoints(endpoints.iter().cloned())
                 })
             })
