@@ -54,6 +54,19 @@ pub(crate) struct Reroute {
     pub(crate) reason: String,
 }
 
+/// Whether a write its group refused keeps its number for the next try: yes
+/// while the slot is in hand-off (`SLOT_MOVING`) and the map still names the
+/// group that refused. The group's refusal proves only that the number was
+/// not applied *yet*: if the move aborts, the group serves the slot again,
+/// and an older attempt of the write still on its way (a retry after a lost
+/// reply) could apply after a resend under a new number — twice. Under its
+/// own number the session table applies it once. Once the map names another
+/// owner the move committed, the source never applies the slot's writes
+/// again, and the write may go to the owner as a new one.
+pub(crate) fn keep_number(reroute: &Reroute, refused: GroupId, owner: GroupId) -> bool {
+    reroute.moving && refused == owner
+}
+
 /// Whether to back off before sending a rerouted write again: always during a
 /// hand-off, and whenever the map still names the group that just refused
 /// (an immediate resend would meet the same answer); a write whose slot's
@@ -65,6 +78,24 @@ pub(crate) fn wait_before_resend(reroute: &Reroute, refused: GroupId, owner: Gro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_refused_as_moving_keeps_its_number_until_another_group_owns_the_slot() {
+        let moving = Reroute {
+            moving: true,
+            map_version: 0,
+            attempts: 1,
+            reason: String::new(),
+        };
+        assert!(keep_number(&moving, 1, 1));
+        assert!(!keep_number(&moving, 1, 2));
+        let elsewhere = Reroute {
+            moving: false,
+            ..moving
+        };
+        assert!(!keep_number(&elsewhere, 1, 1));
+        assert!(!keep_number(&elsewhere, 1, 2));
+    }
 
     #[test]
     fn an_unknown_outcome_is_never_sent_to_another_group() {

@@ -2,10 +2,11 @@
 //!
 //! A session write is numbered in the session of the group the client's map
 //! names for its key's slot (group 1 without a map). If that group proves it
-//! did not apply it (`reroute.rs`), the number is given up, the map refreshed,
-//! and the write sent again as a new write in the owner's session — after a
-//! backoff while the slot is in hand-off or the owner did not change — until
-//! the call's deadline.
+//! did not apply it (`reroute.rs`), the map is refreshed and the write sent
+//! again — after a backoff while the slot is in hand-off or the owner did not
+//! change — until the call's deadline: as a new write in the owner's session
+//! once the map names another owner, but with its own number while its group
+//! still owns a slot in hand-off (the move may yet abort).
 
 use std::future::Future;
 
@@ -18,7 +19,7 @@ use crate::call::{Op, Route, Stop};
 use crate::client::{Client, request};
 use crate::error::Error;
 use crate::kv_conn::KvConn;
-use crate::reroute::{Reroute, wait_before_resend};
+use crate::reroute::{Reroute, keep_number, wait_before_resend};
 use crate::session::MAX_IN_FLIGHT;
 
 /// A write request that can carry a client session.
@@ -77,19 +78,27 @@ impl Client {
         let slot = slot_for_key(message.key());
         let mut renewed = false;
         let mut backoff = self.caller.backoff();
+        // A write refused as moving by its group while the map still names
+        // that group keeps its number (see below).
+        let mut kept = None;
         loop {
             let group = self.maps.group_of(slot);
             // Waits while the session has its maximum of writes in flight, but
             // never past the deadline.
-            let Ok(ticket) = tokio::time::timeout_at(deadline_at, session.ticket(group)).await
-            else {
-                return Err(Error::Overloaded {
-                    attempts: 0,
-                    message: format!(
-                        "this client already has {MAX_IN_FLIGHT} writes in flight, the most \
-                         one session may have"
-                    ),
-                });
+            let ticket = match kept.take() {
+                Some(ticket) => ticket,
+                None => match tokio::time::timeout_at(deadline_at, session.ticket(group)).await {
+                    Ok(ticket) => ticket,
+                    Err(_) => {
+                        return Err(Error::Overloaded {
+                            attempts: 0,
+                            message: format!(
+                                "this client already has {MAX_IN_FLIGHT} writes in flight, the \
+                                 most one session may have"
+                            ),
+                        });
+                    }
+                },
             };
             let deadline = deadline_at.saturating_duration_since(Instant::now());
             let result = self
@@ -110,11 +119,17 @@ impl Client {
                 Err(Stop::Error(e)) => return Err(e),
                 Err(Stop::Reroute(reroute)) => reroute,
             };
-            // Not applied in its group: its number is acknowledged.
             let refused = ticket.group();
-            drop(ticket);
             self.refresh_map(reroute.map_version, deadline_at).await;
-            if wait_before_resend(&reroute, refused, self.maps.group_of(slot)) {
+            let owner = self.maps.group_of(slot);
+            if keep_number(&reroute, refused, owner) {
+                kept = Some(ticket);
+            } else {
+                // Not applied in its group, and never will be: its number is
+                // acknowledged.
+                drop(ticket);
+            }
+            if wait_before_resend(&reroute, refused, owner) {
                 let delay = backoff.next_delay();
                 if Instant::now() + delay >= deadline_at {
                     return Err(gave_up(reroute));
