@@ -28,7 +28,7 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
-use crate::placement::{MapCache, conf_sync, follow, member, mover, reconcile};
+use crate::placement::{MapCache, conf_sync, follow, member, mover, reconcile, register};
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
@@ -263,6 +263,7 @@ pub async fn run(
             reach: mover::Reach::new(cfg.id, directory, creds.peers.clone(), local),
         };
         tokio::spawn(mover::run(Arc::new(mover), stop_rx.clone()));
+        tokio::spawn(register::register_self(ctx.clone(), stop_rx.clone()));
     }
     // Client services check the bearer token (if any) before their handlers run;
     // the peer service is authenticated by mutual TLS instead.

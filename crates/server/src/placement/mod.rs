@@ -5,7 +5,8 @@
 //! fed from the local replica on placement members (`member.rs`) and from a
 //! member's `WatchMap` stream elsewhere (`follow.rs`); and the groups the node
 //! hosts kept in line with it (`reconcile.rs`), as are their configurations
-//! (`conf_sync.rs`), and the slots moving between them (`mover/`).
+//! (`conf_sync.rs`), and the slots moving between them (`mover/`); the node
+//! keeps itself registered in the map (`register.rs`).
 
 pub mod cache;
 pub mod cas;
@@ -15,6 +16,7 @@ pub(crate) mod member;
 pub(crate) mod mover;
 pub mod node_store;
 pub(crate) mod reconcile;
+pub(crate) mod register;
 #[cfg(test)]
 pub(crate) mod test_maps;
 
