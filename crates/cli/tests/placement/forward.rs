@@ -7,6 +7,7 @@
 //! leader, so that it stays in flight) shows in `keel shard map` and
 //! `status`, and `keel shard abort-move` removes it.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -259,7 +260,40 @@ async fn a_node_forwards_keys_of_a_group_it_does_not_host_over_grpc_http_and_res
         (a.as_str(), c.as_deref(), d.as_deref()),
         ("OK", Some("group-1"), Some("piped"))
     );
+    // SCAN covers both groups (every group owning slots is asked), from a
+    // node hosting both and from one hosting only group 1; an exact MATCH
+    // finds the moved key too.
+    for (node, con) in [(1, &mut r1), (2, &mut r2)] {
+        let keys = scan_all(con, "*");
+        assert!(
+            keys.contains(KEY) && keys.contains(&other),
+            "SCAN through node {node}: {keys:?}"
+        );
+        assert_eq!(scan_all(con, KEY), BTreeSet::from([KEY.to_string()]));
+    }
     t.assert_no_panics();
+}
+
+/// Every key SCAN with `pattern` returns, following cursors (small pages).
+fn scan_all(con: &mut redis::Connection, pattern: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut cursor = 0u64;
+    for _ in 0..1000 {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(2)
+            .query(con)
+            .expect("SCAN");
+        keys.extend(page);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+    panic!("SCAN did not end after 1000 pages");
 }
 
 fn redis_conn(t: &TestCluster, id: u64) -> redis::Connection {

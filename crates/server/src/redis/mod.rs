@@ -49,6 +49,7 @@ mod reads;
 mod resp;
 mod retry;
 mod scan;
+mod scan_groups;
 mod split_reads;
 mod table;
 mod writes;

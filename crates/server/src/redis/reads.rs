@@ -13,7 +13,8 @@
 //! that group's barrier and view (every run, while one group owns every slot).
 //! A read whose keys belong to a group this node does not host, or to several
 //! groups (MGET, EXISTS), is answered alone, part by part (`split_reads.rs`).
-//! SCAN reads group 1, as before sharding.
+//! SCAN reads group 1 while it owns every slot, and every group that owns
+//! slots once they are split (`scan_groups.rs`).
 
 use bytes::Bytes;
 use keel_placement::{GroupId, slot_for_key};
@@ -67,8 +68,13 @@ pub(crate) async fn run(shared: &Shared, conn: &ConnState, reads: &[&Read]) -> V
     };
     let ctx = &shared.ctx;
     let limits = &shared.limits;
+    let owners = ctx.scan_owners();
+    let spans = super::scan_groups::spans_groups(&owners);
+    if spans && let Prepared::Read(Read::Scan(args), start) = &prepared[0] {
+        return vec![super::scan_groups::scan(shared, &owners, args, start.clone()).await];
+    }
     let groups = KeyGroups::now(ctx);
-    let (count, group) = one_group_prefix(&groups, &prepared);
+    let (count, group) = one_group_prefix(&groups, &prepared, spans);
     let hosted = match count {
         0 => None,
         _ => ctx.hosted(group.unwrap_or(KV_GROUP)),
@@ -96,12 +102,19 @@ pub(crate) async fn run(shared: &Shared, conn: &ConnState, reads: &[&Read]) -> V
 
 /// How many reads at the start of `reads` have keys of one group only, all
 /// the same, and that group (`None` if none of them names a key). SCAN counts
-/// as group 1's; a read that failed already fits anywhere.
-fn one_group_prefix(groups: &KeyGroups, reads: &[Prepared<'_>]) -> (usize, Option<GroupId>) {
+/// as group 1's while group 1 owns every slot, and otherwise ends the run
+/// (`spans`: it is answered alone, over every group); a read that failed
+/// already fits anywhere.
+fn one_group_prefix(
+    groups: &KeyGroups,
+    reads: &[Prepared<'_>],
+    spans: bool,
+) -> (usize, Option<GroupId>) {
     let mut group = None;
     for (i, r) in reads.iter().enumerate() {
         let own = match r {
             Prepared::Failed(_) => continue,
+            Prepared::Read(Read::Scan(_), _) if spans => return (i, group),
             Prepared::Read(Read::Scan(_), _) => KV_GROUP,
             Prepared::Read(read, _) => match groups.single(keys_of(read).iter().map(|k| &k[..])) {
                 Ok(g) => g,
@@ -147,17 +160,20 @@ pub(crate) fn effective_mode(shared: &Shared, asked: ReadMode, node: &NodeHandle
 fn finish(shared: &Shared, answer: Answer) -> Reply {
     match answer {
         Answer::Reply(r) => r,
-        Answer::Page { keys, next } => {
-            let cursor = match next {
-                Some(key) => shared.lock_cursors().issue(key),
-                None => 0,
-            };
-            Reply::Array(vec![
-                Reply::text_bulk(&cursor.to_string()),
-                Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
-            ])
-        }
+        Answer::Page { keys, next } => page_reply(shared, keys, next),
     }
+}
+
+/// A SCAN page: the cursor that resumes after `next` (0: done) and the keys.
+pub(crate) fn page_reply(shared: &Shared, keys: Vec<Bytes>, next: Option<Bytes>) -> Reply {
+    let cursor = match next {
+        Some(key) => shared.lock_cursors().issue(key),
+        None => 0,
+    };
+    Reply::Array(vec![
+        Reply::text_bulk(&cursor.to_string()),
+        Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+    ])
 }
 
 pub(crate) fn internal(e: keel_storage::kv::KvError) -> ErrorDetail {
@@ -194,7 +210,7 @@ fn answer_all(
 /// Refuses a read of a key whose slot this group does not serve in the view
 /// (`served`: the view's slot table, `None` when every slot is served), with
 /// the answer a write gets. A SCAN by prefix spans slots; it is not checked
-/// here (`scan_keys` reads group 1, which serves every slot until one moves).
+/// here (it reads group 1 here only while group 1 owns every slot).
 fn check_served(served: Option<&SlotTable>, read: &Read) -> Result<(), ErrorDetail> {
     check_keys_served(served, keys_of(read))
 }
@@ -326,23 +342,24 @@ mod tests {
             strings_only: true,
         });
         let failed = Prepared::Failed(Reply::err("bad cursor"));
-        let run = |reads: Vec<Prepared<'_>>| one_group_prefix(&groups, &reads);
+        let run = |reads: Vec<Prepared<'_>>| one_group_prefix(&groups, &reads, true);
 
         // Without a map, one group owns everything: the whole run.
         let all = [&get_here, &get_there, &mget_both, &scan];
         let prepared: Vec<Prepared<'_>> = all.iter().map(|r| Prepared::Read(r, None)).collect();
         assert_eq!(
-            one_group_prefix(&KeyGroups::default(), &prepared),
+            one_group_prefix(&KeyGroups::default(), &prepared, false),
             (4, Some(1))
         );
-        // With the map: group 1's GET and SCAN share one; group 2's stops it.
+        // With the map: a SCAN spans both groups, so it ends group 1's run
+        // (it is answered alone, over every group); group 2's GET would too.
         assert_eq!(
             run(vec![
                 Prepared::Read(&get_here, None),
                 Prepared::Read(&scan, None),
                 Prepared::Read(&get_there, None),
             ]),
-            (2, Some(1))
+            (1, Some(1))
         );
         assert_eq!(
             run(vec![
