@@ -1,41 +1,10 @@
-use std::collections::BTreeSet;
-
-use keel_placement::Command;
-
 use super::*;
-
-fn slot(n: u16) -> Slot {
-    Slot::new(n).expect("in range")
-}
+use crate::placement::test_maps::{hand_over, map_of, slot};
 
 /// Nodes 1..=4; group 1 on all, group 2 on nodes 2, 3 and 4, owning slot 7.
 fn map() -> ClusterMap {
-    let mut map = ClusterMap::new();
-    for n in 1..=4 {
-        let register = Command::RegisterNode {
-            node: n,
-            address: format!("127.0.0.1:{}", 7000 + n),
-        };
-        map.apply(&register).expect("register");
-    }
-    for members in [vec![1, 2, 3, 4], vec![2, 3, 4]] {
-        let create = Command::CreateGroup {
-            target_replicas: members.len() as u8,
-            members: BTreeSet::from_iter(members),
-        };
-        map.apply(&create).expect("create");
-    }
-    map.apply(&Command::BeginSlotMove {
-        slot: slot(7),
-        to: 2,
-    })
-    .expect("begin");
-    let epoch = map.version();
-    map.apply(&Command::CommitSlotMove {
-        slot: slot(7),
-        epoch,
-    })
-    .expect("commit");
+    let mut map = map_of(4, &[&[1, 2, 3, 4], &[2, 3, 4]]);
+    hand_over(&mut map, slot(7), 2);
     map
 }
 

@@ -164,26 +164,13 @@ impl ApiContext {
 
 #[cfg(test)]
 mod tests {
-    use keel_placement::Command;
-
     use super::*;
-
-    use crate::placement::test_maps::{slot, two_groups};
+    use crate::placement::test_maps::{hand_over, slot, two_groups};
 
     /// Groups 1 and 2 on nodes 1..=3, with slot 7 moved to group 2.
     fn map_with_a_moved_slot() -> ClusterMap {
         let mut map = two_groups();
-        let begin = Command::BeginSlotMove {
-            slot: slot(7),
-            to: 2,
-        };
-        map.apply(&begin).expect("begin");
-        let epoch = map.version();
-        map.apply(&Command::CommitSlotMove {
-            slot: slot(7),
-            epoch,
-        })
-        .expect("commit");
+        hand_over(&mut map, slot(7), 2);
         map
     }
 

@@ -68,11 +68,10 @@ pub(crate) fn cross_slot(a: GroupId, b: GroupId) -> Reply {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeSet;
-
-    use keel_placement::{Command, Slot};
+    use keel_placement::Slot;
 
     use super::*;
+    use crate::placement::test_maps::{hand_over, two_groups};
 
     /// A key of `slot`, from a numbered family.
     pub(crate) fn key_in(slot: Slot, base: &str) -> String {
@@ -84,27 +83,8 @@ pub(crate) mod tests {
 
     /// Groups 1 and 2 on nodes 1..=3; the slot of `moved` belongs to group 2.
     pub(crate) fn groups_with(moved: &str) -> KeyGroups {
-        let slot = slot_for_key(moved.as_bytes());
-        let mut map = ClusterMap::new();
-        for n in 1..=3 {
-            let register = Command::RegisterNode {
-                node: n,
-                address: format!("127.0.0.1:{}", 7000 + n),
-            };
-            map.apply(&register).expect("register");
-        }
-        for _ in 0..2 {
-            let create = Command::CreateGroup {
-                members: BTreeSet::from([1, 2, 3]),
-                target_replicas: 3,
-            };
-            map.apply(&create).expect("create");
-        }
-        map.apply(&Command::BeginSlotMove { slot, to: 2 })
-            .expect("begin");
-        let epoch = map.version();
-        map.apply(&Command::CommitSlotMove { slot, epoch })
-            .expect("commit");
+        let mut map = two_groups();
+        hand_over(&mut map, slot_for_key(moved.as_bytes()), 2);
         KeyGroups::new(Some(Arc::new(map)))
     }
 
