@@ -27,6 +27,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod rng;
+pub mod scenario_files;
 pub mod session;
 pub mod slot_move;
 pub mod snapshot;

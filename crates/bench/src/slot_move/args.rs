@@ -1,11 +1,11 @@
 //! The `keel bench move` command line, and what makes it invalid.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::parse;
+use crate::scenario_files::ScenarioFiles;
 use crate::target::ReadConsistency;
 
 /// `keel bench move`: how long moving a slot takes under load, and what the
@@ -75,22 +75,9 @@ pub struct MoveArgs {
     /// Seed of the clients' key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Put the cluster's data in a fresh directory under this one (removed at
-    /// the end; default: the system's temporary directory).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
-    /// The keel binary (default: this executable).
-    #[arg(long)]
-    pub keel_bin: Option<PathBuf>,
-    /// Keep the cluster's directory (data, process logs) after the run.
-    #[arg(long)]
-    pub keep_data: bool,
-    /// An extra flag for every started `keel serve` (repeatable).
-    #[arg(long, allow_hyphen_values = true)]
-    pub keel_arg: Vec<String>,
+    /// Results, data directory, binary and extra node flags.
+    #[command(flatten)]
+    pub files: ScenarioFiles,
 }
 
 /// Why a `keel bench move` command line cannot run.
@@ -143,6 +130,8 @@ impl MoveArgs {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::Parser;
 
     use super::*;
@@ -199,8 +188,8 @@ mod tests {
         assert_eq!(a.slot_keys, 500);
         assert_eq!(a.moving_share(), 0.25);
         assert_eq!(a.after, Duration::from_millis(500));
-        assert_eq!(a.keel_arg, ["--io-threads=1"]);
-        assert_eq!(a.json, Some(PathBuf::from("out.json")));
+        assert_eq!(a.files.keel_arg, ["--io-threads=1"]);
+        assert_eq!(a.files.json, Some(PathBuf::from("out.json")));
         let bad = Cli::try_parse_from(["bench", "move", "--moving-fraction", "1.5"]);
         assert!(bad.is_err());
     }

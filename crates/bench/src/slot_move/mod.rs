@@ -43,22 +43,8 @@ const NODES: u64 = 3;
 /// Runs the scenario, prints the table on stdout, and writes JSON if asked.
 pub fn run(args: MoveArgs) -> anyhow::Result<ExitCode> {
     args.validate()?;
-    let bin = match &args.keel_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().context("cannot find the keel binary; pass --keel-bin")?,
-    };
-    let work = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let temp = tempfile::Builder::new()
-        .prefix("keel-bench-move-")
-        .tempdir_in(&work)
-        .with_context(|| format!("cannot create a directory in {}", work.display()))?;
-    let (dir, _removed_at_end) = if args.keep_data {
-        let dir = temp.keep();
-        eprintln!("The cluster's data and logs stay in {}.", dir.display());
-        (dir, None)
-    } else {
-        (temp.path().to_path_buf(), Some(temp))
-    };
+    let workspace = args.files.workspace("keel-bench-move-")?;
+    let (bin, dir) = (workspace.bin.clone(), workspace.dir.clone());
     let mut spec = ClusterSpec::on_free_ports(
         NODES,
         std::net::Ipv4Addr::LOCALHOST.into(),
@@ -66,7 +52,7 @@ pub fn run(args: MoveArgs) -> anyhow::Result<ExitCode> {
         bin.clone(),
     )
     .context("cannot find free ports")?;
-    spec.extra_args = args.keel_arg.clone();
+    spec.extra_args = args.files.keel_arg.clone();
     eprintln!(
         "Starting a {NODES}-node keel cluster in {} ...",
         spec.base_dir.display()
@@ -86,7 +72,7 @@ pub fn run(args: MoveArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.context(log_tails(&cluster))),
     };
     print!("\n{}", results.render());
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.files.json {
         results.write_json(path)?;
         eprintln!("Results written to {}.", path.display());
     }

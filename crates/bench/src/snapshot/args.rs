@@ -1,11 +1,11 @@
 //! The `keel bench snapshot` command line.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::parse;
+use crate::scenario_files::ScenarioFiles;
 
 /// `keel bench snapshot`: snapshot catch-up, memory, restart time and write
 /// throughput while a snapshot is taken and sent, on a 3-node loopback cluster of
@@ -58,22 +58,9 @@ pub struct SnapshotArgs {
     /// Finally add a fourth node with `keel serve --join` and time its catch-up.
     #[arg(long)]
     pub join: bool,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Put the cluster's data in a fresh directory under this one (removed at the
-    /// end; default: the system's temporary directory).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
-    /// The keel binary (default: this executable).
-    #[arg(long)]
-    pub keel_bin: Option<PathBuf>,
-    /// Keep the cluster's directory (data, process logs) after the run.
-    #[arg(long)]
-    pub keep_data: bool,
-    /// An extra flag for every started `keel serve` (repeatable).
-    #[arg(long, allow_hyphen_values = true)]
-    pub keel_arg: Vec<String>,
+    /// Results, data directory, binary and extra node flags.
+    #[command(flatten)]
+    pub files: ScenarioFiles,
 }
 
 #[cfg(test)]
@@ -108,7 +95,7 @@ mod tests {
         assert_eq!(a.snapshot_entries, None);
         assert_eq!(a.value_size, 256);
         assert!(a.join && !a.no_write_load);
-        assert_eq!(a.keel_arg, ["--io-threads=1"]);
+        assert_eq!(a.files.keel_arg, ["--io-threads=1"]);
         assert_eq!(a.sample_every, std::time::Duration::from_millis(50));
         let plain = Cli::try_parse_from(["bench", "--clients", "4"]).expect("valid");
         assert!(plain.bench.scenario.is_none());

@@ -49,22 +49,8 @@ const LOG_POLL: Duration = Duration::from_millis(20);
 pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.keys > 0, "--keys must be greater than zero");
     anyhow::ensure!(args.clients > 0, "--clients must be greater than zero");
-    let bin = match &args.keel_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe().context("cannot find the keel binary; pass --keel-bin")?,
-    };
-    let work = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let temp = tempfile::Builder::new()
-        .prefix("keel-bench-snapshot-")
-        .tempdir_in(&work)
-        .with_context(|| format!("cannot create a directory in {}", work.display()))?;
-    let (dir, _removed_at_end) = if args.keep_data {
-        let dir = temp.keep();
-        eprintln!("The cluster's data and logs stay in {}.", dir.display());
-        (dir, None)
-    } else {
-        (temp.path().to_path_buf(), Some(temp))
-    };
+    let workspace = args.files.workspace("keel-bench-snapshot-")?;
+    let (bin, dir) = (workspace.bin.clone(), workspace.dir.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("keel-bench")
@@ -77,7 +63,7 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.context(scenario.log_tails())),
     };
     print!("\n{}", results.render());
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.files.json {
         results.write_json(path)?;
         eprintln!("Results written to {}.", path.display());
     }
@@ -661,7 +647,7 @@ fn settle(nodes: &[Node]) {
 
 /// The flags every node gets: the user's, then `--snapshot-entries`.
 fn extra_args(args: &SnapshotArgs, snapshot_entries: u64) -> Vec<String> {
-    let mut extra = args.keel_arg.clone();
+    let mut extra = args.files.keel_arg.clone();
     extra.extend([
         "--snapshot-entries".to_owned(),
         snapshot_entries.to_string(),
@@ -696,6 +682,7 @@ fn wal_segments(dir: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario_files::ScenarioFiles;
 
     #[test]
     fn snapshot_entries_come_last_so_they_win() {
@@ -711,11 +698,10 @@ mod tests {
             step_timeout: Duration::from_secs(1),
             no_write_load: false,
             join: false,
-            json: None,
-            work_dir: None,
-            keel_bin: None,
-            keep_data: false,
-            keel_arg: vec!["--io-threads=1".into()],
+            files: ScenarioFiles {
+                keel_arg: vec!["--io-threads=1".into()],
+                ..ScenarioFiles::default()
+            },
         };
         assert_eq!(
             extra_args(&args, 7),
