@@ -291,6 +291,16 @@ impl KvStore {
         self.lock_slots().clone()
     }
 
+    /// The slots held in a move's state (fenced, staging, ingested,
+    /// releasing) with their states, in slot order, as of the last applied
+    /// entry: what a slot mover looks at, without copying the whole table.
+    pub fn slots_in_moves(&self) -> Vec<(Slot, SlotState)> {
+        self.lock_slots()
+            .iter()
+            .filter(|(_, state)| state.epoch().is_some())
+            .collect()
+    }
+
     /// Counters of the client-session table (for metrics).
     pub fn session_stats(&self) -> SessionStats {
         self.lock_sessions().stats()

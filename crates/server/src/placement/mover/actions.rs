@@ -13,7 +13,7 @@
 
 use keel_placement::{ClusterMap, Slot};
 use keel_raft::GroupId;
-use keel_storage::kv::{SlotState, SlotTable};
+use keel_storage::kv::SlotState;
 
 /// One thing to do about one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +55,12 @@ pub(crate) enum SlotAction {
 }
 
 /// What the leader of `group` should do, in slot order, given `map` and the
-/// group's `table`.
-pub(crate) fn slot_actions(map: &ClusterMap, group: GroupId, table: &SlotTable) -> Vec<SlotAction> {
+/// slots the group holds in a move's state (`held`; any others are skipped).
+pub(crate) fn slot_actions(
+    map: &ClusterMap,
+    group: GroupId,
+    held: impl IntoIterator<Item = (Slot, SlotState)>,
+) -> Vec<SlotAction> {
     let mut actions: Vec<SlotAction> = map
         .moves()
         .iter()
@@ -67,7 +71,7 @@ pub(crate) fn slot_actions(map: &ClusterMap, group: GroupId, table: &SlotTable) 
             from: mv.from,
         })
         .collect();
-    for (slot, state) in table.iter() {
+    for (slot, state) in held {
         let Some(epoch) = state.epoch() else {
             continue;
         };
@@ -121,8 +125,9 @@ mod tests {
 
     use keel_placement::Command;
 
-    use super::*;
+    use keel_storage::kv::SlotTable;
 
+    use super::*;
     use crate::placement::test_maps::{slot, two_groups};
 
     /// Begins moving `s` to `to`; the move's epoch.
@@ -156,13 +161,16 @@ mod tests {
             SlotState::Staging { epoch: e - 1 },
             SlotState::Releasing { epoch: 1 },
         ] {
-            assert_eq!(slot_actions(&map, 2, &table(&[(7, held)])), vec![drive]);
+            assert_eq!(
+                slot_actions(&map, 2, table(&[(7, held)]).iter()),
+                vec![drive]
+            );
         }
         // The source serving or fenced for this move does nothing.
         let mut source = SlotTable::all_serving();
-        assert_eq!(slot_actions(&map, 1, &source), vec![]);
+        assert_eq!(slot_actions(&map, 1, source.iter()), vec![]);
         source.set(slot(7), SlotState::Fenced { epoch: e });
-        assert_eq!(slot_actions(&map, 1, &source), vec![]);
+        assert_eq!(slot_actions(&map, 1, source.iter()), vec![]);
     }
 
     #[test]
@@ -176,7 +184,7 @@ mod tests {
         .expect("commit");
         let b = table(&[(7, SlotState::Ingested { epoch: e })]);
         assert_eq!(
-            slot_actions(&map, 2, &b),
+            slot_actions(&map, 2, b.iter()),
             vec![SlotAction::Own {
                 slot: slot(7),
                 epoch: e
@@ -185,7 +193,7 @@ mod tests {
         let mut a = SlotTable::all_serving();
         a.set(slot(7), SlotState::Fenced { epoch: e });
         assert_eq!(
-            slot_actions(&map, 1, &a),
+            slot_actions(&map, 1, a.iter()),
             vec![SlotAction::Drop {
                 slot: slot(7),
                 epoch: e
@@ -193,7 +201,7 @@ mod tests {
         );
         a.set(slot(7), SlotState::Releasing { epoch: e });
         assert_eq!(
-            slot_actions(&map, 1, &a),
+            slot_actions(&map, 1, a.iter()),
             vec![SlotAction::Drop {
                 slot: slot(7),
                 epoch: e
@@ -201,9 +209,9 @@ mod tests {
         );
         // Done: nothing left to do on either side.
         a.set(slot(7), SlotState::Absent);
-        assert_eq!(slot_actions(&map, 1, &a), vec![]);
+        assert_eq!(slot_actions(&map, 1, a.iter()), vec![]);
         let b = table(&[(7, SlotState::Serving)]);
-        assert_eq!(slot_actions(&map, 2, &b), vec![]);
+        assert_eq!(slot_actions(&map, 2, b.iter()), vec![]);
     }
 
     #[test]
@@ -218,7 +226,7 @@ mod tests {
         let mut a = SlotTable::all_serving();
         a.set(slot(7), SlotState::Fenced { epoch: e });
         assert_eq!(
-            slot_actions(&map, 1, &a),
+            slot_actions(&map, 1, a.iter()),
             vec![SlotAction::Unfence {
                 slot: slot(7),
                 epoch: e
@@ -230,7 +238,7 @@ mod tests {
             SlotState::Releasing { epoch: e },
         ] {
             assert_eq!(
-                slot_actions(&map, 2, &table(&[(7, held)])),
+                slot_actions(&map, 2, table(&[(7, held)]).iter()),
                 vec![SlotAction::Drop {
                     slot: slot(7),
                     epoch: e
@@ -248,9 +256,9 @@ mod tests {
         let e = map.version() + 1;
         let mut a = SlotTable::all_serving();
         a.set(slot(7), SlotState::Fenced { epoch: e });
-        assert_eq!(slot_actions(&map, 1, &a), vec![]);
+        assert_eq!(slot_actions(&map, 1, a.iter()), vec![]);
         let b = table(&[(7, SlotState::Ingested { epoch: e })]);
-        assert_eq!(slot_actions(&map, 2, &b), vec![]);
+        assert_eq!(slot_actions(&map, 2, b.iter()), vec![]);
     }
 
     #[test]
@@ -272,7 +280,7 @@ mod tests {
         let mut a = SlotTable::all_serving();
         a.set(slot(7), SlotState::Fenced { epoch: e });
         assert_eq!(
-            slot_actions(&map, 1, &a),
+            slot_actions(&map, 1, a.iter()),
             vec![SlotAction::Unfence {
                 slot: slot(7),
                 epoch: e
@@ -280,7 +288,7 @@ mod tests {
         );
         let b = table(&[(7, SlotState::Staging { epoch: e })]);
         assert_eq!(
-            slot_actions(&map, 2, &b),
+            slot_actions(&map, 2, b.iter()),
             vec![SlotAction::Drop {
                 slot: slot(7),
                 epoch: e
@@ -289,7 +297,7 @@ mod tests {
         // Group 3 drives its own move, whatever it holds.
         let c = table(&[(7, SlotState::Releasing { epoch: e })]);
         assert_eq!(
-            slot_actions(&map, 3, &c),
+            slot_actions(&map, 3, c.iter()),
             vec![SlotAction::Drive {
                 slot: slot(7),
                 epoch: e2,

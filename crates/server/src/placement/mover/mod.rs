@@ -85,8 +85,8 @@ pub(crate) async fn run(mover: Arc<Mover>, mut stop: watch::Receiver<bool>) {
                 if group == PLACEMENT_GROUP || handle.status().role != Role::Leader {
                     continue;
                 }
-                let table = handle.kv().slot_table();
-                for action in slot_actions(&map.map, group, &table) {
+                let held = handle.kv().slots_in_moves();
+                for action in slot_actions(&map.map, group, held) {
                     let (slot, drive) = match action {
                         SlotAction::Drive { slot, .. } => (slot, true),
                         SlotAction::Own { slot, .. }

@@ -170,6 +170,20 @@ fn a_new_store_serves_every_slot_with_revisions_equal_to_indexes() {
 }
 
 #[test]
+fn only_slots_in_a_moves_state_are_listed_as_moving() {
+    let mut r = Replica::new(&MemVfs::new());
+    assert!(r.kv.slots_in_moves().is_empty());
+    let fenced = SlotState::Fenced { epoch: 3 };
+    assert_eq!(r.run(step(slot(5), 3, MoveStep::Fence)), done(fenced));
+    assert_eq!(r.kv.slots_in_moves(), [(slot(5), fenced)]);
+    assert_eq!(
+        r.run(step(slot(5), 3, MoveStep::Unfence)),
+        done(SlotState::Serving)
+    );
+    assert!(r.kv.slots_in_moves().is_empty());
+}
+
+#[test]
 fn a_fenced_slot_refuses_every_client_command_and_unfencing_restores_it() {
     let mut r = Replica::new(&MemVfs::new());
     let (s, other) = (slot(5), slot(6));
