@@ -26,9 +26,8 @@ impl KeelTarget {
         Self::with_sessions(endpoints, connections, reads, batching, true)
     }
 
-    /// As [`KeelTarget::new`], with client sessions on or off. A session's writes
-    /// only work in group 1 for now (sessions are per group, and the client keeps
-    /// one), so a load whose keys move to another group runs without.
+    /// As [`KeelTarget::new`], with client sessions on or off (`keel bench move`
+    /// runs without, as it was measured before sessions worked in every group).
     pub fn with_sessions(
         endpoints: &[String],
         connections: usize,
