@@ -133,14 +133,23 @@ pub(crate) fn forwarded_error(status: &tonic::Status, is_write: bool) -> ErrorDe
     }
 }
 
-/// Whether the call failed because no connection to the leader could be made.
-/// Only a refused TCP connection counts: once connected, a request may have been
-/// sent whatever happens next.
+/// Whether the call provably never left this node. Two failures prove it: a
+/// refused TCP connection (the leader is down), and hyper's "canceled" (the
+/// request sat in the queue of a connection that closed before taking it, or
+/// the connection was not ready: hyper raises it only before writing anything,
+/// which happens when the leader died and its pooled connection broke). Once a
+/// request was taken by a live connection it may have been sent, whatever
+/// happens next.
 fn never_connected(status: &tonic::Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
         }
         source = e.source();
     }
@@ -166,5 +175,28 @@ mod tests {
         assert_eq!(forwarded_error(&reset, false).kind(), Kind::NoLeader);
         let detail = ErrorDetail::conflict(3).into_status();
         assert_eq!(forwarded_error(&detail, true).kind(), Kind::Conflict);
+    }
+
+    /// A real hyper "canceled": a request handed to an HTTP/2 connection whose
+    /// task is gone (as when the leader died and its pooled connection closed)
+    /// was never sent, so a forwarded write that meets it is "no leader", which
+    /// a client retries, not "outcome unknown".
+    #[tokio::test]
+    async fn a_request_a_closed_connection_never_took_is_no_leader() {
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let (mut send, connection) = hyper::client::conn::http2::handshake::<_, _, String>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(ours),
+        )
+        .await
+        .expect("handshake");
+        drop(connection);
+        let canceled = send
+            .send_request(hyper::Request::new(String::new()))
+            .await
+            .expect_err("no connection task to take it");
+        assert!(canceled.is_canceled(), "{canceled:?}");
+        let status = tonic::Status::from_error(Box::new(canceled));
+        assert_eq!(forwarded_error(&status, true).kind(), Kind::NoLeader);
     }
 }
