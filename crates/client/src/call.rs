@@ -37,7 +37,11 @@
 //! leader.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use keel_placement::GroupId;
 
 use tokio::time::Instant;
 use tonic::Status;
@@ -49,7 +53,7 @@ use crate::error::Error;
 use crate::failure::Failure;
 use crate::pool::{Conn, Pool};
 use crate::reroute::{Reroute, SlotVerdict, slot_verdict};
-use crate::router::Router;
+use crate::router::{CLUSTER_GROUP, Router};
 use crate::session::RETRY_WINDOW;
 
 /// Consecutive leader hints followed without backing off. Two members that each name
@@ -90,15 +94,46 @@ struct Progress {
     started: Instant,
     /// Some attempt failed in a way that does not prove it was not applied.
     maybe_applied: bool,
+    /// The group whose leader the current target is thought to be: the
+    /// route's, or the one a followed hint named.
+    group: GroupId,
 }
 
 /// Where a call's attempts go.
 #[derive(Clone, Debug)]
 pub(crate) enum Route {
-    /// To the leader, found by following hints and rotating through endpoints.
+    /// To group 1's leader (cluster calls, and every key without a map),
+    /// found by following hints and rotating through endpoints.
     Leader,
+    /// To the leader of a key's group: its known leader, else one of
+    /// `members` (its members by the client's map; none without one).
+    Group {
+        /// The group.
+        group: GroupId,
+        /// Its members' addresses.
+        members: Arc<[Address]>,
+    },
     /// Always to this member (e.g. one node's status).
     Fixed(Address),
+}
+
+impl Route {
+    /// The group whose leader the route follows (none for a fixed member).
+    fn group(&self) -> Option<GroupId> {
+        match self {
+            Route::Leader => Some(CLUSTER_GROUP),
+            Route::Group { group, .. } => Some(*group),
+            Route::Fixed(_) => None,
+        }
+    }
+
+    /// The members to try when the group's leader is not known.
+    fn members(&self) -> &[Address] {
+        match self {
+            Route::Group { members, .. } => members,
+            Route::Leader | Route::Fixed(_) => &[],
+        }
+    }
 }
 
 /// The next move after a failed attempt.
@@ -137,6 +172,9 @@ impl From<Error> for Stop {
 /// Runs calls: owns the connections and the leader knowledge shared by all calls.
 pub(crate) struct Caller {
     router: Router,
+    /// A member named another group for a key than the client's map did: the
+    /// map is stale (or absent), and the next key operation refreshes it.
+    map_stale: AtomicBool,
     pool: Pool,
     request_timeout: Duration,
     backoff_initial: Duration,
@@ -148,11 +186,18 @@ impl Caller {
     pub(crate) fn new(cfg: &ClientConfig, endpoints: Vec<Address>) -> Self {
         Caller {
             router: Router::new(endpoints),
+            map_stale: AtomicBool::new(false),
             pool: Pool::new(cfg),
             request_timeout: cfg.request_timeout,
             backoff_initial: cfg.backoff_initial,
             backoff_max: cfg.backoff_max,
         }
+    }
+
+    /// Whether a member has shown the client's map stale since the last call
+    /// (clears the mark).
+    pub(crate) fn take_map_stale(&self) -> bool {
+        self.map_stale.swap(false, Ordering::Relaxed)
     }
 
     /// A fresh backoff with the client's settings.
@@ -194,14 +239,14 @@ impl Caller {
     pub(crate) async fn session_call<T, F, Fut>(
         &self,
         deadline: Duration,
+        route: Route,
         attempt: F,
     ) -> Result<T, Stop>
     where
         F: FnMut(Conn, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        self.run(deadline, Op::SessionWrite, Route::Leader, attempt)
-            .await
+        self.run(deadline, Op::SessionWrite, route, attempt).await
     }
 
     async fn run<T, F, Fut>(
@@ -216,9 +261,11 @@ impl Caller {
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline_at = Instant::now() + deadline;
-        let mut target = match &route {
-            Route::Leader => self.router.first(),
-            Route::Fixed(address) => address.clone(),
+        let mut target = match (&route, route.group()) {
+            (Route::Fixed(address), _) => address.clone(),
+            (_, group) => self
+                .router
+                .first(group.unwrap_or(CLUSTER_GROUP), route.members()),
         };
         let mut backoff = Backoff::new(self.backoff_initial, self.backoff_max);
         let mut attempts = 0u32;
@@ -227,6 +274,7 @@ impl Caller {
         let mut progress = Progress {
             started: Instant::now(),
             maybe_applied: false,
+            group: route.group().unwrap_or(CLUSTER_GROUP),
         };
         loop {
             let remaining = deadline_at.saturating_duration_since(Instant::now());
@@ -247,10 +295,11 @@ impl Caller {
             let budget = remaining.min(self.request_timeout);
             let failure = match self.attempt(&target, budget, &mut attempt).await {
                 Ok(value) => {
-                    if op.writes() && matches!(route, Route::Leader) {
+                    if op.writes() && route.group().is_some() {
                         // A member that accepted a write is (or forwards to) the
-                        // leader: start there next time.
-                        self.router.set_leader(&target);
+                        // leader of the group it was sent for: start there next
+                        // time.
+                        self.router.set_leader(progress.group, &target);
                     }
                     return Ok(value);
                 }
@@ -344,9 +393,9 @@ impl Caller {
         redirects: u32,
         progress: &mut Progress,
     ) -> Result<Next, Error> {
-        let elsewhere = || match route {
-            Route::Leader => self.router.after_failure(target),
+        let elsewhere = |group: GroupId| match route {
             Route::Fixed(address) => address.clone(),
+            Route::Leader | Route::Group { .. } => self.router.after_failure(group, target),
         };
         // Only a write can have been applied; a read that timed out is just late.
         progress.maybe_applied |= op.writes() && !failure.proves_not_applied();
@@ -356,7 +405,7 @@ impl Caller {
         // failure that proves nothing new: the retry itself could be the one that
         // finds the session forgotten and reopened.
         if progress.maybe_applied && !op.may_retry_ambiguous(progress.started.elapsed()) {
-            if matches!(failure, Failure::Ambiguous(_)) && matches!(route, Route::Leader) {
+            if matches!(failure, Failure::Ambiguous(_)) && route.group().is_some() {
                 // The member did not answer (paused, partitioned, dead): the next
                 // call must not start there again.
                 self.router.forget(target);
@@ -382,10 +431,12 @@ impl Caller {
             }
             Failure::SessionExpired(message) => Err(Error::SessionExpired(message.clone())),
             // The cluster will recognise a session's write wherever it is retried.
-            Failure::Internal(_) if op == Op::SessionWrite => Ok(Next::Retry(elsewhere())),
+            Failure::Internal(_) if op == Op::SessionWrite => {
+                Ok(Next::Retry(elsewhere(progress.group)))
+            }
             // A member failing internally is not worth hammering, even for a read.
             Failure::Internal(message) => Err(Error::Internal(message.clone())),
-            Failure::Ambiguous(_) => Ok(Next::Retry(elsewhere())),
+            Failure::Ambiguous(_) => Ok(Next::Retry(elsewhere(progress.group))),
             // A session write leaves its group only on proof it was not
             // applied there (`reroute.rs`).
             Failure::SlotMoving { by_group, .. } | Failure::WrongGroup { by_group, .. }
@@ -403,14 +454,22 @@ impl Caller {
             }
             Failure::NotLeader {
                 leader: Some(leader),
+                group,
                 ..
-            } if matches!(route, Route::Leader) => {
+            } if route.group().is_some() => {
                 if leader == target {
                     // "Not the leader; the leader is me": a confused member. Try
                     // another one rather than trusting it.
-                    return Ok(Next::Retry(elsewhere()));
+                    return Ok(Next::Retry(elsewhere(progress.group)));
                 }
-                self.router.set_leader(leader);
+                // The hint is the leader of the group the member routed the
+                // key to; one other than the call's means the client's map
+                // is stale (or it has none), and the key goes there anyway.
+                if *group != 0 && *group != progress.group {
+                    self.map_stale.store(true, Ordering::Relaxed);
+                    progress.group = *group;
+                }
+                self.router.set_leader(progress.group, leader);
                 if redirects < MAX_IMMEDIATE_REDIRECTS {
                     Ok(Next::Redirect(leader.clone()))
                 } else {
@@ -423,15 +482,20 @@ impl Caller {
             // The hand-off of a slot takes moments; the same group serves it or
             // says where it went once it is over.
             Failure::SlotMoving { .. } => Ok(Next::Retry(target.clone())),
-            // Until the client routes by the cluster map, another member (which
-            // forwards by its own map) is the best next try. A session write
-            // that may have been applied comes here too: same group, same
-            // number, until its group answers.
-            Failure::WrongGroup { .. } => Ok(Next::Retry(elsewhere())),
+            // The client's map sent the key to a group that does not hold it:
+            // the next operation refreshes the map, and within this call
+            // another member (which routes by its own map, forwarding if need
+            // be) is the best next try. A session write that may have been
+            // applied comes here too: same group, same number, until its group
+            // answers.
+            Failure::WrongGroup { .. } => {
+                self.map_stale.store(true, Ordering::Relaxed);
+                Ok(Next::Retry(elsewhere(progress.group)))
+            }
             Failure::NotLeader { .. }
             | Failure::NoLeader(_)
             | Failure::ShuttingDown(_)
-            | Failure::NotSent(_) => Ok(Next::Retry(elsewhere())),
+            | Failure::NotSent(_) => Ok(Next::Retry(elsewhere(progress.group))),
         }
     }
 }
@@ -498,6 +562,7 @@ mod tests {
         let mut progress = Progress {
             started: Instant::now(),
             maybe_applied: false,
+            group: CLUSTER_GROUP,
         };
         let mut next = None;
         for failure in failures {
@@ -508,6 +573,57 @@ mod tests {
             );
         }
         next.expect("at least one failure")
+    }
+
+    #[tokio::test]
+    async fn a_hint_for_another_group_is_followed_recorded_under_it_and_marks_the_map_stale() {
+        let (caller, target) = caller();
+        let other = Address::parse("127.0.0.1:9").expect("valid");
+        let route = Route::Group {
+            group: 2,
+            members: Arc::from(vec![target.clone()]),
+        };
+        let mut progress = Progress {
+            started: Instant::now(),
+            maybe_applied: false,
+            group: 2,
+        };
+        let hint = |group| Failure::NotLeader {
+            leader: Some(other.clone()),
+            group,
+            message: String::new(),
+        };
+        // A hint about the call's own group (or one that names none).
+        for group in [2, 0] {
+            let next = caller
+                .next_move(Op::Write, &route, &target, &hint(group), 0, &mut progress)
+                .expect("retryable");
+            assert_eq!(next, Next::Redirect(other.clone()));
+            assert!(!caller.take_map_stale());
+            assert_eq!(caller.router.first(2, &[]), other);
+        }
+        // A member routed the key to group 3: the client's map is stale, the
+        // hint is group 3's leader, and group 2's is left as it was.
+        caller.router.set_leader(2, &target);
+        let next = caller
+            .next_move(Op::Write, &route, &target, &hint(3), 0, &mut progress)
+            .expect("retryable");
+        assert_eq!(next, Next::Redirect(other.clone()));
+        assert_eq!(progress.group, 3);
+        assert!(caller.take_map_stale());
+        assert!(!caller.take_map_stale(), "the mark clears once taken");
+        assert_eq!(caller.router.first(3, &[]), other);
+        assert_eq!(caller.router.first(2, &[]), target);
+        // A slot answer marks it stale too.
+        let _ = caller.next_move(
+            Op::Read,
+            &route,
+            &target,
+            &wrong_group(true),
+            0,
+            &mut progress,
+        );
+        assert!(caller.take_map_stale());
     }
 
     #[tokio::test]

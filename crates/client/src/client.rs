@@ -8,7 +8,7 @@ use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::kv_client::KvClient;
 
 use crate::address::Address;
-use crate::call::{Caller, Op, Route};
+use crate::call::{Caller, Op};
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::kv_conn::KvConn;
@@ -82,12 +82,14 @@ impl Client {
         KvConn::new(unary, conn.mux)
     }
 
-    /// Calls a `keel.v1.Kv` method on the leader under the retry rules of `op`;
+    /// Calls a `keel.v1.Kv` method on the leader of `key`'s group under the
+    /// retry rules of `op`;
     /// `method` makes one attempt, e.g. `|mut kv, r| async move { kv.txn(r).await }`.
     /// Cheap per attempt: messages hold shared `Bytes`.
     pub(crate) async fn kv_call<M, R, F, Fut>(
         &self,
         op: Op,
+        key: &[u8],
         message: M,
         method: F,
     ) -> Result<R, Error>
@@ -96,9 +98,10 @@ impl Client {
         F: Fn(KvConn, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
+        let route = self.route_for_key(key).await;
         let response = self
             .caller
-            .call(self.deadline, op, Route::Leader, |conn, budget| {
+            .call(self.deadline, op, route, |conn, budget| {
                 method(self.kv(conn), request(message.clone(), budget))
             })
             .await?;

@@ -33,6 +33,9 @@ pub(crate) enum Failure {
     NotLeader {
         /// Where the leader is.
         leader: Option<Address>,
+        /// The group whose leader the member means: the one it routed the
+        /// key to (0 when it did not say).
+        group: u64,
         /// The server's explanation.
         message: String,
     },
@@ -102,6 +105,7 @@ impl Failure {
                     return Failure::NotLeader {
                         // A hint we cannot parse is no hint: the caller then rotates.
                         leader: Address::parse(&detail.leader_addr).ok(),
+                        group: detail.group,
                         message: message(),
                     };
                 }
@@ -175,10 +179,12 @@ impl Failure {
             Failure::NotLeader {
                 leader: Some(l),
                 message,
+                ..
             } => format!("not the leader (leader is {l}): {message}"),
             Failure::NotLeader {
                 leader: None,
                 message,
+                ..
             } => format!("not the leader (leader unknown): {message}"),
             Failure::NoLeader(m) => format!("no leader: {m}"),
             Failure::Overloaded(m) => format!("overloaded: {m}"),

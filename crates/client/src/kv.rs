@@ -20,9 +20,10 @@ impl Client {
             key: key.into(),
             read_mode: mode.to_proto().into(),
         };
+        let route = self.route_for_key(&message.key).await;
         let response = self
             .caller
-            .call(self.deadline, Op::Read, Route::Leader, |conn, budget| {
+            .call(self.deadline, Op::Read, route, |conn, budget| {
                 let mut kv = self.kv(conn);
                 let request = request(message.clone(), budget);
                 async move { kv.get(request).await }

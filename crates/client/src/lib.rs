@@ -27,6 +27,12 @@
 //! a leader (an election is under way), or a member cannot be reached, the client
 //! tries the configured endpoints in turn, with exponential backoff and jitter.
 //!
+//! A sharded cluster has a leader per group. The client then keeps the
+//! cluster map (fetched when an answer shows it is needed or stale) and a
+//! leader per group, and sends each key operation to the leader of the group
+//! that owns the key's hash slot, or, until it knows that leader, to one of
+//! the group's members.
+//!
 //! # Calls made together travel together
 //!
 //! Key-value calls made at the same time to the same member (from many tasks

@@ -1,19 +1,26 @@
-//! The client's copy of the cluster map, for routing session writes: which
-//! group's session numbers a write (docs/sharding.md, *Routing*, *Clients*).
+//! The client's copy of the cluster map, for routing: which group's session
+//! numbers a write, and which group's leader (or members) a key operation goes
+//! to (docs/sharding.md, *Routing*, *Clients*).
 //!
 //! It is filled lazily: a client that never meets a slot answer never asks
-//! for a map and numbers every write in group 1's session, as before sharding
-//! (and as a node without a map routes). The first `WRONG_GROUP` or
-//! `SLOT_MOVING` fetches it with `Cluster.Map`; later ones fetch again when
-//! they name a newer map version than the cached one, or, naming none newer,
-//! at most once per [`REFRESH_INTERVAL`]. Nothing runs in the background.
+//! for a map and sends every key to group 1's leader, numbering every write in
+//! group 1's session, as before sharding (and as a node without a map routes).
+//! The first `WRONG_GROUP` or `SLOT_MOVING`, or a NOT_LEADER naming another
+//! group than the client sent the key for, fetches it with `Cluster.Map`; later
+//! ones fetch again when they name a newer map version than the cached one,
+//! or, naming none newer, at most once per [`REFRESH_INTERVAL`]. Nothing runs
+//! in the background: the fetch is made by the operation that finds it due.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use keel_placement::{ClusterMap, FIRST_DATA_GROUP, GroupId, Slot};
+use std::collections::HashMap;
+
+use keel_placement::{ClusterMap, FIRST_DATA_GROUP, GroupId, Slot, slot_for_key};
 use tokio::time::Instant;
 
+use crate::address::Address;
+use crate::call::Route;
 use crate::client::Client;
 
 /// Least time between two fetches not called for by a newer map version.
@@ -31,6 +38,9 @@ pub(crate) struct MapCache {
 #[derive(Debug, Default)]
 struct CacheState {
     map: Option<Arc<ClusterMap>>,
+    /// Each group's members' addresses by `map` (those that parse), for
+    /// routing to a group whose leader is not known yet.
+    members: HashMap<GroupId, Arc<[Address]>>,
     /// When the last fetch started.
     fetched_at: Option<Instant>,
 }
@@ -51,6 +61,19 @@ impl MapCache {
             .as_ref()
             .and_then(|m| m.owner(slot))
             .unwrap_or(FIRST_DATA_GROUP)
+    }
+
+    /// Where a key operation of `group` goes: to that group's leader, else its
+    /// members by the map; group 1's leader (the old way) without a map.
+    pub(crate) fn route_to(&self, group: GroupId) -> Route {
+        let state = self.lock();
+        if state.map.is_none() {
+            return Route::Leader;
+        }
+        Route::Group {
+            group,
+            members: state.members.get(&group).cloned().unwrap_or_default(),
+        }
     }
 
     /// Whether an answer naming map version `seen` (0: none) calls for a fetch
@@ -76,12 +99,45 @@ impl MapCache {
             .as_ref()
             .is_none_or(|m| m.version() < map.version())
         {
+            state.members = member_addresses(&map);
             state.map = Some(Arc::new(map));
         }
     }
 }
 
+/// Each group's members' addresses in `map`; a member whose address does not
+/// parse is left out (the leader hints still find it).
+fn member_addresses(map: &ClusterMap) -> HashMap<GroupId, Arc<[Address]>> {
+    map.groups()
+        .iter()
+        .map(|(&id, group)| {
+            let addresses: Vec<Address> = group
+                .members
+                .iter()
+                .filter_map(|n| map.nodes().get(n))
+                .filter_map(|node| Address::parse(&node.address).ok())
+                .collect();
+            (id, Arc::from(addresses))
+        })
+        .collect()
+}
+
 impl Client {
+    /// Where a key operation on `key` goes (refreshing the map first when a
+    /// member showed it stale, see the module docs).
+    pub(crate) async fn route_for_key(&self, key: &[u8]) -> Route {
+        self.refresh_if_stale().await;
+        self.maps.route_to(self.maps.group_of(slot_for_key(key)))
+    }
+
+    /// Refreshes the map if a member showed it stale since the last look (at
+    /// most once per [`REFRESH_INTERVAL`], within this handle's deadline).
+    pub(crate) async fn refresh_if_stale(&self) {
+        if self.caller.take_map_stale() {
+            self.refresh_map(0, Instant::now() + self.deadline).await;
+        }
+    }
+
     /// Fetches the cluster map if an answer naming map version `seen` calls
     /// for it ([`MapCache::begin_fetch`]), within `deadline_at` and at most
     /// [`FETCH_TIMEOUT`]. A failed fetch keeps the cached map.

@@ -256,8 +256,12 @@ impl Client {
     /// Retried like [`Client::put`]: only after failures that prove it was not
     /// applied; see [`Error::OutcomeUnknown`] for the others.
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, Error> {
+        let message = txn.to_proto();
+        // Every key of a transaction is in one group (the node refuses it
+        // otherwise): the first one routes it.
+        let key = first_key(&message).unwrap_or_default();
         let response = self
-            .kv_call(Op::Write, txn.to_proto(), |mut kv, r| async move {
+            .kv_call(Op::Write, &key, message, |mut kv, r| async move {
                 kv.txn(r).await
             })
             .await?;
@@ -271,6 +275,23 @@ impl Client {
                 .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// The first key a transaction names: its first comparison's, else its first
+/// operation's.
+fn first_key(req: &v1::TxnRequest) -> Option<Bytes> {
+    if let Some(c) = req.compares.first() {
+        return Some(c.key.clone());
+    }
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .find_map(|op| match &op.op {
+            Some(txn_op::Op::Put(p)) => Some(p.key.clone()),
+            Some(txn_op::Op::Delete(d)) => Some(d.key.clone()),
+            Some(txn_op::Op::Get(g)) => Some(g.key.clone()),
+            None => None,
+        })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use keel_proto::v1::{self, ClientSession};
 use tokio::time::Instant;
 use tonic::{Response, Status};
 
-use crate::call::{Op, Route, Stop};
+use crate::call::{Op, Stop};
 use crate::client::{Client, request};
 use crate::error::Error;
 use crate::kv_conn::KvConn;
@@ -65,9 +65,10 @@ impl Client {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let Some(session) = &self.session else {
+            let route = self.route_for_key(message.key()).await;
             return self
                 .caller
-                .call(self.deadline, Op::Write, Route::Leader, |conn, budget| {
+                .call(self.deadline, Op::Write, route, |conn, budget| {
                     // Cheap: keys and values are shared `Bytes`.
                     rpc(self.kv(conn), request(message.clone(), budget))
                 })
@@ -82,6 +83,7 @@ impl Client {
         // that group keeps its number (see below).
         let mut kept = None;
         loop {
+            self.refresh_if_stale().await;
             let group = self.maps.group_of(slot);
             // Waits while the session has its maximum of writes in flight, but
             // never past the deadline.
@@ -101,9 +103,10 @@ impl Client {
                 },
             };
             let deadline = deadline_at.saturating_duration_since(Instant::now());
+            let route = self.maps.route_to(ticket.group());
             let result = self
                 .caller
-                .session_call(deadline, |conn, budget| {
+                .session_call(deadline, route, |conn, budget| {
                     let mut message = message.clone();
                     message.set_session(ticket.to_proto());
                     rpc(self.kv(conn), request(message, budget))

@@ -147,6 +147,13 @@ impl ErrorDetail {
         ErrorDetail::new(Kind::Internal, message)
     }
 
+    /// Names the group a key operation was routed to (field `group`), so a
+    /// client learns whose leader a NOT_LEADER hint is.
+    pub fn in_group(mut self, group: u64) -> Self {
+        self.group = group;
+        self
+    }
+
     /// Adds the leader's id and client address (any kind may carry them).
     pub fn with_leader(mut self, leader_id: u64, leader_addr: impl Into<String>) -> Self {
         self.leader_id = leader_id;

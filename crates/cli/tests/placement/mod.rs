@@ -11,6 +11,7 @@ use keel_client::ClusterMap;
 mod change;
 mod forward;
 mod hosting;
+mod leaders;
 mod members;
 mod moves;
 mod routing;

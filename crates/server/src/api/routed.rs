@@ -3,7 +3,9 @@
 //! `add.rs`), else forwarded one hop to a member of that group
 //! (`group_forward.rs`). Inputs are checked before anything is sent on.
 
-use keel_proto::error::ErrorDetail;
+use bytes::Bytes;
+use keel_placement::slot_for_key;
+use keel_proto::error::{ErrorDetail, Kind};
 use keel_proto::v1::{
     AddRequest, AddResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest,
     PutResponse, TxnRequest, TxnResponse, txn_op,
@@ -11,6 +13,7 @@ use keel_proto::v1::{
 
 use super::group_forward::Hop;
 use super::ops::Forwarding;
+use super::route::owner_of;
 use super::{ApiContext, validate};
 
 impl ApiContext {
@@ -27,7 +30,9 @@ impl ApiContext {
                 .forward_to_group(remote, false, req, |mut c, r| async move { c.get(r).await })
                 .await;
         }
-        self.get(req, fwd).await
+        let key = req.key.clone();
+        let answer = self.get(req, fwd).await;
+        self.naming_group(&key, answer)
     }
 
     /// `Kv.Put`, routed.
@@ -44,7 +49,9 @@ impl ApiContext {
                 .forward_to_group(remote, true, req, |mut c, r| async move { c.put(r).await })
                 .await;
         }
-        self.put(req, fwd).await
+        let key = req.key.clone();
+        let answer = self.put(req, fwd).await;
+        self.naming_group(&key, answer)
     }
 
     /// `Kv.Delete`, routed.
@@ -65,7 +72,9 @@ impl ApiContext {
                 )
                 .await;
         }
-        self.delete(req, fwd).await
+        let key = req.key.clone();
+        let answer = self.delete(req, fwd).await;
+        self.naming_group(&key, answer)
     }
 
     /// `Kv.Add`, routed.
@@ -81,7 +90,9 @@ impl ApiContext {
                 .forward_to_group(remote, true, req, |mut c, r| async move { c.add(r).await })
                 .await;
         }
-        self.add(req, fwd).await
+        let key = req.key.clone();
+        let answer = self.add(req, fwd).await;
+        self.naming_group(&key, answer)
     }
 
     /// `Kv.Txn`, routed: forwarded only when every key belongs to one group
@@ -102,7 +113,31 @@ impl ApiContext {
                 .forward_to_group(remote, true, req, |mut c, r| async move { c.txn(r).await })
                 .await;
         }
-        self.txn(req, fwd).await
+        let first = txn_keys(&req).next().map(Bytes::copy_from_slice);
+        let answer = self.txn(req, fwd).await;
+        match first {
+            Some(key) => self.naming_group(&key, answer),
+            None => answer,
+        }
+    }
+
+    /// `answer`, with a NOT_LEADER or NO_LEADER detail naming the group this
+    /// node routed `key` to: a client that routes by group learns whose
+    /// leader the hint names, and that its map is stale if it sent the key
+    /// for another group.
+    fn naming_group<T>(
+        &self,
+        key: &[u8],
+        answer: Result<T, ErrorDetail>,
+    ) -> Result<T, ErrorDetail> {
+        answer.map_err(|detail| match detail.kind() {
+            Kind::NotLeader | Kind::NoLeader if detail.group == 0 => {
+                let slot = slot_for_key(key);
+                let group = self.maps.with(|m| owner_of(m.map(|m| &*m.map), slot));
+                detail.in_group(group)
+            }
+            _ => detail,
+        })
     }
 }
 

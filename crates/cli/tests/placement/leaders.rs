@@ -1,0 +1,94 @@
+//! The client sends each key to its group's leader (docs/sharding.md,
+//! *Routing*): with groups 1 and 2 led by different nodes, writes that
+//! alternate between their keys reach each group's leader directly — no
+//! NOT_LEADER redirect and no forwarding per write, which the nodes' request
+//! counters would show (every forwarded or redirected write is counted by two
+//! nodes).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel_client::{MapCommand, slot_for_key};
+use keel_testkit::prometheus::http_get;
+
+use super::super::common::TestCluster;
+use super::hosting::{agreed_leader, keel_shard};
+use super::moves::moved;
+use super::{MAP_TIMEOUT, map_on};
+
+/// Key-value requests of `op` node `id` has answered, whatever the outcome.
+fn requests_on(t: &TestCluster, id: u64, op: &str) -> f64 {
+    let page = http_get(t.cluster.http_addr(id), "/metrics", Duration::from_secs(5))
+        .expect("metrics page");
+    let prefix = format!("keel_client_request_seconds_count{{op=\"{op}\"");
+    page.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn puts_everywhere(t: &TestCluster) -> f64 {
+    (1..=3).map(|id| requests_on(t, id, "Put")).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_goes_straight_to_its_groups_leader() {
+    let mut t = TestCluster::start(3);
+    let first = t.wait_for_leader(MAP_TIMEOUT).await;
+    let _ = map_on(&t, 1).await;
+    let out = keel_shard(&t, 1, &["group", "create", "--members", "1,2,3"]);
+    assert!(out.contains("created group 2"), "{out}");
+    let leader_2 = agreed_leader(&t, 2, &[1, 2, 3]).await;
+    // Group 1's leader elsewhere than group 2's.
+    let leader_1 = if leader_2 == first {
+        let to = (1..=3).find(|&id| id != leader_2).expect("another node");
+        t.client.transfer_leader(to).await.expect("transfer");
+        t.wait_for_leader(MAP_TIMEOUT).await
+    } else {
+        first
+    };
+    assert_ne!(leader_1, leader_2, "a leader moved while the test set up");
+
+    let slot = slot_for_key(b"two");
+    t.client
+        .change_map(&MapCommand::BeginSlotMove { slot, to: 2 })
+        .await
+        .expect("begin the move");
+    moved(&t, slot, 2).await;
+
+    // A client that has never seen the map learns it and both leaders from
+    // its first writes (a redirect or a forward each, at most).
+    let client = t.client.clone();
+    let key_2 = Bytes::from_static(b"two");
+    let key_1 = (0u32..)
+        .map(|i| Bytes::from(format!("one{i}")))
+        .find(|k| slot_for_key(k) != slot)
+        .expect("a key of group 1");
+    for _ in 0..3 {
+        for key in [&key_1, &key_2] {
+            client
+                .put(key.clone(), Bytes::from_static(b"warm"))
+                .await
+                .expect("put");
+        }
+    }
+
+    let before = puts_everywhere(&t);
+    let writes = 40;
+    for n in 0..writes {
+        let key = if n % 2 == 0 { &key_1 } else { &key_2 };
+        client
+            .put(key.clone(), Bytes::from(format!("v{n}")))
+            .await
+            .expect("put");
+    }
+    let requests = puts_everywhere(&t) - before;
+    // One request per write; a router with one leader for both groups pays a
+    // redirect on every other write (about 1.5 requests per write), and a
+    // client sending everything to one node makes it forward half of them.
+    assert!(
+        requests <= f64::from(writes) + 4.0,
+        "{writes} alternating writes took {requests} Put requests across the nodes"
+    );
+    t.assert_no_panics();
+}
