@@ -21,6 +21,7 @@ use keel_storage::kv::slots::copy::{
 
 use super::error::MoveError;
 use super::reach::{Answer, GroupAt, Reach, Read, propose_local, with_view};
+use super::timeline::{Phase, Timeline};
 use crate::node::NodeHandle;
 
 /// A catch-up round that changes at most this many keys ends the catch-up:
@@ -32,10 +33,12 @@ pub(crate) const SMALL_ROUND: usize = 1000;
 pub(crate) const MAX_CATCH_UP_ROUNDS: u64 = 8;
 
 /// Where an attempt got to.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Progress {
     /// When the source fenced the slot for this move (writes to it pause).
     pub(crate) fenced_at: Option<Instant>,
+    /// Where the time went, phase by phase.
+    pub(crate) timeline: Timeline,
 }
 
 /// One move, seen from its target's leader.
@@ -73,11 +76,15 @@ impl Drive<'_> {
             SlotState::Staging { epoch } if epoch == self.epoch => {}
             other => {
                 self.clear(other).await?;
-                self.bulk_copy().await?;
+                let began = Instant::now();
+                let keys = self.bulk_copy().await?;
+                progress.timeline.bulk = Some(Phase::since(began, keys));
             }
         }
         while round <= MAX_CATCH_UP_ROUNDS {
+            let began = Instant::now();
             let items = self.round(round, None).await?;
+            progress.timeline.rounds.push(Phase::since(began, items));
             round += 1;
             if items <= SMALL_ROUND {
                 break;
@@ -94,9 +101,11 @@ impl Drive<'_> {
                 why: format!("the slot is {fenced} after the fence"),
             });
         }
-        progress.fenced_at = Some(Instant::now());
+        let fenced_at = Instant::now();
+        progress.fenced_at = Some(fenced_at);
         let mut witness = FenceWitness::new(self.slot, self.epoch);
-        self.round(round, Some(&mut witness)).await?;
+        let items = self.round(round, Some(&mut witness)).await?;
+        progress.timeline.last = Some(Phase::since(fenced_at, items));
         let seal = witness.seal()?;
         propose_local(&self.target, seal).await?;
         Ok(())
@@ -126,8 +135,10 @@ impl Drive<'_> {
         }
     }
 
-    /// Round 0: every key of the source's slot into the target's staging.
-    async fn bulk_copy(&self) -> Result<(), MoveError> {
+    /// Round 0: every key of the source's slot into the target's staging;
+    /// how many keys it copied.
+    async fn bulk_copy(&self) -> Result<usize, MoveError> {
+        let mut keys = 0;
         let mut builder = PageBuilder::new(self.slot, self.epoch, 0, MAX_PAGE_BYTES);
         let mut cursor: Option<Bytes> = None;
         loop {
@@ -144,6 +155,7 @@ impl Drive<'_> {
                 unreachable!("a page read answers a page");
             };
             cursor = page.puts.last().map(|p| p.key.clone()).or(cursor);
+            keys += page.puts.len();
             builder.add(page.puts, Vec::new())?;
             for cmd in builder.take_ready() {
                 propose_local(&self.target, cmd).await?;
@@ -155,7 +167,7 @@ impl Drive<'_> {
         for cmd in builder.finish() {
             propose_local(&self.target, cmd).await?;
         }
-        Ok(())
+        Ok(keys)
     }
 
     /// One catch-up round, or the final one (with `witness`, which must see

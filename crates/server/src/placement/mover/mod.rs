@@ -23,6 +23,7 @@ mod actions;
 mod drive;
 mod error;
 mod reach;
+mod timeline;
 mod watchdog;
 
 use std::collections::HashMap;
@@ -200,7 +201,9 @@ async fn drive(mover: &Mover, target: NodeHandle, slot: Slot, epoch: u64, from: 
         let mut progress = Progress::default();
         let attempt = async {
             run.seal(&mut progress).await?;
-            commit(mover, &run).await
+            commit(mover, &run).await?;
+            progress.timeline.paused = progress.fenced_at.map(|at| at.elapsed());
+            Ok(())
         };
         // A call that hangs (a partitioned peer) ends the attempt, so the
         // timeouts below are checked.
@@ -216,7 +219,10 @@ async fn drive(mover: &Mover, target: NodeHandle, slot: Slot, epoch: u64, from: 
         let e = match result {
             Ok(()) => {
                 tracing::info!(
-                    "slot {slot} moved from group {from} to group {group} (epoch {epoch})"
+                    "slot {slot} moved from group {from} to group {group} (epoch {epoch}) in \
+                     {} ms: {}",
+                    began.elapsed().as_millis(),
+                    progress.timeline
                 );
                 return;
             }
