@@ -275,6 +275,34 @@ impl TestCluster {
     }
 }
 
+/// Lines of each node's logs a failed test prints.
+const FAILURE_LOG_LINES: usize = 60;
+
+impl Drop for TestCluster {
+    /// A failing test takes its nodes' logs with it (the directory is
+    /// temporary): print their tails, so a failure seen once (in CI) can be
+    /// read afterwards.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for id in 1..=self.cluster.spec().nodes {
+            eprintln!(
+                "---- node {id}: last {FAILURE_LOG_LINES} lines of its log ----\n{}",
+                self.cluster.log_tail(id, FAILURE_LOG_LINES)
+            );
+            let events =
+                std::fs::read_to_string(self.cluster.event_log_path(id)).unwrap_or_default();
+            let lines: Vec<&str> = events.lines().collect();
+            let from = lines.len().saturating_sub(FAILURE_LOG_LINES);
+            eprintln!(
+                "---- node {id}: last events ----\n{}",
+                lines[from..].join("\n")
+            );
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 client: one request per connection.
 pub fn http(
     addr: SocketAddr,
