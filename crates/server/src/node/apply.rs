@@ -151,8 +151,9 @@ impl ApplyHandle {
     pub(crate) fn submit(&mut self, job: ApplyJob) -> Result<(), ServerError> {
         // The consensus thread is the only producer, so with the lock held and the
         // queue empty, nothing submitted earlier is still pending: applying now
-        // keeps the order.
-        if self.queued.load(Ordering::Acquire) == 0
+        // keeps the order. Heavy work always goes to the apply thread.
+        if !job.is_heavy()
+            && self.queued.load(Ordering::Acquire) == 0
             && let Ok(mut state) = self.state.try_lock()
             && self.queued.load(Ordering::Acquire) == 0
         {
@@ -175,6 +176,29 @@ pub(crate) struct Applier {
     flush_interval: Duration,
     /// How often to expire deadlines when idle.
     tick: Duration,
+}
+
+/// Committed entries carrying more bytes than this are never applied inline
+/// on the consensus thread. Applying a slot copy's pages (about a megabyte of
+/// keys each, many per turn while a slot moves) inline held the consensus
+/// thread of a leader past an election timeout: its followers elected another
+/// leader and its check-quorum stepped it down, in every group it led, in the
+/// middle of a move under load (`keel bench move`). Ordinary writes stay
+/// under it: a turn of the write benchmark (64 clients, 256-byte values)
+/// commits a few tens of KiB.
+const MAX_INLINE_APPLY_BYTES: usize = 256 << 10;
+
+impl ApplyJob {
+    /// Whether applying this job may take long enough to stall the consensus
+    /// thread (see [`MAX_INLINE_APPLY_BYTES`]).
+    fn is_heavy(&self) -> bool {
+        match self {
+            ApplyJob::Entries { entries, .. } => {
+                entries.iter().map(|e| e.data.len()).sum::<usize>() > MAX_INLINE_APPLY_BYTES
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Bound on work queued for the apply thread (one job per proposed write, per
@@ -289,5 +313,40 @@ fn describe_entry(e: &Entry) -> String {
             Ok(c) => c.command.to_string(),
             Err(_) => "<undecodable entry>".to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn entries(sizes: &[usize]) -> ApplyJob {
+        let entries = sizes
+            .iter()
+            .zip(1..)
+            .map(|(&size, index)| Entry {
+                term: 1,
+                index,
+                kind: EntryKind::Normal,
+                data: Bytes::from(vec![0u8; size]),
+            })
+            .collect();
+        ApplyJob::Entries {
+            entries,
+            leader: 1,
+            role: Role::Leader,
+        }
+    }
+
+    #[test]
+    fn only_entries_over_the_inline_bound_are_heavy() {
+        assert!(!entries(&[100, 200]).is_heavy());
+        assert!(!entries(&[MAX_INLINE_APPLY_BYTES]).is_heavy());
+        assert!(entries(&[MAX_INLINE_APPLY_BYTES, 1]).is_heavy());
+        assert!(entries(&[1 << 20]).is_heavy());
+        let read = ApplyJob::SnapshotInstalled { index: 5 };
+        assert!(!read.is_heavy());
     }
 }
