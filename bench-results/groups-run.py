@@ -122,6 +122,32 @@ def spread_over_three():
     return time.time() - t0, counts
 
 
+def put_requests():
+    """Put requests every node has answered (any outcome), by outcome."""
+    out = {}
+    for node in GRPC:
+        try:
+            with urllib.request.urlopen(f"http://{HTTP[node]}/metrics", timeout=10) as r:
+                page = r.read().decode()
+        except OSError:
+            continue
+        for line in page.splitlines():
+            if line.startswith('keel_client_request_seconds_count{op="Put"'):
+                outcome = line.split('outcome="')[1].split('"')[0]
+                out[outcome] = out.get(outcome, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def cpu_seconds(procs):
+    """utime + stime of each node process, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for p in procs:
+        fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+        out.append((int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
 def bench(tag):
     path = f"{OUT}/groups-{tag}.json"
     cmd = [KEEL, "bench", "--endpoints", ",".join(GRPC.values()), "--clients", "64",
@@ -150,7 +176,15 @@ def main():
                 if groups == 3:
                     secs, counts = spread_over_three()
                     extra = f" (moved {4096 - counts[1]} slots in {secs:.1f} s: {counts})"
+                puts0, cpu0 = put_requests(), cpu_seconds(procs)
                 result = bench(f"{groups}-{run}")
+                puts1, cpu1 = put_requests(), cpu_seconds(procs)
+                # Requests the nodes answered per write the bench made
+                # (warm-up included, so slightly above the window's count),
+                # and each node's CPU over the warm-up and the window.
+                answered = {k: puts1.get(k, 0) - puts0.get(k, 0) for k in puts1}
+                cpu = [round(b - a, 1) for a, b in zip(cpu0, cpu1)]
+                extra += f"; Put requests by outcome {answered}; node CPU s {cpu}"
             finally:
                 stop(procs)
             try:
