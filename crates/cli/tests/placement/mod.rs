@@ -13,6 +13,7 @@ mod forward;
 mod hosting;
 mod members;
 mod moves;
+mod quiesce;
 mod routing;
 mod sessions;
 mod slot_rpc;
