@@ -52,6 +52,12 @@ pub struct ServerConfig {
     pub election_timeout_ms: u64,
     /// Interval between leader heartbeats.
     pub heartbeat_interval_ms: u64,
+    /// A leader whose group was idle and settled for this many heartbeat
+    /// intervals quiesces it: no heartbeats until a write, read or failure wakes
+    /// it (docs/sharding.md, "Heartbeats: coalesced, and quiet groups
+    /// quiesce"). 0 turns quiescence off. Node-level liveness heartbeats go out
+    /// either way.
+    pub quiesce_after_heartbeats: u32,
     /// Bound on how far two nodes' clocks drift apart over one election timeout:
     /// the leader lease lasts `election_timeout_ms - max_clock_drift_ms` after a
     /// heartbeat round a quorum acknowledged.
@@ -155,6 +161,7 @@ impl ServerConfig {
             tick_ms: 10,
             election_timeout_ms: 300,
             heartbeat_interval_ms: 50,
+            quiesce_after_heartbeats: 3,
             max_clock_drift_ms: 30,
             max_value_bytes: 1 << 20,
             request_timeout_ms: 5_000,
@@ -222,6 +229,19 @@ impl ServerConfig {
                 self.heartbeat_interval_ms,
                 3 * self.heartbeat_interval_ms,
                 self.election_timeout_ms
+            ));
+        }
+        // The core counts the idle stretch in ticks, in a u32.
+        let (_, heartbeat_ticks) = self.ticks();
+        if u64::from(self.quiesce_after_heartbeats) * u64::from(heartbeat_ticks)
+            > u64::from(u32::MAX)
+        {
+            return bad(format!(
+                "{} is too large ({} heartbeats of {} ticks overflow the tick count); \
+                 use 0 to turn quiescence off",
+                setting("quiesce_after_heartbeats"),
+                self.quiesce_after_heartbeats,
+                heartbeat_ticks
             ));
         }
         if self.max_clock_drift_ms >= self.election_timeout_ms {

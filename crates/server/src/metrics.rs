@@ -102,6 +102,13 @@ pub struct Metrics {
     pub writes_in_flight: Gauge,
     /// Linearizable reads waiting for their heartbeat round.
     pub reads_unconfirmed: Gauge,
+    /// Hosted groups whose replica here is quiesced (a leader that stopped
+    /// heartbeating, or a follower that stopped its election timer).
+    pub quiesced_groups: Gauge,
+    /// Peer nodes nothing was heard from for an election timeout.
+    pub silent_peers: Gauge,
+    /// Quiesced replicas woken because their leader's node fell silent.
+    pub quiesced_woken: Counter,
     /// Reads served under the leader lease.
     pub lease_reads: Counter,
     /// Lease-mode reads that found no valid lease here (served by ReadIndex or
@@ -170,6 +177,9 @@ impl Metrics {
             queued_peer_messages: Gauge::default(),
             writes_in_flight: Gauge::default(),
             reads_unconfirmed: Gauge::default(),
+            quiesced_groups: Gauge::default(),
+            silent_peers: Gauge::default(),
+            quiesced_woken: Counter::default(),
             lease_reads: Counter::default(),
             lease_read_fallbacks: Counter::default(),
             client_sessions: Gauge::default(),
@@ -281,6 +291,21 @@ impl Metrics {
             "reads_unconfirmed",
             "Linearizable reads waiting for their heartbeat round",
             m.reads_unconfirmed.clone(),
+        );
+        r.register(
+            "quiesced_groups",
+            "Hosted groups whose replica here is quiesced",
+            m.quiesced_groups.clone(),
+        );
+        r.register(
+            "silent_peers",
+            "Peer nodes nothing was heard from for an election timeout",
+            m.silent_peers.clone(),
+        );
+        r.register(
+            "quiesced_woken",
+            "Quiesced replicas woken because their leader's node fell silent",
+            m.quiesced_woken.clone(),
         );
         r.register(
             "lease_reads",

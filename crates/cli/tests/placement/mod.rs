@@ -14,6 +14,7 @@ mod hosting;
 mod leaders;
 mod members;
 mod moves;
+mod quiesce;
 mod routing;
 mod sessions;
 mod slot_rpc;

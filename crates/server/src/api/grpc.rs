@@ -198,6 +198,7 @@ fn group_status(group: keel_raft::GroupId, s: &crate::node::NodeStatus) -> Group
         learners: s.conf.learners.clone(),
         conf_index: s.conf_index,
         keys: 0,
+        quiesced: s.quiesced,
     }
 }
 

@@ -478,6 +478,7 @@ async fn status(State(ctx): Ctx) -> Response {
             "voters": g.voters,
             "learners": g.learners,
             "conf_index": g.conf_index,
+            "quiesced": g.quiesced,
         })).collect::<Vec<_>>(),
     }))
     .into_response()

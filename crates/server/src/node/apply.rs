@@ -54,6 +54,9 @@ pub(crate) enum ApplyJob {
     /// A leader's snapshot replaced the state machine (applied index `index`):
     /// reads waiting for it are answered (`snapshots.rs`).
     SnapshotInstalled { index: Index },
+    /// Nothing to do: wakes an idle apply thread because the consensus thread
+    /// left it a deadline to watch (see [`Applier`]).
+    Watch,
 }
 
 /// The state machine's apply side and everything waiting on it.
@@ -103,6 +106,7 @@ impl ApplyState {
                 ApplyJob::SnapshotInstalled { index } => {
                     tracing::debug!("state machine replaced by a snapshot at index {index}");
                 }
+                ApplyJob::Watch => {}
             }
         }
         if !entries.is_empty() {
@@ -157,9 +161,21 @@ impl ApplyHandle {
             && let Ok(mut state) = self.state.try_lock()
             && self.queued.load(Ordering::Acquire) == 0
         {
+            let was_idle = state.waiters.is_empty();
             self.scratch.push(job);
-            return state.handle(&mut self.scratch);
+            state.handle(&mut self.scratch)?;
+            // An idle apply thread sleeps until its next flush: if this left it
+            // a deadline to expire, wake it so it watches at tick granularity.
+            if was_idle && !state.waiters.is_empty() {
+                drop(state);
+                return self.queue(ApplyJob::Watch);
+            }
+            return Ok(());
         }
+        self.queue(job)
+    }
+
+    fn queue(&self, job: ApplyJob) -> Result<(), ServerError> {
         self.queued.fetch_add(1, Ordering::AcqRel);
         self.tx
             .send(job)
@@ -169,6 +185,11 @@ impl ApplyHandle {
 
 /// The apply thread: takes queued work while the consensus thread cannot apply
 /// inline, expires deadlines, and flushes the state machine periodically.
+///
+/// It wakes every tick only while something waits (a deadline to expire);
+/// otherwise it sleeps until its next flush or its next job. A node hosts one
+/// per group, and a thousand idle groups waking a hundred times a second each
+/// cost more than all their heartbeats (BENCHMARKS.md, "Idle groups").
 pub(crate) struct Applier {
     state: Arc<Mutex<ApplyState>>,
     jobs: Receiver<ApplyJob>,
@@ -257,8 +278,14 @@ impl Applier {
             .kv
             .applied_index();
         let mut jobs = Vec::new();
+        let mut idle = false;
         loop {
-            let hung_up = match self.jobs.recv_timeout(self.tick) {
+            let wait = if idle {
+                next_flush.saturating_duration_since(Instant::now())
+            } else {
+                self.tick
+            };
+            let hung_up = match self.jobs.recv_timeout(wait) {
                 Ok(job) => {
                     jobs.push(job);
                     false
@@ -280,6 +307,7 @@ impl Applier {
             self.queued.fetch_sub(taken, Ordering::AcqRel);
             let now = Instant::now();
             state.waiters.expire(now);
+            idle = state.waiters.is_empty();
             if now >= next_flush {
                 next_flush = now + self.flush_interval;
                 let applied = state.kv.applied_index();

@@ -17,15 +17,18 @@
 //! the followers' did not pay for the extra hand-offs per Ready on this hardware;
 //! see BENCHMARKS.md.)
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use keel_raft::{GroupId, Message, Ready};
+use keel_raft::{GroupId, Message, NodeId, Ready, Role};
 
 use super::ctx::NodeCtx;
 use super::group::{Group, GroupTable};
 use super::host_runtime::{Hosts, Order};
+use super::liveness::NodeLiveness;
 use super::persist::{GroupWrites, RoundWrite, write_round};
+use super::quiet::{QuietStep, ReplicaView, quiet_step};
 use super::requests::{NodeError, Request};
 use crate::error::ServerError;
 use crate::metrics::gauge_value;
@@ -62,6 +65,8 @@ pub(crate) struct Driver {
     pub(crate) req_rx: Receiver<(GroupId, Request)>,
     pub(crate) shutdown_rx: Receiver<()>,
     pub(crate) tick: Duration,
+    /// Which peer nodes are alive, and when to tell them we are (`liveness.rs`).
+    pub(crate) liveness: NodeLiveness,
     /// Whether groups other than group 1 are snapshotted when they keep the
     /// WAL's oldest segment (`pressure.rs`; off when snapshots are).
     pub(crate) relieve_pressure: bool,
@@ -146,6 +151,7 @@ impl Driver {
                     g.raft.tick();
                 }
             }
+            self.quiet_turn(ticks);
             self.disk_turn()?;
             for g in self.groups.iter_mut() {
                 g.snapshot_turn(&mut self.ctx)?;
@@ -172,6 +178,55 @@ impl Driver {
         m.queued_peer_messages
             .set(gauge_value(self.peer_rx.len() as u64));
         Ok(())
+    }
+
+    /// Node-level liveness and quiescence, after the turn's ticks: tells every
+    /// peer node this one is alive once per heartbeat interval, wakes the
+    /// quiesced followers of a leader whose node fell silent, and quiesces
+    /// idle leaders (`quiet.rs`). Their messages go out with this turn's Ready.
+    fn quiet_turn(&mut self, ticks: u32) {
+        let seen = self.ctx.transport.sightings().snapshot();
+        let peers: Vec<_> = self.ctx.transport.peers().collect();
+        if self.liveness.tick(ticks, peers, &seen) {
+            self.ctx.transport.send_liveness();
+        }
+        let mut quiesced = 0u64;
+        let mut woken: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for g in self.groups.iter_mut() {
+            let r = &g.raft;
+            let view = ReplicaView {
+                id: r.id(),
+                role: r.role(),
+                leader: r.leader(),
+                quiesced: r.is_quiesced(),
+                can_quiesce: r.role() == Role::Leader && r.can_quiesce(),
+            };
+            let members = || r.voters().chain(r.learners()).collect::<Vec<_>>();
+            match quiet_step(view, members, &self.liveness) {
+                QuietStep::Quiesce => {
+                    if let Err(e) = g.raft.quiesce() {
+                        tracing::debug!(group = g.id(), "not quiesced: {e}");
+                    }
+                }
+                QuietStep::Wake => {
+                    g.raft.wake();
+                    *woken.entry(view.leader).or_default() += 1;
+                }
+                QuietStep::Keep => {}
+            }
+            quiesced += u64::from(g.raft.is_quiesced());
+        }
+        let m = &self.ctx.metrics;
+        m.quiesced_groups.set(gauge_value(quiesced));
+        m.silent_peers
+            .set(gauge_value(self.liveness.silent_count() as u64));
+        for (leader, n) in woken {
+            m.quiesced_woken.inc_by(n);
+            self.ctx.note(&format!(
+                "Node {leader} was silent for an election timeout: woke {n} quiesced \
+                 group(s) it led."
+            ));
+        }
     }
 
     /// Hands a peer message to its group. The receiver lets in only hosted

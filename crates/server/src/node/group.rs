@@ -131,6 +131,7 @@ impl Group {
                 peers: s.peers,
                 conf: s.conf,
                 conf_index: self.membership.conf_index,
+                quiesced: self.raft.is_quiesced(),
             };
             if *cur == next {
                 false

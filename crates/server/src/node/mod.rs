@@ -19,10 +19,12 @@ mod host_runtime;
 mod hosting;
 mod leadership;
 mod lease;
+mod liveness;
 mod membership;
 mod persist;
 mod pressure;
 mod propose;
+mod quiet;
 mod reads;
 mod ready;
 mod recover;
@@ -162,6 +164,8 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         parts.max_pending,
     );
     let directory = GroupDirectory::default();
+    let (election_ticks, heartbeat_ticks) = parts.cfg.ticks();
+    let liveness = liveness::NodeLiveness::new(heartbeat_ticks, election_ticks);
     let mut hosts = host_runtime::Hosts {
         cfg: parts.cfg,
         settings: hosting::GroupSettings {
@@ -203,6 +207,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         req_rx,
         shutdown_rx,
         tick: parts.tick,
+        liveness,
         relieve_pressure: parts.snapshot_entries != 0,
         next_pressure_check: Instant::now(),
     };

@@ -278,6 +278,7 @@ fn recover_group(
         heartbeat_ticks,
         lease_duration,
         max_clock_drift,
+        quiesce_after_heartbeats: cfg.quiesce_after_heartbeats,
         ..Config::default()
     };
     // The member book: bootstrap, then the snapshot's, then the log's changes.

@@ -27,6 +27,9 @@ pub struct NodeStatus {
     /// The log index of the entry that made that configuration (0: the
     /// bootstrap one). Committed once `commit` reaches it.
     pub conf_index: Index,
+    /// The replica is quiesced: an idle leader that stopped heartbeating, or a
+    /// follower that stopped its election timer (docs/sharding.md).
+    pub quiesced: bool,
 }
 
 impl NodeStatus {
@@ -42,6 +45,7 @@ impl NodeStatus {
             peers: Vec::new(),
             conf: ConfState::default(),
             conf_index: 0,
+            quiesced: false,
         }
     }
 }

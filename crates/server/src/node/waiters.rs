@@ -33,6 +33,11 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
+    /// Whether nothing waits: no deadline to expire.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.reads_confirmed.is_empty()
+    }
+
     /// Writes waiting.
     pub(crate) fn writes(&self) -> usize {
         self.writes.len()

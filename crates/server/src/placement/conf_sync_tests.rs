@@ -85,6 +85,7 @@ fn status(conf: ConfState, conf_index: u64, commit: u64, role: Role) -> NodeStat
         peers: Vec::new(),
         conf,
         conf_index,
+        quiesced: false,
     }
 }
 

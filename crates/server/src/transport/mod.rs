@@ -13,6 +13,7 @@ mod connect;
 mod demux;
 mod sender;
 mod service;
+mod sightings;
 pub(crate) mod slot_service;
 pub mod slot_wire;
 pub mod slots;
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 pub use connect::PeerConnector;
 pub use demux::{Delivery, GroupDemux, HostedGroups};
 pub use service::RaftService;
+pub use sightings::{PeerSightings, Sighting};
 pub use snapshot::{SnapshotInbox, SnapshotInboxes};
 pub(crate) use snapshot::{SnapshotOutbox, TransferOutcome};
 
@@ -53,6 +55,8 @@ pub struct TransportStats {
     /// (it was removed): how a removed node that never received its removal
     /// learns of it.
     pub refused_as_non_member: AtomicU64,
+    /// Batches admitted from each peer node, for node-level liveness.
+    pub sightings: PeerSightings,
 }
 
 /// The phrase a node's refusal of a non-member's stream carries.
@@ -162,6 +166,21 @@ impl Transport {
         self.addrs.get(&peer).map(String::as_str)
     }
 
+    /// What the receiver saw of each peer node (node-level liveness).
+    pub(crate) fn sightings(&self) -> &PeerSightings {
+        &self.stats.sightings
+    }
+
+    /// Sends every peer one empty batch: the node-level liveness heartbeat
+    /// (docs/sharding.md, "Heartbeats: coalesced, and quiet groups quiesce").
+    /// One per peer whatever the number of groups; an older receiver admits it
+    /// and finds nothing in it.
+    pub fn send_liveness(&self) {
+        for to in self.peers.keys().copied().collect::<Vec<_>>() {
+            self.send_batch(to, Vec::new());
+        }
+    }
+
     /// Sends `messages` (taking them), one batch per recipient.
     pub fn send_all(&self, messages: &mut Vec<Message>) {
         if messages.is_empty() {
@@ -196,6 +215,7 @@ impl Transport {
             from: self.local.node_id,
             incarnation: self.local.incarnation,
             messages,
+            liveness: true,
         };
         if tx.try_send(batch).is_ok() {
             self.stats.sent.fetch_add(n, Ordering::Relaxed);

@@ -140,6 +140,7 @@ impl RaftService {
             from,
             incarnation,
             messages: Vec::new(),
+            liveness: false,
         };
         if let Err(status) = self.admit(&as_batch) {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -167,6 +168,7 @@ impl RaftService {
             from: offer.from,
             incarnation: offer.incarnation,
             messages: Vec::new(),
+            liveness: false,
         };
         if let Err(status) = self.admit(&as_batch) {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +263,7 @@ impl Raft for RaftService {
                 return Err(status);
             }
             summary.batches += 1;
+            self.stats.sightings.record(batch.from, batch.liveness);
             for pm in batch.messages {
                 match Message::try_from(pm) {
                     // Stepping one tells the core that the snapshot's data is here
