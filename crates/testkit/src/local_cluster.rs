@@ -42,8 +42,12 @@ impl ClusterSpec {
         base_dir: PathBuf,
         keel_bin: PathBuf,
     ) -> std::io::Result<Self> {
-        let grpc = free_ports(ip, nodes as usize)?;
-        let http = free_ports(ip, nodes as usize)?;
+        // One call for both, so no HTTP port repeats a gRPC port (each call's
+        // ports are released before the next call: a repeat made node 2's HTTP
+        // listener collide with node 1's gRPC one in CI).
+        let mut ports = free_ports(ip, 2 * nodes as usize)?;
+        let http = ports.split_off(nodes as usize);
+        let grpc = ports;
         Ok(ClusterSpec {
             nodes,
             base_dir,
@@ -59,14 +63,18 @@ impl ClusterSpec {
     /// gRPC port (`keel serve --redis`).
     pub fn with_redis(mut self) -> std::io::Result<Self> {
         let ip = self.grpc[0].ip();
-        let taken: Vec<SocketAddr> = self.grpc.iter().chain(&self.http).copied().collect();
-        // The ports just released for gRPC and HTTP may be handed out again: ask
-        // for enough to skip every one of them.
-        let mut redis = free_ports(ip, self.nodes as usize + taken.len())?;
-        redis.retain(|a| !taken.contains(a));
-        redis.truncate(self.nodes as usize);
-        self.redis = redis;
+        self.redis = free_ports_except(ip, self.nodes as usize, &self.taken())?;
         Ok(self)
+    }
+
+    /// Every port the spec gives its nodes.
+    fn taken(&self) -> Vec<SocketAddr> {
+        self.grpc
+            .iter()
+            .chain(&self.http)
+            .chain(&self.redis)
+            .copied()
+            .collect()
     }
 
     /// The `--initial-cluster` value.
@@ -88,6 +96,20 @@ pub fn free_ports(ip: IpAddr, n: usize) -> std::io::Result<Vec<SocketAddr>> {
         .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)))
         .collect::<Result<_, _>>()?;
     listeners.iter().map(TcpListener::local_addr).collect()
+}
+
+/// `n` ports the OS reports free on `ip`, none of them in `taken`: ports
+/// released earlier may be handed out again, so enough are asked for to skip
+/// every one of those.
+pub fn free_ports_except(
+    ip: IpAddr,
+    n: usize,
+    taken: &[SocketAddr],
+) -> std::io::Result<Vec<SocketAddr>> {
+    let mut ports = free_ports(ip, n + taken.len())?;
+    ports.retain(|a| !taken.contains(a));
+    ports.truncate(n);
+    Ok(ports)
 }
 
 /// Whether every address can be bound now.
@@ -228,12 +250,11 @@ impl LocalCluster {
     /// directory is initialised ignores `--join`).
     pub fn add_node(&mut self, via: u64, extra: &[&str]) -> std::io::Result<u64> {
         let ip = self.spec.grpc[0].ip();
-        let grpc = free_ports(ip, 1)?[0];
-        let http = free_ports(ip, 1)?[0];
-        self.spec.grpc.push(grpc);
-        self.spec.http.push(http);
+        let ports = free_ports_except(ip, 3, &self.spec.taken())?;
+        self.spec.grpc.push(ports[0]);
+        self.spec.http.push(ports[1]);
         if !self.spec.redis.is_empty() {
-            self.spec.redis.push(free_ports(ip, 1)?[0]);
+            self.spec.redis.push(ports[2]);
         }
         self.spec.nodes += 1;
         let id = self.spec.nodes;
@@ -355,4 +376,38 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_specs_ports_are_all_distinct() {
+        for _ in 0..20 {
+            let spec = ClusterSpec::on_free_ports(5, IP, "/tmp/x".into(), "keel".into())
+                .expect("ports")
+                .with_redis()
+                .expect("redis ports");
+            let taken = spec.taken();
+            assert_eq!(taken.len(), 15);
+            assert_eq!(taken.iter().collect::<BTreeSet<_>>().len(), 15, "{taken:?}");
+        }
+    }
+
+    #[test]
+    fn ports_asked_for_beside_taken_ones_are_new() {
+        let taken = free_ports(IP, 20).expect("ports");
+        let more = free_ports_except(IP, 5, &taken).expect("ports");
+        assert_eq!(more.len(), 5);
+        assert!(
+            more.iter().all(|a| !taken.contains(a)),
+            "{more:?} {taken:?}"
+        );
+    }
 }
