@@ -184,7 +184,16 @@ impl Driver {
     /// peer node this one is alive once per heartbeat interval, wakes the
     /// quiesced followers of a leader whose node fell silent, and quiesces
     /// idle leaders (`quiet.rs`). Their messages go out with this turn's Ready.
+    ///
+    /// Only on turns that ticked: nothing it decides changes between ticks
+    /// (silence, idleness and the liveness interval are counted in ticks), and
+    /// under load most turns do not tick — a pass over every group and a copy
+    /// of the receiver's sightings on each of thousands of turns a second is
+    /// work for nothing.
     fn quiet_turn(&mut self, ticks: u32) {
+        if ticks == 0 {
+            return;
+        }
         let seen = self.ctx.transport.sightings().snapshot();
         let peers: Vec<_> = self.ctx.transport.peers().collect();
         if self.liveness.tick(ticks, peers, &seen) {
