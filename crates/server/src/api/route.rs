@@ -92,7 +92,7 @@ impl ApiContext {
     }
 
     /// Where `key` goes by this node's cached map.
-    fn route_key(&self, key: &[u8]) -> KeyRoute {
+    pub(crate) fn route_key(&self, key: &[u8]) -> KeyRoute {
         let slot = slot_for_key(key);
         let (group, map_version) = self.maps.with(|m| {
             let owner = owner_of(m.map(|m| &*m.map), slot);

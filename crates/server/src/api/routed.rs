@@ -4,7 +4,6 @@
 //! (`group_forward.rs`). Inputs are checked before anything is sent on.
 
 use bytes::Bytes;
-use keel_placement::slot_for_key;
 use keel_proto::error::{ErrorDetail, Kind};
 use keel_proto::v1::{
     AddRequest, AddResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest,
@@ -13,7 +12,6 @@ use keel_proto::v1::{
 
 use super::group_forward::Hop;
 use super::ops::Forwarding;
-use super::route::owner_of;
 use super::{ApiContext, validate};
 
 impl ApiContext {
@@ -132,9 +130,7 @@ impl ApiContext {
     ) -> Result<T, ErrorDetail> {
         answer.map_err(|detail| match detail.kind() {
             Kind::NotLeader | Kind::NoLeader if detail.group == 0 => {
-                let slot = slot_for_key(key);
-                let group = self.maps.with(|m| owner_of(m.map(|m| &*m.map), slot));
-                detail.in_group(group)
+                detail.in_group(self.route_key(key).group)
             }
             _ => detail,
         })
