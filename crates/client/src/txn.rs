@@ -259,7 +259,7 @@ impl Client {
         let message = txn.to_proto();
         // Every key of a transaction is in one group (the node refuses it
         // otherwise): the first one routes it.
-        let key = first_key(&message).unwrap_or_default();
+        let key = Bytes::copy_from_slice(message.keys().next().unwrap_or_default());
         let response = self
             .kv_call(Op::Write, &key, message, |mut kv, r| async move {
                 kv.txn(r).await
@@ -275,23 +275,6 @@ impl Client {
                 .collect::<Result<_, _>>()?,
         })
     }
-}
-
-/// The first key a transaction names: its first comparison's, else its first
-/// operation's.
-fn first_key(req: &v1::TxnRequest) -> Option<Bytes> {
-    if let Some(c) = req.compares.first() {
-        return Some(c.key.clone());
-    }
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .find_map(|op| match &op.op {
-            Some(txn_op::Op::Put(p)) => Some(p.key.clone()),
-            Some(txn_op::Op::Delete(d)) => Some(d.key.clone()),
-            Some(txn_op::Op::Get(g)) => Some(g.key.clone()),
-            None => None,
-        })
 }
 
 #[cfg(test)]

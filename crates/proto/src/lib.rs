@@ -7,9 +7,12 @@
 //! - [`error`]: keel's error convention (a `tonic::Status` carrying a
 //!   [`v1::ErrorDetail`] in the `keel-error-bin` metadata entry), shared by the server
 //!   that builds such statuses and the client that reads them.
+//! - `TxnRequest::keys`: the keys a transaction names, which the server routes
+//!   by and the client picks a group's leader by.
 
 pub mod convert;
 pub mod error;
+mod txn;
 
 /// The client API (`keel.v1.Kv`, `keel.v1.Cluster`).
 #[allow(missing_docs)] // generated code documents what the .proto files document

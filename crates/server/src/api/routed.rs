@@ -7,7 +7,7 @@ use bytes::Bytes;
 use keel_proto::error::{ErrorDetail, Kind};
 use keel_proto::v1::{
     AddRequest, AddResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest,
-    PutResponse, TxnRequest, TxnResponse, txn_op,
+    PutResponse, TxnRequest, TxnResponse,
 };
 
 use super::group_forward::Hop;
@@ -102,16 +102,16 @@ impl ApiContext {
         fwd: Forwarding,
         hop: Hop,
     ) -> Result<TxnResponse, ErrorDetail> {
-        let remote = self.remote_owner(hop, txn_keys(&req));
+        let remote = self.remote_owner(hop, req.keys());
         if let Some(remote) = remote {
-            for key in txn_keys(&req) {
+            for key in req.keys() {
                 validate::key(key)?;
             }
             return self
                 .forward_to_group(remote, true, req, |mut c, r| async move { c.txn(r).await })
                 .await;
         }
-        let first = txn_keys(&req).next().map(Bytes::copy_from_slice);
+        let first = req.keys().next().map(Bytes::copy_from_slice);
         let answer = self.txn(req, fwd).await;
         match first {
             Some(key) => self.naming_group(&key, answer),
@@ -134,56 +134,5 @@ impl ApiContext {
             }
             _ => detail,
         })
-    }
-}
-
-/// Every key a transaction request names: its comparisons', then its
-/// operations' (an operation naming nothing has the empty key, which
-/// validation refuses).
-pub(crate) fn txn_keys(req: &TxnRequest) -> impl Iterator<Item = &[u8]> {
-    let compares = req.compares.iter().map(|c| &c.key[..]);
-    let ops = req
-        .success
-        .iter()
-        .chain(&req.failure)
-        .map(|op| match &op.op {
-            Some(txn_op::Op::Put(p)) => &p.key[..],
-            Some(txn_op::Op::Delete(d)) => &d.key[..],
-            Some(txn_op::Op::Get(g)) => &g.key[..],
-            None => &[][..],
-        });
-    compares.chain(ops)
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use keel_proto::v1::{self, TxnOp};
-
-    use super::*;
-
-    #[test]
-    fn a_transactions_keys_are_its_comparisons_and_operations() {
-        let op = |op| TxnOp { op: Some(op) };
-        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
-        let req = TxnRequest {
-            compares: vec![v1::Compare {
-                key: b("c"),
-                ..Default::default()
-            }],
-            success: vec![
-                op(txn_op::Op::Put(v1::TxnPut {
-                    key: b("p"),
-                    value: b("v"),
-                })),
-                op(txn_op::Op::Get(v1::TxnGet { key: b("g") })),
-            ],
-            failure: vec![
-                op(txn_op::Op::Delete(v1::TxnDelete { key: b("d") })),
-                TxnOp { op: None },
-            ],
-        };
-        let keys: Vec<&[u8]> = txn_keys(&req).collect();
-        assert_eq!(keys, [&b"c"[..], b"p", b"g", b"d", b""]);
     }
 }
