@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::parse;
+use crate::scenario_files::ScenarioFiles;
 use crate::target::ReadConsistency;
 
 /// A cluster for the bench to start.
@@ -84,32 +85,18 @@ pub struct BenchArgs {
     /// Seed of the clients' key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also write every result as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// Where results, data and the keel binary are, and extra `keel serve`
+    /// flags (shared with the scenario subcommands).
+    #[command(flatten)]
+    pub files: ScenarioFiles,
     /// Also draw throughput and p99 latency against the client count, one line
     /// per system, as an SVG file (most useful with `--sweep-clients`).
     #[arg(long)]
     pub chart: Option<PathBuf>,
-    /// Put started clusters' data in a fresh directory under this one (removed at
-    /// the end; default: the system's temporary directory).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
-    /// The keel binary for `--cluster local` (default: this executable).
-    #[arg(long)]
-    pub keel_bin: Option<PathBuf>,
-    /// Keep the started clusters' directory (data, process logs, event logs) after
-    /// the run instead of removing it.
-    #[arg(long)]
-    pub keep_data: bool,
     /// Give the started keel nodes `--event-log` files (off by default: the event
     /// log writes a line per committed entry, which a production node need not do).
     #[arg(long)]
     pub keel_event_logs: bool,
-    /// An extra flag for every started `keel serve`, e.g. `--keel-arg=--tick-ms=5`
-    /// (repeatable).
-    #[arg(long, allow_hyphen_values = true)]
-    pub keel_arg: Vec<String>,
     /// Make keel's client send one gRPC call per operation instead of batching
     /// the operations in flight on a connection into one stream (etcd's client
     /// cannot batch; this shows keel without it).

@@ -112,14 +112,14 @@ impl BenchArgs {
         let keel = match self.cluster {
             Some(ClusterArg::Local) => SystemPlan::KeelLocal {
                 nodes: self.nodes,
-                bin: match &self.keel_bin {
+                bin: match &self.files.keel_bin {
                     Some(b) => b.clone(),
                     None => {
                         std::env::current_exe().map_err(|e| PlanError::KeelBinary(e.to_string()))?
                     }
                 },
                 event_logs: self.keel_event_logs,
-                extra_args: self.keel_arg.clone(),
+                extra_args: self.files.keel_arg.clone(),
             },
             None => {
                 let endpoints: Vec<String> = self
@@ -176,10 +176,14 @@ impl BenchArgs {
             },
             preload: !self.no_preload && (self.preload || self.read_fraction > 0.0),
             progress: !self.quiet,
-            json: self.json.clone(),
+            json: self.files.json.clone(),
             chart: self.chart.clone(),
-            work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
-            keep_data: self.keep_data,
+            work_dir: self
+                .files
+                .work_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+            keep_data: self.files.keep_data,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! share on their command lines — where results, data and the binary are, and
 //! the extra `keel serve` flags — and the directory each run works in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -49,22 +49,33 @@ impl ScenarioFiles {
             }
         };
         let work = self.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let temp = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&work)
-            .with_context(|| format!("cannot create a directory in {}", work.display()))?;
-        let (dir, removed_at_end) = if self.keep_data {
-            let dir = temp.keep();
-            eprintln!("The cluster's data and logs stay in {}.", dir.display());
-            (dir, None)
-        } else {
-            (temp.path().to_path_buf(), Some(temp))
-        };
+        let (dir, removed_at_end) = run_dir(&work, prefix, self.keep_data)?;
         Ok(Workspace {
             bin,
             dir,
             _removed_at_end: removed_at_end,
         })
+    }
+}
+
+/// A fresh directory named from `prefix` under `work`: kept after the run
+/// with `keep` (which is said on stderr), else removed when the returned
+/// guard is dropped.
+pub fn run_dir(
+    work: &Path,
+    prefix: &str,
+    keep: bool,
+) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let temp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(work)
+        .with_context(|| format!("cannot create a directory in {}", work.display()))?;
+    if keep {
+        let dir = temp.keep();
+        eprintln!("The run's data and logs stay in {}.", dir.display());
+        Ok((dir, None))
+    } else {
+        Ok((temp.path().to_path_buf(), Some(temp)))
     }
 }
 

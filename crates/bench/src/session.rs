@@ -6,12 +6,11 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
-
 use crate::driver::{self, RunSpec, StopAt};
 use crate::plan::{Plan, SystemPlan};
 use crate::preload::preload;
 use crate::results::{PointResult, clients_text};
+use crate::scenario_files::run_dir;
 use crate::stats::OpSummary;
 use crate::systems::{EtcdSystem, KeelSystem, LocalOptions, System};
 use crate::workload::OpKind;
@@ -19,18 +18,8 @@ use crate::workload::OpKind;
 /// Runs the whole plan; returns one result per system and client count, in the
 /// order measured.
 pub async fn execute(plan: &Plan) -> anyhow::Result<Vec<PointResult>> {
-    let temp = tempfile::Builder::new()
-        .prefix("keel-bench-")
-        .tempdir_in(&plan.work_dir)
-        .with_context(|| format!("cannot create a directory in {}", plan.work_dir.display()))?;
     // With --keep-data the directory outlives the run, failed runs included.
-    let (dir, _removed_at_end) = if plan.keep_data {
-        let dir = temp.keep();
-        eprintln!("The clusters' data and logs stay in {}.", dir.display());
-        (dir, None)
-    } else {
-        (temp.path().to_path_buf(), Some(temp))
-    };
+    let (dir, _removed_at_end) = run_dir(&plan.work_dir, "keel-bench-", plan.keep_data)?;
     eprintln!("{}", describe(plan));
     let mut results = Vec::new();
     for system in &plan.systems {
