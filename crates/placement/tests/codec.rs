@@ -78,10 +78,30 @@ fn commands_round_trip_and_their_encoding_is_pinned() {
         String::from_utf8(command.encode()).ok().as_deref(),
         Some(r#"{"format":1,"command":{"op":"begin_slot_move","slot":12,"to":3}}"#)
     );
+    assert_eq!(
+        String::from_utf8(
+            Command::JoinNode {
+                node: 4,
+                address: "a:1".into(),
+                new_group_replicas: 3,
+            }
+            .encode()
+        )
+        .ok()
+        .as_deref(),
+        Some(
+            r#"{"format":1,"command":{"op":"join_node","node":4,"address":"a:1","new_group_replicas":3}}"#
+        )
+    );
     let all = [
         Command::RegisterNode {
             node: 1,
             address: "a:1".into(),
+        },
+        Command::JoinNode {
+            node: 1,
+            address: "a:1".into(),
+            new_group_replicas: 3,
         },
         Command::DrainNode { node: 1 },
         Command::RemoveNode { node: 1 },

@@ -315,3 +315,84 @@ fn no_groups_no_plan() {
     // A single full group owns everything: balanced already.
     assert!(plan::rebalance(&cluster(3), usize::MAX).is_empty());
 }
+
+// ---- joining through placement (`Command::JoinNode`) ----
+
+fn join_node(node: u64) -> Command {
+    Command::JoinNode {
+        node,
+        address: common::addr(node),
+        new_group_replicas: 3,
+    }
+}
+
+#[test]
+fn a_join_node_command_registers_and_places_in_one_version() {
+    let mut map = cluster(3);
+    let before = map.version();
+    let applied = ok(&mut map, join_node(4));
+    assert_eq!(applied.version, before + 1);
+    assert_eq!(applied.created_group, Some(2));
+    assert_eq!(map.groups()[&2].members, set(&[1, 2, 4]));
+    assert!(map.nodes().contains_key(&4));
+    // Retried after an unknown outcome: nothing more happens.
+    common::unchanged(&mut map, join_node(4));
+    // The next joiner is placed on the map as the first join left it.
+    let applied = ok(&mut map, join_node(5));
+    assert_eq!(applied.created_group, Some(3));
+    assert_eq!(map.groups()[&3].members, set(&[3, 4, 5]));
+}
+
+#[test]
+fn a_join_node_command_fills_a_short_group_but_never_group_1() {
+    let mut map = with_nodes(2);
+    create(&mut map, &[1, 2], 3);
+    // Group 1 is short, but its members are its Raft configuration's: the
+    // joiner forms a new group instead.
+    let applied = ok(&mut map, join_node(3));
+    assert_eq!(applied.created_group, Some(2));
+    assert_eq!(map.groups()[&1].members, set(&[1, 2]));
+    // A short group other than group 1 is filled.
+    create(&mut map, &[1], 3);
+    ok(&mut map, join_node(4));
+    assert_eq!(map.groups()[&3].members, set(&[1, 4]));
+}
+
+#[test]
+fn a_refused_join_node_command_changes_nothing() {
+    let mut map = cluster(3);
+    let before = map.clone();
+    // A bad replica count is refused after the registration was tried: the
+    // registration does not stay behind.
+    let refused = common::refused(
+        &mut map,
+        Command::JoinNode {
+            node: 4,
+            address: common::addr(4),
+            new_group_replicas: 0,
+        },
+    );
+    assert_eq!(refused, CommandError::InvalidTarget { target: 0 });
+    assert_eq!(map, before);
+    // So is an address another node uses.
+    let refused = common::refused(
+        &mut map,
+        Command::JoinNode {
+            node: 4,
+            address: common::addr(1),
+            new_group_replicas: 3,
+        },
+    );
+    assert!(matches!(
+        refused,
+        CommandError::AddressInUse { node: 1, .. }
+    ));
+    assert_eq!(map, before);
+    // A draining node gets nothing new.
+    ok(&mut map, join_node(4));
+    ok(&mut map, Command::DrainNode { node: 4 });
+    assert_eq!(
+        common::refused(&mut map, join_node(4)),
+        CommandError::NodeDraining { node: 4 }
+    );
+}

@@ -34,8 +34,31 @@ impl ClusterMap {
     /// every replica of the placement group gets the same answer and the same
     /// map from the same log.
     pub fn apply(&mut self, command: &Command) -> Result<Applied, CommandError> {
-        let effect = match command {
+        let effect = self.apply_effect(command)?;
+        let changed = effect != Effect::Unchanged;
+        if changed {
+            self.version += 1;
+        }
+        Ok(Applied {
+            changed,
+            version: self.version,
+            created_group: match effect {
+                Effect::Created(group) => Some(group),
+                Effect::Unchanged | Effect::Changed => None,
+            },
+        })
+    }
+
+    /// Dispatches `command` to its handler, without the version bump (one
+    /// command, one bump, even when a handler applies another command).
+    pub(super) fn apply_effect(&mut self, command: &Command) -> Result<Effect, CommandError> {
+        Ok(match command {
             Command::RegisterNode { node, address } => self.register_node(*node, address)?,
+            Command::JoinNode {
+                node,
+                address,
+                new_group_replicas,
+            } => self.join_node(*node, address, *new_group_replicas)?,
             Command::DrainNode { node } => self.drain_node(*node)?,
             Command::RemoveNode { node } => self.remove_node(*node)?,
             Command::CreateGroup {
@@ -54,18 +77,6 @@ impl ClusterMap {
             Command::BeginSlotMove { slot, to } => self.begin_slot_move(*slot, *to)?,
             Command::CommitSlotMove { slot, epoch } => self.commit_slot_move(*slot, *epoch)?,
             Command::AbortSlotMove { slot, epoch } => self.abort_slot_move(*slot, *epoch)?,
-        };
-        let changed = effect != Effect::Unchanged;
-        if changed {
-            self.version += 1;
-        }
-        Ok(Applied {
-            changed,
-            version: self.version,
-            created_group: match effect {
-                Effect::Created(group) => Some(group),
-                Effect::Unchanged | Effect::Changed => None,
-            },
         })
     }
 }

@@ -42,6 +42,23 @@ pub enum Command {
         /// Its advertised `host:port`.
         address: String,
     },
+    /// A node joining the cluster through placement (`keel serve --join …
+    /// --join-as placed`): registers `node` at `address` as
+    /// [`Command::RegisterNode`] does, then gives it its first replica as
+    /// [`crate::plan::join`] decides on the map as it is when the command
+    /// applies — so two nodes joining at once are placed one after the other,
+    /// never both into the last free place. Group 1 is never filled this way
+    /// (its members are its Raft configuration's, changed by `keel member
+    /// add`). A node that already holds a replica is only (re)registered, so a
+    /// join retried after an unknown outcome places the node once.
+    JoinNode {
+        /// The node (non-zero).
+        node: NodeId,
+        /// Its advertised `host:port`.
+        address: String,
+        /// How many replicas a group formed for it should have.
+        new_group_replicas: u8,
+    },
     /// Marks `node` as leaving: it gets no new replicas. Its replicas stay until
     /// they are moved ([`crate::plan::node_removal`]).
     DrainNode {

@@ -2,8 +2,9 @@
 
 use super::apply::Effect;
 use crate::error::CommandError;
-use crate::ids::{MAX_NODES, NodeId};
+use crate::ids::{FIRST_DATA_GROUP, MAX_NODES, NodeId};
 use crate::map::{ClusterMap, Node, NodeState, check_address};
+use crate::plan::{self, PlanError};
 
 impl ClusterMap {
     pub(super) fn register_node(
@@ -48,6 +49,35 @@ impl ClusterMap {
                 Ok(Effect::Changed)
             }
         }
+    }
+
+    /// Registers `node`, then applies its join plan, on a copy: a refusal of
+    /// either step leaves the map as it was.
+    pub(super) fn join_node(
+        &mut self,
+        node: NodeId,
+        address: &str,
+        new_group_replicas: u8,
+    ) -> Result<Effect, CommandError> {
+        let mut next = self.clone();
+        let registered = next.register_node(node, address)?;
+        let plan = plan::join_filling(&next, node, new_group_replicas, |g| g != FIRST_DATA_GROUP)
+            .map_err(|e| match e {
+            PlanError::Refused(e) => e,
+            // Only a removal plan strands a group; named as the nearest
+            // command refusal all the same.
+            PlanError::Stranded { group, node } => CommandError::LastMember { group, node },
+        })?;
+        let placed = match plan {
+            Some(command) => next.apply_effect(&command)?,
+            None => Effect::Unchanged,
+        };
+        *self = next;
+        Ok(match (registered, placed) {
+            (_, Effect::Created(group)) => Effect::Created(group),
+            (Effect::Unchanged, Effect::Unchanged) => Effect::Unchanged,
+            _ => Effect::Changed,
+        })
     }
 
     pub(super) fn drain_node(&mut self, node: NodeId) -> Result<Effect, CommandError> {

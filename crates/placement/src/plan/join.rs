@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::{PlanError, least_loaded};
 use crate::command::{Command, check_target};
-use crate::ids::NodeId;
+use crate::ids::{GroupId, NodeId};
 use crate::map::ClusterMap;
 
 /// The command that gives `node` (registered, active) its first replica, or
@@ -25,6 +25,18 @@ pub fn join(
     node: NodeId,
     new_group_replicas: u8,
 ) -> Result<Option<Command>, PlanError> {
+    join_filling(map, node, new_group_replicas, |_| true)
+}
+
+/// [`join`], where rule 1 considers only the groups `fillable` accepts: the
+/// runtime's join ([`Command::JoinNode`]) never fills group 1, whose members
+/// are its own Raft configuration's (`keel member add`), not the map's.
+pub(crate) fn join_filling(
+    map: &ClusterMap,
+    node: NodeId,
+    new_group_replicas: u8,
+    fillable: impl Fn(GroupId) -> bool,
+) -> Result<Option<Command>, PlanError> {
     map.check_can_host(node)?;
     check_target(new_group_replicas)?;
     if !map.groups_of(node).is_empty() {
@@ -33,7 +45,7 @@ pub fn join(
     let short = map
         .groups()
         .iter()
-        .filter(|(_, g)| !g.is_full())
+        .filter(|&(&id, g)| !g.is_full() && fillable(id))
         .min_by_key(|&(&id, g)| (g.members.len(), id));
     if let Some((&group, _)) = short {
         return Ok(Some(Command::AddGroupMember { group, node }));

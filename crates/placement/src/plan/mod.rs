@@ -14,6 +14,7 @@ mod removal;
 
 pub use error::PlanError;
 pub use join::join;
+pub(crate) use join::join_filling;
 pub use rebalance::{PlannedMove, rebalance};
 pub use removal::{RemovalPlan, node_removal};
 
