@@ -7,10 +7,21 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, ValueEnum};
 use keel_server::config::setting;
-use keel_server::{DefaultReadMode, ServerConfig, parse_initial_cluster};
+use keel_server::{DefaultReadMode, JoinAs, ServerConfig, parse_initial_cluster};
 
 use crate::config_file;
 use crate::logging::{self, LogFormat};
+
+/// What a node started with --join becomes.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum JoinAsArg {
+    /// A member of group 1.
+    Member,
+    /// Placed in a data group by the placement service.
+    Placed,
+    /// Registered with the placement service, with no replicas yet.
+    Spare,
+}
 
 /// Read mode for requests that do not choose one.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -73,6 +84,17 @@ pub(crate) struct ServeArgs {
     /// With --join: stay a learner (receive the log, never vote).
     #[arg(long, env = "KEEL_LEARNER")]
     pub(crate) learner: bool,
+    /// With --join: `member` joins group 1 (the cluster's Raft membership, as
+    /// in a cluster of one group); `placed` registers with the placement
+    /// service, which puts the node in the data group short of replicas or
+    /// forms a new group with it; `spare` only registers, for an operator to
+    /// give it replicas (`keel shard group ...`). docs/sharding.md.
+    #[arg(long, env = "KEEL_JOIN_AS", value_enum, default_value = "member")]
+    pub(crate) join_as: JoinAsArg,
+    /// With --join-as placed: the replica target of a group formed for this
+    /// node (1 to 7).
+    #[arg(long, env = "KEEL_NEW_GROUP_REPLICAS", default_value_t = 3)]
+    pub(crate) new_group_replicas: u8,
     /// On SIGTERM or SIGINT, leave the cluster (remove this node from the
     /// configuration) before stopping; a leader hands leadership over first.
     #[arg(long, env = "KEEL_LEAVE_ON_SHUTDOWN")]
@@ -245,6 +267,12 @@ impl ServeArgs {
         cfg.snapshot_trailing_entries = self.snapshot_trailing_entries;
         cfg.join = self.join;
         cfg.learner = self.learner;
+        cfg.join_as = match self.join_as {
+            JoinAsArg::Member => JoinAs::Member,
+            JoinAsArg::Placed => JoinAs::Placed,
+            JoinAsArg::Spare => JoinAs::Spare,
+        };
+        cfg.new_group_replicas = self.new_group_replicas;
         cfg.leave_on_shutdown = self.leave_on_shutdown;
         cfg.promote_lag_entries = self.promote_lag_entries;
         cfg.session_idle_timeout_ms = self.session_idle_timeout_ms;

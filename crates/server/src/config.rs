@@ -12,6 +12,22 @@ use crate::error::ServerError;
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
 
+/// What a node started with `--join` becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JoinAs {
+    /// A member of group 1 (added as a learner, promoted once caught up), as
+    /// in a cluster of one group.
+    #[default]
+    Member,
+    /// Registered with the placement service, which gives the node its first
+    /// replica (docs/sharding.md, *Joining through placement*): a place in a
+    /// data group short of replicas, or a new group once every group is full.
+    Placed,
+    /// Registered with the placement service with no replicas: an operator
+    /// gives it some (`keel shard group create/add-member`).
+    Spare,
+}
+
 /// How reads are served when the request does not say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DefaultReadMode {
@@ -101,6 +117,11 @@ pub struct ServerConfig {
     pub join: Option<String>,
     /// When joining: stay a learner (never promoted automatically).
     pub learner: bool,
+    /// When joining: a member of group 1, or placed by the placement service.
+    pub join_as: JoinAs,
+    /// When joining as placed: the replica target of a group formed for this
+    /// node (1 to 7).
+    pub new_group_replicas: u8,
     /// On a graceful stop (SIGTERM), remove this node from the cluster first.
     pub leave_on_shutdown: bool,
     /// The leader promotes a learner to voter once the learner holds all but at
@@ -177,6 +198,8 @@ impl ServerConfig {
             snapshot_trailing_entries: 1_000,
             join: None,
             learner: false,
+            join_as: JoinAs::Member,
+            new_group_replicas: 3,
             leave_on_shutdown: false,
             promote_lag_entries: 1_000,
             session_idle_timeout_ms: 3_600_000,
@@ -242,6 +265,20 @@ impl ServerConfig {
                 setting("quiesce_after_heartbeats"),
                 self.quiesce_after_heartbeats,
                 heartbeat_ticks
+            ));
+        }
+        if !(1..=7).contains(&self.new_group_replicas) {
+            return bad(format!(
+                "{} must be in 1..=7, got {}",
+                setting("new_group_replicas"),
+                self.new_group_replicas
+            ));
+        }
+        if self.join_as != JoinAs::Member && self.learner {
+            return bad(format!(
+                "{} applies to a member of group 1; a node joining through placement \
+                 gets the replicas placement gives it",
+                setting("learner")
             ));
         }
         if self.max_clock_drift_ms >= self.election_timeout_ms {
@@ -556,6 +593,19 @@ mod tests {
             (
                 |c| c.id = 0,
                 "id (--id, KEEL_ID) must be a positive integer, got 0",
+            ),
+            (
+                |c| c.new_group_replicas = 8,
+                "new_group_replicas (--new-group-replicas, KEEL_NEW_GROUP_REPLICAS) must be \
+                 in 1..=7, got 8",
+            ),
+            (
+                |c| {
+                    c.join_as = JoinAs::Placed;
+                    c.learner = true;
+                },
+                "learner (--learner, KEEL_LEARNER) applies to a member of group 1; a node \
+                 joining through placement gets the replicas placement gives it",
             ),
             (
                 |c| c.tick_ms = 0,

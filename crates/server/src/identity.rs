@@ -40,6 +40,12 @@ pub struct Identity {
     /// before the placement group existed: such a node hosts only group 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Vec<NodeId>>,
+    /// The node joined through placement (`--join-as placed` or `spare`), not
+    /// as a member of group 1: its group 1 replica is not one to serve from
+    /// until group 1's configuration lists the node. Absent (false) in files
+    /// written before such joins existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_group_1: bool,
 }
 
 impl Identity {
@@ -188,6 +194,7 @@ pub fn load_or_create(
         incarnation: os_random_u64().max(1),
         members: members.clone(),
         placement: Some(placement_of(members)),
+        outside_group_1: false,
     };
     let text = serde_json::to_string_pretty(&id).expect("identity serializes");
     write_atomically(&path, text.as_bytes())?;
@@ -207,6 +214,7 @@ pub fn create_joined(
     node_id: NodeId,
     cluster_id: u64,
     bootstrap: &BTreeMap<NodeId, String>,
+    outside_group_1: bool,
 ) -> Result<Identity, ServerError> {
     let path = dir.join(IDENTITY_FILE);
     let id = Identity {
@@ -218,6 +226,7 @@ pub fn create_joined(
         // A joining node is never a bootstrap placement member (it is not in
         // the bootstrap membership), but it follows the map from them.
         placement: Some(placement_of(bootstrap)),
+        outside_group_1,
     };
     let text = serde_json::to_string_pretty(&id).expect("identity serializes");
     write_atomically(&path, text.as_bytes())?;
@@ -285,7 +294,7 @@ mod tests {
     fn joined_identity_reloads_without_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(!is_initialised(dir.path()));
-        let made = create_joined(dir.path(), 4, 99, &members()).expect("create");
+        let made = create_joined(dir.path(), 4, 99, &members(), false).expect("create");
         assert!(is_initialised(dir.path()));
         let (back, created) = load_or_create(dir.path(), 4, &BTreeMap::new(), "t").expect("reload");
         assert!(!created);
@@ -303,9 +312,14 @@ mod tests {
         let (back, _) = load_or_create(dir.path(), 4, &BTreeMap::new(), "t").expect("reload");
         assert_eq!(back.placement, Some(vec![1, 2, 3]));
         let joined = tempfile::tempdir().expect("tempdir");
-        let j = create_joined(joined.path(), 9, 99, &four).expect("join");
+        let j = create_joined(joined.path(), 9, 99, &four, true).expect("join");
         assert_eq!(j.placement, Some(vec![1, 2, 3]));
         assert!(!j.hosts_placement());
+        // A node placed outside group 1 keeps saying so across restarts.
+        assert!(j.outside_group_1);
+        let (back, _) = load_or_create(joined.path(), 9, &BTreeMap::new(), "t").expect("reload");
+        assert!(back.outside_group_1);
+        assert!(!a.outside_group_1);
     }
 
     #[test]

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use keel_client::{BearerToken, Client, ClientConfig, Error as ClientError, Member};
+use keel_client::{BearerToken, Client, ClientConfig, Error as ClientError, MapCommand, Member};
 use keel_raft::NodeId;
 
-use crate::config::ServerConfig;
+use crate::config::{JoinAs, ServerConfig};
 use crate::error::ServerError;
 use crate::identity;
 use crate::transport::PeerConnector;
@@ -39,8 +39,12 @@ pub(crate) struct Joined {
     pub(crate) cluster_id: u64,
     /// Its bootstrap membership.
     pub(crate) bootstrap: BTreeMap<NodeId, String>,
-    /// The membership after this node was added.
+    /// The membership after this node was added: group 1's, or for a node
+    /// placed by the placement service the members of its groups.
     pub(crate) members: BTreeMap<NodeId, String>,
+    /// The data groups placement put the node in (empty for a member of
+    /// group 1 and for a spare).
+    pub(crate) groups: Vec<keel_client::GroupId>,
 }
 
 pub(crate) fn client(
@@ -93,6 +97,11 @@ pub(crate) async fn join(cfg: &ServerConfig, creds: &Credentials) -> Result<Join
             cfg.id
         );
     }
+    if cfg.join_as != JoinAs::Member {
+        return join_placed(cfg, &client, info.cluster_id, bootstrap, give_up)
+            .await
+            .map_err(fail);
+    }
     let mut last = String::new();
     loop {
         if Instant::now() >= give_up {
@@ -104,6 +113,7 @@ pub(crate) async fn join(cfg: &ServerConfig, creds: &Credentials) -> Result<Join
                     cluster_id: resp.cluster_id,
                     bootstrap,
                     members: by_id(&resp.members),
+                    groups: Vec::new(),
                 });
             }
             // Refusals may pass (a change in flight commits, a voter comes back, the
@@ -121,6 +131,73 @@ pub(crate) async fn join(cfg: &ServerConfig, creds: &Credentials) -> Result<Join
                 tokio::time::sleep(JOIN_RETRY).await;
             }
             Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+}
+
+/// Joins through the placement service: one `JoinNode` command registers the
+/// node and gives it its first replica, decided on the map as the command
+/// applies (docs/sharding.md, *Joining through placement*); a spare is only
+/// registered (`RegisterNode`). The node is in
+/// no group 1 configuration; its replicas are hosted once its map says so.
+/// Retried like a group 1 join: the command is harmless to repeat.
+async fn join_placed(
+    cfg: &ServerConfig,
+    client: &Client,
+    cluster_id: u64,
+    bootstrap: BTreeMap<NodeId, String>,
+    give_up: Instant,
+) -> Result<Joined, String> {
+    let command = match cfg.join_as {
+        JoinAs::Spare => MapCommand::RegisterNode {
+            node: cfg.id,
+            address: cfg.advertise.clone(),
+        },
+        JoinAs::Member | JoinAs::Placed => MapCommand::JoinNode {
+            node: cfg.id,
+            address: cfg.advertise.clone(),
+            new_group_replicas: cfg.new_group_replicas,
+        },
+    };
+    let mut last = String::new();
+    loop {
+        if Instant::now() >= give_up {
+            return Err(format!("no success within {JOIN_TIMEOUT:?}: {last}"));
+        }
+        match client.change_map(&command).await {
+            Ok(outcome) => {
+                let groups = outcome.map.groups_of(cfg.id);
+                // The members of this node's groups, to reach at once (the
+                // map, once this node has one, names them all anyway).
+                let members = groups
+                    .iter()
+                    .filter_map(|g| outcome.map.groups().get(g))
+                    .flat_map(|g| g.members.iter())
+                    .filter_map(|n| {
+                        let node = outcome.map.nodes().get(n)?;
+                        Some((*n, node.address.clone()))
+                    })
+                    .collect();
+                return Ok(Joined {
+                    cluster_id,
+                    bootstrap,
+                    members,
+                    groups: groups.into_iter().collect(),
+                });
+            }
+            // No placement leader yet, or one that just changed: ask again. A
+            // refusal (an address in use, a draining node) is final.
+            Err(
+                e @ (ClientError::OutcomeUnknown { .. }
+                | ClientError::Unavailable { .. }
+                | ClientError::Overloaded { .. }
+                | ClientError::DiskFull { .. }),
+            ) => {
+                tracing::warn!("joining through placement: {e}; retrying");
+                last = e.to_string();
+                tokio::time::sleep(JOIN_RETRY).await;
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
 }

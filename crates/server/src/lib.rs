@@ -27,6 +27,6 @@ pub mod timeline;
 pub mod tls;
 pub mod transport;
 
-pub use config::{DefaultReadMode, MAX_KEY_BYTES, ServerConfig, parse_initial_cluster};
+pub use config::{DefaultReadMode, JoinAs, MAX_KEY_BYTES, ServerConfig, parse_initial_cluster};
 pub use error::ServerError;
 pub use server::run;

@@ -139,6 +139,17 @@ impl MemberBook {
         s.info.contains_key(&id) && !s.removed.contains(&id)
     }
 
+    /// Whether this node has seen a configuration without `id` commit after
+    /// one with it (and none re-adding it since).
+    pub fn was_removed(&self, id: NodeId) -> bool {
+        self.read().removed.contains(&id)
+    }
+
+    /// Whether `id` is a voter or learner of the configuration in force.
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.read().conf.contains(id)
+    }
+
     /// The member using `address`, if any in the configuration in force.
     pub fn member_at(&self, address: &str) -> Option<NodeId> {
         let s = self.read();

@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::auth::{GrpcAuth, TokenCheck};
 use crate::backup::Backups;
-use crate::config::ServerConfig;
+use crate::config::{JoinAs, ServerConfig};
 use crate::error::ServerError;
 use crate::events::EventLog;
 use crate::identity::{self, lock_data_dir};
@@ -69,14 +69,31 @@ pub async fn run(
                 cfg.id,
                 joined.cluster_id,
                 &joined.bootstrap,
+                cfg.join_as != JoinAs::Member,
             )?;
-            events.note(&format!(
-                "Node {} joined cluster {:016x} through {seed} as a learner{}; members: {}.",
-                cfg.id,
-                identity.cluster_id,
-                if cfg.learner { " (kept a learner)" } else { "" },
-                fmt_ids(joined.members.keys())
-            ));
+            let line = match cfg.join_as {
+                JoinAs::Member => format!(
+                    "Node {} joined cluster {:016x} through {seed} as a learner{}; members: {}.",
+                    cfg.id,
+                    identity.cluster_id,
+                    if cfg.learner { " (kept a learner)" } else { "" },
+                    fmt_ids(joined.members.keys())
+                ),
+                JoinAs::Placed => format!(
+                    "Node {} joined cluster {:016x} through {seed}; placement gave it group(s) {} \
+                     with nodes {}.",
+                    cfg.id,
+                    identity.cluster_id,
+                    fmt_ids(joined.groups.iter()),
+                    fmt_ids(joined.members.keys())
+                ),
+                JoinAs::Spare => format!(
+                    "Node {} joined cluster {:016x} through {seed} as a spare: registered with \
+                     placement, with no replicas until an operator gives it some.",
+                    cfg.id, identity.cluster_id
+                ),
+            };
+            events.note(&line);
             joined_members = joined.members;
             identity
         }
@@ -186,6 +203,7 @@ pub async fn run(
         http_address: cfg.http.map(|a| a.to_string()),
         peers: creds.peers.clone(),
         token: creds.token.clone(),
+        outside_group_1: identity.outside_group_1,
     };
     let token_check = creds
         .token
@@ -217,7 +235,8 @@ pub async fn run(
         stats,
     )
     .with_snapshot_inboxes(inboxes)
-    .with_groups(directory.clone());
+    .with_groups(directory.clone())
+    .with_map(maps.clone());
     if let Some(tls) = &tls {
         raft_svc = raft_svc.with_node_certs(tls.nodes.clone(), ctx.metrics.clone());
     }
@@ -445,6 +464,13 @@ async fn hand_off_placement(node: &node::NodeHandle, timeout: Duration) {
 /// `--leave-on-shutdown`: asks the (new) leader to remove this node, so the
 /// cluster's quorum no longer counts it.
 async fn leave_cluster(ctx: &ApiContext, timeout: Duration, creds: &Credentials) {
+    if !ctx.members.is_member(ctx.id) {
+        tracing::info!(
+            "node {} is not a member of group 1 (it joined through placement): nothing to leave",
+            ctx.id
+        );
+        return;
+    }
     let others: Vec<String> = ctx
         .members
         .members()

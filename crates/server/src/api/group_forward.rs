@@ -122,7 +122,7 @@ impl ApiContext {
             return None;
         }
         let slots: Vec<Slot> = keys.into_iter().map(slot_for_key).collect();
-        let hosts = |g: GroupId| g == crate::node::KV_GROUP || self.groups.contains(g);
+        let hosts = |g: GroupId| self.serves_group(g);
         self.maps
             .with(|cached| remote_of(cached.map(|c| &*c.map), &slots, self.id, hosts))
     }

@@ -32,6 +32,8 @@ use super::http_session::session_of;
 use super::ops::Forwarding;
 use crate::auth::{TokenCheck, require_token};
 use crate::metrics::ClientOp;
+use crate::node::KV_GROUP;
+use keel_placement::PLACEMENT_GROUP;
 
 pub(super) type Ctx = State<Arc<ApiContext>>;
 
@@ -511,9 +513,22 @@ async fn change_cluster_map(State(ctx): Ctx, body: String) -> Result<Response, H
     Ok(axum::Json(body).into_response())
 }
 
+/// Healthy when group 1 has a leader — or, on a node that joined through
+/// placement (outside group 1), when it has a cluster map and every data group
+/// it hosts has a leader (a spare hosts none yet).
 async fn healthz(State(ctx): Ctx) -> Response {
     let s = ctx.node.status();
-    let healthy = s.leader != 0;
+    let healthy = if ctx.serves_group(KV_GROUP) {
+        s.leader != 0
+    } else {
+        let groups: Vec<_> = ctx
+            .groups
+            .all()
+            .into_iter()
+            .filter(|g| g.group() != KV_GROUP && g.group() != PLACEMENT_GROUP)
+            .collect();
+        ctx.maps.current().is_some() && groups.iter().all(|g| g.status().leader != 0)
+    };
     let code = if healthy {
         StatusCode::OK
     } else {

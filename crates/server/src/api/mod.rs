@@ -92,6 +92,9 @@ pub struct ApiIdentity {
     pub peers: PeerConnector,
     /// The bearer token its forwarded requests carry, if the cluster has one.
     pub token: Option<BearerToken>,
+    /// It joined through placement: its group 1 replica serves nothing until
+    /// group 1's configuration lists the node.
+    pub outside_group_1: bool,
 }
 
 /// How this node reaches the placement group, which changes the cluster map.
@@ -118,6 +121,8 @@ pub struct ApiContext {
     pub address: String,
     /// This node's HTTP address, if served.
     pub http_address: Option<String>,
+    /// It joined through placement (see [`ApiIdentity::outside_group_1`]).
+    pub outside_group_1: bool,
     /// Limits.
     pub limits: ApiLimits,
     /// When the node started.
@@ -162,6 +167,7 @@ impl ApiContext {
             members,
             address: who.address,
             http_address: who.http_address,
+            outside_group_1: who.outside_group_1,
             forwarder: Forwarder::new(limits.max_value_bytes, who.peers, who.token),
             group_leaders: group_forward::GroupLeaders::default(),
             lost_replies: sessions::LostReplies::every(limits.fault_lose_write_reply_every),

@@ -130,12 +130,33 @@ impl ApiContext {
         }
     }
 
-    /// This node's replica of `group`, if it hosts one.
+    /// This node's replica of `group`, if it hosts one that serves. Every
+    /// node has a replica of group 1, but on a node that joined through
+    /// placement it is in no configuration and has no leader to serve with:
+    /// group 1's requests go to its members instead.
     pub(crate) fn hosted(&self, group: GroupId) -> Option<Routed<'_>> {
         if group == KV_GROUP {
-            return Some(Routed::Primary(&self.node));
+            return self
+                .serves_kv_group()
+                .then_some(Routed::Primary(&self.node));
         }
         self.groups.get(group).map(Routed::Other)
+    }
+
+    /// Whether this node serves `group` itself (see [`ApiContext::hosted`]).
+    pub(crate) fn serves_group(&self, group: GroupId) -> bool {
+        if group == KV_GROUP {
+            return self.serves_kv_group();
+        }
+        self.groups.contains(group)
+    }
+
+    /// Whether this node serves group 1 from its own replica: unless it
+    /// joined through placement and group 1's configuration does not list it.
+    /// (A node joining group 1 serves from its replica while it catches up,
+    /// as a follower does.)
+    fn serves_kv_group(&self) -> bool {
+        !self.outside_group_1 || self.members.is_member(self.id)
     }
 
     fn hosted_group(
@@ -144,10 +165,10 @@ impl ApiContext {
         slot: Slot,
         map_version: u64,
     ) -> Result<Routed<'_>, ErrorDetail> {
-        if group == KV_GROUP {
+        if group == KV_GROUP && self.serves_kv_group() {
             return Ok(Routed::Primary(&self.node));
         }
-        self.groups.get(group).map(Routed::Other).ok_or_else(|| {
+        self.hosted(group).ok_or_else(|| {
             ErrorDetail::wrong_group(
                 slot.get(),
                 map_version,

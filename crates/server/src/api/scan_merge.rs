@@ -32,10 +32,15 @@ impl ApiContext {
 
     /// This node's replica of `group`, for a part another node asked for.
     pub(crate) fn hosted_part(&self, group: GroupId) -> Result<NodeHandle, ErrorDetail> {
-        if group == KV_GROUP {
+        if group == KV_GROUP && self.serves_group(KV_GROUP) {
             return Ok(self.node.clone());
         }
-        self.groups.get(group).ok_or_else(|| {
+        let hosted = if group == KV_GROUP {
+            None
+        } else {
+            self.groups.get(group)
+        };
+        hosted.ok_or_else(|| {
             ErrorDetail::wrong_group(
                 0,
                 self.maps.version(),

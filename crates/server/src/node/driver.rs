@@ -113,6 +113,7 @@ impl Driver {
                         Ok(Order::Unhost(order)) => {
                             self.hosts.unhost(&mut self.ctx, &mut self.groups, order)?;
                         }
+                        Ok(Order::Peers(peers)) => self.ctx.transport.set_map_peers(peers),
                         Err(_) => {}
                     }
                 }

@@ -43,6 +43,9 @@ pub(crate) enum Order {
     Host(HostOrder),
     /// Stop hosting one and delete it (`unhost.rs`).
     Unhost(UnhostOrder),
+    /// The nodes of the cluster map with their addresses: the transport keeps
+    /// a connection to each, besides group 1's members.
+    Peers(BTreeMap<NodeId, String>),
 }
 
 /// Where host and unhost orders go: the consensus thread. Cheap to clone.
@@ -73,6 +76,13 @@ impl HostSender {
         let (reply, rx) = oneshot::channel();
         self.send(Order::Unhost(UnhostOrder { group, reply }))?;
         rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Tells the consensus thread the cluster map's nodes (id → address), so
+    /// this node reaches the members of its groups that group 1 does not
+    /// list. Does not wait.
+    pub fn set_peers(&self, peers: BTreeMap<NodeId, String>) -> Result<(), NodeError> {
+        self.send(Order::Peers(peers))
     }
 
     /// Asks the consensus thread to host a replica of `group` from `voters`,

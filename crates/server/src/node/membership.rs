@@ -148,8 +148,11 @@ impl Group {
         // Peers refusing us as a non-member while no leader talks to us: we were
         // removed and missed the entry. (A member that just joined can be refused
         // by a peer that has not heard of it yet, but it has a leader.)
+        // Only a node that counts itself a member can have been removed: one
+        // that joined through placement is in no group 1 configuration.
         if !self.membership.removal_noted
             && self.is_primary()
+            && status.conf.contains(status.id)
             && ctx.transport.refused_as_non_member() > 0
             && (status.leader == keel_raft::NO_NODE || status.role != Role::Follower)
         {

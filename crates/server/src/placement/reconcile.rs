@@ -9,6 +9,10 @@
 //! configuration never campaigns until the log makes it one, so a replica
 //! created early (before its group's leader adds it) is harmless.
 //!
+//! Each new map also gives the transport the map's nodes as peers, so a
+//! node reaches the members of its groups that group 1 does not list (nodes
+//! that joined through placement).
+//!
 //! Replicas of groups the node is no longer a member of are deleted by
 //! `conf_sync.rs`, once their group's configuration has let them go.
 
@@ -58,6 +62,15 @@ pub(crate) fn missing_groups(
         .collect()
 }
 
+/// The nodes `map` lists, by id, with their addresses: the transport's peers
+/// besides group 1's members.
+pub(crate) fn map_peers(map: &ClusterMap) -> BTreeMap<NodeId, String> {
+    map.nodes()
+        .iter()
+        .map(|(&id, node)| (id, node.address.clone()))
+        .collect()
+}
+
 /// Runs until `stop`: on every new map (and again after a failure), asks the
 /// consensus thread to host each missing group.
 pub(crate) async fn reconcile(
@@ -72,6 +85,12 @@ pub(crate) async fn reconcile(
         let map = updates.borrow_and_update().clone();
         let mut failed = false;
         if let Some(map) = map {
+            // Peers first: a group hosted below may have members only the map
+            // knows the addresses of.
+            if let Err(e) = hosts.set_peers(map_peers(&map.map)) {
+                tracing::warn!("cannot pass the cluster map's nodes to the transport yet: {e}");
+                failed = true;
+            }
             for (group, voters) in missing_groups(&map.map, me, |g| directory.contains(g)) {
                 match hosts.host(group, voters).await {
                     Ok(_) => tracing::info!(

@@ -19,7 +19,7 @@ pub mod slot_wire;
 pub mod slots;
 mod snapshot;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -72,6 +72,9 @@ pub struct Transport {
     peers: BTreeMap<NodeId, mpsc::Sender<MessageBatch>>,
     /// Peer addresses, for connections besides the message streams (snapshots).
     addrs: BTreeMap<NodeId, String>,
+    /// The nodes the cluster map lists: kept connected whatever group 1's
+    /// configuration says (a node that joined through placement is in none).
+    map_peers: BTreeSet<NodeId>,
     stats: Arc<TransportStats>,
     queue_batches: usize,
     runtime: tokio::runtime::Handle,
@@ -104,6 +107,7 @@ impl Transport {
             local,
             peers: BTreeMap::new(),
             addrs: BTreeMap::new(),
+            map_peers: BTreeSet::new(),
             stats,
             queue_batches,
             runtime: tokio::runtime::Handle::current(),
@@ -136,9 +140,24 @@ impl Transport {
         self.addrs.insert(peer, addr.to_string());
     }
 
-    /// Closes the connections to peers `keep` rejects (members that left).
+    /// Closes the connections to peers `keep` rejects (members that left),
+    /// except to nodes the cluster map lists.
     pub fn retain_peers(&mut self, keep: impl Fn(NodeId) -> bool) {
-        self.peers.retain(|&id, _| keep(id));
+        let map_peers = &self.map_peers;
+        self.peers
+            .retain(|&id, _| keep(id) || map_peers.contains(&id));
+    }
+
+    /// Connects to every node of the cluster map (`peers`: id → address), and
+    /// remembers them so group 1's membership changes leave them connected. A
+    /// node the map no longer lists stays connected until group 1's next
+    /// change closes what it does not keep: a connection is cheap, and a node
+    /// forgotten by the map has no replicas left to talk to.
+    pub fn set_map_peers(&mut self, peers: BTreeMap<NodeId, String>) {
+        for (&id, addr) in &peers {
+            self.set_peer(id, addr);
+        }
+        self.map_peers = peers.into_keys().collect();
     }
 
     /// How many times peers refused this node's streams as a non-member's.
@@ -232,5 +251,42 @@ fn message_bytes(m: &Message) -> u64 {
             entries.iter().map(keel_raft::Entry::size).sum::<u64>() + 64
         }
         _ => 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_maps_nodes_stay_connected_through_group_1_changes() {
+        let local = LocalIdentity {
+            node_id: 1,
+            cluster_id: 7,
+            incarnation: 1,
+        };
+        let mut t = Transport::start(
+            local,
+            &BTreeMap::from([(2, "127.0.0.1:1".to_string())]),
+            4,
+            Arc::new(TransportStats::default()),
+            PeerConnector::default(),
+        );
+        // The map lists itself, node 2 and node 4 (outside group 1).
+        t.set_map_peers(BTreeMap::from([
+            (1, "127.0.0.1:1".to_string()),
+            (2, "127.0.0.1:1".to_string()),
+            (4, "127.0.0.1:1".to_string()),
+        ]));
+        assert_eq!(t.peers().collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(t.peer_addr(4), Some("127.0.0.1:1"));
+        // Group 1 lets node 2 go and never had node 4: both stay, the map
+        // lists them.
+        t.retain_peers(|_| false);
+        assert_eq!(t.peers().collect::<Vec<_>>(), vec![2, 4]);
+        // Once the map forgets node 2, group 1's next change closes it.
+        t.set_map_peers(BTreeMap::from([(4, "127.0.0.1:1".to_string())]));
+        t.retain_peers(|_| false);
+        assert_eq!(t.peers().collect::<Vec<_>>(), vec![4]);
     }
 }

@@ -21,6 +21,7 @@ use crate::members::MemberBook;
 use crate::metrics::Metrics;
 use crate::node::{GroupDirectory, NodeHandle};
 use crate::peers::{IncarnationCheck, PeerIncarnations};
+use crate::placement::MapCache;
 use crate::tls::NodeCertCheck;
 
 /// The `keel.raft.v1.Raft` service of one node.
@@ -41,6 +42,9 @@ pub struct RaftService {
     node_certs: Option<(Arc<NodeCertCheck>, Arc<Metrics>)>,
     /// Refusals a refused peer repeats at will are logged at this rate at most.
     refusal_log: LogLimit,
+    /// The cluster map: nodes it lists are admitted though group 1 never had
+    /// them as members (they joined through placement).
+    maps: Option<MapCache>,
     /// The hosted groups' handles, for the slot-move calls (`slot_service.rs`);
     /// without them those calls are UNIMPLEMENTED.
     groups: Option<GroupDirectory>,
@@ -68,7 +72,33 @@ impl RaftService {
             node_certs: None,
             refusal_log: LogLimit::default(),
             groups: None,
+            maps: None,
         }
+    }
+
+    /// Also admits the nodes `maps`' cluster map lists (docs/sharding.md,
+    /// *Joining through placement*).
+    pub fn with_map(mut self, maps: MapCache) -> Self {
+        self.maps = Some(maps);
+        self
+    }
+
+    /// Whether messages from `from` are let in: a node group 1's book admits,
+    /// or one the cluster map lists that group 1 has not seen removed (a node
+    /// that joined through placement is in no group 1 configuration; a group
+    /// 1 member whose removal committed is still refused, which is how it
+    /// learns of its removal).
+    fn admits_sender(&self, from: NodeId) -> bool {
+        if from == self.node_id {
+            return false;
+        }
+        if self.members.admits(from) {
+            return true;
+        }
+        !self.members.was_removed(from)
+            && self.maps.as_ref().is_some_and(|maps| {
+                maps.with(|m| m.is_some_and(|m| m.map.nodes().contains_key(&from)))
+            })
     }
 
     /// Admits only connections that presented a node certificate `check`
@@ -206,7 +236,7 @@ impl RaftService {
                 self.node_id, self.cluster_id, batch.cluster_id
             )));
         }
-        if !self.members.admits(batch.from) || batch.from == self.node_id {
+        if !self.admits_sender(batch.from) {
             // A removed node keeps trying until it learns of its removal (from
             // this refusal): worth a warning, but not one per attempt.
             if let Some(n) = self.refusal_log.admit() {
@@ -356,5 +386,64 @@ impl Raft for RaftService {
         slot_service::propose(&node, cmd, timeout)
             .await
             .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use keel_raft::ConfState;
+
+    use super::*;
+    use crate::placement::CachedMap;
+    use crate::placement::test_maps::map_of;
+    use crate::transport::HostedGroups;
+
+    /// Node 1's service, its group 1 book of nodes 1 to 3.
+    fn service(dir: &std::path::Path) -> RaftService {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        RaftService::new(
+            1,
+            7,
+            Arc::new(MemberBook::new(&BTreeMap::from([
+                (1, "127.0.0.1:7001".to_string()),
+                (2, "127.0.0.1:7002".to_string()),
+                (3, "127.0.0.1:7003".to_string()),
+            ]))),
+            Arc::new(PeerIncarnations::open(dir).expect("peers")),
+            GroupDemux::new(
+                HostedGroups::new([1], prometheus_client::metrics::counter::Counter::default()),
+                tx,
+            ),
+            Arc::new(TransportStats::default()),
+        )
+    }
+
+    #[test]
+    fn nodes_the_map_lists_are_admitted_unless_group_1_removed_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let maps = MapCache::default();
+        let svc = service(dir.path()).with_map(maps.clone());
+        // Group 1's members, never itself; node 5 is unknown to both.
+        assert!(svc.admits_sender(2));
+        assert!(!svc.admits_sender(1));
+        assert!(!svc.admits_sender(5));
+        // Node 5 joined through placement: the map lists it (group 2 on 1, 2, 5).
+        let map = map_of(5, &[&[1, 2, 3], &[1, 2, 5]]);
+        let cached = CachedMap::decode(Bytes::from(map.encode())).expect("decodes");
+        assert!(maps.offer(cached));
+        assert!(svc.admits_sender(5));
+        // Node 3 left group 1 (its removal committed): still refused, though
+        // the map lists it, so a removed member learns of its removal.
+        svc.members
+            .set_conf(&ConfState::with_voters([1, 2, 3]), 1, false);
+        svc.members
+            .set_conf(&ConfState::with_voters([1, 2]), 2, false);
+        assert!(!svc.admits_sender(3));
+        // Without a map, only group 1's book counts.
+        let without = service(dir.path());
+        assert!(!without.admits_sender(5));
     }
 }
