@@ -9,6 +9,7 @@ mod demo;
 mod leader_cmd;
 mod logging;
 mod member_cmd;
+mod node_cmd;
 mod serve;
 mod shard_cmd;
 mod shard_group_cmd;
@@ -87,6 +88,12 @@ enum Command {
         #[command(subcommand)]
         command: shard_cmd::ShardCommand,
     },
+    /// Nodes of a sharded cluster: `keel node remove ID` moves its replicas to
+    /// other nodes, then forgets it.
+    Node {
+        #[command(subcommand)]
+        command: node_cmd::NodeCommand,
+    },
     /// Leadership: `keel leader transfer --to ID`.
     Leader {
         #[command(subcommand)]
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
         Command::Member { command } => member_cmd::run(command),
         Command::Snapshot { command } => snapshot_cmd::run(command),
         Command::Shard { command } => shard_cmd::run(command),
+        Command::Node { command } => node_cmd::run(command),
         Command::Put(a) => client_cmds::run(client_cmds::Op::Put(a)),
         Command::Get(a) => client_cmds::run(client_cmds::Op::Get(a)),
         Command::Del(a) => client_cmds::run(client_cmds::Op::Del(a)),

@@ -207,6 +207,31 @@ fn removal_never_strands_a_group() {
 }
 
 #[test]
+fn removal_planned_again_after_a_replacement_was_added_only_removes() {
+    let mut map = cluster(6);
+    create(&mut map, &[1, 4, 5], 3);
+    let first = plan::node_removal(&map, 1).expect("a plan");
+    // Cut short after group 1's replacement (drain, add 6).
+    for command in first.commands[..2].iter().cloned() {
+        ok(&mut map, command);
+    }
+    let again = plan::node_removal(&map, 1).expect("a plan");
+    assert_eq!(
+        again.commands,
+        vec![
+            Command::RemoveGroupMember { group: 1, node: 1 },
+            Command::AddGroupMember { group: 2, node: 2 },
+            Command::RemoveGroupMember { group: 2, node: 1 },
+            Command::RemoveNode { node: 1 },
+        ]
+    );
+    for command in again.commands {
+        ok(&mut map, command);
+    }
+    assert!(map.groups().values().all(|g| g.members.len() == 3));
+}
+
+#[test]
 fn removal_of_a_draining_node_does_not_drain_it_again() {
     let mut map = cluster(4);
     ok(&mut map, Command::DrainNode { node: 4 });

@@ -5,13 +5,15 @@
 //! other through the map's addresses and admit each other by it. A joined
 //! node serves its group's keys, forwards group 1's (it is in no group 1
 //! configuration), reports healthy, and hosts its group again after a restart.
+//! `keel node remove` then moves its replica to another node and forgets it.
 
 use std::time::Duration;
 
 use keel_client::{ClientConfig, MapCommand, slot_for_key};
 
-use super::super::common::{TestCluster, eventually, http};
+use super::super::common::{TestCluster, eventually, http, keel_bin};
 use super::hosting::agreed_leader;
+use super::members::{deleted, leads_with_voters};
 use super::moves::moved;
 use super::{MAP_TIMEOUT, map_on};
 
@@ -135,5 +137,48 @@ async fn nodes_joining_through_placement_form_groups_and_serve_them() {
         (code == 200 && body.contains("by-client")).then_some(())
     })
     .await;
+
+    // `keel node remove`: node 5's replica of group 3 goes to the least
+    // loaded other node (node 1), then node 5 is forgotten.
+    let out = keel_node_remove(&t, five);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("done: add node 1 to group 3")
+            && text(&out).contains(&format!("node {five} removed from the cluster map")),
+        "{}",
+        text(&out)
+    );
+    leads_with_voters(&t, 3, &[1, 3, four], &[1, 3, four]).await;
+    deleted(&t, five, 3).await;
+    let map = t.client.cluster_map().await.expect("map");
+    assert!(!map.nodes().contains_key(&five));
+    let (code, body) = call(&t, 1, "GET", &format!("/v1/kv/{key}"), b"");
+    assert!(code == 200 && body.contains("by-client"), "{code} {body}");
+    // A member of group 1 is left to `keel member remove`.
+    let out = keel_node_remove(&t, 2);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("keel member remove 2"),
+        "{}",
+        text(&out)
+    );
     t.assert_no_panics();
+}
+
+/// Runs `keel node remove ID` through node 1.
+fn keel_node_remove(t: &TestCluster, id: u64) -> std::process::Output {
+    std::process::Command::new(keel_bin())
+        .args(["node", "remove", &id.to_string()])
+        .args(["--endpoints", &t.cluster.grpc_addr(1).to_string()])
+        .output()
+        .expect("run keel node remove")
+}
+
+/// A command's output, both streams.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -27,7 +27,12 @@ fn replica_files(t: &TestCluster, id: u64, group: u64) -> [PathBuf; 2] {
 
 /// Waits until a replica of `group` among `nodes` leads with exactly `voters`
 /// and no learners; returns the leader.
-async fn leads_with_voters(t: &TestCluster, group: u64, nodes: &[u64], voters: &[u64]) -> u64 {
+pub(super) async fn leads_with_voters(
+    t: &TestCluster,
+    group: u64,
+    nodes: &[u64],
+    voters: &[u64],
+) -> u64 {
     eventually(
         CHANGE_TIMEOUT,
         &format!("group {group} led with voters {voters:?}"),
@@ -48,7 +53,7 @@ async fn leads_with_voters(t: &TestCluster, group: u64, nodes: &[u64], voters: &
 }
 
 /// Waits until node `id` hosts no replica of `group` and its files are gone.
-async fn deleted(t: &TestCluster, id: u64, group: u64) {
+pub(super) async fn deleted(t: &TestCluster, id: u64, group: u64) {
     eventually(
         CHANGE_TIMEOUT,
         &format!("node {id} deleting its replica of group {group}"),

@@ -23,7 +23,10 @@ pub struct RemovalPlan {
 
 /// Plans the removal of `node`. Each replacement is the active node holding
 /// the fewest replicas, counting those this plan adds (lowest id on a tie), so
-/// a node's replicas spread over the others instead of piling onto one.
+/// a node's replicas spread over the others instead of piling onto one. A
+/// group holding more members than its target gets no replacement: so a plan
+/// made again after one was cut short between a group's "add" and "remove"
+/// carries on instead of adding a second replacement.
 pub fn node_removal(map: &ClusterMap, node: NodeId) -> Result<RemovalPlan, PlanError> {
     let info = map
         .nodes()
@@ -40,8 +43,14 @@ pub fn node_removal(map: &ClusterMap, node: NodeId) -> Result<RemovalPlan, PlanE
         .iter()
         .filter(|(_, g)| g.members.contains(&node))
     {
-        let replacement = least_loaded(map, &counts, |id| id == node || g.members.contains(&id));
         let remove = Command::RemoveGroupMember { group, node };
+        // A group above its target without the node (a removal cut short
+        // after its replacement was added, then planned again) needs none.
+        if g.members.len() > usize::from(g.target_replicas) {
+            commands.push(remove);
+            continue;
+        }
+        let replacement = least_loaded(map, &counts, |id| id == node || g.members.contains(&id));
         match replacement {
             Some(new) => {
                 *counts.entry(new).or_default() += 1;
