@@ -331,9 +331,16 @@ impl LocalCluster {
     }
 
     /// SIGSTOP: the process freezes (as in a long GC pause) until [`Self::resume`].
+    /// Returns once every thread of it is stopped (up to a second): `kill`
+    /// returns before the signal has reached a running thread, and a test that
+    /// acts on "node 2 is frozen" must not race the node's last moments.
     pub fn pause(&mut self, id: u64) {
         if let Some(c) = self.children.get(&id) {
             signal(c, Signal::STOP);
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !all_threads_stopped(c.id()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
         }
     }
 
@@ -371,6 +378,22 @@ fn signal(c: &Child, sig: Signal) {
     }
 }
 
+/// Whether every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/PID/task/TID/stat`). A process that is gone counts as stopped.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+                .is_none_or(|state| state == 'T' || state == 't')
+        })
+    })
+}
+
 /// The last `n` lines of a text file ("" if unreadable).
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -386,6 +409,26 @@ mod tests {
     use super::*;
 
     const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_stopped_process_reads_as_stopped_and_a_running_one_does_not() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        assert!(!all_threads_stopped(child.id()));
+        signal(&child, Signal::STOP);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(child.id()) {
+            assert!(Instant::now() < deadline, "sleep never showed as stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        signal(&child, Signal::CONT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while all_threads_stopped(child.id()) {
+            assert!(Instant::now() < deadline, "sleep stayed stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     #[test]
     fn a_specs_ports_are_all_distinct() {
