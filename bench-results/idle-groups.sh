@@ -14,7 +14,8 @@
 # env: B (keel binary, default ./target/release/keel), COUNTS (default
 #      "0 10 100 1000"), SETTLE (s, default 10), WINDOW (s, default 20),
 #      DIR (work directory, default /tmp/keel-idle-groups), PORT (first port,
-#      default 17410).
+#      default 17410), HOLD (s, default 0: keep the cluster up this long after
+#      the last count, e.g. to profile a node; the node PIDs are in $DIR/pids).
 set -euo pipefail
 B=${B:-./target/release/keel}
 COUNTS=${COUNTS:-"0 10 100 1000"}
@@ -78,3 +79,8 @@ for n in $COUNTS; do
   done
   echo "$line"
 done
+if [ "${HOLD:-0}" -gt 0 ]; then
+  echo "${PID[1]} ${PID[2]} ${PID[3]}" > "$DIR/pids"
+  echo "# holding the cluster ${HOLD}s"
+  sleep "$HOLD"
+fi

@@ -70,6 +70,11 @@ pub(crate) struct ApplyState {
     /// The state machine's applied index as of its last flush: WAL compaction
     /// waits for it (`snapshots.rs`).
     pub(crate) durable_applied: Arc<std::sync::atomic::AtomicU64>,
+    /// The apply thread sleeps until a job arrives: nothing waits on it and
+    /// everything applied is flushed. Whoever applies inline while it sleeps
+    /// must wake it, or that apply would never be flushed. (Under the state's
+    /// lock, like everything here: set and read with no wake-up lost.)
+    pub(crate) asleep: bool,
 }
 
 impl ApplyState {
@@ -162,11 +167,17 @@ impl ApplyHandle {
             && self.queued.load(Ordering::Acquire) == 0
         {
             let was_idle = state.waiters.is_empty();
+            let applied = state.kv.applied_index();
             self.scratch.push(job);
             state.handle(&mut self.scratch)?;
-            // An idle apply thread sleeps until its next flush: if this left it
-            // a deadline to expire, wake it so it watches at tick granularity.
-            if was_idle && !state.waiters.is_empty() {
+            // An idle apply thread sleeps until its next flush, or until a job
+            // if it has nothing to flush: if this left it a deadline to expire,
+            // wake it so it watches at tick granularity; if it applied entries
+            // while the thread sleeps, wake it so it flushes them.
+            let woken = (was_idle && !state.waiters.is_empty())
+                || (state.asleep && state.kv.applied_index() != applied);
+            if woken {
+                state.asleep = false;
                 drop(state);
                 return self.queue(ApplyJob::Watch);
             }
@@ -187,9 +198,12 @@ impl ApplyHandle {
 /// inline, expires deadlines, and flushes the state machine periodically.
 ///
 /// It wakes every tick only while something waits (a deadline to expire);
-/// otherwise it sleeps until its next flush or its next job. A node hosts one
-/// per group, and a thousand idle groups waking a hundred times a second each
-/// cost more than all their heartbeats (BENCHMARKS.md, "Idle groups").
+/// otherwise it sleeps until its next flush or its next job, and with nothing
+/// left to flush, until its next job only (the consensus thread wakes it when
+/// it applies inline, see [`ApplyState::asleep`]). A node hosts one per group,
+/// and a thousand idle groups waking a hundred times a second each cost more
+/// than all their heartbeats; once a second each, still about 1% of a core
+/// (BENCHMARKS.md, "Idle groups").
 pub(crate) struct Applier {
     state: Arc<Mutex<ApplyState>>,
     jobs: Receiver<ApplyJob>,
@@ -279,13 +293,19 @@ impl Applier {
             .applied_index();
         let mut jobs = Vec::new();
         let mut idle = false;
+        let mut asleep = false;
         loop {
-            let wait = if idle {
-                next_flush.saturating_duration_since(Instant::now())
+            let received = if asleep {
+                self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
             } else {
-                self.tick
+                let wait = if idle {
+                    next_flush.saturating_duration_since(Instant::now())
+                } else {
+                    self.tick
+                };
+                self.jobs.recv_timeout(wait)
             };
-            let hung_up = match self.jobs.recv_timeout(wait) {
+            let hung_up = match received {
                 Ok(job) => {
                     jobs.push(job);
                     false
@@ -294,6 +314,12 @@ impl Applier {
                 Err(RecvTimeoutError::Disconnected) => true,
             };
             let mut state = self.state.lock().expect("apply state lock poisoned");
+            if std::mem::take(&mut asleep) {
+                state.asleep = false;
+                // What this job applies is flushed one interval from now, as
+                // if the last flush had just happened.
+                next_flush = Instant::now() + self.flush_interval;
+            }
             // Take everything queued, under the lock, so that the consensus thread
             // sees a non-zero count until this batch is handled.
             while jobs.len() < MAX_JOBS_PER_BATCH {
@@ -321,6 +347,12 @@ impl Applier {
                         .observe(started.elapsed().as_secs_f64());
                     flushed_at = applied;
                 }
+            }
+            // Nothing waits and everything applied is durable: nothing to do
+            // until a job comes (an idle group's thread then costs nothing).
+            if idle && !hung_up && state.kv.applied_index() == flushed_at {
+                asleep = true;
+                state.asleep = true;
             }
             drop(state);
             if hung_up {
@@ -366,6 +398,57 @@ mod tests {
             leader: 1,
             role: Role::Leader,
         }
+    }
+
+    /// Polls `cond` until it holds, or fails after 10 s.
+    fn eventually(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn an_idle_apply_thread_sleeps_and_an_inline_apply_wakes_it_to_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vfs = Arc::new(keel_storage::vfs::StdVfs::new());
+        let kv = Arc::new(KvStore::open(vfs, &dir.path().join("state.redb")).expect("kv"));
+        let durable = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let state = ApplyState {
+            kv,
+            waiters: Waiters::default(),
+            events: Arc::new(Mutex::new(EventLog::open(1, None).expect("events"))),
+            writes_in_flight: Arc::new(AtomicUsize::new(0)),
+            metrics: Arc::new(Metrics::new()),
+            durable_applied: durable.clone(),
+            asleep: false,
+        };
+        let tick = Duration::from_millis(10);
+        let (mut handle, applier) = apply_side(state, 2 * tick, tick);
+        let shared = handle.state.clone();
+        let asleep = move || shared.lock().expect("lock").asleep;
+        let thread = std::thread::spawn(move || applier.run());
+        eventually("nothing to flush: it sleeps until a job", &asleep);
+        // The consensus thread applies inline while the thread sleeps: the
+        // entry must still be flushed, about one interval later.
+        let noop = ApplyJob::Entries {
+            entries: vec![Entry {
+                term: 1,
+                index: 1,
+                kind: EntryKind::NoOp,
+                data: Bytes::new(),
+            }],
+            leader: 1,
+            role: Role::Leader,
+        };
+        handle.submit(noop).expect("applied");
+        eventually("the inline apply is flushed", || {
+            durable.load(Ordering::Acquire) == 1
+        });
+        eventually("flushed: it sleeps again", &asleep);
+        drop(handle);
+        thread.join().expect("joined").expect("stopped cleanly");
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl Driver {
                 let stall = self.ctx.disk.stall.take().expect("stalled");
                 // Everything buffered is durable, every group's latest hard state
                 // included.
-                for g in self.groups.iter_mut() {
+                for g in self.groups.all_mut() {
                     let hs = g.raft.hard_state();
                     g.durable_term_vote = (hs.term, hs.vote);
                 }
@@ -201,6 +201,9 @@ impl Driver {
             return;
         }
         disk.full = full;
+        // Every core hears of it, and a leader may hand leadership over: wake
+        // the parked groups too (they park again once idle).
+        self.groups.wake_all();
         for g in self.groups.iter_mut() {
             g.raft.set_disk_full(full);
         }

@@ -3,7 +3,8 @@
 //! It holds a table of the groups this node hosts (`group.rs`) and the context
 //! they share (`ctx.rs`: the one WAL, the transport). Each turn collects inputs
 //! (peer messages, each stepped into its group's core; client requests; ticks,
-//! for every group), and carries out every group's `Ready`: messages go out at
+//! for every awake group — quiesced groups with nothing to do are parked out of
+//! the turn, see `GroupTable`), and carries out every group's `Ready`: messages go out at
 //! once (the leader replicates while its own fsync runs); every group's entries
 //! and hard state are appended to the WAL with one fsync for the whole turn
 //! (`persist.rs`); then the messages that promised durability go out; committed
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
-use keel_raft::{GroupId, Message, NodeId, Ready, Role};
+use keel_raft::{GroupId, Message, NodeId, Ready};
 
 use super::ctx::NodeCtx;
 use super::group::{Group, GroupTable};
@@ -67,6 +68,9 @@ pub(crate) struct Driver {
     pub(crate) tick: Duration,
     /// Which peer nodes are alive, and when to tell them we are (`liveness.rs`).
     pub(crate) liveness: NodeLiveness,
+    /// `liveness.silenced()` when the parked groups were last looked at
+    /// (`quiet_turn`).
+    pub(crate) parked_checked_at: u64,
     /// Whether groups other than group 1 are snapshotted when they keep the
     /// WAL's oldest segment (`pressure.rs`; off when snapshots are).
     pub(crate) relieve_pressure: bool,
@@ -79,7 +83,7 @@ impl Driver {
     /// on the apply threads, which then finish their queues.
     pub(crate) fn run(mut self) -> (Result<(), ServerError>, Vec<ApplyThread>) {
         let result = self.main_loop();
-        for g in self.groups.iter_mut() {
+        for g in self.groups.all_mut() {
             g.reads.fail_all();
             g.fail_deferred_changes();
         }
@@ -145,6 +149,8 @@ impl Driver {
                 }
                 next_tick += self.tick;
             }
+            // The awake groups only (`GroupTable`): a parked group is quiesced,
+            // and a quiesced core ignores ticks.
             let clock = self.ctx.clock.now();
             for g in self.groups.iter_mut() {
                 g.raft.set_clock(clock);
@@ -163,8 +169,9 @@ impl Driver {
         }
     }
 
-    /// After the Readys: publish every group's lease and status, expire reads,
-    /// and keep membership in line.
+    /// After the Readys: publish every awake group's lease and status, expire
+    /// reads, and keep membership in line; then park the groups left with
+    /// nothing to do (`GroupTable`), their lease and status now final.
     fn end_turn(&mut self, now: Instant) -> Result<(), ServerError> {
         for g in self.groups.iter_mut() {
             // A heartbeat answer may have renewed the lease without a Ready.
@@ -174,6 +181,8 @@ impl Driver {
             g.membership_turn(&mut self.ctx, &status)?;
             g.publish_status(&self.ctx, status);
         }
+        let (ctx, liveness) = (&self.ctx, &self.liveness);
+        self.groups.park_where(|g| g.may_park(ctx, liveness));
         let m = &self.ctx.metrics;
         m.queued_requests.set(gauge_value(self.req_rx.len() as u64));
         m.queued_peer_messages
@@ -185,6 +194,10 @@ impl Driver {
     /// peer node this one is alive once per heartbeat interval, wakes the
     /// quiesced followers of a leader whose node fell silent, and quiesces
     /// idle leaders (`quiet.rs`). Their messages go out with this turn's Ready.
+    ///
+    /// Parked groups (quiesced, with nothing to do) are looked at only when
+    /// liveness called another peer silent since the last look: until then
+    /// every parked follower's leader is as alive as when it was parked.
     ///
     /// Only on turns that ticked: nothing it decides changes between ticks
     /// (silence, idleness and the liveness interval are counted in ticks), and
@@ -200,17 +213,16 @@ impl Driver {
         if self.liveness.tick(ticks, peers, &seen) {
             self.ctx.transport.send_liveness();
         }
-        let mut quiesced = 0u64;
         let mut woken: BTreeMap<NodeId, u64> = BTreeMap::new();
+        let silenced = self.liveness.silenced();
+        if silenced != self.parked_checked_at {
+            self.parked_checked_at = silenced;
+            woken = self.groups.wake_followers_of_silent(&self.liveness);
+        }
+        let mut quiesced = self.groups.parked_count() as u64;
         for g in self.groups.iter_mut() {
             let r = &g.raft;
-            let view = ReplicaView {
-                id: r.id(),
-                role: r.role(),
-                leader: r.leader(),
-                quiesced: r.is_quiesced(),
-                can_quiesce: r.role() == Role::Leader && r.can_quiesce(),
-            };
+            let view = ReplicaView::of(r);
             let members = || r.voters().chain(r.learners()).collect::<Vec<_>>();
             match quiet_step(view, members, &self.liveness) {
                 QuietStep::Quiesce => {
@@ -251,8 +263,17 @@ impl Driver {
     }
 
     fn handle_request(&mut self, group: GroupId, r: Request) -> Result<(), ServerError> {
+        // A parked group's clock stood still (the tick pass sets the awake
+        // groups'): the core must not measure a lease round it starts now from
+        // a reading taken when it was parked.
+        let was_parked = self.groups.is_parked(group);
         match self.groups.get_mut(group) {
-            Some(g) => g.handle_request(&mut self.ctx, r),
+            Some(g) => {
+                if was_parked {
+                    g.raft.set_clock(self.ctx.clock.now());
+                }
+                g.handle_request(&mut self.ctx, r)
+            }
             None => {
                 r.refuse(NodeError::Invalid(format!(
                     "this node does not host group {group}"

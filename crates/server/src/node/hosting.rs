@@ -82,6 +82,7 @@ pub(crate) fn host(
             writes_in_flight: writes_in_flight.clone(),
             metrics: ctx.metrics.clone(),
             durable_applied: snapshots.durable_applied.clone(),
+            asleep: false,
         },
         settings.flush_interval,
         settings.tick,

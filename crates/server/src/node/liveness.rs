@@ -36,6 +36,9 @@ pub(crate) struct NodeLiveness {
     /// Ticks since the last liveness batch went out.
     since_heartbeat: u32,
     peers: BTreeMap<NodeId, PeerWatch>,
+    /// Counts the times a peer became silent: fell quiet for an election
+    /// timeout, or stopped being watched (see [`NodeLiveness::silenced`]).
+    silenced: u64,
 }
 
 impl NodeLiveness {
@@ -47,6 +50,7 @@ impl NodeLiveness {
             election_ticks: election_ticks.max(1),
             since_heartbeat: 0,
             peers: BTreeMap::new(),
+            silenced: 0,
         }
     }
 
@@ -79,8 +83,22 @@ impl NodeLiveness {
                     ..*old
                 },
             };
+            let was_silent = self
+                .peers
+                .get(&id)
+                .is_none_or(|old| old.quiet_ticks >= self.election_ticks);
+            if !was_silent && w.quiet_ticks >= self.election_ticks {
+                self.silenced += 1;
+            }
             watched.insert(id, w);
         }
+        // A peer no longer watched counts as silent from now on.
+        let forgotten = self
+            .peers
+            .keys()
+            .filter(|id| !watched.contains_key(id))
+            .count();
+        self.silenced += forgotten as u64;
         self.peers = watched;
         if ticks == 0 {
             return false;
@@ -105,6 +123,14 @@ impl NodeLiveness {
     /// toward it: it will wake its replica if this node falls silent.
     pub(crate) fn runs_liveness(&self, peer: NodeId) -> bool {
         self.peers.get(&peer).is_some_and(|w| w.liveness)
+    }
+
+    /// A count that moves whenever some peer that was not silent became so
+    /// (see [`NodeLiveness::is_silent`]): while it stays the same, every peer
+    /// that was not silent still is not, so replicas parked because their
+    /// leader's node was alive need no second look (`quiet.rs`).
+    pub(crate) fn silenced(&self) -> u64 {
+        self.silenced
     }
 
     /// How many watched peers are silent now.
@@ -189,6 +215,29 @@ mod tests {
             "a turn without a tick sends none"
         );
         assert!(l.tick(7, [2], &seen(&[])), "a late turn sends at once");
+    }
+
+    #[test]
+    fn the_silenced_count_moves_only_when_a_peer_falls_silent_or_is_forgotten() {
+        let mut l = NodeLiveness::new(5, 30);
+        l.tick(1, [2, 3], &seen(&[(2, 1), (3, 1)]));
+        assert_eq!(l.silenced(), 0, "new peers are not silent");
+        for n in 2..=30 {
+            l.tick(1, [2, 3], &seen(&[(2, n), (3, 1)]));
+        }
+        assert_eq!(l.silenced(), 0, "29 quiet ticks");
+        l.tick(1, [2, 3], &seen(&[(2, 31), (3, 1)]));
+        assert!(l.is_silent(3));
+        assert_eq!(l.silenced(), 1, "node 3 fell silent");
+        l.tick(5, [2, 3], &seen(&[(2, 32), (3, 1)]));
+        assert_eq!(l.silenced(), 1, "still silent: no news");
+        l.tick(1, [2, 3], &seen(&[(2, 33), (3, 2)]));
+        assert_eq!(l.silenced(), 1, "coming back is no news either");
+        l.tick(1, [3], &seen(&[(2, 34), (3, 3)]));
+        assert!(l.is_silent(2));
+        assert_eq!(l.silenced(), 2, "node 2 is no longer watched");
+        l.tick(30, [3], &seen(&[(3, 3)]));
+        assert_eq!(l.silenced(), 3, "node 3 fell silent again");
     }
 
     #[test]

@@ -55,6 +55,11 @@ struct Deferred {
 }
 
 impl Membership {
+    /// Whether a change waits for this leader's first commit in its term.
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     pub(crate) fn new(
         book: Arc<MemberBook>,
         incarnations: Arc<PeerIncarnations>,

@@ -208,6 +208,7 @@ pub(crate) fn start(parts: NodeParts) -> Result<RunningNode, ServerError> {
         shutdown_rx,
         tick: parts.tick,
         liveness,
+        parked_checked_at: 0,
         relieve_pressure: parts.snapshot_entries != 0,
         next_pressure_check: Instant::now(),
     };

@@ -16,8 +16,18 @@
 //! Every group may quiesce, group 1 and the placement group included: a
 //! quiesced leader holds no lease, so a lease read finds none, falls back to
 //! ReadIndex, and that read wakes the group; a write wakes it too.
+//!
+//! A quiesced replica with nothing else to do is then *parked* ([`may_park`],
+//! `group.rs`): the consensus thread's per-turn passes skip it, so 1,000 quiet
+//! groups cost a node nothing per tick. What still needs a parked replica
+//! reaches it by id and wakes it first: a peer message or request (the core
+//! then wakes itself as it would unparked), and, for a follower, its leader's
+//! node falling silent — the driver looks at the parked replicas again each
+//! time liveness calls another peer silent ([`NodeLiveness::silenced`]) and
+//! wakes the followers [`quiet_step`] says to wake, the same tick an unparked
+//! one would be.
 
-use keel_raft::{NodeId, Role};
+use keel_raft::{NodeId, Raft, Role};
 
 use super::liveness::NodeLiveness;
 
@@ -43,6 +53,19 @@ pub(crate) struct ReplicaView {
     pub(crate) quiesced: bool,
     /// The core's `can_quiesce` (only ever true on a leader).
     pub(crate) can_quiesce: bool,
+}
+
+impl ReplicaView {
+    /// The replica `r`, as the decisions see it.
+    pub(crate) fn of(r: &Raft) -> Self {
+        ReplicaView {
+            id: r.id(),
+            role: r.role(),
+            leader: r.leader(),
+            quiesced: r.is_quiesced(),
+            can_quiesce: r.role() == Role::Leader && r.can_quiesce(),
+        }
+    }
 }
 
 /// What the decision needs to know about peer nodes.
@@ -88,6 +111,40 @@ pub(crate) fn quiet_step<M: IntoIterator<Item = NodeId>>(
         return QuietStep::Quiesce;
     }
     QuietStep::Keep
+}
+
+/// Everything besides the core that decides whether a group may be parked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupIdle {
+    /// The node's own group (group 1): it keeps its per-turn duties for the
+    /// node (status gauges, noticing this node's removal), and is never parked.
+    pub(crate) primary: bool,
+    /// The core has no Ready to hand out, and every write it handed out is
+    /// durable (its term and vote included).
+    pub(crate) core_settled: bool,
+    /// The configuration has learners: a leader promotes a caught-up one on
+    /// a timer, so it must keep being visited.
+    pub(crate) has_learners: bool,
+    /// No read waits for confirmation, no membership change is deferred, no
+    /// snapshot is being written, sent or compacted or is due, and the state
+    /// machine has applied everything committed (so the published status is
+    /// final).
+    pub(crate) runtime_idle: bool,
+}
+
+/// Whether a replica may be parked: the per-turn passes would find nothing to
+/// do in it until something wakes it. Only a quiesced replica (a quiesced core
+/// ignores ticks) whose quiet step is to stay as it is: a follower whose leader
+/// is silent is woken instead, and one that knows no leader is never parked
+/// (only a known leader's node falling silent would wake it).
+pub(crate) fn may_park(r: ReplicaView, g: GroupIdle, peers: &impl PeerNodes) -> bool {
+    r.quiesced
+        && (r.role == Role::Leader || r.leader != keel_raft::NO_NODE)
+        && !g.primary
+        && g.core_settled
+        && g.runtime_idle
+        && !(r.role == Role::Leader && g.has_learners)
+        && quiet_step(r, std::iter::empty, peers) == QuietStep::Keep
 }
 
 #[cfg(test)]
@@ -188,6 +245,78 @@ mod tests {
             QuietStep::Keep,
             "a proposal or read wakes it; check-quorum resumes then"
         );
+    }
+
+    fn idle() -> GroupIdle {
+        GroupIdle {
+            primary: false,
+            core_settled: true,
+            has_learners: false,
+            runtime_idle: true,
+        }
+    }
+
+    #[test]
+    fn a_quiesced_settled_replica_with_nothing_to_do_may_be_parked() {
+        let p = peers(&[]);
+        assert!(may_park(leader(false, true), idle(), &p));
+        assert!(may_park(follower_of(2, true), idle(), &p));
+    }
+
+    #[test]
+    fn only_a_quiesced_replica_is_parked() {
+        let p = peers(&[]);
+        assert!(
+            !may_park(leader(true, false), idle(), &p),
+            "an awake leader heartbeats on its ticks"
+        );
+        assert!(
+            !may_park(follower_of(2, false), idle(), &p),
+            "an awake follower's election timer runs on its ticks"
+        );
+    }
+
+    #[test]
+    fn a_replica_with_work_left_is_not_parked() {
+        let p = peers(&[]);
+        for g in [
+            GroupIdle {
+                primary: true,
+                ..idle()
+            },
+            GroupIdle {
+                core_settled: false,
+                ..idle()
+            },
+            GroupIdle {
+                runtime_idle: false,
+                ..idle()
+            },
+        ] {
+            assert!(!may_park(leader(false, true), g, &p), "{g:?}");
+            assert!(!may_park(follower_of(2, true), g, &p), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn a_leader_with_learners_is_not_parked_but_their_followers_are() {
+        let p = peers(&[]);
+        let learners = GroupIdle {
+            has_learners: true,
+            ..idle()
+        };
+        assert!(
+            !may_park(leader(false, true), learners, &p),
+            "it promotes a caught-up learner on a timer"
+        );
+        assert!(may_park(follower_of(2, true), learners, &p));
+    }
+
+    #[test]
+    fn a_follower_of_a_silent_or_unknown_leader_is_woken_not_parked() {
+        assert!(!may_park(follower_of(2, true), idle(), &peers(&[2])));
+        assert!(!may_park(follower_of(0, true), idle(), &peers(&[])));
+        assert!(may_park(follower_of(2, true), idle(), &peers(&[3])));
     }
 
     #[test]

@@ -352,6 +352,20 @@ impl Snapshots {
     }
 
     /// Applied index from which the next snapshot is due.
+    /// Whether nothing is under way or due with the state machine at
+    /// `applied`: no snapshot being written or sent, no transfer outcome or
+    /// WAL compaction waiting, none asked for by WAL pressure, and not enough
+    /// applied for the next one. (A group with all that may be parked:
+    /// `quiet::may_park`.)
+    pub(crate) fn is_idle(&self, applied: Index) -> bool {
+        self.writing.is_none()
+            && self.sending.is_empty()
+            && self.outcomes.is_empty()
+            && self.pending_wal.is_none()
+            && !self.for_pressure
+            && (self.every == 0 || applied < self.due_at())
+    }
+
     fn due_at(&self) -> Index {
         self.last_index()
             .saturating_add(self.every)
