@@ -95,6 +95,10 @@ pub(crate) struct ServeArgs {
     /// node (1 to 7).
     #[arg(long, env = "KEEL_NEW_GROUP_REPLICAS", default_value_t = 3)]
     pub(crate) new_group_replicas: u8,
+    /// Bytes a second a slot move this node drives copies before the slot's
+    /// hand-off (0: no limit): copying competes with clients for CPU and disk.
+    #[arg(long, env = "KEEL_SLOT_COPY_BYTES_PER_SEC", default_value_t = keel_server::config::DEFAULT_SLOT_COPY_BYTES_PER_SEC)]
+    pub(crate) slot_copy_bytes_per_sec: u64,
     /// On SIGTERM or SIGINT, leave the cluster (remove this node from the
     /// configuration) before stopping; a leader hands leadership over first.
     #[arg(long, env = "KEEL_LEAVE_ON_SHUTDOWN")]
@@ -273,6 +277,7 @@ impl ServeArgs {
             JoinAsArg::Spare => JoinAs::Spare,
         };
         cfg.new_group_replicas = self.new_group_replicas;
+        cfg.slot_copy_bytes_per_sec = self.slot_copy_bytes_per_sec;
         cfg.leave_on_shutdown = self.leave_on_shutdown;
         cfg.promote_lag_entries = self.promote_lag_entries;
         cfg.session_idle_timeout_ms = self.session_idle_timeout_ms;

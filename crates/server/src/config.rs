@@ -12,6 +12,10 @@ use crate::error::ServerError;
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
 
+/// The default of [`ServerConfig::slot_copy_bytes_per_sec`] (BENCHMARKS.md,
+/// "Moving a slot": a 100k-key slot of 256-byte values still moves within 5 s).
+pub const DEFAULT_SLOT_COPY_BYTES_PER_SEC: u64 = 10 << 20;
+
 /// What a node started with `--join` becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum JoinAs {
@@ -122,6 +126,10 @@ pub struct ServerConfig {
     /// When joining as placed: the replica target of a group formed for this
     /// node (1 to 7).
     pub new_group_replicas: u8,
+    /// How many bytes a second a slot move copies before its fence, when this
+    /// node drives it (0: no limit). Copying competes with the groups'
+    /// clients for CPU and disk; the limit spreads it out.
+    pub slot_copy_bytes_per_sec: u64,
     /// On a graceful stop (SIGTERM), remove this node from the cluster first.
     pub leave_on_shutdown: bool,
     /// The leader promotes a learner to voter once the learner holds all but at
@@ -200,6 +208,7 @@ impl ServerConfig {
             learner: false,
             join_as: JoinAs::Member,
             new_group_replicas: 3,
+            slot_copy_bytes_per_sec: DEFAULT_SLOT_COPY_BYTES_PER_SEC,
             leave_on_shutdown: false,
             promote_lag_entries: 1_000,
             session_idle_timeout_ms: 3_600_000,

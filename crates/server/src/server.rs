@@ -280,6 +280,7 @@ pub async fn run(
         let mover = mover::Mover {
             ctx: ctx.clone(),
             reach: mover::Reach::new(cfg.id, directory, creds.peers.clone(), local),
+            copy_rate: Some(cfg.slot_copy_bytes_per_sec).filter(|&r| r > 0),
         };
         tokio::spawn(mover::run(Arc::new(mover), stop_rx.clone()));
         tokio::spawn(register::register_self(ctx.clone(), stop_rx.clone()));

@@ -29,7 +29,7 @@ use super::group::{Group, GroupTable};
 use super::host_runtime::{Hosts, Order};
 use super::liveness::NodeLiveness;
 use super::persist::{GroupWrites, RoundWrite, write_round};
-use super::quiet::{QuietStep, ReplicaView, quiet_step};
+use super::quiet::{QuietStep, ReplicaView, awake_while_moving, quiet_step};
 use super::requests::{NodeError, Request};
 use crate::error::ServerError;
 use crate::metrics::gauge_value;
@@ -222,7 +222,7 @@ impl Driver {
         let mut quiesced = self.groups.parked_count() as u64;
         for g in self.groups.iter_mut() {
             let r = &g.raft;
-            let view = ReplicaView::of(r);
+            let view = awake_while_moving(ReplicaView::of(r), || g.kv.has_slot_in_move());
             let members = || r.voters().chain(r.learners()).collect::<Vec<_>>();
             match quiet_step(view, members, &self.liveness) {
                 QuietStep::Quiesce => {

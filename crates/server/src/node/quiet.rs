@@ -68,6 +68,23 @@ impl ReplicaView {
     }
 }
 
+/// `view`, kept from quiescing while its group takes part in a slot move
+/// (`moving`, asked only of a leader that could quiesce): between a paced
+/// copy's pages the group looks idle, and a quiesced leader sends no
+/// heartbeats, so a follower that missed the quiesce mark, or that liveness
+/// woke because the leader's busy node looked silent, would campaign in the
+/// middle of the move (seen in `keel bench move`: the copy restarted under a
+/// new leader).
+pub(crate) fn awake_while_moving(
+    mut view: ReplicaView,
+    moving: impl FnOnce() -> bool,
+) -> ReplicaView {
+    if view.can_quiesce && moving() {
+        view.can_quiesce = false;
+    }
+    view
+}
+
 /// What the decision needs to know about peer nodes.
 pub(crate) trait PeerNodes {
     /// Nothing came from `peer` for an election timeout.
@@ -328,5 +345,31 @@ mod tests {
         };
         quiet_step(leader(false, false), members, &peers(&[]));
         assert!(!asked.get());
+    }
+
+    #[test]
+    fn a_leader_in_a_slot_move_does_not_quiesce_and_others_are_not_asked() {
+        let leader = ReplicaView {
+            id: 1,
+            role: Role::Leader,
+            leader: 1,
+            quiesced: false,
+            can_quiesce: true,
+        };
+        assert!(!awake_while_moving(leader, || true).can_quiesce);
+        assert!(awake_while_moving(leader, || false).can_quiesce);
+        let busy = ReplicaView {
+            can_quiesce: false,
+            ..leader
+        };
+        let asked = std::cell::Cell::new(false);
+        awake_while_moving(busy, || {
+            asked.set(true);
+            true
+        });
+        assert!(
+            !asked.get(),
+            "the slot table is read only for a leader that could quiesce"
+        );
     }
 }

@@ -301,6 +301,14 @@ impl KvStore {
             .collect()
     }
 
+    /// Whether any slot is held in a move's state (see
+    /// [`KvStore::slots_in_moves`]), without collecting them.
+    pub fn has_slot_in_move(&self) -> bool {
+        self.lock_slots()
+            .iter()
+            .any(|(_, state)| state.epoch().is_some())
+    }
+
     /// Counters of the client-session table (for metrics).
     pub fn session_stats(&self) -> SessionStats {
         self.lock_sessions().stats()

@@ -20,6 +20,7 @@ use keel_storage::kv::slots::copy::{
 };
 
 use super::error::MoveError;
+use super::pace::Pacer;
 use super::reach::{Answer, GroupAt, Reach, Read, propose_local, with_view};
 use super::timeline::{Phase, Timeline};
 use crate::node::NodeHandle;
@@ -28,6 +29,8 @@ use crate::node::NodeHandle;
 /// the final delta after the fence is about as small, so writes pause only
 /// briefly.
 pub(crate) const SMALL_ROUND: usize = 1000;
+/// The largest ingest entry of a paced copy (see [`Drive::page_bytes`]).
+const PACED_PAGE_BYTES: usize = 256 << 10;
 /// Most catch-up rounds before fencing anyway (a slot written faster than it
 /// can be copied still moves, with a longer pause).
 pub(crate) const MAX_CATCH_UP_ROUNDS: u64 = 8;
@@ -60,6 +63,9 @@ pub(crate) struct Drive<'a> {
     pub(crate) source: GroupAt,
     pub(crate) slot: Slot,
     pub(crate) epoch: u64,
+    /// Bytes a second the bulk copy and catch-up rounds may move (`None`: no
+    /// limit); see `pace.rs`.
+    pub(crate) copy_rate: Option<u64>,
 }
 
 impl Drive<'_> {
@@ -68,6 +74,18 @@ impl Drive<'_> {
             slot: self.slot,
             epoch: self.epoch,
             step,
+        }
+    }
+
+    /// The most bytes one ingest entry carries: a paced copy proposes
+    /// smaller entries, so that each fsync, replication and apply it adds to
+    /// its nodes' turns is short (a 1 MiB entry holds up every write batched
+    /// with it).
+    fn page_bytes(&self) -> usize {
+        if self.copy_rate.is_some() {
+            PACED_PAGE_BYTES
+        } else {
+            MAX_PAGE_BYTES
         }
     }
 
@@ -151,8 +169,9 @@ impl Drive<'_> {
     /// how many keys it copied.
     async fn bulk_copy(&self) -> Result<usize, MoveError> {
         let mut keys = 0;
-        let mut builder = PageBuilder::new(self.slot, self.epoch, 0, MAX_PAGE_BYTES);
+        let mut builder = PageBuilder::new(self.slot, self.epoch, 0, self.page_bytes());
         let mut cursor: Option<Bytes> = None;
+        let mut pace = Pacer::new(self.copy_rate);
         loop {
             let Answer::Page(page) = self
                 .reach
@@ -168,6 +187,7 @@ impl Drive<'_> {
             };
             cursor = page.puts.last().map(|p| p.key.clone()).or(cursor);
             keys += page.puts.len();
+            pace.after(&page.puts).await;
             builder.add(page.puts, Vec::new())?;
             for cmd in builder.take_ready() {
                 propose_local(&self.target, cmd).await?;
@@ -189,13 +209,16 @@ impl Drive<'_> {
         round: u64,
         mut witness: Option<&mut FenceWitness>,
     ) -> Result<usize, MoveError> {
+        // The final round runs while the slot's writes wait: never paced.
+        let final_round = witness.is_some();
+        let mut pace = Pacer::new(self.copy_rate.filter(|_| !final_round));
         let mut see = |source: &SourceView| -> Result<(), CopyError> {
             match witness.as_deref_mut() {
                 Some(w) => w.witness(source),
                 None => Ok(()),
             }
         };
-        let mut builder = PageBuilder::new(self.slot, self.epoch, round, MAX_PAGE_BYTES);
+        let mut builder = PageBuilder::new(self.slot, self.epoch, round, self.page_bytes());
         let (mut cursor, mut items) = (None::<Bytes>, 0);
         loop {
             let Answer::Versions(list) = self
@@ -238,6 +261,7 @@ impl Drive<'_> {
                 puts.extend(values.puts);
             }
             items += puts.len() + delta.delete.len();
+            pace.after(&puts).await;
             builder.add(puts, delta.delete)?;
             for cmd in builder.take_ready() {
                 propose_local(&self.target, cmd).await?;

@@ -22,6 +22,7 @@
 mod actions;
 mod drive;
 mod error;
+mod pace;
 mod reach;
 mod timeline;
 mod watchdog;
@@ -68,6 +69,9 @@ const MAX_DRIVES: usize = 4;
 pub(crate) struct Mover {
     pub(crate) ctx: Arc<ApiContext>,
     pub(crate) reach: Reach,
+    /// Bytes a second a slot copy may move before its fence (`None`: no
+    /// limit; `--slot-copy-bytes-per-sec`).
+    pub(crate) copy_rate: Option<u64>,
 }
 
 /// Runs until `stop`: on every new map version and every [`RECHECK`], starts
@@ -197,6 +201,7 @@ async fn drive(mover: &Mover, target: NodeHandle, slot: Slot, epoch: u64, from: 
             source: GroupAt::of(&map.map, from),
             slot,
             epoch,
+            copy_rate: mover.copy_rate,
         };
         let mut progress = Progress::default();
         let attempt = async {
