@@ -521,13 +521,13 @@ async fn healthz(State(ctx): Ctx) -> Response {
     let healthy = if ctx.serves_group(KV_GROUP) {
         s.leader != 0
     } else {
-        let groups: Vec<_> = ctx
-            .groups
-            .all()
-            .into_iter()
-            .filter(|g| g.group() != KV_GROUP && g.group() != PLACEMENT_GROUP)
-            .collect();
-        ctx.maps.current().is_some() && groups.iter().all(|g| g.status().leader != 0)
+        ctx.maps.current().is_some()
+            && ctx
+                .groups
+                .all()
+                .iter()
+                .filter(|g| g.group() != KV_GROUP && g.group() != PLACEMENT_GROUP)
+                .all(|g| g.status().leader != 0)
     };
     let code = if healthy {
         StatusCode::OK

@@ -75,10 +75,11 @@ impl ApiContext {
             return self.scan_group(&node, req, Forwarding::Never).await;
         }
         match self.scan_owners().as_slice() {
-            [] | [KV_GROUP] if self.serves_group(KV_GROUP) => {
+            // No map, or group 1 owns everything and this node serves it.
+            [] => self.scan_group(&self.node.clone(), req, fwd).await,
+            [KV_GROUP] if self.serves_group(KV_GROUP) => {
                 self.scan_group(&self.node.clone(), req, fwd).await
             }
-            [] => self.scan_group(&self.node.clone(), req, fwd).await,
             groups => self.scan_groups(groups, req).await,
         }
     }

@@ -165,9 +165,6 @@ impl ApiContext {
         slot: Slot,
         map_version: u64,
     ) -> Result<Routed<'_>, ErrorDetail> {
-        if group == KV_GROUP && self.serves_kv_group() {
-            return Ok(Routed::Primary(&self.node));
-        }
         self.hosted(group).ok_or_else(|| {
             ErrorDetail::wrong_group(
                 slot.get(),

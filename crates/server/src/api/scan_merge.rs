@@ -13,7 +13,7 @@ use keel_proto::v1::{KeyValue, ReadMode, ScanRequest, ScanResponse};
 
 use super::ApiContext;
 use super::ops::Forwarding;
-use crate::node::{KV_GROUP, NodeHandle};
+use crate::node::NodeHandle;
 
 impl ApiContext {
     /// The groups that own slots by the node's cached map, in id order (none
@@ -32,15 +32,7 @@ impl ApiContext {
 
     /// This node's replica of `group`, for a part another node asked for.
     pub(crate) fn hosted_part(&self, group: GroupId) -> Result<NodeHandle, ErrorDetail> {
-        if group == KV_GROUP && self.serves_group(KV_GROUP) {
-            return Ok(self.node.clone());
-        }
-        let hosted = if group == KV_GROUP {
-            None
-        } else {
-            self.groups.get(group)
-        };
-        hosted.ok_or_else(|| {
+        self.hosted(group).map(|r| (*r).clone()).ok_or_else(|| {
             ErrorDetail::wrong_group(
                 0,
                 self.maps.version(),
