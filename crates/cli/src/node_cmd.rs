@@ -20,6 +20,7 @@ use keel_placement::FIRST_DATA_GROUP;
 use keel_placement::plan::node_removal;
 
 use crate::client_cmds::{ConnArgs, report};
+use crate::shard_status_cmd::ask_every_node;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum NodeCommand {
@@ -164,24 +165,13 @@ async fn wait_for(
 /// The status of `group`'s leader, asking every node the map lists.
 async fn leader_status(client: &Client, group: GroupId) -> Option<GroupStatus> {
     let map = client.cluster_map().await.ok()?;
-    let mut asks = tokio::task::JoinSet::new();
-    for node in map.nodes().values() {
-        let (client, address) = (client.clone(), node.address.clone());
-        asks.spawn(async move { client.status(&address).await.ok() });
-    }
-    let mut best: Option<GroupStatus> = None;
-    while let Some(done) = asks.join_next().await {
-        let Ok(Some(status)) = done else { continue };
-        for g in status.groups {
-            if g.group == group
-                && g.role == "leader"
-                && best.as_ref().is_none_or(|b| g.term > b.term)
-            {
-                best = Some(g);
-            }
-        }
-    }
-    best
+    ask_every_node(client, &map)
+        .await
+        .into_values()
+        .flatten()
+        .flatten()
+        .filter(|g| g.group == group && g.role == "leader")
+        .max_by_key(|g| g.term)
 }
 
 /// One step, as the command prints it.

@@ -121,9 +121,11 @@ pub(crate) fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Each node's hosted groups, or `None` if it did not answer.
-type Answers = BTreeMap<u64, Option<Vec<GroupStatus>>>;
+pub(crate) type Answers = BTreeMap<u64, Option<Vec<GroupStatus>>>;
 
-async fn ask_every_node(client: &Client, map: &ClusterMap) -> Answers {
+/// Every node of `map` asked for its status at once: each one's hosted
+/// groups, or `None` if it did not answer.
+pub(crate) async fn ask_every_node(client: &Client, map: &ClusterMap) -> Answers {
     let mut asks = tokio::task::JoinSet::new();
     for (&id, node) in map.nodes() {
         let (client, address) = (client.clone(), node.address.clone());
