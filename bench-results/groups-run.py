@@ -10,7 +10,11 @@ then `keel bench --endpoints ...` writes 256-byte values to 10,000 keys with
 64 clients. Layouts alternate (1, 3, 1, 3, ...) so that the machine's drift
 hits both alike.
 
-usage: groups-run.py [KEEL] [RUNS] [OUTDIR]
+usage: groups-run.py [KEEL[,KEEL2...]] [RUNS] [OUTDIR]
+
+With several binaries, each run goes through every binary (and, for each,
+both layouts; LAYOUTS=3 in the environment for three groups only), so that
+builds are compared under the same drift.
 """
 
 import json
@@ -22,7 +26,10 @@ import sys
 import time
 import urllib.request
 
-KEEL = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else "target/release/keel")
+KEELS = [os.path.realpath(k) for k in
+         (sys.argv[1] if len(sys.argv) > 1 else "target/release/keel").split(",")]
+KEEL = KEELS[0]
+LAYOUTS = [int(x) for x in os.environ.get("LAYOUTS", "1,3").split(",")]
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 OUT = os.path.realpath(sys.argv[3] if len(sys.argv) > 3 else "bench-results")
 DATA = "/tmp/gbench"
@@ -138,6 +145,21 @@ def put_requests():
     return out
 
 
+def fsyncs():
+    """WAL fsyncs every node has made, summed."""
+    total = 0.0
+    for node in GRPC:
+        try:
+            with urllib.request.urlopen(f"http://{HTTP[node]}/metrics", timeout=10) as r:
+                page = r.read().decode()
+        except OSError:
+            continue
+        for line in page.splitlines():
+            if line.startswith("keel_wal_fsync_seconds_count"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def cpu_seconds(procs):
     """utime + stime of each node process, in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -146,6 +168,17 @@ def cpu_seconds(procs):
         fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
         out.append((int(fields[11]) + int(fields[12])) / tick)
     return out
+
+
+def leaders():
+    """group -> the node leading it, as `keel shard status` sees it."""
+    cmd = [KEEL, "shard", "status", "--endpoints", ",".join(GRPC.values()),
+           "--load-sample-ms", "0", "--json"]
+    try:
+        out = json.loads(subprocess.run(cmd, capture_output=True, text=True).stdout)
+        return {g["group"]: g["leader"] for g in out["groups"]}
+    except (ValueError, KeyError, TypeError):
+        return {}
 
 
 def bench(tag):
@@ -168,32 +201,37 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     load = open("/proc/loadavg").read().split()[:3]
     print(f"== {time.strftime('%FT%TZ', time.gmtime())} load {' '.join(load)}")
+    global KEEL
     for run in range(1, RUNS + 1):
-        for groups in (1, 3):
-            procs = start()
-            try:
-                extra = ""
-                if groups == 3:
-                    secs, counts = spread_over_three()
-                    extra = f" (moved {4096 - counts[1]} slots in {secs:.1f} s: {counts})"
-                puts0, cpu0 = put_requests(), cpu_seconds(procs)
-                result = bench(f"{groups}-{run}")
-                puts1, cpu1 = put_requests(), cpu_seconds(procs)
-                # Requests the nodes answered per write the bench made
-                # (warm-up included, so slightly above the window's count),
-                # and each node's CPU over the warm-up and the window.
-                answered = {k: puts1.get(k, 0) - puts0.get(k, 0) for k in puts1}
-                cpu = [round(b - a, 1) for a, b in zip(cpu0, cpu1)]
-                extra += f"; Put requests by outcome {answered}; node CPU s {cpu}"
-            finally:
-                stop(procs)
-            try:
-                ops, p99 = writes_per_second(result)
-                print(f"run {run}, {groups} group(s): {ops:,.0f} writes/s, p99 {p99} ms{extra}",
-                      flush=True)
-            except (KeyError, TypeError) as e:
-                print(f"run {run}, {groups} group(s): see groups-{groups}-{run}.json ({e}){extra}",
-                      flush=True)
+        for b, KEEL in enumerate(KEELS):
+            label = f" (binary {b + 1})" if len(KEELS) > 1 else ""
+            for groups in LAYOUTS:
+                procs = start()
+                try:
+                    extra = ""
+                    if groups == 3:
+                        secs, counts = spread_over_three()
+                        extra = f" (moved {4096 - counts[1]} slots in {secs:.1f} s: {counts})"
+                    extra += f"; leaders {leaders()}"
+                    puts0, cpu0, sync0 = put_requests(), cpu_seconds(procs), fsyncs()
+                    result = bench(f"{groups}-{run}" + (f"-b{b + 1}" if len(KEELS) > 1 else ""))
+                    puts1, cpu1, sync1 = put_requests(), cpu_seconds(procs), fsyncs()
+                    # Requests the nodes answered per write the bench made
+                    # (warm-up included, so slightly above the window's count),
+                    # and each node's CPU over the warm-up and the window.
+                    answered = {k: puts1.get(k, 0) - puts0.get(k, 0) for k in puts1}
+                    cpu = [round(y - x, 1) for x, y in zip(cpu0, cpu1)]
+                    extra += f"; Put requests by outcome {answered}; node CPU s {cpu}"
+                    extra += f"; fsyncs {sync1 - sync0:.0f}"
+                finally:
+                    stop(procs)
+                try:
+                    ops, p99 = writes_per_second(result)
+                    print(f"run {run}{label}, {groups} group(s): {ops:,.0f} writes/s, p99 {p99} ms{extra}",
+                          flush=True)
+                except (KeyError, TypeError) as e:
+                    print(f"run {run}{label}, {groups} group(s): see groups-{groups}-{run}.json ({e}){extra}",
+                          flush=True)
 
 
 if __name__ == "__main__":

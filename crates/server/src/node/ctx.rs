@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Receiver;
-use keel_raft::{GroupId, Index};
+use keel_raft::{GroupId, Index, Message};
 use keel_storage::wal::{Compaction, Wal, WalError};
 
 use super::disk::DiskWatch;
@@ -33,6 +33,12 @@ pub(crate) struct NodeCtx {
     pub(crate) clock: LeaseClock,
     /// Requests in flight allowed per group before new ones are refused.
     pub(crate) max_pending: usize,
+    /// Messages of every group with a Ready this round, sent together by
+    /// [`NodeCtx::send_staged`]: one batch per peer per round, not one per
+    /// group — each batch is a gRPC frame, a wake-up of the peer's receiver
+    /// and a pass of its demultiplexer, costs that would otherwise grow with
+    /// the number of groups.
+    staged: Vec<Message>,
     /// Each group's latest compaction bound: a WAL segment goes only once every
     /// group's entries in it are covered, so one group's compaction must not
     /// assume anything of the others'.
@@ -61,8 +67,23 @@ impl NodeCtx {
             fatal_rx,
             clock,
             max_pending,
+            staged: Vec::new(),
             wal_bounds: BTreeMap::new(),
         }
+    }
+
+    /// Queues `messages` (taking them) for this round's [`NodeCtx::send_staged`].
+    pub(crate) fn stage(&mut self, messages: &mut Vec<Message>) {
+        if self.staged.is_empty() {
+            std::mem::swap(&mut self.staged, messages);
+        } else {
+            self.staged.append(messages);
+        }
+    }
+
+    /// Sends everything staged since the last call, one batch per peer.
+    pub(crate) fn send_staged(&mut self) {
+        self.transport.send_all(&mut self.staged);
     }
 
     /// Writes `line` to the event log at once.

@@ -5,7 +5,8 @@
 //! (peer messages, each stepped into its group's core; client requests; ticks,
 //! for every awake group — quiesced groups with nothing to do are parked out of
 //! the turn, see `GroupTable`), and carries out every group's `Ready`: messages go out at
-//! once (the leader replicates while its own fsync runs); every group's entries
+//! once, every group's together in one batch per peer (the leader replicates
+//! while its own fsync runs); every group's entries
 //! and hard state are appended to the WAL with one fsync for the whole turn
 //! (`persist.rs`); then the messages that promised durability go out; committed
 //! entries and confirmed reads are applied and answered inline, or queued to the
@@ -302,12 +303,15 @@ impl Driver {
             if round.is_empty() {
                 return Ok(());
             }
+            // Every group's messages in one batch per peer, before the fsync.
+            self.ctx.send_staged();
             self.persist_round(&round)?;
             let stalled = self.ctx.disk.stalled();
             for (id, rd) in round {
                 let g = self.groups.get_mut(id).expect("a group of this round");
                 g.after_persist(&mut self.ctx, rd, stalled)?;
             }
+            self.ctx.send_staged();
             if stalled {
                 self.sync_disk_state();
             }

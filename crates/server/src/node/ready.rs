@@ -14,8 +14,9 @@ use super::group::Group;
 use crate::error::ServerError;
 
 impl Group {
-    /// Steps 0 and 1, and a leader's snapshot: publish the lease, send
-    /// `messages` (the leader replicates while its own fsync runs), note role
+    /// Steps 0 and 1, and a leader's snapshot: publish the lease, stage
+    /// `messages` (the driver sends them before the fsync: the leader
+    /// replicates while its own fsync runs), note role
     /// changes and core events, and install a received snapshot — made durable
     /// before this Ready's entries are written.
     pub(crate) fn before_persist(
@@ -33,7 +34,7 @@ impl Group {
         // New members' addresses first: messages to them may be in this Ready.
         self.note_conf_entries(ctx, &rd.entries);
         self.divert_snapshot_messages(ctx, &mut rd.messages);
-        ctx.transport.send_all(&mut rd.messages);
+        ctx.stage(&mut rd.messages);
         if let Some(ss) = rd.soft_state {
             if ss.leader != self.last_leader && ss.leader != keel_raft::NO_NODE {
                 ctx.metrics.leader_changes.inc();
@@ -72,11 +73,12 @@ impl Group {
         mut rd: Ready,
         stalled: bool,
     ) -> Result<(), ServerError> {
-        // 3. Messages that promise durability.
+        // 3. Messages that promise durability (staged: the driver sends every
+        //    group's after the round).
         if stalled {
             rd.persisted_messages.clear();
         } else {
-            ctx.transport.send_all(&mut rd.persisted_messages);
+            ctx.stage(&mut rd.persisted_messages);
         }
         // 4. Applies and confirmed reads, in Ready order (inline, or queued to
         //    the apply thread while it holds the state machine).
