@@ -28,7 +28,9 @@ use crate::members::MemberInfo;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeParts};
 use crate::peers::PeerIncarnations;
-use crate::placement::{MapCache, conf_sync, follow, member, mover, reconcile, register};
+use crate::placement::{
+    MapCache, conf_sync, follow, group1_mirror, member, mover, reconcile, register,
+};
 use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
@@ -284,6 +286,7 @@ pub async fn run(
         };
         tokio::spawn(mover::run(Arc::new(mover), stop_rx.clone()));
         tokio::spawn(register::register_self(ctx.clone(), stop_rx.clone()));
+        tokio::spawn(group1_mirror::mirror_group1(ctx.clone(), stop_rx.clone()));
     }
     // Client services check the bearer token (if any) before their handlers run;
     // the peer service is authenticated by mutual TLS instead.

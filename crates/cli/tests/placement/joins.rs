@@ -27,7 +27,7 @@ fn call(t: &TestCluster, id: u64, method: &str, path: &str, body: &[u8]) -> (u16
 }
 
 /// Waits until node `id`'s map lists `group` with exactly `members`.
-async fn group_in_map(t: &TestCluster, id: u64, group: u64, members: &[u64]) {
+pub(super) async fn group_in_map(t: &TestCluster, id: u64, group: u64, members: &[u64]) {
     let client = t.node_client(id);
     eventually(
         JOIN_TIMEOUT,

@@ -10,6 +10,7 @@ use keel_client::ClusterMap;
 
 mod change;
 mod forward;
+mod group1_map;
 mod hosting;
 mod joins;
 mod leaders;

@@ -6,12 +6,15 @@
 //! member's `WatchMap` stream elsewhere (`follow.rs`); and the groups the node
 //! hosts kept in line with it (`reconcile.rs`), as are their configurations
 //! (`conf_sync.rs`), and the slots moving between them (`mover/`); the node
-//! keeps itself registered in the map (`register.rs`).
+//! keeps itself registered in the map (`register.rs`), and group 1's leader
+//! keeps group 1's members in the map in line with its configuration
+//! (`group1_mirror.rs`).
 
 pub mod cache;
 pub mod cas;
 pub(crate) mod conf_sync;
 pub(crate) mod follow;
+pub(crate) mod group1_mirror;
 pub(crate) mod member;
 pub(crate) mod mover;
 pub mod node_store;
