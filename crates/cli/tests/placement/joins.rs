@@ -85,6 +85,23 @@ async fn nodes_joining_through_placement_form_groups_and_serve_them() {
     let members = t.client.members().await.expect("members");
     let ids: Vec<u64> = members.members.iter().map(|m| m.id).collect();
     assert_eq!(ids, vec![1, 2, 3]);
+    assert_ne!(members.leader_id, 0);
+    // Asked of node 5, whose group 1 replica hears of nothing (it would know
+    // no leader), the list is a group 1 member's: over gRPC and HTTP.
+    let via_five = t
+        .node_client(five)
+        .members()
+        .await
+        .expect("members via node 5");
+    let ids: Vec<u64> = via_five.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(via_five.leader_id, members.leader_id);
+    let (code, body) = call(&t, five, "GET", "/v1/members", b"");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!("\"leader_id\":{}", members.leader_id)),
+        "{body}"
+    );
 
     // A slot moves to group 3; node 5 serves it from its replica, and
     // forwards a key of group 1's to group 1's members.

@@ -235,7 +235,7 @@ impl Cluster for ClusterService {
         &self,
         _: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
-        Ok(Response::new(self.ctx.member_list()))
+        Ok(Response::new(self.ctx.members_answer().await?))
     }
 
     async fn add_member(

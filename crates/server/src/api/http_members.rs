@@ -1,6 +1,7 @@
 //! HTTP routes for membership and replica comparison:
 //!
-//! - `GET /v1/members`: the configuration in force (the leader adds progress);
+//! - `GET /v1/members`: the configuration in force (the leader adds progress;
+//!   a node outside group 1 asks a member of group 1);
 //! - `POST /v1/members` with `{"id": 4, "address": "host:port", "learner": false}`;
 //! - `DELETE /v1/members/{id}`;
 //! - `POST /v1/members/{id}/promote`;
@@ -59,8 +60,9 @@ fn list_json(l: &MembersResponse) -> Json {
     })
 }
 
-async fn list(State(ctx): Ctx) -> Response {
-    axum::Json(list_json(&ctx.member_list())).into_response()
+async fn list(State(ctx): Ctx) -> Result<Response, HttpError> {
+    let list = ctx.members_answer().await?;
+    Ok(axum::Json(list_json(&list)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -10,14 +10,14 @@ use keel_client::AuthChannel;
 use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_client::ClusterClient;
 use keel_proto::v1::{
-    AddMemberRequest, AddMemberResponse, DigestResponse, Member, MembersResponse,
+    AddMemberRequest, AddMemberResponse, DigestResponse, Member, MembersRequest, MembersResponse,
     PromoteMemberRequest, PromoteMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
 };
 use keel_raft::{NodeId, Role};
 
-use super::ApiContext;
 use super::forward::call_leader;
 use super::ops::Forwarding;
+use super::{ApiContext, DetailExt};
 use crate::members::validate_address;
 use crate::node::{MemberChange, NodeError};
 
@@ -28,6 +28,44 @@ enum Route {
 }
 
 impl ApiContext {
+    /// The member list a client asked this node for: [`ApiContext::member_list`],
+    /// or — on a node outside group 1, whose group 1 replica never hears of a
+    /// change — the answer of the first of group 1's members (by the cluster
+    /// map: `placement/group1_mirror.rs` keeps them current) that gives one.
+    pub(crate) async fn members_answer(&self) -> Result<MembersResponse, ErrorDetail> {
+        if !self.outside_group_1 {
+            return Ok(self.member_list());
+        }
+        let addresses: Vec<String> = self
+            .maps
+            .current()
+            .and_then(|m| {
+                let members = &m.map.groups().get(&crate::node::KV_GROUP)?.members;
+                Some(
+                    members
+                        .iter()
+                        .filter(|&&n| n != self.id)
+                        .filter_map(|n| m.map.nodes().get(n).map(|i| i.address.clone()))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        let mut last = ErrorDetail::no_leader()
+            .with_message("this node is outside group 1 and no member of group 1 answered".into());
+        for addr in addresses {
+            let client = self.cluster_client(&addr);
+            match call_leader(client, false, |mut c| async move {
+                c.members(MembersRequest::default()).await
+            })
+            .await
+            {
+                Ok(list) => return Ok(list),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// The configuration in force as this node knows it; the leader adds each
     /// member's replication progress.
     pub(crate) fn member_list(&self) -> MembersResponse {
