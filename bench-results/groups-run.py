@@ -14,7 +14,8 @@ usage: groups-run.py [KEEL[,KEEL2...]] [RUNS] [OUTDIR]
 
 With several binaries, each run goes through every binary (and, for each,
 both layouts; LAYOUTS=3 in the environment for three groups only), so that
-builds are compared under the same drift.
+builds are compared under the same drift. CLIENTS sets the bench's clients
+(default 64).
 """
 
 import json
@@ -30,6 +31,7 @@ KEELS = [os.path.realpath(k) for k in
          (sys.argv[1] if len(sys.argv) > 1 else "target/release/keel").split(",")]
 KEEL = KEELS[0]
 LAYOUTS = [int(x) for x in os.environ.get("LAYOUTS", "1,3").split(",")]
+CLIENTS = os.environ.get("CLIENTS", "64")
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 OUT = os.path.realpath(sys.argv[3] if len(sys.argv) > 3 else "bench-results")
 DATA = "/tmp/gbench"
@@ -183,7 +185,7 @@ def leaders():
 
 def bench(tag):
     path = f"{OUT}/groups-{tag}.json"
-    cmd = [KEEL, "bench", "--endpoints", ",".join(GRPC.values()), "--clients", "64",
+    cmd = [KEEL, "bench", "--endpoints", ",".join(GRPC.values()), "--clients", CLIENTS,
            "--duration", "10s", "--warmup", "3s", "--value-size", "256", "--json", path]
     text = subprocess.run(cmd, capture_output=True, text=True).stdout
     with open(f"{OUT}/groups-{tag}.txt", "w") as f:
