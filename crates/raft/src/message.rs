@@ -123,6 +123,12 @@ pub enum MessageBody {
         /// The leader's commit index when the request arrived.
         index: Index,
     },
+    /// A quiesced follower that the runtime woke (its leader's node looked
+    /// silent) asks its leader to wake: a leader that was only slow resumes
+    /// heartbeats before the follower's election timeout, so no election
+    /// follows. It carries nothing; any message that is not an echo of the
+    /// quiet wakes a quiesced leader (`quiesce.rs`).
+    WakeLeader,
 }
 
 impl MessageBody {
@@ -141,6 +147,7 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
+            MessageBody::WakeLeader => "WakeLeader",
         }
     }
 

@@ -26,8 +26,9 @@
 //! - Failure detection moves out of the core: a quiesced follower never times out
 //!   by itself, so the runtime must call [`Raft::wake`] when it decides, at node
 //!   level, that the leader's node is silent (one liveness heartbeat per peer node
-//!   rather than per group). The woken follower campaigns after its timeout like
-//!   any follower. The core never quiesces on its own, so a runtime without
+//!   rather than per group). The woken follower asks its leader to wake
+//!   (`WakeLeader`: a leader that was only slow heartbeats again, settling it)
+//!   and campaigns after its timeout like any follower if none comes. The core never quiesces on its own, so a runtime without
 //!   node-level failure detection simply never calls `quiesce`.
 //!
 //! # Why this is safe
@@ -101,9 +102,19 @@ impl Raft {
     /// stays silent. The runtime calls it when node-level failure detection says
     /// the leader's node is silent; the core calls it on any proposal, read or
     /// message that needs the group.
+    ///
+    /// A quiesced follower woken this way also asks its leader to wake
+    /// ([`MessageBody::WakeLeader`]): the runtime's silence may only have been
+    /// a slow node, and a leader that hears it heartbeats again before the
+    /// follower's election timeout ends, so no election follows. A leader
+    /// that is really gone never answers, and the follower campaigns.
     pub fn wake(&mut self) {
         self.assert_not_in_ready();
+        let asks_leader = self.quiesced && self.role == Role::Follower && self.leader != NO_NODE;
         self.wake_up();
+        if asks_leader {
+            self.send(self.leader, MessageBody::WakeLeader, false);
+        }
     }
 
     /// Whether this core is quiesced (its heartbeats or election timer stopped).

@@ -850,6 +850,10 @@ impl Raft {
                     self.handle_read_index_response(ctx, index);
                 }
             }
+            // Stepping it woke a quiesced leader (above), which heartbeats in
+            // a new round; an awake leader heartbeats anyway, and anyone else
+            // has nothing to do with it.
+            MessageBody::WakeLeader => {}
         }
     }
 

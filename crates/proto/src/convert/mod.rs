@@ -154,6 +154,7 @@ fn body_to_wire(body: &MessageBody) -> Body {
             learners: meta.conf.learners.clone(),
         }),
         MessageBody::TimeoutNow => Body::TimeoutNow(raft::TimeoutNow {}),
+        MessageBody::WakeLeader => Body::WakeLeader(raft::WakeLeader {}),
         MessageBody::ReadIndex { ctx } => Body::ReadIndex(raft::ReadIndex { ctx }),
         MessageBody::ReadIndexResponse { ctx, index } => {
             Body::ReadIndexResponse(raft::ReadIndexResponse { ctx, index })
@@ -217,6 +218,7 @@ fn body_from_wire(body: Body, term: Term) -> Result<MessageBody, ConvertError> {
             },
         },
         Body::TimeoutNow(_) => MessageBody::TimeoutNow,
+        Body::WakeLeader(_) => MessageBody::WakeLeader,
         Body::ReadIndex(r) => MessageBody::ReadIndex { ctx: r.ctx },
         Body::ReadIndexResponse(r) => MessageBody::ReadIndexResponse {
             ctx: r.ctx,

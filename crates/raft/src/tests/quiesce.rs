@@ -377,6 +377,48 @@ fn a_mark_from_a_node_it_does_not_follow_does_not_quiesce() {
 }
 
 #[test]
+fn woken_followers_of_a_live_leader_wake_it_and_nobody_campaigns() {
+    let mut net = quiesced_group();
+    // Node-level failure detection called leader 1's node silent, but it was
+    // only slow: the woken followers ask it to wake.
+    net.node_mut(2).wake();
+    net.node_mut(3).wake();
+    let asks: Vec<NodeId> = net
+        .take_queue()
+        .into_iter()
+        .filter(|m| m.body == MessageBody::WakeLeader)
+        .map(|m| {
+            assert_eq!(m.to, 1);
+            let from = m.from;
+            net.deliver(m);
+            from
+        })
+        .collect();
+    assert_eq!(asks, vec![2, 3]);
+    net.stabilize();
+    assert!(!net.node(1).is_quiesced(), "a WakeLeader woke it");
+    for _ in 0..25 {
+        for id in 1..=3 {
+            net.tick(id, 1);
+        }
+        net.stabilize();
+    }
+    assert_eq!(net.node(1).role(), Role::Leader);
+    assert_eq!(net.node(1).term(), 1, "nobody campaigned");
+}
+
+#[test]
+fn a_follower_woken_by_a_message_does_not_ask_its_leader() {
+    let mut net = quiesced_group();
+    net.node_mut(1).wake();
+    net.stabilize();
+    assert!(!net.node(2).is_quiesced());
+    // Awake already: the runtime's wake sends nothing.
+    net.node_mut(2).wake();
+    assert!(net.take_queue().is_empty());
+}
+
+#[test]
 fn a_woken_follower_campaigns_after_its_timeout() {
     let mut net = quiesced_group();
     // Leader 1's node goes silent; node-level failure detection wakes the others.

@@ -56,6 +56,8 @@ pub enum BodySummary {
         term: Term,
     },
     TimeoutNow,
+    /// A woken quiesced follower asks its leader to wake.
+    WakeLeader,
     /// A follower asks the leader for a read index.
     ReadIndex {
         /// The follower's tag.
@@ -134,6 +136,7 @@ impl MsgSummary {
                 term: meta.term,
             },
             MessageBody::TimeoutNow => BodySummary::TimeoutNow,
+            MessageBody::WakeLeader => BodySummary::WakeLeader,
             MessageBody::ReadIndex { ctx } => BodySummary::ReadIndex { ctx: *ctx },
             MessageBody::ReadIndexResponse { ctx, index } => BodySummary::ReadIndexResp {
                 ctx: *ctx,
@@ -212,6 +215,7 @@ impl fmt::Display for MsgSummary {
             BodySummary::HeartbeatResp { read_seq } => write!(f, "HeartbeatResp(round {read_seq})"),
             BodySummary::Snapshot { index, term } => write!(f, "InstallSnapshot({index}@{term})"),
             BodySummary::TimeoutNow => write!(f, "TimeoutNow"),
+            BodySummary::WakeLeader => write!(f, "WakeLeader"),
             BodySummary::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
             BodySummary::ReadIndexResp { ctx, index } => {
                 write!(f, "ReadIndexResp ctx={ctx} index={index}")
