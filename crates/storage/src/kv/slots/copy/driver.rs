@@ -58,6 +58,33 @@ pub(crate) fn apply(r: &mut Replica, cmd: SlotCommand) -> SlotState {
     }
 }
 
+/// Applies the pages `builder` has ready on B; how many.
+fn propose_ready(b: &mut Replica, builder: &mut PageBuilder) -> usize {
+    let ready = builder.take_ready();
+    let pages = ready.len();
+    for cmd in ready {
+        apply(b, cmd);
+    }
+    pages
+}
+
+/// Applies a round's last pages on B and reports the round; its items.
+fn end_round(
+    b: &mut Replica,
+    builder: PageBuilder,
+    items: usize,
+    mut pages: usize,
+    report: &mut MoveReport,
+) -> usize {
+    for cmd in builder.finish() {
+        apply(b, cmd);
+        pages += 1;
+    }
+    report.round_items.push(items);
+    report.round_pages.push(pages);
+    items
+}
+
 impl Mover<'_> {
     /// Round 0: every key of A's slot into B's staging (B's slot must be absent).
     pub(crate) fn bulk_copy(&mut self, a: &mut Replica, b: &mut Replica, report: &mut MoveReport) {
@@ -80,20 +107,12 @@ impl Mover<'_> {
             items += page.puts.len();
             cursor = page.puts.last().map(|p| p.key.clone()).or(cursor);
             builder.add(page.puts, Vec::new()).expect("add");
-            for cmd in builder.take_ready() {
-                apply(b, cmd);
-                pages += 1;
-            }
+            pages += propose_ready(b, &mut builder);
             if !page.more {
                 break;
             }
         }
-        for cmd in builder.finish() {
-            apply(b, cmd);
-            pages += 1;
-        }
-        report.round_items.push(items);
-        report.round_pages.push(pages);
+        end_round(b, builder, items, pages, report);
     }
 
     /// Asks A's change index since `since`: the keys written since then if it
@@ -188,18 +207,9 @@ impl Mover<'_> {
             let (puts, deletes) = plan_changed(&staged, self.slot, self.epoch, asked, values.puts)?;
             items += puts.len() + deletes.len();
             builder.add(puts, deletes)?;
-            for cmd in builder.take_ready() {
-                apply(b, cmd);
-                pages += 1;
-            }
+            pages += propose_ready(b, &mut builder);
         }
-        for cmd in builder.finish() {
-            apply(b, cmd);
-            pages += 1;
-        }
-        report.round_items.push(items);
-        report.round_pages.push(pages);
-        Ok(items)
+        Ok(end_round(b, builder, items, pages, report))
     }
 
     /// A round by listing A's whole slot and comparing it with B's.
@@ -248,22 +258,13 @@ impl Mover<'_> {
             }
             items += puts.len() + delta.delete.len();
             builder.add(puts, delta.delete)?;
-            for cmd in builder.take_ready() {
-                apply(b, cmd);
-                pages += 1;
-            }
+            pages += propose_ready(b, &mut builder);
             match delta.next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
-        for cmd in builder.finish() {
-            apply(b, cmd);
-            pages += 1;
-        }
-        report.round_items.push(items);
-        report.round_pages.push(pages);
-        Ok(items)
+        Ok(end_round(b, builder, items, pages, report))
     }
 
     /// The whole move: bulk copy, catch-up rounds, fence, final delta, seal,

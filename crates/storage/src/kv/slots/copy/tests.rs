@@ -77,6 +77,15 @@ pub(crate) fn pair(s: Slot, other: Slot) -> (Replica, Replica) {
     (a, b)
 }
 
+/// [`pair`] for the slot `S`, with `n` keys `k0`.. of it on A, each `v`.
+fn filled_pair(n: usize) -> (Replica, Replica) {
+    let s = slot(S);
+    let (mut a, b) = pair(s, slot(OTHER));
+    let keys = (0..n).map(|i| put(&key_in(s, &format!("k{i}")), "v"));
+    fill(&mut a, keys.collect());
+    (a, b)
+}
+
 /// The test's writes on A, and what it learned from them.
 #[derive(Default)]
 struct Writer {
@@ -254,10 +263,8 @@ fn catch_up_converges_once_writes_stop() {
 
 #[test]
 fn an_abandoned_copy_leaves_b_absent_and_a_serving() {
-    let (s, other) = (slot(S), slot(OTHER));
-    let (mut a, mut b) = pair(s, other);
-    let keys = (0..30).map(|i| put(&key_in(s, &format!("k{i}")), "v"));
-    fill(&mut a, keys.collect());
+    let s = slot(S);
+    let (mut a, mut b) = filled_pair(30);
     let (a_before, b_outside) = (slot_contents(&a, s), outside(&b, s));
     let mut writer = Writer::default();
     let mut chaos = |a: &mut Replica| writer.write(a);
@@ -284,9 +291,7 @@ fn an_abandoned_copy_leaves_b_absent_and_a_serving() {
 #[test]
 fn a_round_by_the_change_index_fetches_only_what_changed() {
     let (s, other) = (slot(S), slot(OTHER));
-    let (mut a, mut b) = pair(s, other);
-    let keys = (0..100).map(|i| put(&key_in(s, &format!("k{i}")), "v"));
-    fill(&mut a, keys.collect());
+    let (mut a, mut b) = filled_pair(100);
     let mut chaos = |_: &mut Replica| {};
     let mut m = mover(&mut chaos, 4096);
     m.by_changes = true;
