@@ -9,8 +9,8 @@ use bytes::Bytes;
 use keel_raft::Index;
 use keel_storage::kv::slots::Changes;
 use keel_storage::kv::slots::copy::{
-    ChangePage, CopyError, FenceWitness, PageBuilder, SourceView, ValuePage, plan_changed,
-    plan_delta,
+    ChangePage, CopyError, FenceWitness, MAX_VERSION_KEYS, PageBuilder, SourceView, ValuePage,
+    plan_changed, plan_delta,
 };
 
 use super::drive::Drive;
@@ -92,7 +92,13 @@ impl Drive<'_> {
         let mut builder = PageBuilder::new(self.slot, self.epoch, round, self.page_bytes());
         let (mut done, mut items) = (0, 0);
         while done < keys.len() {
-            let values = self.values(keys[done..].to_vec()).await?;
+            // A VALUES fetch names at most MAX_VERSION_KEYS keys.
+            let ask = keys[done..]
+                .iter()
+                .take(MAX_VERSION_KEYS)
+                .cloned()
+                .collect();
+            let values = self.values(ask).await?;
             if let Some(w) = witness.as_deref_mut() {
                 w.witness(&values.source)?;
             }

@@ -194,3 +194,22 @@ fn past_the_most_slots_the_one_asked_least_recently_is_forgotten() {
     assert_eq!(watched.len(), MAX_TRACKED_SLOTS);
     assert!(!watched.contains(&slot(100)));
 }
+
+#[test]
+fn one_answer_lists_more_keys_than_a_values_fetch_takes() {
+    let mut r = Replica::new(&MemVfs::new());
+    let s = slot(48);
+    let from = track(&r, s);
+    let n = super::copy::MAX_VERSION_KEYS + 100;
+    let puts: Vec<_> = (0..n)
+        .map(|i| {
+            let command = put(&key_in(s, &format!("k{i:06}")), "v");
+            r.entry(None, command)
+        })
+        .collect();
+    r.kv.apply(&puts).expect("apply");
+    match ask(&r, s, Some(from)) {
+        Changes::Listed(keys) => assert_eq!(keys.len(), n),
+        unknown => panic!("{unknown:?}"),
+    }
+}

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use keel_placement::{Slot, slot_for_key};
 use keel_raft::Index;
 
-use super::{CopyError, MAX_PAGE_BYTES, MAX_VERSION_KEYS, SourceView};
+use super::{CopyError, MAX_PAGE_BYTES, SourceView};
 use crate::command::IngestPut;
-use crate::kv::slots::{Changes, SlotState};
+use crate::kv::slots::{Changes, MAX_TRACKED_KEYS, SlotState};
 use crate::kv::{KvReadView, KvStore};
 
 /// What the source's change index said ([`fetch_changes`]).
@@ -26,8 +26,12 @@ pub struct ChangePage {
 
 /// The keys of `slot` that `kv` (the source, whose view `view` is, read
 /// just before) wrote after `since`, by its change index: at most
-/// [`MAX_VERSION_KEYS`] keys and [`MAX_PAGE_BYTES`] of them, so a `VALUES`
-/// fetch can take them. `since: None`, or a baseline the index cannot answer
+/// [`MAX_TRACKED_KEYS`] keys and [`MAX_PAGE_BYTES`] of them, so one answer
+/// carries them (the caller fetches their values in `VALUES` fetches of at
+/// most [`super::MAX_VERSION_KEYS`] keys). A bulk copy under load leaves
+/// more than 16,384 keys written since it began (each page's keys are
+/// written on after it was read), so the cap is the index's own.
+/// `since: None`, or a baseline the index cannot answer
 /// for, (re)starts tracking and answers [`Changes::Unknown`] with the index it
 /// runs from. Refuses a view that is not the move's source, as every read of
 /// the source does.
@@ -44,7 +48,7 @@ pub fn fetch_changes(
         epoch,
         since,
         source.applied_index,
-        (MAX_VERSION_KEYS, MAX_PAGE_BYTES),
+        (MAX_TRACKED_KEYS, MAX_PAGE_BYTES),
     );
     Ok(ChangePage { source, changes })
 }
