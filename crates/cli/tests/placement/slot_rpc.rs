@@ -1,6 +1,6 @@
 //! The slot-move peer calls with real processes (`SlotFetch`, `SlotCommand`
 //! through `keel_server::transport::slots::SlotPeer`): read a slot of group 1
-//! with its versions, stage a page of it in a new group 2, fence the slot so
+//! with its versions, ask its change index, stage a page of it in a new group 2, fence the slot so
 //! client writes are refused as moving, and unfence it again. The test calls
 //! as one of the members (the peer service admits only members), using that
 //! member's identity from its data directory.
@@ -16,6 +16,7 @@ use keel_server::transport::slots::{SlotPeer, SlotPeerError};
 use keel_server::transport::{LocalIdentity, PeerConnector};
 use keel_storage::command::{Command, Expect, MoveStep, SlotCommand};
 use keel_storage::kv::SlotState;
+use keel_storage::kv::slots::Changes;
 use keel_storage::kv::slots::copy::{CopyError, MAX_PAGE_BYTES, PageBuilder};
 
 use super::super::common::{TestCluster, eventually};
@@ -229,6 +230,31 @@ async fn a_slot_is_read_staged_fenced_and_unfenced_over_the_peer_calls() {
         .await
         .expect("fetch values");
     assert_eq!(after.puts[0].value, "v");
+
+    // The change index over the wire: a start answers where tracking runs
+    // from (nothing listed), and then names the keys written since.
+    let started = source
+        .fetch_changes(1, slot, EPOCH, None)
+        .await
+        .expect("start tracking");
+    let Changes::Unknown { from } = started.changes else {
+        panic!("a start listed keys: {started:?}");
+    };
+    let extra = (0u32..)
+        .map(|i| Bytes::from(format!("extra{i}")))
+        .find(|k| slot_for_key(k) == slot)
+        .expect("another key of the slot");
+    client
+        .put(extra.clone(), Bytes::from_static(b"e"))
+        .await
+        .expect("put");
+    client.delete(extra.clone()).await.expect("delete");
+    let changed = source
+        .fetch_changes(1, slot, EPOCH, Some(from))
+        .await
+        .expect("changes");
+    assert_eq!(changed.changes, Changes::Listed(vec![extra]));
+    assert!(changed.source.applied_index > from);
 
     // Fenced: client writes of the slot are refused as moving, and the
     // source answers with the fence as evidence.

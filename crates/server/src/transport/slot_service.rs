@@ -10,10 +10,12 @@ use keel_placement::Slot;
 use keel_proto::raft::{
     SlotCommandReply, SlotFetchKind, SlotFetchReply, SlotFetchRequest, SlotItem,
 };
+use keel_raft::Index;
 use keel_storage::command::{Command, SlotCommand};
 use keel_storage::kv::ApplyOutcome;
+use keel_storage::kv::slots::Changes;
 use keel_storage::kv::slots::copy::{
-    self, CopyError, MAX_PAGE_BYTES, MAX_VERSION_KEYS, SlotPage, ValuePage, VersionPage,
+    self, ChangePage, CopyError, MAX_PAGE_BYTES, MAX_VERSION_KEYS, SlotPage, ValuePage, VersionPage,
 };
 use tonic::Status;
 
@@ -44,6 +46,9 @@ pub(crate) enum FetchAsk {
     },
     /// Named keys' versions and values.
     Values { keys: Vec<Bytes>, max_bytes: usize },
+    /// The keys written since a baseline, by the change index (`None`: start
+    /// tracking).
+    Changes { since: Option<Index> },
 }
 
 /// A `SlotFetch` checked: its slot, epoch and what it asks for.
@@ -110,6 +115,15 @@ pub(crate) fn validate_fetch(req: &SlotFetchRequest) -> Result<ValidFetch, Statu
                 keys: req.keys.clone(),
                 max_bytes,
             }
+        }
+        Ok(SlotFetchKind::Changes) => {
+            no_keys("CHANGES")?;
+            if req.after_key.is_some() {
+                return Err(Status::invalid_argument(
+                    "a CHANGES fetch names a baseline, not a start key",
+                ));
+            }
+            FetchAsk::Changes { since: req.since }
         }
         _ => {
             return Err(Status::invalid_argument(format!(
@@ -194,7 +208,7 @@ fn read_page(
                 source: Some(view_to_wire(source)),
                 items: puts.into_iter().map(item_to_wire).collect(),
                 more,
-                covered: 0,
+                ..SlotFetchReply::default()
             }
         }
         FetchAsk::Versions {
@@ -218,7 +232,7 @@ fn read_page(
                     })
                     .collect(),
                 more,
-                covered: 0,
+                ..SlotFetchReply::default()
             }
         }
         FetchAsk::Values { keys, max_bytes } => {
@@ -230,8 +244,29 @@ fn read_page(
             SlotFetchReply {
                 source: Some(view_to_wire(source)),
                 items: puts.into_iter().map(item_to_wire).collect(),
-                more: false,
                 covered: covered as u64,
+                ..SlotFetchReply::default()
+            }
+        }
+        FetchAsk::Changes { since } => {
+            let ChangePage { source, changes } =
+                copy::fetch_changes(kv, &view, slot, epoch, since).map_err(copy_status)?;
+            let (keys, complete, tracked_from) = match changes {
+                Changes::Listed(keys) => (keys, true, 0),
+                Changes::Unknown { from } => (Vec::new(), false, from),
+            };
+            SlotFetchReply {
+                source: Some(view_to_wire(source)),
+                items: keys
+                    .into_iter()
+                    .map(|key| SlotItem {
+                        key,
+                        ..SlotItem::default()
+                    })
+                    .collect(),
+                complete,
+                tracked_from,
+                ..SlotFetchReply::default()
             }
         }
     };
@@ -308,6 +343,16 @@ mod tests {
                 max_bytes: MAX_PAGE_BYTES
             }
         );
+        let mut req = fetch(SlotFetchKind::Changes);
+        assert_eq!(
+            validate_fetch(&req).expect("valid").ask,
+            FetchAsk::Changes { since: None }
+        );
+        req.since = Some(12);
+        assert_eq!(
+            validate_fetch(&req).expect("valid").ask,
+            FetchAsk::Changes { since: Some(12) }
+        );
         let mut req = fetch(SlotFetchKind::Versions);
         req.max_keys = 10;
         assert_eq!(
@@ -340,6 +385,12 @@ mod tests {
         cases.push(r);
         let mut r = fetch(SlotFetchKind::Values);
         r.keys = vec![Bytes::new(); MAX_VERSION_KEYS + 1];
+        cases.push(r);
+        let mut r = fetch(SlotFetchKind::Changes);
+        r.keys = vec![Bytes::from_static(b"k")];
+        cases.push(r);
+        let mut r = fetch(SlotFetchKind::Changes);
+        r.after_key = Some(Bytes::new());
         cases.push(r);
         for req in cases {
             let e = validate_fetch(&req).expect_err("refused");

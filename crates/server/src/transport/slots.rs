@@ -4,7 +4,8 @@
 //! copy engine*).
 //!
 //! A [`SlotPeer`] talks to one node. Answers come back as the copy engine's
-//! own types ([`SlotPage`], [`VersionPage`], [`ValuePage`], [`SourceView`]),
+//! own types ([`SlotPage`], [`VersionPage`], [`ValuePage`], [`ChangePage`],
+//! [`SourceView`]),
 //! so the mover feeds them to `plan_delta`, `PageBuilder` and `FenceWitness`
 //! as if the source were local.
 //!
@@ -25,7 +26,10 @@ use keel_proto::raft::{
 use keel_raft::{GroupId, Index, NodeId};
 use keel_storage::command::{Command, SlotCommand};
 use keel_storage::kv::SlotState;
-use keel_storage::kv::slots::copy::{CopyError, SlotPage, SourceView, ValuePage, VersionPage};
+use keel_storage::kv::slots::Changes;
+use keel_storage::kv::slots::copy::{
+    ChangePage, CopyError, SlotPage, SourceView, ValuePage, VersionPage,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -263,6 +267,28 @@ impl SlotPeer {
         })
     }
 
+    /// The keys of `slot` that `group`'s replica on this node wrote after
+    /// `since`, by its change index (`fetch_changes`); `since: None` starts
+    /// tracking.
+    pub async fn fetch_changes(
+        &self,
+        group: GroupId,
+        slot: Slot,
+        epoch: u64,
+        since: Option<Index>,
+    ) -> Result<ChangePage, SlotPeerError> {
+        let req = SlotFetchRequest {
+            kind: SlotFetchKind::Changes.into(),
+            since,
+            ..self.request(group, slot, epoch)
+        };
+        let (source, reply) = self.fetch(req).await?;
+        Ok(ChangePage {
+            source,
+            changes: changes_of(reply),
+        })
+    }
+
     /// Proposes `command` in `group` on this node, which must be its leader,
     /// and waits up to `timeout` for it to apply.
     pub async fn propose(
@@ -299,6 +325,18 @@ impl SlotPeer {
             .map_err(SlotPeerError::of)?
             .into_inner();
         applied_of(reply)
+    }
+}
+
+/// What a `CHANGES` reply says: its keys if complete, else where tracking
+/// runs from.
+fn changes_of(reply: SlotFetchReply) -> Changes {
+    if reply.complete {
+        Changes::Listed(reply.items.into_iter().map(|item| item.key).collect())
+    } else {
+        Changes::Unknown {
+            from: reply.tracked_from,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::error::KvError;
 use super::keyspace::KeySpace;
 use super::outcome::ApplyOutcome;
 use super::sessions::SessionBatch;
-use super::slots::{self, SlotTable};
+use super::slots::{self, ChangeIndex, SlotTable};
 use crate::command::{Command, Envelope, Expect};
 
 /// The replicated state one apply batch works on, besides client sessions.
@@ -19,6 +19,9 @@ pub(crate) struct Machine<'a, 'txn> {
     pub(crate) slots_changed: bool,
     /// Added to an entry's index to make its revision.
     pub(crate) revision_offset: u64,
+    /// This replica's change index (not replicated state): told each entry's
+    /// writes of the slots it tracks.
+    pub(crate) changes: &'a mut ChangeIndex,
 }
 
 impl Machine<'_, '_> {
@@ -66,6 +69,8 @@ pub(super) fn apply_entries(
                 }
             }
         };
+        let written = m.space.take_written();
+        m.changes.after_entry(entry.index, &written, m.slots);
         outcomes.push(outcome);
         applied = entry.index;
     }

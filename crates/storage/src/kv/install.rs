@@ -132,6 +132,8 @@ impl KvStore {
                 .store(false, std::sync::atomic::Ordering::SeqCst);
         }
         *self.lock_slots() = slots;
+        // Whatever was tracked described the replaced state.
+        self.lock_changes().reset(applied);
         let mut guard = self
             .db
             .write()

@@ -59,15 +59,42 @@ pub(crate) fn key_of_index(row: &[u8]) -> &[u8] {
 pub(crate) struct KeySpace<'txn> {
     data: Table<'txn, &'static [u8], &'static [u8]>,
     index: Table<'txn, &'static [u8], ()>,
+    /// Slots whose written keys are collected in `written` (the change
+    /// index's tracked slots; usually none, which costs nothing).
+    watch: Vec<Slot>,
+    /// Keys of watched slots put or removed since the last
+    /// [`KeySpace::take_written`].
+    written: Vec<Bytes>,
 }
 
 impl<'txn> KeySpace<'txn> {
     /// Opens both tables in `txn`.
     pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<KeySpace<'txn>, KvError> {
+        Self::watching(txn, Vec::new())
+    }
+
+    /// Opens both tables in `txn`, collecting the keys of `watch` written.
+    pub(crate) fn watching(
+        txn: &'txn WriteTransaction,
+        watch: Vec<Slot>,
+    ) -> Result<KeySpace<'txn>, KvError> {
         Ok(KeySpace {
             data: txn.open_table(DATA).map_err(engine)?,
             index: txn.open_table(SLOT_INDEX).map_err(engine)?,
+            watch,
+            written: Vec::new(),
         })
+    }
+
+    /// The keys of watched slots written since the last call.
+    pub(crate) fn take_written(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.written)
+    }
+
+    fn note(&mut self, key: &[u8]) {
+        if !self.watch.is_empty() && self.watch.contains(&slot_for_key(key)) {
+            self.written.push(Bytes::copy_from_slice(key));
+        }
     }
 
     /// The version of `key`, if present.
@@ -85,6 +112,7 @@ impl<'txn> KeySpace<'txn> {
 
     /// Sets `key` to `value` at `version`.
     pub(crate) fn put(&mut self, key: &[u8], version: u64, value: &[u8]) -> Result<(), KvError> {
+        self.note(key);
         let stored = value::encode(version, value);
         let existed = self
             .data
@@ -101,6 +129,7 @@ impl<'txn> KeySpace<'txn> {
 
     /// Removes `key`; whether it existed.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Result<bool, KvError> {
+        self.note(key);
         let existed = self.data.remove(key).map_err(engine)?.is_some();
         if existed {
             self.index

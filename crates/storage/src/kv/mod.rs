@@ -50,6 +50,7 @@ pub(crate) use schema::init_tables;
 pub use served::NotServed;
 pub use sessions::{EVICTION_GRACE_MS, MAX_RESULTS_PER_SESSION, SessionRejection, SessionStats};
 use sessions::{SessionBatch, SessionIndex};
+use slots::ChangeIndex;
 pub use slots::{SlotState, SlotTable};
 pub use view::KvReadView;
 
@@ -112,6 +113,9 @@ pub struct KvStore {
     /// The slot table, as the database holds it; changed only with `writer`
     /// held. Every write consults it, so it is not read from the database.
     slots: Mutex<SlotTable>,
+    /// Which keys of the slots being moved out changed (`slots/changes.rs`);
+    /// changed only with `writer` held, asked alone.
+    changes: Mutex<ChangeIndex>,
     /// True while every slot has been served in every state since the store
     /// was opened: reads then need not consult the slot table (`served.rs`).
     /// Cleared before the first commit that changes the table, never set again.
@@ -160,6 +164,7 @@ impl KvStore {
             sessions: Mutex::new(sessions),
             all_serving: std::sync::atomic::AtomicBool::new(slots.is_all_serving()),
             slots: Mutex::new(slots),
+            changes: Mutex::new(ChangeIndex::new(applied)),
             vfs,
             path: path.to_path_buf(),
             opts,
@@ -200,11 +205,14 @@ impl KvStore {
         let db = self.db();
         let mut sessions = self.lock_sessions();
         let mut slots = self.lock_slots();
-        let result = self.apply_in(&db, &mut sessions, &mut slots, entries);
+        let mut changes = self.lock_changes();
+        let result = self.apply_in(&db, &mut sessions, &mut slots, &mut changes, entries);
         if result.is_err() {
             // The transaction was dropped, but the copies may have moved on.
             sessions.reload(&db)?;
             *slots = schema::load_slot_table(&db)?;
+            // It may have recorded entries that did not commit as seen.
+            changes.reset(self.applied_index());
         }
         result
     }
@@ -214,6 +222,7 @@ impl KvStore {
         db: &Database,
         sessions: &mut SessionIndex,
         slots: &mut SlotTable,
+        changes: &mut ChangeIndex,
         entries: &[Entry],
     ) -> Result<Vec<ApplyOutcome>, KvError> {
         let mut txn = db.begin_write().map_err(engine)?;
@@ -227,10 +236,11 @@ impl KvStore {
             let start = read(APPLIED_INDEX)?;
             let offset = read(slots::REVISION_OFFSET)?;
             let mut machine = apply::Machine {
-                space: keyspace::KeySpace::open(&txn)?,
+                space: keyspace::KeySpace::watching(&txn, changes.watched())?,
                 slots,
                 slots_changed: false,
                 revision_offset: offset,
+                changes,
             };
             let mut batch = SessionBatch::new(&txn, sessions);
             let (outcomes, applied) =
@@ -263,6 +273,14 @@ impl KvStore {
             txn.abort().map_err(engine)?;
         }
         Ok(outcomes)
+    }
+
+    /// The change index. Whoever also holds the writer lock took it, and the
+    /// session and slot locks, first.
+    pub(crate) fn lock_changes(&self) -> MutexGuard<'_, ChangeIndex> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The session index. Whoever also holds the writer lock took that first.

@@ -1,7 +1,8 @@
 //! One move driven by the target group's leader (`docs/sharding.md`, *Moving
 //! a slot*, steps 2–7): copy the slot from the source in rounds, fence it at
 //! the source, copy the final delta from fenced views only, seal the copy,
-//! have placement commit the move, and serve the slot.
+//! have placement commit the move, and serve the slot. The rounds after the
+//! bulk copy are in `rounds.rs`.
 //!
 //! An attempt starts from whatever the target holds: nothing (bulk copy), a
 //! copy in progress for this move (catch-up rounds converge on the source
@@ -15,13 +16,11 @@ use bytes::Bytes;
 use keel_placement::Slot;
 use keel_storage::command::{MoveStep, SlotCommand};
 use keel_storage::kv::SlotState;
-use keel_storage::kv::slots::copy::{
-    CopyError, FenceWitness, MAX_PAGE_BYTES, PageBuilder, SourceView, plan_delta,
-};
+use keel_storage::kv::slots::copy::{FenceWitness, MAX_PAGE_BYTES, PageBuilder};
 
 use super::error::MoveError;
 use super::pace::Pacer;
-use super::reach::{Answer, GroupAt, Reach, Read, propose_local, with_view};
+use super::reach::{Answer, GroupAt, Reach, Read, propose_local};
 use super::timeline::{Phase, Timeline};
 use crate::node::NodeHandle;
 
@@ -81,7 +80,7 @@ impl Drive<'_> {
     /// smaller entries, so that each fsync, replication and apply it adds to
     /// its nodes' turns is short (a 1 MiB entry holds up every write batched
     /// with it).
-    fn page_bytes(&self) -> usize {
+    pub(super) fn page_bytes(&self) -> usize {
         if self.copy_rate.is_some() {
             PACED_PAGE_BYTES
         } else {
@@ -99,12 +98,18 @@ impl Drive<'_> {
     pub(crate) async fn seal(&self, progress: &mut Progress) -> Result<(), MoveError> {
         let held = self.target.kv().slot_state(self.slot);
         let mut round = 1;
+        // The source's index the next round asks its changes since (none: a
+        // resumed copy, whose rounds so far the source did not track).
+        let mut baseline = None;
         match held {
             SlotState::Ingested { epoch } if epoch == self.epoch => return Ok(()),
             SlotState::Staging { epoch } if epoch == self.epoch => {}
             other => {
                 self.clear(other).await?;
                 let began = Instant::now();
+                // Tracking starts before the first page is read, so every
+                // write the copy might miss is recorded.
+                baseline = Some(self.track().await?);
                 let keys = self.bulk_copy().await?;
                 progress.timeline.bulk = Some(Phase::since(began, keys));
             }
@@ -112,8 +117,11 @@ impl Drive<'_> {
         let mut previous = None;
         while round <= MAX_CATCH_UP_ROUNDS {
             let began = Instant::now();
-            let items = self.round(round, None).await?;
-            progress.timeline.rounds.push(Phase::since(began, items));
+            let (items, listed) = self.round(round, &mut baseline, None).await?;
+            progress
+                .timeline
+                .rounds
+                .push(Phase::since(began, items).listed(listed));
             round += 1;
             if catch_up_done(items, previous) {
                 break;
@@ -134,8 +142,8 @@ impl Drive<'_> {
         let fenced_at = Instant::now();
         progress.fenced_at = Some(fenced_at);
         let mut witness = FenceWitness::new(self.slot, self.epoch);
-        let items = self.round(round, Some(&mut witness)).await?;
-        progress.timeline.last = Some(Phase::since(fenced_at, items));
+        let (items, listed) = self.round(round, &mut baseline, Some(&mut witness)).await?;
+        progress.timeline.last = Some(Phase::since(fenced_at, items).listed(listed));
         let seal = witness.seal()?;
         propose_local(&self.target, seal).await?;
         Ok(())
@@ -200,81 +208,6 @@ impl Drive<'_> {
             propose_local(&self.target, cmd).await?;
         }
         Ok(keys)
-    }
-
-    /// One catch-up round, or the final one (with `witness`, which must see
-    /// only fenced views); how many keys it changed at the target.
-    async fn round(
-        &self,
-        round: u64,
-        mut witness: Option<&mut FenceWitness>,
-    ) -> Result<usize, MoveError> {
-        // The final round runs while the slot's writes wait: never paced.
-        let final_round = witness.is_some();
-        let mut pace = Pacer::new(self.copy_rate.filter(|_| !final_round));
-        let mut see = |source: &SourceView| -> Result<(), CopyError> {
-            match witness.as_deref_mut() {
-                Some(w) => w.witness(source),
-                None => Ok(()),
-            }
-        };
-        let mut builder = PageBuilder::new(self.slot, self.epoch, round, self.page_bytes());
-        let (mut cursor, mut items) = (None::<Bytes>, 0);
-        loop {
-            let Answer::Versions(list) = self
-                .reach
-                .read(
-                    &self.source,
-                    self.slot,
-                    self.epoch,
-                    Read::Versions(cursor.clone()),
-                )
-                .await?
-            else {
-                unreachable!("a versions read answers versions");
-            };
-            see(&list.source)?;
-            let (slot, epoch, after) = (self.slot, self.epoch, cursor.clone());
-            let delta = with_view(&self.target, move |staged| {
-                plan_delta(staged, slot, epoch, after.as_deref(), &list)
-            })
-            .await?;
-            let mut puts = Vec::new();
-            let mut done = 0;
-            while done < delta.fetch.len() {
-                let keys = delta.fetch[done..].to_vec();
-                let Answer::Values(values) = self
-                    .reach
-                    .read(&self.source, self.slot, self.epoch, Read::Values(keys))
-                    .await?
-                else {
-                    unreachable!("a values read answers values");
-                };
-                see(&values.source)?;
-                if values.covered == 0 {
-                    return Err(MoveError::Unavailable {
-                        group: self.source.group,
-                        why: "a values read covered no key".into(),
-                    });
-                }
-                done += values.covered;
-                puts.extend(values.puts);
-            }
-            items += puts.len() + delta.delete.len();
-            pace.after(&puts).await;
-            builder.add(puts, delta.delete)?;
-            for cmd in builder.take_ready() {
-                propose_local(&self.target, cmd).await?;
-            }
-            match delta.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        for cmd in builder.finish() {
-            propose_local(&self.target, cmd).await?;
-        }
-        Ok(items)
     }
 
     /// Serves the slot here once the map names this group its owner

@@ -24,6 +24,7 @@ mod drive;
 mod error;
 mod pace;
 mod reach;
+mod rounds;
 mod timeline;
 mod watchdog;
 

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel_placement::{ClusterMap, Slot};
-use keel_raft::{GroupId, NodeId, Role};
+use keel_raft::{GroupId, Index, NodeId, Role};
 use keel_storage::command::{Command, SlotCommand};
-use keel_storage::kv::slots::copy::{self, CopyError, SlotPage, ValuePage, VersionPage};
+use keel_storage::kv::slots::copy::{
+    self, ChangePage, CopyError, SlotPage, ValuePage, VersionPage,
+};
 use keel_storage::kv::{ApplyOutcome, KvReadView, SlotState};
 
 use super::error::MoveError;
@@ -65,6 +67,9 @@ pub(crate) enum Read {
     Versions(Option<Bytes>),
     /// The values of these keys.
     Values(Vec<Bytes>),
+    /// The keys written since this baseline, by the source's change index
+    /// (`None`: start tracking).
+    Changes(Option<Index>),
 }
 
 /// What a source read answered.
@@ -73,6 +78,7 @@ pub(crate) enum Answer {
     Page(SlotPage),
     Versions(VersionPage),
     Values(ValuePage),
+    Changes(ChangePage),
 }
 
 /// This node's ways to other groups' replicas. Shared by every move the node
@@ -175,6 +181,9 @@ impl Reach {
             ),
             Read::Values(keys) => {
                 Answer::Values(peer.fetch_values(group, slot, epoch, keys, max).await?)
+            }
+            Read::Changes(since) => {
+                Answer::Changes(peer.fetch_changes(group, slot, epoch, since).await?)
             }
         })
     }
@@ -301,6 +310,7 @@ async fn read_local(
         .await
         .map_err(|e| MoveError::local(group, e))?;
     let max = copy::MAX_PAGE_BYTES;
+    let kv = handle.clone();
     with_view(handle, move |view| {
         Ok(match read {
             Read::Page(after) => {
@@ -315,6 +325,9 @@ async fn read_local(
             )?),
             Read::Values(keys) => {
                 Answer::Values(copy::fetch_values(view, slot, epoch, &keys, max)?)
+            }
+            Read::Changes(since) => {
+                Answer::Changes(copy::fetch_changes(kv.kv(), view, slot, epoch, since)?)
             }
         })
     })

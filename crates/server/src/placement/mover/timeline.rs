@@ -15,6 +15,9 @@ const LISTED_ROUNDS: usize = 10;
 pub(crate) struct Phase {
     pub(crate) keys: usize,
     pub(crate) took: Duration,
+    /// Whether a round listed the whole slot (the source's change index could
+    /// not name what changed): a slow round's usual reason.
+    pub(crate) listed: bool,
 }
 
 impl Phase {
@@ -23,7 +26,19 @@ impl Phase {
         Phase {
             keys,
             took: began.elapsed(),
+            listed: false,
         }
+    }
+
+    /// The same phase, marked as listing the slot or not.
+    pub(crate) fn listed(self, listed: bool) -> Phase {
+        Phase { listed, ..self }
+    }
+
+    /// `5000 keys/400 ms`, and ` listed` if it listed the slot.
+    fn brief(&self) -> String {
+        let listed = if self.listed { " listed" } else { "" };
+        format!("{} keys/{} ms{listed}", self.keys, self.took.as_millis())
     }
 }
 
@@ -53,7 +68,7 @@ impl fmt::Display for Timeline {
                 .rounds
                 .iter()
                 .take(LISTED_ROUNDS)
-                .map(|p| format!("{} keys/{} ms", p.keys, ms(p.took)))
+                .map(Phase::brief)
                 .collect();
             write!(f, " ({}", listed.join(", "))?;
             if self.rounds.len() > LISTED_ROUNDS {
@@ -63,6 +78,9 @@ impl fmt::Display for Timeline {
         }
         if let Some(p) = self.last {
             write!(f, "; final delta {} keys in {} ms", p.keys, ms(p.took))?;
+            if p.listed {
+                write!(f, " (listed)")?;
+            }
         }
         if let Some(d) = self.paused {
             write!(f, "; writes to the slot paused {} ms", ms(d))?;
@@ -79,6 +97,7 @@ mod tests {
         Phase {
             keys,
             took: Duration::from_millis(ms),
+            listed: false,
         }
     }
 
@@ -86,14 +105,24 @@ mod tests {
     fn a_timeline_reads_as_one_line() {
         let t = Timeline {
             bulk: Some(phase(100_000, 1800)),
-            rounds: vec![phase(5000, 400), phase(900, 120)],
+            rounds: vec![phase(5000, 400).listed(true), phase(900, 120)],
             last: Some(phase(40, 15)),
             paused: Some(Duration::from_millis(60)),
         };
         assert_eq!(
             t.to_string(),
-            "bulk copy 100000 keys in 1800 ms; 2 catch-up rounds (5000 keys/400 ms, \
+            "bulk copy 100000 keys in 1800 ms; 2 catch-up rounds (5000 keys/400 ms listed, \
              900 keys/120 ms); final delta 40 keys in 15 ms; writes to the slot paused 60 ms"
+        );
+        let listed_last = Timeline {
+            last: Some(phase(40, 15).listed(true)),
+            ..Timeline::default()
+        };
+        assert!(
+            listed_last
+                .to_string()
+                .ends_with("final delta 40 keys in 15 ms (listed)"),
+            "{listed_last}"
         );
         let resumed = Timeline::default();
         assert_eq!(resumed.to_string(), "resumed a copy; 0 catch-up rounds");

@@ -25,6 +25,7 @@
 //!   group holds or was told of: the offset is the group's revision floor, and
 //!   a key's versions never go backwards.
 
+mod changes;
 pub mod copy;
 mod refusal;
 mod state;
@@ -33,6 +34,7 @@ mod table;
 
 use redb::TableDefinition;
 
+pub use changes::{ChangeIndex, Changes, MAX_TRACKED_BYTES, MAX_TRACKED_KEYS, MAX_TRACKED_SLOTS};
 pub(crate) use refusal::check_served;
 pub use refusal::{SlotCommandError, SlotUnavailable};
 pub use state::SlotState;
@@ -55,6 +57,8 @@ pub const MAX_DROP_KEYS: usize = 1024;
 /// (2^62 entries), and low enough that index plus offset never overflows.
 pub const MAX_REVISION: u64 = 1 << 62;
 
+#[cfg(test)]
+mod changes_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]

@@ -10,11 +10,15 @@
 //!   named keys (what a round found changed). Each answer carries a
 //!   [`SourceView`]: the view's applied index, A's revision there and the
 //!   slot's state, which is the fence evidence the final delta needs.
+//!   [`fetch_changes`] names the keys written since a round's baseline, by
+//!   A's change index, when the index can show it (a round then skips the
+//!   key list: see `changed.rs`).
 //! - **Target (B).** [`plan_delta`] compares a page of A's key list with what B
 //!   has staged over the same key range and names the keys to fetch (new or
 //!   changed versions) and to delete (gone at A); [`PageBuilder`] turns puts
 //!   and deletes into `IngestSlot` commands within the page limits, numbered
-//!   as the state machine requires; [`FenceWitness`] collects the evidence of
+//!   as the state machine requires; [`plan_changed`] does what `plan_delta`
+//!   does for the keys the change index named; [`FenceWitness`] collects the evidence of
 //!   the final round and only then builds `SlotIngested`.
 //!
 //! **The fence evidence, as built.** The slot table records a fence's epoch,
@@ -27,12 +31,14 @@
 //! itself when the executor fetched right after it) and the largest revision
 //! seen, which is at least A's revision at F.
 
+mod changed;
 mod error;
 mod evidence;
 mod pages;
 mod plan;
 mod source;
 
+pub use changed::{ChangePage, fetch_changes, plan_changed};
 pub use error::CopyError;
 pub use evidence::FenceWitness;
 pub use pages::PageBuilder;

@@ -1,5 +1,7 @@
 //! Property test: whole moves with random writes interleaved at every read of
-//! A, under random page sizes and round counts.
+//! A, under random page sizes and round counts, with rounds that list the
+//! slot or ask A's change index (which is lost now and then): B ends up
+//! holding A at its fence either way.
 
 use proptest::prelude::*;
 
@@ -22,6 +24,9 @@ enum Op {
     Delete(usize),
     /// A write to another slot.
     Other(usize, u8),
+    /// A's change index is lost (a restart, a snapshot install, another
+    /// replica answering): the next round must list the slot.
+    Forget,
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -29,6 +34,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         3 => (0..NAMES, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
         1 => (0..NAMES).prop_map(Op::Delete),
         1 => (0..3usize, any::<u8>()).prop_map(|(k, v)| Op::Other(k, v)),
+        1 => Just(Op::Forget),
     ]
 }
 
@@ -64,6 +70,10 @@ impl Writes {
                 put(&key_in(slot(OTHER), &format!("o{k}")), &v.to_string()),
                 false,
             ),
+            Op::Forget => {
+                a.kv.lock_changes().reset(a.kv.applied_index());
+                return;
+            }
         };
         let outcome = a.run(command.clone());
         match outcome {
@@ -85,7 +95,7 @@ impl Writes {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn a_move_with_random_writes_ends_with_b_holding_a_at_its_fence(
@@ -95,6 +105,7 @@ proptest! {
         version_keys in 1usize..6,
         small in 0usize..3,
         max_rounds in 1u64..4,
+        by_changes in any::<bool>(),
     ) {
         let s = slot(S);
         let (mut a, mut b) = pair(s, slot(OTHER));
@@ -118,6 +129,8 @@ proptest! {
                 small,
                 max_rounds,
                 chaos: &mut chaos,
+                by_changes,
+                baseline: None,
             };
             mover.run(&mut a, &mut b, EPOCH + 1);
         }

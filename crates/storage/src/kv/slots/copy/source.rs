@@ -26,7 +26,7 @@ impl SourceView {
     /// Reads the view's evidence, refusing a view that is not the move's
     /// source: one releasing the slot has lost part of it, and one absent,
     /// staging or fenced for another epoch is not where this move copies from.
-    fn of(view: &KvReadView, slot: Slot, epoch: u64) -> Result<SourceView, CopyError> {
+    pub(super) fn of(view: &KvReadView, slot: Slot, epoch: u64) -> Result<SourceView, CopyError> {
         let state = view.slot_table()?.get(slot);
         let source = matches!(state, SlotState::Serving) || state == (SlotState::Fenced { epoch });
         if !source {

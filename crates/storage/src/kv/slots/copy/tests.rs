@@ -77,6 +77,15 @@ pub(crate) fn pair(s: Slot, other: Slot) -> (Replica, Replica) {
     (a, b)
 }
 
+/// [`pair`] for the slot `S`, with `n` keys `k0`.. of it on A, each `v`.
+fn filled_pair(n: usize) -> (Replica, Replica) {
+    let s = slot(S);
+    let (mut a, b) = pair(s, slot(OTHER));
+    let keys = (0..n).map(|i| put(&key_in(s, &format!("k{i}")), "v"));
+    fill(&mut a, keys.collect());
+    (a, b)
+}
+
 /// The test's writes on A, and what it learned from them.
 #[derive(Default)]
 struct Writer {
@@ -143,6 +152,8 @@ fn mover<'a>(chaos: &'a mut dyn FnMut(&mut Replica), page_bytes: usize) -> Mover
         small: 0,
         max_rounds: 3,
         chaos,
+        by_changes: false,
+        baseline: None,
     }
 }
 
@@ -252,10 +263,8 @@ fn catch_up_converges_once_writes_stop() {
 
 #[test]
 fn an_abandoned_copy_leaves_b_absent_and_a_serving() {
-    let (s, other) = (slot(S), slot(OTHER));
-    let (mut a, mut b) = pair(s, other);
-    let keys = (0..30).map(|i| put(&key_in(s, &format!("k{i}")), "v"));
-    fill(&mut a, keys.collect());
+    let s = slot(S);
+    let (mut a, mut b) = filled_pair(30);
     let (a_before, b_outside) = (slot_contents(&a, s), outside(&b, s));
     let mut writer = Writer::default();
     let mut chaos = |a: &mut Replica| writer.write(a);
@@ -280,12 +289,57 @@ fn an_abandoned_copy_leaves_b_absent_and_a_serving() {
 }
 
 #[test]
+fn a_round_by_the_change_index_fetches_only_what_changed() {
+    let (s, other) = (slot(S), slot(OTHER));
+    let (mut a, mut b) = filled_pair(100);
+    let mut chaos = |_: &mut Replica| {};
+    let mut m = mover(&mut chaos, 4096);
+    m.by_changes = true;
+    let mut report = MoveReport::default();
+    m.bulk_copy(&mut a, &mut b, &mut report);
+    a.run(put(&key_in(s, "k3"), "changed"));
+    a.run(put(&key_in(s, "new"), "added"));
+    a.run(Command::Delete {
+        key: key_in(s, "k7"),
+        expect: Expect::Any,
+    });
+    // Rewritten with the same value: a new version, so it is fetched too.
+    a.run(put(&key_in(s, "k9"), "v"));
+    a.run(put(&key_in(other, "x"), "not the slot"));
+    let items = m
+        .round(1, &mut a, &mut b, None, &mut report)
+        .expect("round");
+    assert_eq!(items, 4);
+    assert_eq!(slot_contents(&b, s), slot_contents(&a, s));
+    // Nothing changed since: an empty round, no page.
+    let items = m
+        .round(2, &mut a, &mut b, None, &mut report)
+        .expect("round");
+    assert_eq!((items, report.round_pages[2]), (0, 0));
+    // A lost index (a restart): the round lists the slot and still matches.
+    a.kv.lock_changes().reset(a.kv.applied_index());
+    a.run(put(&key_in(s, "k1"), "after the restart"));
+    let items = m
+        .round(3, &mut a, &mut b, None, &mut report)
+        .expect("round");
+    assert_eq!(items, 1);
+    assert_eq!(slot_contents(&b, s), slot_contents(&a, s));
+}
+
+#[test]
 fn the_final_round_needs_a_fenced_source() {
+    for by_changes in [false, true] {
+        the_final_round_needs_a_fenced_source_when(by_changes);
+    }
+}
+
+fn the_final_round_needs_a_fenced_source_when(by_changes: bool) {
     let s = slot(S);
     let (mut a, mut b) = pair(s, slot(OTHER));
     a.run(put(&key_in(s, "k"), "v"));
     let mut chaos = |_: &mut Replica| {};
     let mut m = mover(&mut chaos, 100);
+    m.by_changes = by_changes;
     let mut report = MoveReport::default();
     m.bulk_copy(&mut a, &mut b, &mut report);
     let mut witness = FenceWitness::new(s, EPOCH);
