@@ -109,7 +109,7 @@ impl Drive<'_> {
                 let began = Instant::now();
                 // Tracking starts before the first page is read, so every
                 // write the copy might miss is recorded.
-                baseline = Some(self.track().await?);
+                baseline = self.track().await?;
                 let keys = self.bulk_copy().await?;
                 progress.timeline.bulk = Some(Phase::since(began, keys));
             }

@@ -33,11 +33,21 @@ impl Drive<'_> {
         }
     }
 
-    /// Starts tracking the slot's writes at the source; the index it runs from.
-    pub(super) async fn track(&self) -> Result<Index, MoveError> {
-        match self.changes(None).await?.changes {
-            Changes::Unknown { from } => Ok(from),
-            Changes::Listed(_) => Err(self.source_error("a fresh start of tracking listed keys")),
+    /// Starts tracking the slot's writes at the source; the index it runs
+    /// from, or `None` when the source cannot track (see [`Drive::round`]:
+    /// every round then lists the slot).
+    pub(super) async fn track(&self) -> Result<Option<Index>, MoveError> {
+        match self.changes(None).await {
+            Ok(page) => match page.changes {
+                Changes::Unknown { from } => Ok(Some(from)),
+                Changes::Listed(_) => {
+                    Err(self.source_error("a fresh start of tracking listed keys"))
+                }
+            },
+            Err(e) => {
+                tracing::debug!(slot = %self.slot, "the source's change index did not answer: {e}");
+                Ok(None)
+            }
         }
     }
 
@@ -59,7 +69,17 @@ impl Drive<'_> {
         baseline: &mut Option<Index>,
         mut witness: Option<&mut FenceWitness>,
     ) -> Result<(usize, bool), MoveError> {
-        let asked = self.changes(*baseline).await?;
+        // A source that cannot answer — a node of an older version refuses
+        // the fetch kind, or the read failed — gets the round keel ran before
+        // the index: listing is always complete, only slower.
+        let asked = match self.changes(*baseline).await {
+            Ok(asked) => asked,
+            Err(e) => {
+                tracing::debug!(slot = %self.slot, "the source's change index did not answer: {e}");
+                *baseline = None;
+                return Ok((self.listed_round(round, witness).await?, true));
+            }
+        };
         if let Some(w) = witness.as_deref_mut() {
             w.witness(&asked.source)?;
         }
