@@ -62,15 +62,26 @@ async fn a_follower_down_across_snapshots_catches_up_by_snapshot() {
     t.cluster.spawn(follower).expect("restart follower");
     wait_for_event(&t, follower, "installed the leader's snapshot", 1, CATCH_UP).await;
     wait_for_event(&t, leader, "sent its snapshot at index", 1, CATCH_UP).await;
-    // The segments the installed snapshot covers are gone at once.
-    wait_for_event(
-        &t,
-        follower,
-        "compacted its log after installing",
-        1,
-        CATCH_UP,
-    )
+    // The segments the installed snapshot covers go at once — unless the
+    // placement group's first entries, in the same WAL, still pin the oldest
+    // segment (its pressure snapshot comes within a second of the restart,
+    // and on a loaded machine after the install): then they go with the
+    // placement group's compaction.
+    let compacted = poll_until(CATCH_UP, || {
+        let log = events(&t, follower);
+        log.contains("compacted its log after installing")
+            || log.lines().any(|l| {
+                l.contains("[placement group]")
+                    && l.contains("compacted its log")
+                    && !l.contains(" 0 WAL segment(s)")
+            })
+    })
     .await;
+    assert!(
+        compacted,
+        "no compaction deleted segments after the install:\n{}",
+        events(&t, follower)
+    );
     write_keys(&t, "after", 0..10, 16).await;
     wait_converged(&mut t).await;
     // The leader's log on disk was cut behind its previous snapshot once its state
