@@ -131,35 +131,30 @@ def spread_over_three():
     return time.time() - t0, counts
 
 
-def put_requests():
-    """Put requests every node has answered (any outcome), by outcome."""
-    out = {}
+def metric_lines(prefix):
+    """Every node's /metrics lines that start with `prefix` (a node that does
+    not answer gives none)."""
     for node in GRPC:
         try:
             with urllib.request.urlopen(f"http://{HTTP[node]}/metrics", timeout=10) as r:
                 page = r.read().decode()
         except OSError:
             continue
-        for line in page.splitlines():
-            if line.startswith('keel_client_request_seconds_count{op="Put"'):
-                outcome = line.split('outcome="')[1].split('"')[0]
-                out[outcome] = out.get(outcome, 0) + float(line.rsplit(" ", 1)[1])
+        yield from (line for line in page.splitlines() if line.startswith(prefix))
+
+
+def put_requests():
+    """Put requests every node has answered (any outcome), by outcome."""
+    out = {}
+    for line in metric_lines('keel_client_request_seconds_count{op="Put"'):
+        outcome = line.split('outcome="')[1].split('"')[0]
+        out[outcome] = out.get(outcome, 0) + float(line.rsplit(" ", 1)[1])
     return out
 
 
 def fsyncs():
     """WAL fsyncs every node has made, summed."""
-    total = 0.0
-    for node in GRPC:
-        try:
-            with urllib.request.urlopen(f"http://{HTTP[node]}/metrics", timeout=10) as r:
-                page = r.read().decode()
-        except OSError:
-            continue
-        for line in page.splitlines():
-            if line.startswith("keel_wal_fsync_seconds_count"):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metric_lines("keel_wal_fsync_seconds_count"))
 
 
 def cpu_seconds(procs):
