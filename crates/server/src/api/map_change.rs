@@ -22,8 +22,10 @@ pub(crate) enum MapCall {
     /// not commit a slot move: only the mover knows that the target holds
     /// the slot's data (`docs/sharding.md`, *Moving a slot*).
     Client,
-    /// From this node's slot mover (`placement/mover/`): forwarded like a
-    /// client's, and the one caller that commits moves.
+    /// From this node's own tasks ([`ApiContext::change_map_as_node`]: the
+    /// slot mover in `placement/mover/`, registration, group 1's mirror):
+    /// forwarded like a client's; the mover is the one caller that commits
+    /// moves.
     Mover,
     /// Forwarded by another node: never forwarded again (one hop), so two
     /// nodes with stale views of the leader cannot pass it back and forth.
@@ -31,6 +33,18 @@ pub(crate) enum MapCall {
 }
 
 impl ApiContext {
+    /// Applies `command` for one of this node's own tasks (a [`MapCall::Mover`]
+    /// call), as [`ApiContext::change_map`] does.
+    pub(crate) async fn change_map_as_node(
+        &self,
+        command: &Command,
+    ) -> Result<ChangeMapResponse, ErrorDetail> {
+        // A command encodes as JSON, which is UTF-8.
+        let command_json = String::from_utf8_lossy(&command.encode()).into_owned();
+        self.change_map(ChangeMapRequest { command_json }, MapCall::Mover)
+            .await
+    }
+
     /// Applies the command in `req` to the cluster map, here if this node's
     /// placement replica leads, else at the placement leader.
     pub(crate) async fn change_map(

@@ -44,7 +44,6 @@ pub(crate) use group_forward::Hop;
 pub(crate) use grpc::status_response;
 pub use grpc::{ClusterService, KvService};
 pub use http::router;
-pub(crate) use map_change::MapCall;
 pub(crate) use ops::{Forwarding, Served, not_served};
 pub(crate) use route::owner_of;
 

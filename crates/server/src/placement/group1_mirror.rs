@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_placement::{ClusterMap, Command, NodeState};
-use keel_proto::v1::ChangeMapRequest;
 use keel_raft::{ConfState, NodeId, Role};
 use tokio::sync::watch;
 
-use crate::api::{ApiContext, MapCall};
+use crate::api::ApiContext;
 use crate::node::KV_GROUP;
 
 /// How often the configuration is compared with the map though neither
@@ -71,11 +70,7 @@ pub(crate) async fn mirror_group1(ctx: Arc<ApiContext>, mut stop: watch::Receive
             .filter(|_| leads)
             .and_then(|m| mirror_step(&m.map, &status.conf))
         {
-            let command_json = String::from_utf8_lossy(&command.encode()).into_owned();
-            match ctx
-                .change_map(ChangeMapRequest { command_json }, MapCall::Mover)
-                .await
-            {
+            match ctx.change_map_as_node(&command).await {
                 Ok(r) => tracing::info!(
                     "group 1's members in the cluster map follow its configuration: {command:?} \
                      (version {})",

@@ -16,11 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_placement::{ClusterMap, Command, NodeState};
-use keel_proto::v1::ChangeMapRequest;
 use keel_raft::NodeId;
 use tokio::sync::watch;
 
-use crate::api::{ApiContext, MapCall};
+use crate::api::ApiContext;
 
 /// How often a registration that failed is tried again.
 const RETRY: Duration = Duration::from_secs(2);
@@ -66,11 +65,7 @@ pub(crate) async fn register_self(ctx: Arc<ApiContext>, mut stop: watch::Receive
                 node: ctx.id,
                 address: ctx.address.clone(),
             };
-            let command_json = String::from_utf8_lossy(&command.encode()).into_owned();
-            match ctx
-                .change_map(ChangeMapRequest { command_json }, MapCall::Mover)
-                .await
-            {
+            match ctx.change_map_as_node(&command).await {
                 Ok(r) => tracing::info!(
                     "registered node {} at {} in the cluster map (version {})",
                     ctx.id,

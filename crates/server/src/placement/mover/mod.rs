@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_placement::{Command, PLACEMENT_GROUP, Slot};
-use keel_proto::v1::ChangeMapRequest;
 use keel_raft::{GroupId, Role};
 use keel_storage::command::{MoveStep, SlotCommand};
 use keel_storage::kv::SlotState;
@@ -46,7 +45,7 @@ use self::error::MoveError;
 pub(crate) use self::reach::Reach;
 use self::reach::{GroupAt, propose_local};
 use self::watchdog::{WATCHDOG_TIMEOUT, Watchdog};
-use crate::api::{ApiContext, MapCall};
+use crate::api::ApiContext;
 use crate::node::NodeHandle;
 
 /// How often the slot tables are looked at again though the map did not
@@ -272,10 +271,7 @@ async fn abort(mover: &Mover, slot: Slot, epoch: u64) {
 /// Applies `command` to the cluster map through the placement group (here or
 /// forwarded to its leader); the map's version after it.
 async fn change_map(ctx: &ApiContext, command: &Command) -> Result<u64, MoveError> {
-    let command_json = String::from_utf8(command.encode())
-        .map_err(|e| MoveError::Map(format!("the command is not UTF-8: {e}")))?;
-    let req = ChangeMapRequest { command_json };
-    match ctx.change_map(req, MapCall::Mover).await {
+    match ctx.change_map_as_node(command).await {
         Ok(resp) => Ok(resp.version),
         Err(e) => Err(MoveError::Map(format!("{:?}: {}", e.kind(), e.message))),
     }
