@@ -202,19 +202,25 @@ pub(crate) fn remote_of(
     if hosts(group) {
         return None;
     }
-    let members: Vec<(NodeId, String)> = map
-        .groups()
-        .get(&group)?
-        .members
-        .iter()
-        .filter(|&&n| n != me)
-        .filter_map(|n| map.nodes().get(n).map(|i| (*n, i.address.clone())))
-        .collect();
+    let members = other_members(map, group, me);
     (!members.is_empty()).then_some(RemoteGroup {
         group,
         slot: first,
         members,
     })
+}
+
+/// The members of `group` in `map` other than `me`, with their addresses, in
+/// the map's order (none if the map has no such group).
+pub(crate) fn other_members(map: &ClusterMap, group: GroupId, me: NodeId) -> Vec<(NodeId, String)> {
+    let Some(info) = map.groups().get(&group) else {
+        return Vec::new();
+    };
+    info.members
+        .iter()
+        .filter(|&&n| n != me)
+        .filter_map(|n| map.nodes().get(n).map(|i| (*n, i.address.clone())))
+        .collect()
 }
 
 /// The answer once no member could serve the call; every answer before it

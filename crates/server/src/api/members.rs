@@ -16,6 +16,7 @@ use keel_proto::v1::{
 use keel_raft::{NodeId, Role};
 
 use super::forward::call_leader;
+use super::group_forward::other_members;
 use super::ops::Forwarding;
 use super::{ApiContext, DetailExt};
 use crate::members::validate_address;
@@ -36,23 +37,14 @@ impl ApiContext {
         if !self.outside_group_1 {
             return Ok(self.member_list());
         }
-        let addresses: Vec<String> = self
+        let members = self
             .maps
             .current()
-            .and_then(|m| {
-                let members = &m.map.groups().get(&crate::node::KV_GROUP)?.members;
-                Some(
-                    members
-                        .iter()
-                        .filter(|&&n| n != self.id)
-                        .filter_map(|n| m.map.nodes().get(n).map(|i| i.address.clone()))
-                        .collect(),
-                )
-            })
+            .map(|m| other_members(&m.map, crate::node::KV_GROUP, self.id))
             .unwrap_or_default();
         let mut last = ErrorDetail::no_leader()
             .with_message("this node is outside group 1 and no member of group 1 answered".into());
-        for addr in addresses {
+        for (_, addr) in members {
             let client = self.cluster_client(&addr);
             match call_leader(client, false, |mut c| async move {
                 c.members(MembersRequest::default()).await
