@@ -88,6 +88,15 @@ impl Drive<'_> {
         }
     }
 
+    /// Proposes a copy's ingest entries (`PageBuilder`'s pages) in the
+    /// target group, in order.
+    pub(super) async fn stage_pages(&self, pages: Vec<SlotCommand>) -> Result<(), MoveError> {
+        for cmd in pages {
+            propose_local(&self.target, cmd).await?;
+        }
+        Ok(())
+    }
+
     /// Proposes `step` in the target group (here).
     async fn here(&self, step: MoveStep) -> Result<SlotState, MoveError> {
         propose_local(&self.target, self.command(step)).await
@@ -197,16 +206,12 @@ impl Drive<'_> {
             keys += page.puts.len();
             pace.after(&page.puts).await;
             builder.add(page.puts, Vec::new())?;
-            for cmd in builder.take_ready() {
-                propose_local(&self.target, cmd).await?;
-            }
+            self.stage_pages(builder.take_ready()).await?;
             if !page.more {
                 break;
             }
         }
-        for cmd in builder.finish() {
-            propose_local(&self.target, cmd).await?;
-        }
+        self.stage_pages(builder.finish()).await?;
         Ok(keys)
     }
 

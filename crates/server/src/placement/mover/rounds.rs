@@ -16,20 +16,27 @@ use keel_storage::kv::slots::copy::{
 use super::drive::Drive;
 use super::error::MoveError;
 use super::pace::Pacer;
-use super::reach::{Answer, Read, propose_local, with_view};
+use super::reach::{Answer, Read, with_view};
 
 impl Drive<'_> {
     /// Asks the source's change index for the keys of the slot written since
-    /// `since` (`None`: start tracking).
-    async fn changes(&self, since: Option<Index>) -> Result<ChangePage, MoveError> {
+    /// `since` (`None`: start tracking). `None` when the source cannot answer
+    /// — a node of an older version refuses the fetch kind, or the read
+    /// failed: the caller lists the slot instead, which is always complete,
+    /// only slower.
+    async fn changes(&self, since: Option<Index>) -> Option<ChangePage> {
         let read = Read::Changes(since);
         match self
             .reach
             .read(&self.source, self.slot, self.epoch, read)
-            .await?
+            .await
         {
-            Answer::Changes(page) => Ok(page),
-            _ => unreachable!("a changes read answers changes"),
+            Ok(Answer::Changes(page)) => Some(page),
+            Ok(_) => unreachable!("a changes read answers changes"),
+            Err(e) => {
+                tracing::debug!(slot = %self.slot, "the source's change index did not answer: {e}");
+                None
+            }
         }
     }
 
@@ -37,17 +44,12 @@ impl Drive<'_> {
     /// from, or `None` when the source cannot track (see [`Drive::round`]:
     /// every round then lists the slot).
     pub(super) async fn track(&self) -> Result<Option<Index>, MoveError> {
-        match self.changes(None).await {
-            Ok(page) => match page.changes {
-                Changes::Unknown { from } => Ok(Some(from)),
-                Changes::Listed(_) => {
-                    Err(self.source_error("a fresh start of tracking listed keys"))
-                }
-            },
-            Err(e) => {
-                tracing::debug!(slot = %self.slot, "the source's change index did not answer: {e}");
-                Ok(None)
+        match self.changes(None).await.map(|page| page.changes) {
+            Some(Changes::Unknown { from }) => Ok(Some(from)),
+            Some(Changes::Listed(_)) => {
+                Err(self.source_error("a fresh start of tracking listed keys"))
             }
+            None => Ok(None),
         }
     }
 
@@ -69,16 +71,9 @@ impl Drive<'_> {
         baseline: &mut Option<Index>,
         mut witness: Option<&mut FenceWitness>,
     ) -> Result<(usize, bool), MoveError> {
-        // A source that cannot answer — a node of an older version refuses
-        // the fetch kind, or the read failed — gets the round keel ran before
-        // the index: listing is always complete, only slower.
-        let asked = match self.changes(*baseline).await {
-            Ok(asked) => asked,
-            Err(e) => {
-                tracing::debug!(slot = %self.slot, "the source's change index did not answer: {e}");
-                *baseline = None;
-                return Ok((self.listed_round(round, witness).await?, true));
-            }
+        let Some(asked) = self.changes(*baseline).await else {
+            *baseline = None;
+            return Ok((self.listed_round(round, witness).await?, true));
         };
         if let Some(w) = witness.as_deref_mut() {
             w.witness(&asked.source)?;
@@ -136,13 +131,9 @@ impl Drive<'_> {
             items += puts.len() + deletes.len();
             pace.after(&puts).await;
             builder.add(puts, deletes)?;
-            for cmd in builder.take_ready() {
-                propose_local(&self.target, cmd).await?;
-            }
+            self.stage_pages(builder.take_ready()).await?;
         }
-        for cmd in builder.finish() {
-            propose_local(&self.target, cmd).await?;
-        }
+        self.stage_pages(builder.finish()).await?;
         Ok(items)
     }
 
@@ -209,17 +200,13 @@ impl Drive<'_> {
             items += puts.len() + delta.delete.len();
             pace.after(&puts).await;
             builder.add(puts, delta.delete)?;
-            for cmd in builder.take_ready() {
-                propose_local(&self.target, cmd).await?;
-            }
+            self.stage_pages(builder.take_ready()).await?;
             match delta.next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
-        for cmd in builder.finish() {
-            propose_local(&self.target, cmd).await?;
-        }
+        self.stage_pages(builder.finish()).await?;
         Ok(items)
     }
 }
