@@ -28,8 +28,9 @@
 //!   level, that the leader's node is silent (one liveness heartbeat per peer node
 //!   rather than per group). The woken follower asks its leader to wake
 //!   (`WakeLeader`: a leader that was only slow heartbeats again, settling it)
-//!   and campaigns after its timeout like any follower if none comes. The core never quiesces on its own, so a runtime without
-//!   node-level failure detection simply never calls `quiesce`.
+//!   and campaigns after its timeout like any follower if none comes. The core
+//!   never quiesces on its own, so a runtime without node-level failure
+//!   detection simply never calls `quiesce`.
 //!
 //! # Why this is safe
 //!

@@ -4,11 +4,11 @@
 //! they share (`ctx.rs`: the one WAL, the transport). Each turn collects inputs
 //! (peer messages, each stepped into its group's core; client requests; ticks,
 //! for every awake group — quiesced groups with nothing to do are parked out of
-//! the turn, see `GroupTable`), and carries out every group's `Ready`: messages go out at
-//! once, every group's together in one batch per peer (the leader replicates
-//! while its own fsync runs); every group's entries
-//! and hard state are appended to the WAL with one fsync for the whole turn
-//! (`persist.rs`); then the messages that promised durability go out; committed
+//! the turn, see `GroupTable`), and carries out every group's `Ready`: messages
+//! go out at once, every group's together in one batch per peer (the leader
+//! replicates while its own fsync runs); every group's entries and hard state
+//! are appended to the WAL with one fsync for the whole turn (`persist.rs`);
+//! then the messages that promised durability go out; committed
 //! entries and confirmed reads are applied and answered inline, or queued to the
 //! group's apply thread while it holds the state machine (`apply.rs`: it owns the
 //! state machine's slow flushes). Requests that arrive during an fsync wait in

@@ -16,9 +16,9 @@ use crate::error::ServerError;
 impl Group {
     /// Steps 0 and 1, and a leader's snapshot: publish the lease, stage
     /// `messages` (the driver sends them before the fsync: the leader
-    /// replicates while its own fsync runs), note role
-    /// changes and core events, and install a received snapshot — made durable
-    /// before this Ready's entries are written.
+    /// replicates while its own fsync runs), note role changes and core
+    /// events, and install a received snapshot — made durable before this
+    /// Ready's entries are written.
     pub(crate) fn before_persist(
         &mut self,
         ctx: &mut NodeCtx,
