@@ -15,7 +15,7 @@ usage: groups-run.py [KEEL[,KEEL2...]] [RUNS] [OUTDIR]
 With several binaries, each run goes through every binary (and, for each,
 both layouts; LAYOUTS=3 in the environment for three groups only), so that
 builds are compared under the same drift. CLIENTS sets the bench's clients
-(default 64).
+(default 64); KEEL_ARGS adds arguments to every `keel serve` (split on spaces).
 """
 
 import json
@@ -32,6 +32,7 @@ KEELS = [os.path.realpath(k) for k in
 KEEL = KEELS[0]
 LAYOUTS = [int(x) for x in os.environ.get("LAYOUTS", "1,3").split(",")]
 CLIENTS = os.environ.get("CLIENTS", "64")
+KEEL_ARGS = os.environ.get("KEEL_ARGS", "").split()
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 OUT = os.path.realpath(sys.argv[3] if len(sys.argv) > 3 else "bench-results")
 DATA = "/tmp/gbench"
@@ -79,7 +80,7 @@ def start():
         procs.append(subprocess.Popen(
             [KEEL, "serve", "--id", str(i), "--data-dir", f"{DATA}/n{i}",
              "--listen", GRPC[i], "--http", HTTP[i], "--initial-cluster", ic,
-             "--io-threads=1"], stdout=log, stderr=subprocess.STDOUT))
+             "--io-threads=1", *KEEL_ARGS], stdout=log, stderr=subprocess.STDOUT))
     deadline = time.time() + 60
     while time.time() < deadline:
         if cluster_map() is not None:
@@ -152,9 +153,17 @@ def put_requests():
     return out
 
 
-def fsyncs():
-    """WAL fsyncs every node has made, summed."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metric_lines("keel_wal_fsync_seconds_count"))
+def metric_sum(name):
+    """A metric's value summed over every node (and every label set)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metric_lines(name)
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def disk_work():
+    """WAL fsyncs and state machine flushes every node has made, and the
+    seconds each took, summed over the nodes."""
+    return [metric_sum(f"keel_{m}_seconds_{k}")
+            for m in ("wal_fsync", "state_flush") for k in ("count", "sum")]
 
 
 def cpu_seconds(procs):
@@ -210,16 +219,17 @@ def main():
                         secs, counts = spread_over_three()
                         extra = f" (moved {4096 - counts[1]} slots in {secs:.1f} s: {counts})"
                     extra += f"; leaders {leaders()}"
-                    puts0, cpu0, sync0 = put_requests(), cpu_seconds(procs), fsyncs()
+                    puts0, cpu0, disk0 = put_requests(), cpu_seconds(procs), disk_work()
                     result = bench(f"{groups}-{run}" + (f"-b{b + 1}" if len(KEELS) > 1 else ""))
-                    puts1, cpu1, sync1 = put_requests(), cpu_seconds(procs), fsyncs()
+                    puts1, cpu1, disk1 = put_requests(), cpu_seconds(procs), disk_work()
                     # Requests the nodes answered per write the bench made
                     # (warm-up included, so slightly above the window's count),
                     # and each node's CPU over the warm-up and the window.
                     answered = {k: puts1.get(k, 0) - puts0.get(k, 0) for k in puts1}
                     cpu = [round(y - x, 1) for x, y in zip(cpu0, cpu1)]
                     extra += f"; Put requests by outcome {answered}; node CPU s {cpu}"
-                    extra += f"; fsyncs {sync1 - sync0:.0f}"
+                    fs, fs_s, fl, fl_s = (y - x for x, y in zip(disk0, disk1))
+                    extra += f"; fsyncs {fs:.0f} ({fs_s:.1f} s); state flushes {fl:.0f} ({fl_s:.1f} s)"
                 finally:
                     stop(procs)
                 try:
