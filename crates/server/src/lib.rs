@@ -11,6 +11,7 @@ pub mod backup;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod group_metrics;
 pub mod identity;
 mod join;
 mod listeners;

@@ -65,18 +65,22 @@ struct AuthLabels {
 /// All metrics of a node.
 pub struct Metrics {
     registry: Registry,
+    /// Each hosted group's consensus gauges (`group_metrics.rs`); the
+    /// node-level ones below are group 1's.
+    pub groups: crate::group_metrics::GroupFamilies,
     /// Client writes proposed to the core.
     pub proposals: Counter,
     refused: Family<RefusalLabels, Counter>,
-    /// Times this node saw a new leader (including itself).
+    /// Times this node saw a new leader of any group it hosts (itself included;
+    /// by group: `group_metrics.rs`).
     pub leader_changes: Counter,
-    /// Current term.
+    /// Group 1's current term.
     pub term: Gauge,
-    /// Highest index known committed.
+    /// Group 1's highest index known committed.
     pub commit_index: Gauge,
-    /// Highest index applied to the state machine.
+    /// Group 1's highest index applied to the state machine.
     pub applied_index: Gauge,
-    /// 1 while this node leads, else 0.
+    /// 1 while this node leads group 1, else 0.
     pub is_leader: Gauge,
     /// Entries applied to the state machine.
     pub applied_entries: Counter,
@@ -195,6 +199,7 @@ impl Metrics {
             redis_commands: Counter::default(),
             redis_protocol_errors: Counter::default(),
             registry: Registry::default(),
+            groups: Default::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
         r.register(
@@ -380,7 +385,12 @@ impl Metrics {
             "Redis connections closed because of a malformed request",
             m.redis_protocol_errors.clone(),
         );
-        Metrics { registry: r, ..m }
+        let groups = crate::group_metrics::GroupFamilies::register(&mut r);
+        Metrics {
+            registry: r,
+            groups,
+            ..m
+        }
     }
 
     /// Records the state machine's session counters (cumulative since it opened).

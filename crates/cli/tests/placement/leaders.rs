@@ -31,6 +31,49 @@ fn puts_everywhere(t: &TestCluster) -> f64 {
     (1..=3).map(|id| requests_on(t, id, "Put")).sum()
 }
 
+/// The value of the metric line that starts with `series` on node `id`
+/// (`None`: no such line, or no answer).
+fn gauge_on(t: &TestCluster, id: u64, series: &str) -> Option<f64> {
+    let page = http_get(t.cluster.http_addr(id), "/metrics", Duration::from_secs(5)).ok()?;
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until every node's per-group gauges say `leader_1` leads group 1
+/// and `leader_2` group 2 (and the node-level `keel_is_leader`, group 1's,
+/// agrees), or panics with what they said.
+async fn per_group_gauges_show(t: &TestCluster, leader_1: u64, leader_2: u64) {
+    let deadline = tokio::time::Instant::now() + MAP_TIMEOUT;
+    loop {
+        let said: Vec<_> = (1..=3)
+            .map(|id| {
+                let g = |s: &str| gauge_on(t, id, s);
+                (
+                    g("keel_group_is_leader{group=\"1\"}"),
+                    g("keel_group_is_leader{group=\"2\"}"),
+                    g("keel_is_leader"),
+                    g("keel_group_term{group=\"placement\"}").is_some(),
+                )
+            })
+            .collect();
+        let want = |id: u64| {
+            let one = if id == leader_1 { 1.0 } else { 0.0 };
+            let two = if id == leader_2 { 1.0 } else { 0.0 };
+            (Some(one), Some(two), Some(one), true)
+        };
+        if (1..=3).all(|id| said[id as usize - 1] == want(id)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "per-group gauges (group 1, group 2, node, placement listed) by node: {said:?}; \
+             leaders: group 1 on {leader_1}, group 2 on {leader_2}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_key_goes_straight_to_its_groups_leader() {
     let mut t = TestCluster::start(3);
@@ -48,6 +91,8 @@ async fn each_key_goes_straight_to_its_groups_leader() {
         first
     };
     assert_ne!(leader_1, leader_2, "a leader moved while the test set up");
+    // Each node's metrics say which groups it leads.
+    per_group_gauges_show(&t, leader_1, leader_2).await;
 
     let slot = slot_for_key(b"two");
     t.client

@@ -67,6 +67,10 @@ pub(crate) struct ApplyState {
     /// Writes waiting, for the consensus thread's overload check.
     pub(crate) writes_in_flight: Arc<AtomicUsize>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether this is group 1's state machine, whose applied index and
+    /// sessions the node-level gauges show (every group's applied index is
+    /// in `group_metrics.rs`, published by the consensus thread).
+    pub(crate) primary: bool,
     /// The state machine's applied index as of its last flush: WAL compaction
     /// waits for it (`snapshots.rs`).
     pub(crate) durable_applied: Arc<std::sync::atomic::AtomicU64>,
@@ -121,10 +125,12 @@ impl ApplyState {
                 .apply_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.metrics.applied_entries.inc_by(entries.len() as u64);
-            self.metrics
-                .applied_index
-                .set(gauge_value(self.kv.applied_index()));
-            self.metrics.sessions(self.kv.session_stats());
+            if self.primary {
+                self.metrics
+                    .applied_index
+                    .set(gauge_value(self.kv.applied_index()));
+                self.metrics.sessions(self.kv.session_stats());
+            }
             let mut events = self.events.lock().expect("event log lock poisoned");
             let log_entries = events.wants_entries();
             let mut start = 0;
@@ -421,6 +427,7 @@ mod tests {
             events: Arc::new(Mutex::new(EventLog::open(1, None).expect("events"))),
             writes_in_flight: Arc::new(AtomicUsize::new(0)),
             metrics: Arc::new(Metrics::new()),
+            primary: true,
             durable_applied: durable.clone(),
             asleep: false,
         };

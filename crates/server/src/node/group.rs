@@ -23,6 +23,7 @@ use super::snapshots::Snapshots;
 use super::status::NodeStatus;
 use crate::error::ServerError;
 use crate::events::EventLog;
+use crate::group_metrics::GroupGauges;
 use crate::metrics::gauge_value;
 
 /// A hosted group's state on the consensus thread.
@@ -52,6 +53,8 @@ pub(crate) struct Group {
     /// The group's events: the node's event log, labelled for any group but
     /// the key-value group (`[placement group] …`).
     pub(crate) events: Arc<Mutex<EventLog>>,
+    /// The group's own consensus gauges (`group_metrics.rs`).
+    pub(crate) gauges: GroupGauges,
 }
 
 /// Writes `line` to a group's event log at once. (A function of the field, not
@@ -133,6 +136,11 @@ impl Group {
     /// the node's consensus gauges.
     pub(crate) fn publish_status(&self, ctx: &NodeCtx, s: keel_raft::Status) {
         let applied = self.kv.applied_index();
+        let g = &self.gauges;
+        g.term.set(gauge_value(s.term));
+        g.commit_index.set(gauge_value(s.commit));
+        g.applied_index.set(gauge_value(applied));
+        g.is_leader.set(i64::from(s.role == Role::Leader));
         if self.is_primary() {
             let m = &ctx.metrics;
             m.term.set(gauge_value(s.term));

@@ -81,6 +81,7 @@ pub(crate) fn host(
             events: events.clone(),
             writes_in_flight: writes_in_flight.clone(),
             metrics: ctx.metrics.clone(),
+            primary: raft.group() == super::KV_GROUP,
             durable_applied: snapshots.durable_applied.clone(),
             asleep: false,
         },
@@ -113,6 +114,7 @@ pub(crate) fn host(
     );
     let hs = raft.hard_state();
     let role = raft.role();
+    let group_id = raft.group();
     let group = Group {
         raft,
         kv,
@@ -128,6 +130,7 @@ pub(crate) fn host(
         membership,
         lease: Arc::new(LeaseCell::default()),
         events,
+        gauges: ctx.metrics.groups.handles(group_id),
     };
     HostedGroup {
         group,

@@ -38,6 +38,7 @@ impl Group {
         if let Some(ss) = rd.soft_state {
             if ss.leader != self.last_leader && ss.leader != keel_raft::NO_NODE {
                 ctx.metrics.leader_changes.inc();
+                self.gauges.leader_changes.inc();
             }
             // Reads waiting on a leader that is gone (ours, or the one a
             // follower asked) will never be confirmed: answer them now.

@@ -67,6 +67,7 @@ impl Hosts {
         // queue and stops; its join handle stays in `applies` for shutdown.
         let events = gone.events.clone();
         drop(gone);
+        ctx.metrics.groups.forget(group);
         if let Err(e) = ctx.wal.remove_group(group).and_then(|()| ctx.wal.sync()) {
             if e.is_no_space() {
                 let line = format!(
