@@ -15,13 +15,20 @@ use super::super::common::{TestCluster, eventually, http, keel_bin};
 use super::hosting::agreed_leader;
 use super::members::{deleted, leads_with_voters};
 use super::moves::moved;
+use super::placed_calls::group_1_calls_through;
 use super::{MAP_TIMEOUT, map_on};
 
 /// A join, a new group's election and a slot move on a loaded machine.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `(status, body)` of an HTTP call to node `id`.
-fn call(t: &TestCluster, id: u64, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+pub(super) fn call(
+    t: &TestCluster,
+    id: u64,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
     let (code, _, body) = http(t.cluster.http_addr(id), method, path, &[], body);
     (code, String::from_utf8_lossy(&body).into_owned())
 }
@@ -179,6 +186,9 @@ async fn nodes_joining_through_placement_form_groups_and_serve_them() {
         "{}",
         text(&out)
     );
+    // Group 1's member changes and leader transfer sent to node 4, which is
+    // outside group 1 (`placed_calls.rs`).
+    group_1_calls_through(&mut t, four).await;
     t.assert_no_panics();
 }
 

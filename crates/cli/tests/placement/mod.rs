@@ -17,6 +17,7 @@ mod leaders;
 mod members;
 mod moves;
 mod nine;
+mod placed_calls;
 mod quiesce;
 mod routing;
 mod sessions;

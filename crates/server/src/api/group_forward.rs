@@ -28,13 +28,14 @@ use keel_proto::error::{ErrorDetail, Kind};
 use keel_proto::v1::kv_client::KvClient;
 use keel_raft::NodeId;
 
-use super::forward::call_leader;
+use super::forward::{Forwarder, call_leader};
 use super::route::single_owner;
 use super::{ApiContext, DetailExt};
 
 /// gRPC metadata marking a key operation forwarded by another node because
-/// that node does not host the key's group. Such a call is never forwarded
-/// again.
+/// that node does not host the key's group (or a group 1 cluster call
+/// forwarded by a node outside group 1: `group1_calls.rs`). Such a call is
+/// never forwarded again.
 pub(crate) const GROUP_FORWARDED_HEADER: &str = "keel-group-forwarded";
 
 /// Leader hints followed within one call.
@@ -141,8 +142,40 @@ impl ApiContext {
         Req: Clone,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let group = remote.group;
-        let mut queue = targets(self.group_leaders.get(group).as_deref(), &remote.members);
+        let to = Members {
+            group: remote.group,
+            members: &remote.members,
+            is_write,
+        };
+        self.ask_members(to, req, Forwarder::client, call)
+            .await
+            .map_err(|last| exhausted(self.id, &remote, last))
+    }
+
+    /// Makes `call` on the members of `to.group` (see the module docs: the
+    /// hinted leader first, then each member; leader hints followed; only an
+    /// answer proving nothing was applied moves on), over a client `connect`
+    /// makes, until one answers. Key operations ([`Self::forward_to_group`])
+    /// and group 1's cluster calls on a node outside group 1
+    /// (`group1_calls.rs`) both go this way. When no member answered: the
+    /// last error, if any member was asked.
+    pub(crate) async fn ask_members<C, Req, T, Fut>(
+        &self,
+        to: Members<'_>,
+        req: Req,
+        connect: impl Fn(&Forwarder, &str) -> Result<C, ErrorDetail>,
+        call: impl Fn(C, tonic::Request<Req>) -> Fut,
+    ) -> Result<T, Option<ErrorDetail>>
+    where
+        Req: Clone,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let Members {
+            group,
+            members,
+            is_write,
+        } = to;
+        let mut queue = targets(self.group_leaders.get(group).as_deref(), members);
         // Used as a stack: the first target on top.
         queue.reverse();
         let deadline = Instant::now() + self.limits.request_timeout;
@@ -159,8 +192,10 @@ impl ApiContext {
                 GROUP_FORWARDED_HEADER,
                 tonic::metadata::MetadataValue::from(group),
             );
-            let result =
-                call_leader(self.forwarder.client(&addr), is_write, |c| call(c, request)).await;
+            let result = call_leader(connect(&self.forwarder, &addr), is_write, |c| {
+                call(c, request)
+            })
+            .await;
             let e = match result {
                 Ok(answer) => {
                     if is_write {
@@ -178,13 +213,24 @@ impl ApiContext {
                     queue.push(to);
                 }
                 Step::NextMember => self.group_leaders.forget(group, &addr),
-                Step::Stop => return Err(e),
+                Step::Stop => return Err(Some(e)),
             }
             let message = format!("{addr} answered: {}", e.message);
             last = Some(e.with_message(message));
         }
-        Err(exhausted(self.id, &remote, last))
+        Err(last)
     }
+}
+
+/// Whom [`ApiContext::ask_members`] asks, and what kind of call it makes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Members<'a> {
+    /// Their group (for its leader hint, and marked on each call).
+    pub(crate) group: GroupId,
+    /// Its members other than this node, with their gRPC addresses.
+    pub(crate) members: &'a [(NodeId, String)],
+    /// Whether a transport failure after sending leaves the outcome unknown.
+    pub(crate) is_write: bool,
 }
 
 /// The group to forward a request over `slots` to by `map` (see

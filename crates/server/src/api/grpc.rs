@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use keel_proto::error::ErrorDetail;
 use keel_proto::v1::cluster_server::Cluster;
 use keel_proto::v1::kv_server::Kv;
 use keel_proto::v1::{
@@ -212,29 +211,16 @@ impl Cluster for ClusterService {
         &self,
         r: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        let to = r.into_inner().to;
-        let conf = self.ctx.members.conf();
-        if to != 0 && !conf.voters.contains(&to) {
-            let why = if conf.learners.contains(&to) {
-                format!("node {to} is a learner: only a voter can lead")
-            } else {
-                format!("node {to} is not a member")
-            };
-            return Err(ErrorDetail::invalid_argument(why).into());
-        }
-        let leader_id = self
-            .ctx
-            .node
-            .transfer_leader(to, self.ctx.limits.request_timeout)
-            .await
-            .map_err(|e| self.ctx.error(e))?;
-        Ok(Response::new(TransferLeaderResponse { leader_id }))
+        self.ctx.one_hop(Hop::of(r.metadata()))?;
+        let out = self.ctx.transfer_leader(r.into_inner()).await?;
+        Ok(Response::new(out))
     }
 
     async fn members(
         &self,
-        _: Request<MembersRequest>,
+        r: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
+        self.ctx.one_hop(Hop::of(r.metadata()))?;
         Ok(Response::new(self.ctx.members_answer().await?))
     }
 
@@ -242,6 +228,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<AddMemberRequest>,
     ) -> Result<Response<AddMemberResponse>, Status> {
+        self.ctx.one_hop(Hop::of(r.metadata()))?;
         let out = self
             .ctx
             .add_member(r.into_inner(), Forwarding::Never)
@@ -253,6 +240,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<RemoveMemberRequest>,
     ) -> Result<Response<RemoveMemberResponse>, Status> {
+        self.ctx.one_hop(Hop::of(r.metadata()))?;
         let out = self
             .ctx
             .remove_member(r.into_inner(), Forwarding::Never)
@@ -264,6 +252,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<PromoteMemberRequest>,
     ) -> Result<Response<PromoteMemberResponse>, Status> {
+        self.ctx.one_hop(Hop::of(r.metadata()))?;
         let out = self
             .ctx
             .promote_member(r.into_inner(), Forwarding::Never)

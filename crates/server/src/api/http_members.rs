@@ -5,9 +5,11 @@
 //! - `POST /v1/members` with `{"id": 4, "address": "host:port", "learner": false}`;
 //! - `DELETE /v1/members/{id}`;
 //! - `POST /v1/members/{id}/promote`;
-//! - `GET /v1/digest`: a fingerprint of this node's state machine.
+//! - `GET /v1/digest`: a fingerprint of this node's state machine (refused on a
+//!   node outside group 1, which has none to compare).
 //!
-//! A follower forwards changes to the leader, like writes.
+//! A follower forwards changes to the leader, like writes; a node outside
+//! group 1 asks group 1's members (`group1_calls.rs`).
 
 use std::sync::Arc;
 

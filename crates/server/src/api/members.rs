@@ -1,5 +1,6 @@
 //! Membership operations, shared by gRPC and HTTP: list, add, remove, promote, and
-//! the state digest used to compare replicas.
+//! the state digest used to compare replicas. On a node outside group 1 they are
+//! asked of group 1's members, the digest excepted (`group1_calls.rs`).
 //!
 //! Changes are served by the leader. Over HTTP a follower forwards them (one hop);
 //! over gRPC it answers NOT_LEADER and the client follows. Removing the leader
@@ -15,10 +16,9 @@ use keel_proto::v1::{
 };
 use keel_raft::{NodeId, Role};
 
+use super::ApiContext;
 use super::forward::call_leader;
-use super::group_forward::other_members;
 use super::ops::Forwarding;
-use super::{ApiContext, DetailExt};
 use crate::members::validate_address;
 use crate::node::{MemberChange, NodeError};
 
@@ -31,31 +31,15 @@ enum Route {
 impl ApiContext {
     /// The member list a client asked this node for: [`ApiContext::member_list`],
     /// or — on a node outside group 1, whose group 1 replica never hears of a
-    /// change — the answer of the first of group 1's members (by the cluster
-    /// map: `placement/group1_mirror.rs` keeps them current) that gives one.
+    /// change — the answer of a member of group 1 (`group1_calls.rs`).
     pub(crate) async fn members_answer(&self) -> Result<MembersResponse, ErrorDetail> {
-        if !self.outside_group_1 {
+        if !self.asks_group_1() {
             return Ok(self.member_list());
         }
-        let members = self
-            .maps
-            .current()
-            .map(|m| other_members(&m.map, crate::node::KV_GROUP, self.id))
-            .unwrap_or_default();
-        let mut last = ErrorDetail::no_leader()
-            .with_message("this node is outside group 1 and no member of group 1 answered".into());
-        for (_, addr) in members {
-            let client = self.cluster_client(&addr);
-            match call_leader(client, false, |mut c| async move {
-                c.members(MembersRequest::default()).await
-            })
-            .await
-            {
-                Ok(list) => return Ok(list),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        self.ask_group_1(false, MembersRequest::default(), |mut c, r| async move {
+            c.members(r).await
+        })
+        .await
     }
 
     /// The configuration in force as this node knows it; the leader adds each
@@ -114,6 +98,11 @@ impl ApiContext {
         req: AddMemberRequest,
         fwd: Forwarding,
     ) -> Result<AddMemberResponse, ErrorDetail> {
+        if self.asks_group_1() {
+            return self
+                .ask_group_1(true, req, |mut c, r| async move { c.add_member(r).await })
+                .await;
+        }
         if req.id == 0 {
             return Err(ErrorDetail::invalid_argument("member id must be positive"));
         }
@@ -145,6 +134,15 @@ impl ApiContext {
         req: RemoveMemberRequest,
         fwd: Forwarding,
     ) -> Result<RemoveMemberResponse, ErrorDetail> {
+        if self.asks_group_1() {
+            return self
+                .ask_group_1(
+                    true,
+                    req,
+                    |mut c, r| async move { c.remove_member(r).await },
+                )
+                .await;
+        }
         if req.id == 0 {
             return Err(ErrorDetail::invalid_argument("member id must be positive"));
         }
@@ -183,6 +181,15 @@ impl ApiContext {
         req: PromoteMemberRequest,
         fwd: Forwarding,
     ) -> Result<PromoteMemberResponse, ErrorDetail> {
+        if self.asks_group_1() {
+            return self
+                .ask_group_1(
+                    true,
+                    req,
+                    |mut c, r| async move { c.promote_member(r).await },
+                )
+                .await;
+        }
         if req.id == 0 {
             return Err(ErrorDetail::invalid_argument("member id must be positive"));
         }
@@ -201,8 +208,23 @@ impl ApiContext {
         })
     }
 
-    /// A fingerprint of the state machine (reads every key: off the async threads).
+    /// A fingerprint of this node's group 1 state machine (reads every key: off
+    /// the async threads).
+    ///
+    /// Not forwarded on a node outside group 1, unlike the other group 1
+    /// calls: a digest is asked of a node to compare its replica with the
+    /// others', so another node's answer would compare that node with itself.
+    /// Such a node's inert replica holds nothing of group 1, so it says that
+    /// it has no group 1 state to digest (REFUSED) rather than answer an empty
+    /// digest that would look like a replica behind.
     pub(crate) async fn digest(&self) -> Result<DigestResponse, ErrorDetail> {
+        if self.asks_group_1() {
+            return Err(ErrorDetail::refused(format!(
+                "node {} is outside group 1's configuration: it has no group 1 \
+                 replica state to digest; ask a member of group 1",
+                self.id
+            )));
+        }
         let node = self.node.clone();
         let d = tokio::task::spawn_blocking(move || node.kv().digest())
             .await

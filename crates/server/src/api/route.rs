@@ -155,7 +155,7 @@ impl ApiContext {
     /// joined through placement and group 1's configuration does not list it.
     /// (A node joining group 1 serves from its replica while it catches up,
     /// as a follower does.)
-    fn serves_kv_group(&self) -> bool {
+    pub(crate) fn serves_kv_group(&self) -> bool {
         !self.outside_group_1 || self.members.is_member(self.id)
     }
 
