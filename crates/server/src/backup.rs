@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use keel_raft::{ConfState, HardState, Index, NodeId, Term};
-use keel_storage::kv::KvStore;
+use keel_storage::kv::{KvStore, SlotState};
 use keel_storage::snapshot::{
     SnapshotChunks, SnapshotFile, SnapshotInfo, SnapshotOptions, SnapshotStore, validate,
 };
@@ -34,6 +34,29 @@ use crate::node::{KV_GROUP, snapshot_dir, state_path};
 
 /// Chunk size of a backup stream.
 pub const BACKUP_CHUNK_BYTES: usize = 256 << 10;
+
+/// Why no backup was taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// One backup at a time per node.
+    #[error("a backup is already being taken on this node")]
+    Busy,
+    /// The state machine does not serve every slot: the key space is sharded
+    /// across groups (or a slot is being moved), and this group's copy alone
+    /// is not a backup of the cluster.
+    #[error(
+        "group 1 does not hold the whole key space: {elsewhere} of its slots are served by \
+         other groups or are being moved (docs/sharding.md), so a backup of group 1 alone \
+         would silently lack their keys; backups of a sharded cluster are not built yet"
+    )]
+    NotWholeKeySpace {
+        /// Slots group 1 does not serve.
+        elsewhere: usize,
+    },
+    /// Reading the state machine or writing the file failed.
+    #[error(transparent)]
+    Failed(#[from] ServerError),
+}
 
 /// A node's backup directory and its one-at-a-time guard.
 #[derive(Debug)]
@@ -84,19 +107,30 @@ impl Backups {
     }
 
     /// Writes a snapshot of `kv` as it is now (blocking: run it off the async
-    /// threads) and opens it for streaming. `None` if a backup is already running.
-    pub fn take(
-        self: &Arc<Self>,
-        kv: &KvStore,
-        book: &MemberBook,
-    ) -> Result<Option<Backup>, ServerError> {
+    /// threads) and opens it for streaming.
+    ///
+    /// Refused while another backup runs on this node, and when `kv` does not
+    /// hold the whole key space: a slot its read view does not serve (moved to
+    /// another group, or in a move) has its keys elsewhere, and a file
+    /// restored as a whole cluster would silently lack them.
+    pub fn take(self: &Arc<Self>, kv: &KvStore, book: &MemberBook) -> Result<Backup, BackupError> {
         if self.busy.swap(true, Ordering::AcqRel) {
-            return Ok(None);
+            return Err(BackupError::Busy);
         }
-        let taken = (|| {
+        let taken = (|| -> Result<_, BackupError> {
             let view = kv
                 .read_view()
                 .map_err(|e| ServerError::Fatal(format!("cannot read the state machine: {e}")))?;
+            let table = view
+                .slot_table()
+                .map_err(|e| ServerError::Fatal(format!("cannot read the slot table: {e}")))?;
+            let elsewhere = table
+                .iter()
+                .filter(|(_, state)| *state != SlotState::Serving)
+                .count();
+            if elsewhere > 0 {
+                return Err(BackupError::NotWholeKeySpace { elsewhere });
+            }
             let conf = book.conf();
             let blob = encode_conf(&conf, &book.entries_for(&conf));
             let info = self
@@ -110,11 +144,11 @@ impl Backups {
             Ok((info, chunks))
         })();
         match taken {
-            Ok((info, chunks)) => Ok(Some(Backup {
+            Ok((info, chunks)) => Ok(Backup {
                 info,
                 chunks,
                 owner: self.clone(),
-            })),
+            }),
             Err(e) => {
                 self.busy.store(false, Ordering::Release);
                 Err(e)

@@ -100,6 +100,16 @@ async fn each_key_goes_straight_to_its_groups_leader() {
         .await
         .expect("begin the move");
     moved(&t, slot, 2).await;
+    // Group 1 no longer holds the whole key space: a backup of it alone
+    // would lack the moved slot's keys, and is refused.
+    let refused = match t.client.snapshot_save().await {
+        Ok(_) => panic!("a backup of group 1 alone was started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refused.contains("does not hold the whole key space"),
+        "{refused}"
+    );
 
     // A client that has never seen the map learns it and both leaders from
     // its first writes (a redirect or a forward each, at most).

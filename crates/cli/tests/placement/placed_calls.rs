@@ -105,4 +105,12 @@ pub(super) async fn group_1_calls_through(t: &mut TestCluster, placed: u64) {
     );
     let (code, body) = call(t, 1, "GET", "/v1/digest", b"");
     assert_eq!(code, 200, "{body}");
+
+    // Nor does it back group 1 up: its inert replica would stream an empty
+    // file that restores as a valid, empty cluster.
+    let refused = match client.snapshot_save().await {
+        Ok(_) => panic!("a backup through the placed node was started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("outside group 1"), "{refused}");
 }
