@@ -164,6 +164,13 @@ const READ_PAGE: &str = r##"(() => {
     leader_changes: list("leader-changes"),
     events: list("events"),
     sparkline: document.querySelector("#sparkline polyline") !== null,
+    // Laid out (visible), or not.
+    token_form_shown: document.getElementById("token-form").offsetParent !== null,
+    groups_shown: document.getElementById("groups-section").offsetParent !== null,
+    groups: [...document.querySelectorAll("#groups tr")].map((r) => ({
+      group: Number(r.dataset.group),
+      leader: Number(r.dataset.leaderId),
+    })),
   };
 })()"##;
 
@@ -252,6 +259,14 @@ async fn dashboard_in_chromium_follows_the_leader_through_a_failover() {
         })
         .await;
         let shown = page["leader"].as_u64().expect("leader id");
+        // No token asked of a cluster without one; no groups table while
+        // group 1 is the only group (its row is there, hidden).
+        assert_eq!(
+            (&page["token_form_shown"], &page["groups_shown"]),
+            (&Value::Bool(false), &Value::Bool(false)),
+            "{page:#}"
+        );
+        assert_eq!(page["groups"][0]["group"], 1, "{page:#}");
         if shown != page_node {
             let r = row(&page, shown).expect("the leader's row");
             assert!(

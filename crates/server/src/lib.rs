@@ -23,6 +23,7 @@ pub mod peers;
 pub mod placement;
 mod redis;
 mod server;
+pub mod shard_report;
 pub mod test_bugs;
 pub mod timeline;
 pub mod tls;

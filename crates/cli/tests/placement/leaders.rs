@@ -93,6 +93,26 @@ async fn each_key_goes_straight_to_its_groups_leader() {
     assert_ne!(leader_1, leader_2, "a leader moved while the test set up");
     // Each node's metrics say which groups it leads.
     per_group_gauges_show(&t, leader_1, leader_2).await;
+    // So does the dashboard's status, asked of any node.
+    let status = http_get(
+        t.cluster.http_addr(3),
+        "/v1/cluster/status",
+        Duration::from_secs(5),
+    )
+    .expect("cluster status");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    let leaders: Vec<(u64, u64)> = status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_u64().expect("group id"),
+                g["leader"].as_u64().expect("leader id"),
+            )
+        })
+        .collect();
+    assert_eq!(leaders, [(1, leader_1), (2, leader_2)], "{status}");
 
     let slot = slot_for_key(b"two");
     t.client

@@ -8,6 +8,11 @@
 //! to be in the highest term, not a follower's possibly stale belief. The
 //! leader's own answer carries each follower's match index.
 //!
+//! With a cluster map, every node the map lists is asked too (a node outside
+//! group 1 is not a member), and each group of the map comes with its slots,
+//! its leader and each member's replica (`shard_report.rs`, as `keel shard
+//! status` shows them).
+//!
 //! Answers are cached for a moment and only one round of questions runs at a
 //! time, so any number of open dashboards costs the members a few status calls
 //! a second.
@@ -22,6 +27,7 @@ use serde::Serialize;
 use super::ApiContext;
 use super::grpc::status_response;
 use crate::members::MemberView;
+use crate::shard_report::{Answers, GroupReport, group_reports};
 use crate::timeline::{self, LeaderChange, RecordedEvent, ThroughputSample};
 
 /// How long a member may take to answer before it is shown as unreachable.
@@ -47,6 +53,11 @@ pub struct ClusterStatus {
     pub term: u64,
     /// Every member of the configuration in force, in id order.
     pub members: Vec<MemberStatus>,
+    /// The cluster map's version (`null`: this node has no map).
+    pub map_version: Option<u64>,
+    /// Every group of the cluster map, in id order, with each member's replica
+    /// (empty without a map).
+    pub groups: Vec<GroupReport>,
     /// Leaders this node saw, oldest first (since it started).
     pub leader_changes: Vec<LeaderChange>,
     /// Entries this node applied per second, one sample a second, oldest first.
@@ -97,6 +108,8 @@ struct MembersView {
     leader_id: NodeId,
     term: u64,
     members: Vec<MemberStatus>,
+    map_version: Option<u64>,
+    groups: Vec<GroupReport>,
 }
 
 /// What one member answered, or why it did not.
@@ -120,6 +133,8 @@ impl ApiContext {
             leader_id: view.leader_id,
             term: view.term,
             members: view.members.clone(),
+            map_version: view.map_version,
+            groups: view.groups.clone(),
             leader_changes: history.leader_changes,
             throughput: history.throughput,
             sample_interval_ms: timeline::SAMPLE_INTERVAL.as_millis() as u64,
@@ -138,21 +153,45 @@ impl ApiContext {
             return view.clone();
         }
         let book = self.members.members();
-        let answers = futures::future::join_all(book.iter().map(|m| self.ask(m))).await;
-        let view = Arc::new(assemble(&book, answers));
+        let answers =
+            futures::future::join_all(book.iter().map(|m| self.ask(m.id, &m.address))).await;
+        let mut view = assemble(&book, &answers);
+        if let Some(cached) = self.maps.current() {
+            let map = &cached.map;
+            // Group 1's members answered already; the map's other nodes now.
+            let mut by_node: Answers = book
+                .iter()
+                .zip(&answers)
+                .map(|(m, a)| (m.id, a.as_ref().ok().map(|s| s.groups.clone())))
+                .collect();
+            let others: Vec<_> = map
+                .nodes()
+                .iter()
+                .filter(|(id, _)| !by_node.contains_key(id))
+                .collect();
+            let more =
+                futures::future::join_all(others.iter().map(|(id, n)| self.ask(**id, &n.address)))
+                    .await;
+            for ((id, _), a) in others.iter().zip(more) {
+                by_node.insert(**id, a.ok().map(|s| s.groups));
+            }
+            view.map_version = Some(map.version());
+            view.groups = group_reports(map, &by_node);
+        }
+        let view = Arc::new(view);
         *latest = Some((Instant::now(), view.clone()));
         view
     }
 
-    /// One member's own status (this node's without a network hop).
-    async fn ask(&self, m: &MemberView) -> Answer {
-        if m.id == self.id {
+    /// One node's own status (this node's without a network hop).
+    async fn ask(&self, id: NodeId, address: &str) -> Answer {
+        if id == self.id {
             return Ok(status_response(self));
         }
-        if m.address.is_empty() {
+        if address.is_empty() {
             return Err("address not known to this node".into());
         }
-        let mut client = self.forwarder.cluster(&m.address).map_err(|d| d.message)?;
+        let mut client = self.forwarder.cluster(address).map_err(|d| d.message)?;
         match tokio::time::timeout(MEMBER_STATUS_TIMEOUT, client.status(StatusRequest {})).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) if s.message().is_empty() => Err(format!("{:?}", s.code())),
@@ -167,7 +206,7 @@ impl ApiContext {
 
 /// Puts the members' answers (in `book` order) together: the leader, the term,
 /// and each member's row with its match index and lag as the leader sees them.
-fn assemble(book: &[MemberView], answers: Vec<Answer>) -> MembersView {
+fn assemble(book: &[MemberView], answers: &[Answer]) -> MembersView {
     let reached = || answers.iter().filter_map(|a| a.as_ref().ok());
     let leader = reached()
         .filter(|s| s.role == "leader")
@@ -175,7 +214,7 @@ fn assemble(book: &[MemberView], answers: Vec<Answer>) -> MembersView {
     let term = reached().map(|s| s.term).max().unwrap_or(0);
     let members = book
         .iter()
-        .zip(&answers)
+        .zip(answers)
         .map(|(m, answer)| {
             let match_index = leader.and_then(|l| {
                 if l.id == m.id {
@@ -227,6 +266,8 @@ fn assemble(book: &[MemberView], answers: Vec<Answer>) -> MembersView {
         leader_id: leader.map_or(0, |l| l.id),
         term,
         members,
+        map_version: None,
+        groups: Vec::new(),
     }
 }
 
@@ -279,7 +320,7 @@ mod tests {
             Ok(leader),
             Err("connection refused".into()),
         ];
-        let v = assemble(&book, answers);
+        let v = assemble(&book, &answers);
         assert_eq!((v.leader_id, v.term), (2, 5));
         let rows: Vec<(bool, Option<u64>, Option<u64>)> = v
             .members
@@ -308,7 +349,7 @@ mod tests {
             answer(2, "leader", 4, 12, 12),
             answer(3, "follower", 4, 12, 11),
         ];
-        let v = assemble(&book, answers);
+        let v = assemble(&book, &answers);
         assert_eq!((v.leader_id, v.term), (2, 4));
         assert_eq!(v.members[2].lag, Some(1));
     }
@@ -317,7 +358,7 @@ mod tests {
     fn without_a_leader_there_is_no_lag() {
         let book = [member(1), member(2)];
         let answers = vec![answer(1, "candidate", 7, 9, 9), Err("timeout".into())];
-        let v = assemble(&book, answers);
+        let v = assemble(&book, &answers);
         assert_eq!((v.leader_id, v.term), (0, 7));
         assert!(
             v.members
