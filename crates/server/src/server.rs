@@ -361,10 +361,17 @@ pub async fn run(
     let outcome = tokio::select! {
         _ = shutdown => {
             let hand_off = Duration::from_millis(2 * cfg.election_timeout_ms);
-            hand_off_leadership(&ctx, hand_off).await;
-            if let Some(p) = &placement_handle {
-                hand_off_placement(p, hand_off).await;
-            }
+            // Every group this node leads at once: group 1, the placement
+            // group, and the data groups.
+            tokio::join!(
+                hand_off_leadership(&ctx, hand_off),
+                async {
+                    if let Some(p) = &placement_handle {
+                        hand_off_group(p, hand_off).await;
+                    }
+                },
+                hand_off_data_groups(&ctx, hand_off),
+            );
             if cfg.leave_on_shutdown {
                 leave_cluster(&ctx, Duration::from_millis(cfg.request_timeout_ms), &creds).await;
             }
@@ -452,17 +459,30 @@ async fn hand_off_leadership(ctx: &ApiContext, timeout: Duration) {
     }
 }
 
-/// The same for the placement group, so that the map stays writable without
+/// The same for another group this node hosts (the placement group, so that
+/// the map stays writable; a data group, so that its slots do) — without
 /// waiting out an election timeout.
-async fn hand_off_placement(node: &node::NodeHandle, timeout: Duration) {
+async fn hand_off_group(node: &node::NodeHandle, timeout: Duration) {
     let status = node.status();
+    let group = node.group();
     if status.role != keel_raft::Role::Leader || status.peers.is_empty() {
         return;
     }
     match node.transfer_leader(0, timeout).await {
-        Ok(leader) => tracing::info!("handed placement leadership to node {leader}"),
-        Err(e) => tracing::warn!("could not hand placement leadership over: {e}"),
+        Ok(leader) => tracing::info!(group, "handed the group's leadership to node {leader}"),
+        Err(e) => tracing::warn!(group, "could not hand the group's leadership over: {e}"),
     }
+}
+
+/// [`hand_off_group`] for every data group this node hosts, at once.
+async fn hand_off_data_groups(ctx: &ApiContext, timeout: Duration) {
+    let data_groups: Vec<node::NodeHandle> = ctx
+        .groups
+        .all()
+        .into_iter()
+        .filter(|h| h.group() != node::KV_GROUP && h.group() != keel_placement::PLACEMENT_GROUP)
+        .collect();
+    futures::future::join_all(data_groups.iter().map(|h| hand_off_group(h, timeout))).await;
 }
 
 /// `--leave-on-shutdown`: asks the (new) leader to remove this node, so the

@@ -165,5 +165,21 @@ async fn each_key_goes_straight_to_its_groups_leader() {
         requests <= f64::from(writes) + 4.0,
         "{writes} alternating writes took {requests} Put requests across the nodes"
     );
+
+    // Stopped gracefully, group 2's leader hands that group over too (not
+    // only group 1 and the placement group), so its slots need not wait out
+    // an election timeout.
+    let status = t
+        .cluster
+        .stop(leader_2, Duration::from_secs(20))
+        .expect("stop")
+        .expect("was running");
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(t.cluster.event_log_path(leader_2)).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains("[group 2]")
+            && l.contains(&format!("Leader {leader_2} is handing leadership to Node"))),
+        "{log}"
+    );
     t.assert_no_panics();
 }
