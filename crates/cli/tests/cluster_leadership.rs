@@ -58,6 +58,14 @@ async fn leadership_moves_on_request_and_on_graceful_shutdown() {
         format!("Leader {first} is handing leadership to Node {target}."),
     )
     .await;
+    // Asked again for the node that leads now: already so, nothing to do.
+    assert_eq!(
+        t.client
+            .transfer_leader(target)
+            .await
+            .expect("transfer again"),
+        target
+    );
 
     // Bad targets are refused clearly and change nothing.
     let out = std::process::Command::new(common::keel_bin())

@@ -403,11 +403,21 @@ impl NodeHandle {
 
     /// Hands leadership to voter `to` (0: the most caught-up active voter) and
     /// waits until another node leads, or `timeout` passes. Returns the new leader.
+    ///
+    /// Asked to hand it to itself while it leads, it answers itself at once:
+    /// what the caller wants is already so (an operator's or a test's "make
+    /// node 5 lead" should not fail because node 5 won the last election).
     pub async fn transfer_leader(
         &self,
         to: NodeId,
         timeout: Duration,
     ) -> Result<NodeId, NodeError> {
+        {
+            let now = self.status.borrow();
+            if to != 0 && to == now.id && now.role == Role::Leader {
+                return Ok(to);
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let mut status = self.status.clone();
         self.submit(Request::TransferLeader { to, reply })?;
