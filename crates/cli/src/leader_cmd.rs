@@ -19,6 +19,10 @@ pub(crate) struct TransferArgs {
     /// The voter to hand leadership to; without it, the most caught-up one.
     #[arg(long)]
     to: Option<u64>,
+    /// The group whose leadership moves (a data group's id from `keel shard
+    /// status`); without it, group 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    group: Option<u64>,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -34,9 +38,17 @@ pub(crate) fn run(command: LeaderCommand) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let client = args.conn.client()?;
-        match client.transfer_leader(args.to.unwrap_or(0)).await {
-            Ok(leader) => {
+        let group = args.group.unwrap_or(1);
+        match client
+            .transfer_group_leader(group, args.to.unwrap_or(0))
+            .await
+        {
+            Ok(leader) if args.group.is_none() => {
                 println!("node {leader} leads now");
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(leader) => {
+                println!("node {leader} leads group {group} now");
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(report(&e)),

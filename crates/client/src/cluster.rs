@@ -38,14 +38,23 @@ impl Client {
             .into_inner())
     }
 
-    /// Hands leadership to voter `to` (0: the most caught-up active voter) and
-    /// returns the node that leads afterwards. Sent to the leader, wherever it is.
+    /// Hands group 1's leadership to voter `to` (0: the most caught-up active
+    /// voter) and returns the node that leads afterwards. Sent to the leader,
+    /// wherever it is.
     pub async fn transfer_leader(&self, to: u64) -> Result<u64, Error> {
+        self.transfer_group_leader(1, to).await
+    }
+
+    /// [`Client::transfer_leader`] for any group: a data group of the cluster
+    /// map (or the placement group). The node asked finds the group's leader
+    /// (it leads the group, or asks its members), so the call goes where
+    /// group 1's calls go.
+    pub async fn transfer_group_leader(&self, group: u64, to: u64) -> Result<u64, Error> {
         Ok(self
             .caller
             .call(self.deadline, Op::Read, Route::Leader, |conn, budget| {
                 let mut cluster = self.cluster(conn.channel);
-                let request = request(v1::TransferLeaderRequest { to }, budget);
+                let request = request(v1::TransferLeaderRequest { to, group }, budget);
                 async move { cluster.transfer_leader(request).await }
             })
             .await?

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use keel_client::{MapCommand, slot_for_key};
 use keel_testkit::prometheus::http_get;
 
-use super::super::common::TestCluster;
+use std::process::Command;
+
+use super::super::common::{TestCluster, keel_bin};
 use super::hosting::{agreed_leader, keel_shard};
 use super::moves::moved;
 use super::{MAP_TIMEOUT, map_on};
@@ -165,6 +167,47 @@ async fn each_key_goes_straight_to_its_groups_leader() {
         requests <= f64::from(writes) + 4.0,
         "{writes} alternating writes took {requests} Put requests across the nodes"
     );
+
+    // Group 2's leadership moves on request, asked of a node that does not
+    // lead it (it finds the leader among group 2's members).
+    let to = (1..=3)
+        .find(|&id| id != leader_2 && id != leader_1)
+        .expect("a third node");
+    let out = Command::new(keel_bin())
+        .args([
+            "leader",
+            "transfer",
+            "--group",
+            "2",
+            "--to",
+            &to.to_string(),
+        ])
+        .args(["--endpoints", &t.cluster.grpc_addr(leader_1).to_string()])
+        .output()
+        .expect("run keel leader transfer");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!("node {to} leads group 2 now")),
+        "{said}"
+    );
+    assert_eq!(agreed_leader(&t, 2, &[1, 2, 3]).await, to);
+    // A group the map does not have is refused, and nothing changes.
+    let out = Command::new(keel_bin())
+        .args(["leader", "transfer", "--group", "9"])
+        .args(["--endpoints", &t.cluster.grpc_addr(leader_1).to_string()])
+        .output()
+        .expect("run keel leader transfer");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("has no group 9"),
+        "{said}"
+    );
+    let leader_2 = to;
 
     // Stopped gracefully, group 2's leader hands that group over too (not
     // only group 1 and the placement group), so its slots need not wait out

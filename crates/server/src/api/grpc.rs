@@ -211,8 +211,8 @@ impl Cluster for ClusterService {
         &self,
         r: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
-        self.ctx.one_hop(Hop::of(r.metadata()))?;
-        let out = self.ctx.transfer_leader(r.into_inner()).await?;
+        let hop = Hop::of(r.metadata());
+        let out = self.ctx.transfer_leader(r.into_inner(), hop).await?;
         Ok(Response::new(out))
     }
 
