@@ -15,7 +15,10 @@ usage: groups-run.py [KEEL[,KEEL2...]] [RUNS] [OUTDIR]
 With several binaries, each run goes through every binary (and, for each,
 both layouts; LAYOUTS=3 in the environment for three groups only), so that
 builds are compared under the same drift. CLIENTS sets the bench's clients
-(default 64); KEEL_ARGS adds arguments to every `keel serve` (split on spaces).
+(default 64); KEEL_ARGS adds arguments to every `keel serve` (split on spaces);
+COLOCATE=N hands every group's leadership to node N before the bench
+(`keel leader transfer --group G --to N`), the layout an operator would pick
+for nodes that share one machine's disk.
 """
 
 import json
@@ -33,6 +36,7 @@ KEEL = KEELS[0]
 LAYOUTS = [int(x) for x in os.environ.get("LAYOUTS", "1,3").split(",")]
 CLIENTS = os.environ.get("CLIENTS", "64")
 KEEL_ARGS = os.environ.get("KEEL_ARGS", "").split()
+COLOCATE = os.environ.get("COLOCATE")
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 OUT = os.path.realpath(sys.argv[3] if len(sys.argv) > 3 else "bench-results")
 DATA = "/tmp/gbench"
@@ -176,6 +180,16 @@ def cpu_seconds(procs):
     return out
 
 
+def colocate(groups, node):
+    """Hands each group's leadership to `node`."""
+    for g in range(1, groups + 1):
+        cmd = [KEEL, "leader", "transfer", "--group", str(g), "--to", str(node),
+               "--endpoints", ",".join(GRPC.values())]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"transfer of group {g} to node {node} failed: {out.stderr.strip()}", flush=True)
+
+
 def leaders():
     """group -> the node leading it, as `keel shard status` sees it."""
     cmd = [KEEL, "shard", "status", "--endpoints", ",".join(GRPC.values()),
@@ -218,6 +232,8 @@ def main():
                     if groups == 3:
                         secs, counts = spread_over_three()
                         extra = f" (moved {4096 - counts[1]} slots in {secs:.1f} s: {counts})"
+                    if COLOCATE:
+                        colocate(groups, int(COLOCATE))
                     extra += f"; leaders {leaders()}"
                     puts0, cpu0, disk0 = put_requests(), cpu_seconds(procs), disk_work()
                     result = bench(f"{groups}-{run}" + (f"-b{b + 1}" if len(KEELS) > 1 else ""))

@@ -162,7 +162,7 @@ mod tests {
     }
 
     /// A map of nodes 1 and 2 with groups 1 and 2 on both.
-    pub(crate) fn two_groups() -> ClusterMap {
+    fn two_groups() -> ClusterMap {
         let mut map = ClusterMap::new();
         for n in 1..=2 {
             map.apply(&MapCommand::RegisterNode {
