@@ -88,6 +88,19 @@ pub(super) async fn group_1_calls_through(t: &mut TestCluster, placed: u64) {
     let leader = client.transfer_leader(six).await.expect("transfer");
     assert_eq!(leader, six);
     group_1_on_node_1(t, &[1, 2, 3, six], &[], |l| l == six).await;
+    // Its dashboard's members are group 1's as they are now (node 6 leading
+    // among them), not its inert replica's bootstrap view.
+    let (code, body) = call(t, placed, "GET", "/v1/cluster/status", b"");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let ids: Vec<u64> = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, six], "{status}");
+    assert_eq!(status["leader_id"].as_u64(), Some(six), "{status}");
 
     // Removed through it while leading: the leader hands over, then the new
     // one removes it.

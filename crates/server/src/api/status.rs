@@ -152,7 +152,7 @@ impl ApiContext {
         {
             return view.clone();
         }
-        let book = self.members.members();
+        let book = self.member_book().await;
         let answers =
             futures::future::join_all(book.iter().map(|m| self.ask(m.id, &m.address))).await;
         let mut view = assemble(&book, &answers);
@@ -181,6 +181,29 @@ impl ApiContext {
         let view = Arc::new(view);
         *latest = Some((Instant::now(), view.clone()));
         view
+    }
+
+    /// Group 1's members as this node should show them: its member book, or —
+    /// on a node outside group 1, whose replica never hears of a change — the
+    /// list group 1's members give (`members_answer`), falling back to the
+    /// book when none answers.
+    async fn member_book(&self) -> Vec<MemberView> {
+        if !self.asks_group_1() {
+            return self.members.members();
+        }
+        match self.members_answer().await {
+            Ok(list) => list
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    id: m.id,
+                    address: m.address,
+                    voter: m.voter,
+                    promote: m.promote_when_caught_up,
+                })
+                .collect(),
+            Err(_) => self.members.members(),
+        }
     }
 
     /// One node's own status (this node's without a network hop).
