@@ -68,6 +68,8 @@ pub struct Metrics {
     /// Each hosted group's consensus gauges (`group_metrics.rs`); the
     /// node-level ones below are group 1's.
     pub groups: crate::group_metrics::GroupFamilies,
+    /// The peer transport's counters (`keel_peer_*`), shared with it.
+    pub transport: std::sync::Arc<crate::transport::TransportStats>,
     /// Client writes proposed to the core.
     pub proposals: Counter,
     refused: Family<RefusalLabels, Counter>,
@@ -200,6 +202,7 @@ impl Metrics {
             redis_protocol_errors: Counter::default(),
             registry: Registry::default(),
             groups: Default::default(),
+            transport: Default::default(),
         };
         r.register("proposals", "Client writes proposed", m.proposals.clone());
         r.register(
@@ -386,6 +389,7 @@ impl Metrics {
             m.redis_protocol_errors.clone(),
         );
         let groups = crate::group_metrics::GroupFamilies::register(&mut r);
+        register_transport(&mut r, &m.transport);
         Metrics {
             registry: r,
             groups,
@@ -455,6 +459,46 @@ impl Default for Metrics {
     }
 }
 
+/// The transport's counters, under `peer_*` names.
+fn register_transport(r: &mut Registry, t: &crate::transport::TransportStats) {
+    let counters = [
+        (
+            "peer_messages_sent",
+            "Raft messages handed to peer streams",
+            &t.sent,
+        ),
+        (
+            "peer_batches_sent",
+            "Batches of Raft messages handed to peer streams (one per peer per round, \
+             whatever the number of groups)",
+            &t.batches_sent,
+        ),
+        (
+            "peer_messages_dropped",
+            "Raft messages dropped: a peer's queue was full or the peer unreachable",
+            &t.dropped,
+        ),
+        (
+            "peer_messages_received",
+            "Raft messages received from peers and passed on",
+            &t.received,
+        ),
+        (
+            "peer_messages_rejected",
+            "Peer messages or batches refused (foreign cluster, wiped peer, malformed)",
+            &t.rejected,
+        ),
+        (
+            "peer_streams_refused_as_non_member",
+            "Streams of this node a peer refused because it is not a member",
+            &t.refused_as_non_member,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        r.register(name, help, counter.clone());
+    }
+}
+
 /// An index or count as a gauge value, saturating.
 pub(crate) fn gauge_value(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -484,6 +528,8 @@ mod tests {
             "keel_client_request_seconds_count{op=\"Get\",outcome=\"not_leader\"} 1",
             "keel_proposals_refused_total{reason=\"overloaded\"} 1",
             "keel_snapshot_sent_bytes_total 0",
+            "keel_peer_batches_sent_total 0",
+            "keel_peer_messages_dropped_total 0",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");

@@ -35,7 +35,7 @@ use crate::timeline::{self, Timeline};
 use crate::tls::NodeTls;
 use crate::transport::{
     GroupDemux, HostedGroups, LocalIdentity, MAX_PEER_MESSAGE_BYTES, PeerConnector, RaftService,
-    SnapshotInboxes, Transport, TransportStats,
+    SnapshotInboxes, Transport,
 };
 use keel_placement::PlacementMachine;
 
@@ -142,7 +142,7 @@ pub async fn run(
         peers.entry(id).or_insert(address);
     }
     let metrics = Arc::new(Metrics::new());
-    let stats = Arc::new(TransportStats::default());
+    let stats = metrics.transport.clone();
     let local = LocalIdentity {
         node_id: cfg.id,
         cluster_id: identity.cluster_id,

@@ -21,10 +21,10 @@ mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use keel_proto::raft::{MessageBatch, RaftMessage};
 use keel_raft::{Message, NodeId};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 pub use connect::PeerConnector;
@@ -40,21 +40,26 @@ pub const MAX_PEER_MESSAGE_BYTES: usize = 64 << 20;
 /// the next batch), keeping every batch well under [`MAX_PEER_MESSAGE_BYTES`].
 const MAX_BATCH_BYTES: u64 = 8 << 20;
 
-/// Counters exported on the status page and, later, as metrics.
+/// The transport's counters, exported as metrics (`Metrics::new` registers
+/// the node's own set: `keel_peer_*`).
 #[derive(Debug, Default)]
 pub struct TransportStats {
     /// Messages handed to a peer stream.
-    pub sent: AtomicU64,
+    pub sent: Counter,
+    /// Batches handed to peer streams: one per peer per round of the
+    /// consensus thread, whatever the number of groups (`sent` over this is
+    /// the messages a batch carries).
+    pub batches_sent: Counter,
     /// Messages dropped because a peer queue was full or the peer unreachable.
-    pub dropped: AtomicU64,
+    pub dropped: Counter,
     /// Messages received and passed to the consensus thread.
-    pub received: AtomicU64,
+    pub received: Counter,
     /// Messages or batches refused (foreign cluster, wiped peer, malformed).
-    pub rejected: AtomicU64,
+    pub rejected: Counter,
     /// Streams of ours that a peer refused because this node is not a member
     /// (it was removed): how a removed node that never received its removal
     /// learns of it.
-    pub refused_as_non_member: AtomicU64,
+    pub refused_as_non_member: Counter,
     /// Batches admitted from each peer node, for node-level liveness.
     pub sightings: PeerSightings,
 }
@@ -162,7 +167,7 @@ impl Transport {
 
     /// How many times peers refused this node's streams as a non-member's.
     pub(crate) fn refused_as_non_member(&self) -> u64 {
-        self.stats.refused_as_non_member.load(Ordering::Relaxed)
+        self.stats.refused_as_non_member.get()
     }
 
     /// Peers with a connection task.
@@ -226,7 +231,7 @@ impl Transport {
         let n = messages.len() as u64;
         let Some(tx) = self.peers.get(&to) else {
             tracing::debug!(to, "no route to node; messages dropped");
-            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            self.stats.dropped.inc_by(n);
             return;
         };
         let batch = MessageBatch {
@@ -237,9 +242,10 @@ impl Transport {
             liveness: true,
         };
         if tx.try_send(batch).is_ok() {
-            self.stats.sent.fetch_add(n, Ordering::Relaxed);
+            self.stats.sent.inc_by(n);
+            self.stats.batches_sent.inc();
         } else {
-            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            self.stats.dropped.inc_by(n);
         }
     }
 }
@@ -256,7 +262,63 @@ fn message_bytes(m: &Message) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use keel_raft::MessageBody;
+
     use super::*;
+
+    /// A heartbeat of `group` from node 1 to `to`.
+    fn heartbeat(group: u64, to: NodeId) -> Message {
+        Message {
+            group,
+            from: 1,
+            to,
+            term: 1,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_seq: 0,
+                lease: 0,
+                quiesce: false,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rounds_messages_of_every_group_go_in_one_batch_per_peer() {
+        let local = LocalIdentity {
+            node_id: 1,
+            cluster_id: 7,
+            incarnation: 1,
+        };
+        let stats = Arc::new(TransportStats::default());
+        // Unreachable peers: their queues hold the batches (4 each).
+        let t = Transport::start(
+            local,
+            &BTreeMap::from([
+                (2, "127.0.0.1:1".to_string()),
+                (3, "127.0.0.1:1".to_string()),
+            ]),
+            4,
+            stats.clone(),
+            PeerConnector::default(),
+        );
+        // Three groups' messages to nodes 2 and 3, as the consensus thread
+        // stages a round (`NodeCtx::stage`), interleaved.
+        let mut round: Vec<Message> = [1, 2, 7]
+            .into_iter()
+            .flat_map(|g| [heartbeat(g, 2), heartbeat(g, 3)])
+            .collect();
+        t.send_all(&mut round);
+        assert!(round.is_empty(), "taken");
+        assert_eq!(
+            (
+                stats.sent.get(),
+                stats.batches_sent.get(),
+                stats.dropped.get()
+            ),
+            (6, 2, 0),
+            "six messages in two batches, one per peer"
+        );
+    }
 
     #[tokio::test]
     async fn the_maps_nodes_stay_connected_through_group_1_changes() {

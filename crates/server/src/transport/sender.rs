@@ -5,7 +5,6 @@
 //! consensus thread to the gRPC stream with no task in between.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{MAX_PEER_MESSAGE_BYTES, PeerConnector, TransportStats};
@@ -53,7 +52,7 @@ pub(super) async fn run(
                     Ok(_) => {}
                     Err(status) if status.code() == tonic::Code::PermissionDenied => {
                         if status.message().contains(super::NOT_A_MEMBER) {
-                            stats.refused_as_non_member.fetch_add(1, Ordering::Relaxed);
+                            stats.refused_as_non_member.inc();
                         }
                         tracing::warn!(peer, "peer refused our stream: {}", status.message());
                     }
@@ -88,9 +87,7 @@ async fn drain_stale(queue: &Queue, stats: &TransportStats) -> bool {
     loop {
         match rx.try_recv() {
             Ok(batch) => {
-                stats
-                    .dropped
-                    .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+                stats.dropped.inc_by(batch.messages.len() as u64);
             }
             Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,

@@ -2,7 +2,6 @@
 //! messages to the consensus thread.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use keel_proto::raft::raft_server::Raft;
 use keel_proto::raft::{
@@ -119,7 +118,7 @@ impl RaftService {
             None => Err("no client certificate presented".to_string()),
         };
         verdict.map_err(|why| {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            self.stats.rejected.inc();
             metrics.auth_failed("grpc", "not_a_node_certificate");
             let from = request
                 .remote_addr()
@@ -173,7 +172,7 @@ impl RaftService {
             liveness: false,
         };
         if let Err(status) = self.admit(&as_batch) {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            self.stats.rejected.inc();
             return Err(status);
         }
         let Some(groups) = &self.groups else {
@@ -201,7 +200,7 @@ impl RaftService {
             liveness: false,
         };
         if let Err(status) = self.admit(&as_batch) {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            self.stats.rejected.inc();
             return Err(status);
         }
         if self.snapshots.is_empty() {
@@ -289,7 +288,7 @@ impl Raft for RaftService {
         let mut summary = StreamSummary::default();
         while let Some(batch) = stream.message().await? {
             if let Err(status) = self.admit(&batch) {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                self.stats.rejected.inc();
                 return Err(status);
             }
             summary.batches += 1;
@@ -299,7 +298,7 @@ impl Raft for RaftService {
                     // Stepping one tells the core that the snapshot's data is here
                     // and verified: only the snapshot receiver may produce it.
                     Ok(m) if matches!(m.body, MessageBody::InstallSnapshot { .. }) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.stats.rejected.inc();
                         tracing::warn!(
                             "dropped an InstallSnapshot from {} that came without its data",
                             batch.from
@@ -309,17 +308,17 @@ impl Raft for RaftService {
                         summary.messages += 1;
                         match self.demux.deliver(m) {
                             Delivery::Queued => {
-                                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                                self.stats.received.inc();
                             }
                             // Counted by the demultiplexer, as its own metric.
                             Delivery::UnknownGroup => {}
                             Delivery::QueueFull => {
-                                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                                self.stats.dropped.inc();
                             }
                         }
                     }
                     Ok(m) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.stats.rejected.inc();
                         tracing::warn!(
                             "dropped a message claiming to be from {} to {} in a batch from {}",
                             m.from,
@@ -328,7 +327,7 @@ impl Raft for RaftService {
                         );
                     }
                     Err(e) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.stats.rejected.inc();
                         tracing::warn!(from = batch.from, "dropped a malformed message: {e}");
                     }
                 }
