@@ -186,13 +186,14 @@ impl ApiContext {
     /// Group 1's members as this node should show them: its member book, or —
     /// on a node outside group 1, whose replica never hears of a change — the
     /// list group 1's members give (`members_answer`), falling back to the
-    /// book when none answers.
+    /// book when none answers within [`MEMBER_STATUS_TIMEOUT`] (the page must
+    /// not wait out a forwarded call's whole deadline while they are down).
     async fn member_book(&self) -> Vec<MemberView> {
         if !self.asks_group_1() {
             return self.members.members();
         }
-        match self.members_answer().await {
-            Ok(list) => list
+        match tokio::time::timeout(MEMBER_STATUS_TIMEOUT, self.members_answer()).await {
+            Ok(Ok(list)) => list
                 .members
                 .into_iter()
                 .map(|m| MemberView {
@@ -202,7 +203,7 @@ impl ApiContext {
                     promote: m.promote_when_caught_up,
                 })
                 .collect(),
-            Err(_) => self.members.members(),
+            Ok(Err(_)) | Err(_) => self.members.members(),
         }
     }
 
