@@ -122,12 +122,18 @@ impl Client {
     /// A fingerprint of the state machine of the member at `endpoint`, to compare
     /// replicas (equal at equal applied indexes).
     pub async fn digest(&self, endpoint: &str) -> Result<DigestResponse, Error> {
+        self.group_digest(endpoint, 1).await
+    }
+
+    /// [`Client::digest`] of the node's replica of `group` (a data group it
+    /// hosts; refused by a node that does not host it).
+    pub async fn group_digest(&self, endpoint: &str, group: u64) -> Result<DigestResponse, Error> {
         let address =
             Address::parse(endpoint).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.cluster_call(
             Op::Read,
             Route::Fixed(address),
-            v1::DigestRequest {},
+            v1::DigestRequest { group },
             |mut c, r| async move { c.digest(r).await },
         )
         .await

@@ -15,6 +15,7 @@ use std::process::Command;
 
 use super::super::common::{TestCluster, keel_bin};
 use super::hosting::{agreed_leader, keel_shard};
+use super::joins::call;
 use super::moves::moved;
 use super::{MAP_TIMEOUT, map_on};
 
@@ -31,6 +32,35 @@ fn requests_on(t: &TestCluster, id: u64, op: &str) -> f64 {
 
 fn puts_everywhere(t: &TestCluster) -> f64 {
     (1..=3).map(|id| requests_on(t, id, "Put")).sum()
+}
+
+/// Waits until every node's replica of group 2 has the same digest at the
+/// same applied index, holding exactly the one key written to its slot, and
+/// returns the digest's hash.
+async fn group_2_replicas_agree(t: &TestCluster) -> String {
+    let deadline = tokio::time::Instant::now() + MAP_TIMEOUT;
+    loop {
+        let mut seen = Vec::new();
+        for id in 1..=3 {
+            let addr = t.cluster.grpc_addr(id).to_string();
+            let d = t.client.group_digest(&addr, 2).await;
+            seen.push(
+                d.map(|d| (d.applied_index, d.keys, d.hash))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        let first = seen[0].clone();
+        if let Ok((_, 1, hash)) = &first
+            && seen.iter().all(|s| *s == first)
+        {
+            return hash.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group 2's digests by node: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The value of the metric line that starts with `series` on node `id`
@@ -167,6 +197,19 @@ async fn each_key_goes_straight_to_its_groups_leader() {
         requests <= f64::from(writes) + 4.0,
         "{writes} alternating writes took {requests} Put requests across the nodes"
     );
+
+    // Group 2's replicas compare equal (its digest, asked of each node), and
+    // hold its slot's key; a group a node does not host is refused.
+    let group_2 = group_2_replicas_agree(&t).await;
+    let addr = t.cluster.grpc_addr(1).to_string();
+    let group_1 = t.client.digest(&addr).await.expect("group 1's digest");
+    assert_ne!(
+        group_1.hash, group_2,
+        "group 2's digest is of its own replica"
+    );
+    let (code, body) = call(&t, 1, "GET", "/v1/digest?group=9", b"");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("does not host group 9"), "{body}");
 
     // Group 2's leadership moves on request, asked of a node that does not
     // lead it (it finds the leader among group 2's members).

@@ -260,8 +260,9 @@ impl Cluster for ClusterService {
         Ok(Response::new(out))
     }
 
-    async fn digest(&self, _: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
-        Ok(Response::new(self.ctx.digest().await?))
+    async fn digest(&self, r: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
+        let group = r.into_inner().group;
+        Ok(Response::new(self.ctx.digest(group).await?))
     }
 
     async fn map(&self, _: Request<MapRequest>) -> Result<Response<MapResponse>, Status> {

@@ -6,7 +6,8 @@
 //! - `DELETE /v1/members/{id}`;
 //! - `POST /v1/members/{id}/promote`;
 //! - `GET /v1/digest`: a fingerprint of this node's state machine (refused on a
-//!   node outside group 1, which has none to compare).
+//!   node outside group 1, which has none to compare); `?group=G` of its
+//!   replica of data group G.
 //!
 //! A follower forwards changes to the leader, like writes; a node outside
 //! group 1 asks group 1's members (`group1_calls.rs`).
@@ -15,7 +16,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keel_proto::v1::{
@@ -126,8 +128,19 @@ async fn promote(State(ctx): Ctx, Path(id): Path<String>) -> Result<Response, Ht
     .into_response())
 }
 
-async fn digest(State(ctx): Ctx) -> Result<Response, HttpError> {
-    let d = ctx.digest().await?;
+/// `GET /v1/digest[?group=G]`.
+#[derive(Debug, Deserialize)]
+struct DigestQuery {
+    #[serde(default)]
+    group: u64,
+}
+
+async fn digest(
+    State(ctx): Ctx,
+    query: Result<Query<DigestQuery>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Query(q) = query.map_err(|e| bad_request(format!("bad query: {e}")))?;
+    let d = ctx.digest(q.group).await?;
     Ok(axum::Json(json!({
         "applied_index": d.applied_index,
         "keys": d.keys,

@@ -14,13 +14,13 @@ use keel_proto::v1::{
     AddMemberRequest, AddMemberResponse, DigestResponse, Member, MembersRequest, MembersResponse,
     PromoteMemberRequest, PromoteMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
 };
-use keel_raft::{NodeId, Role};
+use keel_raft::{GroupId, NodeId, Role};
 
 use super::ApiContext;
 use super::forward::call_leader;
 use super::ops::Forwarding;
 use crate::members::validate_address;
-use crate::node::{MemberChange, NodeError};
+use crate::node::{KV_GROUP, MemberChange, NodeError, NodeHandle};
 
 /// Where a change is carried out.
 enum Route {
@@ -217,7 +217,20 @@ impl ApiContext {
     /// Such a node's inert replica holds nothing of group 1, so it says that
     /// it has no group 1 state to digest (REFUSED) rather than answer an empty
     /// digest that would look like a replica behind.
-    pub(crate) async fn digest(&self) -> Result<DigestResponse, ErrorDetail> {
+    ///
+    /// `group` other than 0 and 1: this node's replica of that data group, so
+    /// that a sharded group's replicas can be compared the same way; refused
+    /// on a node that does not host it.
+    pub(crate) async fn digest(&self, group: GroupId) -> Result<DigestResponse, ErrorDetail> {
+        if group != 0 && group != KV_GROUP {
+            let Some(handle) = self.groups.get(group) else {
+                return Err(ErrorDetail::refused(format!(
+                    "node {} does not host group {group}: it has no replica of it to digest",
+                    self.id
+                )));
+            };
+            return digest_of(handle).await;
+        }
         if self.asks_group_1() {
             return Err(ErrorDetail::refused(format!(
                 "node {} is outside group 1's configuration: it has no group 1 \
@@ -225,16 +238,7 @@ impl ApiContext {
                 self.id
             )));
         }
-        let node = self.node.clone();
-        let d = tokio::task::spawn_blocking(move || node.kv().digest())
-            .await
-            .map_err(|e| ErrorDetail::internal(format!("digest task failed: {e}")))?
-            .map_err(|e| ErrorDetail::internal(format!("state machine read failed: {e}")))?;
-        Ok(DigestResponse {
-            applied_index: d.applied_index,
-            keys: d.keys,
-            hash: format!("{:032x}", d.hash),
-        })
+        digest_of(self.node.clone()).await
     }
 
     /// Carries out `change` here if this node leads; otherwise says where the
@@ -281,4 +285,18 @@ impl ApiContext {
     {
         call_leader(self.forwarder.cluster(addr), true, call).await
     }
+}
+
+/// The digest of `node`'s state machine (reads every key: off the async
+/// threads).
+async fn digest_of(node: NodeHandle) -> Result<DigestResponse, ErrorDetail> {
+    let d = tokio::task::spawn_blocking(move || node.kv().digest())
+        .await
+        .map_err(|e| ErrorDetail::internal(format!("digest task failed: {e}")))?
+        .map_err(|e| ErrorDetail::internal(format!("state machine read failed: {e}")))?;
+    Ok(DigestResponse {
+        applied_index: d.applied_index,
+        keys: d.keys,
+        hash: format!("{:032x}", d.hash),
+    })
 }
