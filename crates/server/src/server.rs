@@ -250,7 +250,6 @@ pub async fn run(
         ctx.node.clone(),
         stop_rx.clone(),
     ));
-    let placement_handle = placement.clone();
     start_map_tasks(
         &cfg,
         &identity,
@@ -365,12 +364,7 @@ pub async fn run(
             // group, and the data groups.
             tokio::join!(
                 hand_off_leadership(&ctx, hand_off),
-                async {
-                    if let Some(p) = &placement_handle {
-                        hand_off_group(p, hand_off).await;
-                    }
-                },
-                hand_off_data_groups(&ctx, hand_off),
+                hand_off_other_groups(&ctx, hand_off),
             );
             if cfg.leave_on_shutdown {
                 leave_cluster(&ctx, Duration::from_millis(cfg.request_timeout_ms), &creds).await;
@@ -474,15 +468,16 @@ async fn hand_off_group(node: &node::NodeHandle, timeout: Duration) {
     }
 }
 
-/// [`hand_off_group`] for every data group this node hosts, at once.
-async fn hand_off_data_groups(ctx: &ApiContext, timeout: Duration) {
-    let data_groups: Vec<node::NodeHandle> = ctx
+/// [`hand_off_group`] for every group this node hosts but group 1 (the
+/// placement group and the data groups: all in the directory), at once.
+async fn hand_off_other_groups(ctx: &ApiContext, timeout: Duration) {
+    let others: Vec<node::NodeHandle> = ctx
         .groups
         .all()
         .into_iter()
-        .filter(|h| h.group() != node::KV_GROUP && h.group() != keel_placement::PLACEMENT_GROUP)
+        .filter(|h| h.group() != node::KV_GROUP)
         .collect();
-    futures::future::join_all(data_groups.iter().map(|h| hand_off_group(h, timeout))).await;
+    futures::future::join_all(others.iter().map(|h| hand_off_group(h, timeout))).await;
 }
 
 /// `--leave-on-shutdown`: asks the (new) leader to remove this node, so the
