@@ -61,31 +61,30 @@ pub struct GroupGauges {
 }
 
 impl GroupFamilies {
-    /// Registers the families in `r` (under its prefix).
-    pub(crate) fn register(r: &mut Registry) -> Self {
-        let f = GroupFamilies::default();
-        r.register("group_term", "Current term, by group", f.term.clone());
+    /// Registers the families in `r` (under its prefix); the registry and
+    /// `self` share them.
+    pub(crate) fn register(&self, r: &mut Registry) {
+        r.register("group_term", "Current term, by group", self.term.clone());
         r.register(
             "group_commit_index",
             "Highest committed index, by group",
-            f.commit_index.clone(),
+            self.commit_index.clone(),
         );
         r.register(
             "group_applied_index",
             "Highest index applied to this replica, by group",
-            f.applied_index.clone(),
+            self.applied_index.clone(),
         );
         r.register(
             "group_is_leader",
             "1 while this node leads the group, by group",
-            f.is_leader.clone(),
+            self.is_leader.clone(),
         );
         r.register(
             "group_leader_changes",
             "Times this node saw a new leader of the group, by group",
-            f.leader_changes.clone(),
+            self.leader_changes.clone(),
         );
-        f
     }
 
     /// `group`'s handles, created (at zero) if it had none.

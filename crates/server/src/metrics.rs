@@ -388,13 +388,9 @@ impl Metrics {
             "Redis connections closed because of a malformed request",
             m.redis_protocol_errors.clone(),
         );
-        let groups = crate::group_metrics::GroupFamilies::register(&mut r);
+        m.groups.register(&mut r);
         register_transport(&mut r, &m.transport);
-        Metrics {
-            registry: r,
-            groups,
-            ..m
-        }
+        Metrics { registry: r, ..m }
     }
 
     /// Records the state machine's session counters (cumulative since it opened).
