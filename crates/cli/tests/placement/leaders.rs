@@ -5,15 +5,14 @@
 //! counters would show (every forwarded or redirected write is counted by two
 //! nodes).
 
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use keel_client::{MapCommand, slot_for_key};
-use keel_testkit::prometheus::http_get;
+use keel_testkit::prometheus::{http_get, sample};
 
-use std::process::Command;
-
-use super::super::common::{TestCluster, keel_bin};
+use super::super::common::{TestCluster, eventually, keel_bin};
 use super::hosting::{agreed_leader, keel_shard};
 use super::joins::call;
 use super::moves::moved;
@@ -38,72 +37,49 @@ fn puts_everywhere(t: &TestCluster) -> f64 {
 /// same applied index, holding exactly the one key written to its slot, and
 /// returns the digest's hash.
 async fn group_2_replicas_agree(t: &TestCluster) -> String {
-    let deadline = tokio::time::Instant::now() + MAP_TIMEOUT;
-    loop {
+    let what = "group 2's digest equal on every node, with one key";
+    eventually(MAP_TIMEOUT, what, || async {
         let mut seen = Vec::new();
         for id in 1..=3 {
             let addr = t.cluster.grpc_addr(id).to_string();
-            let d = t.client.group_digest(&addr, 2).await;
-            seen.push(
-                d.map(|d| (d.applied_index, d.keys, d.hash))
-                    .map_err(|e| e.to_string()),
-            );
+            let d = t.client.group_digest(&addr, 2).await.ok()?;
+            seen.push((d.applied_index, d.keys, d.hash));
         }
         let first = seen[0].clone();
-        if let Ok((_, 1, hash)) = &first
-            && seen.iter().all(|s| *s == first)
-        {
-            return hash.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "group 2's digests by node: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (first.1 == 1 && seen.iter().all(|s| *s == first)).then_some(first.2)
+    })
+    .await
 }
 
-/// The value of the metric line that starts with `series` on node `id`
-/// (`None`: no such line, or no answer).
+/// The value of the series `series` (a metric name with its labels, if any)
+/// on node `id` (`None`: no such series, or no answer).
 fn gauge_on(t: &TestCluster, id: u64, series: &str) -> Option<f64> {
     let page = http_get(t.cluster.http_addr(id), "/metrics", Duration::from_secs(5)).ok()?;
-    page.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    sample(&page, series)
 }
 
 /// Waits until every node's per-group gauges say `leader_1` leads group 1
 /// and `leader_2` group 2 (and the node-level `keel_is_leader`, group 1's,
-/// agrees), or panics with what they said.
+/// agrees), and every node lists the placement group's.
 async fn per_group_gauges_show(t: &TestCluster, leader_1: u64, leader_2: u64) {
-    let deadline = tokio::time::Instant::now() + MAP_TIMEOUT;
-    loop {
-        let said: Vec<_> = (1..=3)
-            .map(|id| {
+    let what = format!(
+        "per-group gauges naming node {leader_1} group 1's leader and node {leader_2} \
+         group 2's, on every node"
+    );
+    eventually(MAP_TIMEOUT, &what, || async {
+        (1..=3)
+            .all(|id| {
                 let g = |s: &str| gauge_on(t, id, s);
-                (
-                    g("keel_group_is_leader{group=\"1\"}"),
-                    g("keel_group_is_leader{group=\"2\"}"),
-                    g("keel_is_leader"),
-                    g("keel_group_term{group=\"placement\"}").is_some(),
-                )
+                let one = Some(if id == leader_1 { 1.0 } else { 0.0 });
+                let two = Some(if id == leader_2 { 1.0 } else { 0.0 });
+                g("keel_group_is_leader{group=\"1\"}") == one
+                    && g("keel_group_is_leader{group=\"2\"}") == two
+                    && g("keel_is_leader") == one
+                    && g("keel_group_term{group=\"placement\"}").is_some()
             })
-            .collect();
-        let want = |id: u64| {
-            let one = if id == leader_1 { 1.0 } else { 0.0 };
-            let two = if id == leader_2 { 1.0 } else { 0.0 };
-            (Some(one), Some(two), Some(one), true)
-        };
-        if (1..=3).all(|id| said[id as usize - 1] == want(id)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "per-group gauges (group 1, group 2, node, placement listed) by node: {said:?}; \
-             leaders: group 1 on {leader_1}, group 2 on {leader_2}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
