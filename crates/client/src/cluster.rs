@@ -45,10 +45,11 @@ impl Client {
         self.transfer_group_leader(1, to).await
     }
 
-    /// [`Client::transfer_leader`] for any group: a data group of the cluster
-    /// map (or the placement group). The node asked finds the group's leader
-    /// (it leads the group, or asks its members), so the call goes where
-    /// group 1's calls go.
+    /// [`Client::transfer_leader`] for a data group of the cluster map. The
+    /// node asked finds the group's leader (it leads the group, or asks its
+    /// members), so the call goes where group 1's calls go. (The placement
+    /// group's id works only when sent to its leader: the map does not list
+    /// its members.)
     pub async fn transfer_group_leader(&self, group: u64, to: u64) -> Result<u64, Error> {
         Ok(self
             .caller

@@ -3,11 +3,13 @@
 //!
 //! Group 1's: served by its leader, another member answering NOT_LEADER
 //! naming it; on a node outside group 1 the call is asked of group 1's
-//! members (`group1_calls.rs`). Any other group's (a data group, or the
-//! placement group): carried out here if this node's replica leads it, else
-//! asked of the group's members in the cluster map, one hop, the way key
-//! operations are forwarded (`group_forward.rs`) — a client cannot follow a
-//! data group's NOT_LEADER itself, since it names group 1's leader otherwise.
+//! members (`group1_calls.rs`). A data group's: carried out here if this
+//! node's replica leads it, else asked of the group's members in the cluster
+//! map, one hop, the way key operations are forwarded (`group_forward.rs`) —
+//! a client cannot follow a data group's NOT_LEADER itself, since it names
+//! group 1's leader otherwise. The placement group's only where its replica
+//! leads: the map does not list its members, so elsewhere the call finds no
+//! one to ask (NO_LEADER).
 
 use keel_placement::PLACEMENT_GROUP;
 use keel_proto::error::ErrorDetail;
